@@ -1,0 +1,23 @@
+//! Sans-IO SMTP: the codec and the pieces of session logic that the relay (which speaks SMTP) and
+//! the tap (which overhears it) share.
+//!
+//! Nothing here touches a socket, a clock or a random number generator: callers hand in bytes and
+//! get back parsed items. Checked parsing never panics, whatever the input: the tap feeds these
+//! parsers bytes straight off the wire, from peers that may be broken or hostile.
+
+pub mod command;
+pub mod data;
+pub mod ehlo;
+pub mod line;
+pub mod reply;
+
+pub use command::{Command, Path};
+pub use data::{DataReceiver, DataStatus, dot_stuff};
+pub use ehlo::Capabilities;
+pub use line::{Line, LineBuffer};
+pub use reply::{Reply, ReplyParser};
+
+/// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF. Real clients
+/// exceed it (long EHLO names, many ESMTP parameters), so callers choose their own limit; this is
+/// the relay's default.
+pub const MAX_COMMAND_LINE: usize = 4096;

@@ -1,0 +1,122 @@
+//! SMTP replies (RFC 5321 §4.2): a three-digit code and one or more text lines.
+
+use crate::line::{Line, LineBuffer};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// Text of each line, without the code and separator.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        Self { code, lines: vec![text.into()] }
+    }
+
+    pub fn multi(code: u16, lines: Vec<String>) -> Self {
+        Self { code, lines }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The wire form: `250-first\r\n250 last\r\n`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = self.lines.len().max(1);
+        for i in 0..n {
+            let text = self.lines.get(i).map(String::as_str).unwrap_or("");
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, text).as_bytes());
+        }
+        out
+    }
+
+    /// The reply as one line, for logs and records (`250 2.0.0 Ok`).
+    pub fn summary(&self) -> String {
+        format!("{} {}", self.code, self.lines.last().map(String::as_str).unwrap_or(""))
+    }
+}
+
+/// Turns a server's byte stream into replies, joining continuation lines.
+#[derive(Debug)]
+pub struct ReplyParser {
+    lines: LineBuffer,
+    partial: Option<Reply>,
+}
+
+/// What the parser found in a line that is not a reply line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The line does not start with three digits; it is returned as text.
+    Malformed(String),
+    TooLong(usize),
+}
+
+impl ReplyParser {
+    pub fn new(limit: usize) -> Self {
+        Self { lines: LineBuffer::new(limit), partial: None }
+    }
+
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.lines.extend(bytes);
+    }
+
+    /// Bytes received that are not part of a finished reply. A client checks this after the
+    /// `220` to STARTTLS: anything here was injected before the handshake.
+    pub fn pending(&self) -> usize {
+        self.lines.pending() + usize::from(self.partial.is_some())
+    }
+
+    pub fn next_reply(&mut self) -> Option<Result<Reply, ReplyError>> {
+        loop {
+            let line = match self.lines.next_line()? {
+                Line::Complete(l) => l,
+                Line::TooLong { len } => return Some(Err(ReplyError::TooLong(len))),
+            };
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let code = text.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (100..600).contains(c));
+            let Some(code) = code else {
+                return Some(Err(ReplyError::Malformed(text)));
+            };
+            let sep = text.as_bytes().get(3).copied();
+            let body = text.get(4..).unwrap_or("").to_string();
+            let reply = self.partial.get_or_insert_with(|| Reply { code, lines: Vec::new() });
+            reply.lines.push(body);
+            if sep != Some(b'-') {
+                return self.partial.take().map(Ok);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiline_round_trip() {
+        let r = Reply::multi(250, vec!["mx.example".into(), "PIPELINING".into(), "STARTTLS".into()]);
+        let mut p = ReplyParser::new(512);
+        let bytes = r.to_bytes();
+        p.extend(&bytes[..7]);
+        assert!(p.next_reply().is_none());
+        p.extend(&bytes[7..]);
+        assert_eq!(p.next_reply(), Some(Ok(r)));
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn malformed_and_bare_code() {
+        let mut p = ReplyParser::new(512);
+        p.extend(b"hello\r\n354\r\n");
+        assert_eq!(p.next_reply(), Some(Err(ReplyError::Malformed("hello".into()))));
+        assert_eq!(p.next_reply(), Some(Ok(Reply { code: 354, lines: vec!["".into()] })));
+    }
+}

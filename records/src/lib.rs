@@ -1,0 +1,248 @@
+//! The records the stages of smtplab write to the run directory, and read back.
+//!
+//! Stages talk through these files only (see ARCHITECTURE.md): the relay and the injector write
+//! ground truth, the tap writes what the eavesdropper saw, and analysis reads both without
+//! importing either. Every record is one JSON object per line; analysis also stores them as
+//! Parquet with the same field names.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// One message as the traffic generator submitted it: the ground truth of who wrote to whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthMessage {
+    /// Position in the generated sequence (stable for a seed).
+    pub seq: u64,
+    /// The Message-ID header, without angle brackets; the key that joins every table.
+    pub message_id: String,
+    pub sender: String,
+    pub sender_system: String,
+    pub recipients: Vec<String>,
+    pub recipient_systems: Vec<String>,
+    pub subject: String,
+    /// Size of the message as submitted (unstuffed, CRLF line ends).
+    pub bytes: u64,
+    /// sha256 of the submitted message.
+    pub sha256: String,
+    /// Seconds since the Unix epoch, when the submission got its 250. A timing column:
+    /// excluded from determinism checks.
+    pub submitted_at: f64,
+}
+
+/// One SMTP session of a relay, inbound or outbound. Outbound sessions between two systems are
+/// the "hops" of the ground truth: what really crossed each line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SessionRecord {
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Name of the relay's system.
+    pub system: String,
+    /// Name of the system at the other end, when known (outbound: the destination).
+    pub peer_system: Option<String>,
+    pub started_at: f64,
+    pub ended_at: f64,
+    pub local_addr: String,
+    pub peer_addr: String,
+    /// The MX host name connected to (outbound) or the reverse name, if any (inbound).
+    pub peer_name: Option<String>,
+    /// The EHLO/HELO name the client gave.
+    pub ehlo_name: Option<String>,
+    pub starttls_offered: bool,
+    pub starttls_used: bool,
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    /// Whether the peer's certificate was verified against a CA and name (outbound `verify`).
+    pub cert_verified: bool,
+    /// The messages moved in this session.
+    pub messages: Vec<HopMessage>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Reply codes in order (outbound: received; inbound: sent).
+    pub replies: Vec<u16>,
+    /// `delivered`, `deferred`, `bounced`, `accepted`, `closed`, `error`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// One message within a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HopMessage {
+    pub message_id: String,
+    pub queue_id: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// Size of the message as it crossed this hop (unstuffed, trace headers included).
+    pub bytes: u64,
+    /// sha256 of the message as it crossed this hop: what a tap recovering the content hashes.
+    pub sha256: String,
+    /// Final reply to the end of data.
+    pub reply: u16,
+}
+
+/// What the tap reports: both kinds share one JSON-lines stream, told apart by `record`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "lowercase")]
+pub enum TapRecord {
+    Session(TapSession),
+    Transaction(TapTransaction),
+}
+
+/// One TCP session carrying SMTP, as the eavesdropper saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TapSession {
+    pub ts: f64,
+    pub uid: String,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: String,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: String,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub duration: f64,
+    pub helo: Option<String>,
+    /// The name the server gave in its greeting or EHLO reply.
+    pub server_name: Option<String>,
+    pub starttls_offered: bool,
+    /// The client sent STARTTLS.
+    pub starttls_command: bool,
+    /// The server's reply code to STARTTLS.
+    pub starttls_reply: Option<u16>,
+    /// A 220 to STARTTLS was followed by TLS: the rest of the session is encrypted.
+    pub starttls_used: bool,
+    pub tls_version: Option<String>,
+    pub tls_cipher: Option<String>,
+    pub sni: Option<String>,
+    /// TCP payload bytes each way (originator = client).
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub tls_records_orig: u64,
+    pub tls_records_resp: u64,
+    /// Bytes of TLS application-data records each way: the volume left visible under TLS.
+    pub tls_app_bytes_orig: u64,
+    pub tls_app_bytes_resp: u64,
+    /// Sequence gaps (bytes missing from the capture) each way.
+    pub gaps: u64,
+    /// Mail transactions seen in the clear.
+    pub transactions: u64,
+    /// Oddities worth a researcher's attention, Zeek "weird"-style names.
+    pub notes: Vec<String>,
+}
+
+/// One mail transaction recovered in the clear, with Zeek smtp.log field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TapTransaction {
+    pub ts: f64,
+    pub uid: String,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: String,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: String,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub trans_depth: u32,
+    pub helo: Option<String>,
+    pub mailfrom: Option<String>,
+    pub rcptto: Vec<String>,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub msg_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub subject: Option<String>,
+    pub x_originating_ip: Option<String>,
+    pub first_received: Option<String>,
+    pub second_received: Option<String>,
+    pub last_reply: Option<String>,
+    /// Addresses along the path: the responder and originator, then the Received chain.
+    pub path: Vec<String>,
+    pub user_agent: Option<String>,
+    /// The transaction happened inside TLS (never true for a recovered one; kept for Zeek parity).
+    pub tls: bool,
+    /// Size of the unstuffed message; absent when no message content was seen.
+    pub message_bytes: Option<u64>,
+    /// sha256 of the unstuffed message, when it was recovered whole.
+    pub sha256: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Attachment {
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A JSON-lines file could not be read: which file, which line, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}: not a valid record ({source}); the file may be truncated or from another tool")]
+    Parse { path: String, line: usize, source: serde_json::Error },
+}
+
+/// Reads every record of a JSON-lines file. Blank lines are skipped.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, RecordError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| RecordError::Io { path: name.clone(), source })?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| RecordError::Io { path: name.clone(), source })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec = serde_json::from_str(&line).map_err(|source| RecordError::Parse {
+            path: name.clone(),
+            line: i + 1,
+            source,
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Writes records as JSON lines, replacing the file.
+pub fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> Result<(), RecordError> {
+    let name = path.display().to_string();
+    let io = |source| RecordError::Io { path: name.clone(), source };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    for r in records {
+        // Serializing these plain structs cannot fail: no maps with non-string keys.
+        let line = serde_json::to_string(r).map_err(|e| RecordError::Io { path: name.clone(), source: e.into() })?;
+        writeln!(w, "{line}").map_err(|source| RecordError::Io { path: name.clone(), source })?;
+    }
+    w.flush().map_err(|source| RecordError::Io { path: name.clone(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_records_carry_kind_and_zeek_names() {
+        let s = TapRecord::Session(TapSession { orig_h: "127.0.1.1".into(), orig_p: 40000, ..Default::default() });
+        let j = serde_json::to_value(&s).expect("serializable");
+        assert_eq!(j["record"], "session");
+        assert_eq!(j["id.orig_h"], "127.0.1.1");
+        let back: TapRecord = serde_json::from_value(j).expect("round trip");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_line_names_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("records-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join("x.jsonl");
+        std::fs::write(&p, "{\"seq\":1}\n\nnot json\n").expect("write");
+        let err = read_jsonl::<serde_json::Value>(&p).expect_err("line 3 is bad");
+        assert!(err.to_string().contains("x.jsonl:3:"), "{err}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Starting a relay: listeners, the queue runner, and the handle a caller keeps to wait for the
+//! queue to drain and to shut the relay down without losing mail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustls::{ClientConfig, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::RelayConfig;
+use crate::delivery::{RcptOutcome, deliver_remote};
+use crate::error::RelayError;
+use crate::records::RecordSink;
+use crate::server::{Listener, serve};
+use crate::spool::{Envelope, Spool};
+use crate::tls::{self, KeyLogFile};
+
+/// State shared by every session and delivery task of one relay.
+pub(crate) struct Shared {
+    pub cfg: RelayConfig,
+    pub spool: Spool,
+    pub records: RecordSink,
+    pub tls_server: Option<Arc<ServerConfig>>,
+    pub tls_client_any: Arc<ClientConfig>,
+    pub tls_client_verify: Option<Arc<ClientConfig>>,
+    /// Queue ids ready for a delivery attempt.
+    ready: mpsc::UnboundedSender<String>,
+    /// Messages in the spool (accepted, not yet finished).
+    queued: AtomicUsize,
+    queue_changed: Notify,
+}
+
+impl Shared {
+    /// Stores a message durably and schedules its delivery. Returns once it is safe to say 250.
+    pub fn enqueue(&self, env: &Envelope, message: &[u8]) -> Result<(), RelayError> {
+        self.spool.store(env, message)?;
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let _ = self.ready.send(env.qid.clone());
+        Ok(())
+    }
+}
+
+pub struct Relay;
+
+/// A running relay. Dropping it does not stop it: call [`RelayHandle::shutdown`].
+pub struct RelayHandle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    pub listen: std::net::SocketAddr,
+    pub submission: Option<std::net::SocketAddr>,
+}
+
+impl Relay {
+    /// Binds the listeners, picks up whatever the spool holds, and starts serving.
+    pub async fn start(cfg: RelayConfig) -> Result<RelayHandle, RelayError> {
+        let spool = Spool::open(&cfg.spool)?;
+        std::fs::create_dir_all(&cfg.mailbox_dir)
+            .map_err(|source| RelayError::Spool { path: cfg.mailbox_dir.clone(), source })?;
+        let keylog = match &cfg.keylog {
+            Some(p) => Some(KeyLogFile::open(p).map_err(|source| RelayError::Spool { path: p.clone(), source })?),
+            None => None,
+        };
+        let tls_server = match &cfg.tls_identity {
+            Some(id) => Some(tls::server_config(id, keylog.clone())?),
+            None => None,
+        };
+        let tls_client_any = tls::client_config_any_cert(keylog.clone())?;
+        let tls_client_verify = match &cfg.ca_pem {
+            Some(ca) => Some(tls::client_config_verify(ca, keylog)?),
+            None => None,
+        };
+        let records = RecordSink::open(cfg.records.as_deref()).map_err(|source| RelayError::Spool {
+            path: cfg.records.clone().unwrap_or_default(),
+            source,
+        })?;
+        let mx = TcpListener::bind(cfg.listen).await.map_err(|source| RelayError::Listen { addr: cfg.listen, source })?;
+        let submission = match cfg.submission {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| RelayError::Listen { addr, source })?),
+            None => None,
+        };
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let backlog = spool.list()?;
+        let shared = Arc::new(Shared {
+            cfg,
+            spool,
+            records,
+            tls_server,
+            tls_client_any,
+            tls_client_verify,
+            ready: ready_tx,
+            queued: AtomicUsize::new(backlog.len()),
+            queue_changed: Notify::new(),
+        });
+        for env in backlog {
+            let _ = shared.ready.send(env.qid);
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let listen = mx.local_addr()?;
+        let submission_addr = submission.as_ref().and_then(|l| l.local_addr().ok());
+        tasks.spawn(accept_loop(shared.clone(), mx, Listener::Mx, stop_rx.clone()));
+        if let Some(l) = submission {
+            tasks.spawn(accept_loop(shared.clone(), l, Listener::Submission, stop_rx.clone()));
+        }
+        tasks.spawn(queue_runner(shared.clone(), ready_rx, stop_rx));
+        Ok(RelayHandle { shared, stop, tasks, listen, submission: submission_addr })
+    }
+}
+
+impl RelayHandle {
+    /// Messages accepted and not yet delivered, bounced or given up.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the queue is empty or `limit` passes; returns the number still queued.
+    pub async fn wait_idle(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.shared.queue_changed.notified();
+            let n = self.queued();
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.queued();
+            }
+        }
+    }
+
+    /// What is still queued, for a report of what is stuck.
+    pub fn stuck(&self) -> Vec<Envelope> {
+        self.shared.spool.list().unwrap_or_default()
+    }
+
+    /// Stops accepting, lets sessions and deliveries in flight finish (up to `grace`), then
+    /// returns. Whatever is still queued stays in the spool for the next start.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
+        self.tasks.abort_all();
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Listener, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(shared.cfg.limits.max_connections));
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse_busy(tcp));
+                    continue;
+                };
+                let shared = shared.clone();
+                sessions.spawn(async move {
+                    serve(shared, tcp, peer, kind).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // Sessions in flight finish on their own timeouts; a message they accept is spooled.
+    while sessions.join_next().await.is_some() {}
+}
+
+async fn refuse_busy(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tcp.write_all(&proto::Reply::new(421, "4.7.0 Error: too many connections").to_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// Takes ready queue ids and delivers each in its own task; schedules retries with backoff.
+async fn queue_runner(shared: Arc<Shared>, mut ready: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
+    let workers = Arc::new(Semaphore::new(32));
+    let mut jobs = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(qid) = ready.recv() => {
+                let shared = shared.clone();
+                let Ok(permit) = workers.clone().acquire_owned().await else { break };
+                jobs.spawn(async move {
+                    attempt(&shared, &qid).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+        }
+    }
+    while jobs.join_next().await.is_some() {}
+}
+
+/// One delivery attempt of one queued message, to every pending recipient.
+async fn attempt(shared: &Arc<Shared>, qid: &str) {
+    let Some(mut env) = shared.spool.list().ok().and_then(|l| l.into_iter().find(|e| e.qid == qid)) else {
+        return;
+    };
+    let message = match shared.spool.message(qid) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("{}: queued message {qid} unreadable: {e}", shared.cfg.system);
+            return;
+        }
+    };
+    env.attempts += 1;
+    let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &env.pending {
+        let domain = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        by_domain.entry(domain).or_default().push(r.clone());
+    }
+    let mut still_pending = Vec::new();
+    for (domain, rcpts) in by_domain {
+        let outcomes = if shared.cfg.is_local(&domain) {
+            deliver_local(shared, &domain, &rcpts, &message)
+        } else {
+            deliver_remote(shared, &env, &domain, &rcpts, &message).await
+        };
+        for (rcpt, outcome) in outcomes {
+            match outcome {
+                RcptOutcome::Delivered => {}
+                RcptOutcome::Deferred(_) => still_pending.push(rcpt),
+                RcptOutcome::Failed(why) => {
+                    tracing::warn!("{}: {qid}: <{rcpt}> failed permanently: {why}", shared.cfg.system);
+                }
+            }
+        }
+    }
+    env.deliveries += 1;
+    if still_pending.is_empty() {
+        if let Err(e) = shared.spool.remove(qid) {
+            tracing::error!("{}: cannot remove {qid} from the spool: {e}", shared.cfg.system);
+        }
+        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        shared.queue_changed.notify_waiters();
+        return;
+    }
+    env.pending = still_pending;
+    if let Err(e) = shared.spool.update(&env) {
+        tracing::error!("{}: cannot update {qid}: {e}", shared.cfg.system);
+    }
+    let t = &shared.cfg.timeouts;
+    let delay = t.retry_first.saturating_mul(1 << env.attempts.saturating_sub(1).min(16)).min(t.retry_max);
+    let shared = shared.clone();
+    let qid = qid.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = shared.ready.send(qid);
+    });
+}
+
+/// Writes the message into `mailbox_dir/<domain>/<user>/<qid>.eml` for each recipient.
+fn deliver_local(shared: &Shared, domain: &str, rcpts: &[String], message: &[u8]) -> Vec<(String, RcptOutcome)> {
+    rcpts
+        .iter()
+        .map(|r| {
+            let user = r.rsplit_once('@').map(|(u, _)| u).unwrap_or(r);
+            let user: String = user.chars().map(|c| if c.is_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
+            let dir = shared.cfg.mailbox_dir.join(domain).join(user);
+            let name = format!("{}.eml", shared.spool.new_qid());
+            let result = std::fs::create_dir_all(&dir).and_then(|_| crate::spool::write_durably(&dir.join(name), message));
+            let outcome = match result {
+                Ok(()) => RcptOutcome::Delivered,
+                Err(e) => RcptOutcome::Deferred(format!("mailbox {}: {e}", dir.display())),
+            };
+            (r.clone(), outcome)
+        })
+        .collect()
+}

@@ -1,0 +1,161 @@
+//! rustls configuration for both sides of STARTTLS, and the NSS key log.
+//!
+//! Configs are always built with an explicit crypto provider: with two providers in the
+//! dependency graph, rustls' implicit default panics.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::error::RelayError;
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Writes TLS secrets in the NSS key log format, which Wireshark and tshark read
+/// (`-o tls.keylog_file:keys.log`).
+#[derive(Debug)]
+pub struct KeyLogFile(Mutex<std::fs::File>);
+
+impl KeyLogFile {
+    pub fn open(path: &Path) -> std::io::Result<Arc<Self>> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Arc::new(Self(Mutex::new(f))))
+    }
+}
+
+impl rustls::KeyLog for KeyLogFile {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let line = format!("{label} {} {}\n", hex::encode(client_random), hex::encode(secret));
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            tracing::error!("cannot write key log: {e}");
+        }
+    }
+}
+
+pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, RelayError> {
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_bytes()).collect();
+    let certs = certs.map_err(|e| RelayError::TlsConfig(format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(RelayError::TlsConfig("no certificate in PEM".into()));
+    }
+    Ok(certs)
+}
+
+fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, RelayError> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| RelayError::TlsConfig(format!("bad key PEM: {e}")))?
+        .ok_or_else(|| RelayError::TlsConfig("no private key in PEM".into()))
+}
+
+pub fn server_config(
+    identity: &crate::TlsIdentity,
+    keylog: Option<Arc<KeyLogFile>>,
+) -> Result<Arc<ServerConfig>, RelayError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(parse_certs(&identity.cert_chain_pem)?, parse_key(&identity.key_pem)?)
+        .map_err(|e| RelayError::TlsConfig(e.to_string()))?;
+    if let Some(k) = keylog {
+        cfg.key_log = k;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Client config for `may` and `encrypt`: any certificate is accepted (the handshake signature
+/// is still checked), as opportunistic STARTTLS does.
+pub fn client_config_any_cert(keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<ClientConfig>, RelayError> {
+    let provider = provider();
+    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    if let Some(k) = keylog {
+        cfg.key_log = k;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Client config for `verify`: the chain must lead to one of `ca_pem` and name the MX host.
+pub fn client_config_verify(
+    ca_pem: &str,
+    keylog: Option<Arc<KeyLogFile>>,
+) -> Result<Arc<ClientConfig>, RelayError> {
+    let mut roots = RootCertStore::empty();
+    for c in parse_certs(ca_pem)? {
+        roots.add(c).map_err(|e| RelayError::TlsConfig(format!("bad CA certificate: {e}")))?;
+    }
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if let Some(k) = keylog {
+        cfg.key_log = k;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// "TLSv1.3", as Postfix writes it.
+pub fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The IANA cipher suite name ("TLS_AES_256_GCM_SHA384"), as OpenSSL and Postfix write it.
+pub fn cipher_name(s: rustls::SupportedCipherSuite) -> String {
+    let name = s.suite().as_str().map(str::to_string).unwrap_or_else(|| format!("{:?}", s.suite()));
+    name.replacen("TLS13_", "TLS_", 1)
+}
+
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
