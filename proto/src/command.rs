@@ -148,7 +148,7 @@ mod tests {
             (b"MAIL FROM:sender@localhost", Command::Mail { from: "sender@localhost".into(), params: vec![] }),
             (b"RCPT TO:<x@y>", Command::Rcpt { to: "x@y".into(), params: vec![] }),
             (b"BDAT 86 LAST", Command::Bdat { size: Some(86), last: true }),
-            (b"BDAT 15555555557777777777 LAST", Command::Bdat { size: None, last: true }),
+            (b"BDAT 99999999999999999999 LAST", Command::Bdat { size: None, last: true }),
             (b"BDAT -1", Command::Bdat { size: None, last: false }),
             (b"STARTTLS", Command::StartTls),
             (b"AUTH LOGIN", Command::Auth { mechanism: "LOGIN".into(), initial: None }),

@@ -1,1 +1,20 @@
-//! placeholder
+//! The passive eavesdropper: capture, decode, reassemble, and dissect SMTP and the TLS that
+//! STARTTLS starts, into the records of `records::TapRecord`.
+//!
+//! Checked parsing never panics: every byte here comes from the wire or from a file someone
+//! else wrote. A malformed packet is counted and skipped; a corrupt file ends the read with an
+//! error that names the byte offset, and the records found before it are kept.
+
+pub mod capture;
+pub mod decode;
+pub mod dissect;
+pub mod error;
+pub mod reassembly;
+pub mod smtp;
+pub mod tls;
+
+mod message;
+
+pub use capture::{LiveCapture, LiveOptions};
+pub use dissect::{Dissection, dissect_file};
+pub use error::TapError;

@@ -1,0 +1,98 @@
+//! From a captured frame to a TCP segment: link layers, IPv4/IPv6, TCP. Uses etherparse.
+
+use std::net::IpAddr;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+/// Link types this decoder reads (libpcap's DLT numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    /// BSD loopback / DLT_NULL: a 4-byte address family in host order.
+    Null,
+    /// DLT_LOOP: the same with the family in network order.
+    Loop,
+    LinuxSll,
+    LinuxSll2,
+    RawIp,
+}
+
+impl Link {
+    pub fn from_dlt(dlt: i32) -> Option<Link> {
+        Some(match dlt {
+            1 => Link::Ethernet,
+            0 => Link::Null,
+            108 => Link::Loop,
+            113 => Link::LinuxSll,
+            276 => Link::LinuxSll2,
+            12 | 14 | 101 | 228 | 229 => Link::RawIp,
+            _ => return None,
+        })
+    }
+}
+
+/// One TCP segment, borrowed from the frame.
+#[derive(Debug, Clone)]
+pub struct Segment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub payload: &'a [u8],
+}
+
+/// Why a frame gave no segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not TCP over IP (ARP, UDP, ...): normal, not counted as an error.
+    NotTcp,
+    /// An IP fragment: reassembly of fragments is not done yet; counted.
+    Fragment,
+    /// Could not be decoded (truncated or malformed headers); counted.
+    Malformed,
+}
+
+pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    let sliced = match link {
+        Link::Ethernet => SlicedPacket::from_ethernet(frame),
+        Link::LinuxSll => SlicedPacket::from_linux_sll(frame),
+        Link::Null | Link::Loop => SlicedPacket::from_ip(frame.get(4..).ok_or(Skip::Malformed)?),
+        Link::LinuxSll2 => SlicedPacket::from_ip(frame.get(20..).ok_or(Skip::Malformed)?),
+        Link::RawIp => SlicedPacket::from_ip(frame),
+    }
+    .map_err(|_| Skip::Malformed)?;
+    let (src, dst, fragmented) = match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), ip.is_payload_fragmented())
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), ip.is_payload_fragmented())
+        }
+        None => return Err(Skip::NotTcp),
+    };
+    if fragmented {
+        return Err(Skip::Fragment);
+    }
+    match sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
+            src,
+            dst,
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            seq: tcp.sequence_number(),
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+            payload: tcp.payload(),
+        }),
+        _ => Err(Skip::NotTcp),
+    }
+}

@@ -1,0 +1,250 @@
+//! TCP reassembly of one direction of a flow.
+//!
+//! Overlap policy: first data wins (the BSD policy, Zeek's default). Bytes already delivered are
+//! never replaced by a retransmission with other content; among buffered out-of-order segments
+//! the first one received for a range is kept. Memory is bounded: out-of-order data beyond
+//! `max_pending` forces a gap (the missing bytes are recorded and skipped), and the stream stops
+//! storing (but keeps counting) past `max_stream`.
+
+use std::collections::BTreeMap;
+
+/// Bytes that never arrived, at `at` (an offset in the reassembled stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub at: u64,
+    pub len: u64,
+}
+
+#[derive(Debug)]
+pub struct HalfStream {
+    /// Sequence number of the next byte expected; `None` until the first SYN or segment.
+    next_seq: Option<u32>,
+    /// The reassembled bytes (up to `max_stream`).
+    pub data: Vec<u8>,
+    /// Bytes delivered in order, gaps included (the stream offset of `next_seq`).
+    pub delivered: u64,
+    pending: BTreeMap<u64, Vec<u8>>,
+    pending_bytes: usize,
+    pub gaps: Vec<Gap>,
+    /// (stream offset, time) at each segment that added data: maps offsets to capture times.
+    pub marks: Vec<(u64, f64)>,
+    /// A SYN was seen: the stream starts at its beginning.
+    pub saw_syn: bool,
+    pub fin: bool,
+    /// Bytes carried by payload-bearing segments, retransmissions included (wire volume).
+    pub wire_bytes: u64,
+    pub retransmitted: u64,
+    pub first_ts: Option<f64>,
+    pub last_ts: f64,
+    max_pending: usize,
+    max_stream: usize,
+}
+
+impl HalfStream {
+    pub fn new(max_pending: usize, max_stream: usize) -> Self {
+        Self {
+            next_seq: None,
+            data: Vec::new(),
+            delivered: 0,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            gaps: Vec::new(),
+            marks: Vec::new(),
+            saw_syn: false,
+            fin: false,
+            wire_bytes: 0,
+            retransmitted: 0,
+            first_ts: None,
+            last_ts: 0.0,
+            max_pending,
+            max_stream,
+        }
+    }
+
+    /// True when the stored data lost bytes to the stream limit.
+    pub fn truncated(&self) -> bool {
+        self.delivered > self.data.len() as u64 + self.gaps.iter().map(|g| g.len).sum::<u64>()
+    }
+
+    pub fn syn(&mut self, seq: u32) {
+        if self.next_seq.is_none() {
+            self.next_seq = Some(seq.wrapping_add(1));
+            self.saw_syn = true;
+        }
+    }
+
+    pub fn segment(&mut self, seq: u32, payload: &[u8], ts: f64) {
+        self.first_ts.get_or_insert(ts);
+        self.last_ts = ts;
+        if payload.is_empty() {
+            return;
+        }
+        self.wire_bytes += payload.len() as u64;
+        let next = *self.next_seq.get_or_insert(seq);
+        // Offsets relative to the next expected byte, as a signed 32-bit distance: correct across
+        // sequence wrap-around and for streams longer than 4 GiB.
+        let rel = seq.wrapping_sub(next) as i32 as i64;
+        let off = self.delivered as i64 + rel;
+        let end = off + payload.len() as i64;
+        if end <= self.delivered as i64 {
+            self.retransmitted += payload.len() as u64;
+            return;
+        }
+        if off <= self.delivered as i64 {
+            let skip = (self.delivered as i64 - off) as usize;
+            self.retransmitted += skip as u64;
+            self.append(&payload[skip..], ts);
+            self.drain_pending(ts);
+        } else if self.pending_bytes + payload.len() <= self.max_pending {
+            let off = off as u64;
+            if !self.pending.contains_key(&off) {
+                self.pending_bytes += payload.len();
+                self.pending.insert(off, payload.to_vec());
+            } else {
+                self.retransmitted += payload.len() as u64;
+            }
+        } else {
+            // Out-of-order data past the budget: give up on the hole, as a real tap under load
+            // must, and record it.
+            self.pending_bytes += payload.len();
+            self.pending.entry(off as u64).or_insert_with(|| payload.to_vec());
+            self.skip_to_pending(ts);
+        }
+    }
+
+    pub fn set_fin(&mut self) {
+        self.fin = true;
+    }
+
+    /// End of input: whatever is still out of order is delivered after recorded gaps.
+    pub fn finish(&mut self) {
+        let ts = self.last_ts;
+        while !self.pending.is_empty() {
+            self.skip_to_pending(ts);
+        }
+    }
+
+    fn skip_to_pending(&mut self, ts: f64) {
+        if let Some((&first, _)) = self.pending.iter().next() {
+            if first > self.delivered {
+                let len = first - self.delivered;
+                self.gaps.push(Gap { at: self.delivered, len });
+                self.advance(len);
+            }
+            self.drain_pending(ts);
+        }
+    }
+
+    fn drain_pending(&mut self, ts: f64) {
+        while let Some((&off, _)) = self.pending.iter().next() {
+            if off > self.delivered {
+                break;
+            }
+            let Some(bytes) = self.pending.remove(&off) else { break };
+            self.pending_bytes -= bytes.len();
+            let end = off + bytes.len() as u64;
+            if end > self.delivered {
+                let skip = (self.delivered - off) as usize;
+                self.append(&bytes[skip..], ts);
+            } else {
+                self.retransmitted += bytes.len() as u64;
+            }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8], ts: f64) {
+        self.marks.push((self.delivered, ts));
+        let room = self.max_stream.saturating_sub(self.data.len());
+        self.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.advance(bytes.len() as u64);
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.delivered += n;
+        if let Some(s) = self.next_seq.as_mut() {
+            *s = s.wrapping_add(n as u32);
+        }
+    }
+
+    /// Time of the byte at `offset`.
+    pub fn time_at(&self, offset: u64) -> f64 {
+        let i = self.marks.partition_point(|(o, _)| *o <= offset);
+        match i {
+            0 => self.first_ts.unwrap_or(0.0),
+            i => self.marks[i - 1].1,
+        }
+    }
+
+    /// Whether any gap lies within `[from, to)` of the stream.
+    pub fn gap_within(&self, from: u64, to: u64) -> bool {
+        self.gaps.iter().any(|g| g.at < to && g.at + g.len > from)
+    }
+
+    /// Maps a stream offset to an index into `data` (gaps occupy no bytes there).
+    pub fn data_index(&self, offset: u64) -> usize {
+        let before: u64 = self.gaps.iter().filter(|g| g.at + g.len <= offset).map(|g| g.len).sum();
+        (offset - before) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> HalfStream {
+        HalfStream::new(1 << 20, 1 << 20)
+    }
+
+    #[test]
+    fn in_order_out_of_order_and_retransmission() {
+        let mut s = stream();
+        s.syn(999);
+        s.segment(1006, b"world", 2.0);
+        s.segment(1000, b"hello ", 1.0);
+        s.segment(1000, b"HELLO ", 3.0); // retransmission with other content: first wins
+        s.finish();
+        assert_eq!(s.data, b"hello world");
+        assert!(s.gaps.is_empty());
+        assert_eq!(s.retransmitted, 6);
+    }
+
+    #[test]
+    fn overlap_keeps_first_data() {
+        let mut s = stream();
+        s.syn(0);
+        s.segment(1, b"abcd", 1.0);
+        s.segment(3, b"XXef", 2.0);
+        assert_eq!(s.data, b"abcdef");
+    }
+
+    #[test]
+    fn gap_is_recorded_at_finish() {
+        let mut s = stream();
+        s.syn(0);
+        s.segment(1, b"ab", 1.0);
+        s.segment(6, b"fg", 2.0);
+        s.finish();
+        assert_eq!(s.data, b"abfg");
+        assert_eq!(s.gaps, vec![Gap { at: 2, len: 3 }]);
+        assert_eq!(s.data_index(5), 2);
+        assert!(s.gap_within(0, 4));
+    }
+
+    #[test]
+    fn sequence_wraps() {
+        let mut s = stream();
+        s.syn(u32::MAX - 2);
+        s.segment(u32::MAX - 1, b"ab", 1.0);
+        s.segment(0, b"cd", 1.0);
+        assert_eq!(s.data, b"abcd");
+    }
+
+    #[test]
+    fn pending_budget_forces_gap() {
+        let mut s = HalfStream::new(4, 1 << 20);
+        s.syn(0);
+        s.segment(11, b"xyz", 1.0);
+        s.segment(21, b"uvw", 1.0);
+        assert_eq!(s.gaps.first(), Some(&Gap { at: 0, len: 10 }));
+    }
+}
