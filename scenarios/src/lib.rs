@@ -1,1 +1,17 @@
-//! placeholder
+//! Scenarios: what a run is made of (the TOML schema), and the runner that makes it happen with
+//! real relays, real traffic and a real tap.
+
+pub mod error;
+pub mod inject;
+pub mod pki;
+pub mod progress;
+pub mod runner;
+pub mod schema;
+pub mod traffic;
+
+pub use error::ScenarioError;
+pub use runner::{RunOptions, RunOutcome, run};
+pub use schema::Scenario;
+
+/// The built-in default scenario, also at `scenarios/default.toml`.
+pub const DEFAULT_SCENARIO: &str = include_str!("../default.toml");

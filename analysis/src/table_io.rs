@@ -1,0 +1,70 @@
+//! Reading and writing table files with polars, with errors that name the file.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::AnalysisError;
+
+/// Writes `df` as Parquet at `path`, replacing it. Row order is kept, so equal inputs give equal
+/// files: the writer stores no timestamps.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), AnalysisError> {
+    ensure_parent(path)?;
+    let file = File::create(path).map_err(|e| AnalysisError::io(path, e))?;
+    ParquetWriter::new(file).finish(df).map_err(|source| AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "write Parquet",
+        source,
+        hint: "check free disk space and permissions",
+    })?;
+    Ok(())
+}
+
+/// Writes `df` as CSV with a header row, replacing the file. Only flat columns can go to CSV.
+pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), AnalysisError> {
+    ensure_parent(path)?;
+    let mut file = File::create(path).map_err(|e| AnalysisError::io(path, e))?;
+    CsvWriter::new(&mut file).include_header(true).finish(df).map_err(|source| AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "write CSV",
+        source,
+        hint: "check free disk space and permissions",
+    })
+}
+
+/// Opens a Parquet file lazily. A missing file is reported with `hint` (what to run first).
+pub fn scan_parquet(path: &Path, hint: &'static str) -> Result<LazyFrame, AnalysisError> {
+    if !path.is_file() {
+        return Err(AnalysisError::Missing { path: path.to_path_buf(), hint });
+    }
+    LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|source| AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "open Parquet",
+        source,
+        hint,
+    })
+}
+
+/// Reads a whole Parquet file. A missing file is reported with `hint` (what to run first).
+pub fn read_parquet(path: &Path, hint: &'static str) -> Result<DataFrame, AnalysisError> {
+    if !path.is_file() {
+        return Err(AnalysisError::Missing { path: path.to_path_buf(), hint });
+    }
+    let file = File::open(path).map_err(|e| AnalysisError::io(path, e))?;
+    ParquetReader::new(file).finish().map_err(|source| AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "read Parquet (the file may be truncated)",
+        source,
+        hint,
+    })
+}
+
+fn ensure_parent(path: &Path) -> Result<(), AnalysisError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| AnalysisError::io(dir, e))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,93 @@
+//! The mail injector: users handing their messages to their own system over SMTP submission,
+//! one connection per system, the way a mail client would.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proto::{Reply, ReplyParser, dot_stuff};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::ScenarioError;
+
+/// One message to submit.
+pub struct Submission<'a> {
+    pub from: &'a str,
+    pub to: Vec<&'a str>,
+    pub bytes: &'a [u8],
+}
+
+/// A minimal SMTP client for submission.
+pub struct Submitter {
+    tcp: TcpStream,
+    replies: ReplyParser,
+    server: SocketAddr,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Submitter {
+    pub async fn connect(server: SocketAddr, helo: &str) -> Result<Self, ScenarioError> {
+        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(server))
+            .await
+            .map_err(|_| ScenarioError::Run(format!("submission to {server}: connect timed out")))?
+            .map_err(ScenarioError::io(format!("submission to {server}")))?;
+        let mut s = Self { tcp, replies: ReplyParser::new(4096), server };
+        s.expect(220, "greeting").await?;
+        s.command(&format!("EHLO {helo}"), 250).await?;
+        Ok(s)
+    }
+
+    /// Submits one message; returns once the server said 250 (it is then durably queued).
+    pub async fn submit(&mut self, m: &Submission<'_>) -> Result<(), ScenarioError> {
+        self.command(&format!("MAIL FROM:<{}>", m.from), 250).await?;
+        for r in &m.to {
+            self.command(&format!("RCPT TO:<{r}>"), 250).await?;
+        }
+        self.command("DATA", 354).await?;
+        self.send(&dot_stuff(m.bytes)).await?;
+        self.expect(250, "end of data").await?;
+        Ok(())
+    }
+
+    pub async fn quit(mut self) {
+        let _ = self.command("QUIT", 221).await;
+    }
+
+    async fn command(&mut self, line: &str, want: u16) -> Result<Reply, ScenarioError> {
+        self.send(format!("{line}\r\n").as_bytes()).await?;
+        self.expect(want, line).await
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ScenarioError> {
+        tokio::time::timeout(TIMEOUT, self.tcp.write_all(bytes))
+            .await
+            .map_err(|_| ScenarioError::Run(format!("submission to {}: write timed out", self.server)))?
+            .map_err(ScenarioError::io(format!("submission to {}", self.server)))
+    }
+
+    async fn expect(&mut self, want: u16, after: &str) -> Result<Reply, ScenarioError> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(r) = self.replies.next_reply() {
+                let r = r.map_err(|e| ScenarioError::Run(format!("submission to {}: bad reply {e:?}", self.server)))?;
+                if r.code != want {
+                    return Err(ScenarioError::Run(format!(
+                        "submission to {}: {after:?} got {} (expected {want})",
+                        self.server,
+                        r.summary()
+                    )));
+                }
+                return Ok(r);
+            }
+            let n = tokio::time::timeout(TIMEOUT, self.tcp.read(&mut buf))
+                .await
+                .map_err(|_| ScenarioError::Run(format!("submission to {}: no reply to {after:?}", self.server)))?
+                .map_err(ScenarioError::io(format!("submission to {}", self.server)))?;
+            if n == 0 {
+                return Err(ScenarioError::Run(format!("submission to {}: closed after {after:?}", self.server)));
+            }
+            self.replies.extend(&buf[..n]);
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The runner: relays up, tap on, mail in, queues drained, tap off, capture dissected.
+//! Analysis and the report are the binary's job (they read the files this writes).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use records::{TapRecord, TruthMessage};
+use relay::{MxTarget, Relay, RelayConfig, RelayHandle, StaticResolver, TlsIdentity};
+use serde_json::json;
+
+use crate::error::ScenarioError;
+use crate::inject::{Submission, Submitter};
+use crate::pki::Pki;
+use crate::progress::{bar, say};
+use crate::schema::Scenario;
+use crate::traffic::{self, Generated, User};
+
+pub struct RunOptions {
+    /// Parent of run directories (`runs/` by default).
+    pub out_dir: PathBuf,
+    /// Where the scenario came from, for the manifest.
+    pub source: String,
+    pub command_line: String,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub messages: usize,
+    pub capture: Option<tap::capture::CaptureStats>,
+    pub tap_sessions: usize,
+    pub tap_transactions: usize,
+    /// Messages still queued when the drain timeout passed: `system: qid <message-id> -> rcpts`.
+    pub stuck: Vec<String>,
+    /// The capture ended early or was damaged; the records before it were kept.
+    pub tap_error: Option<String>,
+}
+
+/// Runs a scenario end to end, up to and including the tap's records.
+pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError> {
+    let run_dir = new_run_dir(&opts.out_dir, &s.scenario.name)?;
+    for d in ["truth", "tap", "systems", "pki"] {
+        std::fs::create_dir_all(run_dir.join(d)).map_err(ScenarioError::io(run_dir.join(d).display().to_string()))?;
+    }
+    let started = now_rfc3339();
+    write_manifest(&run_dir, &json!({
+        "status": "running",
+        "scenario": s,
+        "source": opts.source,
+        "seed": s.scenario.seed,
+        "command_line": opts.command_line,
+        "version": env!("CARGO_PKG_VERSION"),
+        "started": started,
+    }))?;
+    std::fs::write(
+        run_dir.join("scenario.toml"),
+        toml::to_string_pretty(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?,
+    )
+    .map_err(ScenarioError::io("scenario.toml"))?;
+
+    // The tap first: if capture is not permitted, fail before anything else happens.
+    let capture = if s.tap.capture == "live" {
+        let mut filter = format!("tcp port {}", s.network.smtp_port);
+        if s.tap.access_lines {
+            filter.push_str(&format!(" or tcp port {}", s.network.submission_port));
+        }
+        let opts = tap::LiveOptions { device: s.tap.device.clone(), filter, ..Default::default() };
+        match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Nothing happened yet: leave no half-made run directory behind.
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ScenarioError::io("tokio runtime"))?;
+    let users = traffic::users(s);
+    let generated = traffic::generate(s, &users)?;
+    let driven = runtime.block_on(drive(s, &run_dir, &users, &generated));
+    // Stop the capture whatever happened: what was captured is kept.
+    let capture_stats = match capture {
+        Some(c) => {
+            std::thread::sleep(Duration::from_millis(200));
+            Some(c.stop()?)
+        }
+        None => None,
+    };
+    let (truth, stuck) = driven?;
+    records::write_jsonl(&run_dir.join("truth/messages.jsonl"), &truth)
+        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    merge_system_files(s, &run_dir)?;
+
+    let mut outcome = RunOutcome {
+        run_dir: run_dir.clone(),
+        messages: truth.len(),
+        capture: capture_stats,
+        tap_sessions: 0,
+        tap_transactions: 0,
+        stuck,
+        tap_error: None,
+    };
+    if capture_stats.is_some() {
+        say("dissecting the capture");
+        let d = tap::dissect_file(&run_dir.join("capture.pcap"))?;
+        outcome.tap_sessions = d.sessions.len();
+        outcome.tap_transactions = d.transactions.len();
+        outcome.tap_error = d.error.as_ref().map(|e| e.to_string());
+        write_tap_records(&run_dir, d.sessions, d.transactions)?;
+    } else {
+        write_tap_records(&run_dir, Vec::new(), Vec::new())?;
+    }
+    update_manifest(&run_dir, |m| {
+        m["status"] = json!(if outcome.stuck.is_empty() { "captured" } else { "incomplete" });
+        m["ended"] = json!(now_rfc3339());
+        m["capture_stats"] = json!(outcome.capture);
+        m["stuck"] = json!(outcome.stuck);
+    })?;
+    Ok(outcome)
+}
+
+/// Writes the tap's records as `tap/sessions.jsonl` and `tap/transactions.jsonl`.
+pub fn write_tap_records(
+    run_dir: &Path,
+    sessions: Vec<records::TapSession>,
+    transactions: Vec<records::TapTransaction>,
+) -> Result<(), ScenarioError> {
+    let s: Vec<TapRecord> = sessions.into_iter().map(TapRecord::Session).collect();
+    let t: Vec<TapRecord> = transactions.into_iter().map(TapRecord::Transaction).collect();
+    records::write_jsonl(&run_dir.join("tap/sessions.jsonl"), &s).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("tap/transactions.jsonl"), &t).map_err(|e| ScenarioError::Run(e.to_string()))
+}
+
+async fn drive(
+    s: &Scenario,
+    run_dir: &Path,
+    users: &[User],
+    generated: &[Generated],
+) -> Result<(Vec<TruthMessage>, Vec<String>), ScenarioError> {
+    let pki = Pki::new(&s.scenario.name)?;
+    pki.write_ca(&run_dir.join("pki"))?;
+    let mut resolver = StaticResolver::new();
+    for (i, sys) in s.systems.iter().enumerate() {
+        resolver.add(
+            &sys.domain,
+            MxTarget {
+                host: sys.mx_host(),
+                addr: SocketAddr::new(IpAddr::V4(s.address(i)), s.network.smtp_port),
+                system: Some(sys.name.clone()),
+            },
+        );
+    }
+    let resolver = Arc::new(resolver);
+    let mut relays: Vec<RelayHandle> = Vec::new();
+    for (i, sys) in s.systems.iter().enumerate() {
+        let dir = run_dir.join("systems").join(&sys.name);
+        let ip = IpAddr::V4(s.address(i));
+        let tls_identity = if sys.starttls {
+            let (cert_chain_pem, key_pem) = pki.issue(&sys.mx_host())?;
+            Some(TlsIdentity { cert_chain_pem, key_pem })
+        } else {
+            None
+        };
+        let cfg = RelayConfig {
+            system: sys.name.clone(),
+            hostname: sys.mx_host(),
+            listen: SocketAddr::new(ip, s.network.smtp_port),
+            submission: Some(SocketAddr::new(ip, s.network.submission_port)),
+            bind: Some(ip),
+            spool: dir.join("spool"),
+            local_domains: vec![sys.domain.clone()],
+            mailbox_dir: dir.join("mailboxes"),
+            tls_identity,
+            inbound_tls: sys.inbound(),
+            outbound_tls: sys.outbound(),
+            outbound_tls_by_domain: Vec::new(),
+            ca_pem: Some(pki.ca_pem.clone()),
+            resolver: resolver.clone(),
+            records: Some(dir.join("sessions.jsonl")),
+            keylog: Some(dir.join("keys.log")),
+            limits: Default::default(),
+            timeouts: relay::config::Timeouts {
+                greeting: Duration::from_secs(30),
+                command: Duration::from_secs(30),
+                data_block: Duration::from_secs(30),
+                data_end: Duration::from_secs(60),
+                server_idle: Duration::from_secs(30),
+                retry_first: Duration::from_secs(1),
+                retry_max: Duration::from_secs(10),
+            },
+        };
+        match Relay::start(cfg).await {
+            Ok(h) => relays.push(h),
+            Err(e) => {
+                for r in relays {
+                    r.shutdown(Duration::from_secs(1)).await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    say(&format!("{} relays up; submitting {} messages", relays.len(), generated.len()));
+
+    // One submission connection per sending system, all systems at once.
+    let pb = bar(generated.len() as u64, "submitting");
+    let mut by_system: BTreeMap<usize, Vec<Generated>> = BTreeMap::new();
+    for g in generated {
+        by_system.entry(users[g.sender].system).or_default().push(g.clone());
+    }
+    let users_shared: Arc<Vec<User>> = Arc::new(users.to_vec());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (sys, msgs) in by_system {
+        let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
+        let (pb, users) = (pb.clone(), users_shared.clone());
+        tasks.spawn(async move {
+            let mut client = Submitter::connect(addr, "submitter.localhost").await?;
+            let mut times = Vec::new();
+            for g in msgs {
+                let sub = Submission {
+                    from: &users[g.sender].address,
+                    to: g.recipients.iter().map(|&r| users[r].address.as_str()).collect(),
+                    bytes: &g.bytes,
+                };
+                client.submit(&sub).await?;
+                times.push((g.seq, now()));
+                pb.inc(1);
+            }
+            client.quit().await;
+            Ok::<_, ScenarioError>(times)
+        });
+    }
+    let mut submitted_at: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(times)) => submitted_at.extend(times),
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(e) => first_error = first_error.or(Some(ScenarioError::Run(format!("submission task failed: {e}")))),
+        }
+    }
+    pb.finish_and_clear();
+
+    let drain = bar(generated.len() as u64, "delivering");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(s.scenario.drain_timeout);
+    loop {
+        let queued: usize = relays.iter().map(RelayHandle::queued).sum();
+        drain.set_position(generated.len().saturating_sub(queued) as u64);
+        if queued == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drain.finish_and_clear();
+    let mut stuck = Vec::new();
+    for (sys, r) in s.systems.iter().zip(&relays) {
+        for env in r.stuck() {
+            stuck.push(format!("{}: {} <{}> -> {}", sys.name, env.qid, env.message_id, env.pending.join(", ")));
+        }
+    }
+    for r in relays {
+        r.shutdown(Duration::from_secs(5)).await;
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    let truth = generated
+        .iter()
+        .map(|g| {
+            let mut systems: Vec<String> =
+                g.recipients.iter().map(|&r| s.systems[users[r].system].name.clone()).collect();
+            systems.dedup();
+            TruthMessage {
+                seq: g.seq,
+                message_id: g.message_id.clone(),
+                sender: users[g.sender].address.clone(),
+                sender_system: s.systems[users[g.sender].system].name.clone(),
+                recipients: g.recipients.iter().map(|&r| users[r].address.clone()).collect(),
+                recipient_systems: systems,
+                subject: g.subject.clone(),
+                bytes: g.bytes.len() as u64,
+                sha256: relay::sha256_hex(&g.bytes),
+                submitted_at: submitted_at.get(&g.seq).copied().unwrap_or(0.0),
+            }
+        })
+        .collect();
+    Ok((truth, stuck))
+}
+
+/// Concatenates each system's session records and key log into the run's truth files.
+fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
+    let mut sessions: Vec<records::SessionRecord> = Vec::new();
+    let mut keys = String::new();
+    let mut systems = Vec::new();
+    for (i, sys) in s.systems.iter().enumerate() {
+        let dir = run_dir.join("systems").join(&sys.name);
+        let path = dir.join("sessions.jsonl");
+        if path.exists() {
+            sessions.extend(records::read_jsonl(&path).map_err(|e| ScenarioError::Run(e.to_string()))?);
+        }
+        if let Ok(k) = std::fs::read_to_string(dir.join("keys.log")) {
+            keys.push_str(&k);
+        }
+        systems.push(json!({
+            "name": sys.name,
+            "domain": sys.domain,
+            "mx": sys.mx_host(),
+            "address": s.address(i).to_string(),
+            "starttls": sys.starttls,
+            "inbound_tls": sys.inbound(),
+            "outbound_tls": sys.outbound(),
+        }));
+    }
+    sessions.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
+    records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    std::fs::write(run_dir.join("keys.log"), keys).map_err(ScenarioError::io("keys.log"))?;
+    let systems = serde_json::to_string_pretty(&systems).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    std::fs::write(run_dir.join("truth/systems.json"), systems).map_err(ScenarioError::io("truth/systems.json"))
+}
+
+fn new_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(&time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .unwrap_or_else(|_| "now".into());
+    std::fs::create_dir_all(parent).map_err(ScenarioError::io(parent.display().to_string()))?;
+    for n in 1.. {
+        let dir = if n == 1 { parent.join(format!("{name}-{stamp}")) } else { parent.join(format!("{name}-{stamp}-{n}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ScenarioError::io(dir.display().to_string())(e)),
+        }
+    }
+    unreachable!("the loop above returns")
+}
+
+fn now() -> f64 {
+    relay::now_secs()
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), ScenarioError> {
+    let text = serde_json::to_string_pretty(m).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    std::fs::write(run_dir.join("manifest.json"), text).map_err(ScenarioError::io("manifest.json"))
+}
+
+/// Reads, changes and rewrites `manifest.json`.
+pub fn update_manifest(run_dir: &Path, f: impl FnOnce(&mut serde_json::Value)) -> Result<(), ScenarioError> {
+    let path = run_dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(ScenarioError::io(path.display().to_string()))?;
+    let mut m: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ScenarioError::Run(format!("{}: not valid JSON ({e})", path.display())))?;
+    f(&mut m);
+    write_manifest(run_dir, &m)
+}

@@ -1,0 +1,236 @@
+//! What each subcommand does: mostly wiring the crates together in the order of the pipeline.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use records::TapRecord;
+
+use crate::cli::{Cli, Command, RelayArgs, TapFormat};
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { scenario, out } => run(scenario.as_deref(), &out),
+        Command::Tap { capture, format } => tap(&capture, format),
+        Command::Analyze { run_dir } => {
+            analyze(&run_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { run_dir } => {
+            let index = report(&run_dir)?;
+            println!("report: {}", index.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Relay(args) => relay(args),
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn run(file: Option<&Path>, out: &Path) -> Result<ExitCode> {
+    let (text, source) = match file {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("cannot read scenario {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (scenarios::DEFAULT_SCENARIO.to_string(), "built-in default (scenarios/default.toml)".to_string()),
+    };
+    let scenario = scenarios::Scenario::parse(&text, &source)?;
+    eprintln!("scenario {} (seed {}), from {source}", scenario.scenario.name, scenario.scenario.seed);
+    let opts = scenarios::RunOptions { out_dir: out.to_path_buf(), source, command_line: command_line() };
+    let outcome = match scenarios::run(&scenario, &opts) {
+        Ok(o) => o,
+        Err(scenarios::ScenarioError::Capture(e @ tap::TapError::NoCapturePermission { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dir = &outcome.run_dir;
+    if let Some(stats) = &outcome.capture {
+        eprintln!(
+            "captured {} packets ({} dropped by the kernel); {} SMTP sessions, {} transactions in the clear",
+            stats.packets_written, stats.dropped, outcome.tap_sessions, outcome.tap_transactions
+        );
+    }
+    if let Some(e) = &outcome.tap_error {
+        eprintln!("warning: {e}");
+    }
+    let summary = analyze(dir)?;
+    let _ = summary;
+    let index = report(dir)?;
+    let complete = outcome.stuck.is_empty();
+    scenarios::runner::update_manifest(dir, |m| {
+        m["status"] = serde_json::json!(if complete { "complete" } else { "incomplete" });
+        m["files"] = serde_json::json!(file_hashes(dir));
+    })?;
+    if !complete {
+        eprintln!("error: {} messages were still queued when the drain timeout passed:", outcome.stuck.len());
+        for s in outcome.stuck.iter().take(20) {
+            eprintln!("  {s}");
+        }
+        eprintln!("the report covers what was delivered: {} (INCOMPLETE)", index.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("report: {}", index.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// sha256 of every file of the run directory except the manifest, by relative path.
+fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("spool") {
+                    stack.push(p);
+                }
+            } else if p.file_name().is_some_and(|n| n != "manifest.json")
+                && let Ok(bytes) = std::fs::read(&p)
+            {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                out.insert(rel, relay::sha256_hex(&bytes));
+            }
+        }
+    }
+    out
+}
+
+fn analyze(dir: &Path) -> Result<analysis::Summary> {
+    analysis::ingest(dir)?;
+    let summary = analysis::analyze(dir)?;
+    println!("{}", analysis::format_table(&summary));
+    Ok(summary)
+}
+
+fn report(dir: &Path) -> Result<std::path::PathBuf> {
+    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let capture_sha256 = std::fs::read(dir.join("capture.pcap")).ok().map(|b| relay::sha256_hex(&b));
+    let provenance = reports::Provenance {
+        scenario: manifest["scenario"]["scenario"]["name"].as_str().unwrap_or("?").to_string(),
+        seed: manifest["seed"].as_u64().unwrap_or(0),
+        command_line: manifest["command_line"].as_str().unwrap_or("").to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        capture_sha256,
+        started: manifest["started"].as_str().unwrap_or("").to_string(),
+    };
+    Ok(reports::render(dir, &provenance)?)
+}
+
+fn tap(capture: &Path, format: TapFormat) -> Result<ExitCode> {
+    let d = tap::dissect_file(capture)?;
+    match format {
+        TapFormat::Jsonl => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for s in &d.sessions {
+                writeln!(out, "{}", serde_json::to_string(&TapRecord::Session(s.clone()))?)?;
+            }
+            for t in &d.transactions {
+                writeln!(out, "{}", serde_json::to_string(&TapRecord::Transaction(t.clone()))?)?;
+            }
+            out.flush()?;
+        }
+        TapFormat::Table => {
+            println!("{} packets, {} SMTP sessions, {} transactions in the clear", d.packets, d.sessions.len(), d.transactions.len());
+            for s in &d.sessions {
+                let tls = if s.starttls_used {
+                    format!("STARTTLS {} {}", s.tls_version.as_deref().unwrap_or("?"), s.tls_cipher.as_deref().unwrap_or(""))
+                } else if s.starttls_offered {
+                    "offered, not used".into()
+                } else {
+                    "plaintext".into()
+                };
+                println!(
+                    "{} {}:{} -> {}:{} helo={} {} bytes {}/{} tx={}{}",
+                    s.uid,
+                    s.orig_h,
+                    s.orig_p,
+                    s.resp_h,
+                    s.resp_p,
+                    s.helo.as_deref().unwrap_or("-"),
+                    tls,
+                    s.orig_bytes,
+                    s.resp_bytes,
+                    s.transactions,
+                    if s.notes.is_empty() { String::new() } else { format!(" [{}]", s.notes.join(",")) }
+                );
+                for t in d.transactions.iter().filter(|t| t.uid == s.uid) {
+                    println!(
+                        "    #{} {} -> {} subject={:?} bytes={} sha256={}",
+                        t.trans_depth,
+                        t.mailfrom.as_deref().unwrap_or("-"),
+                        t.rcptto.join(","),
+                        t.subject.as_deref().unwrap_or(""),
+                        t.message_bytes.map(|b| b.to_string()).unwrap_or("-".into()),
+                        t.sha256.as_deref().map(|h| &h[..12]).unwrap_or("-"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(e) = d.error {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn relay(a: RelayArgs) -> Result<ExitCode> {
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+    let tls_identity = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(relay::TlsIdentity { cert_chain_pem: read(c)?, key_pem: read(k)? }),
+        _ => None,
+    };
+    let mut resolver = relay::StaticResolver::new();
+    for r in &a.routes {
+        let Some((domain, target)) = r.split_once('=') else {
+            bail!("--route {r:?}: use DOMAIN=HOST:PORT, e.g. --route example.org=127.0.0.2:25");
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(target)
+            .with_context(|| format!("--route {r:?}: cannot resolve {target}"))?
+            .next()
+            .with_context(|| format!("--route {r:?}: {target} has no address"))?;
+        let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target).to_string();
+        resolver.add(domain, relay::MxTarget { host, addr, system: None });
+    }
+    let cfg = relay::RelayConfig {
+        system: a.hostname.clone(),
+        hostname: a.hostname,
+        listen: a.listen,
+        submission: None,
+        bind: a.bind,
+        spool: a.spool,
+        local_domains: a.local_domains,
+        mailbox_dir: a.mailbox_dir,
+        tls_identity,
+        inbound_tls: a.inbound_tls,
+        outbound_tls: a.outbound_tls,
+        outbound_tls_by_domain: Vec::new(),
+        ca_pem: a.ca.as_deref().map(read).transpose()?,
+        resolver: Arc::new(resolver),
+        records: a.records,
+        keylog: a.keylog,
+        limits: Default::default(),
+        timeouts: Default::default(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let handle = relay::Relay::start(cfg).await?;
+        eprintln!("smtplab relay listening on {}", handle.listen);
+        tokio::signal::ctrl_c().await?;
+        eprintln!("shutting down; {} messages stay queued for the next start", handle.queued());
+        handle.shutdown(std::time::Duration::from_secs(10)).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
