@@ -1,0 +1,194 @@
+//! Turns the JSON-lines records into polars tables, column by column.
+//!
+//! Built from the Rust structs rather than with a JSON reader so that every column has a fixed
+//! type even when a file is empty (an empty tap log must still give a table with the right
+//! schema), and so that row order is exactly input order.
+//!
+//! Type choices: ports and other small integers are widened to `UInt32` (the polars build here has
+//! no 16-bit integer type), optional fields are nullable columns, lists of strings are
+//! `List(String)` columns.
+
+use polars::prelude::*;
+use records::{SessionRecord, TapSession, TapTransaction, TruthMessage};
+use serde::Deserialize;
+
+/// One system of the scenario, as `truth/systems.json` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SystemEntry {
+    pub name: String,
+    pub domain: String,
+    pub address: String,
+    pub starttls: bool,
+}
+
+/// The value of `direction` that marks a relay-to-relay hop in `truth/sessions.jsonl`.
+pub const OUTBOUND: &str = "outbound";
+
+/// `truth/messages.parquet`: one row per submitted message; `recipients` and
+/// `recipient_systems` are `List(String)`.
+pub fn truth_messages_frame(messages: &[TruthMessage]) -> PolarsResult<DataFrame> {
+    DataFrame::new(vec![
+        Column::new("seq".into(), messages.iter().map(|m| m.seq).collect::<Vec<_>>()),
+        str_col("message_id", messages.iter().map(|m| m.message_id.as_str())),
+        str_col("sender", messages.iter().map(|m| m.sender.as_str())),
+        str_col("sender_system", messages.iter().map(|m| m.sender_system.as_str())),
+        str_list_col("recipients", messages.iter().map(|m| Some(m.recipients.as_slice()))),
+        str_list_col("recipient_systems", messages.iter().map(|m| Some(m.recipient_systems.as_slice()))),
+        str_col("subject", messages.iter().map(|m| m.subject.as_str())),
+        Column::new("bytes".into(), messages.iter().map(|m| m.bytes).collect::<Vec<_>>()),
+        str_col("sha256", messages.iter().map(|m| m.sha256.as_str())),
+        Column::new("submitted_at".into(), messages.iter().map(|m| m.submitted_at).collect::<Vec<_>>()),
+    ])
+}
+
+/// One row of `truth/hops.parquet` before it becomes columns.
+struct HopRow<'a> {
+    session_index: u64,
+    session: &'a SessionRecord,
+    message: Option<&'a records::HopMessage>,
+}
+
+/// `truth/hops.parquet`: one row per (outbound session, message moved in it).
+///
+/// An outbound session that moved no message (refused connection, deferral before DATA) still
+/// gets one row, with null message columns, so that the true session count of a link is right
+/// and a tap session of that connection is still attributed to its link. `session_index` is the
+/// 0-based position of the session in `truth/sessions.jsonl`, to tell sessions apart.
+pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
+    let rows: Vec<HopRow<'_>> = sessions
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.direction == OUTBOUND)
+        .flat_map(|(i, s)| {
+            let session_index = i as u64;
+            let with_messages = s.messages.iter().map(move |m| HopRow { session_index, session: s, message: Some(m) });
+            let without = s.messages.is_empty().then_some(HopRow { session_index, session: s, message: None });
+            with_messages.chain(without)
+        })
+        .collect();
+    DataFrame::new(vec![
+        Column::new("session_index".into(), rows.iter().map(|r| r.session_index).collect::<Vec<_>>()),
+        str_col("sender_system", rows.iter().map(|r| r.session.system.as_str())),
+        opt_str_col("receiver_system", rows.iter().map(|r| r.session.peer_system.as_deref())),
+        str_col("client_addr", rows.iter().map(|r| r.session.local_addr.as_str())),
+        str_col("server_addr", rows.iter().map(|r| r.session.peer_addr.as_str())),
+        Column::new("starttls_used".into(), rows.iter().map(|r| r.session.starttls_used).collect::<Vec<_>>()),
+        opt_str_col("tls_version", rows.iter().map(|r| r.session.tls_version.as_deref())),
+        opt_str_col("message_id", rows.iter().map(|r| r.message.map(|m| m.message_id.as_str()))),
+        opt_str_col("mail_from", rows.iter().map(|r| r.message.map(|m| m.mail_from.as_str()))),
+        str_list_col("rcpt_to", rows.iter().map(|r| r.message.map(|m| m.rcpt_to.as_slice()))),
+        Column::new("bytes".into(), rows.iter().map(|r| r.message.map(|m| m.bytes)).collect::<Vec<_>>()),
+        opt_str_col("sha256", rows.iter().map(|r| r.message.map(|m| m.sha256.as_str()))),
+        str_col("outcome", rows.iter().map(|r| r.session.outcome.as_str())),
+        Column::new("started_at".into(), rows.iter().map(|r| r.session.started_at).collect::<Vec<_>>()),
+    ])
+}
+
+/// `truth/systems.parquet`: the systems of the scenario.
+pub fn systems_frame(systems: &[SystemEntry]) -> PolarsResult<DataFrame> {
+    DataFrame::new(vec![
+        str_col("name", systems.iter().map(|s| s.name.as_str())),
+        str_col("domain", systems.iter().map(|s| s.domain.as_str())),
+        str_col("address", systems.iter().map(|s| s.address.as_str())),
+        Column::new("starttls".into(), systems.iter().map(|s| s.starttls).collect::<Vec<_>>()),
+    ])
+}
+
+/// `tap/sessions.parquet`: every field of [`TapSession`] under its JSON name; `notes` is
+/// `List(String)`.
+pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
+    let s = sessions;
+    DataFrame::new(vec![
+        Column::new("ts".into(), s.iter().map(|x| x.ts).collect::<Vec<_>>()),
+        str_col("uid", s.iter().map(|x| x.uid.as_str())),
+        str_col("id.orig_h", s.iter().map(|x| x.orig_h.as_str())),
+        Column::new("id.orig_p".into(), s.iter().map(|x| u32::from(x.orig_p)).collect::<Vec<_>>()),
+        str_col("id.resp_h", s.iter().map(|x| x.resp_h.as_str())),
+        Column::new("id.resp_p".into(), s.iter().map(|x| u32::from(x.resp_p)).collect::<Vec<_>>()),
+        Column::new("duration".into(), s.iter().map(|x| x.duration).collect::<Vec<_>>()),
+        opt_str_col("helo", s.iter().map(|x| x.helo.as_deref())),
+        opt_str_col("server_name", s.iter().map(|x| x.server_name.as_deref())),
+        Column::new("starttls_offered".into(), s.iter().map(|x| x.starttls_offered).collect::<Vec<_>>()),
+        Column::new("starttls_command".into(), s.iter().map(|x| x.starttls_command).collect::<Vec<_>>()),
+        Column::new("starttls_reply".into(), s.iter().map(|x| x.starttls_reply.map(u32::from)).collect::<Vec<_>>()),
+        Column::new("starttls_used".into(), s.iter().map(|x| x.starttls_used).collect::<Vec<_>>()),
+        opt_str_col("tls_version", s.iter().map(|x| x.tls_version.as_deref())),
+        opt_str_col("tls_cipher", s.iter().map(|x| x.tls_cipher.as_deref())),
+        opt_str_col("sni", s.iter().map(|x| x.sni.as_deref())),
+        Column::new("orig_bytes".into(), s.iter().map(|x| x.orig_bytes).collect::<Vec<_>>()),
+        Column::new("resp_bytes".into(), s.iter().map(|x| x.resp_bytes).collect::<Vec<_>>()),
+        Column::new("tls_records_orig".into(), s.iter().map(|x| x.tls_records_orig).collect::<Vec<_>>()),
+        Column::new("tls_records_resp".into(), s.iter().map(|x| x.tls_records_resp).collect::<Vec<_>>()),
+        Column::new("tls_app_bytes_orig".into(), s.iter().map(|x| x.tls_app_bytes_orig).collect::<Vec<_>>()),
+        Column::new("tls_app_bytes_resp".into(), s.iter().map(|x| x.tls_app_bytes_resp).collect::<Vec<_>>()),
+        Column::new("gaps".into(), s.iter().map(|x| x.gaps).collect::<Vec<_>>()),
+        Column::new("transactions".into(), s.iter().map(|x| x.transactions).collect::<Vec<_>>()),
+        str_list_col("notes", s.iter().map(|x| Some(x.notes.as_slice()))),
+    ])
+}
+
+/// `tap/transactions.parquet`: every field of [`TapTransaction`] under its JSON name; lists of
+/// addresses are `List(String)`, and the nested `attachments` become `attachment_count` plus
+/// `attachments_json` (the JSON array as the tap wrote it).
+pub fn tap_transactions_frame(transactions: &[TapTransaction]) -> PolarsResult<DataFrame> {
+    let t = transactions;
+    let attachments_json = t
+        .iter()
+        .map(|x| serde_json::to_string(&x.attachments))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PolarsError::ComputeError(format!("attachments to JSON: {e}").into()))?;
+    DataFrame::new(vec![
+        Column::new("ts".into(), t.iter().map(|x| x.ts).collect::<Vec<_>>()),
+        str_col("uid", t.iter().map(|x| x.uid.as_str())),
+        str_col("id.orig_h", t.iter().map(|x| x.orig_h.as_str())),
+        Column::new("id.orig_p".into(), t.iter().map(|x| u32::from(x.orig_p)).collect::<Vec<_>>()),
+        str_col("id.resp_h", t.iter().map(|x| x.resp_h.as_str())),
+        Column::new("id.resp_p".into(), t.iter().map(|x| u32::from(x.resp_p)).collect::<Vec<_>>()),
+        Column::new("trans_depth".into(), t.iter().map(|x| x.trans_depth).collect::<Vec<_>>()),
+        opt_str_col("helo", t.iter().map(|x| x.helo.as_deref())),
+        opt_str_col("mailfrom", t.iter().map(|x| x.mailfrom.as_deref())),
+        str_list_col("rcptto", t.iter().map(|x| Some(x.rcptto.as_slice()))),
+        opt_str_col("date", t.iter().map(|x| x.date.as_deref())),
+        opt_str_col("from", t.iter().map(|x| x.from.as_deref())),
+        str_list_col("to", t.iter().map(|x| Some(x.to.as_slice()))),
+        str_list_col("cc", t.iter().map(|x| Some(x.cc.as_slice()))),
+        opt_str_col("reply_to", t.iter().map(|x| x.reply_to.as_deref())),
+        opt_str_col("msg_id", t.iter().map(|x| x.msg_id.as_deref())),
+        opt_str_col("in_reply_to", t.iter().map(|x| x.in_reply_to.as_deref())),
+        opt_str_col("subject", t.iter().map(|x| x.subject.as_deref())),
+        opt_str_col("x_originating_ip", t.iter().map(|x| x.x_originating_ip.as_deref())),
+        opt_str_col("first_received", t.iter().map(|x| x.first_received.as_deref())),
+        opt_str_col("second_received", t.iter().map(|x| x.second_received.as_deref())),
+        opt_str_col("last_reply", t.iter().map(|x| x.last_reply.as_deref())),
+        str_list_col("path", t.iter().map(|x| Some(x.path.as_slice()))),
+        opt_str_col("user_agent", t.iter().map(|x| x.user_agent.as_deref())),
+        Column::new("tls".into(), t.iter().map(|x| x.tls).collect::<Vec<_>>()),
+        Column::new("message_bytes".into(), t.iter().map(|x| x.message_bytes).collect::<Vec<_>>()),
+        opt_str_col("sha256", t.iter().map(|x| x.sha256.as_deref())),
+        Column::new("attachment_count".into(), t.iter().map(|x| x.attachments.len() as u64).collect::<Vec<_>>()),
+        Column::new("attachments_json".into(), attachments_json),
+    ])
+}
+
+/// A non-null `String` column.
+fn str_col<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Column {
+    Column::new(name.into(), values.collect::<Vec<&str>>())
+}
+
+/// A nullable `String` column.
+fn opt_str_col<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
+    Column::new(name.into(), values.collect::<Vec<Option<&str>>>())
+}
+
+/// A `List(String)` column; `None` rows are null lists. The inner type is fixed even when there
+/// are no rows, which inferring from values could not do.
+fn str_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = Option<&'a [String]>>) -> Column {
+    let mut builder = ListStringChunkedBuilder::new(name.into(), values.len(), values.len() * 2);
+    for value in values {
+        match value {
+            Some(items) => builder.append_values_iter(items.iter().map(String::as_str)),
+            None => builder.append_null(),
+        }
+    }
+    builder.finish().into_series().into()
+}
