@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "smtplab", version, about = "Measure what a passive eavesdropper learns from SMTP, with and without STARTTLS")]
+#[command(
+    name = "smtplab",
+    version,
+    about = "Measure what a passive eavesdropper learns from SMTP, with and without STARTTLS"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

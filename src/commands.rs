@@ -141,10 +141,19 @@ fn tap(capture: &Path, format: TapFormat) -> Result<ExitCode> {
             out.flush()?;
         }
         TapFormat::Table => {
-            println!("{} packets, {} SMTP sessions, {} transactions in the clear", d.packets, d.sessions.len(), d.transactions.len());
+            println!(
+                "{} packets, {} SMTP sessions, {} transactions in the clear",
+                d.packets,
+                d.sessions.len(),
+                d.transactions.len()
+            );
             for s in &d.sessions {
                 let tls = if s.starttls_used {
-                    format!("STARTTLS {} {}", s.tls_version.as_deref().unwrap_or("?"), s.tls_cipher.as_deref().unwrap_or(""))
+                    format!(
+                        "STARTTLS {} {}",
+                        s.tls_version.as_deref().unwrap_or("?"),
+                        s.tls_cipher.as_deref().unwrap_or("")
+                    )
                 } else if s.starttls_offered {
                     "offered, not used".into()
                 } else {

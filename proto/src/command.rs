@@ -11,11 +11,20 @@ pub type Path = String;
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { from: Path, params: Vec<String> },
-    Rcpt { to: Path, params: Vec<String> },
+    Mail {
+        from: Path,
+        params: Vec<String>,
+    },
+    Rcpt {
+        to: Path,
+        params: Vec<String>,
+    },
     Data,
     /// RFC 3030 BDAT: `size` is `None` when the argument is not a number that fits in a u64.
-    Bdat { size: Option<u64>, last: bool },
+    Bdat {
+        size: Option<u64>,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -25,9 +34,15 @@ pub enum Command {
     Help,
     /// RFC 4954: the mechanism and the optional initial response (credentials: callers must not
     /// log it).
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
     /// A verb this parser does not know, or a known verb with arguments it cannot make sense of.
-    Unknown { verb: String, line: String },
+    Unknown {
+        verb: String,
+        line: String,
+    },
 }
 
 impl Command {

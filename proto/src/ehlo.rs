@@ -13,11 +13,7 @@ pub struct Capabilities {
 impl Capabilities {
     pub fn from_reply(reply: &Reply) -> Self {
         let mut lines = reply.lines.iter();
-        let server_name = lines
-            .next()
-            .and_then(|l| l.split_ascii_whitespace().next())
-            .unwrap_or("")
-            .to_string();
+        let server_name = lines.next().and_then(|l| l.split_ascii_whitespace().next()).unwrap_or("").to_string();
         let keywords = lines
             .filter_map(|l| {
                 let mut words = l.split_ascii_whitespace();
@@ -42,11 +38,7 @@ impl Capabilities {
 
     /// The SIZE limit, if offered with a number (0 means no fixed limit).
     pub fn size(&self) -> Option<u64> {
-        self.keywords
-            .iter()
-            .find(|(k, _)| k == "SIZE")
-            .and_then(|(_, p)| p.first())
-            .and_then(|s| s.parse().ok())
+        self.keywords.iter().find(|(k, _)| k == "SIZE").and_then(|(_, p)| p.first()).and_then(|s| s.parse().ok())
     }
 
     /// The keywords as a reply to EHLO, with `greeting` as the first line.

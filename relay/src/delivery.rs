@@ -70,11 +70,8 @@ pub(crate) async fn deliver_remote(
         rec.ended_at = crate::now_secs();
         match result {
             Ok(outcomes) => {
-                let delivered: Vec<String> = outcomes
-                    .iter()
-                    .filter(|(_, o)| *o == RcptOutcome::Delivered)
-                    .map(|(r, _)| r.clone())
-                    .collect();
+                let delivered: Vec<String> =
+                    outcomes.iter().filter(|(_, o)| *o == RcptOutcome::Delivered).map(|(r, _)| r.clone()).collect();
                 if !delivered.is_empty() {
                     rec.messages.push(HopMessage {
                         message_id: env.message_id.clone(),
@@ -91,7 +88,13 @@ pub(crate) async fn deliver_remote(
                 return outcomes;
             }
             Err(f) => {
-                tracing::warn!("{}: delivery to {} ({}) deferred: {}", shared.cfg.system, target.host, target.addr, f.why);
+                tracing::warn!(
+                    "{}: delivery to {} ({}) deferred: {}",
+                    shared.cfg.system,
+                    target.host,
+                    target.addr,
+                    f.why
+                );
                 rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
                 rec.error = Some(f.why.clone());
                 shared.records.write(&rec);
@@ -168,7 +171,10 @@ impl<'r> Client<'r> {
                     c.upgrade(shared, target, policy).await?;
                     caps = c.ehlo(&cfg.hostname).await?;
                 } else if policy != OutboundTls::May {
-                    return Err(Failure::transient(format!("STARTTLS refused ({}); policy {policy:?} requires TLS", r.summary())));
+                    return Err(Failure::transient(format!(
+                        "STARTTLS refused ({}); policy {policy:?} requires TLS",
+                        r.summary()
+                    )));
                 }
             }
             OutboundTls::May => {}
@@ -296,7 +302,11 @@ impl<'r> Client<'r> {
             let why = format!("message refused: {}", end.summary());
             for (_, o) in &mut outcomes {
                 if *o == RcptOutcome::Delivered {
-                    *o = if end.code >= 500 { RcptOutcome::Failed(why.clone()) } else { RcptOutcome::Deferred(why.clone()) };
+                    *o = if end.code >= 500 {
+                        RcptOutcome::Failed(why.clone())
+                    } else {
+                        RcptOutcome::Deferred(why.clone())
+                    };
                 }
             }
         }

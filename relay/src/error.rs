@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("cannot listen on {addr}: {source} (is another process using it? on loopback, any 127.x.y.z works without setup)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using it? on loopback, any 127.x.y.z works without setup)"
+    )]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: std::io::Error },

@@ -26,10 +26,7 @@ pub use resolver::{MxResolver, MxTarget, StaticResolver};
 
 /// Seconds since the Unix epoch as a float, the time format of every record.
 pub fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Lower-case hex sha256, the content hash every record uses.

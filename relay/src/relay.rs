@@ -74,11 +74,10 @@ impl Relay {
             Some(ca) => Some(tls::client_config_verify(ca, keylog)?),
             None => None,
         };
-        let records = RecordSink::open(cfg.records.as_deref()).map_err(|source| RelayError::Spool {
-            path: cfg.records.clone().unwrap_or_default(),
-            source,
-        })?;
-        let mx = TcpListener::bind(cfg.listen).await.map_err(|source| RelayError::Listen { addr: cfg.listen, source })?;
+        let records = RecordSink::open(cfg.records.as_deref())
+            .map_err(|source| RelayError::Spool { path: cfg.records.clone().unwrap_or_default(), source })?;
+        let mx =
+            TcpListener::bind(cfg.listen).await.map_err(|source| RelayError::Listen { addr: cfg.listen, source })?;
         let submission = match cfg.submission {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| RelayError::Listen { addr, source })?),
             None => None,
@@ -180,7 +179,11 @@ async fn refuse_busy(mut tcp: tokio::net::TcpStream) {
 }
 
 /// Takes ready queue ids and delivers each in its own task; schedules retries with backoff.
-async fn queue_runner(shared: Arc<Shared>, mut ready: mpsc::UnboundedReceiver<String>, mut stop: watch::Receiver<bool>) {
+async fn queue_runner(
+    shared: Arc<Shared>,
+    mut ready: mpsc::UnboundedReceiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let workers = Arc::new(Semaphore::new(32));
     let mut jobs = JoinSet::new();
     loop {
@@ -264,10 +267,12 @@ fn deliver_local(shared: &Shared, domain: &str, rcpts: &[String], message: &[u8]
         .iter()
         .map(|r| {
             let user = r.rsplit_once('@').map(|(u, _)| u).unwrap_or(r);
-            let user: String = user.chars().map(|c| if c.is_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
+            let user: String =
+                user.chars().map(|c| if c.is_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
             let dir = shared.cfg.mailbox_dir.join(domain).join(user);
             let name = format!("{}.eml", shared.spool.new_qid());
-            let result = std::fs::create_dir_all(&dir).and_then(|_| crate::spool::write_durably(&dir.join(name), message));
+            let result =
+                std::fs::create_dir_all(&dir).and_then(|_| crate::spool::write_durably(&dir.join(name), message));
             let outcome = match result {
                 Ok(()) => RcptOutcome::Delivered,
                 Err(e) => RcptOutcome::Deferred(format!("mailbox {}: {e}", dir.display())),

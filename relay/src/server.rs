@@ -370,7 +370,11 @@ impl Session<'_> {
     }
 }
 
-async fn flush(io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>, rec: &mut SessionRecord) -> Result<(), End> {
+async fn flush(
+    io: &mut Transport<TlsStream<TcpStream>>,
+    out: &mut Vec<u8>,
+    rec: &mut SessionRecord,
+) -> Result<(), End> {
     if out.is_empty() {
         return Ok(());
     }
@@ -386,13 +390,15 @@ async fn flush(io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>, rec:
 
 /// A Received header carrying the TLS facts, in Postfix's wording.
 fn received_header(helo: &str, peer: SocketAddr, host: &str, qid: &str, tls: Option<&str>, rcpts: &[String]) -> String {
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
+    let date =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
     let with = if tls.is_some() { "ESMTPS" } else { "ESMTP" };
     let using = tls.map(|t| format!("\r\n\t(using {t})")).unwrap_or_default();
     let for_ = if rcpts.len() == 1 { format!("\r\n\tfor <{}>", rcpts[0]) } else { String::new() };
-    format!("Received: from {helo} ([{}]){using}\r\n\tby {host} (smtplab) with {with} id {qid}{for_};\r\n\t{date}\r\n", peer.ip())
+    format!(
+        "Received: from {helo} ([{}]){using}\r\n\tby {host} (smtplab) with {with} id {qid}{for_};\r\n\t{date}\r\n",
+        peer.ip()
+    )
 }
 
 /// The Message-ID header's value without angle brackets.

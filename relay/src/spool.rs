@@ -50,10 +50,8 @@ impl Spool {
 
     /// A queue id unique across restarts: time in microseconds, then a counter.
     pub fn new_qid(&self) -> String {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0);
+        let micros =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
         format!("{micros:X}{:04X}", self.counter.fetch_add(1, Ordering::Relaxed) % 0x10000)
     }
 

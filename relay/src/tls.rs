@@ -88,10 +88,7 @@ pub fn client_config_any_cert(keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<Cli
 }
 
 /// Client config for `verify`: the chain must lead to one of `ca_pem` and name the MX host.
-pub fn client_config_verify(
-    ca_pem: &str,
-    keylog: Option<Arc<KeyLogFile>>,
-) -> Result<Arc<ClientConfig>, RelayError> {
+pub fn client_config_verify(ca_pem: &str, keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<ClientConfig>, RelayError> {
     let mut roots = RootCertStore::empty();
     for c in parse_certs(ca_pem)? {
         roots.add(c).map_err(|e| RelayError::TlsConfig(format!("bad CA certificate: {e}")))?;

@@ -46,15 +46,18 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         std::fs::create_dir_all(run_dir.join(d)).map_err(ScenarioError::io(run_dir.join(d).display().to_string()))?;
     }
     let started = now_rfc3339();
-    write_manifest(&run_dir, &json!({
-        "status": "running",
-        "scenario": s,
-        "source": opts.source,
-        "seed": s.scenario.seed,
-        "command_line": opts.command_line,
-        "version": env!("CARGO_PKG_VERSION"),
-        "started": started,
-    }))?;
+    write_manifest(
+        &run_dir,
+        &json!({
+            "status": "running",
+            "scenario": s,
+            "source": opts.source,
+            "seed": s.scenario.seed,
+            "command_line": opts.command_line,
+            "version": env!("CARGO_PKG_VERSION"),
+            "started": started,
+        }),
+    )?;
     std::fs::write(
         run_dir.join("scenario.toml"),
         toml::to_string_pretty(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?,
@@ -322,7 +325,8 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         }));
     }
     sessions.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
-    records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions)
+        .map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("keys.log"), keys).map_err(ScenarioError::io("keys.log"))?;
     let systems = serde_json::to_string_pretty(&systems).map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("truth/systems.json"), systems).map_err(ScenarioError::io("truth/systems.json"))
@@ -334,7 +338,8 @@ fn new_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
         .unwrap_or_else(|_| "now".into());
     std::fs::create_dir_all(parent).map_err(ScenarioError::io(parent.display().to_string()))?;
     for n in 1.. {
-        let dir = if n == 1 { parent.join(format!("{name}-{stamp}")) } else { parent.join(format!("{name}-{stamp}-{n}")) };
+        let dir =
+            if n == 1 { parent.join(format!("{name}-{stamp}")) } else { parent.join(format!("{name}-{stamp}-{n}")) };
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -349,9 +354,7 @@ fn now() -> f64 {
 }
 
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), ScenarioError> {

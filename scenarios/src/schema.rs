@@ -157,10 +157,13 @@ impl Scenario {
                 return Err(bad(&format!("{key}.name"), format!("{:?}: use letters, digits, - and _", s.name)));
             }
             if !s.domain.contains('.') {
-                return Err(bad(&format!("{key}.domain"), format!("{:?} is not a domain name (e.g. alpha.example)", s.domain)));
+                return Err(bad(
+                    &format!("{key}.domain"),
+                    format!("{:?} is not a domain name (e.g. alpha.example)", s.domain),
+                ));
             }
             if self.systems[..i].iter().any(|o| o.name == s.name || o.domain == s.domain) {
-                return Err(bad(&format!("{key}"), format!("name {:?} or domain {:?} is used twice", s.name, s.domain)));
+                return Err(bad(&key, format!("name {:?} or domain {:?} is used twice", s.name, s.domain)));
             }
             if !s.starttls && (s.inbound() != InboundTls::None || s.outbound() != OutboundTls::None) {
                 return Err(bad(
@@ -209,7 +212,10 @@ mod tests {
         let e = Scenario::parse(&text, "x.toml").expect_err("typo").to_string();
         assert!(e.starts_with("x.toml: "), "{e}");
         assert!(e.contains("line 22") && e.contains("max_recipents"), "{e}");
-        let text = crate::DEFAULT_SCENARIO.replace("name = \"gamma\"\ndomain = \"gamma.example\"\nstarttls = false", "name = \"gamma\"\ndomain = \"gamma.example\"\nstarttls = false\noutbound_tls = \"may\"");
+        let text = crate::DEFAULT_SCENARIO.replace(
+            "name = \"gamma\"\ndomain = \"gamma.example\"\nstarttls = false",
+            "name = \"gamma\"\ndomain = \"gamma.example\"\nstarttls = false\noutbound_tls = \"may\"",
+        );
         let e = Scenario::parse(&text, "x.toml").expect_err("policy without TLS").to_string();
         assert!(e.contains("systems[2].starttls"), "{e}");
     }

@@ -34,18 +34,53 @@ pub struct Generated {
 }
 
 const FIRST: &[&str] = &[
-    "Ada", "Alan", "Barbara", "Claude", "Dorothy", "Edsger", "Frances", "Grace", "Hedy", "Ivan", "Joan", "Ken",
-    "Leslie", "Margaret", "Niklaus", "Radia", "Shafi", "Tim", "Whitfield", "Martin",
+    "Ada",
+    "Alan",
+    "Barbara",
+    "Claude",
+    "Dorothy",
+    "Edsger",
+    "Frances",
+    "Grace",
+    "Hedy",
+    "Ivan",
+    "Joan",
+    "Ken",
+    "Leslie",
+    "Margaret",
+    "Niklaus",
+    "Radia",
+    "Shafi",
+    "Tim",
+    "Whitfield",
+    "Martin",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Turing", "Liskov", "Shannon", "Vaughan", "Dijkstra", "Allen", "Hopper", "Lamarr", "Sutherland",
-    "Clarke", "Thompson", "Lamport", "Hamilton", "Wirth", "Perlman", "Goldwasser", "Berners-Lee", "Diffie",
+    "Lovelace",
+    "Turing",
+    "Liskov",
+    "Shannon",
+    "Vaughan",
+    "Dijkstra",
+    "Allen",
+    "Hopper",
+    "Lamarr",
+    "Sutherland",
+    "Clarke",
+    "Thompson",
+    "Lamport",
+    "Hamilton",
+    "Wirth",
+    "Perlman",
+    "Goldwasser",
+    "Berners-Lee",
+    "Diffie",
     "Hellman",
 ];
 const WORDS: &[&str] = &[
     "meeting", "budget", "draft", "review", "schedule", "proposal", "invoice", "quarter", "results", "network",
-    "cipher", "relay", "archive", "weekend", "project", "deadline", "summary", "contract", "travel", "report",
-    "lunch", "update", "question", "minutes", "agenda", "release", "patch", "server", "backup", "plan",
+    "cipher", "relay", "archive", "weekend", "project", "deadline", "summary", "contract", "travel", "report", "lunch",
+    "update", "question", "minutes", "agenda", "release", "patch", "server", "backup", "plan",
 ];
 
 pub fn users(s: &Scenario) -> Vec<User> {
@@ -78,9 +113,8 @@ pub fn generate(s: &Scenario, users: &[User]) -> Result<Vec<Generated>, Scenario
         let sender = rng.random_range(0..users.len());
         let sender_sys = users[sender].system;
         let intra = rng.random_bool(t.intra_system_share);
-        let candidates: Vec<usize> = (0..users.len())
-            .filter(|&u| u != sender && (users[u].system == sender_sys) == intra)
-            .collect();
+        let candidates: Vec<usize> =
+            (0..users.len()).filter(|&u| u != sender && (users[u].system == sender_sys) == intra).collect();
         let wanted = rng.random_range(1..=t.max_recipients).min(candidates.len().max(1));
         let mut recipients: Vec<usize> = candidates.choose_multiple(&mut rng, wanted).copied().collect();
         if recipients.is_empty() {

@@ -60,17 +60,17 @@ fn plaintext_links_leak_everything_starttls_links_only_volume() {
     let tap_tx: Vec<TapRecord> = read_jsonl(&dir.join("tap/transactions.jsonl")).expect("tap tx");
 
     // Every inter-system recipient of the truth crossed exactly one hop.
-    let crossing: usize = truth
-        .iter()
-        .map(|m| m.recipient_systems.iter().filter(|s| **s != m.sender_system).count())
-        .sum();
+    let crossing: usize =
+        truth.iter().map(|m| m.recipient_systems.iter().filter(|s| **s != m.sender_system).count()).sum();
     let hop_messages: usize = hops.iter().map(|h| h.messages.len()).sum();
     assert_eq!(hop_messages, crossing, "one hop message per (message, other system)");
 
     let by_tuple: HashMap<(String, String), &records::TapSession> = tap_sessions
         .iter()
         .filter_map(|r| match r {
-            TapRecord::Session(s) => Some(((format!("{}:{}", s.orig_h, s.orig_p), format!("{}:{}", s.resp_h, s.resp_p)), s)),
+            TapRecord::Session(s) => {
+                Some(((format!("{}:{}", s.orig_h, s.orig_p), format!("{}:{}", s.resp_h, s.resp_p)), s))
+            }
             _ => None,
         })
         .collect();

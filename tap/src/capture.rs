@@ -69,9 +69,8 @@ impl LiveCapture {
         let mut cap = cap.setnonblock().map_err(|e| open_error(dev, e))?;
         cap.filter(&opts.filter, true)
             .map_err(|e| TapError::Filter { filter: opts.filter.clone(), detail: e.to_string() })?;
-        let mut file = cap
-            .savefile(out)
-            .map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })?;
+        let mut file =
+            cap.savefile(out).map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let device = opts.device.clone();
@@ -120,8 +119,8 @@ impl LiveCapture {
     /// Stops after draining what the kernel already holds, and flushes the file.
     pub fn stop(self) -> Result<CaptureStats, TapError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_else(|_| {
-            Err(TapError::Capture { device: "?".into(), detail: "capture thread panicked".into() })
-        })
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(TapError::Capture { device: "?".into(), detail: "capture thread panicked".into() }))
     }
 }

@@ -61,10 +61,8 @@ fn key(a: SocketAddr, b: SocketAddr) -> Key {
 pub fn dissect_file(path: &Path) -> Result<Dissection, TapError> {
     let name = path.display().to_string();
     let classic = is_classic_pcap(path);
-    let mut cap = pcap::Capture::from_file(path).map_err(|e| TapError::Open {
-        path: name.clone(),
-        detail: format!("{e} (is it a pcap or pcapng file?)"),
-    })?;
+    let mut cap = pcap::Capture::from_file(path)
+        .map_err(|e| TapError::Open { path: name.clone(), detail: format!("{e} (is it a pcap or pcapng file?)") })?;
     let dlt = cap.get_datalink();
     let link = Link::from_dlt(dlt.0).ok_or_else(|| TapError::LinkType {
         path: name.clone(),
@@ -147,7 +145,10 @@ fn is_classic_pcap(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
-        && matches!(magic, [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d])
+        && matches!(
+            magic,
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d]
+        )
 }
 
 /// Decides who is the client, whether the flow is SMTP, and dissects it.

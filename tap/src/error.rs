@@ -15,6 +15,8 @@ pub enum TapError {
     Open { path: String, detail: String },
     #[error("{path}: corrupt or truncated capture at byte offset {offset} ({detail}); records before it were kept")]
     Corrupt { path: String, offset: u64, detail: String },
-    #[error("{path}: unsupported link type {linktype} ({name}); smtplab reads Ethernet, Linux cooked (SLL, SLL2), BSD loopback and raw IP captures")]
+    #[error(
+        "{path}: unsupported link type {linktype} ({name}); smtplab reads Ethernet, Linux cooked (SLL, SLL2), BSD loopback and raw IP captures"
+    )]
     LinkType { path: String, linktype: i32, name: String },
 }

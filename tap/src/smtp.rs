@@ -125,7 +125,8 @@ impl Dissector<'_> {
             // The greeting, unless the capture started mid-session.
             let starts_with_reply = self.server.rest().first().is_some_and(u8::is_ascii_digit);
             if starts_with_reply && let Some(g) = self.server.reply() {
-                self.session.server_name = g.lines.first().and_then(|l| l.split_whitespace().next()).map(str::to_string);
+                self.session.server_name =
+                    g.lines.first().and_then(|l| l.split_whitespace().next()).map(str::to_string);
             }
         }
         while let Some(line) = self.client.line() {
@@ -254,10 +255,7 @@ impl Dissector<'_> {
             DataStatus::Continue => (self.client.rest().len(), false),
         };
         self.client.pos += consumed;
-        let gap = self.client.stream.gap_within(
-            self.stream_offset(start),
-            self.stream_offset(self.client.pos) + 1,
-        );
+        let gap = self.client.stream.gap_within(self.stream_offset(start), self.stream_offset(self.client.pos) + 1);
         if gap {
             self.note("gap_in_data");
         }

@@ -1,0 +1,78 @@
+//! Ingest: the JSON-lines records of a run become Parquet tables beside them.
+//!
+//! Parquet is what the analysis (and anyone exploring a run with polars or pandas) reads: typed,
+//! columnar and fast. The JSON lines stay the source of truth; ingesting twice gives the same
+//! files.
+
+use std::path::Path;
+
+use polars::prelude::{DataFrame, PolarsResult};
+use records::{SessionRecord, TapSession, TapTransaction, TruthMessage, read_jsonl};
+
+use crate::error::{AnalysisError, HINT_RUN};
+use crate::layout::RunLayout;
+use crate::record_frames::{self, SystemEntry};
+use crate::table_io::write_parquet;
+
+/// Converts the run's JSON-lines inputs into Parquet beside them:
+/// `truth/messages.parquet`, `truth/hops.parquet`, `truth/systems.parquet` (when
+/// `truth/systems.json` exists), `tap/sessions.parquet` and `tap/transactions.parquet`.
+///
+/// The ground-truth files must exist. The tap files may be missing (the tap saw nothing): they
+/// give empty tables with the full schema.
+pub fn ingest(run_dir: &Path) -> Result<(), AnalysisError> {
+    let layout = RunLayout::new(run_dir);
+
+    let messages: Vec<TruthMessage> = read_required(&layout.truth_messages_jsonl())?;
+    write_frame(record_frames::truth_messages_frame(&messages), &layout.truth_messages_parquet())?;
+
+    let sessions: Vec<SessionRecord> = read_required(&layout.truth_sessions_jsonl())?;
+    write_frame(record_frames::truth_hops_frame(&sessions), &layout.truth_hops_parquet())?;
+
+    if let Some(systems) = read_systems(&layout.truth_systems_json())? {
+        write_frame(record_frames::systems_frame(&systems), &layout.truth_systems_parquet())?;
+    }
+
+    let tap_sessions: Vec<TapSession> = read_optional(&layout.tap_sessions_jsonl())?;
+    write_frame(record_frames::tap_sessions_frame(&tap_sessions), &layout.tap_sessions_parquet())?;
+
+    let tap_transactions: Vec<TapTransaction> = read_optional(&layout.tap_transactions_jsonl())?;
+    write_frame(record_frames::tap_transactions_frame(&tap_transactions), &layout.tap_transactions_parquet())?;
+    Ok(())
+}
+
+fn read_required<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, AnalysisError> {
+    if !path.is_file() {
+        return Err(AnalysisError::Missing { path: path.to_path_buf(), hint: HINT_RUN });
+    }
+    Ok(read_jsonl(path)?)
+}
+
+/// The tap writes nothing when it saw nothing: a missing file is an empty one.
+fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, AnalysisError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(read_jsonl(path)?)
+}
+
+/// The analysis does not need the system list, so an older run without it still ingests.
+fn read_systems(path: &Path) -> Result<Option<Vec<SystemEntry>>, AnalysisError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| AnalysisError::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| AnalysisError::Systems { path: path.to_path_buf(), source })
+}
+
+fn write_frame(frame: PolarsResult<DataFrame>, path: &Path) -> Result<(), AnalysisError> {
+    let mut df = frame.map_err(|source| AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "build the table",
+        source,
+        hint: "please report this with the run directory",
+    })?;
+    write_parquet(&mut df, path)
+}
