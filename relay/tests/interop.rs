@@ -1,0 +1,196 @@
+//! The relay between real MTAs and clients: Postfix → smtplab relay → Postfix, with and without
+//! STARTTLS, and swaks and OpenSSL's s_client against the relay. Needs root and the Debian
+//! packages scripts/test installs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use relay::{InboundTls, OutboundTls};
+
+/// A message that exercises dot-stuffing and 8-bit-free MIME, with CRLF line ends.
+const MESSAGE: &str = "From: Alice <alice@src.example>\r\nTo: Bob <bob@dest.example>\r\nSubject: interop\r\n\
+Message-ID: <interop-1@src.example>\r\nDate: Sat, 29 Nov 1997 12:00:00 +0000\r\n\r\n\
+Hello Bob.\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\nnot the end\r\nlast line\r\n";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address")
+}
+
+/// Postfix A (client side, `smtp_tls_security_level = a_level`) → relay (inbound `relay_in`,
+/// outbound `relay_out`) → Postfix B (`smtpd_tls_security_level = b_level`).
+fn postfix_relay_postfix(case: u8, a_level: &str, relay_in: InboundTls, relay_out: OutboundTls, b_level: &str) {
+    let scratch = Scratch::new(&format!("interop-{case}"));
+    let dir = &scratch.0;
+    let (a_addr, relay_addr, b_addr) = (
+        addr(&format!("127.0.{case}.61:2625")),
+        addr(&format!("127.0.{case}.62:2626")),
+        addr(&format!("127.0.{case}.63:2627")),
+    );
+    let (b_cert, b_key, _) = certificate("mx.dest.example");
+    std::fs::create_dir_all(dir.join("b")).expect("dir");
+    std::fs::write(dir.join("b/cert.pem"), b_cert).expect("cert");
+    std::fs::write(dir.join("b/key.pem"), b_key).expect("key");
+    let b = Postfix::start(
+        &dir.join("b"),
+        "mx.dest.example",
+        b_addr,
+        &[
+            "virtual_mailbox_domains = dest.example".into(),
+            format!("smtpd_tls_cert_file = {}/b/cert.pem", dir.display()),
+            format!("smtpd_tls_key_file = {}/b/key.pem", dir.display()),
+            format!("smtpd_tls_security_level = {b_level}"),
+        ],
+    );
+    let a = Postfix::start(
+        &dir.join("a"),
+        "mx.src.example",
+        a_addr,
+        &[
+            format!("relayhost = [{}]:{}", relay_addr.ip(), relay_addr.port()),
+            format!("smtp_tls_security_level = {a_level}"),
+            format!("smtp_bind_address = {}", a_addr.ip()),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let relay = rt.block_on(start_relay(
+        &dir.join("relay"),
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: relay_in,
+            outbound: relay_out,
+            tls: relay_in != InboundTls::None,
+            routes: vec![("dest.example".into(), b_addr)],
+            local_domains: vec![],
+        },
+    ));
+    let msg_path = dir.join("message.eml");
+    // swaks appends CRLF . CRLF itself: give it the message without its last line end.
+    std::fs::write(&msg_path, MESSAGE.strip_suffix("\r\n").unwrap_or(MESSAGE)).expect("message");
+    let out = swaks(a_addr, "alice@src.example", "bob@dest.example", &msg_path, &[]);
+    assert!(out.status.success(), "swaks to Postfix A: {}", String::from_utf8_lossy(&out.stdout));
+
+    let mail = b.wait_for_mail(1, Duration::from_secs(60));
+    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    assert_eq!(mail.len(), 1, "delivered to B.\nA log:\n{}\nB log:\n{}", a.log(), b.log());
+    assert_eq!(
+        String::from_utf8_lossy(&lf(&strip_trace_headers(&mail[0]))),
+        String::from_utf8_lossy(&lf(MESSAGE.as_bytes())),
+        "byte-identical apart from trace headers"
+    );
+    let text = String::from_utf8_lossy(&mail[0]);
+    assert!(text.contains("by relay.test.example (smtplab)"), "the relay's Received header: {text}");
+
+    let tls_in = relay_in != InboundTls::None && a_level != "none";
+    let tls_out = relay_out != OutboundTls::None && b_level != "none";
+    let records = relay_records(&dir.join("relay"));
+    let inbound = records.iter().find(|r| r.direction == "inbound" && !r.messages.is_empty()).expect("inbound record");
+    let outbound = records.iter().find(|r| r.direction == "outbound").expect("outbound record");
+    assert_eq!(inbound.starttls_used, tls_in, "relay record, A → relay");
+    assert_eq!(outbound.starttls_used, tls_out, "relay record, relay → B");
+    assert_eq!(outbound.outcome, "delivered");
+    // Postfix's own logs agree with the relay's records.
+    assert_eq!(a.log().contains("TLS connection established to"), tls_in, "A log:\n{}", a.log());
+    assert_eq!(b.log().contains("TLS connection established from"), tls_out, "B log:\n{}", b.log());
+    if tls_in {
+        assert!(text.contains("(using TLSv1."), "TLS facts in the relay's Received header: {text}");
+    }
+}
+
+#[test]
+fn postfix_relay_postfix_plaintext() {
+    postfix_relay_postfix(71, "none", InboundTls::None, OutboundTls::None, "none");
+}
+
+#[test]
+fn postfix_relay_postfix_may() {
+    postfix_relay_postfix(72, "may", InboundTls::May, OutboundTls::May, "may");
+}
+
+#[test]
+fn postfix_relay_postfix_encrypt() {
+    postfix_relay_postfix(73, "encrypt", InboundTls::Encrypt, OutboundTls::Encrypt, "encrypt");
+}
+
+#[test]
+fn opportunistic_falls_back_to_plaintext_when_not_offered() {
+    // The 1997 design: `may` uses STARTTLS only when the next hop offers it.
+    postfix_relay_postfix(74, "may", InboundTls::May, OutboundTls::May, "none");
+}
+
+/// swaks against the relay directly: plain, STARTTLS, pipelined.
+#[test]
+fn swaks_plain_tls_and_pipelining() {
+    let scratch = Scratch::new("swaks");
+    let dir = &scratch.0;
+    let relay_addr = addr("127.0.75.62:2626");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let relay = rt.block_on(start_relay(
+        dir,
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: InboundTls::May,
+            outbound: OutboundTls::May,
+            tls: true,
+            routes: vec![],
+            local_domains: vec!["dest.example".into()],
+        },
+    ));
+    let msg_path = dir.join("message.eml");
+    // swaks appends CRLF . CRLF itself: give it the message without its last line end.
+    std::fs::write(&msg_path, MESSAGE.strip_suffix("\r\n").unwrap_or(MESSAGE)).expect("message");
+    for (i, extra) in [vec![], vec!["--tls"], vec!["--pipeline"], vec!["--tls", "--pipeline"]].iter().enumerate() {
+        let out = swaks(relay_addr, "alice@src.example", &format!("bob{i}@dest.example"), &msg_path, extra);
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "swaks {extra:?}: {log}");
+        assert!(log.contains("250 2.0.0 Ok: queued as"), "swaks {extra:?}: {log}");
+    }
+    let unknown = swaks(relay_addr, "alice@src.example", "eve@elsewhere.example", &msg_path, &[]);
+    assert!(!unknown.status.success(), "not an open relay");
+    assert_eq!(rt.block_on(relay.wait_idle(Duration::from_secs(10))), 0);
+    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    for i in 0..4 {
+        let mbox = dir.join(format!("mailboxes/dest.example/bob{i}"));
+        let files: Vec<_> = std::fs::read_dir(&mbox).expect("mailbox").flatten().collect();
+        assert_eq!(files.len(), 1, "{}", mbox.display());
+        let got = std::fs::read(files[0].path()).expect("mail");
+        assert_eq!(strip_trace_headers(&got), MESSAGE.as_bytes(), "dot-unstuffed, byte for byte");
+    }
+    let records = relay_records(dir);
+    let tls_sessions = records.iter().filter(|r| r.direction == "inbound" && r.starttls_used).count();
+    assert_eq!(tls_sessions, 2, "two of the four swaks sessions used STARTTLS");
+}
+
+/// OpenSSL's client completes the STARTTLS handshake and sees the relay's certificate.
+#[test]
+fn openssl_s_client_starttls() {
+    let scratch = Scratch::new("openssl");
+    let relay_addr = addr("127.0.76.62:2626");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let relay = rt.block_on(start_relay(
+        &scratch.0,
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: InboundTls::May,
+            outbound: OutboundTls::May,
+            tls: true,
+            routes: vec![],
+            local_domains: vec![],
+        },
+    ));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo QUIT | openssl s_client -starttls smtp -connect {relay_addr} -nocommands -brief 2>&1"))
+        .output()
+        .expect("openssl");
+    let log = String::from_utf8_lossy(&out.stdout);
+    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    assert!(log.contains("CONNECTION ESTABLISHED"), "{log}");
+    assert!(log.contains("Protocol version: TLSv1.3"), "{log}");
+    assert!(log.contains("relay.test.example"), "certificate names the relay: {log}");
+}
