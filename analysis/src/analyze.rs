@@ -137,7 +137,8 @@ fn pair_table(inputs: &Inputs, hop_exposure: LazyFrame) -> LazyFrame {
         col("message_id").count().cast(DataType::UInt64).alias("messages"),
         col("bytes").sum().cast(DataType::UInt64).alias("bytes_true"),
         col("session_index").n_unique().cast(DataType::UInt64).alias("sessions_true"),
-        col("starttls_used").all(true).alias("starttls"),
+        col("starttls_used").filter(col("message_id").is_not_null()).all(true).alias("starttls_carrying"),
+        col("starttls_used").all(true).alias("starttls_any"),
     ]);
 
     let recovered = hop_exposure.group_by(pair()).agg([
@@ -146,22 +147,29 @@ fn pair_table(inputs: &Inputs, hop_exposure: LazyFrame) -> LazyFrame {
     ]);
 
     // Each hop connection once per pair, however many messages it carried.
-    let hop_links = hops.select([col("sender_system"), col("receiver_system"), col(LINK)]).unique(None, UniqueKeepStrategy::Any);
+    let hop_links =
+        hops.select([col("sender_system"), col("receiver_system"), col(LINK)]).unique(None, UniqueKeepStrategy::Any);
     let tap_sessions = inputs.tap_sessions.clone().select([
         tap_link_expr(),
         (col("orig_bytes") + col("resp_bytes")).alias("wire_bytes"),
         col("starttls_used").alias("tap_starttls"),
     ]);
-    let seen = hop_links
-        .join(tap_sessions, [col(LINK)], [col(LINK)], JoinArgs::new(JoinType::Inner))
-        .group_by(pair())
-        .agg([
+    let seen =
+        hop_links.join(tap_sessions, [col(LINK)], [col(LINK)], JoinArgs::new(JoinType::Inner)).group_by(pair()).agg([
             len().cast(DataType::UInt64).alias("sessions_seen"),
             col("wire_bytes").sum().cast(DataType::UInt64).alias("bytes_seen"),
             count_where(col("tap_starttls")).alias("tls_sessions_seen"),
         ]);
 
     let zero = || lit(0u64);
+    // A session that failed before STARTTLS carried nothing to hide, so a link counts as
+    // STARTTLS when every session that moved a message used it (all sessions, if none did).
+    let truth = truth.with_column(
+        when(col("messages").gt(zero()))
+            .then(col("starttls_carrying"))
+            .otherwise(col("starttls_any"))
+            .alias("starttls"),
+    );
     truth
         .join(recovered, pair(), pair(), JoinArgs::new(JoinType::Left))
         .join(seen, pair(), pair(), JoinArgs::new(JoinType::Left))
@@ -174,7 +182,10 @@ fn pair_table(inputs: &Inputs, hop_exposure: LazyFrame) -> LazyFrame {
         ])
         .with_column(
             when(col("messages").gt(zero()))
-                .then(col("content_recovered").cast(DataType::Float64) * lit(100.0) / col("messages").cast(DataType::Float64))
+                .then(
+                    col("content_recovered").cast(DataType::Float64) * lit(100.0)
+                        / col("messages").cast(DataType::Float64),
+                )
                 .otherwise(lit(NULL).cast(DataType::Float64))
                 .alias("content_recovered_pct"),
         )
@@ -203,10 +214,9 @@ fn count_where(condition: Expr) -> Expr {
 /// `analysis/messages`: one row per submitted message, in submission order. A message that
 /// crossed no link (delivered inside its own system) has 0 hops and is `unobserved`.
 fn message_table(inputs: &Inputs, hop_exposure: LazyFrame) -> LazyFrame {
-    let per_message = hop_exposure.group_by([col("message_id")]).agg([
-        len().cast(DataType::UInt64).alias("hops"),
-        col(RANK).max().alias("worst_rank"),
-    ]);
+    let per_message = hop_exposure
+        .group_by([col("message_id")])
+        .agg([len().cast(DataType::UInt64).alias("hops"), col(RANK).max().alias("worst_rank")]);
     inputs
         .messages
         .clone()

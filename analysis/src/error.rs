@@ -11,7 +11,7 @@ use records::RecordError;
 /// What to tell the user when a ground-truth or tap file is missing.
 pub(crate) const HINT_RUN: &str = "was this directory made by `smtplab run`?";
 /// What to tell the user when an ingested Parquet file is missing.
-pub(crate) const HINT_INGEST: &str = "run the ingest step (`smtplab analyze`) on this run directory first";
+pub(crate) const HINT_INGEST: &str = "run `smtplab analyze` on this run directory (it ingests the JSON lines first)";
 /// What to tell the user when an analysis output is missing.
 pub(crate) const HINT_ANALYZE: &str = "run `smtplab analyze` on this run directory first";
 

@@ -62,9 +62,7 @@ fn read_systems(path: &Path) -> Result<Option<Vec<SystemEntry>>, AnalysisError> 
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| AnalysisError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| AnalysisError::Systems { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map(Some).map_err(|source| AnalysisError::Systems { path: path.to_path_buf(), source })
 }
 
 fn write_frame(frame: PolarsResult<DataFrame>, path: &Path) -> Result<(), AnalysisError> {

@@ -46,7 +46,8 @@ mod tests {
         )
         .expect("small frame");
         let out = df.lazy().select([tap_link_expr()]).collect().expect("key expression runs");
-        let keys: Vec<Option<&str>> = out.column(LINK).expect("key column").str().expect("string").into_iter().collect();
+        let keys: Vec<Option<&str>> =
+            out.column(LINK).expect("key column").str().expect("string").into_iter().collect();
         assert_eq!(keys, [Some("127.0.1.1:40000|127.0.1.2:25"), Some("[::1]:40001|[::1]:2525")]);
         let addr: std::net::SocketAddr = "[::1]:40001".parse().expect("valid address");
         assert_eq!(socket_text("::1", 40001), addr.to_string());

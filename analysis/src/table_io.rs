@@ -62,9 +62,7 @@ pub fn read_parquet(path: &Path, hint: &'static str) -> Result<DataFrame, Analys
 
 fn ensure_parent(path: &Path) -> Result<(), AnalysisError> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| AnalysisError::io(dir, e))
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| AnalysisError::io(dir, e)),
         _ => Ok(()),
     }
 }
