@@ -205,8 +205,13 @@ async fn queue_runner(
 
 /// One delivery attempt of one queued message, to every pending recipient.
 async fn attempt(shared: &Arc<Shared>, qid: &str) {
-    let Some(mut env) = shared.spool.list().ok().and_then(|l| l.into_iter().find(|e| e.qid == qid)) else {
-        return;
+    let mut env = match shared.spool.envelope(qid) {
+        Ok(Some(env)) => env,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("{}: {e}", shared.cfg.system);
+            return;
+        }
     };
     let message = match shared.spool.message(qid) {
         Ok(m) => m,

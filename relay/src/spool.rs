@@ -68,6 +68,19 @@ impl Spool {
         sync_dir(&self.dir).map_err(|e| self.err(e))
     }
 
+    /// The envelope of one queued message; `None` once it has left the queue.
+    pub fn envelope(&self, qid: &str) -> Result<Option<Envelope>, RelayError> {
+        let path = self.dir.join(format!("{qid}.env"));
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RelayError::BadFile {
+                path,
+                why: format!("unreadable envelope ({e}); left in place for a person to look at"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     pub fn message(&self, qid: &str) -> Result<Vec<u8>, RelayError> {
         std::fs::read(self.dir.join(format!("{qid}.msg"))).map_err(|e| self.err(e))
     }
@@ -91,6 +104,8 @@ impl Spool {
             match std::fs::read(&path).map(|b| serde_json::from_slice::<Envelope>(&b)) {
                 Ok(Ok(env)) => out.push(env),
                 Ok(Err(e)) => tracing::error!("{}: unreadable envelope ({e}); left in place", path.display()),
+                // Delivered and removed while we listed: not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::error!("{}: {e}", path.display()),
             }
         }
