@@ -43,8 +43,12 @@ fn run(file: Option<&Path>, out: &Path) -> Result<ExitCode> {
     let opts = scenarios::RunOptions { out_dir: out.to_path_buf(), source, command_line: command_line() };
     let outcome = match scenarios::run(&scenario, &opts) {
         Ok(o) => o,
-        Err(scenarios::ScenarioError::Capture(e @ tap::TapError::NoCapturePermission { .. })) => {
-            eprintln!("error: {e}");
+        Err(scenarios::ScenarioError::Capture(tap::TapError::NoCapturePermission { device, detail })) => {
+            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "smtplab".into());
+            eprintln!(
+                "error: no permission to capture on {device} ({detail}); nothing was run. Run as root, or give \
+                 this binary the capability: sudo setcap cap_net_raw,cap_net_admin=eip {exe}"
+            );
             return Ok(ExitCode::from(2));
         }
         Err(e) => return Err(e.into()),

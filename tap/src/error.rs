@@ -3,8 +3,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     #[error(
-        "no permission to capture on {device}: run as root, or grant the binary the capability with \
-         `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v smtplab)` ({detail})"
+        "no permission to capture on {device} ({detail}): run as root, or give the binary the \
+         capability with `sudo setcap cap_net_raw,cap_net_admin=eip BINARY`"
     )]
     NoCapturePermission { device: String, detail: String },
     #[error("cannot capture on {device}: {detail}")]
