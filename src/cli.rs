@@ -17,6 +17,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a scenario: real relays, real traffic, a live tap; then analysis and the report.
     Run {
