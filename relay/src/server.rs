@@ -79,6 +79,8 @@ impl Session<'_> {
         let mut lines = LineBuffer::new(cfg.limits.max_line);
         let mut helo: Option<String> = None;
         let mut tx: Option<Transaction> = None;
+        // Chunks of a BDAT transaction received so far (RFC 3030).
+        let mut bdat: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // Answer every complete command buffered; replies to a pipelined group go out in one
@@ -132,6 +134,11 @@ impl Session<'_> {
                         };
                         self.reply(&mut out, r);
                     }
+                    Command::Data if !bdat.is_empty() => {
+                        bdat.clear();
+                        tx = None;
+                        self.reply(&mut out, Reply::new(503, "5.5.1 Error: DATA after BDAT in one transaction"));
+                    }
                     Command::Data => {
                         let Some(t) = tx.take_if(|t| !t.rcpts.is_empty()) else {
                             let r = if tx.is_none() {
@@ -165,11 +172,59 @@ impl Session<'_> {
                         };
                         self.reply(&mut out, r);
                     }
-                    Command::Bdat { .. } => {
-                        self.reply(&mut out, Reply::new(502, "5.5.1 Error: CHUNKING not offered"));
+                    Command::Bdat { size, last } => {
+                        // RFC 3030: without a size the chunk boundary is lost; the session cannot
+                        // continue.
+                        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
+                            self.reply(&mut out, Reply::new(501, "5.5.4 Syntax: BDAT chunk-size [LAST]"));
+                            let _ = flush(&mut io, &mut out, self.rec).await;
+                            return End::Io("unparsable BDAT chunk size".into());
+                        };
+                        // The chunk follows whatever the verdict, and must be consumed.
+                        let mut input = lines.take_rest();
+                        let mut remaining = size;
+                        let mut kept_all = true;
+                        loop {
+                            let take = remaining.min(input.len());
+                            if bdat.len() + take <= cfg.limits.max_message_bytes {
+                                bdat.extend_from_slice(&input[..take]);
+                            } else {
+                                kept_all = false;
+                            }
+                            remaining -= take;
+                            if remaining == 0 {
+                                lines.extend(&input[take..]);
+                                break;
+                            }
+                            if let Err(end) = flush(&mut io, &mut out, self.rec).await {
+                                return end;
+                            }
+                            match self.read(&mut io, &mut buf, cfg.timeouts.data_block).await {
+                                Ok(n) => input = buf[..n].to_vec(),
+                                Err(end) => return end,
+                            }
+                        }
+                        let r = match tx.as_ref() {
+                            None => Reply::new(503, "5.5.1 Error: need MAIL command"),
+                            Some(t) if t.rcpts.is_empty() => Reply::new(554, "5.5.1 Error: no valid recipients"),
+                            Some(_) if !kept_all => {
+                                tx = None;
+                                Reply::new(552, "5.3.4 Error: message size exceeds fixed limit")
+                            }
+                            Some(_) if !last => Reply::new(250, format!("2.0.0 {size} octets received")),
+                            Some(_) => match tx.take() {
+                                Some(t) => self.accept_message(t, helo.as_deref(), &io, std::mem::take(&mut bdat)),
+                                None => Reply::new(503, "5.5.1 Error: need MAIL command"),
+                            },
+                        };
+                        if r.code != 250 || last {
+                            bdat.clear();
+                        }
+                        self.reply(&mut out, r);
                     }
                     Command::Rset => {
                         tx = None;
+                        bdat.clear();
                         self.reply(&mut out, Reply::new(250, "2.0.0 Ok"));
                     }
                     Command::Noop => self.reply(&mut out, Reply::new(250, "2.0.0 Ok")),
@@ -215,6 +270,7 @@ impl Session<'_> {
                         // RFC 3207 §4.2: forget everything learnt before TLS.
                         helo = None;
                         tx = None;
+                        bdat.clear();
                         lines = LineBuffer::new(cfg.limits.max_line);
                     }
                     Command::Vrfy(_) => self.reply(
@@ -272,6 +328,7 @@ impl Session<'_> {
             ("SIZE".into(), vec![cfg.limits.max_message_bytes.to_string()]),
             ("8BITMIME".into(), vec![]),
             ("ENHANCEDSTATUSCODES".into(), vec![]),
+            ("CHUNKING".into(), vec![]),
         ];
         if !tls_active && self.shared.tls_server.is_some() && cfg.inbound_tls != InboundTls::None {
             keywords.push(("STARTTLS".into(), vec![]));
