@@ -7,6 +7,7 @@
 //! Every SMTP session, inbound and outbound, becomes one JSON line in the records file: the
 //! ground truth of what crossed each line.
 
+pub mod bounce;
 pub mod config;
 pub mod delivery;
 pub mod error;

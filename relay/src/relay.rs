@@ -227,6 +227,7 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         by_domain.entry(domain).or_default().push(r.clone());
     }
     let mut still_pending = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
     for (domain, rcpts) in by_domain {
         let outcomes = if shared.cfg.is_local(&domain) {
             deliver_local(shared, &domain, &rcpts, &message)
@@ -239,11 +240,29 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
                 RcptOutcome::Deferred(_) => still_pending.push(rcpt),
                 RcptOutcome::Failed(why) => {
                     tracing::warn!("{}: {qid}: <{rcpt}> failed permanently: {why}", shared.cfg.system);
+                    failed.push((rcpt, why));
                 }
             }
         }
     }
     env.deliveries += 1;
+    // A bounce never bounces: the null reverse-path gets no DSN.
+    if !failed.is_empty() && !env.mail_from.is_empty() {
+        let dsn_qid = shared.spool.new_qid();
+        let dsn = crate::bounce::build(&shared.cfg.hostname, &dsn_qid, &env, &failed, &message);
+        let dsn_env = Envelope {
+            qid: dsn_qid,
+            message_id: crate::server::message_id(&dsn).unwrap_or_default(),
+            mail_from: String::new(),
+            pending: vec![env.mail_from.clone()],
+            received_at: crate::now_secs(),
+            attempts: 0,
+            deliveries: 0,
+        };
+        if let Err(e) = shared.enqueue(&dsn_env, &dsn) {
+            tracing::error!("{}: cannot queue the bounce for {qid}: {e}", shared.cfg.system);
+        }
+    }
     if still_pending.is_empty() {
         if let Err(e) = shared.spool.remove(qid) {
             tracing::error!("{}: cannot remove {qid} from the spool: {e}", shared.cfg.system);

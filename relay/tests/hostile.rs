@@ -429,3 +429,33 @@ fn verify_policy_checks_chain_and_name() {
     assert_eq!(hop.outcome, "deferred");
     assert!(hop.error.as_deref().unwrap_or("").contains("TLS handshake"), "{:?}", hop.error);
 }
+
+/// A 5xx from the next hop bounces the message to its sender as an RFC 3464 report.
+#[test]
+fn permanent_failure_bounces_to_the_sender() {
+    // The next hop refuses the domain (554 5.7.1 relay access denied).
+    let _refuser = TestRelay::start("bounce-refuser", "127.0.81.40:2525", |cfg| cfg.local_domains = vec![]);
+    let r = TestRelay::start("bounce", "127.0.81.41:2525", |cfg| {
+        let mut res = relay::StaticResolver::new();
+        res.add(
+            "gone.example",
+            relay::MxTarget { host: "mx.gone.example".into(), addr: "127.0.81.40:2525".parse().expect("addr"), system: None },
+        );
+        cfg.resolver = std::sync::Arc::new(res);
+    });
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<sender@dest.example>\r\nRCPT TO:<nobody@gone.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: doomed\r\nMessage-ID: <doomed@dest.example>\r\n\r\nbye\r\n.\r\n");
+    c.expect(250);
+    assert_eq!(r.wait_idle(), 0);
+    let dsn = r.mailbox("sender");
+    assert_eq!(dsn.len(), 1, "one bounce");
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status"), "{text}");
+    assert!(text.contains("Final-Recipient: rfc822; nobody@gone.example"), "{text}");
+    assert!(text.contains("Status: 5.7.1"), "{text}");
+    assert!(text.contains("Subject: doomed"), "original headers returned: {text}");
+}
