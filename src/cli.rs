@@ -50,36 +50,48 @@ pub enum TapFormat {
     Table,
 }
 
-#[derive(clap::Args)]
+/// `smtplab relay` flags. Every flag can also come from `--config FILE` (TOML, same names with
+/// `_` for `-`, `route` and `local_domain` as arrays); a flag given on the command line wins.
+#[derive(clap::Args, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RelayArgs {
+    /// TOML file with any of the settings below.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// Address of the SMTP listener.
     #[arg(long)]
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// Name in the greeting, EHLO and Received headers.
     #[arg(long)]
-    pub hostname: String,
+    pub hostname: Option<String>,
     /// Spool directory (the durable queue).
     #[arg(long)]
-    pub spool: PathBuf,
-    #[arg(long, requires = "tls_key")]
+    pub spool: Option<PathBuf>,
+    #[arg(long)]
     pub tls_cert: Option<PathBuf>,
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     pub tls_key: Option<PathBuf>,
-    #[arg(long, default_value = "may")]
-    pub inbound_tls: relay::InboundTls,
-    #[arg(long, default_value = "may")]
-    pub outbound_tls: relay::OutboundTls,
+    /// none, may (default) or encrypt.
+    #[arg(long)]
+    pub inbound_tls: Option<relay::InboundTls>,
+    /// none, may (default), encrypt or verify.
+    #[arg(long)]
+    pub outbound_tls: Option<relay::OutboundTls>,
     /// CA certificates (PEM) for `--outbound-tls verify`.
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Where mail for a domain goes: DOMAIN=HOST:PORT (HOST is the MX name, resolved once now).
     #[arg(long = "route")]
+    #[serde(rename = "route")]
     pub routes: Vec<String>,
     /// Domains delivered into --mailbox-dir.
     #[arg(long = "local-domain")]
+    #[serde(rename = "local_domain")]
     pub local_domains: Vec<String>,
-    #[arg(long, default_value = "mailboxes")]
-    pub mailbox_dir: PathBuf,
+    /// Where local mail goes (default: mailboxes).
+    #[arg(long)]
+    pub mailbox_dir: Option<PathBuf>,
     /// Source address for outgoing connections.
     #[arg(long)]
     pub bind: Option<IpAddr>,
@@ -89,4 +101,31 @@ pub struct RelayArgs {
     /// NSS key log for Wireshark.
     #[arg(long)]
     pub keylog: Option<PathBuf>,
+}
+
+impl RelayArgs {
+    /// Fills what the command line left out from the config file, if any.
+    pub fn merged(self) -> anyhow::Result<RelayArgs> {
+        use anyhow::Context;
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file: RelayArgs = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(RelayArgs {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            hostname: self.hostname.or(file.hostname),
+            spool: self.spool.or(file.spool),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            inbound_tls: self.inbound_tls.or(file.inbound_tls),
+            outbound_tls: self.outbound_tls.or(file.outbound_tls),
+            ca: self.ca.or(file.ca),
+            routes: if self.routes.is_empty() { file.routes } else { self.routes },
+            local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
+            mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),
+            bind: self.bind.or(file.bind),
+            records: self.records.or(file.records),
+            keylog: self.keylog.or(file.keylog),
+        })
+    }
 }

@@ -199,10 +199,16 @@ fn tap(capture: &Path, format: TapFormat) -> Result<ExitCode> {
 }
 
 fn relay(a: RelayArgs) -> Result<ExitCode> {
+    let a = a.merged()?;
+    let need = |what: &str| anyhow::anyhow!("smtplab relay needs --{what} (or `{what} = ...` in --config)");
+    let listen = a.listen.ok_or_else(|| need("listen"))?;
+    let hostname = a.hostname.clone().ok_or_else(|| need("hostname"))?;
+    let spool = a.spool.clone().ok_or_else(|| need("spool"))?;
     let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
     let tls_identity = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => Some(relay::TlsIdentity { cert_chain_pem: read(c)?, key_pem: read(k)? }),
-        _ => None,
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
     };
     let mut resolver = relay::StaticResolver::new();
     for r in &a.routes {
@@ -217,17 +223,17 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         resolver.add(domain, relay::MxTarget { host, addr, system: None });
     }
     let cfg = relay::RelayConfig {
-        system: a.hostname.clone(),
-        hostname: a.hostname,
-        listen: a.listen,
+        system: hostname.clone(),
+        hostname,
+        listen,
         submission: None,
         bind: a.bind,
-        spool: a.spool,
+        spool,
         local_domains: a.local_domains,
-        mailbox_dir: a.mailbox_dir,
+        mailbox_dir: a.mailbox_dir.unwrap_or_else(|| "mailboxes".into()),
         tls_identity,
-        inbound_tls: a.inbound_tls,
-        outbound_tls: a.outbound_tls,
+        inbound_tls: a.inbound_tls.unwrap_or_default(),
+        outbound_tls: a.outbound_tls.unwrap_or_default(),
         outbound_tls_by_domain: Vec::new(),
         ca_pem: a.ca.as_deref().map(read).transpose()?,
         resolver: Arc::new(resolver),
