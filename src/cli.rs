@@ -72,6 +72,15 @@ pub struct RelayArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// TLS versions allowed, comma separated: 1.2,1.3 (default both).
+    #[arg(long, value_delimiter = ',')]
+    pub tls_versions: Vec<String>,
+    /// Cipher suites allowed (IANA names), comma separated; default: rustls' safe defaults.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_ciphers: Vec<String>,
+    /// Key-exchange groups allowed (X25519, secp256r1, secp384r1), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_groups: Vec<String>,
     /// none, may (default) or encrypt.
     #[arg(long)]
     pub inbound_tls: Option<relay::InboundTls>,
@@ -120,6 +129,9 @@ impl RelayArgs {
             inbound_tls: self.inbound_tls.or(file.inbound_tls),
             outbound_tls: self.outbound_tls.or(file.outbound_tls),
             ca: self.ca.or(file.ca),
+            tls_versions: if self.tls_versions.is_empty() { file.tls_versions } else { self.tls_versions },
+            tls_ciphers: if self.tls_ciphers.is_empty() { file.tls_ciphers } else { self.tls_ciphers },
+            tls_groups: if self.tls_groups.is_empty() { file.tls_groups } else { self.tls_groups },
             routes: if self.routes.is_empty() { file.routes } else { self.routes },
             local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
             mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),

@@ -5,7 +5,8 @@ use crate::spool::Envelope;
 
 /// Builds the DSN for `failed` (recipient, reason) of the message `env`, whose head is `original`.
 pub fn build(hostname: &str, qid: &str, env: &Envelope, failed: &[(String, String)], original: &[u8]) -> Vec<u8> {
-    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+    let date =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
     let boundary = format!("{qid}/{hostname}");
     let head_end = original.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(original.len());
     let mut text = String::new();

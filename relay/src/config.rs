@@ -86,6 +86,8 @@ pub struct RelayConfig {
     pub local_domains: Vec<String>,
     pub mailbox_dir: PathBuf,
     pub tls_identity: Option<TlsIdentity>,
+    /// Versions, suites and groups allowed, both directions.
+    pub tls: crate::tls::TlsSettings,
     pub inbound_tls: InboundTls,
     pub outbound_tls: OutboundTls,
     /// Per destination domain overrides of `outbound_tls`.

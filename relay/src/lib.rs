@@ -24,6 +24,7 @@ pub use config::{InboundTls, OutboundTls, RelayConfig, TlsIdentity};
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};
 pub use resolver::{MxResolver, MxTarget, StaticResolver};
+pub use tls::TlsSettings;
 
 /// Seconds since the Unix epoch as a float, the time format of every record.
 pub fn now_secs() -> f64 {

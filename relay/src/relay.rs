@@ -66,12 +66,12 @@ impl Relay {
             None => None,
         };
         let tls_server = match &cfg.tls_identity {
-            Some(id) => Some(tls::server_config(id, keylog.clone())?),
+            Some(id) => Some(tls::server_config(id, &cfg.tls, keylog.clone())?),
             None => None,
         };
-        let tls_client_any = tls::client_config_any_cert(keylog.clone())?;
+        let tls_client_any = tls::client_config_any_cert(&cfg.tls, keylog.clone())?;
         let tls_client_verify = match &cfg.ca_pem {
-            Some(ca) => Some(tls::client_config_verify(ca, keylog)?),
+            Some(ca) => Some(tls::client_config_verify(ca, &cfg.tls, keylog)?),
             None => None,
         };
         let records = RecordSink::open(cfg.records.as_deref())

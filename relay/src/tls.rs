@@ -18,6 +18,62 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// What a relay allows in TLS, so each can be measured: empty lists mean rustls' defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// "1.2" and/or "1.3".
+    pub versions: Vec<String>,
+    /// IANA names, e.g. "TLS_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".
+    pub ciphers: Vec<String>,
+    /// Key-exchange groups, e.g. "X25519", "secp256r1", "secp384r1".
+    pub groups: Vec<String>,
+}
+
+impl TlsSettings {
+    /// The crypto provider restricted to the configured suites and groups.
+    fn provider(&self) -> Result<Arc<CryptoProvider>, RelayError> {
+        let mut p = rustls::crypto::ring::default_provider();
+        if !self.ciphers.is_empty() {
+            let all: Vec<String> = p.cipher_suites.iter().map(|c| cipher_name(*c)).collect();
+            p.cipher_suites.retain(|c| self.ciphers.iter().any(|n| n.eq_ignore_ascii_case(&cipher_name(*c))));
+            if p.cipher_suites.len() != self.ciphers.len() {
+                return Err(RelayError::TlsConfig(format!(
+                    "unknown cipher suite in {:?}; available: {}",
+                    self.ciphers,
+                    all.join(", ")
+                )));
+            }
+        }
+        if !self.groups.is_empty() {
+            let all: Vec<String> = p.kx_groups.iter().map(|g| format!("{:?}", g.name())).collect();
+            p.kx_groups.retain(|g| self.groups.iter().any(|n| n.eq_ignore_ascii_case(&format!("{:?}", g.name()))));
+            if p.kx_groups.len() != self.groups.len() {
+                return Err(RelayError::TlsConfig(format!(
+                    "unknown key-exchange group in {:?}; available: {}",
+                    self.groups,
+                    all.join(", ")
+                )));
+            }
+        }
+        Ok(Arc::new(p))
+    }
+
+    fn versions(&self) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, RelayError> {
+        if self.versions.is_empty() {
+            return Ok(rustls::DEFAULT_VERSIONS.to_vec());
+        }
+        self.versions
+            .iter()
+            .map(|v| match v.trim_start_matches("TLSv").trim_start_matches("tls") {
+                "1.2" => Ok(&rustls::version::TLS12),
+                "1.3" => Ok(&rustls::version::TLS13),
+                other => Err(RelayError::TlsConfig(format!("unknown TLS version {other:?}: use 1.2 or 1.3"))),
+            })
+            .collect()
+    }
+}
+
 /// Writes TLS secrets in the NSS key log format, which Wireshark and tshark read
 /// (`-o tls.keylog_file:keys.log`).
 #[derive(Debug)]
@@ -57,10 +113,11 @@ fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, RelayError> {
 
 pub fn server_config(
     identity: &crate::TlsIdentity,
+    settings: &TlsSettings,
     keylog: Option<Arc<KeyLogFile>>,
 ) -> Result<Arc<ServerConfig>, RelayError> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let mut cfg = ServerConfig::builder_with_provider(settings.provider()?)
+        .with_protocol_versions(&settings.versions()?)
         .map_err(|e| RelayError::TlsConfig(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(parse_certs(&identity.cert_chain_pem)?, parse_key(&identity.key_pem)?)
@@ -73,10 +130,13 @@ pub fn server_config(
 
 /// Client config for `may` and `encrypt`: any certificate is accepted (the handshake signature
 /// is still checked), as opportunistic STARTTLS does.
-pub fn client_config_any_cert(keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<ClientConfig>, RelayError> {
-    let provider = provider();
+pub fn client_config_any_cert(
+    settings: &TlsSettings,
+    keylog: Option<Arc<KeyLogFile>>,
+) -> Result<Arc<ClientConfig>, RelayError> {
+    let provider = settings.provider()?;
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&settings.versions()?)
         .map_err(|e| RelayError::TlsConfig(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
@@ -88,13 +148,17 @@ pub fn client_config_any_cert(keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<Cli
 }
 
 /// Client config for `verify`: the chain must lead to one of `ca_pem` and name the MX host.
-pub fn client_config_verify(ca_pem: &str, keylog: Option<Arc<KeyLogFile>>) -> Result<Arc<ClientConfig>, RelayError> {
+pub fn client_config_verify(
+    ca_pem: &str,
+    settings: &TlsSettings,
+    keylog: Option<Arc<KeyLogFile>>,
+) -> Result<Arc<ClientConfig>, RelayError> {
     let mut roots = RootCertStore::empty();
     for c in parse_certs(ca_pem)? {
         roots.add(c).map_err(|e| RelayError::TlsConfig(format!("bad CA certificate: {e}")))?;
     }
-    let mut cfg = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let mut cfg = ClientConfig::builder_with_provider(settings.provider()?)
+        .with_protocol_versions(&settings.versions()?)
         .map_err(|e| RelayError::TlsConfig(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -68,6 +68,7 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
         local_domains: vec!["dest.example".into()],
         mailbox_dir: dir.join("mailboxes"),
         tls_identity: None,
+        tls: relay::TlsSettings::default(),
         inbound_tls: InboundTls::May,
         outbound_tls: OutboundTls::May,
         outbound_tls_by_domain: Vec::new(),
@@ -439,7 +440,11 @@ fn permanent_failure_bounces_to_the_sender() {
         let mut res = relay::StaticResolver::new();
         res.add(
             "gone.example",
-            relay::MxTarget { host: "mx.gone.example".into(), addr: "127.0.81.40:2525".parse().expect("addr"), system: None },
+            relay::MxTarget {
+                host: "mx.gone.example".into(),
+                addr: "127.0.81.40:2525".parse().expect("addr"),
+                system: None,
+            },
         );
         cfg.resolver = std::sync::Arc::new(res);
     });

@@ -65,6 +65,7 @@ fn postfix_relay_postfix(case: u8, a_level: &str, relay_in: InboundTls, relay_ou
             tls: relay_in != InboundTls::None,
             routes: vec![("dest.example".into(), b_addr)],
             local_domains: vec![],
+            tls_settings: Default::default(),
         },
     ));
     let msg_path = dir.join("message.eml");
@@ -138,6 +139,7 @@ fn swaks_plain_tls_and_pipelining() {
             tls: true,
             routes: vec![],
             local_domains: vec!["dest.example".into()],
+            tls_settings: Default::default(),
         },
     ));
     let msg_path = dir.join("message.eml");
@@ -181,6 +183,7 @@ fn openssl_s_client_starttls() {
             tls: true,
             routes: vec![],
             local_domains: vec![],
+            tls_settings: Default::default(),
         },
     ));
     let out = std::process::Command::new("sh")
@@ -193,4 +196,42 @@ fn openssl_s_client_starttls() {
     assert!(log.contains("CONNECTION ESTABLISHED"), "{log}");
     assert!(log.contains("Protocol version: TLSv1.3"), "{log}");
     assert!(log.contains("relay.test.example"), "certificate names the relay: {log}");
+}
+
+/// Versions, suites and groups are configurable, and what OpenSSL negotiates follows them.
+#[test]
+fn tls_version_cipher_and_group_are_configurable() {
+    let scratch = Scratch::new("tlsknobs");
+    let relay_addr = addr("127.0.77.62:2626");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let relay = rt.block_on(start_relay(
+        &scratch.0,
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: InboundTls::May,
+            outbound: OutboundTls::May,
+            tls: true,
+            routes: vec![],
+            local_domains: vec![],
+            tls_settings: relay::TlsSettings {
+                versions: vec!["1.2".into()],
+                ciphers: vec!["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()],
+                groups: vec!["secp384r1".into()],
+            },
+        },
+    ));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo QUIT | openssl s_client -starttls smtp -connect {relay_addr} -nocommands -brief 2>&1"))
+        .output()
+        .expect("openssl");
+    let log = String::from_utf8_lossy(&out.stdout);
+    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    assert!(log.contains("Protocol version: TLSv1.2"), "{log}");
+    assert!(log.contains("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305"), "{log}");
+    assert!(log.contains("secp384r1"), "{log}");
+    let bad = relay::TlsSettings { versions: vec![], ciphers: vec!["TLS_NULL_WITH_NULL_NULL".into()], groups: vec![] };
+    let cfg_err = relay::tls::client_config_any_cert(&bad, None).expect_err("unknown suite");
+    assert!(cfg_err.to_string().contains("available: TLS_AES_256_GCM_SHA384"), "{cfg_err}");
 }

@@ -184,6 +184,7 @@ async fn drive(
             local_domains: vec![sys.domain.clone()],
             mailbox_dir: dir.join("mailboxes"),
             tls_identity,
+            tls: sys.tls.clone(),
             inbound_tls: sys.inbound(),
             outbound_tls: sys.outbound(),
             outbound_tls_by_domain: Vec::new(),

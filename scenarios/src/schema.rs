@@ -108,6 +108,9 @@ pub struct SystemSpec {
     /// Defaults: `may` with STARTTLS, `none` without.
     pub inbound_tls: Option<InboundTls>,
     pub outbound_tls: Option<OutboundTls>,
+    /// TLS versions, cipher suites and key-exchange groups this system allows.
+    #[serde(default)]
+    pub tls: relay::TlsSettings,
 }
 
 impl SystemSpec {

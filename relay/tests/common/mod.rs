@@ -195,6 +195,7 @@ pub struct RelaySpec {
     pub tls: bool,
     pub routes: Vec<(String, SocketAddr)>,
     pub local_domains: Vec<String>,
+    pub tls_settings: relay::TlsSettings,
 }
 
 pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
@@ -216,6 +217,7 @@ pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
         local_domains: spec.local_domains,
         mailbox_dir: dir.join("mailboxes"),
         tls_identity,
+        tls: spec.tls_settings,
         inbound_tls: spec.inbound,
         outbound_tls: spec.outbound,
         outbound_tls_by_domain: Vec::new(),
