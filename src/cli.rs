@@ -27,6 +27,20 @@ pub enum Command {
         /// Parent directory of run directories.
         #[arg(long, default_value = "runs")]
         out: PathBuf,
+        /// Run into exactly this directory (replacing an unfinished run there).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
+    /// Run every point × seed of a scenario file's [sweep] grid, each into its own run directory;
+    /// finished points are skipped, so an interrupted sweep resumes.
+    Sweep {
+        file: PathBuf,
+        /// Parent directory of sweep directories.
+        #[arg(long, default_value = "sweeps")]
+        out: PathBuf,
+        /// Points run at once (each its own process, on its own ports).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
     },
     /// Dissect a capture (pcap or pcapng) as the eavesdropper: SMTP in the clear, TLS metadata.
     Tap {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod sweep;
 
 use std::process::ExitCode;
 

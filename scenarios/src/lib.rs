@@ -7,6 +7,7 @@ pub mod pki;
 pub mod progress;
 pub mod runner;
 pub mod schema;
+pub mod sweep;
 pub mod traffic;
 
 pub use error::ScenarioError;

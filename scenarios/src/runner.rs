@@ -21,6 +21,9 @@ use crate::traffic::{self, Generated, User};
 pub struct RunOptions {
     /// Parent of run directories (`runs/` by default).
     pub out_dir: PathBuf,
+    /// Run into exactly this directory instead of a new timestamped one under `out_dir` (sweeps
+    /// use it; an unfinished run there is replaced).
+    pub run_dir: Option<PathBuf>,
     /// Where the scenario came from, for the manifest.
     pub source: String,
     pub command_line: String,
@@ -37,11 +40,35 @@ pub struct RunOutcome {
     pub stuck: Vec<String>,
     /// The capture ended early or was damaged; the records before it were kept.
     pub tap_error: Option<String>,
+    /// The paired plaintext control run (`control/`), when the scenario asks for one.
+    pub control: Option<Box<RunOutcome>>,
 }
 
-/// Runs a scenario end to end, up to and including the tap's records.
+/// Runs a scenario end to end, up to and including the tap's records, then its plaintext
+/// control if the scenario asks for one.
 pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError> {
-    let run_dir = new_run_dir(&opts.out_dir, &s.scenario.name)?;
+    let run_dir = match &opts.run_dir {
+        Some(dir) => {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
+            }
+            std::fs::create_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
+            dir.clone()
+        }
+        None => new_run_dir(&opts.out_dir, &s.scenario.name)?,
+    };
+    let mut outcome = run_into(s, &run_dir, opts)?;
+    if s.scenario.compare_plaintext {
+        say("paired control: the same scenario and seed with STARTTLS off everywhere");
+        let control_dir = run_dir.join("control");
+        std::fs::create_dir_all(&control_dir).map_err(ScenarioError::io(control_dir.display().to_string()))?;
+        outcome.control = Some(Box::new(run_into(&s.plaintext_control(), &control_dir, opts)?));
+    }
+    Ok(outcome)
+}
+
+fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcome, ScenarioError> {
+    let run_dir = run_dir.to_path_buf();
     for d in ["truth", "tap", "systems", "pki"] {
         std::fs::create_dir_all(run_dir.join(d)).map_err(ScenarioError::io(run_dir.join(d).display().to_string()))?;
     }
@@ -58,6 +85,10 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
             "started": started,
         }),
     )?;
+    if let Some(point) = &s.point {
+        let text = serde_json::to_string_pretty(point).map_err(|e| ScenarioError::Run(e.to_string()))?;
+        std::fs::write(run_dir.join("point.json"), text).map_err(ScenarioError::io("point.json"))?;
+    }
     std::fs::write(
         run_dir.join("scenario.toml"),
         toml::to_string_pretty(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?,
@@ -70,7 +101,10 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         if s.tap.access_lines {
             filter.push_str(&format!(" or tcp port {}", s.network.submission_port));
         }
-        let opts = tap::LiveOptions { device: s.tap.device.clone(), filter, ..Default::default() };
+        let links = s.tapped_links().map(|pairs| {
+            pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
+        });
+        let opts = tap::LiveOptions { device: s.tap.device.clone(), filter, links, ..Default::default() };
         match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -99,8 +133,10 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         }
         None => None,
     };
-    let (truth, stuck) = driven?;
+    let (truth, submissions, stuck) = driven?;
     records::write_jsonl(&run_dir.join("truth/messages.jsonl"), &truth)
+        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
         .map_err(|e| ScenarioError::Run(e.to_string()))?;
     merge_system_files(s, &run_dir)?;
 
@@ -112,6 +148,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         tap_transactions: 0,
         stuck,
         tap_error: None,
+        control: None,
     };
     if capture_stats.is_some() {
         say("dissecting the capture");
@@ -124,7 +161,8 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         write_tap_records(&run_dir, Vec::new(), Vec::new())?;
     }
     update_manifest(&run_dir, |m| {
-        m["status"] = json!(if outcome.stuck.is_empty() { "captured" } else { "incomplete" });
+        m["status"] =
+            json!(if outcome.stuck.is_empty() || s.scenario.allow_undelivered { "captured" } else { "incomplete" });
         m["ended"] = json!(now_rfc3339());
         m["capture_stats"] = json!(outcome.capture);
         m["stuck"] = json!(outcome.stuck);
@@ -149,7 +187,7 @@ async fn drive(
     run_dir: &Path,
     users: &[User],
     generated: &[Generated],
-) -> Result<(Vec<TruthMessage>, Vec<String>), ScenarioError> {
+) -> Result<(Vec<TruthMessage>, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
     let pki = Pki::new(&s.scenario.name)?;
     pki.write_ca(&run_dir.join("pki"))?;
     let mut resolver = StaticResolver::new();
@@ -222,6 +260,7 @@ async fn drive(
         by_system.entry(users[g.sender].system).or_default().push(g.clone());
     }
     let users_shared: Arc<Vec<User>> = Arc::new(users.to_vec());
+    let traffic_start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (sys, msgs) in by_system {
         let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
@@ -230,6 +269,8 @@ async fn drive(
             let mut client = Submitter::connect(addr, "submitter.localhost").await?;
             let mut times = Vec::new();
             for g in msgs {
+                // Poisson arrivals: each message waits for its scheduled time.
+                tokio::time::sleep_until(traffic_start + Duration::from_secs_f64(g.scheduled_at)).await;
                 let sub = Submission {
                     from: &users[g.sender].address,
                     to: g.recipients.iter().map(|&r| users[r].address.as_str()).collect(),
@@ -294,11 +335,13 @@ async fn drive(
                 subject: g.subject.clone(),
                 bytes: g.bytes.len() as u64,
                 sha256: relay::sha256_hex(&g.bytes),
-                submitted_at: submitted_at.get(&g.seq).copied().unwrap_or(0.0),
+                submitted_at: g.scheduled_at,
             }
         })
         .collect();
-    Ok((truth, stuck))
+    // Wall-clock submission times: timing, kept apart from the deterministic truth.
+    let submissions = submitted_at.iter().map(|(seq, t)| json!({"seq": seq, "submitted_at": t})).collect();
+    Ok((truth, submissions, stuck))
 }
 
 /// Concatenates each system's session records and key log into the run's truth files.
@@ -329,6 +372,18 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
     records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions)
         .map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("keys.log"), keys).map_err(ScenarioError::io("keys.log"))?;
+    // Where the tap sat: every unordered system pair, and whether its line was tapped.
+    let tapped: Option<std::collections::HashSet<(usize, usize)>> = s.tapped_links().map(|v| v.into_iter().collect());
+    let n = s.systems.len();
+    let links: Vec<serde_json::Value> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .map(|(a, b)| {
+            let on = tapped.as_ref().is_none_or(|t| t.contains(&(a, b)));
+            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture == "live"})
+        })
+        .collect();
+    let links = serde_json::to_string_pretty(&links).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    std::fs::write(run_dir.join("truth/tap_links.json"), links).map_err(ScenarioError::io("truth/tap_links.json"))?;
     let systems = serde_json::to_string_pretty(&systems).map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("truth/systems.json"), systems).map_err(ScenarioError::io("truth/systems.json"))
 }

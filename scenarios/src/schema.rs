@@ -17,7 +17,59 @@ pub struct Scenario {
     pub traffic: Traffic,
     #[serde(default)]
     pub tap: TapSpec,
+    /// Systems generated from a few numbers, appended to `systems` when the file is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<Population>,
+    #[serde(default)]
     pub systems: Vec<SystemSpec>,
+    /// Set by `smtplab sweep` in each point's file: which sweep point this run is (written to
+    /// the run directory as point.json).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<PointInfo>,
+}
+
+/// A generated population of mail systems: a few large providers holding most users and a long
+/// tail of small systems, a share of them with STARTTLS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Population {
+    /// Small systems (named s001, s002, ...).
+    pub systems: usize,
+    /// Large providers (named p1, p2, ...).
+    pub providers: usize,
+    /// Users in all generated systems together.
+    pub users: usize,
+    /// Share of those users at the providers (when there are providers).
+    pub provider_user_share: f64,
+    /// Share of generated systems with STARTTLS; which ones is drawn from the scenario seed.
+    pub starttls_share: f64,
+    /// Whether providers always have STARTTLS (as the large ones do today).
+    pub providers_starttls: bool,
+    /// Outbound policy of the STARTTLS systems: "may", "encrypt" or "verify".
+    pub outbound_tls: OutboundTls,
+}
+
+impl Default for Population {
+    fn default() -> Self {
+        Self {
+            systems: 10,
+            providers: 0,
+            users: 100,
+            provider_user_share: 0.8,
+            starttls_share: 0.5,
+            providers_starttls: true,
+            outbound_tls: OutboundTls::May,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PointInfo {
+    pub sweep: String,
+    pub point: String,
+    pub params: toml::Table,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +81,13 @@ pub struct Meta {
     /// Seconds to wait for queues to drain before the run is declared stuck.
     #[serde(default = "default_drain")]
     pub drain_timeout: u64,
+    /// Also run the same scenario and seed with STARTTLS off everywhere, into `control/`.
+    #[serde(default)]
+    pub compare_plaintext: bool,
+    /// Messages still queued at the drain timeout are an expected outcome (e.g. `encrypt`
+    /// towards systems without STARTTLS defers them), not a failed run.
+    #[serde(default)]
+    pub allow_undelivered: bool,
 }
 
 fn default_seed() -> u64 {
@@ -65,6 +124,16 @@ pub struct Traffic {
     pub max_recipients: usize,
     /// Share of messages whose recipients are all in the sender's own system.
     pub intra_system_share: f64,
+    /// Mean submissions per second (Poisson arrivals); 0 submits as fast as the relays accept.
+    pub rate: f64,
+    /// Probability that a message carries a binary attachment.
+    pub attachment_probability: f64,
+    /// Median attachment size in bytes (log-normal, sigma 1).
+    pub attachment_median: f64,
+    /// How senders pick correspondents: "uniform", or "zipf" (a few popular users receive most).
+    pub correspondents: String,
+    /// Exponent of the Zipf choice.
+    pub zipf_exponent: f64,
 }
 
 impl Default for Traffic {
@@ -76,6 +145,11 @@ impl Default for Traffic {
             size_sigma: 0.9,
             max_recipients: 3,
             intra_system_share: 0.1,
+            rate: 0.0,
+            attachment_probability: 0.0,
+            attachment_median: 20_000.0,
+            correspondents: "uniform".into(),
+            zipf_exponent: 1.0,
         }
     }
 }
@@ -88,11 +162,25 @@ pub struct TapSpec {
     pub device: String,
     /// Also capture the submission lines (users to their own system).
     pub access_lines: bool,
+    /// Which lines between systems are tapped: "all", "pairs" (those in `pairs`), or
+    /// "fraction" (a seeded `fraction` of all system pairs, like a backbone tap).
+    pub links: String,
+    /// System name pairs for `links = "pairs"`, e.g. [["alpha", "beta"]] (both directions).
+    pub pairs: Vec<[String; 2]>,
+    /// Share of system pairs tapped for `links = "fraction"`.
+    pub fraction: f64,
 }
 
 impl Default for TapSpec {
     fn default() -> Self {
-        Self { capture: "live".into(), device: "lo".into(), access_lines: false }
+        Self {
+            capture: "live".into(),
+            device: "lo".into(),
+            access_lines: false,
+            links: "all".into(),
+            pairs: Vec::new(),
+            fraction: 1.0,
+        }
     }
 }
 
@@ -105,6 +193,8 @@ pub struct SystemSpec {
     pub address: Option<Ipv4Addr>,
     /// Whether the system has a certificate and speaks STARTTLS at all.
     pub starttls: bool,
+    /// Users of this system; defaults to `traffic.users_per_system`.
+    pub users: Option<usize>,
     /// Defaults: `may` with STARTTLS, `none` without.
     pub inbound_tls: Option<InboundTls>,
     pub outbound_tls: Option<OutboundTls>,
@@ -128,18 +218,114 @@ impl SystemSpec {
 }
 
 impl Scenario {
+    /// The tapped links as unordered pairs of system indexes, or `None` for all of them. The
+    /// fraction is drawn from the seed, so the same scenario taps the same lines.
+    pub fn tapped_links(&self) -> Option<Vec<(usize, usize)>> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let index = |n: &str| self.systems.iter().position(|s| s.name == n);
+        match self.tap.links.as_str() {
+            "pairs" => Some(
+                self.tap
+                    .pairs
+                    .iter()
+                    .filter_map(|[a, b]| Some((index(a)?.min(index(b)?), index(a)?.max(index(b)?))))
+                    .collect(),
+            ),
+            "fraction" => {
+                let n = self.systems.len();
+                let mut all: Vec<(usize, usize)> = (0..n).flat_map(|a| (a + 1..n).map(move |b| (a, b))).collect();
+                let keep = (self.tap.fraction * all.len() as f64).round() as usize;
+                all.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x7461_7073));
+                all.truncate(keep);
+                all.sort_unstable();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
+    /// The paired control: the same scenario and seed with STARTTLS off on every system.
+    pub fn plaintext_control(&self) -> Scenario {
+        let mut c = self.clone();
+        c.scenario.compare_plaintext = false;
+        for sys in &mut c.systems {
+            sys.starttls = false;
+            sys.inbound_tls = Some(InboundTls::None);
+            sys.outbound_tls = Some(OutboundTls::None);
+        }
+        c
+    }
+
     /// Parses and checks a scenario; `path` names the source in errors.
     pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_string(),
             message: format!("{e}hint: see SCENARIOS.md for every key and its default"),
         })?;
+        let mut s = s;
+        s.expand_population(path)?;
         s.validate(path)?;
         Ok(s)
     }
 
+    /// Appends the generated systems and forgets the recipe, so the resolved scenario (written
+    /// to every run directory) lists each system explicitly.
+    fn expand_population(&mut self, path: &str) -> Result<(), ScenarioError> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let Some(p) = self.population.take() else { return Ok(()) };
+        let bad = |key: &str, message: &str| ScenarioError::Invalid {
+            path: path.to_string(),
+            key: format!("population.{key}"),
+            message: message.to_string(),
+        };
+        if !(0.0..=1.0).contains(&p.starttls_share) {
+            return Err(bad("starttls_share", "a share between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&p.provider_user_share) {
+            return Err(bad("provider_user_share", "a share between 0 and 1"));
+        }
+        if p.systems + p.providers == 0 || p.users < p.systems + p.providers {
+            return Err(bad("users", "at least one user per generated system"));
+        }
+        let provider_users = if p.providers > 0 {
+            ((p.users as f64 * p.provider_user_share).round() as usize).max(p.providers)
+        } else {
+            0
+        };
+        let small_users = p.users - provider_users;
+        // Which small systems have STARTTLS: exactly round(share × count), drawn from the seed.
+        let with_tls = (p.starttls_share * p.systems as f64).round() as usize;
+        let mut order: Vec<usize> = (0..p.systems).collect();
+        order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x5157_4152_544c_5300));
+        let tls_set: std::collections::HashSet<usize> = order.into_iter().take(with_tls).collect();
+        let spec = |name: String, users: usize, starttls: bool| SystemSpec {
+            domain: format!("{name}.example"),
+            name,
+            address: None,
+            starttls,
+            users: Some(users),
+            inbound_tls: None,
+            outbound_tls: starttls.then_some(p.outbound_tls),
+            tls: Default::default(),
+        };
+        for i in 0..p.providers {
+            let users = provider_users / p.providers + usize::from(i < provider_users % p.providers);
+            let starttls = p.providers_starttls || tls_set.contains(&i);
+            self.systems.push(spec(format!("p{}", i + 1), users, starttls));
+        }
+        for i in 0..p.systems {
+            let users = (small_users / p.systems.max(1) + usize::from(i < small_users % p.systems.max(1))).max(1);
+            self.systems.push(spec(format!("s{:03}", i + 1), users, tls_set.contains(&i)));
+        }
+        Ok(())
+    }
+
+    /// The system's own address: 127.0.N.1 for the N-th system up to 254, then 127.M.N.1.
     pub fn address(&self, index: usize) -> Ipv4Addr {
-        self.systems[index].address.unwrap_or(Ipv4Addr::new(127, 0, (index + 1) as u8, 1))
+        let (hi, lo) = (index / 254, index % 254);
+        self.systems[index].address.unwrap_or(Ipv4Addr::new(127, hi as u8, (lo + 1) as u8, 1))
     }
 
     fn validate(&self, path: &str) -> Result<(), ScenarioError> {
@@ -151,8 +337,8 @@ impl Scenario {
         if self.systems.len() < 2 {
             return Err(bad("systems", "a scenario needs at least two [[systems]] for mail to cross a line".into()));
         }
-        if self.systems.len() > 250 {
-            return Err(bad("systems", "at most 250 systems on the loopback backend (one 127.0.N.1 each)".into()));
+        if self.systems.len() > 254 * 200 {
+            return Err(bad("systems", "at most 50,800 systems on the loopback backend".into()));
         }
         for (i, s) in self.systems.iter().enumerate() {
             let key = format!("systems[{i}]");
@@ -181,12 +367,37 @@ impl Scenario {
         if self.network.backend != "loopback" {
             return Err(bad("network.backend", format!("{:?}: only \"loopback\" exists so far", self.network.backend)));
         }
+        if !matches!(self.tap.links.as_str(), "all" | "pairs" | "fraction") {
+            return Err(bad("tap.links", format!("{:?}: use \"all\", \"pairs\" or \"fraction\"", self.tap.links)));
+        }
+        for (i, [a, b]) in self.tap.pairs.iter().enumerate() {
+            for n in [a, b] {
+                if !self.systems.iter().any(|s| &s.name == n) {
+                    return Err(bad(&format!("tap.pairs[{i}]"), format!("no system named {n:?}")));
+                }
+            }
+        }
+        if !(0.0..=1.0).contains(&self.tap.fraction) {
+            return Err(bad("tap.fraction", "a share between 0 and 1".into()));
+        }
         if !matches!(self.tap.capture.as_str(), "live" | "none") {
             return Err(bad("tap.capture", format!("{:?}: use \"live\" or \"none\"", self.tap.capture)));
         }
         let t = &self.traffic;
         if t.messages == 0 || t.users_per_system == 0 || t.max_recipients == 0 {
             return Err(bad("traffic", "messages, users_per_system and max_recipients must be at least 1".into()));
+        }
+        if !(t.rate >= 0.0 && t.rate.is_finite()) {
+            return Err(bad("traffic.rate", "messages per second, >= 0 (0: as fast as possible)".into()));
+        }
+        if !(0.0..=1.0).contains(&t.attachment_probability) || t.attachment_median < 1.0 {
+            return Err(bad(
+                "traffic.attachment_probability",
+                "a probability between 0 and 1, attachment_median >= 1".into(),
+            ));
+        }
+        if !matches!(t.correspondents.as_str(), "uniform" | "zipf") || t.zipf_exponent.is_nan() || t.zipf_exponent <= 0.0 {
+            return Err(bad("traffic.correspondents", "\"uniform\" or \"zipf\" (with zipf_exponent > 0)".into()));
         }
         if !(0.0..=1.0).contains(&t.intra_system_share) {
             return Err(bad("traffic.intra_system_share", "a share between 0 and 1".into()));

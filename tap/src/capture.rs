@@ -18,11 +18,20 @@ pub struct LiveOptions {
     pub snaplen: i32,
     /// Kernel buffer, bytes: large enough that bursts of loopback traffic are not dropped.
     pub buffer_size: i32,
+    /// When set, only packets between the two ends of one of these links are kept (each pair in
+    /// either order). This places the tap on chosen lines: a BPF filter of thousands of host
+    /// pairs would exceed the kernel's program size, so the choice is made here.
+    pub links: Option<std::collections::HashSet<(std::net::IpAddr, std::net::IpAddr)>>,
+}
+
+/// A link as an unordered pair of addresses.
+pub fn link(a: std::net::IpAddr, b: std::net::IpAddr) -> (std::net::IpAddr, std::net::IpAddr) {
+    if a <= b { (a, b) } else { (b, a) }
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        Self { device: "lo".into(), filter: "tcp".into(), snaplen: 262_144, buffer_size: 64 << 20 }
+        Self { device: "lo".into(), filter: "tcp".into(), snaplen: 262_144, buffer_size: 64 << 20, links: None }
     }
 }
 
@@ -74,6 +83,8 @@ impl LiveCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let device = opts.device.clone();
+        let links = opts.links.clone();
+        let linktype = crate::decode::Link::from_dlt(cap.get_datalink().0);
         let thread = std::thread::Builder::new()
             .name("smtplab-capture".into())
             .spawn(move || {
@@ -82,6 +93,14 @@ impl LiveCapture {
                 loop {
                     match cap.next_packet() {
                         Ok(p) => {
+                            if let Some(keep) = &links {
+                                let on_link = linktype
+                                    .and_then(|l| crate::decode::decode(l, p.data).ok())
+                                    .is_some_and(|seg| keep.contains(&link(seg.src, seg.dst)));
+                                if !on_link {
+                                    continue;
+                                }
+                            }
                             file.write(&p);
                             stats.packets_written += 1;
                             stats.bytes_written += p.header.caplen as u64;

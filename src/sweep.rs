@@ -1,0 +1,110 @@
+//! `smtplab sweep`: expands a sweep file, writes one self-contained scenario file per point,
+//! and runs the points (each as `smtplab run POINT.toml --run-dir DIR`, a command a cluster
+//! scheduler could run as well), skipping those already complete.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+/// A run directory whose manifest says it completed.
+pub fn is_complete(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["status"] == "complete")
+}
+
+pub fn sweep(file: &Path, out: &Path, jobs: usize) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read sweep file {}", file.display()))?;
+    let mut sw = scenarios::sweep::expand(&text, &file.display().to_string())?;
+    let dir = out.join(&sw.name);
+    let points_dir = dir.join("points");
+    std::fs::create_dir_all(&points_dir).with_context(|| format!("cannot create {}", points_dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the smtplab binary")?;
+    // Workers run their points one after another on ports of their own, so parallel points
+    // never share a listener or a capture filter.
+    let mut commands = Vec::new();
+    for (i, p) in sw.points.iter_mut().enumerate() {
+        let worker = i % jobs;
+        p.scenario.network.smtp_port += 10 * worker as u16;
+        p.scenario.network.submission_port += 10 * worker as u16;
+        let toml = toml::to_string_pretty(&p.scenario).context("serialising a sweep point")?;
+        let path = points_dir.join(format!("{}.toml", p.dir_name));
+        std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+        commands.push((worker, path, dir.join(&p.dir_name)));
+    }
+    let manifest = json!({
+        "name": sw.name,
+        "keys": sw.keys,
+        "seeds": sw.seeds,
+        "source": file.display().to_string(),
+        "command_line": std::env::args().collect::<Vec<_>>().join(" "),
+        "points": sw.points.iter().map(|p| json!({
+            "point": p.scenario.point.as_ref().map(|i| i.point.clone()),
+            "params": p.scenario.point.as_ref().map(|i| i.params.clone()),
+            "seed": p.seed,
+            "dir": p.dir_name,
+            "command": format!("smtplab run {} --run-dir {}", points_dir.join(format!("{}.toml", p.dir_name)).display(), dir.join(&p.dir_name).display()),
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&manifest)?)?;
+
+    let todo: Vec<&(usize, PathBuf, PathBuf)> = commands.iter().filter(|(_, _, d)| !is_complete(d)).collect();
+    eprintln!(
+        "sweep {}: {} points ({} keys × {} seeds), {} to run, {} already complete; {} at a time",
+        sw.name,
+        commands.len(),
+        sw.keys.len(),
+        sw.seeds.len(),
+        todo.len(),
+        commands.len() - todo.len(),
+        jobs
+    );
+    let bar = scenarios::progress::bar(todo.len() as u64, "points");
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        for w in 0..jobs {
+            let (todo, bar, failures, exe) = (&todo, &bar, &failures, &exe);
+            scope.spawn(move || {
+                for (_, toml, run_dir) in todo.iter().filter(|(worker, _, _)| *worker == w) {
+                    let log = run_dir.with_extension("log");
+                    let ok = std::fs::File::create(&log).ok().and_then(|f| {
+                        let err = f.try_clone().ok()?;
+                        Command::new(exe)
+                            .arg("run")
+                            .arg(toml)
+                            .arg("--run-dir")
+                            .arg(run_dir)
+                            .env("CI", "1")
+                            .stdin(Stdio::null())
+                            .stdout(f)
+                            .stderr(err)
+                            .status()
+                            .ok()
+                    });
+                    if !ok.is_some_and(|s| s.success()) {
+                        failures.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                            "{} (log: {})",
+                            run_dir.display(),
+                            log.display()
+                        ));
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !failures.is_empty() {
+        eprintln!("error: {} points failed; rerun the same command to retry them:", failures.len());
+        for f in &failures {
+            eprintln!("  {f}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("sweep: {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
