@@ -69,7 +69,9 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize) -> Result<ExitCode> {
             let (todo, bar, failures, exe) = (&todo, &bar, &failures, &exe);
             scope.spawn(move || {
                 for (_, toml, run_dir) in todo.iter().filter(|(worker, _, _)| *worker == w) {
-                    let log = run_dir.with_extension("log");
+                    let mut log = run_dir.clone().into_os_string();
+                    log.push(".log");
+                    let log = PathBuf::from(log);
                     let ok = std::fs::File::create(&log).ok().and_then(|f| {
                         let err = f.try_clone().ok()?;
                         Command::new(exe)

@@ -38,7 +38,13 @@ pub fn scan_parquet(path: &Path, hint: &'static str) -> Result<LazyFrame, Analys
     if !path.is_file() {
         return Err(AnalysisError::Missing { path: path.to_path_buf(), hint });
     }
-    LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|source| AnalysisError::Table {
+    // Never read `key=value` directories of the path as hive partitions: sweep points are named
+    // that way, and polars' partition type inference panics on them.
+    let args = ScanArgsParquet {
+        hive_options: polars::io::HiveOptions { enabled: Some(false), ..Default::default() },
+        ..Default::default()
+    };
+    LazyFrame::scan_parquet(path, args).map_err(|source| AnalysisError::Table {
         path: path.to_path_buf(),
         action: "open Parquet",
         source,
