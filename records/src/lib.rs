@@ -25,8 +25,9 @@ pub struct TruthMessage {
     pub bytes: u64,
     /// sha256 of the submitted message.
     pub sha256: String,
-    /// Seconds since the Unix epoch, when the submission got its 250. A timing column:
-    /// excluded from determinism checks.
+    /// Seconds after the start of traffic at which the generator scheduled the submission
+    /// (Poisson arrivals; 0 for all when traffic is sent as fast as possible). Deterministic for a
+    /// seed; the wall-clock times of the 250 replies are in `truth/submissions.jsonl`.
     pub submitted_at: f64,
 }
 

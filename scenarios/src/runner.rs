@@ -154,7 +154,7 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         say("dissecting the capture");
         let d = tap::dissect_file(&run_dir.join("capture.pcap"))?;
         outcome.tap_sessions = d.sessions.len();
-        outcome.tap_transactions = d.transactions.len();
+        outcome.tap_transactions = d.transactions.iter().filter(|t| !t.tls).count();
         outcome.tap_error = d.error.as_ref().map(|e| e.to_string());
         write_tap_records(&run_dir, d.sessions, d.transactions)?;
     } else {

@@ -396,7 +396,10 @@ impl Scenario {
                 "a probability between 0 and 1, attachment_median >= 1".into(),
             ));
         }
-        if !matches!(t.correspondents.as_str(), "uniform" | "zipf") || t.zipf_exponent.is_nan() || t.zipf_exponent <= 0.0 {
+        if !matches!(t.correspondents.as_str(), "uniform" | "zipf")
+            || t.zipf_exponent.is_nan()
+            || t.zipf_exponent <= 0.0
+        {
             return Err(bad("traffic.correspondents", "\"uniform\" or \"zipf\" (with zipf_exponent > 0)".into()));
         }
         if !(0.0..=1.0).contains(&t.intra_system_share) {

@@ -61,8 +61,33 @@ pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let sliced = match link {
         Link::Ethernet => SlicedPacket::from_ethernet(frame),
         Link::LinuxSll => SlicedPacket::from_linux_sll(frame),
-        Link::Null | Link::Loop => SlicedPacket::from_ip(frame.get(4..).ok_or(Skip::Malformed)?),
-        Link::LinuxSll2 => SlicedPacket::from_ip(frame.get(20..).ok_or(Skip::Malformed)?),
+        Link::Null | Link::Loop => {
+            let family = frame.get(..4).ok_or(Skip::Malformed)?;
+            let family = [family[0], family[1], family[2], family[3]];
+            let family = if link == Link::Loop {
+                u32::from_be_bytes(family)
+            } else {
+                // Host order of the machine that wrote the file: whichever reading is small.
+                let le = u32::from_le_bytes(family);
+                if le <= 0xffff { le } else { u32::from_be_bytes(family) }
+            };
+            // AF_INET everywhere; AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS.
+            if !matches!(family, 2 | 10 | 24 | 28 | 30) {
+                return Err(Skip::NotTcp);
+            }
+            SlicedPacket::from_ip(&frame[4..])
+        }
+        Link::LinuxSll2 => {
+            // SLL2: the protocol type (an EtherType) is the first field of its 20-byte header.
+            let proto = frame.get(..2).ok_or(Skip::Malformed)?;
+            if frame.len() < 20 {
+                return Err(Skip::Malformed);
+            }
+            match u16::from_be_bytes([proto[0], proto[1]]) {
+                0x0800 | 0x86dd => SlicedPacket::from_ip(&frame[20..]),
+                _ => return Err(Skip::NotTcp),
+            }
+        }
         Link::RawIp => SlicedPacket::from_ip(frame),
     }
     .map_err(|_| Skip::Malformed)?;

@@ -9,6 +9,9 @@ pub mod capture;
 pub mod decode;
 pub mod dissect;
 pub mod error;
+pub mod fuzzing;
+pub mod pcapfile;
+pub mod pcapwrite;
 pub mod reassembly;
 pub mod smtp;
 pub mod tls;
@@ -16,5 +19,5 @@ pub mod tls;
 mod message;
 
 pub use capture::{LiveCapture, LiveOptions};
-pub use dissect::{Dissection, dissect_file};
+pub use dissect::{Dissection, dissect_bytes, dissect_file, dissect_reader};
 pub use error::TapError;

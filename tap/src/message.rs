@@ -1,7 +1,8 @@
-//! Reading a recovered message the way a mail client would, with mail-parser: headers (RFC 2047
-//! decoded) and MIME attachments.
+//! Reading a recovered message: the header fields as Zeek's smtp.log logs them (raw values of
+//! the top-level header block), the subject RFC 2047 decoded and the MIME attachments
+//! (mail-parser).
 
-use mail_parser::{Address, MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders};
 use records::{Attachment, TapTransaction};
 use sha2::{Digest, Sha256};
 
@@ -9,41 +10,94 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn addresses(a: Option<&Address>) -> Vec<String> {
-    a.map(|a| {
-        a.iter()
-            .map(|addr| match (addr.name(), addr.address()) {
-                (Some(n), Some(e)) => format!("\"{n}\" <{e}>"),
-                (None, Some(e)) => format!("<{e}>"),
-                (Some(n), None) => n.to_string(),
-                (None, None) => String::new(),
-            })
-            .collect()
-    })
-    .unwrap_or_default()
+/// The top-level header block, unfolded the way Zeek's MIME analyzer does it: the CRLF of a
+/// folded line is dropped and the continuation's leading whitespace kept. Names as written;
+/// values with leading and trailing whitespace trimmed. Headers of nested parts (a forwarded
+/// `message/rfc822`, MIME parts) are not read: only the block before the first empty line.
+pub fn top_level_headers(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut in_header = false;
+    for line in bytes.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if in_header && let Some((_, value)) = out.last_mut() {
+                value.push_str(&String::from_utf8_lossy(line));
+            }
+            continue;
+        }
+        in_header = false;
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+        if name.is_empty() || name.contains([' ', '\t']) {
+            continue;
+        }
+        out.push((name, String::from_utf8_lossy(&line[colon + 1..]).to_string()));
+        in_header = true;
+    }
+    for (_, v) in &mut out {
+        *v = v.trim().to_string();
+    }
+    out
 }
 
-fn raw(m: &mail_parser::Message, name: &str) -> Option<String> {
-    m.header_raw(name).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+/// Zeek's `from` and `reply_to`: the raw value of the (last) header of that name.
+fn raw_last(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
 }
 
-/// Fills the header fields of `tx` from the message bytes.
+/// Zeek's `to` and `cc`: every header of that name, split on commas (with the blanks around
+/// them), as a set in first-seen order. Empty parts are dropped.
+fn raw_list(headers: &[(String, String)], name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        for part in v.split(',') {
+            let part = part.trim_matches([' ', '\t']);
+            if !part.is_empty() && !out.iter().any(|p| p == part) {
+                out.push(part.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Fills the header fields of `tx` from the message bytes, as Zeek's smtp.log has them: raw
+/// values of the top-level header block, the last header of a name winning (`to` and `cc`
+/// collect every header of their name). The subject is RFC 2047 decoded (mail-parser), which is
+/// what a mail client shows and what the ground truth holds.
 pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
+    let headers = top_level_headers(bytes);
+    tx.from = raw_last(&headers, "from");
+    tx.reply_to = raw_last(&headers, "reply-to");
+    tx.to = raw_list(&headers, "to");
+    tx.cc = raw_list(&headers, "cc");
+    tx.date = raw_last(&headers, "date");
+    tx.msg_id = raw_last(&headers, "message-id");
+    tx.in_reply_to = raw_last(&headers, "in-reply-to");
+    tx.subject = raw_last(&headers, "subject");
+    tx.x_originating_ip = raw_last(&headers, "x-originating-ip").and_then(|v| first_ip(&v));
+    tx.user_agent = headers
+        .iter()
+        .rev()
+        .find(|(n, _)| ["x-mailer", "user-agent", "x-user-agent"].iter().any(|u| n.eq_ignore_ascii_case(u)))
+        .map(|(_, v)| v.clone());
+    // Zeek's first_received is the last Received header (the first hop), second_received the
+    // one above it.
+    let received: Vec<&String> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("received")).map(|(_, v)| v).collect();
+    tx.first_received = received.last().map(|v| v.to_string());
+    tx.second_received = received.len().checked_sub(2).and_then(|i| received.get(i)).map(|v| v.to_string());
+    for ip in received.iter().filter_map(|r| bracketed_ip(r)) {
+        if tx.path.last() != Some(&ip) {
+            tx.path.push(ip);
+        }
+    }
     let Some(m) = MessageParser::default().parse(bytes) else { return };
-    tx.date = raw(&m, "Date");
-    tx.from = addresses(m.from()).into_iter().next();
-    tx.to = addresses(m.to());
-    tx.cc = addresses(m.cc());
-    tx.reply_to = addresses(m.reply_to()).into_iter().next();
-    tx.msg_id = m.message_id().map(|id| format!("<{id}>"));
-    tx.in_reply_to = raw(&m, "In-Reply-To");
-    tx.subject = m.subject().map(str::to_string);
-    tx.x_originating_ip = raw(&m, "X-Originating-IP");
-    tx.user_agent = raw(&m, "User-Agent").or_else(|| raw(&m, "X-Mailer"));
-    let chain = received_chain(bytes);
-    tx.first_received = chain.first().cloned();
-    tx.second_received = chain.get(1).cloned();
-    tx.path.extend(chain.iter().filter_map(|r| bracketed_ip(r)));
+    if let Some(subject) = m.subject() {
+        tx.subject = Some(subject.to_string());
+    }
     tx.attachments = m
         .attachments()
         .map(|p| Attachment {
@@ -61,30 +115,13 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
         .collect();
 }
 
-/// The Received headers in order, unfolded, from the raw header block.
-fn received_chain(bytes: &[u8]) -> Vec<String> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(bytes.len());
-    let head = String::from_utf8_lossy(&bytes[..end]);
-    let mut out: Vec<String> = Vec::new();
-    let mut in_received = false;
-    for line in head.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if line.starts_with([' ', '\t']) {
-            if in_received && let Some(last) = out.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-            continue;
-        }
-        in_received = false;
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("received")
-        {
-            out.push(value.trim().to_string());
-            in_received = true;
-        }
-    }
-    out
+/// The first IPv4 or IPv6 address in a header value (`X-Originating-IP: [1.2.3.4]`).
+fn first_ip(value: &str) -> Option<String> {
+    value
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
+        .filter(|w| w.contains(['.', ':']))
+        .find_map(|w| w.parse::<std::net::IpAddr>().ok())
+        .map(|a| a.to_string())
 }
 
 /// The first `[a.b.c.d]`-style address in a Received header.

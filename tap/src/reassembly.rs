@@ -23,7 +23,8 @@ pub struct HalfStream {
     pub data: Vec<u8>,
     /// Bytes delivered in order, gaps included (the stream offset of `next_seq`).
     pub delivered: u64,
-    pending: BTreeMap<u64, Vec<u8>>,
+    /// Out-of-order segments by stream offset, with their capture time.
+    pending: BTreeMap<u64, (Vec<u8>, f64)>,
     pending_bytes: usize,
     pub gaps: Vec<Gap>,
     /// (stream offset, time) at each segment that added data: maps offsets to capture times.
@@ -90,25 +91,37 @@ impl HalfStream {
             self.retransmitted += payload.len() as u64;
             return;
         }
-        if off <= self.delivered as i64 {
-            let skip = (self.delivered as i64 - off) as usize;
-            self.retransmitted += skip as u64;
-            self.append(&payload[skip..], ts);
-            self.drain_pending(ts);
-        } else if self.pending_bytes + payload.len() <= self.max_pending {
-            let off = off as u64;
-            if !self.pending.contains_key(&off) {
-                self.pending_bytes += payload.len();
-                self.pending.insert(off, payload.to_vec());
-            } else {
-                self.retransmitted += payload.len() as u64;
+        // Bytes before `delivered` were delivered already: first data wins, drop them.
+        let skip = (self.delivered as i64 - off).max(0) as usize;
+        self.retransmitted += skip as u64;
+        let data = &payload[skip..];
+        let start = self.delivered + (off - self.delivered as i64).max(0) as u64;
+        let end = start + data.len() as u64;
+        // Ranges already buffered were received first and win too: keep only the uncovered pieces.
+        let mut covered: Vec<(u64, u64)> = Vec::new();
+        if let Some((&o, (b, _))) = self.pending.range(..start).next_back()
+            && o + b.len() as u64 > start
+        {
+            covered.push((o, o + b.len() as u64));
+        }
+        covered.extend(self.pending.range(start..end).map(|(&o, (b, _))| (o, o + b.len() as u64)));
+        let mut at = start;
+        let mut kept = 0usize;
+        for (o, e) in covered.into_iter().chain(std::iter::once((end, end))) {
+            if o > at {
+                let piece = &data[(at - start) as usize..(o.min(end) - start) as usize];
+                kept += piece.len();
+                self.pending_bytes += piece.len();
+                self.pending.insert(at, (piece.to_vec(), ts));
             }
-        } else {
-            // Out-of-order data past the budget: give up on the hole, as a real tap under load
-            // must, and record it.
-            self.pending_bytes += payload.len();
-            self.pending.entry(off as u64).or_insert_with(|| payload.to_vec());
-            self.skip_to_pending(ts);
+            at = at.max(e);
+        }
+        self.retransmitted += (data.len() - kept) as u64;
+        self.drain_pending();
+        // Out-of-order data past the budget: give up on the hole, as a real tap under load
+        // must, and record it.
+        while self.pending_bytes > self.max_pending && !self.pending.is_empty() {
+            self.skip_to_pending();
         }
     }
 
@@ -118,29 +131,30 @@ impl HalfStream {
 
     /// End of input: whatever is still out of order is delivered after recorded gaps.
     pub fn finish(&mut self) {
-        let ts = self.last_ts;
         while !self.pending.is_empty() {
-            self.skip_to_pending(ts);
+            self.skip_to_pending();
         }
     }
 
-    fn skip_to_pending(&mut self, ts: f64) {
+    fn skip_to_pending(&mut self) {
         if let Some((&first, _)) = self.pending.iter().next() {
             if first > self.delivered {
                 let len = first - self.delivered;
                 self.gaps.push(Gap { at: self.delivered, len });
                 self.advance(len);
             }
-            self.drain_pending(ts);
+            self.drain_pending();
         }
     }
 
-    fn drain_pending(&mut self, ts: f64) {
+    /// Delivers the buffered segments that now follow the delivered bytes, each with the time
+    /// it was captured (so a command after a hole keeps its own time).
+    fn drain_pending(&mut self) {
         while let Some((&off, _)) = self.pending.iter().next() {
             if off > self.delivered {
                 break;
             }
-            let Some(bytes) = self.pending.remove(&off) else { break };
+            let Some((bytes, ts)) = self.pending.remove(&off) else { break };
             self.pending_bytes -= bytes.len();
             let end = off + bytes.len() as u64;
             if end > self.delivered {
@@ -215,6 +229,22 @@ mod tests {
         s.segment(1, b"abcd", 1.0);
         s.segment(3, b"XXef", 2.0);
         assert_eq!(s.data, b"abcdef");
+    }
+
+    #[test]
+    fn buffered_bytes_received_first_win_over_later_overlaps() {
+        let mut s = stream();
+        s.syn(0);
+        s.segment(5, b"EFGH", 1.0); // out of order, buffered
+        s.segment(3, b"cdXXXXij", 2.0); // overlaps the buffered range with other bytes
+        s.segment(1, b"AB", 3.0); // fills the hole: all in order now
+        s.segment(1, b"zzzzzzzzzz", 4.0); // a late retransmission of everything
+        s.finish();
+        assert_eq!(s.data, b"ABcdEFGHij");
+        assert!(s.gaps.is_empty());
+        assert_eq!(s.retransmitted, 4 + 10);
+        // Each piece keeps the time it was captured at.
+        assert_eq!((s.time_at(0), s.time_at(2), s.time_at(4), s.time_at(8)), (3.0, 2.0, 1.0, 2.0));
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! command order). The reply decides what follows: a `354` to DATA puts the client stream into
 //! data mode, a `220` to STARTTLS turns both streams into TLS. A one-sided capture (no server
 //! bytes) assumes every command succeeded, as Zeek does.
+//!
+//! Gaps (bytes the capture lost) are tracked by position in each stream. A message whose
+//! content crosses a gap has no sha256 and its headers are read from the part before the gap
+//! only; a BDAT chunk that ends inside a gap resumes command parsing after the gap. After any
+//! gap the pairing of commands and replies may be off by the lost lines, so the next command
+//! is paired with the first reply sent after it (by capture time), as Zeek recovers on replies.
 
 use proto::{Capabilities, Command, DataReceiver, DataStatus, Reply};
 use records::{TapSession, TapTransaction};
@@ -20,6 +26,10 @@ pub struct SessionInput<'a> {
     pub session: TapSession,
     pub client: &'a HalfStream,
     pub server: &'a HalfStream,
+    /// Index into `client.data` where SMTP starts (after a tunnel prefix such as HTTP CONNECT).
+    pub client_start: usize,
+    /// Index into `server.data` where SMTP starts.
+    pub server_start: usize,
 }
 
 pub struct SessionOutput {
@@ -27,55 +37,191 @@ pub struct SessionOutput {
     pub transactions: Vec<TapTransaction>,
 }
 
-/// A cursor over one direction's reassembled bytes.
+/// A cursor over one direction's reassembled bytes, aware of where the gaps are.
 struct Cursor<'a> {
     stream: &'a HalfStream,
     pos: usize,
+    /// Each gap as (index into `data` of the first byte after it, its length). Gaps occupy no
+    /// bytes in `data`.
+    gaps: Vec<(usize, u64)>,
+    /// Bytes lost in `gaps[..i]`, for each `i` (one more entry than `gaps`).
+    lost_before: Vec<u64>,
+    /// Gaps already passed over (a prefix of `gaps`).
+    gaps_seen: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a [u8] {
-        &self.stream.data[self.pos.min(self.stream.data.len())..]
+    fn new(stream: &'a HalfStream, start: usize) -> Self {
+        let mut before = 0u64;
+        let gaps = stream
+            .gaps
+            .iter()
+            .map(|g| {
+                let idx = g.at.saturating_sub(before);
+                before += g.len;
+                (usize::try_from(idx).unwrap_or(usize::MAX), g.len)
+            })
+            .collect::<Vec<_>>();
+        let pos = start.min(stream.data.len());
+        let gaps_seen = gaps.iter().filter(|(i, _)| *i < pos).count();
+        let mut lost_before = vec![0u64];
+        for (_, len) in &gaps {
+            lost_before.push(lost_before.last().copied().unwrap_or(0).saturating_add(*len));
+        }
+        Self { stream, pos, gaps, lost_before, gaps_seen }
     }
 
-    /// The next complete line, without its terminator.
-    fn line(&mut self) -> Option<&'a [u8]> {
+    fn data(&self) -> &'a [u8] {
+        &self.stream.data
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.data().get(self.pos..).unwrap_or(&[])
+    }
+
+    /// The rest up to the next gap not yet passed.
+    fn rest_until_gap(&self) -> &'a [u8] {
+        let end = self.next_gap().map_or(self.data().len(), |(i, _)| i).max(self.pos);
+        self.data().get(self.pos..end).unwrap_or(&[])
+    }
+
+    fn next_gap(&self) -> Option<(usize, u64)> {
+        self.gaps.get(self.gaps_seen).copied()
+    }
+
+    /// Moves to `to`, passing over the gaps before it; returns how many were passed.
+    fn advance_to(&mut self, to: usize) -> usize {
+        let to = to.min(self.data().len());
+        let mut passed = 0;
+        while let Some((i, _)) = self.next_gap()
+            && i < to
+        {
+            self.gaps_seen += 1;
+            passed += 1;
+        }
+        self.pos = self.pos.max(to);
+        passed
+    }
+
+    /// Stream offset of the byte at data index `idx`.
+    fn offset(&self, idx: usize) -> u64 {
+        let n = self.gaps.partition_point(|(i, _)| *i <= idx);
+        idx as u64 + self.lost_before.get(n).copied().unwrap_or(0)
+    }
+
+    /// Capture time of the byte at data index `idx`.
+    fn time_at(&self, idx: usize) -> f64 {
+        self.stream.time_at(self.offset(idx))
+    }
+
+    /// The next complete line, without its terminator, and whether a gap lies inside it (then
+    /// its bytes are not one line of the peer's and must not be trusted).
+    fn line(&mut self) -> Option<Line<'a>> {
         let rest = self.rest();
         let end = rest.iter().position(|&b| b == b'\n')?;
-        self.pos += end + 1;
+        let start = self.pos;
+        let broken = self.next_gap().is_some_and(|(i, _)| i > start && i <= start + end);
+        let after_gap = self.advance_to(start + end + 1) > 0;
+        // Any number of CRs before the LF end the line (Zeek accepts `\r*\n` too).
         let mut line = &rest[..end];
-        if line.last() == Some(&b'\r') {
-            line = &line[..line.len() - 1];
+        while let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
         }
-        Some(line)
+        Some(Line { bytes: line, start, broken, after_gap })
     }
 
-    /// The next reply, skipping lines that are not replies.
-    fn reply(&mut self) -> Option<Reply> {
-        let mut partial: Option<Reply> = None;
+    /// The next reply, skipping lines that are not replies. With `resync`, or once a gap is
+    /// passed on the way, replies whose first line was captured before `cmd_ts` are skipped too:
+    /// they answer commands the capture lost.
+    fn reply(&mut self, resync: bool, cmd_ts: f64) -> Option<Reply> {
+        let mut partial: Option<(Reply, f64)> = None;
+        let mut resync = resync;
         loop {
             let line = self.line()?;
-            let text = String::from_utf8_lossy(line);
-            let Some(code) = text.get(..3).and_then(|c| c.parse::<u16>().ok()) else { continue };
-            let body = text.get(4..).unwrap_or("").to_string();
-            let r = partial.get_or_insert_with(|| Reply { code, lines: Vec::new() });
+            resync |= line.after_gap || line.broken;
+            if line.broken {
+                partial = None;
+                continue;
+            }
+            let Some(code) = reply_code(line.bytes) else { continue };
+            let body = String::from_utf8_lossy(line.bytes.get(4..).unwrap_or(&[])).into_owned();
+            let (r, _) = partial.get_or_insert_with(|| (Reply { code, lines: Vec::new() }, self.time_at(line.start)));
             r.lines.push(body);
-            if line.get(3) != Some(&b'-') {
-                return partial;
+            if line.bytes.get(3) != Some(&b'-') {
+                let (r, ts) = partial.take()?;
+                if resync && ts < cmd_ts {
+                    continue;
+                }
+                return Some(r);
             }
         }
     }
+}
 
-    fn time(&self) -> f64 {
-        self.stream.time_at(self.pos as u64)
+struct Line<'a> {
+    bytes: &'a [u8],
+    /// Index into `data` of its first byte.
+    start: usize,
+    /// A gap lies between its first byte and its terminator.
+    broken: bool,
+    /// A gap was passed over on the way to (or inside) it.
+    after_gap: bool,
+}
+
+/// The code of a reply line: three digits, 100 to 599, as Zeek accepts them.
+fn reply_code(line: &[u8]) -> Option<u16> {
+    let d = line.get(..3)?;
+    if !d.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    let code = d.iter().fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
+    (100..600).contains(&code).then_some(code)
+}
+
+/// Why a BDAT argument is not a valid chunk size (RFC 3030 `BDAT chunk-size [LAST]`), with
+/// Zeek's wording, or the size and whether it is the last chunk.
+pub fn parse_bdat_arg(arg: &[u8]) -> Result<(u64, bool), &'static str> {
+    // "18446744073709551615 LAST": the longest valid argument.
+    if arg.is_empty() || arg.len() > 25 {
+        return Err("BDAT argument bad length");
+    }
+    let digits = arg.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("BDAT not followed by a valid chunk-size");
+    }
+    let (num, tail) = arg.split_at(digits);
+    if !matches!(tail.first(), None | Some(b' ')) {
+        return Err("BDAT chunk-size not valid");
+    }
+    let size = num
+        .iter()
+        .try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+        .ok_or("BDAT chunk-size too large")?;
+    match tail {
+        [] => Ok((size, false)),
+        t if t.eq_ignore_ascii_case(b" LAST") => Ok((size, true)),
+        _ => Err("BDAT chunk-size followed by junk"),
+    }
+}
+
+/// The argument of a command line: what follows the verb and the blanks after it.
+fn argument(line: &[u8]) -> &[u8] {
+    let verb = line.iter().position(|b| matches!(b, b' ' | b'\t')).unwrap_or(line.len());
+    let rest = &line[verb..];
+    let blanks = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    let arg = &rest[blanks..];
+    let trailing = arg.iter().rev().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    &arg[..arg.len() - trailing]
 }
 
 /// Transaction being assembled.
 struct Open {
     tx: TapTransaction,
+    /// Message content as far as it is known to be contiguous.
     body: Vec<u8>,
-    body_complete: bool,
+    /// Content was lost (gap, cut capture, size limit): no sha256, and nothing more is appended
+    /// to `body`, whose headers stay those read before the loss.
+    body_cut: bool,
     has_body: bool,
 }
 
@@ -88,6 +234,12 @@ struct Dissector<'a> {
     open: Option<Open>,
     done: Vec<TapTransaction>,
     depth: u32,
+    /// A gap was passed in either direction: pair the next command with a reply sent after it.
+    resync: bool,
+    /// Content crossed a gap: the command after it starts the resynchronisation.
+    resync_next: bool,
+    /// Capture time of the command being handled.
+    cmd_ts: f64,
 }
 
 pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
@@ -100,19 +252,24 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         resp_p: s.resp_p,
         ..Default::default()
     };
+    let server = Cursor::new(input.server, input.server_start);
+    let one_sided = server.rest().is_empty();
     let mut d = Dissector {
         base,
-        client: Cursor { stream: input.client, pos: 0 },
-        server: Cursor { stream: input.server, pos: 0 },
-        one_sided: input.server.data.is_empty(),
+        client: Cursor::new(input.client, input.client_start),
+        server,
+        one_sided,
         session: input.session,
         open: None,
         done: Vec::new(),
         depth: 0,
+        resync: false,
+        resync_next: false,
+        cmd_ts: 0.0,
     };
     d.run();
     d.finish_tx();
-    d.session.transactions = d.done.len() as u64;
+    d.session.transactions = d.done.iter().filter(|t| !t.tls).count() as u64;
     SessionOutput { session: d.session, transactions: d.done }
 }
 
@@ -124,14 +281,22 @@ impl Dissector<'_> {
         if !self.one_sided {
             // The greeting, unless the capture started mid-session.
             let starts_with_reply = self.server.rest().first().is_some_and(u8::is_ascii_digit);
-            if starts_with_reply && let Some(g) = self.server.reply() {
+            if starts_with_reply && let Some(g) = self.reply() {
                 self.session.server_name =
                     g.lines.first().and_then(|l| l.split_whitespace().next()).map(str::to_string);
             }
         }
         while let Some(line) = self.client.line() {
-            let cmd_ts = self.client.time();
-            match Command::parse(line) {
+            self.cmd_ts = self.client.time_at(line.start);
+            if line.after_gap || std::mem::take(&mut self.resync_next) {
+                self.resync = true;
+            }
+            if line.broken {
+                // Part of this line was lost: it is not a command that can be trusted.
+                self.note("gap_in_commands");
+                continue;
+            }
+            match Command::parse(line.bytes) {
                 Command::Ehlo(name) | Command::Helo(name) => {
                     self.session.helo = Some(name);
                     if let Some(r) = self.reply()
@@ -146,38 +311,24 @@ impl Dissector<'_> {
                 }
                 Command::Mail { from, .. } => {
                     self.finish_tx();
-                    let tx = self.tx_mut(cmd_ts);
+                    let tx = self.tx_mut();
                     tx.mailfrom = Some(from);
-                    self.reply_to_tx();
+                    self.reply();
                 }
                 Command::Rcpt { to, .. } => {
-                    self.tx_mut(cmd_ts).rcptto.push(to);
-                    self.reply_to_tx();
+                    self.tx_mut().rcptto.push(to);
+                    self.reply();
                 }
                 Command::Data => {
-                    self.tx_mut(cmd_ts);
+                    self.tx_mut();
                     let r = self.reply();
-                    if let Some(r) = &r {
-                        self.set_last_reply(r);
-                    }
                     if r.as_ref().is_none_or(|r| r.code == 354) {
                         self.data();
-                        self.reply_to_tx();
+                        self.reply();
                         self.finish_tx();
                     }
                 }
-                Command::Bdat { size, last } => {
-                    self.tx_mut(cmd_ts);
-                    let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
-                        self.note("bdat_bad_chunk_size");
-                        return;
-                    };
-                    self.bdat_chunk(size);
-                    self.reply_to_tx();
-                    if last {
-                        self.finish_tx();
-                    }
-                }
+                Command::Bdat { .. } => self.bdat(line.bytes),
                 Command::Rset | Command::Quit => {
                     self.reply();
                     self.finish_tx();
@@ -187,11 +338,22 @@ impl Dissector<'_> {
                     let r = self.reply();
                     self.session.starttls_reply = r.as_ref().map(|r| r.code);
                     let looks_tls = self.client.rest().first() == Some(&0x16);
-                    if r.as_ref().map(|r| r.code == 220).unwrap_or(looks_tls) {
-                        self.finish_tx();
-                        self.tls();
-                        return;
+                    if !r.as_ref().map(|r| r.code == 220).unwrap_or(looks_tls) {
+                        continue;
                     }
+                    if !looks_tls && !self.client.rest().is_empty() {
+                        // The client went on in the clear after the 220 (a stripped or broken
+                        // upgrade): keep reading what it says.
+                        self.note("plaintext_after_starttls");
+                        continue;
+                    }
+                    let had_tx = !self.done.is_empty() || self.open.is_some();
+                    self.finish_tx();
+                    self.tls();
+                    if self.session.starttls_used && !had_tx {
+                        self.tls_row(r.as_ref());
+                    }
+                    return;
                 }
                 Command::Auth { initial, .. } => {
                     // Challenge/response lines are not commands; never record them (credentials).
@@ -209,14 +371,18 @@ impl Dissector<'_> {
         }
     }
 
+    /// The reply to the current command. After a gap, replies sent before the command are
+    /// skipped: they answer lines the capture lost.
     fn reply(&mut self) -> Option<Reply> {
-        if self.one_sided { None } else { self.server.reply() }
-    }
-
-    fn reply_to_tx(&mut self) {
-        if let Some(r) = self.reply() {
-            self.set_last_reply(&r);
+        if self.one_sided {
+            return None;
         }
+        let resync = std::mem::take(&mut self.resync);
+        let r = self.server.reply(resync, self.cmd_ts)?;
+        // Zeek's last_reply: the last reply seen while the transaction is open, whatever the
+        // command (an unknown line inside a refused DATA gets its 500 too).
+        self.set_last_reply(&r);
+        Some(r)
     }
 
     fn set_last_reply(&mut self, r: &Reply) {
@@ -231,14 +397,19 @@ impl Dissector<'_> {
         }
     }
 
-    fn tx_mut(&mut self, ts: f64) -> &mut TapTransaction {
+    fn new_tx(&mut self) -> TapTransaction {
+        self.depth += 1;
+        let mut tx = self.base.clone();
+        tx.ts = self.cmd_ts;
+        tx.trans_depth = self.depth;
+        tx.helo = self.session.helo.clone();
+        tx
+    }
+
+    fn tx_mut(&mut self) -> &mut TapTransaction {
         if self.open.is_none() {
-            self.depth += 1;
-            let mut tx = self.base.clone();
-            tx.ts = ts;
-            tx.trans_depth = self.depth;
-            tx.helo = self.session.helo.clone();
-            self.open = Some(Open { tx, body: Vec::new(), body_complete: true, has_body: false });
+            let tx = self.new_tx();
+            self.open = Some(Open { tx, body: Vec::new(), body_cut: false, has_body: false });
         }
         match self.open.as_mut() {
             Some(o) => &mut o.tx,
@@ -246,68 +417,128 @@ impl Dissector<'_> {
         }
     }
 
+    /// Content of the open transaction: appended while the content is known to be whole.
+    fn add_body(&mut self, bytes: &[u8], cut_after: bool, counted: u64) {
+        if let Some(o) = self.open.as_mut() {
+            o.has_body = true;
+            if !o.body_cut {
+                if o.body.len() + bytes.len() <= MAX_MESSAGE {
+                    o.body.extend_from_slice(bytes);
+                } else {
+                    o.body_cut = true;
+                }
+            }
+            o.body_cut |= cut_after;
+            o.tx.message_bytes = Some(o.tx.message_bytes.unwrap_or(0) + counted);
+        }
+    }
+
     fn data(&mut self) {
-        let start = self.client.pos;
         let mut rx = DataReceiver::new(MAX_MESSAGE);
-        let status = rx.feed(self.client.rest());
-        let (consumed, complete) = match status {
-            DataStatus::Done { consumed } => (consumed, true),
-            DataStatus::Continue => (self.client.rest().len(), false),
-        };
-        self.client.pos += consumed;
-        let gap = self.client.stream.gap_within(self.stream_offset(start), self.stream_offset(self.client.pos) + 1);
-        if gap {
+        // Fed piece by piece between gaps: the content before the first gap is the part whose
+        // headers can be trusted.
+        let mut before_gap: Option<usize> = None;
+        let mut complete = false;
+        loop {
+            let piece = self.client.rest_until_gap();
+            if let DataStatus::Done { consumed } = rx.feed(piece) {
+                self.client.advance_to(self.client.pos + consumed);
+                complete = true;
+                break;
+            }
+            self.client.advance_to(self.client.pos + piece.len());
+            match self.client.next_gap() {
+                Some((i, _)) if i == self.client.pos && self.client.pos < self.client.data().len() => {
+                    before_gap.get_or_insert(rx.message.len());
+                    self.client.gaps_seen += 1;
+                    self.resync_next = true;
+                }
+                _ => break,
+            }
+        }
+        if before_gap.is_some() {
             self.note("gap_in_data");
         }
         if !complete {
             self.note("data_incomplete");
         }
-        if let Some(o) = self.open.as_mut() {
-            o.has_body = true;
-            o.body_complete = complete && !gap && !rx.truncated();
-            o.tx.message_bytes = Some(rx.message_bytes);
-            o.body = rx.message;
+        let cut = before_gap.is_some() || !complete || rx.truncated();
+        let keep = before_gap.unwrap_or(rx.message.len()).min(rx.message.len());
+        let counted = rx.message_bytes;
+        self.add_body(&rx.message[..keep], cut, counted);
+    }
+
+    fn bdat(&mut self, line: &[u8]) {
+        let (size, last) = match parse_bdat_arg(argument(line)) {
+            Ok(v) => v,
+            Err(_) => {
+                // Not a chunk: the server answers it as a bad command and reads no data.
+                self.note("smtp_invalid_bdat_command");
+                self.reply();
+                return;
+            }
+        };
+        if size > i64::MAX as u64 {
+            // Zeek will not deliver such a chunk either; what follows is read as commands.
+            self.note("smtp_huge_bdat_chunk");
+            self.reply();
+            return;
+        }
+        self.tx_mut();
+        self.bdat_chunk(size);
+        self.reply();
+        if last {
+            self.finish_tx();
         }
     }
 
-    fn bdat_chunk(&mut self, size: usize) {
-        let rest = self.client.rest();
-        let take = size.min(rest.len());
-        let chunk = &rest[..take];
-        self.client.pos += take;
-        if let Some(o) = self.open.as_mut() {
-            o.has_body = true;
-            if take < size {
-                o.body_complete = false;
+    /// Takes `size` bytes of chunk, gaps included: a chunk that ends inside a gap resumes the
+    /// command stream after the gap.
+    fn bdat_chunk(&mut self, size: u64) {
+        let mut remaining = size;
+        let mut lost = false;
+        while remaining > 0 {
+            match self.client.next_gap() {
+                Some((i, len)) if i == self.client.pos && i < self.client.data().len() => {
+                    self.client.gaps_seen += 1;
+                    self.resync_next = true;
+                    lost = true;
+                    if let Some(o) = self.open.as_mut() {
+                        o.body_cut = true;
+                    }
+                    remaining = remaining.saturating_sub(len);
+                }
+                _ => {
+                    let piece = self.client.rest_until_gap();
+                    if piece.is_empty() {
+                        break;
+                    }
+                    let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(piece.len());
+                    self.add_body(&piece[..take], false, take as u64);
+                    self.client.advance_to(self.client.pos + take);
+                    remaining -= take as u64;
+                }
             }
-            if o.body.len() + chunk.len() <= MAX_MESSAGE {
-                o.body.extend_from_slice(chunk);
-            } else {
-                o.body_complete = false;
-            }
-            o.tx.message_bytes = Some(o.tx.message_bytes.unwrap_or(0) + take as u64);
         }
-        if take < size {
+        if lost {
+            self.note("gap_in_data");
+        }
+        if remaining > 0 {
             self.note("bdat_chunk_incomplete");
         }
-    }
-
-    /// Data index back to a stream offset (inverse of `HalfStream::data_index`).
-    fn stream_offset(&self, index: usize) -> u64 {
-        let mut off = index as u64;
-        for g in &self.client.stream.gaps {
-            if g.at <= off {
-                off += g.len;
-            }
+        let cut = lost || remaining > 0;
+        if let Some(o) = self.open.as_mut() {
+            o.has_body = true;
+            o.body_cut |= cut;
+            o.tx.message_bytes.get_or_insert(0);
         }
-        off
     }
 
     fn finish_tx(&mut self) {
         let Some(mut o) = self.open.take() else { return };
         if o.has_body {
             read_headers(&o.body, &mut o.tx);
-            if o.body_complete {
+            if !o.body_cut {
                 o.tx.sha256 = Some(sha256_hex(&o.body));
             }
         }
@@ -317,13 +548,24 @@ impl Dissector<'_> {
         self.done.push(o.tx);
     }
 
+    /// Zeek logs a session that went into TLS before any mail transaction as one row with
+    /// `tls` set: the helo and the reply to STARTTLS are all there is to see.
+    fn tls_row(&mut self, reply: Option<&Reply>) {
+        let mut tx = self.new_tx();
+        tx.tls = true;
+        tx.last_reply = reply.map(Reply::summary);
+        tx.path = vec![tx.resp_h.clone(), tx.orig_h.clone()];
+        self.done.push(tx);
+    }
+
     fn tls(&mut self) {
-        let c = crate::tls::walk(self.client.rest());
-        let s = crate::tls::walk(self.server.rest());
-        self.session.starttls_used = !c.not_tls && (c.records > 0 || s.records > 0);
-        if c.not_tls {
-            self.note("plaintext_after_starttls");
+        // Records are walked up to the first gap: past it, record boundaries are lost.
+        let c = crate::tls::walk(self.client.rest_until_gap());
+        let s = crate::tls::walk(self.server.rest_until_gap());
+        if self.client.next_gap().is_some() || self.server.next_gap().is_some() {
+            self.note("gap_in_tls");
         }
+        self.session.starttls_used = !c.not_tls && (c.records > 0 || s.records > 0);
         self.session.tls_records_orig = c.records;
         self.session.tls_records_resp = s.records;
         self.session.tls_app_bytes_orig = c.app_bytes;
@@ -334,5 +576,44 @@ impl Dissector<'_> {
         if c.alerts + s.alerts > 0 {
             self.note("tls_alert");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bdat_arguments_as_zeek_reads_them() {
+        type Case<'a> = (&'a [u8], Result<(u64, bool), &'a str>);
+        let cases: &[Case] = &[
+            (b"86 LAST", Ok((86, true))),
+            (b"86 last", Ok((86, true))),
+            (b"86", Ok((86, false))),
+            (b"0 LAST", Ok((0, true))),
+            (b"18446744073709551615 LAST", Ok((u64::MAX, true))),
+            (b"15555555557777777777", Ok((15_555_555_557_777_777_777, false))),
+            (b"", Err("BDAT argument bad length")),
+            (b"184467440737095516150 LAST", Err("BDAT argument bad length")),
+            (b"184467440737095516150", Err("BDAT chunk-size too large")),
+            (b"SCRAMBLE", Err("BDAT not followed by a valid chunk-size")),
+            (b"-1 LAST", Err("BDAT not followed by a valid chunk-size")),
+            (b"86LAST", Err("BDAT chunk-size not valid")),
+            (b"1234 SCRAMBLE", Err("BDAT chunk-size followed by junk")),
+            (b"86 LASTX", Err("BDAT chunk-size followed by junk")),
+        ];
+        for (arg, want) in cases {
+            assert_eq!(&parse_bdat_arg(arg), want, "{}", String::from_utf8_lossy(arg));
+        }
+        assert_eq!(argument(b"BDAT  86 LAST \t"), b"86 LAST");
+        assert_eq!(argument(b"BDAT"), b"");
+    }
+
+    #[test]
+    fn reply_codes() {
+        assert_eq!(reply_code(b"250 ok"), Some(250));
+        assert_eq!(reply_code(b"099 x"), None);
+        assert_eq!(reply_code(b"+12 x"), None);
+        assert_eq!(reply_code(b"25"), None);
     }
 }

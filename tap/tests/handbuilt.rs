@@ -1,0 +1,363 @@
+//! Hand-built captures: each test describes a TCP conversation segment by segment with the
+//! [`Conv`] helper below, writes it as a pcap with `tap::pcapwrite` into a temporary directory,
+//! runs `tap::dissect_file` on it and checks the records exactly. No binary fixture: the test is
+//! the capture's description.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use records::{TapSession, TapTransaction};
+use tap::pcapwrite::{Flags, LinkKind, PcapWriter};
+
+/// One TCP connection, client and server, written segment by segment.
+///
+/// `client`/`server` send bytes in order (one segment each, sequence numbers tracked);
+/// `client_segment` builds a segment at an explicit offset without sending it, to send later
+/// with `send` (reordering), twice (retransmission), with other bytes (overlap), or never (a
+/// gap). Every segment is 1 ms after the previous one.
+struct Conv {
+    link: LinkKind,
+    client: SocketAddr,
+    server: SocketAddr,
+    /// Initial sequence numbers; offsets are relative to the first data byte.
+    c_isn: u32,
+    s_isn: u32,
+    c_next: u32,
+    s_next: u32,
+    ts: f64,
+    frames: Vec<(f64, Vec<u8>)>,
+}
+
+/// A segment built but not yet sent.
+struct Seg {
+    from_client: bool,
+    offset: u32,
+    payload: Vec<u8>,
+}
+
+impl Conv {
+    /// A connection with its three-way handshake.
+    fn new(link: LinkKind) -> Self {
+        let mut c = Self {
+            link,
+            client: "192.0.2.1:40001".parse().expect("addr"),
+            server: "192.0.2.25:25".parse().expect("addr"),
+            c_isn: 1000,
+            s_isn: 0xffff_fff0, // wraps during the session
+            c_next: 0,
+            s_next: 0,
+            ts: 1_700_000_000.0,
+            frames: Vec::new(),
+        };
+        c.raw(true, c.c_isn, 0, Flags { syn: true, ..Default::default() }, b"");
+        c.raw(false, c.s_isn, c.c_isn + 1, Flags { syn: true, ack: true, ..Default::default() }, b"");
+        c.raw(true, c.c_isn + 1, c.s_isn.wrapping_add(1), ack(), b"");
+        c
+    }
+
+    fn raw(&mut self, from_client: bool, seq: u32, ack_no: u32, flags: Flags, payload: &[u8]) {
+        let (src, dst) = if from_client { (self.client, self.server) } else { (self.server, self.client) };
+        self.ts += 0.001;
+        let frame = tap::pcapwrite::tcp_frame(self.link, src, dst, seq, ack_no, flags, payload).expect("frame builds");
+        self.frames.push((self.ts, frame));
+    }
+
+    fn client_segment(&self, offset: u32, payload: &[u8]) -> Seg {
+        Seg { from_client: true, offset, payload: payload.to_vec() }
+    }
+
+    fn send(&mut self, seg: &Seg) {
+        let (isn, peer) = if seg.from_client {
+            (self.c_isn, self.s_isn.wrapping_add(1).wrapping_add(self.s_next))
+        } else {
+            (self.s_isn, self.c_isn.wrapping_add(1).wrapping_add(self.c_next))
+        };
+        let seq = isn.wrapping_add(1).wrapping_add(seg.offset);
+        self.raw(seg.from_client, seq, peer, Flags { psh: true, ..ack() }, &seg.payload);
+    }
+
+    fn client(&mut self, data: &[u8]) {
+        let seg = self.client_segment(self.c_next, data);
+        self.c_next += data.len() as u32;
+        self.send(&seg);
+    }
+
+    fn server(&mut self, data: &[u8]) {
+        let seg = Seg { from_client: false, offset: self.s_next, payload: data.to_vec() };
+        self.s_next += data.len() as u32;
+        self.send(&seg);
+    }
+
+    /// Advances the client's offset as if `n` bytes were sent, without sending them.
+    fn client_skips(&mut self, n: u32) {
+        self.c_next += n;
+    }
+
+    /// FIN both ways.
+    fn close(&mut self) {
+        let (cs, ss) = (self.c_isn.wrapping_add(1 + self.c_next), self.s_isn.wrapping_add(1 + self.s_next));
+        self.raw(true, cs, ss, Flags { fin: true, ..ack() }, b"");
+        self.raw(false, ss, cs.wrapping_add(1), Flags { fin: true, ..ack() }, b"");
+    }
+
+    /// Writes the capture and dissects it.
+    fn dissect(&self) -> tap::Dissection {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("handbuilt.pcap");
+        let file = std::fs::File::create(&path).expect("create pcap");
+        let mut w = PcapWriter::new(std::io::BufWriter::new(file), self.link).expect("header");
+        for (ts, f) in &self.frames {
+            w.write_frame(*ts, f).expect("record");
+        }
+        drop(w);
+        let d = tap::dissect_file(&path).expect("dissects");
+        assert!(d.error.is_none(), "{:?}", d.error);
+        assert_eq!(d.packets, self.frames.len() as u64);
+        d
+    }
+}
+
+fn ack() -> Flags {
+    Flags { ack: true, ..Default::default() }
+}
+
+/// The usual opening: greeting, EHLO and its reply.
+fn hello(c: &mut Conv) {
+    c.server(b"220 mx.test ESMTP\r\n");
+    c.client(b"EHLO client.test\r\n");
+    c.server(b"250-mx.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 STARTTLS\r\n");
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn one(d: &tap::Dissection) -> (&TapSession, &TapTransaction) {
+    assert_eq!(d.sessions.len(), 1, "{:#?}", d.sessions);
+    assert_eq!(d.transactions.len(), 1, "{:#?}", d.transactions);
+    (&d.sessions[0], &d.transactions[0])
+}
+
+const MESSAGE: &[u8] = b"From: Alice <alice@a.test>\r\nTo: bob@b.test, carol@c.test\r\nSubject: hello\r\n\r\nbody\r\n";
+
+#[test]
+fn reordered_segments_are_put_back_in_order() {
+    for link in [LinkKind::Ethernet, LinkKind::RawIp] {
+        let mut c = Conv::new(link);
+        hello(&mut c);
+        let cmds = b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n";
+        let base = c.c_next;
+        let (a, b, cc) = (&cmds[..10], &cmds[10..30], &cmds[30..]);
+        let segs = [c.client_segment(base + 30, cc), c.client_segment(base, a), c.client_segment(base + 10, b)];
+        c.client_skips(cmds.len() as u32);
+        for s in &segs {
+            c.send(s);
+        }
+        c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+        c.client(&proto::dot_stuff(MESSAGE));
+        c.server(b"250 queued\r\n");
+        c.close();
+        let d = c.dissect();
+        let (s, t) = one(&d);
+        assert_eq!(s.gaps, 0);
+        assert_eq!(t.mailfrom.as_deref(), Some("alice@a.test"));
+        assert_eq!(t.rcptto, vec!["bob@b.test"]);
+        assert_eq!(t.from.as_deref(), Some("Alice <alice@a.test>"));
+        assert_eq!(t.to, vec!["bob@b.test", "carol@c.test"]);
+        assert_eq!(t.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+        assert_eq!(t.last_reply.as_deref(), Some("250 queued"));
+    }
+}
+
+#[test]
+fn overlapping_retransmission_with_other_content_first_data_wins() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    let base = c.c_next;
+    // Out of order: the second half arrives first, then a segment covering both halves whose
+    // second half says something else, then a retransmission of the first with other bytes.
+    let first = c.client_segment(base, b"MAIL FROM:<alice@a.test>\r\n");
+    let second = c.client_segment(base + 26, b"RCPT TO:<bob@b.test>\r\n");
+    let forged_both = c.client_segment(base, b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<eve@e.test>\r\n");
+    let forged_first = c.client_segment(base, b"MAIL FROM:<mallory@m.test>\r\n");
+    c.client_skips(26 + 22);
+    c.send(&second);
+    c.send(&forged_both);
+    c.send(&forged_first);
+    c.send(&first);
+    c.server(b"250 ok\r\n250 ok\r\n");
+    c.client(b"QUIT\r\n");
+    c.server(b"221 bye\r\n");
+    c.close();
+    let d = c.dissect();
+    let (_, t) = one(&d);
+    assert_eq!(t.mailfrom.as_deref(), Some("alice@a.test"), "delivered bytes are never replaced");
+    assert_eq!(t.rcptto, vec!["bob@b.test"], "buffered bytes received first are kept");
+}
+
+#[test]
+fn gap_inside_data_leaves_no_sha256_and_the_next_transaction_intact() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let body = b"Subject: lost\r\n\r\nline one\r\nline two\r\nline three\r\n";
+    let wire = proto::dot_stuff(body);
+    c.client(&wire[..17]); // "Subject: lost\r\n\r\n"
+    c.client_skips(10); // "line one\r\n" never captured
+    c.client(&wire[27..]);
+    c.server(b"250 queued 1\r\n");
+    c.client(b"MAIL FROM:<carol@c.test>\r\nRCPT TO:<dan@d.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.server(b"250 queued 2\r\n");
+    c.close();
+    let d = c.dissect();
+    assert_eq!(d.sessions.len(), 1);
+    let s = &d.sessions[0];
+    assert_eq!(s.gaps, 1);
+    assert!(s.notes.iter().any(|n| n == "gap_in_data"), "{:?}", s.notes);
+    let [t1, t2] = &d.transactions[..] else { panic!("two transactions: {:#?}", d.transactions) };
+    assert_eq!(t1.sha256, None, "content with a hole is not recovered");
+    assert_eq!(t1.subject.as_deref(), Some("lost"), "headers before the hole are read");
+    assert_eq!(t1.message_bytes, Some((body.len() - 10) as u64), "bytes actually seen");
+    assert_eq!(t1.last_reply.as_deref(), Some("250 queued 1"));
+    assert_eq!(t2.mailfrom.as_deref(), Some("carol@c.test"));
+    assert_eq!(t2.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+    assert_eq!(t2.last_reply.as_deref(), Some("250 queued 2"));
+}
+
+#[test]
+fn pipelined_commands_pair_with_replies_in_order() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nRCPT TO:<nobody@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n550 no such user\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.client(b"MAIL FROM:<>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(b"Subject: bounce\r\n\r\nx\r\n"));
+    c.client(b"QUIT\r\n");
+    c.server(b"250 queued again\r\n221 bye\r\n");
+    c.close();
+    let d = c.dissect();
+    let [t1, t2] = &d.transactions[..] else { panic!("two transactions: {:#?}", d.transactions) };
+    // Zeek's rcptto: every RCPT sent, accepted or not.
+    assert_eq!(t1.rcptto, vec!["bob@b.test", "nobody@b.test"]);
+    assert_eq!(t1.last_reply.as_deref(), Some("250 queued"));
+    assert_eq!(t1.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+    assert_eq!(t2.mailfrom.as_deref(), Some(""));
+    assert_eq!(t2.subject.as_deref(), Some("bounce"));
+    assert_eq!(t2.last_reply.as_deref(), Some("250 queued again"));
+    assert_eq!(d.sessions[0].transactions, 2);
+}
+
+#[test]
+fn bdat_chunks_are_joined_without_unstuffing() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    let part1 = b"Subject: chunks\r\n\r\n.not stuffed\r\n";
+    let part2 = b".\r\nend\r\n";
+    let mut wire = b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\n".to_vec();
+    wire.extend_from_slice(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    wire.extend_from_slice(part1);
+    wire.extend_from_slice(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    wire.extend_from_slice(part2);
+    c.client(&wire[..40]);
+    c.client(&wire[40..]);
+    c.server(b"250 ok\r\n250 ok\r\n250 chunk\r\n250 done\r\n");
+    c.client(b"BDAT 0 LAST\r\nQUIT\r\n");
+    c.server(b"503 no transaction\r\n221 bye\r\n");
+    c.close();
+    let d = c.dissect();
+    let [t, empty] = &d.transactions[..] else { panic!("two transactions: {:#?}", d.transactions) };
+    let whole = [&part1[..], &part2[..]].concat();
+    assert_eq!(t.sha256.as_deref(), Some(sha256(&whole).as_str()));
+    assert_eq!(t.message_bytes, Some(whole.len() as u64));
+    assert_eq!(t.subject.as_deref(), Some("chunks"));
+    assert_eq!(t.last_reply.as_deref(), Some("250 done"));
+    // BDAT 0 LAST outside a transaction: an empty one, as Zeek opens it.
+    assert_eq!((empty.mailfrom.as_deref(), empty.message_bytes), (None, Some(0)));
+    assert_eq!(empty.last_reply.as_deref(), Some("503 no transaction"));
+}
+
+#[test]
+fn dot_stuffed_data_is_unstuffed() {
+    let mut c = Conv::new(LinkKind::RawIp);
+    hello(&mut c);
+    let message = b"Subject: dots\r\n\r\n.leading\r\n..two\r\n.\r\nnot the end\r\n";
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let wire = proto::dot_stuff(message);
+    // The terminator split across segments.
+    let cut = wire.len() - 2;
+    c.client(&wire[..cut]);
+    c.client(&wire[cut..]);
+    c.server(b"250 queued\r\n");
+    c.close();
+    let d = c.dissect();
+    let (_, t) = one(&d);
+    assert_eq!(t.sha256.as_deref(), Some(sha256(message).as_str()));
+    assert_eq!(t.message_bytes, Some(message.len() as u64));
+}
+
+#[test]
+fn plaintext_after_starttls_is_read_and_noted() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"STARTTLS\r\n");
+    c.server(b"220 go ahead\r\n");
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.server(b"250 queued\r\n");
+    c.close();
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.starttls_command && !s.starttls_used);
+    assert_eq!(s.starttls_reply, Some(220));
+    assert!(s.notes.iter().any(|n| n == "plaintext_after_starttls"), "{:?}", s.notes);
+    assert!(!t.tls);
+    assert_eq!(t.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+}
+
+#[test]
+fn starttls_after_a_transaction_adds_no_tls_row() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.server(b"250 queued\r\n");
+    c.client(b"STARTTLS\r\n");
+    c.server(b"220 go ahead\r\n");
+    // A TLS record each way (a handshake record and an alert): enough to call it TLS.
+    c.client(&[22, 3, 1, 0, 4, 1, 0, 0, 0]);
+    c.server(&[21, 3, 3, 0, 2, 2, 40]);
+    c.close();
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.starttls_used);
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (1, 1));
+    assert!(!t.tls && t.sha256.is_some());
+}
+
+#[test]
+fn starttls_first_gives_one_tls_row() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"STARTTLS\r\n");
+    c.server(b"220 2.0.0 Ready to start TLS\r\n");
+    c.client(&[22, 3, 1, 0, 4, 1, 0, 0, 0]);
+    c.server(&[22, 3, 3, 0, 4, 2, 0, 0, 0]);
+    c.close();
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.starttls_used);
+    assert_eq!(s.transactions, 0);
+    assert!(t.tls);
+    assert_eq!(t.helo.as_deref(), Some("client.test"));
+    assert_eq!(t.last_reply.as_deref(), Some("220 2.0.0 Ready to start TLS"));
+    assert_eq!((t.mailfrom.as_deref(), t.rcptto.len(), t.message_bytes), (None, 0, None));
+}

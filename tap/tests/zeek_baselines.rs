@@ -1,0 +1,320 @@
+//! Zeek parity: every row of Zeek's own `smtp.log` baselines for the traces in
+//! `tests/data/pcaps/zeek/` (see PROVENANCE.md there) must be matched by one transaction the tap
+//! recovers from the same trace, field by field, on what an eavesdropper cares about: helo,
+//! mailfrom, rcptto (as a set), from, to (as a set), subject and tls.
+//!
+//! The baseline directories were mapped to traces by content (addresses, ports and helo in the
+//! log against the trace), which is the table below. Nothing is skipped silently: a row we chose
+//! not to match would be listed in `KNOWN_DIFFERENCES` with the reason.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use records::TapTransaction;
+
+/// (trace, Zeek baseline directory, whether the tap must find exactly as many rows as Zeek).
+const BASELINES: &[(&str, &str, bool)] = &[
+    ("http__connect-with-smtp.pcap", "scripts.base.protocols.http.http-connect", true),
+    ("smtp-attachment-msg.pcap", "scripts.base.protocols.smtp.attachment-msg", true),
+    ("smtp.pcap", "scripts.base.protocols.smtp.attachment", true),
+    ("smtp.pcap", "scripts.base.protocols.smtp.basic", true),
+    ("smtp__rfc3030-bdat-example1.pcap", "scripts.base.protocols.smtp.bdat", true),
+    ("smtp__rfc3030-bdat-0-last.pcap", "scripts.base.protocols.smtp.bdat-0-last", true),
+    ("smtp__smtp-bdat-cmd-chunk-size-overflow.pcap", "scripts.base.protocols.smtp.bdat-chunk-size-overflow", true),
+    ("smtp__smtp-bdat-cmd-chunk-size-overflow2.pcap", "scripts.base.protocols.smtp.bdat-chunk-size-overflow2", true),
+    ("smtp__smtp-bdat-cmd-invalid.pcapng", "scripts.base.protocols.smtp.bdat-cmd-invalid", true),
+    ("smtp__smtp-bdat-gap.pcap", "scripts.base.protocols.smtp.bdat-gap", true),
+    ("smtp__rfc3030-bdat-multipart.pcap", "scripts.base.protocols.smtp.bdat-multipart", true),
+    ("smtp__rfc3030-bdat-multipart-chunked.pcap", "scripts.base.protocols.smtp.bdat-multipart-chunked", true),
+    ("smtp__smtp-bdat-cmd-negative-chunk-size.pcap", "scripts.base.protocols.smtp.bdat-negative-chunk-size", true),
+    ("smtp__smtp-bdat-pipeline-8bitmime.pcap", "scripts.base.protocols.smtp.bdat-pipeline-8bitmime", true),
+    ("smtp-mail-transactions-invalid.pcap", "scripts.base.protocols.smtp.mail-transactions-invalid", true),
+    // The same trace with Zeek's policy that disables the analyzer after too many invalid
+    // transactions: Zeek stops logging before the fourth transaction, the tap does not stop.
+    (
+        "smtp-mail-transactions-invalid.pcap",
+        "scripts.base.protocols.smtp.mail-transactions-invalid-disable-analyzer",
+        false,
+    ),
+    ("smtp-one-side-only.pcap", "scripts.base.protocols.smtp.one-side", true),
+    ("tls__smtp-starttls.pcap", "scripts.base.protocols.smtp.starttls", true),
+];
+
+/// Zeek rows the tap deliberately does not match: (baseline directory, row index, reason).
+/// Empty: every row is matched.
+const KNOWN_DIFFERENCES: &[(&str, usize, &str)] = &[];
+
+/// Fields of [`Extra`] that differ on a matched row: (baseline directory, row, field, reason).
+/// Zeek's address extraction wants the address directly inside the brackets, so it skips RFC 5321
+/// IPv6 address literals (`[IPv6:2607:f8b0:...]`) in Received headers; the tap reads them, and
+/// its path has one hop more.
+const KNOWN_FIELD_DIFFERENCES: &[(&str, usize, &str, &str)] = &[
+    ("scripts.base.protocols.smtp.bdat-pipeline-8bitmime", 0, "path", "IPv6 address literal in Received"),
+    ("scripts.base.protocols.smtp.bdat-pipeline-8bitmime", 1, "path", "IPv6 address literal in Received"),
+];
+
+/// Baseline directories of Zeek's SMTP tests that have no smtp.log (they check weird.log,
+/// files.log or script output only), so there is nothing for this test to compare.
+const WITHOUT_SMTP_LOG: &[&str] = &[
+    "scripts.base.protocols.smtp.address-limits",
+    "scripts.base.protocols.smtp.mime-all-headers-event",
+    "scripts.base.protocols.smtp.mime-header-size-limit",
+    "scripts.base.protocols.smtp.rfc822-msg-file-analysis",
+    "scripts.base.protocols.smtp.rfc822-msg-file-analysis-binary",
+    "scripts.base.protocols.smtp.rfc822-msg-file-analysis-gap",
+    "scripts.base.protocols.smtp.rfc822-msg-file-analysis-multi-mail",
+    "scripts.base.protocols.smtp.rfc822-msg-file-analysis-multi-session",
+    "scripts.policy.frameworks.intel.seen.smtp",
+];
+
+fn pcaps() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcaps/zeek")
+}
+
+/// One row of a Zeek TSV log: field name to raw value.
+type Row = Vec<(String, String)>;
+
+fn read_zeek_log(path: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(path).expect("baseline smtp.log is readable UTF-8");
+    let mut fields: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("#fields\t") {
+            fields = f.split('\t').map(str::to_string).collect();
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let values: Vec<&str> = line.split('\t').collect();
+        assert_eq!(values.len(), fields.len(), "{}: a row with as many values as #fields", path.display());
+        rows.push(fields.iter().cloned().zip(values.iter().map(|v| unescape(v))).collect());
+    }
+    rows
+}
+
+/// Zeek writes non-printable bytes as `\xNN`.
+fn unescape(v: &str) -> String {
+    let mut out = Vec::new();
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'x')
+            && let Some(h) = b.get(i + 2..i + 4)
+            && let Ok(n) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
+        {
+            out.push(n);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get<'a>(row: &'a Row, name: &str) -> &'a str {
+    row.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("-")
+}
+
+fn opt(v: &str) -> Option<String> {
+    (v != "-").then(|| v.to_string())
+}
+
+fn set(v: &str) -> BTreeSet<String> {
+    match v {
+        "-" | "(empty)" => BTreeSet::new(),
+        v => v.split(',').map(str::to_string).collect(),
+    }
+}
+
+/// What the comparison looks at, in the same shape for both sides.
+#[derive(Debug, PartialEq)]
+struct Key {
+    orig: (String, u16),
+    resp: (String, u16),
+    helo: Option<String>,
+    mailfrom: Option<String>,
+    rcptto: BTreeSet<String>,
+    from: Option<String>,
+    to: BTreeSet<String>,
+    subject: Option<String>,
+    tls: bool,
+}
+
+/// Further smtp.log fields, compared on the rows matched by [`Key`]: a difference here must be
+/// listed in `KNOWN_FIELD_DIFFERENCES`.
+#[derive(Debug, PartialEq)]
+struct Extra {
+    cc: BTreeSet<String>,
+    date: Option<String>,
+    msg_id: Option<String>,
+    in_reply_to: Option<String>,
+    reply_to: Option<String>,
+    last_reply: Option<String>,
+    first_received: Option<String>,
+    second_received: Option<String>,
+    user_agent: Option<String>,
+    x_originating_ip: Option<String>,
+    path: Vec<String>,
+}
+
+fn zeek_key(row: &Row) -> Key {
+    Key {
+        orig: (get(row, "id.orig_h").to_string(), get(row, "id.orig_p").parse().expect("port")),
+        resp: (get(row, "id.resp_h").to_string(), get(row, "id.resp_p").parse().expect("port")),
+        helo: opt(get(row, "helo")),
+        mailfrom: opt(get(row, "mailfrom")),
+        rcptto: set(get(row, "rcptto")),
+        from: opt(get(row, "from")),
+        to: set(get(row, "to")),
+        subject: opt(get(row, "subject")),
+        tls: match get(row, "tls") {
+            "T" => true,
+            "F" => false,
+            other => panic!("tls is T or F, not {other}"),
+        },
+    }
+}
+
+fn zeek_extra(row: &Row) -> Extra {
+    Extra {
+        cc: set(get(row, "cc")),
+        date: opt(get(row, "date")),
+        msg_id: opt(get(row, "msg_id")),
+        in_reply_to: opt(get(row, "in_reply_to")),
+        reply_to: opt(get(row, "reply_to")),
+        last_reply: opt(get(row, "last_reply")),
+        first_received: opt(get(row, "first_received")),
+        second_received: opt(get(row, "second_received")),
+        user_agent: opt(get(row, "user_agent")),
+        x_originating_ip: opt(get(row, "x_originating_ip")),
+        path: get(row, "path").split(',').map(str::to_string).collect(),
+    }
+}
+
+fn tap_key(t: &TapTransaction) -> Key {
+    Key {
+        orig: (t.orig_h.clone(), t.orig_p),
+        resp: (t.resp_h.clone(), t.resp_p),
+        helo: t.helo.clone(),
+        mailfrom: t.mailfrom.clone(),
+        rcptto: t.rcptto.iter().cloned().collect(),
+        from: t.from.clone(),
+        to: t.to.iter().cloned().collect(),
+        subject: t.subject.clone(),
+        tls: t.tls,
+    }
+}
+
+fn tap_extra(t: &TapTransaction) -> Extra {
+    Extra {
+        cc: t.cc.iter().cloned().collect(),
+        date: t.date.clone(),
+        msg_id: t.msg_id.clone(),
+        in_reply_to: t.in_reply_to.clone(),
+        reply_to: t.reply_to.clone(),
+        last_reply: t.last_reply.clone(),
+        first_received: t.first_received.clone(),
+        second_received: t.second_received.clone(),
+        user_agent: t.user_agent.clone(),
+        x_originating_ip: t.x_originating_ip.clone(),
+        path: t.path.clone(),
+    }
+}
+
+/// The fields of [`Extra`] that differ, as (name, zeek, tap).
+fn extra_diffs(zeek: &Extra, tap: &Extra) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    macro_rules! cmp {
+        ($($f:ident),*) => {$(
+            if zeek.$f != tap.$f {
+                out.push((stringify!($f), format!("{:?}", zeek.$f), format!("{:?}", tap.$f)));
+            }
+        )*};
+    }
+    cmp!(cc, date, msg_id, in_reply_to, reply_to, last_reply, first_received, second_received, user_agent);
+    cmp!(x_originating_ip, path);
+    out
+}
+
+#[test]
+fn every_zeek_smtp_log_row_is_matched() {
+    let (mut matched, mut total, mut fields_compared, mut fields_differ) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for (trace, dir, exact) in BASELINES {
+        let d = tap::dissect_file(&pcaps().join(trace)).expect("trace opens");
+        assert!(d.error.is_none(), "{trace}: {:?}", d.error);
+        let rows = read_zeek_log(&pcaps().join("expected").join(dir).join("smtp.log"));
+        assert!(!rows.is_empty(), "{dir}: baseline has rows");
+        let ours: Vec<Key> = d.transactions.iter().map(tap_key).collect();
+        let mut used = vec![false; ours.len()];
+        for (i, row) in rows.iter().enumerate() {
+            total += 1;
+            let want = zeek_key(row);
+            let known = KNOWN_DIFFERENCES.iter().find(|(kd, ki, _)| kd == dir && *ki == i);
+            let hit = ours.iter().enumerate().find(|(j, k)| !used[*j] && **k == want).map(|(j, _)| j);
+            match (hit, known) {
+                (Some(j), None) => {
+                    used[j] = true;
+                    matched += 1;
+                    let diffs = extra_diffs(&zeek_extra(row), &tap_extra(&d.transactions[j]));
+                    fields_compared += 11;
+                    for (field, z, t) in diffs {
+                        fields_differ += 1;
+                        let listed =
+                            KNOWN_FIELD_DIFFERENCES.iter().any(|(kd, ki, kf, _)| kd == dir && *ki == i && *kf == field);
+                        if !listed {
+                            failures.push(format!("{dir} row {i}: {field} differs\n  zeek: {z}\n  tap:  {t}"));
+                        }
+                    }
+                }
+                (Some(_), Some((_, _, why))) => {
+                    failures.push(format!("{dir} row {i} is listed as a known difference ({why}) but now matches"))
+                }
+                (None, Some(_)) => {}
+                (None, None) => failures.push(format!(
+                    "{dir} row {i} ({trace}) not matched.\n  zeek: {want:?}\n  tap:  {:#?}",
+                    ours.iter().filter(|k| k.orig == want.orig).collect::<Vec<_>>()
+                )),
+            }
+        }
+        if *exact {
+            assert_eq!(ours.len(), rows.len(), "{trace}: as many transactions as Zeek's {dir} has rows: {ours:#?}");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(matched + KNOWN_DIFFERENCES.len(), total);
+    assert_eq!(fields_differ, KNOWN_FIELD_DIFFERENCES.len(), "every listed field difference still occurs");
+    eprintln!(
+        "Zeek rows matched: {matched} of {total}; further fields: {} of {fields_compared} equal",
+        fields_compared - fields_differ
+    );
+}
+
+#[test]
+fn every_baseline_with_an_smtp_log_is_in_the_table() {
+    let expected = pcaps().join("expected");
+    let mut dirs: Vec<String> = std::fs::read_dir(&expected)
+        .expect("expected/ exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('_'))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let has_log = expected.join(&dir).join("smtp.log").exists();
+        let in_table = BASELINES.iter().any(|(_, d, _)| *d == dir);
+        assert_eq!(has_log, in_table, "{dir}: every baseline with an smtp.log is compared, and only those");
+        assert_eq!(!has_log, WITHOUT_SMTP_LOG.contains(&dir.as_str()), "{dir}: listed in WITHOUT_SMTP_LOG");
+    }
+}
+
+#[test]
+fn zeek_log_values_unescape() {
+    assert_eq!(unescape("a\\x09b"), "a\tb");
+    assert_eq!(unescape("\\x"), "\\x");
+    assert_eq!(set("(empty)"), BTreeSet::new());
+    assert_eq!(set("a,b"), BTreeSet::from(["a".to_string(), "b".to_string()]));
+}
