@@ -151,6 +151,7 @@ impl<'r> Client<'r> {
             .map_err(|_| Failure::transient(format!("connect to {} timed out", target.addr)))?
             .map_err(|e| Failure::transient(format!("connect to {}: {e}", target.addr)))?;
         rec.local_addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let _ = tcp.set_nodelay(true);
         let mut c = Client {
             io: Transport::Plain(tcp),
             replies: ReplyParser::new(cfg.limits.max_line),

@@ -154,6 +154,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Listener,
             _ = stop.changed() => break,
             accepted = listener.accept() => {
                 let Ok((tcp, peer)) = accepted else { continue };
+                // SMTP is request/response with small writes: Nagle plus delayed ACKs would add
+                // tens of milliseconds to every exchange.
+                let _ = tcp.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     tokio::spawn(refuse_busy(tcp));
                     continue;
@@ -203,23 +206,26 @@ async fn queue_runner(
     while jobs.join_next().await.is_some() {}
 }
 
-/// One delivery attempt of one queued message, to every pending recipient.
+/// One delivery attempt of one queued message, to every pending recipient. File work (reads,
+/// fsyncs) runs on the blocking pool so it never stalls the sessions sharing the runtime.
 async fn attempt(shared: &Arc<Shared>, qid: &str) {
-    let mut env = match shared.spool.envelope(qid) {
-        Ok(Some(env)) => env,
+    let (sh, q) = (shared.clone(), qid.to_string());
+    let loaded = tokio::task::spawn_blocking(move || -> Result<Option<(Envelope, Vec<u8>)>, RelayError> {
+        let Some(env) = sh.spool.envelope(&q)? else { return Ok(None) };
+        let message = sh.spool.message(&q)?;
+        Ok(Some((env, message)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(RelayError::Io(std::io::Error::other(e.to_string()))));
+    let (mut env, message) = match loaded {
+        Ok(Some(x)) => x,
         Ok(None) => return,
-        Err(e) => {
-            tracing::error!("{}: {e}", shared.cfg.system);
-            return;
-        }
-    };
-    let message = match shared.spool.message(qid) {
-        Ok(m) => m,
         Err(e) => {
             tracing::error!("{}: queued message {qid} unreadable: {e}", shared.cfg.system);
             return;
         }
     };
+    let message = Arc::new(message);
     env.attempts += 1;
     let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &env.pending {
@@ -230,7 +236,8 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     let mut failed: Vec<(String, String)> = Vec::new();
     for (domain, rcpts) in by_domain {
         let outcomes = if shared.cfg.is_local(&domain) {
-            deliver_local(shared, &domain, &rcpts, &message)
+            let (sh, m) = (shared.clone(), message.clone());
+            tokio::task::spawn_blocking(move || deliver_local(&sh, &domain, &rcpts, &m)).await.unwrap_or_default()
         } else {
             deliver_remote(shared, &env, &domain, &rcpts, &message).await
         };
@@ -246,10 +253,42 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         }
     }
     env.deliveries += 1;
+    let sh = shared.clone();
+    let finished = still_pending.is_empty();
+    let attempts = env.attempts;
+    let done = tokio::task::spawn_blocking(move || finish_attempt(&sh, env, still_pending, failed, &message)).await;
+    if let Err(e) = done {
+        tracing::error!("{}: {qid}: {e}", shared.cfg.system);
+    }
+    if finished {
+        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        shared.queue_changed.notify_waiters();
+        return;
+    }
+    let t = &shared.cfg.timeouts;
+    let delay = t.retry_first.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(t.retry_max);
+    let shared = shared.clone();
+    let qid = qid.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = shared.ready.send(qid);
+    });
+}
+
+/// After an attempt: bounce what failed for good, then dequeue the message or record what is
+/// still pending.
+fn finish_attempt(
+    shared: &Shared,
+    mut env: Envelope,
+    still_pending: Vec<String>,
+    failed: Vec<(String, String)>,
+    message: &[u8],
+) {
+    let qid = env.qid.clone();
     // A bounce never bounces: the null reverse-path gets no DSN.
     if !failed.is_empty() && !env.mail_from.is_empty() {
         let dsn_qid = shared.spool.new_qid();
-        let dsn = crate::bounce::build(&shared.cfg.hostname, &dsn_qid, &env, &failed, &message);
+        let dsn = crate::bounce::build(&shared.cfg.hostname, &dsn_qid, &env, &failed, message);
         let dsn_env = Envelope {
             qid: dsn_qid,
             message_id: crate::server::message_id(&dsn).unwrap_or_default(),
@@ -264,25 +303,15 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         }
     }
     if still_pending.is_empty() {
-        if let Err(e) = shared.spool.remove(qid) {
+        if let Err(e) = shared.spool.remove(&qid) {
             tracing::error!("{}: cannot remove {qid} from the spool: {e}", shared.cfg.system);
         }
-        shared.queued.fetch_sub(1, Ordering::SeqCst);
-        shared.queue_changed.notify_waiters();
         return;
     }
     env.pending = still_pending;
     if let Err(e) = shared.spool.update(&env) {
         tracing::error!("{}: cannot update {qid}: {e}", shared.cfg.system);
     }
-    let t = &shared.cfg.timeouts;
-    let delay = t.retry_first.saturating_mul(1 << env.attempts.saturating_sub(1).min(16)).min(t.retry_max);
-    let shared = shared.clone();
-    let qid = qid.to_string();
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        let _ = shared.ready.send(qid);
-    });
 }
 
 /// Writes the message into `mailbox_dir/<domain>/<user>/<qid>.eml` for each recipient.

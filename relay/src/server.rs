@@ -48,7 +48,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         peer_addr: peer.to_string(),
         ..Default::default()
     };
-    let end = Session { shared: &shared, rec: &mut rec, listener, peer }.run(tcp).await;
+    let end = Session { shared: &shared, arc: shared.clone(), rec: &mut rec, listener, peer }.run(tcp).await;
     rec.ended_at = crate::now_secs();
     let (outcome, error) = match end {
         End::Quit => ("closed", None),
@@ -65,6 +65,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
 
 struct Session<'a> {
     shared: &'a Shared,
+    /// The same, owned, for work handed to the blocking pool (fsyncs).
+    arc: Arc<Shared>,
     rec: &'a mut SessionRecord,
     listener: Listener,
     peer: SocketAddr,
@@ -168,7 +170,7 @@ impl Session<'_> {
                         let r = if data.truncated() {
                             Reply::new(552, "5.3.4 Error: message size exceeds fixed limit")
                         } else {
-                            self.accept_message(t, helo.as_deref(), &io, data.message)
+                            self.accept_message(t, helo.as_deref(), &io, data.message).await
                         };
                         self.reply(&mut out, r);
                     }
@@ -213,7 +215,9 @@ impl Session<'_> {
                             }
                             Some(_) if !last => Reply::new(250, format!("2.0.0 {size} octets received")),
                             Some(_) => match tx.take() {
-                                Some(t) => self.accept_message(t, helo.as_deref(), &io, std::mem::take(&mut bdat)),
+                                Some(t) => {
+                                    self.accept_message(t, helo.as_deref(), &io, std::mem::take(&mut bdat)).await
+                                }
                                 None => Reply::new(503, "5.5.1 Error: need MAIL command"),
                             },
                         };
@@ -370,7 +374,7 @@ impl Session<'_> {
         }
     }
 
-    fn accept_message(
+    async fn accept_message(
         &mut self,
         t: Transaction,
         helo: Option<&str>,
@@ -406,8 +410,14 @@ impl Session<'_> {
             attempts: 0,
             deliveries: 0,
         };
-        match self.shared.enqueue(&env, &message) {
-            Ok(()) => {
+        // The fsyncs run on the blocking pool: on the async workers they would stall every
+        // other session of every relay in the process.
+        let (shared, env2) = (self.arc.clone(), env.clone());
+        let stored = tokio::task::spawn_blocking(move || shared.enqueue(&env2, &message).map(|()| message))
+            .await
+            .unwrap_or_else(|e| Err(crate::RelayError::Io(std::io::Error::other(e.to_string()))));
+        match stored {
+            Ok(message) => {
                 self.rec.messages.push(records::HopMessage {
                     message_id: env.message_id.clone(),
                     queue_id: qid.clone(),

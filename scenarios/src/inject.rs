@@ -32,6 +32,7 @@ impl Submitter {
             .await
             .map_err(|_| ScenarioError::Run(format!("submission to {server}: connect timed out")))?
             .map_err(ScenarioError::io(format!("submission to {server}")))?;
+        let _ = tcp.set_nodelay(true);
         let mut s = Self { tcp, replies: ReplyParser::new(4096), server };
         s.expect(220, "greeting").await?;
         s.command(&format!("EHLO {helo}"), 250).await?;

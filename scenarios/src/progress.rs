@@ -21,7 +21,16 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// A line of narration: shown on a terminal, and in CI too (it is short), on stderr.
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Starts the clock that `say` reports against (the first call to either starts it).
+pub fn start_clock() {
+    START.get_or_init(std::time::Instant::now);
+}
+
+/// A line of narration on stderr, with the seconds since the run began: shown on a terminal and
+/// in CI too (it is short), so a reader sees where the time goes.
 pub fn say(msg: &str) {
-    eprintln!("{msg}");
+    let t = START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64();
+    eprintln!("[{t:7.1}s] {msg}");
 }

@@ -295,6 +295,7 @@ async fn drive(
     }
     pb.finish_and_clear();
 
+    say("all messages submitted; waiting for the queues to drain");
     let drain = bar(generated.len() as u64, "delivering");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(s.scenario.drain_timeout);
     loop {
@@ -312,6 +313,7 @@ async fn drive(
             stuck.push(format!("{}: {} <{}> -> {}", sys.name, env.qid, env.message_id, env.pending.join(", ")));
         }
     }
+    say("queues drained; stopping relays");
     for r in relays {
         r.shutdown(Duration::from_secs(5)).await;
     }
