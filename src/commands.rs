@@ -39,8 +39,10 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         ),
         None => (scenarios::DEFAULT_SCENARIO.to_string(), "built-in default (scenarios/default.toml)".to_string()),
     };
+    scenarios::progress::start_clock();
     let scenario = scenarios::Scenario::parse(&text, &source)?;
     eprintln!("scenario {} (seed {}), from {source}", scenario.scenario.name, scenario.scenario.seed);
+    scenarios::interrupt::install();
     let opts = scenarios::RunOptions { out_dir: out.to_path_buf(), run_dir, source, command_line: command_line() };
     let outcome = match scenarios::run(&scenario, &opts) {
         Ok(o) => o,
@@ -64,8 +66,18 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
     if let Some(e) = &outcome.tap_error {
         eprintln!("warning: {e}");
     }
+    if scenarios::interrupt::interrupted() {
+        eprintln!(
+            "interrupted: the capture and the tap's records are kept in {}; no analysis or report was made \
+             (run `smtplab analyze` and `smtplab report` on it to see the partial data)",
+            dir.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    scenarios::progress::say("analysing");
     let summary = analyze(dir)?;
     let _ = summary;
+    scenarios::progress::say("writing the report");
     let index = report(dir)?;
     let complete = outcome.stuck.is_empty() || scenario.scenario.allow_undelivered;
     if !outcome.stuck.is_empty() && complete {

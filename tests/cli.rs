@@ -265,3 +265,39 @@ fn sweep_runs_points_and_resumes() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 to run, 4 already complete"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C stops the run cleanly: relays stopped, capture kept and dissected, status recorded.
+#[test]
+fn interrupt_keeps_what_was_captured() {
+    let dir = scratch("interrupt");
+    // Slow Poisson arrivals so the run is still submitting when interrupted.
+    let scenario = small_on_port(&dir, 19525, "");
+    let text =
+        std::fs::read_to_string(&scenario).expect("scenario").replace("messages = 40", "messages = 400\nrate = 20.0");
+    std::fs::write(&scenario, text).expect("write");
+    let out = dir.join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["run", &scenario.display().to_string(), "--out", &out.display().to_string()])
+        .env("CI", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
+    assert!(status.success());
+    let r = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let run = only_child(&out);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("json");
+    assert_eq!(m["status"], "interrupted");
+    let truth = std::fs::read_to_string(run.join("truth/messages.jsonl")).expect("truth");
+    let n = truth.lines().count();
+    assert!(n > 0 && n < 400, "only what was submitted is truth: {n}");
+    assert!(std::fs::metadata(run.join("capture.pcap")).expect("capture kept").len() > 24);
+    assert!(run.join("tap/sessions.jsonl").exists(), "the capture was dissected");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod inject;
+pub mod interrupt;
 pub mod pki;
 pub mod progress;
 pub mod runner;

@@ -58,7 +58,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         None => new_run_dir(&opts.out_dir, &s.scenario.name)?,
     };
     let mut outcome = run_into(s, &run_dir, opts)?;
-    if s.scenario.compare_plaintext {
+    if s.scenario.compare_plaintext && !crate::interrupt::interrupted() {
         say("paired control: the same scenario and seed with STARTTLS off everywhere");
         let control_dir = run_dir.join("control");
         std::fs::create_dir_all(&control_dir).map_err(ScenarioError::io(control_dir.display().to_string()))?;
@@ -160,9 +160,15 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     } else {
         write_tap_records(&run_dir, Vec::new(), Vec::new())?;
     }
+    let interrupted = crate::interrupt::interrupted();
     update_manifest(&run_dir, |m| {
-        m["status"] =
-            json!(if outcome.stuck.is_empty() || s.scenario.allow_undelivered { "captured" } else { "incomplete" });
+        m["status"] = json!(if interrupted {
+            "interrupted"
+        } else if outcome.stuck.is_empty() || s.scenario.allow_undelivered {
+            "captured"
+        } else {
+            "incomplete"
+        });
         m["ended"] = json!(now_rfc3339());
         m["capture_stats"] = json!(outcome.capture);
         m["stuck"] = json!(outcome.stuck);
@@ -271,6 +277,9 @@ async fn drive(
             for g in msgs {
                 // Poisson arrivals: each message waits for its scheduled time.
                 tokio::time::sleep_until(traffic_start + Duration::from_secs_f64(g.scheduled_at)).await;
+                if crate::interrupt::interrupted() {
+                    break;
+                }
                 let sub = Submission {
                     from: &users[g.sender].address,
                     to: g.recipients.iter().map(|&r| users[r].address.as_str()).collect(),
@@ -301,7 +310,7 @@ async fn drive(
     loop {
         let queued: usize = relays.iter().map(RelayHandle::queued).sum();
         drain.set_position(generated.len().saturating_sub(queued) as u64);
-        if queued == 0 || tokio::time::Instant::now() >= deadline {
+        if queued == 0 || tokio::time::Instant::now() >= deadline || crate::interrupt::interrupted() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -321,8 +330,10 @@ async fn drive(
         return Err(e);
     }
 
+    // Only what was submitted is truth (an interrupted run stops early).
     let truth = generated
         .iter()
+        .filter(|g| submitted_at.contains_key(&g.seq))
         .map(|g| {
             let mut systems: Vec<String> =
                 g.recipients.iter().map(|&r| s.systems[users[r].system].name.clone()).collect();
