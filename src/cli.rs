@@ -104,7 +104,8 @@ pub struct RelayArgs {
     /// CA certificates (PEM) for `--outbound-tls verify`.
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// Where mail for a domain goes: DOMAIN=HOST:PORT (HOST is the MX name, resolved once now).
+    /// Where mail for a domain goes: DOMAIN=HOST:PORT (resolved once, now), or
+    /// DOMAIN=MXNAME@ADDR:PORT to give the MX name (SNI, `verify`) and its address apart.
     #[arg(long = "route")]
     #[serde(rename = "route")]
     pub routes: Vec<String>,
@@ -118,6 +119,20 @@ pub struct RelayArgs {
     /// Source address for outgoing connections.
     #[arg(long)]
     pub bind: Option<IpAddr>,
+    /// A second listener where users submit mail (kept apart from system-to-system SMTP).
+    #[arg(long)]
+    pub submission: Option<SocketAddr>,
+    /// Shut down gracefully when standard input closes: a supervisor that dies takes its relays
+    /// with it (scenario runners use this).
+    #[arg(long)]
+    #[serde(skip)]
+    pub exit_on_stdin_eof: bool,
+    /// First retry delay after a temporary failure, seconds (doubles up to --retry-max).
+    #[arg(long)]
+    pub retry_first: Option<u64>,
+    /// Longest retry delay, seconds.
+    #[arg(long)]
+    pub retry_max: Option<u64>,
     /// Session records, one JSON line each.
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -150,7 +165,11 @@ impl RelayArgs {
             local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
             mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),
             bind: self.bind.or(file.bind),
+            submission: self.submission.or(file.submission),
+            exit_on_stdin_eof: self.exit_on_stdin_eof,
             records: self.records.or(file.records),
+            retry_first: self.retry_first.or(file.retry_first),
+            retry_max: self.retry_max.or(file.retry_max),
             keylog: self.keylog.or(file.keylog),
         })
     }

@@ -43,7 +43,13 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
     let scenario = scenarios::Scenario::parse(&text, &source)?;
     eprintln!("scenario {} (seed {}), from {source}", scenario.scenario.name, scenario.scenario.seed);
     scenarios::interrupt::install();
-    let opts = scenarios::RunOptions { out_dir: out.to_path_buf(), run_dir, source, command_line: command_line() };
+    let opts = scenarios::RunOptions {
+        out_dir: out.to_path_buf(),
+        run_dir,
+        source,
+        command_line: command_line(),
+        relay_exe: std::env::current_exe().ok(),
+    };
     let outcome = match scenarios::run(&scenario, &opts) {
         Ok(o) => o,
         Err(scenarios::ScenarioError::Capture(tap::TapError::NoCapturePermission { device, detail })) => {
@@ -234,18 +240,22 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         let Some((domain, target)) = r.split_once('=') else {
             bail!("--route {r:?}: use DOMAIN=HOST:PORT, e.g. --route example.org=127.0.0.2:25");
         };
+        let (name, target) = match target.split_once('@') {
+            Some((name, addr)) => (Some(name), addr),
+            None => (None, target),
+        };
         let addr = std::net::ToSocketAddrs::to_socket_addrs(target)
             .with_context(|| format!("--route {r:?}: cannot resolve {target}"))?
             .next()
             .with_context(|| format!("--route {r:?}: {target} has no address"))?;
-        let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target).to_string();
+        let host = name.unwrap_or_else(|| target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target)).to_string();
         resolver.add(domain, relay::MxTarget { host, addr, system: None });
     }
     let cfg = relay::RelayConfig {
         system: hostname.clone(),
         hostname,
         listen,
-        submission: None,
+        submission: a.submission,
         bind: a.bind,
         spool,
         local_domains: a.local_domains,
@@ -260,13 +270,29 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         records: a.records,
         keylog: a.keylog,
         limits: Default::default(),
-        timeouts: Default::default(),
+        timeouts: {
+            let d = relay::config::Timeouts::default();
+            relay::config::Timeouts {
+                retry_first: a.retry_first.map(std::time::Duration::from_secs).unwrap_or(d.retry_first),
+                retry_max: a.retry_max.map(std::time::Duration::from_secs).unwrap_or(d.retry_max),
+                ..d
+            }
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let handle = relay::Relay::start(cfg).await?;
         eprintln!("smtplab relay listening on {}", handle.listen);
-        tokio::signal::ctrl_c().await?;
+        if a.exit_on_stdin_eof {
+            let mut stdin = tokio::io::stdin();
+            let mut sink = Vec::new();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = tokio::io::AsyncReadExt::read_to_end(&mut stdin, &mut sink) => {}
+            }
+        } else {
+            tokio::signal::ctrl_c().await?;
+        }
         eprintln!("shutting down; {} messages stay queued for the next start", handle.queued());
         handle.shutdown(std::time::Duration::from_secs(10)).await;
         Ok::<_, anyhow::Error>(())

@@ -30,11 +30,37 @@ fn only_child(dir: &Path) -> PathBuf {
 fn run_small_scenario_end_to_end() {
     let out = scratch("run");
     let r = smtplab(&["run", &data("small.toml"), "--out", &out.display().to_string()]);
+    check_small_run(&out, &r);
+}
+
+/// The same facts on the netns backend: relay processes in network namespaces on a bridge.
+#[test]
+fn run_small_scenario_on_netns() {
+    let out = scratch("netns");
+    let text = std::fs::read_to_string(data("small.toml"))
+        .expect("small.toml")
+        .replace("[network]", "[network]\nbackend = \"netns\"")
+        .lines()
+        .filter(|l| !l.starts_with("address = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = out.join("netns.toml");
+    std::fs::write(&path, text).expect("write");
+    let r = smtplab(&["run", &path.display().to_string(), "--out", &out.join("runs").display().to_string()]);
+    check_small_run(&out.join("runs"), &r);
+    // This is the only test using namespaces: none may be left behind.
+    let ns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains("smtplab-"), "namespaces torn down");
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(": smtplab"), "bridge torn down");
+}
+
+fn check_small_run(out: &Path, r: &Output) {
     let stderr = String::from_utf8_lossy(&r.stderr);
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert!(r.status.success(), "smtplab run failed:\n{stderr}\n{stdout}");
     assert!(stdout.contains("alpha -> beta"), "the per-pair table is printed:\n{stdout}");
-    let run = only_child(&out);
+    let run = only_child(out);
     assert!(stdout.contains(&format!("report: {}", run.join("report/index.html").display())), "{stdout}");
 
     let csv = std::fs::read_to_string(run.join("analysis/pairs.csv")).expect("pairs.csv");
@@ -78,7 +104,7 @@ fn run_small_scenario_end_to_end() {
     // `analyze` and `report` rebuild from the saved files alone.
     let again = smtplab(&["report", &run.display().to_string()]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]

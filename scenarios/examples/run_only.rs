@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         run_dir: None,
         source: file.clone(),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        relay_exe: None,
     };
     let o = scenarios::run(&s, &opts)?;
     scenarios::progress::say(&format!(

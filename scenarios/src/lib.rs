@@ -4,6 +4,7 @@
 pub mod error;
 pub mod inject;
 pub mod interrupt;
+pub mod netns;
 pub mod pki;
 pub mod progress;
 pub mod runner;

@@ -27,6 +27,8 @@ pub struct RunOptions {
     /// Where the scenario came from, for the manifest.
     pub source: String,
     pub command_line: String,
+    /// The `smtplab` binary, which the netns backend starts as relay processes.
+    pub relay_exe: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -95,7 +97,15 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     )
     .map_err(ScenarioError::io("scenario.toml"))?;
 
-    // The tap first: if capture is not permitted, fail before anything else happens.
+    // The netns backend's network first: the tap captures on its bridge.
+    let mut network = if s.network.backend == "netns" {
+        say(&format!("building {} network namespaces", s.systems.len()));
+        Some(crate::netns::Network::create(s.systems.len(), s.network.delay_ms, s.network.loss_percent)?)
+    } else {
+        None
+    };
+    let device = network.as_ref().map(|n| n.bridge.clone()).unwrap_or_else(|| s.tap.device.clone());
+    // The tap next: if capture is not permitted, fail before anything else happens.
     let capture = if s.tap.capture == "live" {
         let mut filter = format!("tcp port {}", s.network.smtp_port);
         if s.tap.access_lines {
@@ -104,7 +114,8 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         let links = s.tapped_links().map(|pairs| {
             pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
         });
-        let opts = tap::LiveOptions { device: s.tap.device.clone(), filter, links, ..Default::default() };
+        let promisc = network.is_some();
+        let opts = tap::LiveOptions { device, filter, links, promisc, ..Default::default() };
         match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -124,7 +135,7 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         .map_err(ScenarioError::io("tokio runtime"))?;
     let users = traffic::users(s);
     let generated = traffic::generate(s, &users)?;
-    let driven = runtime.block_on(drive(s, &run_dir, &users, &generated));
+    let driven = runtime.block_on(drive(s, &run_dir, &users, &generated, &mut network, opts.relay_exe.as_deref()));
     // Stop the capture whatever happened: what was captured is kept.
     let capture_stats = match capture {
         Some(c) => {
@@ -133,6 +144,8 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         }
         None => None,
     };
+    // Namespaces go only after the capture on their bridge has stopped.
+    drop(network);
     let (truth, submissions, stuck) = driven?;
     records::write_jsonl(&run_dir.join("truth/messages.jsonl"), &truth)
         .map_err(|e| ScenarioError::Run(e.to_string()))?;
@@ -193,6 +206,8 @@ async fn drive(
     run_dir: &Path,
     users: &[User],
     generated: &[Generated],
+    network: &mut Option<crate::netns::Network>,
+    relay_exe: Option<&Path>,
 ) -> Result<(Vec<TruthMessage>, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
     let pki = Pki::new(&s.scenario.name)?;
     pki.write_ca(&run_dir.join("pki"))?;
@@ -208,7 +223,7 @@ async fn drive(
         );
     }
     let resolver = Arc::new(resolver);
-    let mut relays: Vec<RelayHandle> = Vec::new();
+    let mut relays = Relays::InProcess(Vec::new());
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
         let ip = IpAddr::V4(s.address(i));
@@ -218,6 +233,22 @@ async fn drive(
         } else {
             None
         };
+        if let Some(net) = network.as_mut() {
+            let exe =
+                relay_exe.ok_or_else(|| ScenarioError::Run("the netns backend runs the smtplab binary".into()))?;
+            std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
+            let args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            net.start_relay(i, exe, &args, &dir.join("relay.log"), SocketAddr::new(ip, s.network.submission_port))?;
+            if let Relays::InProcess(v) = &relays
+                && v.is_empty()
+            {
+                relays = Relays::Processes(Vec::new());
+            }
+            if let Relays::Processes(spools) = &mut relays {
+                spools.push(dir.join("spool"));
+            }
+            continue;
+        }
         let cfg = RelayConfig {
             system: sys.name.clone(),
             hostname: sys.mx_host(),
@@ -248,16 +279,18 @@ async fn drive(
             },
         };
         match Relay::start(cfg).await {
-            Ok(h) => relays.push(h),
-            Err(e) => {
-                for r in relays {
-                    r.shutdown(Duration::from_secs(1)).await;
+            Ok(h) => {
+                if let Relays::InProcess(v) = &mut relays {
+                    v.push(h);
                 }
+            }
+            Err(e) => {
+                relays.stop().await;
                 return Err(e.into());
             }
         }
     }
-    say(&format!("{} relays up; submitting {} messages", relays.len(), generated.len()));
+    say(&format!("{} relays up; submitting {} messages", s.systems.len(), generated.len()));
 
     // One submission connection per sending system, all systems at once.
     let pb = bar(generated.len() as u64, "submitting");
@@ -308,7 +341,7 @@ async fn drive(
     let drain = bar(generated.len() as u64, "delivering");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(s.scenario.drain_timeout);
     loop {
-        let queued: usize = relays.iter().map(RelayHandle::queued).sum();
+        let queued = relays.queued();
         drain.set_position(generated.len().saturating_sub(queued) as u64);
         if queued == 0 || tokio::time::Instant::now() >= deadline || crate::interrupt::interrupted() {
             break;
@@ -316,16 +349,17 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drain.finish_and_clear();
-    let mut stuck = Vec::new();
-    for (sys, r) in s.systems.iter().zip(&relays) {
-        for env in r.stuck() {
-            stuck.push(format!("{}: {} <{}> -> {}", sys.name, env.qid, env.message_id, env.pending.join(", ")));
-        }
-    }
     say("queues drained; stopping relays");
-    for r in relays {
-        r.shutdown(Duration::from_secs(5)).await;
+    if let Some(net) = network.as_mut() {
+        net.stop_relays(Duration::from_secs(10));
     }
+    let stuck = relays.stop().await;
+    let stuck: Vec<String> = stuck
+        .into_iter()
+        .map(|(i, env)| {
+            format!("{}: {} <{}> -> {}", s.systems[i].name, env.qid, env.message_id, env.pending.join(", "))
+        })
+        .collect();
     if let Some(e) = first_error {
         return Err(e);
     }
@@ -380,6 +414,19 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
             "inbound_tls": sys.inbound(),
             "outbound_tls": sys.outbound(),
         }));
+    }
+    // Relay processes (netns) do not know the names of the systems they talk to: the runner does.
+    let by_ip: std::collections::HashMap<String, String> =
+        (0..s.systems.len()).map(|i| (s.address(i).to_string(), s.systems[i].name.clone())).collect();
+    for r in &mut sessions {
+        r.system = by_ip
+            .get(r.local_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(""))
+            .filter(|_| r.system.starts_with("mx."))
+            .cloned()
+            .unwrap_or_else(|| r.system.clone());
+        if r.peer_system.is_none() && r.direction == "outbound" {
+            r.peer_system = by_ip.get(r.peer_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("")).cloned();
+        }
     }
     sessions.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
     records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions)
@@ -439,4 +486,109 @@ pub fn update_manifest(run_dir: &Path, f: impl FnOnce(&mut serde_json::Value)) -
         .map_err(|e| ScenarioError::Run(format!("{}: not valid JSON ({e})", path.display())))?;
     f(&mut m);
     write_manifest(run_dir, &m)
+}
+
+/// The relays of a run: tasks in this process (loopback) or processes in namespaces (netns).
+enum Relays {
+    InProcess(Vec<RelayHandle>),
+    /// The spool of each relay process, read from disk.
+    Processes(Vec<PathBuf>),
+}
+
+impl Relays {
+    fn queued(&self) -> usize {
+        match self {
+            Relays::InProcess(v) => v.iter().map(RelayHandle::queued).sum(),
+            Relays::Processes(spools) => spools.iter().map(|p| crate::netns::queued(p)).sum(),
+        }
+    }
+
+    /// Stops in-process relays (processes are stopped by their network) and lists what is still
+    /// queued, by system index.
+    async fn stop(self) -> Vec<(usize, relay::spool::Envelope)> {
+        match self {
+            Relays::InProcess(v) => {
+                let mut stuck = Vec::new();
+                for (i, r) in v.into_iter().enumerate() {
+                    stuck.extend(r.stuck().into_iter().map(|e| (i, e)));
+                    r.shutdown(Duration::from_secs(5)).await;
+                }
+                stuck
+            }
+            Relays::Processes(spools) => spools
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| {
+                    relay::spool::Spool::open(p)
+                        .and_then(|s| s.list())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |e| (i, e))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Command-line arguments of `smtplab relay` for system `i` of a netns run.
+fn process_args(
+    s: &Scenario,
+    i: usize,
+    dir: &Path,
+    ca: &Path,
+    identity: Option<&TlsIdentity>,
+) -> Result<Vec<String>, ScenarioError> {
+    let sys = &s.systems[i];
+    let ip = s.address(i);
+    let p = |x: &Path| x.display().to_string();
+    let mut a: Vec<String> = vec![
+        "--listen".into(),
+        format!("{ip}:{}", s.network.smtp_port),
+        "--submission".into(),
+        format!("{ip}:{}", s.network.submission_port),
+        "--bind".into(),
+        ip.to_string(),
+        "--hostname".into(),
+        sys.mx_host(),
+        "--spool".into(),
+        p(&dir.join("spool")),
+        "--mailbox-dir".into(),
+        p(&dir.join("mailboxes")),
+        "--local-domain".into(),
+        sys.domain.clone(),
+        "--records".into(),
+        p(&dir.join("sessions.jsonl")),
+        "--keylog".into(),
+        p(&dir.join("keys.log")),
+        "--inbound-tls".into(),
+        serde_json::to_value(sys.inbound()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        "--outbound-tls".into(),
+        serde_json::to_value(sys.outbound()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        "--ca".into(),
+        p(ca),
+        "--retry-first".into(),
+        "1".into(),
+        "--retry-max".into(),
+        "10".into(),
+    ];
+    if let Some(id) = identity {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &id.cert_chain_pem).map_err(ScenarioError::io(p(&cert)))?;
+        std::fs::write(&key, &id.key_pem).map_err(ScenarioError::io(p(&key)))?;
+        a.extend(["--tls-cert".into(), p(&cert), "--tls-key".into(), p(&key)]);
+    }
+    for (flag, list) in
+        [("--tls-versions", &sys.tls.versions), ("--tls-ciphers", &sys.tls.ciphers), ("--tls-groups", &sys.tls.groups)]
+    {
+        if !list.is_empty() {
+            a.extend([flag.to_string(), list.join(",")]);
+        }
+    }
+    for (j, other) in s.systems.iter().enumerate() {
+        a.extend([
+            "--route".into(),
+            format!("{}={}@{}:{}", other.domain, other.mx_host(), s.address(j), s.network.smtp_port),
+        ]);
+    }
+    Ok(a)
 }

@@ -101,14 +101,20 @@ fn default_drain() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
+    /// "loopback" (each system on its own 127.x address, in process) or "netns" (root: each
+    /// system a relay process in its own network namespace, on a bridge the tap captures).
     pub backend: String,
     pub smtp_port: u16,
     pub submission_port: u16,
+    /// netns only: one-way delay added to every system's link (netem), milliseconds.
+    pub delay_ms: f64,
+    /// netns only: packet loss on every system's link (netem), percent.
+    pub loss_percent: f64,
 }
 
 impl Default for Network {
     fn default() -> Self {
-        Self { backend: "loopback".into(), smtp_port: 2525, submission_port: 2587 }
+        Self { backend: "loopback".into(), smtp_port: 2525, submission_port: 2587, delay_ms: 0.0, loss_percent: 0.0 }
     }
 }
 
@@ -324,6 +330,9 @@ impl Scenario {
 
     /// The system's own address: 127.0.N.1 for the N-th system up to 254, then 127.M.N.1.
     pub fn address(&self, index: usize) -> Ipv4Addr {
+        if self.network.backend == "netns" {
+            return crate::netns::address(index);
+        }
         let (hi, lo) = (index / 254, index % 254);
         self.systems[index].address.unwrap_or(Ipv4Addr::new(127, hi as u8, (lo + 1) as u8, 1))
     }
@@ -363,9 +372,22 @@ impl Scenario {
             if !self.address(i).is_loopback() && self.network.backend == "loopback" {
                 return Err(bad(&format!("{key}.address"), "the loopback backend needs 127.x.y.z addresses".into()));
             }
+            if s.address.is_some() && self.network.backend == "netns" {
+                return Err(bad(
+                    &format!("{key}.address"),
+                    "the netns backend assigns addresses itself (10.233.0.0/16)".into(),
+                ));
+            }
         }
-        if self.network.backend != "loopback" {
-            return Err(bad("network.backend", format!("{:?}: only \"loopback\" exists so far", self.network.backend)));
+        if !matches!(self.network.backend.as_str(), "loopback" | "netns") {
+            return Err(bad("network.backend", format!("{:?}: use \"loopback\" or \"netns\"", self.network.backend)));
+        }
+        let n = &self.network;
+        if n.backend == "loopback" && (n.delay_ms != 0.0 || n.loss_percent != 0.0) {
+            return Err(bad("network.delay_ms", "delay and loss need the netns backend (netem on veth links)".into()));
+        }
+        if !(n.delay_ms >= 0.0 && (0.0..=100.0).contains(&n.loss_percent)) {
+            return Err(bad("network.delay_ms", "delay_ms >= 0 and loss_percent between 0 and 100".into()));
         }
         if !matches!(self.tap.links.as_str(), "all" | "pairs" | "fraction") {
             return Err(bad("tap.links", format!("{:?}: use \"all\", \"pairs\" or \"fraction\"", self.tap.links)));

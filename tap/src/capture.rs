@@ -22,6 +22,9 @@ pub struct LiveOptions {
     /// either order). This places the tap on chosen lines: a BPF filter of thousands of host
     /// pairs would exceed the kernel's program size, so the choice is made here.
     pub links: Option<std::collections::HashSet<(std::net::IpAddr, std::net::IpAddr)>>,
+    /// Promiscuous mode: needed on a Linux bridge, which passes frames it forwards between its
+    /// ports up to a capture only when promiscuous.
+    pub promisc: bool,
 }
 
 /// A link as an unordered pair of addresses.
@@ -31,7 +34,7 @@ pub fn link(a: std::net::IpAddr, b: std::net::IpAddr) -> (std::net::IpAddr, std:
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        Self { device: "lo".into(), filter: "tcp".into(), snaplen: 262_144, buffer_size: 64 << 20, links: None }
+        Self { device: "lo".into(), filter: "tcp".into(), snaplen: 262_144, buffer_size: 64 << 20, links: None, promisc: false }
     }
 }
 
@@ -69,7 +72,7 @@ impl LiveCapture {
         let dev = opts.device.as_str();
         let cap = pcap::Capture::from_device(dev)
             .map_err(|e| open_error(dev, e))?
-            .promisc(false)
+            .promisc(opts.promisc)
             .immediate_mode(true)
             .snaplen(opts.snaplen)
             .buffer_size(opts.buffer_size)
