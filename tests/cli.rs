@@ -55,6 +55,27 @@ fn run_small_scenario_on_netns() {
     assert!(!String::from_utf8_lossy(&links.stdout).contains(": smtplab"), "bridge torn down");
 }
 
+/// Without privileges, the link recorder writes the capture: the same facts hold.
+#[test]
+fn recorder_needs_no_privileges() {
+    let out = scratch("recorder");
+    let status = Command::new("chmod").args(["777", &out.display().to_string()]).status().expect("chmod");
+    assert!(status.success());
+    let scenario = small_on_port(&out, 20525, "\n[tap]\ncapture = \"recorder\"\n");
+    let _ = Command::new("chmod").args(["644", &scenario.display().to_string()]).status();
+    let runs = out.join("runs");
+    std::fs::create_dir_all(&runs).expect("runs");
+    let _ = Command::new("chmod").args(["777", &runs.display().to_string()]).status();
+    let r = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+        .arg(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["run", &scenario.display().to_string(), "--out", &runs.display().to_string()])
+        .env("CI", "1")
+        .output()
+        .expect("setpriv (util-linux)");
+    check_small_run(&runs, &r);
+}
+
 fn check_small_run(out: &Path, r: &Output) {
     let stderr = String::from_utf8_lossy(&r.stderr);
     let stdout = String::from_utf8_lossy(&r.stdout);

@@ -7,6 +7,7 @@ pub mod interrupt;
 pub mod netns;
 pub mod pki;
 pub mod progress;
+pub mod recorder;
 pub mod runner;
 pub mod schema;
 pub mod sweep;

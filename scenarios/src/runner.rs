@@ -135,14 +135,23 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         .map_err(ScenarioError::io("tokio runtime"))?;
     let users = traffic::users(s);
     let generated = traffic::generate(s, &users)?;
-    let driven = runtime.block_on(drive(s, &run_dir, &users, &generated, &mut network, opts.relay_exe.as_deref()));
+    let mut recorded = None;
+    let driven = runtime.block_on(drive(
+        s,
+        &run_dir,
+        &users,
+        &generated,
+        &mut network,
+        opts.relay_exe.as_deref(),
+        &mut recorded,
+    ));
     // Stop the capture whatever happened: what was captured is kept.
     let capture_stats = match capture {
         Some(c) => {
             std::thread::sleep(Duration::from_millis(200));
             Some(c.stop()?)
         }
-        None => None,
+        None => recorded,
     };
     // Namespaces go only after the capture on their bridge has stopped.
     drop(network);
@@ -208,20 +217,38 @@ async fn drive(
     generated: &[Generated],
     network: &mut Option<crate::netns::Network>,
     relay_exe: Option<&Path>,
+    recorded: &mut Option<tap::capture::CaptureStats>,
 ) -> Result<(Vec<TruthMessage>, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
     let pki = Pki::new(&s.scenario.name)?;
     pki.write_ca(&run_dir.join("pki"))?;
+    // With the link recorder, every system's MX is a proxy in front of its relay.
+    let recording = s.tap.capture == "recorder";
+    let mx_port = if recording { s.network.smtp_port + 2 } else { s.network.smtp_port };
     let mut resolver = StaticResolver::new();
     for (i, sys) in s.systems.iter().enumerate() {
         resolver.add(
             &sys.domain,
             MxTarget {
                 host: sys.mx_host(),
-                addr: SocketAddr::new(IpAddr::V4(s.address(i)), s.network.smtp_port),
+                addr: SocketAddr::new(IpAddr::V4(s.address(i)), mx_port),
                 system: Some(sys.name.clone()),
             },
         );
     }
+    let recorder = if recording {
+        let proxies = (0..s.systems.len())
+            .map(|i| crate::recorder::Proxy {
+                listen: SocketAddr::new(IpAddr::V4(s.address(i)), mx_port),
+                target: SocketAddr::new(IpAddr::V4(s.address(i)), s.network.smtp_port),
+            })
+            .collect();
+        let tapped = s.tapped_links().map(|pairs| {
+            pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
+        });
+        Some(crate::recorder::Recorder::start(&run_dir.join("capture.pcap"), proxies, tapped).await?)
+    } else {
+        None
+    };
     let resolver = Arc::new(resolver);
     let mut relays = Relays::InProcess(Vec::new());
     for (i, sys) in s.systems.iter().enumerate() {
@@ -350,6 +377,10 @@ async fn drive(
     }
     drain.finish_and_clear();
     say("queues drained; stopping relays");
+    if let Some(r) = recorder {
+        let packets = r.stop();
+        *recorded = Some(tap::capture::CaptureStats { packets_written: packets, ..Default::default() });
+    }
     if let Some(net) = network.as_mut() {
         net.stop_relays(Duration::from_secs(10));
     }

@@ -163,7 +163,9 @@ impl Default for Traffic {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TapSpec {
-    /// `live` (libpcap on `device`) or `none`.
+    /// `live` (libpcap on `device`; root or CAP_NET_RAW), `recorder` (no privileges: each
+    /// system-to-system connection is relayed through a proxy on `smtp_port + 2` that writes
+    /// the same pcap format; loopback backend only), or `none`.
     pub capture: String,
     pub device: String,
     /// Also capture the submission lines (users to their own system).
@@ -402,8 +404,17 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.tap.fraction) {
             return Err(bad("tap.fraction", "a share between 0 and 1".into()));
         }
-        if !matches!(self.tap.capture.as_str(), "live" | "none") {
-            return Err(bad("tap.capture", format!("{:?}: use \"live\" or \"none\"", self.tap.capture)));
+        if !matches!(self.tap.capture.as_str(), "live" | "recorder" | "none") {
+            return Err(bad("tap.capture", format!("{:?}: use \"live\", \"recorder\" or \"none\"", self.tap.capture)));
+        }
+        if self.tap.capture == "recorder"
+            && (self.network.backend != "loopback"
+                || self.network.smtp_port.checked_add(2).is_none_or(|p| p == self.network.submission_port))
+        {
+            return Err(bad(
+                "tap.capture",
+                "the recorder needs the loopback backend and smtp_port + 2 free (not the submission port)".into(),
+            ));
         }
         let t = &self.traffic;
         if t.messages == 0 || t.users_per_system == 0 || t.max_recipients == 0 {
