@@ -21,6 +21,8 @@ fn start_relay(dir: &Path) -> Child {
         .arg(dir.join("spool"))
         .arg("--mailbox-dir")
         .arg(dir.join("mailboxes"))
+        .arg("--records")
+        .arg(dir.join("sessions.jsonl"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -141,13 +143,20 @@ fn kill_dash_nine_loses_no_acknowledged_message() {
     let delivered = delivered_ids(&dir);
     let lost: Vec<&String> = acked.iter().filter(|id| !delivered.contains_key(*id)).collect();
     let duplicates: usize = delivered.values().filter(|&&n| n > 1).count();
+    let records = std::fs::read_to_string(dir.join("sessions.jsonl")).unwrap_or_default();
+    let recorded_duplicates = records.lines().filter(|l| l.contains("\"outcome\":\"duplicate\"")).count();
     eprintln!(
-        "crash test: {CYCLES} kill -9 cycles, {} messages acknowledged, {} delivered, {} duplicated, {} lost",
+        "crash test: {CYCLES} kill -9 cycles, {} messages acknowledged, {} delivered, {} in a mailbox twice, \
+         {} repeat deliveries recognised and recorded, {} lost",
         acked.len(),
         delivered.len(),
         duplicates,
+        recorded_duplicates,
         lost.len()
     );
+    // Local delivery is named by queue id, so a repeat after a crash is recognised, recorded and
+    // not written a second time.
+    assert_eq!(duplicates, 0, "a message written to a mailbox twice");
     assert!(acked.len() >= CYCLES as usize, "the load generator got mail through: {}", acked.len());
     assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
     assert_eq!(queued(&dir), 0, "the spool drained");

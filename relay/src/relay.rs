@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// Messages in the spool (accepted, not yet finished).
     queued: AtomicUsize,
     queue_changed: Notify,
+    /// Local deliveries found already done after a restart (at-least-once made visible).
+    pub duplicates: AtomicUsize,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Relay {
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),
             queue_changed: Notify::new(),
+            duplicates: AtomicUsize::new(0),
         });
         for env in backlog {
             let _ = shared.ready.send(env.qid);
@@ -130,6 +133,11 @@ impl RelayHandle {
                 return self.queued();
             }
         }
+    }
+
+    /// Deliveries recognised as repeats of one made before a crash (local mailboxes).
+    pub fn duplicates(&self) -> usize {
+        self.shared.duplicates.load(Ordering::SeqCst)
     }
 
     /// What is still queued, for a report of what is stuck.
@@ -237,7 +245,8 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     for (domain, rcpts) in by_domain {
         let outcomes = if shared.cfg.is_local(&domain) {
             let (sh, m) = (shared.clone(), message.clone());
-            tokio::task::spawn_blocking(move || deliver_local(&sh, &domain, &rcpts, &m)).await.unwrap_or_default()
+            let q = qid.to_string();
+            tokio::task::spawn_blocking(move || deliver_local(&sh, &q, &domain, &rcpts, &m)).await.unwrap_or_default()
         } else {
             deliver_remote(shared, &env, &domain, &rcpts, &message).await
         };
@@ -315,7 +324,13 @@ fn finish_attempt(
 }
 
 /// Writes the message into `mailbox_dir/<domain>/<user>/<qid>.eml` for each recipient.
-fn deliver_local(shared: &Shared, domain: &str, rcpts: &[String], message: &[u8]) -> Vec<(String, RcptOutcome)> {
+fn deliver_local(
+    shared: &Shared,
+    qid: &str,
+    domain: &str,
+    rcpts: &[String],
+    message: &[u8],
+) -> Vec<(String, RcptOutcome)> {
     rcpts
         .iter()
         .map(|r| {
@@ -323,9 +338,25 @@ fn deliver_local(shared: &Shared, domain: &str, rcpts: &[String], message: &[u8]
             let user: String =
                 user.chars().map(|c| if c.is_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
             let dir = shared.cfg.mailbox_dir.join(domain).join(user);
-            let name = format!("{}.eml", shared.spool.new_qid());
-            let result =
-                std::fs::create_dir_all(&dir).and_then(|_| crate::spool::write_durably(&dir.join(name), message));
+            // Named by queue id, which survives restarts: a message delivered just before a
+            // crash, and attempted again after it, is found here and counted, not written twice.
+            let path = dir.join(format!("{qid}.eml"));
+            if path.exists() {
+                shared.duplicates.fetch_add(1, Ordering::SeqCst);
+                shared.records.write(&records::SessionRecord {
+                    direction: "local".into(),
+                    system: shared.cfg.system.clone(),
+                    started_at: crate::now_secs(),
+                    ended_at: crate::now_secs(),
+                    outcome: "duplicate".into(),
+                    error: Some(format!("{qid} to <{r}> was already delivered before a restart; not written again")),
+                    ..Default::default()
+                });
+                return (r.clone(), RcptOutcome::Delivered);
+            }
+            let result = std::fs::create_dir_all(&dir)
+                .and_then(|_| crate::spool::write_durably(&path, message))
+                .and_then(|_| crate::spool::sync_dir(&dir));
             let outcome = match result {
                 Ok(()) => RcptOutcome::Delivered,
                 Err(e) => RcptOutcome::Deferred(format!("mailbox {}: {e}", dir.display())),
