@@ -18,6 +18,6 @@ ensure_packages() {
 }
 
 # What building and running smtplab needs.
-RUNTIME_PACKAGES=(libpcap-dev pkg-config)
+RUNTIME_PACKAGES=(libpcap-dev pkg-config iproute2)
 # What the test suite needs besides: real peers and tools it checks against.
-TEST_PACKAGES=(tshark postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl)
+TEST_PACKAGES=(tshark postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl chromium util-linux)
