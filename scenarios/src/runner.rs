@@ -450,11 +450,6 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
     let by_ip: std::collections::HashMap<String, String> =
         (0..s.systems.len()).map(|i| (s.address(i).to_string(), s.systems[i].name.clone())).collect();
     for r in &mut sessions {
-        r.system = by_ip
-            .get(r.local_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(""))
-            .filter(|_| r.system.starts_with("mx."))
-            .cloned()
-            .unwrap_or_else(|| r.system.clone());
         if r.peer_system.is_none() && r.direction == "outbound" {
             r.peer_system = by_ip.get(r.peer_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("")).cloned();
         }
@@ -581,6 +576,8 @@ fn process_args(
         ip.to_string(),
         "--hostname".into(),
         sys.mx_host(),
+        "--system".into(),
+        sys.name.clone(),
         "--spool".into(),
         p(&dir.join("spool")),
         "--mailbox-dir".into(),
