@@ -42,12 +42,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         jobs: usize,
     },
-    /// Dissect a capture (pcap or pcapng) as the eavesdropper: SMTP in the clear, TLS metadata.
-    Tap {
-        capture: PathBuf,
-        #[arg(long, value_enum, default_value_t = TapFormat::Table)]
-        format: TapFormat,
-    },
+    /// Dissect a capture (pcap or pcapng), or capture live, as the eavesdropper: SMTP in the
+    /// clear, TLS metadata, and the system-to-system volume.
+    Tap(crate::tap_cmd::TapArgs),
     /// Analyse a run directory: join ground truth with the tap's records.
     Analyze { run_dir: PathBuf },
     /// Rebuild a run directory's report from its saved files.
@@ -56,12 +53,14 @@ pub enum Command {
     Relay(RelayArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TapFormat {
     /// One JSON object per line, `record` = "session" or "transaction".
     Jsonl,
-    /// A human summary.
+    /// A human summary: each session, then the system-to-system volume table.
     Table,
+    /// sessions.parquet and transactions.parquet in --out (a run's tap/*.parquet schemas).
+    Parquet,
 }
 
 /// `smtplab relay` flags. Every flag can also come from `--config FILE` (TOML, same names with
@@ -79,6 +78,9 @@ pub struct RelayArgs {
     /// Name in the greeting, EHLO and Received headers.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Name of the mail system in session records (default: the hostname).
+    #[arg(long)]
+    pub system: Option<String>,
     /// Spool directory (the durable queue).
     #[arg(long)]
     pub spool: Option<PathBuf>,
@@ -152,6 +154,7 @@ impl RelayArgs {
             config: self.config,
             listen: self.listen.or(file.listen),
             hostname: self.hostname.or(file.hostname),
+            system: self.system.or(file.system),
             spool: self.spool.or(file.spool),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),

@@ -5,15 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use records::TapRecord;
 
-use crate::cli::{Cli, Command, RelayArgs, TapFormat};
+use crate::cli::{Cli, Command, RelayArgs};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { scenario, out, run_dir } => run(scenario.as_deref(), &out, run_dir),
         Command::Sweep { file, out, jobs } => crate::sweep::sweep(&file, &out, jobs.max(1)),
-        Command::Tap { capture, format } => tap(&capture, format),
+        Command::Tap(args) => tap(args),
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;
             Ok(ExitCode::SUCCESS)
@@ -55,8 +54,9 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         Err(scenarios::ScenarioError::Capture(tap::TapError::NoCapturePermission { device, detail })) => {
             let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "smtplab".into());
             eprintln!(
-                "error: no permission to capture on {device} ({detail}); nothing was run. Run as root, or give \
-                 this binary the capability: sudo setcap cap_net_raw,cap_net_admin=eip {exe}"
+                "error: no permission to capture on {device} ({detail}); nothing was run. Run as root, give \
+                 this binary the capability (sudo setcap cap_net_raw,cap_net_admin=eip {exe}), or set \
+                 capture = \"recorder\" under [tap] in the scenario to record the lines without privileges"
             );
             return Ok(ExitCode::from(2));
         }
@@ -155,72 +155,8 @@ fn report(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(reports::render(dir, &provenance)?)
 }
 
-fn tap(capture: &Path, format: TapFormat) -> Result<ExitCode> {
-    let d = tap::dissect_file(capture)?;
-    match format {
-        TapFormat::Jsonl => {
-            use std::io::Write;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for s in &d.sessions {
-                writeln!(out, "{}", serde_json::to_string(&TapRecord::Session(s.clone()))?)?;
-            }
-            for t in &d.transactions {
-                writeln!(out, "{}", serde_json::to_string(&TapRecord::Transaction(t.clone()))?)?;
-            }
-            out.flush()?;
-        }
-        TapFormat::Table => {
-            println!(
-                "{} packets, {} SMTP sessions, {} transactions in the clear",
-                d.packets,
-                d.sessions.len(),
-                d.transactions.len()
-            );
-            for s in &d.sessions {
-                let tls = if s.starttls_used {
-                    format!(
-                        "STARTTLS {} {}",
-                        s.tls_version.as_deref().unwrap_or("?"),
-                        s.tls_cipher.as_deref().unwrap_or("")
-                    )
-                } else if s.starttls_offered {
-                    "offered, not used".into()
-                } else {
-                    "plaintext".into()
-                };
-                println!(
-                    "{} {}:{} -> {}:{} helo={} {} bytes {}/{} tx={}{}",
-                    s.uid,
-                    s.orig_h,
-                    s.orig_p,
-                    s.resp_h,
-                    s.resp_p,
-                    s.helo.as_deref().unwrap_or("-"),
-                    tls,
-                    s.orig_bytes,
-                    s.resp_bytes,
-                    s.transactions,
-                    if s.notes.is_empty() { String::new() } else { format!(" [{}]", s.notes.join(",")) }
-                );
-                for t in d.transactions.iter().filter(|t| t.uid == s.uid) {
-                    println!(
-                        "    #{} {} -> {} subject={:?} bytes={} sha256={}",
-                        t.trans_depth,
-                        t.mailfrom.as_deref().unwrap_or("-"),
-                        t.rcptto.join(","),
-                        t.subject.as_deref().unwrap_or(""),
-                        t.message_bytes.map(|b| b.to_string()).unwrap_or("-".into()),
-                        t.sha256.as_deref().map(|h| &h[..12]).unwrap_or("-"),
-                    );
-                }
-            }
-        }
-    }
-    if let Some(e) = d.error {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+fn tap(args: crate::tap_cmd::TapArgs) -> Result<ExitCode> {
+    crate::tap_cmd::run(args)
 }
 
 fn relay(a: RelayArgs) -> Result<ExitCode> {
@@ -252,7 +188,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         resolver.add(domain, relay::MxTarget { host, addr, system: None });
     }
     let cfg = relay::RelayConfig {
-        system: hostname.clone(),
+        system: a.system.clone().unwrap_or_else(|| hostname.clone()),
         hostname,
         listen,
         submission: a.submission,

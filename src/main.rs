@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod sweep;
+mod tap_cmd;
 
 use std::process::ExitCode;
 

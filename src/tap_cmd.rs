@@ -1,0 +1,532 @@
+//! `smtplab tap`: the eavesdropper on its own, on a capture file or live on an interface.
+//!
+//! Records are streamed from the tap ([`tap::dissect_file_with`]) as each TCP session ends, so
+//! a capture of any size is read in bounded memory: JSON lines are written as they come, the
+//! table prints each session as it ends and the system-to-system volume table at the end, and
+//! Parquet goes through JSON-lines files next to the output directory. A corrupt or truncated
+//! capture ends the read with an error naming the file and byte offset; the records found
+//! before it are output, and the exit code is 1.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use records::{TapRecord, TapSession, TapTransaction};
+
+use crate::cli::TapFormat;
+
+/// `smtplab tap` arguments.
+#[derive(clap::Args, Debug)]
+pub struct TapArgs {
+    /// Capture file (pcap or pcapng: Ethernet, VLAN, Linux SLL/SLL2, BSD loopback, raw IP).
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    pub capture: Option<PathBuf>,
+    /// table: each session, then the system-to-system volume table; jsonl: one JSON object per
+    /// record; parquet: sessions.parquet and transactions.parquet in --out.
+    #[arg(long, value_enum, default_value_t = TapFormat::Table)]
+    pub format: TapFormat,
+    /// Directory for --format parquet (created if missing; default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Capture live on this interface (needs root or CAP_NET_RAW) until Ctrl-C or --duration,
+    /// then dissect what was captured.
+    #[arg(long, value_name = "IFACE")]
+    pub live: Option<String>,
+    /// BPF filter for --live (default: tcp).
+    #[arg(long, value_name = "BPF", requires = "live")]
+    pub filter: Option<String>,
+    /// Stop a live capture after this many seconds.
+    #[arg(long, value_name = "SECS", requires = "live")]
+    pub duration: Option<f64>,
+    /// Keep the live capture in this pcap file (default: a temporary file, removed at the end).
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub write: Option<PathBuf>,
+}
+
+pub fn run(args: TapArgs) -> Result<ExitCode> {
+    if args.out.is_some() && !matches!(args.format, TapFormat::Parquet) {
+        bail!("--out is for --format parquet (table and jsonl go to standard output)");
+    }
+    if args.live.is_none() && (args.filter.is_some() || args.duration.is_some() || args.write.is_some()) {
+        bail!("--filter, --duration and --write go with --live IFACE");
+    }
+    if let Some(iface) = &args.live {
+        return live(&args, iface);
+    }
+    let Some(capture) = &args.capture else { bail!("give a capture file, or --live IFACE") };
+    dissect(capture, &args)
+}
+
+/// Reads a capture file and writes its records in the chosen format.
+fn dissect(capture: &Path, args: &TapArgs) -> Result<ExitCode> {
+    let summary = match args.format {
+        TapFormat::Jsonl => jsonl(capture)?,
+        TapFormat::Table => table(capture)?,
+        TapFormat::Parquet => parquet(capture, args.out.as_deref().unwrap_or(Path::new(".")))?,
+    };
+    if let Some(e) = summary.error {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes each record as it comes; a closed standard output (`| head`) ends the read quietly.
+fn jsonl(capture: &Path) -> Result<tap::ReadSummary> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut failed: Option<std::io::Error> = None;
+    let summary = tap::dissect_file_with(capture, |r| match write_record(&mut out, &r) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    let flushed = out.flush();
+    match failed.map_or(flushed, Err) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing to standard output")?,
+    }
+    Ok(summary)
+}
+
+fn write_record(out: &mut impl Write, r: &TapRecord) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, r)?;
+    out.write_all(b"\n")
+}
+
+/// Each session (with its transactions) as it ends, then the totals and the volume table.
+fn table(capture: &Path) -> Result<tap::ReadSummary> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut volume = Volume::default();
+    let mut failed: Option<std::io::Error> = None;
+    let summary = tap::dissect_file_with(capture, |r| {
+        let written = match &r {
+            TapRecord::Session(s) => {
+                volume.add(s);
+                writeln!(out, "{}", session_line(s))
+            }
+            TapRecord::Transaction(t) => writeln!(out, "{}", transaction_line(t)),
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    let written = (|| {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        writeln!(
+            out,
+            "\n{} packets, {} SMTP sessions, {} transactions in the clear",
+            summary.packets, volume.sessions, volume.transactions
+        )?;
+        writeln!(out, "\n{}", volume.render())?;
+        out.flush()
+    })();
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing to standard output")?,
+    }
+    Ok(summary)
+}
+
+fn session_line(s: &TapSession) -> String {
+    let tls = if s.starttls_used {
+        format!("STARTTLS {} {}", s.tls_version.as_deref().unwrap_or("?"), s.tls_cipher.as_deref().unwrap_or(""))
+    } else if s.starttls_offered {
+        "offered, not used".into()
+    } else {
+        "plaintext".into()
+    };
+    format!(
+        "{} {}:{} -> {}:{} helo={} {} bytes {}/{} tx={}{}",
+        s.uid,
+        s.orig_h,
+        s.orig_p,
+        s.resp_h,
+        s.resp_p,
+        s.helo.as_deref().unwrap_or("-"),
+        tls.trim_end(),
+        s.orig_bytes,
+        s.resp_bytes,
+        s.transactions,
+        if s.notes.is_empty() { String::new() } else { format!(" [{}]", s.notes.join(",")) }
+    )
+}
+
+fn transaction_line(t: &TapTransaction) -> String {
+    if t.tls {
+        return format!("    #{} (in TLS: envelope and content not visible)", t.trans_depth);
+    }
+    format!(
+        "    #{} {} -> {} subject={:?} bytes={} sha256={}",
+        t.trans_depth,
+        t.mailfrom.as_deref().unwrap_or("-"),
+        t.rcptto.join(","),
+        t.subject.as_deref().unwrap_or(""),
+        t.message_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+        t.sha256.as_deref().and_then(|h| h.get(..12)).unwrap_or("-"),
+    )
+}
+
+/// What the eavesdropper learns per ordered pair of endpoints (client address → server
+/// address), with or without STARTTLS: how many sessions, how many bytes each way, how many
+/// transactions it could read, and the names it can put on both ends.
+#[derive(Default)]
+struct Volume {
+    pairs: BTreeMap<(String, String), Pair>,
+    sessions: u64,
+    transactions: u64,
+}
+
+#[derive(Default)]
+struct Pair {
+    sessions: u64,
+    starttls: u64,
+    orig_bytes: u64,
+    resp_bytes: u64,
+    transactions: u64,
+    /// EHLO/HELO names the client gave.
+    helo: BTreeSet<String>,
+    /// Names the server gave in its greeting or EHLO reply.
+    server: BTreeSet<String>,
+    /// TLS server names the client asked for.
+    sni: BTreeSet<String>,
+}
+
+/// Distinct names kept per pair and column (a hostile peer could send a new name each time).
+const MAX_NAMES: usize = 8;
+
+fn remember(set: &mut BTreeSet<String>, name: Option<&str>) {
+    if let Some(n) = name.filter(|n| !n.is_empty())
+        && (set.len() < MAX_NAMES || set.contains(n))
+    {
+        set.insert(n.to_string());
+    }
+}
+
+impl Volume {
+    fn add(&mut self, s: &TapSession) {
+        self.sessions += 1;
+        self.transactions += s.transactions;
+        let p = self.pairs.entry((s.orig_h.clone(), s.resp_h.clone())).or_default();
+        p.sessions += 1;
+        p.starttls += u64::from(s.starttls_used);
+        p.orig_bytes += s.orig_bytes;
+        p.resp_bytes += s.resp_bytes;
+        p.transactions += s.transactions;
+        remember(&mut p.helo, s.helo.as_deref());
+        remember(&mut p.server, s.server_name.as_deref());
+        remember(&mut p.sni, s.sni.as_deref());
+    }
+
+    fn render(&self) -> String {
+        let header = [
+            "client",
+            "server",
+            "sessions",
+            "STARTTLS",
+            "bytes c->s",
+            "bytes s->c",
+            "tx in clear",
+            "client names (EHLO)",
+            "server names (banner/EHLO)",
+            "SNI",
+        ];
+        let names = |set: &BTreeSet<String>| {
+            if set.is_empty() {
+                "-".to_string()
+            } else {
+                let mut s = set.iter().cloned().collect::<Vec<_>>().join(",");
+                if set.len() >= MAX_NAMES {
+                    s.push_str(",...");
+                }
+                s
+            }
+        };
+        let rows: Vec<[String; 10]> = self
+            .pairs
+            .iter()
+            .map(|((c, s), p)| {
+                [
+                    c.clone(),
+                    s.clone(),
+                    p.sessions.to_string(),
+                    p.starttls.to_string(),
+                    human_bytes(p.orig_bytes),
+                    human_bytes(p.resp_bytes),
+                    p.transactions.to_string(),
+                    names(&p.helo),
+                    names(&p.server),
+                    names(&p.sni),
+                ]
+            })
+            .collect();
+        let mut width = header.map(str::len);
+        for r in &rows {
+            for (w, cell) in width.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        // Numbers right-aligned, text left-aligned; the last column is not padded.
+        let numeric = [false, false, true, true, true, true, true, false, false, false];
+        let line = |cells: &[String]| {
+            let mut l = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i > 0 {
+                    l.push_str("  ");
+                }
+                let pad = width[i].saturating_sub(cell.chars().count());
+                if numeric[i] {
+                    l.push_str(&" ".repeat(pad));
+                    l.push_str(cell);
+                } else {
+                    l.push_str(cell);
+                    if i + 1 < cells.len() {
+                        l.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+            l
+        };
+        let mut out = String::from(
+            "System-to-system volume (per ordered pair of endpoints; visible with or without STARTTLS):\n",
+        );
+        out.push_str(&line(&header.map(String::from)));
+        out.push('\n');
+        if rows.is_empty() {
+            out.push_str("(no SMTP sessions)\n");
+        }
+        for r in &rows {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Streams the records into JSON-lines files in a scratch directory inside `out`, and has the
+/// analysis crate turn them into `out/sessions.parquet` and `out/transactions.parquet` with the
+/// schemas of a run's `tap/*.parquet`.
+fn parquet(capture: &Path, out: &Path) -> Result<tap::ReadSummary> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let scratch = Scratch(out.join(format!(".smtplab-tap-{}", std::process::id())));
+    let tap_dir = scratch.0.join("tap");
+    let truth_dir = scratch.0.join("truth");
+    for d in [&tap_dir, &truth_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let create = |p: PathBuf| {
+        std::fs::File::create(&p)
+            .map(|f| std::io::BufWriter::with_capacity(1 << 16, f))
+            .with_context(|| format!("cannot create {}", p.display()))
+    };
+    let mut sessions = create(tap_dir.join("sessions.jsonl"))?;
+    let mut transactions = create(tap_dir.join("transactions.jsonl"))?;
+    let mut failed: Option<std::io::Error> = None;
+    let summary = tap::dissect_file_with(capture, |r| {
+        let written = match &r {
+            TapRecord::Session(s) => serde_json::to_writer(&mut sessions, s).map_err(std::io::Error::from),
+            TapRecord::Transaction(t) => serde_json::to_writer(&mut transactions, t).map_err(std::io::Error::from),
+        }
+        .and_then(|()| match &r {
+            TapRecord::Session(_) => sessions.write_all(b"\n"),
+            TapRecord::Transaction(_) => transactions.write_all(b"\n"),
+        });
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e).with_context(|| format!("writing records under {}", tap_dir.display()));
+    }
+    sessions.flush()?;
+    transactions.flush()?;
+    drop((sessions, transactions));
+    // `analysis::ingest` reads a run directory: give it one with no ground truth.
+    for f in ["messages.jsonl", "sessions.jsonl"] {
+        std::fs::write(truth_dir.join(f), b"")?;
+    }
+    analysis::ingest(&scratch.0).context("writing the Parquet tables")?;
+    for name in ["sessions.parquet", "transactions.parquet"] {
+        let to = out.join(name);
+        std::fs::rename(tap_dir.join(name), &to).with_context(|| format!("cannot write {}", to.display()))?;
+    }
+    eprintln!(
+        "{} SMTP sessions, {} transactions: {} and {}",
+        summary.sessions,
+        summary.transactions,
+        out.join("sessions.parquet").display(),
+        out.join("transactions.parquet").display()
+    );
+    Ok(summary)
+}
+
+/// A scratch directory or file, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The first Ctrl-C stops a live capture (what was captured is dissected); a second one ends
+/// the process at once.
+fn on_interrupt() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    let installed = ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: stopping the capture and dissecting what was captured (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will not stop the capture cleanly ({e})");
+    }
+    flag
+}
+
+/// Captures on `iface` into a pcap file until Ctrl-C or `--duration`, then dissects it.
+fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        bail!("--duration must be a positive number of seconds, not {d}");
+    }
+    let (path, keep) = match &args.write {
+        Some(p) => (p.clone(), true),
+        None => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            (std::env::temp_dir().join(format!("smtplab-tap-{}-{nanos}.pcap", std::process::id())), false)
+        }
+    };
+    let opts = tap::LiveOptions {
+        device: iface.to_string(),
+        filter: args.filter.clone().unwrap_or_else(|| "tcp".into()),
+        ..Default::default()
+    };
+    let stop = on_interrupt();
+    let capture = match tap::LiveCapture::start(&opts, &path) {
+        Ok(c) => c,
+        Err(e @ tap::TapError::NoCapturePermission { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let temp = (!keep).then(|| Scratch(path.clone()));
+    match args.duration {
+        Some(d) => eprintln!("capturing on {iface} ({}) for {d} s; Ctrl-C stops earlier", opts.filter),
+        None => eprintln!("capturing on {iface} ({}); Ctrl-C stops", opts.filter),
+    }
+    let started = Instant::now();
+    let limit = args.duration.map(Duration::from_secs_f64);
+    while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| started.elapsed() < l) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = capture.stop()?;
+    eprintln!(
+        "captured {} packets, {} bytes ({} dropped by the kernel){}",
+        stats.packets_written,
+        stats.bytes_written,
+        stats.dropped,
+        if keep { format!(" into {}", path.display()) } else { String::new() }
+    );
+    let code = dissect(&path, args)?;
+    drop(temp);
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(orig: &str, resp: &str, tls: bool, helo: &str) -> TapSession {
+        TapSession {
+            orig_h: orig.into(),
+            resp_h: resp.into(),
+            helo: Some(helo.into()),
+            server_name: Some(format!("mx.{resp}")),
+            sni: tls.then(|| format!("mx.{resp}")),
+            starttls_used: tls,
+            orig_bytes: 1500,
+            resp_bytes: 300,
+            transactions: u64::from(!tls),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn volume_table_counts_each_ordered_pair_with_inferred_names() {
+        let mut v = Volume::default();
+        v.add(&session("10.0.1.1", "10.0.2.1", true, "a.example"));
+        v.add(&session("10.0.1.1", "10.0.2.1", true, "a.example"));
+        v.add(&session("10.0.2.1", "10.0.1.1", false, "b.example"));
+        let t = v.render();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[1].starts_with("client"), "{t}");
+        let ab: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            ab,
+            ["10.0.1.1", "10.0.2.1", "2", "2", "3.0", "kB", "600", "B", "0", "a.example", "mx.10.0.2.1", "mx.10.0.2.1"]
+        );
+        let ba: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(
+            ba,
+            ["10.0.2.1", "10.0.1.1", "1", "0", "1.5", "kB", "300", "B", "1", "b.example", "mx.10.0.1.1", "-"]
+        );
+        assert_eq!((v.sessions, v.transactions), (3, 1));
+    }
+
+    #[test]
+    fn names_per_pair_are_bounded() {
+        let mut v = Volume::default();
+        for i in 0..100 {
+            v.add(&session("10.0.1.1", "10.0.2.1", false, &format!("h{i}")));
+        }
+        let p = v.pairs.values().next().expect("one pair");
+        assert_eq!(p.helo.len(), MAX_NAMES);
+        assert!(v.render().contains(",..."));
+    }
+
+    #[test]
+    fn bytes_read_as_a_person_would() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1500), "1.5 kB");
+        assert_eq!(human_bytes(2_300_000_000), "2.3 GB");
+    }
+}
