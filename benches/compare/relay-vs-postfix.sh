@@ -16,12 +16,13 @@ SIZE=${SIZE:-10240}
 SESS=${SESS:-10}
 SMTPLAB=${SMTPLAB:-${CARGO_TARGET_DIR:-target}/release/smtplab}
 WORK=$(mktemp -d /tmp/relaybench.XXXXXX)
+chmod 755 "$WORK" # Postfix daemons run as the postfix user and must reach their directories
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for d in "$WORK"/pf-*; do [ -d "$d/etc" ] && script -qec "postfix -c $d/etc stop" /dev/null >/dev/null 2>&1 || true; done
   sleep 1
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 [ -x "$SMTPLAB" ] || { echo "build first: cargo build --release --bin smtplab ($SMTPLAB missing)" >&2; exit 1; }
