@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Turns criterion's saved estimates into Markdown: what STARTTLS costs over plaintext.
+
+Reads every `<criterion dir>/**/new/benchmark.json` (ids) and the `estimates.json` beside it
+(mean point estimate and its 95% confidence interval, in nanoseconds) that
+`cargo bench -p smtplab-benches` leaves behind, and prints:
+
+  1. STARTTLS cost over plaintext on a new connection, per message size, against the issue's
+     target: starttls_new <= plain_new + 1.2 x the bare in-memory rustls handshake of the same
+     kind (full: tls_handshake/full/TLS1.3-X25519-ECDSA-P256, resumed:
+     tls_handshake/resumed/TLS1.3-X25519-ECDSA-P256).
+  2. The same on a reused connection, against: starttls_reused(10KB) <= 1.1 x plain_reused(10KB).
+  3. Handshakes per second; record protection throughput; parser throughput.
+  4. With --openssl FILE (written by benches/compare/openssl-speed.sh): record protection next
+     to `openssl speed` and the ratio (target: at least 80%).
+
+Python 3 standard library only.
+
+  python3 benches/bench-report.py                       # Markdown to stdout
+  python3 benches/bench-report.py -o BENCHMARKS-overhead.md
+  python3 benches/bench-report.py --criterion /var/cache/smtplab-target-bench/criterion
+  python3 benches/bench-report.py --stat min            # fastest samples (shared machine)
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+HS_FULL = "tls_handshake/full/TLS1.3-X25519-ECDSA-P256"
+HS_RESUMED = "tls_handshake/resumed/TLS1.3-X25519-ECDSA-P256"
+SIZES = ["1KB", "10KB", "100KB", "10MB"]
+SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+OPENSSL_NAME = {
+    "TLS_AES_128_GCM_SHA256": "aes-128-gcm",
+    "TLS_AES_256_GCM_SHA384": "aes-256-gcm",
+    "TLS_CHACHA20_POLY1305_SHA256": "chacha20-poly1305",
+}
+SIZE_BYTES = {"1KB": 1024, "10KB": 10240, "16KB": 16384, "100KB": 102400, "1MB": 1 << 20, "10MB": 10 << 20}
+STAT_NAME = {
+    "mean": "criterion's mean point estimate",
+    "median": "criterion's median point estimate",
+    "min": "the fastest sample (time per iteration), an estimate of the uncontended cost",
+}
+NEW_CONN_FACTOR = 1.2
+REUSED_FACTOR = 1.1
+OPENSSL_TARGET = 0.8
+
+
+def default_criterion_dir():
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        return Path(target) / "criterion"
+    return Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+class Estimate:
+    """`mean` holds the statistic chosen with --stat (criterion's mean by default)."""
+
+    def __init__(self, mean, low, high, throughput):
+        self.mean, self.low, self.high, self.throughput = mean, low, high, throughput
+
+    def bytes_per_sec(self):
+        if self.throughput and "Bytes" in self.throughput:
+            return self.throughput["Bytes"] / (self.mean * 1e-9)
+        return None
+
+    def per_sec(self):
+        return 1e9 / self.mean
+
+
+def load(criterion_dir, stat="mean"):
+    """{full_id: Estimate} for every benchmark with a `new` estimate."""
+    out = {}
+    for bench in Path(criterion_dir).rglob("new/benchmark.json"):
+        est_path = bench.parent / "estimates.json"
+        if not est_path.exists():
+            continue
+        meta = json.loads(bench.read_text())
+        est = json.loads(est_path.read_text())
+        if stat == "min":
+            # The fastest sample (time per iteration): the best estimate of the uncontended
+            # cost on a shared machine, where most samples include time spent preempted.
+            samples = json.loads((bench.parent / "sample.json").read_text())
+            fastest = min(t / n for t, n in zip(samples["times"], samples["iters"]) if n > 0)
+            mean = {"point_estimate": fastest}
+        else:
+            mean = est[stat]
+        ci = mean.get("confidence_interval", {})
+        parts = [meta.get("group_id"), meta.get("function_id"), meta.get("value_str")]
+        full_id = "/".join(p for p in parts if p)
+        out[full_id] = Estimate(
+            mean["point_estimate"],
+            ci.get("lower_bound", mean["point_estimate"]),
+            ci.get("upper_bound", mean["point_estimate"]),
+            meta.get("throughput"),
+        )
+    return out
+
+
+def fmt_time(ns):
+    if ns is None:
+        return "n/a"
+    if ns < 0:
+        return "-" + fmt_time(-ns)
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.1f} µs"
+    return f"{ns:.0f} ns"
+
+
+def fmt_rate(bps):
+    if bps is None:
+        return "n/a"
+    if bps >= 1e9:
+        return f"{bps / 1e9:.2f} GB/s"
+    return f"{bps / 1e6:.1f} MB/s"
+
+
+def mean(est, key):
+    e = est.get(key)
+    return e.mean if e else None
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def new_connection_table(est):
+    hs_full, hs_res = mean(est, HS_FULL), mean(est, HS_RESUMED)
+    lines = [
+        "### STARTTLS on a new connection",
+        "",
+        f"Target: `starttls_new <= plain_new + {NEW_CONN_FACTOR} x bare handshake of the same kind`. "
+        f"Bare handshakes (in memory, both sides, one core): full `{HS_FULL}` = {fmt_time(hs_full)}, "
+        f"resumed `{HS_RESUMED}` = {fmt_time(hs_res)}.",
+        "",
+        "| size | plain_new | starttls_new (full) | STARTTLS cost | budget | target | "
+        "starttls_new_resumed | STARTTLS cost | budget | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in SIZES:
+        plain = mean(est, f"smtp_transaction/plain_new/{size}")
+        row = [size, fmt_time(plain)]
+        for variant, hs in (("starttls_new", hs_full), ("starttls_new_resumed", hs_res)):
+            tls = mean(est, f"smtp_transaction/{variant}/{size}")
+            if None in (plain, tls, hs):
+                row += [fmt_time(tls), "n/a", "n/a", "n/a"]
+                continue
+            cost = tls - plain
+            budget = NEW_CONN_FACTOR * hs
+            row += [
+                fmt_time(tls),
+                f"{fmt_time(cost)} ({cost / hs:.1f}x hs)",
+                f"{fmt_time(budget)}",
+                verdict(cost <= budget),
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def reused_table(est):
+    lines = [
+        "### STARTTLS on a reused connection",
+        "",
+        f"Target: `starttls_reused(10KB) <= {REUSED_FACTOR} x plain_reused(10KB)`.",
+        "",
+        "| size | plain_reused | starttls_reused | ratio | target (10KB only) |",
+        "|---|---|---|---|---|",
+    ]
+    for size in SIZES:
+        plain = mean(est, f"smtp_transaction/plain_reused/{size}")
+        tls = mean(est, f"smtp_transaction/starttls_reused/{size}")
+        ratio = tls / plain if plain and tls else None
+        target = verdict(ratio <= REUSED_FACTOR if ratio is not None else None) if size == "10KB" else ""
+        r = f"{ratio:.3f}" if ratio is not None else "n/a"
+        lines.append(f"| {size} | {fmt_time(plain)} | {fmt_time(tls)} | {r} | {target} |")
+    return lines
+
+
+def handshake_table(est):
+    lines = ["### TLS handshakes (in memory, rustls + ring)", "", "| id | mean | handshakes/s |", "|---|---|---|"]
+    for key in sorted(k for k in est if k.startswith("tls_handshake/")):
+        e = est[key]
+        lines.append(f"| `{key}` | {fmt_time(e.mean)} | {e.per_sec():,.0f} |")
+    return lines
+
+
+def record_table(est):
+    lines = [
+        "### Record protection (TLS 1.3, in memory)",
+        "",
+        "| suite | size | seal | seal throughput | open | open throughput |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suite in SUITES:
+        for size in ["1KB", "16KB", "1MB"]:
+            s = est.get(f"record_protection/seal/{suite}/{size}")
+            o = est.get(f"record_protection/open/{suite}/{size}")
+            lines.append(
+                f"| {suite} | {size} | {fmt_time(s.mean if s else None)} | {fmt_rate(s.bytes_per_sec() if s else None)} "
+                f"| {fmt_time(o.mean if o else None)} | {fmt_rate(o.bytes_per_sec() if o else None)} |"
+            )
+    return lines
+
+
+def parser_table(est):
+    lines = ["### Parsers and the tap's dissector", "", "| id | mean | throughput |", "|---|---|---|"]
+    for key in sorted(k for k in est if k.startswith(("parsers/", "tap_dissect/"))):
+        e = est[key]
+        lines.append(f"| `{key}` | {fmt_time(e.mean)} | {fmt_rate(e.bytes_per_sec())} |")
+    return lines
+
+
+def load_openssl(path):
+    """TSV lines `cipher<TAB>mode<TAB>bytes<TAB>bytes_per_second` from openssl-speed.sh; `#`
+    lines (OpenSSL version, clock, date, load) are kept under the key "notes"."""
+    out = {"notes": []}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):
+            out["notes"].append(line.lstrip("# ").strip())
+            continue
+        if not line.strip():
+            continue
+        cipher, mode, size, bps = line.split("\t")
+        out[(cipher, mode, int(size))] = float(bps)
+    return out
+
+
+def openssl_table(est, ossl):
+    lines = [
+        "### Record protection vs `openssl speed` (same machine, same session)",
+        "",
+        f"Ratio = rustls throughput / OpenSSL throughput; target at least {OPENSSL_TARGET:.0%}. "
+        "`evp` = `openssl speed -evp <cipher>` (bulk encryption, one IV for the whole run); "
+        "`aead` = `openssl speed -aead -evp <cipher>` (per buffer: new IV, AAD, tag: like a TLS record); "
+        "`aead-dec` = the same with `-decrypt`. rustls seal/open include record framing and the "
+        "plaintext copies in and out. 1MB rows compare 64 full 16 KB records with OpenSSL's 16384-byte buffers.",
+        "",
+    ]
+    lines += [f"OpenSSL run: {n}" for n in ossl.get("notes", [])]
+    lines += [
+        "",
+        "| suite | ours | rustls | openssl mode, buffer | OpenSSL | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    pairs = [
+        ("seal", "1KB", "evp", 1024),
+        ("seal", "1KB", "aead", 1024),
+        ("open", "1KB", "aead-dec", 1024),
+        ("seal", "16KB", "evp", 16384),
+        ("seal", "16KB", "aead", 16384),
+        ("open", "16KB", "aead-dec", 16384),
+        ("seal", "1MB", "aead", 16384),
+        ("open", "1MB", "aead-dec", 16384),
+    ]
+    for suite in SUITES:
+        for op, size, mode, obytes in pairs:
+            e = est.get(f"record_protection/{op}/{suite}/{size}")
+            ours = e.bytes_per_sec() if e else None
+            theirs = ossl.get((OPENSSL_NAME[suite], mode, obytes))
+            ratio = ours / theirs if ours and theirs else None
+            r = f"{ratio:.0%}" if ratio is not None else "n/a"
+            ok = verdict(ratio >= OPENSSL_TARGET if ratio is not None else None)
+            lines.append(
+                f"| {suite} | {op} {size} | {fmt_rate(ours)} | {mode}, {obytes} B | {fmt_rate(theirs)} | {r} | {ok} |"
+            )
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--criterion", type=Path, default=default_criterion_dir(), help="criterion output directory")
+    ap.add_argument("-o", "--out", type=Path, help="write the Markdown here instead of stdout")
+    ap.add_argument("--openssl", type=Path, help="TSV written by benches/compare/openssl-speed.sh")
+    ap.add_argument("--only-openssl", action="store_true", help="print only the openssl comparison table")
+    ap.add_argument(
+        "--stat",
+        choices=["mean", "median", "min"],
+        default="mean",
+        help="criterion's mean or median point estimate (default mean), or min: the fastest sample",
+    )
+    args = ap.parse_args()
+
+    if not args.criterion.is_dir():
+        sys.exit(f"{args.criterion}: no criterion output; run `cargo bench -p smtplab-benches` first")
+    est = load(args.criterion, args.stat)
+    if not est:
+        sys.exit(f"{args.criterion}: no estimates found")
+
+    if args.only_openssl:
+        if not args.openssl:
+            sys.exit("--only-openssl needs --openssl FILE")
+        lines = openssl_table(est, load_openssl(args.openssl))
+    else:
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [
+            "# STARTTLS overhead (generated)",
+            "",
+            f"Generated {now} by `benches/bench-report.py` from `{args.criterion}`. "
+            f"Statistic: {STAT_NAME[args.stat]}; see BENCHMARKS.md for what each id measures.",
+            "",
+        ]
+        for section in (new_connection_table, reused_table, handshake_table, record_table, parser_table):
+            lines += section(est) + [""]
+        if args.openssl:
+            lines += openssl_table(est, load_openssl(args.openssl)) + [""]
+    text = "\n".join(lines).rstrip() + "\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
