@@ -81,10 +81,7 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         return Ok(ExitCode::from(130));
     }
     scenarios::progress::say("analysing");
-    let summary = analyze(dir)?;
-    let _ = summary;
-    scenarios::progress::say("writing the report");
-    let index = report(dir)?;
+    analyze(dir)?;
     let complete = outcome.stuck.is_empty() || scenario.scenario.allow_undelivered;
     if !outcome.stuck.is_empty() && complete {
         eprintln!(
@@ -92,10 +89,13 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
             outcome.stuck.len()
         );
     }
+    // Hashes of everything the run and the analysis wrote; the report is derived from them.
     scenarios::runner::update_manifest(dir, |m| {
         m["status"] = serde_json::json!(if complete { "complete" } else { "incomplete" });
         m["files"] = serde_json::json!(file_hashes(dir));
     })?;
+    scenarios::progress::say("writing the report");
+    let index = report(dir)?;
     if !complete {
         eprintln!("error: {} messages were still queued when the drain timeout passed:", outcome.stuck.len());
         for s in outcome.stuck.iter().take(20) {
@@ -121,29 +121,53 @@ fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
                     stack.push(p);
                 }
             } else if p.file_name().is_some_and(|n| n != "manifest.json")
-                && let Ok(bytes) = std::fs::read(&p)
+                && let Ok(hash) = sha256_file(&p)
             {
                 let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-                out.insert(rel, relay::sha256_hex(&bytes));
+                out.insert(rel, hash);
             }
         }
     }
     out
 }
 
-fn analyze(dir: &Path) -> Result<analysis::Summary> {
-    analysis::ingest(dir)?;
-    let summary = analysis::analyze(dir)?;
-    println!("{}", analysis::format_table(&summary));
-    Ok(summary)
+/// Analyses a run directory, or every run of a sweep directory and the sweep, and prints the
+/// headline table.
+pub fn analyze(dir: &Path) -> Result<()> {
+    if analysis::is_sweep(dir) {
+        let summary = analysis::analyze_sweep(dir)?;
+        println!("{}", analysis::format_sweep_table(&summary));
+    } else {
+        analysis::ingest(dir)?;
+        let summary = analysis::analyze(dir)?;
+        println!("{}", analysis::format_table(&summary));
+    }
+    Ok(())
 }
 
-fn report(dir: &Path) -> Result<std::path::PathBuf> {
-    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let capture_sha256 = std::fs::read(dir.join("capture.pcap")).ok().map(|b| relay::sha256_hex(&b));
+/// Renders the report of a run or sweep directory from its saved files.
+pub fn report(dir: &Path) -> Result<std::path::PathBuf> {
+    let read_json = |name: &str| -> serde_json::Value {
+        std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    };
+    if analysis::is_sweep(dir) {
+        let sweep = read_json("sweep.json");
+        let provenance = reports::Provenance {
+            scenario: sweep["name"].as_str().unwrap_or("?").to_string(),
+            seed: 0,
+            command_line: sweep["command_line"].as_str().unwrap_or("").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capture_sha256: None,
+            started: String::new(),
+        };
+        return Ok(reports::render_sweep(dir, &provenance)?);
+    }
+    let manifest = read_json("manifest.json");
+    // The manifest has the capture's hash when `run` made the directory; otherwise hash it here.
+    let capture_sha256 = manifest["files"]["capture.pcap"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| sha256_file(&dir.join("capture.pcap")).ok());
     let provenance = reports::Provenance {
         scenario: manifest["scenario"]["scenario"]["name"].as_str().unwrap_or("?").to_string(),
         seed: manifest["seed"].as_u64().unwrap_or(0),
@@ -153,6 +177,23 @@ fn report(dir: &Path) -> Result<std::path::PathBuf> {
         started: manifest["started"].as_str().unwrap_or("").to_string(),
     };
     Ok(reports::render(dir, &provenance)?)
+}
+
+/// sha256 of a file, read in blocks (captures can be gigabytes).
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 fn tap(args: crate::tap_cmd::TapArgs) -> Result<ExitCode> {

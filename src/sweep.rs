@@ -107,6 +107,8 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize) -> Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     }
-    println!("sweep: {}", dir.display());
+    crate::commands::analyze(&dir)?;
+    let index = crate::commands::report(&dir)?;
+    println!("sweep: {}\nreport: {}", dir.display(), index.display());
     Ok(ExitCode::SUCCESS)
 }

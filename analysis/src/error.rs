@@ -29,6 +29,14 @@ pub enum AnalysisError {
     #[error("{}: not a JSON array of systems ({source}); was this directory made by `smtplab run`?", path.display())]
     Systems { path: PathBuf, source: serde_json::Error },
 
+    /// A JSON file of the run or sweep (`manifest.json`, `point.json`, `sweep.json`) is unreadable.
+    #[error("{}: not {what} ({source})", path.display())]
+    Json { path: PathBuf, what: &'static str, source: serde_json::Error },
+
+    /// A sweep directory holds no analysable run.
+    #[error("{}: no run directories with ground truth (`*/truth/`) in this sweep; was it made by `smtplab sweep`?", path.display())]
+    EmptySweep { path: PathBuf },
+
     /// Plain file-system trouble: permissions, a full disk.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

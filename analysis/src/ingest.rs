@@ -20,7 +20,25 @@ use crate::table_io::write_parquet;
 ///
 /// The ground-truth files must exist. The tap files may be missing (the tap saw nothing): they
 /// give empty tables with the full schema.
-pub fn ingest(run_dir: &Path) -> Result<(), AnalysisError> {
+///
+/// A run with a paired plaintext control (`control/`) has the control ingested too; a sweep
+/// directory (see [`crate::is_sweep`]) has every run of it ingested.
+pub fn ingest(dir: &Path) -> Result<(), AnalysisError> {
+    if crate::sweep::is_sweep(dir) {
+        for run in crate::sweep::sweep_runs(dir)? {
+            ingest(&run)?;
+        }
+        return Ok(());
+    }
+    ingest_run(dir)?;
+    let layout = RunLayout::new(dir);
+    if layout.has_control() {
+        ingest_run(&layout.control_dir())?;
+    }
+    Ok(())
+}
+
+fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
     let layout = RunLayout::new(run_dir);
 
     let messages: Vec<TruthMessage> = read_required(&layout.truth_messages_jsonl())?;
@@ -57,7 +75,7 @@ fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, 
 }
 
 /// The analysis does not need the system list, so an older run without it still ingests.
-fn read_systems(path: &Path) -> Result<Option<Vec<SystemEntry>>, AnalysisError> {
+pub(crate) fn read_systems(path: &Path) -> Result<Option<Vec<SystemEntry>>, AnalysisError> {
     if !path.exists() {
         return Ok(None);
     }

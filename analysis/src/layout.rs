@@ -74,4 +74,46 @@ impl RunLayout {
     pub fn messages_csv(&self) -> PathBuf {
         self.analysis_dir().join("messages.csv")
     }
+
+    /// `analysis/<name>.parquet`.
+    pub fn table_parquet(&self, name: &str) -> PathBuf {
+        self.analysis_dir().join(format!("{name}.parquet"))
+    }
+    /// `analysis/<name>.csv`.
+    pub fn table_csv(&self, name: &str) -> PathBuf {
+        self.analysis_dir().join(format!("{name}.csv"))
+    }
+    /// `analysis/summary.parquet`: the one-row summary of the run that sweeps read by glob.
+    pub fn summary_parquet(&self) -> PathBuf {
+        self.table_parquet(TABLE_SUMMARY)
+    }
+
+    /// `control/`: the paired plaintext run of the same scenario and seed, when there is one.
+    pub fn control_dir(&self) -> PathBuf {
+        self.root.join("control")
+    }
+    /// Whether this run has a paired plaintext control with ground truth in it.
+    pub fn has_control(&self) -> bool {
+        self.control_dir().join("truth").is_dir()
+    }
+    /// `point.json`: which point of which sweep this run is, when it is one.
+    pub fn point_json(&self) -> PathBuf {
+        self.root.join("point.json")
+    }
+    pub fn manifest_json(&self) -> PathBuf {
+        self.root.join("manifest.json")
+    }
 }
+
+/// Names of the analysis tables (`analysis/<name>.{parquet,csv}`).
+pub const TABLE_PAIRS: &str = "pairs";
+pub const TABLE_MESSAGES: &str = "messages";
+pub const TABLE_HOPS: &str = "hops";
+pub const TABLE_USER_PAIRS: &str = "user_pairs";
+pub const TABLE_SESSIONS: &str = "sessions";
+pub const TABLE_TLS_COST: &str = "tls_cost";
+pub const TABLE_TIMELINE: &str = "timeline";
+pub const TABLE_SUMMARY: &str = "summary";
+/// Sweep-level tables, under `<sweep>/analysis/`.
+pub const TABLE_RUNS: &str = "runs";
+pub const TABLE_POINTS: &str = "points";

@@ -8,27 +8,59 @@
 //!    [`Exposure`], and writes the per-pair and per-message tables under `analysis/`.
 //!
 //! [`read_summary`] rebuilds the [`Summary`] from those tables for reporting later.
+//!
+//! A sweep directory (`sweep.json` plus one run directory per point and seed) is analysed with
+//! [`analyze_sweep`] and read back with [`read_sweep_summary`]. ANALYSIS.md (at the top of the
+//! repository) documents every table and how each metric is computed.
 
+mod analytic;
 mod analyze;
 mod error;
 mod exposure;
 mod ingest;
 mod layout;
 mod link_key;
+mod matching;
+mod metrics;
 mod record_frames;
+mod sessions;
+mod stats;
 mod summary;
+mod sweep;
 mod table_io;
 mod text_table;
 
 #[cfg(test)]
 mod tests;
 
-pub use analyze::{UNKNOWN_SYSTEM, analyze};
+pub use analytic::{Analytic, LinkMode, TrafficCell, analytic_expectation, link_mode};
+pub use analyze::{UNKNOWN_SYSTEM, analyze, read_run_metrics};
 pub use error::AnalysisError;
 pub use exposure::Exposure;
 pub use ingest::ingest;
 pub use layout::RunLayout;
 pub use link_key::socket_text;
+pub use metrics::{ExposureShares, RunMetrics};
 pub use record_frames::SystemEntry;
-pub use summary::{ExposureCount, PairRow, Summary, percent, read_summary};
-pub use text_table::{format_percent, format_table, pair_label};
+pub use sessions::{SIZE_BUCKET_EDGES, TLS_CLIENT_OVERHEAD_BYTES, TLS_MESSAGE_MIN_CLIENT_BYTES};
+pub use stats::{CONFIDENCE, MeanCi, relative_error, share, t_quantile};
+pub use summary::{ExposureCount, PairRow, Summary, TimelineRow, TlsCostRow, percent, read_summary};
+pub use sweep::{
+    MetricGetter, MetricStat, PointSummary, SWEEP_METRICS, SweepPoint, SweepSpec, SweepSummary, analyze_sweep,
+    curve_groups, is_sweep, read_sweep_spec, read_sweep_summary, sweep_runs, value_text,
+};
+pub use text_table::{
+    format_percent, format_points, format_rel_err, format_share, format_share_ci, format_sweep_table, format_table,
+    headline_lines, pair_label, shares_text,
+};
+
+/// Builders of the ingested tables from records, for tools that write a run's Parquet files
+/// directly (the scale benchmark does): the same schemas as [`ingest`] writes.
+pub mod frames {
+    pub use crate::record_frames::{
+        OUTBOUND, systems_frame, tap_sessions_frame, tap_transactions_frame, truth_hops_frame, truth_messages_frame,
+    };
+}
+
+/// Versions of the libraries the analysis and its report are built with, for provenance.
+pub const POLARS_VERSION: &str = "0.46";

@@ -1,7 +1,8 @@
-//! The key that ties a ground-truth hop to what the tap saw: the TCP 4-tuple.
+//! The TCP 4-tuple as one text key, for tap records without a `uid`.
 //!
 //! Ground truth stores each end as the text of a Rust `SocketAddr` ("127.0.1.1:40000",
-//! "[::1]:40000"); the tap stores host and port apart, Zeek style. Both become
+//! "[::1]:40000") and ingest also stores it parsed (host, port), which is what hops are joined to
+//! the tap's Zeek-style `id.*` columns by. When tap records lack uids, they are keyed by
 //! "client|server" with the hosts written the `SocketAddr` way, IPv6 in brackets.
 
 use polars::prelude::*;
@@ -12,11 +13,6 @@ pub const LINK: &str = "link";
 /// One end written as `SocketAddr` does: IPv6 hosts in brackets.
 pub fn socket_text(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
-}
-
-/// The key of a ground-truth hop from its `client_addr` and `server_addr` columns.
-pub fn hop_link_expr() -> Expr {
-    (col("client_addr") + lit("|") + col("server_addr")).alias(LINK)
 }
 
 /// The key of a tap record from its Zeek `id.*` columns.

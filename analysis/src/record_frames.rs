@@ -10,15 +10,44 @@
 
 use polars::prelude::*;
 use records::{SessionRecord, TapSession, TapTransaction, TruthMessage};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One system of the scenario, as `truth/systems.json` lists it.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `mx`, `inbound_tls` and `outbound_tls` were added later: a run without them gets the
+/// scenario defaults (`may` for a system with STARTTLS, `none` without), see [`SystemEntry::inbound`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemEntry {
     pub name: String,
     pub domain: String,
+    #[serde(default)]
     pub address: String,
     pub starttls: bool,
+    #[serde(default)]
+    pub mx: Option<String>,
+    /// `none`, `may` or `encrypt`.
+    #[serde(default)]
+    pub inbound_tls: Option<String>,
+    /// `none`, `may`, `encrypt` or `verify`.
+    #[serde(default)]
+    pub outbound_tls: Option<String>,
+}
+
+impl SystemEntry {
+    /// The default TLS level of a system that does not name one: `may` with STARTTLS, else `none`.
+    fn default_level(&self) -> &'static str {
+        if self.starttls { "may" } else { "none" }
+    }
+
+    /// The inbound TLS policy, with the scenario default filled in.
+    pub fn inbound(&self) -> &str {
+        self.inbound_tls.as_deref().unwrap_or(self.default_level())
+    }
+
+    /// The outbound TLS policy, with the scenario default filled in.
+    pub fn outbound(&self) -> &str {
+        self.outbound_tls.as_deref().unwrap_or(self.default_level())
+    }
 }
 
 /// The value of `direction` that marks a relay-to-relay hop in `truth/sessions.jsonl`.
@@ -48,12 +77,21 @@ struct HopRow<'a> {
     message: Option<&'a records::HopMessage>,
 }
 
+/// A socket address's host (written as the tap writes it: IPv6 without brackets) and port, or
+/// `None` when the text is not a socket address.
+fn endpoint(addr: &str) -> Option<(String, u32)> {
+    let parsed: std::net::SocketAddr = addr.parse().ok()?;
+    Some((parsed.ip().to_string(), u32::from(parsed.port())))
+}
+
 /// `truth/hops.parquet`: one row per (outbound session, message moved in it).
 ///
 /// An outbound session that moved no message (refused connection, deferral before DATA) still
 /// gets one row, with null message columns, so that the true session count of a link is right
 /// and a tap session of that connection is still attributed to its link. `session_index` is the
 /// 0-based position of the session in `truth/sessions.jsonl`, to tell sessions apart.
+/// `client_host`/`client_port`/`server_host`/`server_port` are the two ends parsed, the way the
+/// tap's `id.*` columns write them, so hops join tap records without building strings.
 pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
     let rows: Vec<HopRow<'_>> = sessions
         .iter()
@@ -72,6 +110,16 @@ pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
         opt_str_col("receiver_system", rows.iter().map(|r| r.session.peer_system.as_deref())),
         str_col("client_addr", rows.iter().map(|r| r.session.local_addr.as_str())),
         str_col("server_addr", rows.iter().map(|r| r.session.peer_addr.as_str())),
+        opt_string_col("client_host", rows.iter().map(|r| endpoint(&r.session.local_addr).map(|e| e.0))),
+        Column::new(
+            "client_port".into(),
+            rows.iter().map(|r| endpoint(&r.session.local_addr).map(|e| e.1)).collect::<Vec<_>>(),
+        ),
+        opt_string_col("server_host", rows.iter().map(|r| endpoint(&r.session.peer_addr).map(|e| e.0))),
+        Column::new(
+            "server_port".into(),
+            rows.iter().map(|r| endpoint(&r.session.peer_addr).map(|e| e.1)).collect::<Vec<_>>(),
+        ),
         Column::new("starttls_used".into(), rows.iter().map(|r| r.session.starttls_used).collect::<Vec<_>>()),
         opt_str_col("tls_version", rows.iter().map(|r| r.session.tls_version.as_deref())),
         opt_str_col("message_id", rows.iter().map(|r| r.message.map(|m| m.message_id.as_str()))),
@@ -81,16 +129,20 @@ pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
         opt_str_col("sha256", rows.iter().map(|r| r.message.map(|m| m.sha256.as_str()))),
         str_col("outcome", rows.iter().map(|r| r.session.outcome.as_str())),
         Column::new("started_at".into(), rows.iter().map(|r| r.session.started_at).collect::<Vec<_>>()),
+        Column::new("ended_at".into(), rows.iter().map(|r| r.session.ended_at).collect::<Vec<_>>()),
     ])
 }
 
-/// `truth/systems.parquet`: the systems of the scenario.
+/// `truth/systems.parquet`: the systems of the scenario, TLS policies with defaults filled in.
 pub fn systems_frame(systems: &[SystemEntry]) -> PolarsResult<DataFrame> {
     DataFrame::new(vec![
         str_col("name", systems.iter().map(|s| s.name.as_str())),
         str_col("domain", systems.iter().map(|s| s.domain.as_str())),
         str_col("address", systems.iter().map(|s| s.address.as_str())),
         Column::new("starttls".into(), systems.iter().map(|s| s.starttls).collect::<Vec<_>>()),
+        opt_str_col("mx", systems.iter().map(|s| s.mx.as_deref())),
+        str_col("inbound_tls", systems.iter().map(SystemEntry::inbound)),
+        str_col("outbound_tls", systems.iter().map(SystemEntry::outbound)),
     ])
 }
 
@@ -178,6 +230,11 @@ fn str_col<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Column {
 /// A nullable `String` column.
 fn opt_str_col<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
     Column::new(name.into(), values.collect::<Vec<Option<&str>>>())
+}
+
+/// A nullable `String` column from owned values.
+fn opt_string_col(name: &str, values: impl Iterator<Item = Option<String>>) -> Column {
+    Column::new(name.into(), values.collect::<Vec<Option<String>>>())
 }
 
 /// A `List(String)` column; `None` rows are null lists. The inner type is fixed even when there

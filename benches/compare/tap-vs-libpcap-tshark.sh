@@ -14,8 +14,10 @@
 #       pcap_next_ex: the floor any libpcap-based reader pays.
 #   (b) tshark -r PREFIX -d tcp.port==$PORT,smtp -Y smtp -T fields -e smtp.req.command, on a
 #       prefix of TSHARK_MB MiB (default 150; cut at a packet boundary with tcpdump -c): tshark
-#       reads about 10 MB/s, so its rate on the prefix is extrapolated to the whole file.
-#   (c) smtplab tap FILE --format jsonl >/dev/null... (release build), output counted.
+#       reads this traffic at tens of MB/s, so its rate on the prefix is extrapolated to the
+#       whole file (the tap is run on the prefix too, for a like-for-like check).
+#   (c) smtplab tap FILE --format jsonl > $WORK/tap.jsonl (release build); its lines are the
+#       records (compare with the generator's expected_tap_records).
 # (a) and (c) run REPEAT times (default 3), alternating; the median wall time is reported, with
 # CPU time (user + system), which the other jobs of a shared machine disturb less. Peak memory
 # is /usr/bin/time -v's maximum resident set size.

@@ -1,45 +1,371 @@
-//! The two charts of a report, built from the summary.
+//! The charts of the reports, built from the analysis summaries.
 
-use analysis::{PairRow, Summary};
+use analysis::{Exposure, PairRow, Summary, SweepSummary, TlsCostRow, curve_groups};
+use plotters::style::RGBColor;
 
-use crate::charts::{BarSeries, GroupedBarChart, SEEN_COLOR, TRUTH_COLOR};
-use crate::numbers::{count_text, human_bytes};
+use crate::charts::{BarSeries, FOURTH_COLOR, GroupedBarChart, SEEN_COLOR, Stack, THIRD_COLOR, TRUTH_COLOR};
+use crate::heatmap::{HeatmapFigure, Matrix};
+use crate::lines::{Curve, LineChart, Stroke};
+use crate::numbers::{bytes_text, count_text, ms_text, number_text, rate_text, seconds_text, share_text};
+use crate::stacked::{Layer, StackedShareChart};
+
+/// Colour of each exposure class (Okabe–Ito): the more exposed, the warmer.
+pub fn class_color(class: Exposure) -> RGBColor {
+    match class {
+        Exposure::Content => RGBColor(213, 94, 0),
+        Exposure::Headers => RGBColor(230, 159, 0),
+        Exposure::Envelope => RGBColor(240, 228, 66),
+        Exposure::Volume => RGBColor(86, 180, 233),
+        Exposure::Unobserved => RGBColor(200, 200, 200),
+    }
+}
 
 /// Short pair label for the x axis: "alpha→beta".
 fn axis_label(row: &PairRow) -> String {
     format!("{}→{}", row.sender, row.receiver)
 }
 
-fn series(summary: &Summary, label: &str, color: plotters::style::RGBColor, value: fn(&PairRow) -> u64) -> BarSeries {
-    BarSeries { label: label.to_string(), color, values: summary.pairs.iter().map(value).collect() }
+/// Most links a per-link chart shows; beyond, the busiest (by hop messages) are kept.
+pub const MAX_LINKS_CHARTED: usize = 24;
+
+/// The links a per-link chart shows, in table order.
+fn charted(summary: &Summary) -> Vec<&PairRow> {
+    if summary.pairs.len() <= MAX_LINKS_CHARTED {
+        return summary.pairs.iter().collect();
+    }
+    let mut by_volume: Vec<usize> = (0..summary.pairs.len()).collect();
+    by_volume.sort_by(|a, b| summary.pairs[*b].messages.cmp(&summary.pairs[*a].messages).then(a.cmp(b)));
+    by_volume.truncate(MAX_LINKS_CHARTED);
+    by_volume.sort_unstable();
+    by_volume.into_iter().map(|i| &summary.pairs[i]).collect()
 }
+
+/// " (the 24 busiest of 90 links)" when a chart leaves links out.
+fn charted_note(summary: &Summary) -> String {
+    if summary.pairs.len() > MAX_LINKS_CHARTED {
+        format!(" (the {MAX_LINKS_CHARTED} busiest of {} links)", summary.pairs.len())
+    } else {
+        String::new()
+    }
+}
+
+fn series(summary: &Summary, label: &str, color: RGBColor, value: fn(&PairRow) -> u64) -> BarSeries {
+    BarSeries { label: label.to_string(), color, values: charted(summary).iter().map(|p| value(p) as f64).collect() }
+}
+
+const NO_LINKS: &str = "No mail crossed between systems in this run.";
 
 /// Messages sent per link vs messages whose content the eavesdropper recovered.
 pub fn messages_chart(summary: &Summary) -> GroupedBarChart {
     GroupedBarChart {
-        title: "Messages per link: sent vs content recovered by the eavesdropper".to_string(),
+        title: format!("Messages per link: sent vs content recovered by the eavesdropper{}", charted_note(summary)),
         x_desc: "system pair (sender→receiver)".to_string(),
         y_desc: "messages".to_string(),
-        categories: summary.pairs.iter().map(axis_label).collect(),
+        categories: charted(summary).into_iter().map(axis_label).collect(),
         series: vec![
             series(summary, "messages sent", TRUTH_COLOR, |p| p.messages),
             series(summary, "content recovered", SEEN_COLOR, |p| p.content_recovered),
         ],
         value_text: count_text,
+        empty: NO_LINKS.to_string(),
     }
 }
 
 /// Bytes of mail sent per link vs TCP payload bytes the tap saw for those sessions.
 pub fn bytes_chart(summary: &Summary) -> GroupedBarChart {
     GroupedBarChart {
-        title: "Bytes per link: mail sent vs bytes seen on the wire".to_string(),
+        title: format!("Bytes per link: mail sent vs bytes seen on the wire{}", charted_note(summary)),
         x_desc: "system pair (sender→receiver)".to_string(),
         y_desc: "bytes".to_string(),
-        categories: summary.pairs.iter().map(axis_label).collect(),
+        categories: charted(summary).into_iter().map(axis_label).collect(),
         series: vec![
             series(summary, "message bytes sent (truth)", TRUTH_COLOR, |p| p.bytes_true),
             series(summary, "bytes seen by the tap", SEEN_COLOR, |p| p.bytes_seen),
         ],
-        value_text: human_bytes,
+        value_text: bytes_text,
+        empty: NO_LINKS.to_string(),
     }
+}
+
+/// Layers of an exposure chart, most exposed at the bottom, from a share per class and category.
+fn class_layers(share: impl Fn(Exposure, usize) -> Option<f64>, categories: usize) -> Vec<Layer> {
+    Exposure::ALL
+        .into_iter()
+        .rev()
+        .map(|class| Layer {
+            label: class.name().to_string(),
+            color: class_color(class),
+            shares: (0..categories).map(|i| share(class, i)).collect(),
+        })
+        .collect()
+}
+
+/// Exposure of hop messages: all links of the run, its plaintext control, then each link.
+pub fn exposure_chart(summary: &Summary) -> StackedShareChart {
+    let run = &summary.run;
+    let mut categories = vec!["all links".to_string()];
+    let mut shares: Vec<Box<dyn Fn(Exposure) -> Option<f64> + '_>> = vec![Box::new(|c| run.hop_shares.get(c))];
+    let mut markers = vec![run.analytic.content_share];
+    if run.has_control {
+        categories.push("control".to_string());
+        shares.push(Box::new(|c| run.control_shares.get(c)));
+        markers.push(None);
+    }
+    for p in charted(summary) {
+        categories.push(axis_label(p));
+        shares.push(Box::new(move |c| analysis::share(p.exposure_count(c), p.messages)));
+        markers.push(p.expected_content_share);
+    }
+    if summary.pairs.is_empty() {
+        categories.clear();
+    }
+    StackedShareChart {
+        title: format!(
+            "What the eavesdropper recovered of each hop message, by exposure class{}",
+            charted_note(summary)
+        ),
+        x_desc: "links (sender→receiver); control = the paired plaintext run".to_string(),
+        layers: class_layers(|class, i| shares.get(i).and_then(|f| f(class)), categories.len()),
+        categories,
+        markers,
+        marker_label: "analytic content share".to_string(),
+        empty: NO_LINKS.to_string(),
+    }
+}
+
+/// Every system named by the pair table, sorted.
+fn systems_of(summary: &Summary) -> Vec<String> {
+    let mut names: Vec<String> = summary.pairs.iter().flat_map(|p| [p.sender.clone(), p.receiver.clone()]).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Messages and bytes per system pair: the ground truth beside what the eavesdropper estimated
+/// from the tap alone.
+pub fn volume_heatmap(summary: &Summary) -> HeatmapFigure {
+    let systems = systems_of(summary);
+    let matrix = |value: fn(&PairRow) -> u64| -> Vec<Vec<Option<f64>>> {
+        systems
+            .iter()
+            .map(|s| {
+                systems
+                    .iter()
+                    .map(|r| summary.pairs.iter().find(|p| &p.sender == s && &p.receiver == r).map(|p| value(p) as f64))
+                    .collect()
+            })
+            .collect()
+    };
+    HeatmapFigure {
+        title: "Volume between systems: ground truth beside the eavesdropper's estimate".to_string(),
+        matrices: vec![
+            Matrix {
+                title: "Messages (truth)".into(),
+                values: matrix(|p| p.messages),
+                value_text: count_text,
+                scale_group: 0,
+            },
+            Matrix {
+                title: "Messages (eavesdropper's estimate)".into(),
+                values: matrix(|p| p.messages_est),
+                value_text: count_text,
+                scale_group: 0,
+            },
+            Matrix {
+                title: "Message bytes (truth)".into(),
+                values: matrix(|p| p.bytes_true),
+                value_text: bytes_text,
+                scale_group: 1,
+            },
+            Matrix {
+                title: "Message bytes (eavesdropper's estimate)".into(),
+                values: matrix(|p| p.bytes_est),
+                value_text: bytes_text,
+                scale_group: 1,
+            },
+        ],
+        systems,
+        per_row: 2,
+    }
+}
+
+/// TLS against plaintext per message-size bucket: mean overhead bytes on the wire, and mean
+/// session time.
+pub fn tls_cost_chart(rows: &[TlsCostRow]) -> Stack<GroupedBarChart, GroupedBarChart> {
+    let categories: Vec<String> = rows.iter().map(|r| r.size_bucket.clone()).collect();
+    let values = |f: fn(&TlsCostRow) -> Option<f64>| rows.iter().map(|r| f(r).unwrap_or(0.0)).collect::<Vec<f64>>();
+    let empty = "No session moved a message where the tap could see it.".to_string();
+    Stack {
+        top: GroupedBarChart {
+            title: "TLS cost: bytes on the wire beyond the message".to_string(),
+            x_desc: "message size".to_string(),
+            y_desc: "mean overhead per session (wire − message)".to_string(),
+            categories: categories.clone(),
+            series: vec![
+                BarSeries {
+                    label: "plaintext".into(),
+                    color: TRUTH_COLOR,
+                    values: values(|r| r.plain_overhead_bytes_mean),
+                },
+                BarSeries {
+                    label: "STARTTLS".into(),
+                    color: SEEN_COLOR,
+                    values: values(|r| r.tls_overhead_bytes_mean),
+                },
+            ],
+            value_text: bytes_text,
+            empty: empty.clone(),
+        },
+        bottom: GroupedBarChart {
+            title: "TLS cost: session time".to_string(),
+            x_desc: "message size".to_string(),
+            y_desc: "mean session duration".to_string(),
+            categories,
+            series: vec![
+                BarSeries {
+                    label: "plaintext".into(),
+                    color: TRUTH_COLOR,
+                    values: values(|r| r.plain_duration_ms_mean),
+                },
+                BarSeries { label: "STARTTLS".into(), color: SEEN_COLOR, values: values(|r| r.tls_duration_ms_mean) },
+            ],
+            value_text: ms_text,
+            empty,
+        },
+    }
+}
+
+/// Messages submitted per second (ground truth) against SMTP sessions per second: started by
+/// the relays (ground truth) and seen by the tap.
+pub fn timeline_chart(summary: &Summary) -> LineChart {
+    let t = &summary.timeline;
+    let mid = |r: &analysis::TimelineRow| r.t_start_s + r.bin_width_s / 2.0;
+    let width = t.first().map(|r| r.bin_width_s).unwrap_or(1.0);
+    LineChart {
+        title: "Traffic over time: messages submitted vs sessions on the tapped lines".to_string(),
+        x_desc: "time since the first event".to_string(),
+        y_desc: format!("per second (bins of {})", seconds_text(width)),
+        series: vec![
+            Curve {
+                label: "messages submitted (truth)".into(),
+                color: TRUTH_COLOR,
+                stroke: Stroke::Solid,
+                markers: false,
+                points: t.iter().map(|r| (mid(r), r.submitted_per_s())).collect(),
+                band: Vec::new(),
+            },
+            Curve {
+                label: "hop sessions started (truth)".into(),
+                color: THIRD_COLOR,
+                stroke: Stroke::Dashed,
+                markers: false,
+                points: t.iter().map(|r| (mid(r), r.hop_sessions_per_s())).collect(),
+                band: Vec::new(),
+            },
+            Curve {
+                label: "sessions seen by the tap".into(),
+                color: SEEN_COLOR,
+                stroke: Stroke::Solid,
+                markers: false,
+                points: t.iter().map(|r| (mid(r), r.tap_sessions_per_s())).collect(),
+                band: Vec::new(),
+            },
+        ],
+        y_range: None,
+        y_text: rate_text,
+        x_text: seconds_text,
+        empty: "No events to plot.".to_string(),
+        band_label: None,
+    }
+}
+
+/// Exposure per sweep point: mean shares over seeds, with the analytic content share.
+pub fn sweep_exposure_chart(sweep: &SweepSummary) -> StackedShareChart {
+    let categories: Vec<String> = sweep.points.iter().map(|p| p.point.clone()).collect();
+    let mean = |i: usize, metric: &str| sweep.points[i].metric(metric).and_then(|c| c.mean);
+    StackedShareChart {
+        title: format!("Exposure of hop messages per point of sweep {} (mean over seeds)", sweep.name),
+        x_desc: "sweep point".to_string(),
+        layers: class_layers(|class, i| mean(i, &format!("share_{}", class.name())), categories.len()),
+        markers: (0..categories.len()).map(|i| mean(i, "analytic_content_share")).collect(),
+        categories,
+        marker_label: "analytic content share".to_string(),
+        empty: "No point of this sweep has been analysed.".to_string(),
+    }
+}
+
+/// The adoption curve: content-recovered share against the sweep's numeric parameter, mean
+/// over seeds with its 95% interval, beside the analytic expectation (and the plaintext control,
+/// when the runs have one). `None` when no swept key is numeric.
+pub fn adoption_chart(sweep: &SweepSummary) -> Option<LineChart> {
+    let x_key = sweep.x_key.clone()?;
+    let colors = [SEEN_COLOR, TRUTH_COLOR, THIRD_COLOR, FOURTH_COLOR];
+    let groups = curve_groups(sweep);
+    let mut series = Vec::new();
+    for (g, (label, idx)) in groups.iter().enumerate() {
+        let suffix = if label.is_empty() { String::new() } else { format!(" ({label})") };
+        let color = colors[g % colors.len()];
+        let pts = |metric: &str| -> Vec<(f64, f64)> {
+            idx.iter()
+                .filter_map(|&i| {
+                    let p = &sweep.points[i];
+                    Some((p.x?, p.metric(metric)?.mean?))
+                })
+                .collect()
+        };
+        let band: Vec<(f64, f64, f64)> = idx
+            .iter()
+            .filter_map(|&i| {
+                let p = &sweep.points[i];
+                let ci = p.metric("share_content")?;
+                Some((p.x?, ci.low?, ci.high?))
+            })
+            .collect();
+        series.push(Curve {
+            label: format!("content recovered, measured{suffix}"),
+            color,
+            stroke: Stroke::Solid,
+            markers: true,
+            points: pts("share_content"),
+            band,
+        });
+        let analytic = pts("analytic_content_share");
+        if !analytic.is_empty() {
+            series.push(Curve {
+                label: format!("analytic expectation{suffix}"),
+                color: plotters::style::RGBColor(60, 60, 60),
+                stroke: Stroke::Dashed,
+                markers: false,
+                points: analytic,
+                band: Vec::new(),
+            });
+        }
+        let control = pts("control_share_content");
+        if !control.is_empty() {
+            series.push(Curve {
+                label: format!("plaintext control{suffix}"),
+                color: TRUTH_COLOR,
+                stroke: Stroke::Dashed,
+                markers: true,
+                points: control,
+                band: Vec::new(),
+            });
+        }
+    }
+    let one_seed = sweep.points.iter().all(|p| p.seeds.len() < 2);
+    Some(LineChart {
+        title: format!("Adoption curve: content the eavesdropper recovered vs {x_key}"),
+        x_desc: x_key,
+        y_desc: "content recovered (share of hop messages)".to_string(),
+        series,
+        y_range: Some((0.0, 1.05)),
+        y_text: share_text,
+        x_text: number_text,
+        empty: "No point of this sweep has been analysed.".to_string(),
+        band_label: Some(if one_seed {
+            "95% interval (needs 2+ seeds)".to_string()
+        } else {
+            "95% t-interval over seeds".to_string()
+        }),
+    })
 }

@@ -1,52 +1,88 @@
-//! `report/summary.md`: the table and headline numbers as Markdown, for pasting into notes.
+//! `report/summary.md`: the tables and headline numbers as Markdown, for pasting into notes.
 
-use analysis::Summary;
+use analysis::{Summary, SweepSummary, headline_lines};
 
-use crate::html::THREAT_MODEL;
-use crate::pair_table::{self, HEADINGS, NUMERIC};
+use crate::context::{Figures, RunContext, SweepContext};
+use crate::html::{CLASSES, ESTIMATOR, THREAT_MODEL};
+use crate::pair_table;
 use crate::provenance::Provenance;
+use crate::tables;
 
-/// A table cell with the characters that would break a Markdown table escaped.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+fn heading(kind: &str, name: &str) -> String {
+    if name.is_empty() { format!("# smtplab {kind}\n\n") } else { format!("# smtplab {kind}: {name}\n\n") }
 }
 
-pub fn summary_md(summary: &Summary, provenance: &Provenance) -> String {
-    let mut md = String::new();
-    if provenance.scenario.is_empty() {
-        md.push_str("# smtplab report\n\n");
-    } else {
-        md.push_str(&format!("# smtplab report: {}\n\n", provenance.scenario));
-    }
-    md.push_str(THREAT_MODEL);
-    md.push_str("\n\n## Headline\n\n");
-    for line in pair_table::headlines(summary) {
-        md.push_str(&format!("- {line}\n"));
-    }
-
-    md.push_str("\n## Per link\n\n|");
-    for heading in HEADINGS {
-        md.push_str(&format!(" {heading} |"));
-    }
-    md.push_str("\n|");
-    for numeric in NUMERIC {
-        md.push_str(if numeric { " ---: |" } else { " --- |" });
-    }
-    md.push('\n');
-    for row in &summary.pairs {
-        md.push('|');
-        for text in pair_table::cells(row) {
-            md.push_str(&format!(" {} |", cell(&text)));
-        }
-        md.push('\n');
-    }
-    if summary.pairs.is_empty() {
-        md.push_str("\nNo mail crossed between systems.\n");
-    }
-
+fn provenance_md(md: &mut String, lines: &[(String, String)]) {
     md.push_str("\n## Provenance\n\n");
-    for (label, value) in provenance.lines() {
+    for (label, value) in lines {
         md.push_str(&format!("- {label}: `{}`\n", value.replace('`', "'")));
     }
+}
+
+fn figure(md: &mut String, figures: &Figures, name: &str, alt: &str) {
+    if figures.get(name).is_some() {
+        md.push_str(&format!("\n![{alt}]({name}.png)\n"));
+    }
+}
+
+pub fn summary_md(summary: &Summary, provenance: &Provenance, context: &RunContext, figures: &Figures) -> String {
+    let mut md = heading("report", &provenance.scenario);
+    md.push_str(THREAT_MODEL);
+    md.push_str("\n\n## Headline\n\n");
+    let mut headline = pair_table::headlines(summary);
+    headline.extend(headline_lines(&summary.run));
+    for line in headline {
+        md.push_str(&format!("- {line}\n"));
+    }
+    md.push_str("\n## Exposure\n");
+    figure(&mut md, figures, "exposure", "exposure classes per link");
+    md.push('\n');
+    for (class, meaning) in CLASSES {
+        md.push_str(&format!("- **{class}**: {meaning}\n"));
+    }
+    md.push_str("\n## Per link\n\n");
+    md.push_str(&tables::pairs(summary).markdown());
+    md.push_str("\n## With and without STARTTLS\n\n");
+    md.push_str(&tables::with_without(summary).markdown());
+    md.push_str("\n## What leaks anyway: volume between systems\n");
+    figure(&mut md, figures, "volume", "volume heatmaps");
+    md.push('\n');
+    md.push_str(&tables::estimates(summary).markdown());
+    md.push_str(&format!("\n{ESTIMATOR}\n"));
+    md.push_str("\n## Cost of TLS\n\n");
+    md.push_str(&tables::tls_cost(&summary.tls_cost).markdown());
+    figure(&mut md, figures, "tls_cost", "TLS overhead by message size");
+    md.push_str("\n## Traffic over time\n");
+    figure(&mut md, figures, "timeline", "traffic over time");
+    provenance_md(&mut md, &context.provenance_lines(provenance));
+    md
+}
+
+pub fn sweep_md(sweep: &SweepSummary, provenance: &Provenance, context: &SweepContext, figures: &Figures) -> String {
+    let mut md = heading("sweep report", &sweep.name);
+    md.push_str(THREAT_MODEL);
+    md.push_str("\n\n## Headline\n\n");
+    for line in context.headlines(sweep) {
+        md.push_str(&format!("- {line}\n"));
+    }
+    md.push_str("\n## Points\n\n");
+    md.push_str(&tables::points(sweep).markdown());
+    md.push_str(
+        "\nContent recovered: mean over seeds with a 95% Student-t interval; with one seed there is no interval.\n",
+    );
+    md.push_str("\n## Adoption curve\n");
+    if figures.get("adoption").is_some() {
+        figure(&mut md, figures, "adoption", "adoption curve");
+    } else {
+        md.push_str("\nNo swept parameter is numeric at every point, so there is no curve to draw.\n");
+    }
+    md.push_str("\n## Exposure per point\n");
+    figure(&mut md, figures, "exposure", "exposure per point");
+    md.push_str("\n## Cost of TLS (all runs and controls pooled)\n\n");
+    md.push_str(&tables::tls_cost(&sweep.tls_cost).markdown());
+    figure(&mut md, figures, "tls_cost", "TLS overhead by message size");
+    md.push_str("\n## Runs\n\n");
+    md.push_str(&tables::runs(sweep, &context.captures, &context.reports).markdown());
+    provenance_md(&mut md, &context.provenance_lines(sweep, provenance));
     md
 }

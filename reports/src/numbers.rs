@@ -31,9 +31,41 @@ pub fn human_bytes(n: u64) -> String {
     if value < 10.0 { format!("{value:.1} {unit}") } else { format!("{value:.0} {unit}") }
 }
 
-/// A count as a chart label: plain digits.
-pub fn count_text(n: u64) -> String {
-    n.to_string()
+/// A count as a chart label: plain digits (rounded).
+pub fn count_text(n: f64) -> String {
+    group_digits(n.max(0.0).round() as u64)
+}
+
+/// A byte amount as a chart label (see [`human_bytes`]).
+pub fn bytes_text(n: f64) -> String {
+    human_bytes(n.max(0.0).round() as u64)
+}
+
+/// A fraction as a chart label: 0.25 as "25%".
+pub fn share_text(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+/// Milliseconds as a chart label.
+pub fn ms_text(x: f64) -> String {
+    if x >= 100.0 { format!("{x:.0} ms") } else { format!("{x:.1} ms") }
+}
+
+/// Seconds as an axis label.
+pub fn seconds_text(x: f64) -> String {
+    if x.abs() >= 10.0 { format!("{x:.0} s") } else { format!("{} s", number_text(x)) }
+}
+
+/// A rate per second as an axis label.
+pub fn rate_text(x: f64) -> String {
+    if x >= 10.0 { format!("{x:.0}/s") } else { format!("{}/s", number_text(x)) }
+}
+
+/// A plain number as an axis label: as few decimals as needed.
+pub fn number_text(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".to_string() } else { s.to_string() }
 }
 
 #[cfg(test)]
@@ -50,5 +82,11 @@ mod tests {
         assert_eq!(human_bytes(1234), "1.2 kB");
         assert_eq!(human_bytes(12_345), "12 kB");
         assert_eq!(human_bytes(4_500_000), "4.5 MB");
+        assert_eq!(count_text(1234.4), "1,234");
+        assert_eq!(share_text(0.256), "26%");
+        assert_eq!(number_text(0.25), "0.25");
+        assert_eq!(number_text(1.0), "1");
+        assert_eq!(number_text(-0.0001), "0");
+        assert_eq!(ms_text(12.34), "12.3 ms");
     }
 }

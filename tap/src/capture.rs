@@ -34,7 +34,14 @@ pub fn link(a: std::net::IpAddr, b: std::net::IpAddr) -> (std::net::IpAddr, std:
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        Self { device: "lo".into(), filter: "tcp".into(), snaplen: 262_144, buffer_size: 64 << 20, links: None, promisc: false }
+        Self {
+            device: "lo".into(),
+            filter: "tcp".into(),
+            snaplen: 262_144,
+            buffer_size: 64 << 20,
+            links: None,
+            promisc: false,
+        }
     }
 }
 

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::path::Path;
 
-use records::{TapSession, TapTransaction};
+use records::{TapRecord, TapSession, TapTransaction};
 
 use crate::decode::{Link, Skip, decode};
 use crate::error::TapError;
@@ -19,8 +20,29 @@ use crate::smtp::{SessionInput, dissect_session};
 
 /// Out-of-order bytes buffered per direction before a hole is given up as a gap.
 const MAX_PENDING: usize = 8 << 20;
-/// Bytes stored per direction; beyond, bytes are counted only.
-const MAX_STREAM: usize = 256 << 20;
+/// Bytes stored per direction; beyond, bytes are counted only. Above the relay's 50 MiB message
+/// limit with its dot-stuffing and commands.
+const MAX_STREAM: usize = 64 << 20;
+/// Bytes stored by all flows together (reassembled data, buffered segments). Past it, every
+/// stream that grows stops storing (it keeps counting, and its session is noted
+/// `stream_truncated_at_limit`) until finished flows give memory back. With one flow's
+/// dissection on top (its message unstuffed, its attachments decoded: at most about twice
+/// [`MAX_STREAM`] more), this keeps the tap under 256 MiB whatever the capture (measured in
+/// BENCHMARKS.md under 160 MiB with 512 sessions, or 64 sessions of messages up to 50 MB, at once).
+const MAX_TOTAL: usize = 96 << 20;
+/// A flow with no packet for this long (capture time) is finished, as if closed: RFC 5321's
+/// longest server timeout (10 minutes, for the end of DATA). Later packets start a new flow.
+const IDLE_TIMEOUT: f64 = 600.0;
+/// How often (capture time) flows are checked for idleness.
+const IDLE_SWEEP: f64 = 30.0;
+/// Flows tracked at once. Past it, the least recently active half are finished early (each
+/// flow costs about half a kilobyte before any data: a SYN flood must not grow the tap).
+const MAX_FLOWS: usize = 200_000;
+/// How long (capture time) a closed connection's ports are remembered, so that its last ACKs
+/// and retransmitted FINs do not open a flow that would linger until the idle timeout.
+const TIME_WAIT: f64 = 60.0;
+/// Bytes each direction needs before a flow can be told not to be SMTP (and stops storing).
+const CLASSIFY_BYTES: usize = 12;
 
 /// Everything read from one capture.
 #[derive(Debug, Default)]
@@ -38,6 +60,34 @@ pub struct Dissection {
     pub error: Option<TapError>,
 }
 
+/// Counts of a streamed read ([`dissect_reader_with`]): the records went to the callback.
+#[derive(Debug, Default)]
+pub struct ReadSummary {
+    pub packets: u64,
+    /// Bytes of the capture read (file offset reached).
+    pub bytes: u64,
+    pub fragments_skipped: u64,
+    pub malformed: u64,
+    /// Packets of a pcapng interface whose link type is not read (other than the first one's).
+    pub other_link: u64,
+    pub sessions: u64,
+    pub transactions: u64,
+    /// Flows finished because they were idle for [`IDLE_TIMEOUT`] seconds of capture time.
+    pub idle_expired: u64,
+    /// Flows finished early, least recently active first, because [`MAX_FLOWS`] were open.
+    pub evicted: u64,
+    /// Most flows tracked at once.
+    pub peak_flows: u64,
+    /// Streams that stopped storing because all flows together held [`MAX_TOTAL`] bytes.
+    pub memory_limited: u64,
+    /// Most bytes held by all flows at once.
+    pub peak_stored: u64,
+    /// The callback asked to stop: the rest of the capture was not read.
+    pub stopped: bool,
+    /// The read stopped early: the records given before are those found before this error.
+    pub error: Option<TapError>,
+}
+
 type Key = (SocketAddr, SocketAddr);
 
 struct Flow {
@@ -48,6 +98,14 @@ struct Flow {
     /// Which direction sent a SYN without ACK: the client.
     syn_from: Option<usize>,
     fins: [bool; 2],
+    /// Capture time of the latest packet (the largest seen).
+    last_seen: f64,
+    /// Bytes this flow holds, as last accounted in the total.
+    stored: usize,
+    /// Known not to be SMTP: nothing is stored and no record is made.
+    ignored: bool,
+    /// Whether the SMTP-or-not question was settled early.
+    classified: bool,
 }
 
 impl Flow {
@@ -58,6 +116,39 @@ impl Flow {
             streams: [HalfStream::new(MAX_PENDING, MAX_STREAM), HalfStream::new(MAX_PENDING, MAX_STREAM)],
             syn_from: None,
             fins: [false; 2],
+            last_seen: f64::MIN,
+            stored: 0,
+            ignored: false,
+            classified: false,
+        }
+    }
+
+    fn stored_bytes(&self) -> usize {
+        self.streams[0].stored_bytes() + self.streams[1].stored_bytes()
+    }
+
+    /// Once both directions have their first bytes, a flow that does not start like SMTP never
+    /// will ([`finish`] decides on the same prefixes): it is dropped now rather than stored to
+    /// its end. HTTP CONNECT heads are left to the end (the tunnelled start comes later).
+    fn classify_early(&mut self) {
+        let [a, b] = &self.streams;
+        if a.data.len() < CLASSIFY_BYTES || b.data.len() < CLASSIFY_BYTES {
+            return;
+        }
+        self.classified = true;
+        if starts_connect(&a.data) || starts_connect(&b.data) {
+            return;
+        }
+        let client = client_side(self);
+        let (c, s) = (&self.streams[client].data, &self.streams[1 - client].data);
+        let resp = if client == 0 { self.second } else { self.first };
+        let smtp = starts_reply(s) || starts_cmd(c);
+        let implicit_tls = resp.port() == 465 && c.first() == Some(&0x16);
+        if !smtp && !implicit_tls {
+            self.ignored = true;
+            for h in &mut self.streams {
+                h.discard();
+            }
         }
     }
 }
@@ -68,11 +159,12 @@ fn key(a: SocketAddr, b: SocketAddr) -> Key {
 
 /// Reads a pcap or pcapng file. Fails only when the file cannot be opened, is not a capture, or
 /// its link type is not supported; a corrupt tail ends the read with `error` set and the records
-/// found before it kept.
+/// found before it kept. Records are sorted by time; memory grows with them: for captures of any
+/// size, [`dissect_file_with`] streams them instead.
 pub fn dissect_file(path: &Path) -> Result<Dissection, TapError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
-    dissect_reader(&name, std::io::BufReader::with_capacity(1 << 20, file))
+    dissect_reader(&name, file)
 }
 
 /// [`dissect_file`] over capture bytes in memory; `name` stands for the path in errors.
@@ -83,59 +175,300 @@ pub fn dissect_bytes(name: &str, bytes: &[u8]) -> Result<Dissection, TapError> {
 /// [`dissect_file`] over any byte source.
 pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapError> {
     let mut out = Dissection::default();
+    let summary = dissect_reader_with(name, input, |r| {
+        match r {
+            TapRecord::Session(s) => out.sessions.push(s),
+            TapRecord::Transaction(t) => out.transactions.push(t),
+        }
+        ControlFlow::Continue(())
+    })?;
+    out.packets = summary.packets;
+    out.fragments_skipped = summary.fragments_skipped;
+    out.malformed = summary.malformed;
+    out.other_link = summary.other_link;
+    out.error = summary.error;
+    out.sessions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    out.transactions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    Ok(out)
+}
+
+/// Reads a capture file and hands each record to `on_record` as soon as its flow ends (FINs
+/// from both sides or a RST, idle for [`IDLE_TIMEOUT`] seconds of capture time, or the end of the
+/// file): a session record, then that session's transactions. Nothing is kept after that, so
+/// memory is bounded by the flows open at once (and in total by [`MAX_TOTAL`]), not by the size
+/// of the file. `on_record` returns `Break` to stop reading.
+pub fn dissect_file_with(
+    path: &Path,
+    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
+    dissect_reader_with(&name, file, on_record)
+}
+
+/// Flows waiting for the dissecting thread.
+const QUEUE: usize = 16;
+
+/// A flow dissected by the worker: its records (`None`: not SMTP) and the bytes it held.
+struct Done {
+    records: Option<(TapSession, Vec<TapTransaction>)>,
+    stored: usize,
+}
+
+/// Memory and time bounds of a read (the constants above; smaller in tests).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_total: usize,
+    idle_timeout: f64,
+    max_flows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS }
+    }
+}
+
+/// The state of a streamed read. Finished flows are dissected on a second thread (in the order
+/// they finished, so records come out as they would from one thread), while this one reads and
+/// reassembles; records are handed to `on_record` here, on the caller's thread.
+struct Tap<F> {
+    flows: HashMap<Key, Flow>,
+    /// Connections closed lately (FINs or RST), with the time they closed.
+    closed: HashMap<Key, f64>,
+    /// Bytes held by all flows, those being dissected included.
+    stored: usize,
+    /// Flows sent to the worker whose records have not come back.
+    in_flight: usize,
+    to_worker: Option<std::sync::mpsc::SyncSender<Flow>>,
+    from_worker: std::sync::mpsc::Receiver<Done>,
+    summary: ReadSummary,
+    limits: Limits,
+    on_record: F,
+}
+
+impl<F: FnMut(TapRecord) -> ControlFlow<()>> Tap<F> {
+    /// Sends a flow taken out of the table to be finished; hands on the records that are ready.
+    fn close(&mut self, flow: Flow) {
+        if self.summary.stopped {
+            self.stored = self.stored.saturating_sub(flow.stored);
+            return;
+        }
+        let sent = self.to_worker.as_ref().is_some_and(|w| w.send(flow).is_ok());
+        if sent {
+            self.in_flight += 1;
+        } else {
+            // The worker is gone (it panicked: the scope will say so).
+            self.summary.stopped = true;
+        }
+        while let Ok(done) = self.from_worker.try_recv() {
+            self.deliver(done);
+        }
+    }
+
+    /// Waits for one dissected flow; false when none is out.
+    fn wait_one(&mut self) -> bool {
+        if self.in_flight == 0 {
+            return false;
+        }
+        match self.from_worker.recv() {
+            Ok(done) => {
+                self.deliver(done);
+                true
+            }
+            Err(_) => {
+                self.in_flight = 0;
+                false
+            }
+        }
+    }
+
+    fn deliver(&mut self, done: Done) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.stored = self.stored.saturating_sub(done.stored);
+        let Some((session, transactions)) = done.records else { return };
+        if self.summary.stopped {
+            return;
+        }
+        self.summary.sessions += 1;
+        self.summary.transactions += transactions.len() as u64;
+        if (self.on_record)(TapRecord::Session(session)).is_break() {
+            self.summary.stopped = true;
+            return;
+        }
+        for t in transactions {
+            if (self.on_record)(TapRecord::Transaction(t)).is_break() {
+                self.summary.stopped = true;
+                return;
+            }
+        }
+    }
+
+    /// Finishes, oldest first, the flows with no packet since `before`; forgets connections
+    /// closed before `closed_before`.
+    fn expire(&mut self, before: f64, closed_before: f64) {
+        let idle: Vec<Key> = self.flows.iter().filter(|(_, f)| f.last_seen < before).map(|(k, _)| *k).collect();
+        self.summary.idle_expired += idle.len() as u64;
+        self.close_all(idle);
+        self.closed.retain(|_, at| *at >= closed_before);
+    }
+
+    /// Too many flows: finishes the least recently active half (and forgets closed ones).
+    fn evict(&mut self) {
+        let mut seen: Vec<f64> = self.flows.values().map(|f| f.last_seen).collect();
+        let mid = seen.len() / 2;
+        let (_, cut, _) = seen.select_nth_unstable_by(mid, f64::total_cmp);
+        let cut = *cut;
+        let old: Vec<Key> = self.flows.iter().filter(|(_, f)| f.last_seen < cut).map(|(k, _)| *k).collect();
+        self.summary.evicted += old.len() as u64;
+        self.close_all(old);
+        self.closed.clear();
+    }
+
+    fn close_all(&mut self, keys: Vec<Key>) {
+        let mut done: Vec<Flow> = keys.iter().filter_map(|k| self.flows.remove(k)).collect();
+        done.sort_by(|a, b| first_ts(a).total_cmp(&first_ts(b)));
+        for flow in done {
+            self.close(flow);
+        }
+    }
+}
+
+fn first_ts(f: &Flow) -> f64 {
+    let [a, b] = &f.streams;
+    a.first_ts.unwrap_or(f64::MAX).min(b.first_ts.unwrap_or(f64::MAX))
+}
+
+fn unsupported(path: &str, linktype: u32) -> TapError {
+    TapError::LinkType {
+        path: path.into(),
+        linktype: linktype as i32,
+        name: pcap::Linktype(linktype as i32).get_name().unwrap_or_else(|_| "unknown".into()),
+    }
+}
+
+/// [`dissect_file_with`] over any byte source; `name` stands for the path in errors.
+pub fn dissect_reader_with<R: Read>(
+    name: &str,
+    input: R,
+    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
+    dissect_with_limits(name, input, Limits::default(), on_record)
+}
+
+fn dissect_with_limits<R: Read>(
+    name: &str,
+    input: R,
+    limits: Limits,
+    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
     let mut reader = match Reader::new(input) {
         Ok(r) => r,
         Err(ReadError::NotCapture(detail)) => {
             return Err(TapError::Open { path: name.into(), detail: format!("not a pcap or pcapng file ({detail})") });
         }
         Err(ReadError::Corrupt { offset, detail }) => {
-            out.error = Some(TapError::Corrupt { path: name.into(), offset, detail });
-            return Ok(out);
+            return Ok(ReadSummary {
+                error: Some(TapError::Corrupt { path: name.into(), offset, detail }),
+                ..Default::default()
+            });
         }
-    };
-    let unsupported = |linktype: u32| TapError::LinkType {
-        path: name.into(),
-        linktype: linktype as i32,
-        name: pcap::Linktype(linktype as i32).get_name().unwrap_or_else(|_| "unknown".into()),
     };
     if let Some(lt) = reader.linktype()
         && Link::from_dlt(lt as i32).is_none()
     {
-        return Err(unsupported(lt));
+        return Err(unsupported(name, lt));
     }
-    let mut flows: HashMap<Key, Flow> = HashMap::new();
-    loop {
+    std::thread::scope(|scope| {
+        let (to_worker, worker_in) = std::sync::mpsc::sync_channel::<Flow>(QUEUE);
+        let (worker_out, from_worker) = std::sync::mpsc::channel::<Done>();
+        scope.spawn(move || {
+            for flow in worker_in {
+                let stored = flow.stored;
+                if worker_out.send(Done { records: finish(flow), stored }).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tap = Tap {
+            flows: HashMap::new(),
+            closed: HashMap::new(),
+            stored: 0,
+            in_flight: 0,
+            to_worker: Some(to_worker),
+            from_worker,
+            summary: ReadSummary::default(),
+            limits,
+            on_record,
+        };
+        read_all(&mut reader, &mut tap, name)?;
+        let rest: Vec<Key> = tap.flows.keys().copied().collect();
+        tap.close_all(rest);
+        tap.to_worker = None;
+        while tap.wait_one() {}
+        Ok(tap.summary)
+    })
+}
+
+/// The packet loop of [`dissect_reader_with`].
+fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
+    reader: &mut Reader<R>,
+    tap: &mut Tap<F>,
+    name: &str,
+) -> Result<(), TapError> {
+    let mut now = f64::MIN;
+    let mut next_sweep = f64::MIN;
+    // The link type of the last packet, decoded once per change (pcapng may mix interfaces).
+    let mut link: Option<(u32, Option<Link>)> = None;
+    while !tap.summary.stopped {
         let packet = match reader.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(ReadError::Corrupt { offset, detail }) => {
-                out.error = Some(TapError::Corrupt { path: name.into(), offset, detail });
+                tap.summary.error = Some(TapError::Corrupt { path: name.into(), offset, detail });
                 break;
             }
             Err(ReadError::NotCapture(detail)) => {
-                out.error = Some(TapError::Corrupt { path: name.into(), offset: 0, detail });
+                tap.summary.error = Some(TapError::Corrupt { path: name.into(), offset: 0, detail });
                 break;
             }
         };
-        out.packets += 1;
-        let Some(link) = Link::from_dlt(packet.linktype as i32) else {
-            if out.packets == 1 {
-                // pcapng: the first interface is only known at its first packet.
-                return Err(unsupported(packet.linktype));
+        tap.summary.packets += 1;
+        let this_link = match link {
+            Some((lt, l)) if lt == packet.linktype => l,
+            _ => {
+                let l = Link::from_dlt(packet.linktype as i32);
+                link = Some((packet.linktype, l));
+                l
             }
-            out.other_link += 1;
+        };
+        let Some(this_link) = this_link else {
+            if tap.summary.packets == 1 {
+                // pcapng: the first interface is only known at its first packet.
+                return Err(unsupported(name, packet.linktype));
+            }
+            tap.summary.other_link += 1;
             continue;
         };
         let ts = packet.ts;
-        let seg = match decode(link, packet.data) {
+        if ts > now {
+            now = ts;
+            if now >= next_sweep {
+                if next_sweep > f64::MIN {
+                    tap.expire(now - tap.limits.idle_timeout, now - TIME_WAIT);
+                }
+                next_sweep = now + IDLE_SWEEP;
+            }
+        }
+        let seg = match decode(this_link, packet.data) {
             Ok(s) => s,
             Err(Skip::NotTcp) => continue,
             Err(Skip::Fragment) => {
-                out.fragments_skipped += 1;
+                tap.summary.fragments_skipped += 1;
                 continue;
             }
             Err(Skip::Malformed) => {
-                out.malformed += 1;
+                tap.summary.malformed += 1;
                 continue;
             }
         };
@@ -145,13 +478,24 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
         // A new SYN on a flow that already carried data is a new connection reusing the ports.
         if seg.syn
             && !seg.ack
-            && let Some(old) = flows.get(&k)
+            && let Some(old) = tap.flows.get(&k)
             && (old.streams[0].delivered > 0 || old.streams[1].delivered > 0)
-            && let Some(old) = flows.remove(&k)
+            && let Some(old) = tap.flows.remove(&k)
         {
-            finish(old, &mut out);
+            tap.close(old);
         }
-        let flow = flows.entry(k).or_insert_with(|| Flow::new(src, dst));
+        if !tap.flows.contains_key(&k) {
+            if seg.payload.is_empty() && !seg.syn && tap.closed.contains_key(&k) {
+                // The last ACK or a retransmitted FIN of a connection already finished.
+                continue;
+            }
+            if tap.flows.len() >= tap.limits.max_flows {
+                tap.evict();
+            }
+            tap.closed.remove(&k);
+        }
+        let flow = tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst));
+        flow.last_seen = flow.last_seen.max(ts);
         let dir = usize::from(src != flow.first);
         let half = &mut flow.streams[dir];
         if seg.syn {
@@ -166,21 +510,43 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
             half.set_fin();
             flow.fins[dir] = true;
         }
-        if seg.rst || (flow.fins[0] && flow.fins[1]) {
-            // Late retransmissions after this start a fresh (data-less) flow and are ignored.
-            if let Some(done) = flows.remove(&k) {
-                finish(done, &mut out);
+        let closing = seg.rst || (flow.fins[0] && flow.fins[1]);
+        if !seg.payload.is_empty() {
+            if !flow.classified {
+                flow.classify_early();
+            }
+            let was = flow.stored;
+            flow.stored = flow.stored_bytes();
+            tap.stored = (tap.stored + flow.stored).saturating_sub(was);
+            let max_total = tap.limits.max_total;
+            if tap.stored > max_total && !flow.streams[dir].truncated() {
+                // Over budget: flows being dissected give their memory back first; if that is
+                // not enough, this stream stops storing.
+                while tap.stored > max_total && tap.wait_one() {}
+                if tap.stored > max_total
+                    && let Some(flow) = tap.flows.get_mut(&k)
+                {
+                    flow.streams[dir].stop_storing();
+                    tap.summary.memory_limited += 1;
+                    let was = flow.stored;
+                    flow.stored = flow.stored_bytes();
+                    tap.stored = (tap.stored + flow.stored).saturating_sub(was);
+                }
+            }
+            tap.summary.peak_stored = tap.summary.peak_stored.max(tap.stored as u64);
+        }
+        if closing {
+            // Late retransmissions with data after this start a fresh flow (not SMTP at its start:
+            // no record); ACKs and FINs are dropped while the ports are remembered.
+            if let Some(done) = tap.flows.remove(&k) {
+                tap.closed.insert(k, ts);
+                tap.close(done);
             }
         }
+        tap.summary.peak_flows = tap.summary.peak_flows.max(tap.flows.len() as u64);
     }
-    let mut rest: Vec<Flow> = flows.into_values().collect();
-    rest.sort_by(|a, b| a.streams[0].first_ts.unwrap_or(0.0).total_cmp(&b.streams[0].first_ts.unwrap_or(0.0)));
-    for flow in rest {
-        finish(flow, &mut out);
-    }
-    out.sessions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
-    out.transactions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
-    Ok(out)
+    tap.summary.bytes = reader.offset();
+    Ok(())
 }
 
 fn starts_cmd(d: &[u8]) -> bool {
@@ -225,13 +591,11 @@ pub fn tunnel_prefix(client: &[u8], server: &[u8]) -> Option<(usize, usize)> {
     Some((c, http_head_end(server)?))
 }
 
-/// Decides who is the client, whether the flow is SMTP, and dissects it.
-fn finish(mut flow: Flow, out: &mut Dissection) {
-    for s in &mut flow.streams {
-        s.finish();
-    }
+/// Which direction is the client's: the one that sent the SYN, else the one that speaks first
+/// as a client (or whose peer answers as a server), else the one from the higher port.
+fn client_side(flow: &Flow) -> usize {
     let [a, b] = &flow.streams;
-    let client = flow.syn_from.unwrap_or_else(|| {
+    flow.syn_from.unwrap_or_else(|| {
         if starts_cmd(&a.data) || starts_connect(&a.data) || starts_reply(&b.data) || b.data.starts_with(b"HTTP/1.") {
             0
         } else if starts_cmd(&b.data)
@@ -244,7 +608,19 @@ fn finish(mut flow: Flow, out: &mut Dissection) {
             // Neither side says: the higher port is the client.
             usize::from(flow.first.port() < flow.second.port())
         }
-    });
+    })
+}
+
+/// Decides who is the client, whether the flow is SMTP, and dissects it: the session record and
+/// its transactions, or `None` when the flow is not SMTP.
+fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
+    if flow.ignored {
+        return None;
+    }
+    for s in &mut flow.streams {
+        s.finish();
+    }
+    let client = client_side(&flow);
     let (c, s) = (&flow.streams[client], &flow.streams[1 - client]);
     let (orig, resp) = if client == 0 { (flow.first, flow.second) } else { (flow.second, flow.first) };
     let tunnel = tunnel_prefix(&c.data, &s.data);
@@ -253,7 +629,7 @@ fn finish(mut flow: Flow, out: &mut Dissection) {
     let smtp = starts_reply(sd) || starts_cmd(cd) || (sd.is_empty() && cd.starts_with(b"MAIL FROM"));
     let implicit_tls = resp.port() == 465 && cd.first() == Some(&0x16);
     if !smtp && !implicit_tls {
-        return;
+        return None;
     }
     let ts = c.first_ts.unwrap_or(0.0).min(s.first_ts.unwrap_or(f64::MAX));
     let end = c.last_ts.max(s.last_ts);
@@ -298,13 +674,11 @@ fn finish(mut flow: Flow, out: &mut Dissection) {
             session.server_name =
                 String::from_utf8_lossy(greeting.get(4..).unwrap_or(&[])).split_whitespace().next().map(str::to_string);
         }
-        out.sessions.push(session);
-        return;
+        return Some((session, Vec::new()));
     }
     let result =
         dissect_session(SessionInput { session, client: c, server: s, client_start: c_start, server_start: s_start });
-    out.sessions.push(result.session);
-    out.transactions.extend(result.transactions);
+    Some((result.session, result.transactions))
 }
 
 fn ip_string(ip: IpAddr) -> String {
@@ -315,4 +689,193 @@ fn ip_string(ip: IpAddr) -> String {
 fn uid(ts: f64, orig: SocketAddr, resp: SocketAddr) -> String {
     let h = crate::message::sha256_hex(format!("{ts:.6}{orig}{resp}").as_bytes());
     format!("C{}", &h[..17])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcapwrite::{Flags, LinkKind, PcapWriter};
+
+    /// A capture in memory, one TCP connection at a time, sequence numbers tracked per port.
+    struct Cap {
+        w: PcapWriter<Vec<u8>>,
+        seq: HashMap<SocketAddr, u32>,
+    }
+
+    impl Cap {
+        fn new() -> Self {
+            Self { w: PcapWriter::new(Vec::new(), LinkKind::Ethernet).expect("header"), seq: HashMap::new() }
+        }
+
+        fn send(&mut self, ts: f64, from: &str, to: &str, flags: Flags, payload: &[u8]) {
+            let (from, to): (SocketAddr, SocketAddr) = (from.parse().expect("addr"), to.parse().expect("addr"));
+            let seq = self.seq.entry(from).or_insert(1000);
+            let at = *seq;
+            *seq = seq.wrapping_add(payload.len() as u32 + u32::from(flags.syn || flags.fin));
+            self.w.write_tcp(ts, from, to, at, 0, flags, payload).expect("frame");
+        }
+
+        fn data(&mut self, ts: f64, from: &str, to: &str, payload: &[u8]) {
+            self.send(ts, from, to, Flags { ack: true, psh: true, ..Default::default() }, payload);
+        }
+
+        /// A plaintext session with one message, left open (no FIN) unless `close`.
+        fn session(&mut self, ts: f64, client: &str, server: &str, body: &[u8], close: bool) {
+            self.send(ts, client, server, Flags { syn: true, ..Default::default() }, b"");
+            self.send(ts, server, client, Flags { syn: true, ack: true, ..Default::default() }, b"");
+            self.data(ts, server, client, b"220 mx.test ESMTP\r\n");
+            self.data(ts, client, server, b"EHLO c.test\r\n");
+            self.data(ts, server, client, b"250 mx.test\r\n");
+            self.data(ts, client, server, b"MAIL FROM:<a@c.test>\r\n");
+            self.data(ts, server, client, b"250 ok\r\n");
+            self.data(ts, client, server, b"RCPT TO:<b@mx.test>\r\n");
+            self.data(ts, server, client, b"250 ok\r\n");
+            self.data(ts, client, server, b"DATA\r\n");
+            self.data(ts, server, client, b"354 go\r\n");
+            for chunk in body.chunks(1400) {
+                self.data(ts, client, server, chunk);
+            }
+            self.data(ts, client, server, b".\r\n");
+            self.data(ts, server, client, b"250 queued\r\n");
+            if close {
+                let fin = Flags { fin: true, ack: true, ..Default::default() };
+                self.send(ts, client, server, fin, b"");
+                self.send(ts, server, client, fin, b"");
+            }
+        }
+
+        fn bytes(self) -> Vec<u8> {
+            self.w.into_inner()
+        }
+    }
+
+    fn read(bytes: &[u8], limits: Limits) -> (Vec<TapRecord>, ReadSummary) {
+        let mut records = Vec::new();
+        let summary = dissect_with_limits("mem.pcap", bytes, limits, |r| {
+            records.push(r);
+            ControlFlow::Continue(())
+        })
+        .expect("reads");
+        (records, summary)
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        let mut b = b"Subject: s\r\n\r\n".to_vec();
+        while b.len() < n {
+            b.extend_from_slice(b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+        }
+        b
+    }
+
+    #[test]
+    fn streamed_records_are_those_of_dissect_bytes_each_session_before_its_transactions() {
+        let mut c = Cap::new();
+        c.session(100.0, "10.0.0.1:40000", "10.0.0.2:25", &body(5000), true);
+        c.session(101.0, "10.0.0.3:40001", "10.0.0.2:25", &body(300), false);
+        let bytes = c.bytes();
+        let (records, summary) = read(&bytes, Limits::default());
+        let whole = dissect_bytes("mem.pcap", &bytes).expect("reads");
+        assert_eq!((summary.sessions, summary.transactions), (2, 2));
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(|r| match r {
+                TapRecord::Session(_) => "s",
+                TapRecord::Transaction(_) => "t",
+            })
+            .collect();
+        assert_eq!(kinds, ["s", "t", "s", "t"]);
+        for r in &records {
+            match r {
+                TapRecord::Session(s) => assert!(whole.sessions.contains(s)),
+                TapRecord::Transaction(t) => assert!(whole.transactions.contains(t)),
+            }
+        }
+        assert_eq!(summary.bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn an_idle_flow_is_finished_before_the_capture_ends() {
+        let mut c = Cap::new();
+        c.session(100.0, "10.0.0.1:40000", "10.0.0.2:25", &body(500), false);
+        c.session(100.0 + IDLE_TIMEOUT + 60.0, "10.0.0.3:40001", "10.0.0.2:25", &body(500), false);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert_eq!(summary.idle_expired, 1, "the first flow, not the one open at the end");
+        let first = records.first().and_then(|r| match r {
+            TapRecord::Session(s) => Some(s.orig_h.clone()),
+            TapRecord::Transaction(_) => None,
+        });
+        assert_eq!(first.as_deref(), Some("10.0.0.1"));
+        assert_eq!(summary.transactions, 2, "both read whole");
+    }
+
+    #[test]
+    fn past_the_total_budget_streams_stop_storing_but_keep_counting() {
+        let mut c = Cap::new();
+        // Two sessions open at once, 200 kB each, against a 150 kB budget.
+        c.session(100.0, "10.0.0.1:40000", "10.0.0.2:25", &body(200_000), false);
+        c.session(100.0, "10.0.0.3:40001", "10.0.0.2:25", &body(200_000), false);
+        let (records, summary) = read(&c.bytes(), Limits { max_total: 150_000, ..Limits::default() });
+        assert!(summary.memory_limited >= 1);
+        assert!(summary.peak_stored < 150_000 + 300_000, "{}", summary.peak_stored);
+        let sessions: Vec<&TapSession> = records
+            .iter()
+            .filter_map(|r| match r {
+                TapRecord::Session(s) => Some(s),
+                TapRecord::Transaction(_) => None,
+            })
+            .collect();
+        assert_eq!(sessions.len(), 2);
+        assert!(sessions.iter().any(|s| s.notes.iter().any(|n| n == "stream_truncated_at_limit")));
+        assert!(sessions.iter().all(|s| s.orig_bytes > 200_000), "volume counted in full");
+    }
+
+    #[test]
+    fn closed_connections_leave_no_flow_behind() {
+        let mut c = Cap::new();
+        for i in 0..50u16 {
+            let client = format!("10.0.0.1:{}", 40000 + i);
+            c.session(100.0 + f64::from(i), &client, "10.0.0.2:25", &body(300), true);
+            // The client's last ACK, and a retransmitted FIN, after both FINs.
+            c.send(100.5 + f64::from(i), &client, "10.0.0.2:25", Flags { ack: true, ..Default::default() }, b"");
+            c.send(
+                100.6 + f64::from(i),
+                "10.0.0.2:25",
+                &client,
+                Flags { fin: true, ack: true, ..Default::default() },
+                b"",
+            );
+        }
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert_eq!(records.len(), 100);
+        assert_eq!(summary.peak_flows, 1, "one connection at a time, and nothing lingering");
+    }
+
+    #[test]
+    fn too_many_flows_finish_the_least_recently_active() {
+        let mut c = Cap::new();
+        for i in 0..40u16 {
+            let client = format!("10.0.0.1:{}", 40000 + i);
+            c.send(1.0 + f64::from(i) / 100.0, &client, "10.0.0.2:25", Flags { syn: true, ..Default::default() }, b"");
+        }
+        c.session(2.0, "10.0.0.9:50000", "10.0.0.2:25", &body(300), true);
+        let (records, summary) = read(&c.bytes(), Limits { max_flows: 10, ..Limits::default() });
+        assert!(summary.evicted >= 30, "{summary:?}");
+        assert!(summary.peak_flows <= 10, "{summary:?}");
+        assert_eq!(records.len(), 2, "the session read whole");
+    }
+
+    #[test]
+    fn a_flow_that_is_not_smtp_stores_nothing() {
+        let mut c = Cap::new();
+        let (client, server) = ("10.0.0.1:40000", "10.0.0.2:80");
+        c.send(1.0, client, server, Flags { syn: true, ..Default::default() }, b"");
+        c.data(1.0, client, server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.data(1.0, server, client, b"HTTP/1.1 200 OK\r\n\r\n");
+        for _ in 0..200 {
+            c.data(1.0, server, client, &[b'x'; 1400]);
+        }
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert!(records.is_empty());
+        assert!(summary.peak_stored < 64 << 10, "{}", summary.peak_stored);
+    }
 }

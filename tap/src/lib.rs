@@ -15,9 +15,12 @@ pub mod pcapwrite;
 pub mod reassembly;
 pub mod smtp;
 pub mod tls;
+pub mod unstuff;
 
 mod message;
 
 pub use capture::{LiveCapture, LiveOptions};
-pub use dissect::{Dissection, dissect_bytes, dissect_file, dissect_reader};
+pub use dissect::{
+    Dissection, ReadSummary, dissect_bytes, dissect_file, dissect_file_with, dissect_reader, dissect_reader_with,
+};
 pub use error::TapError;

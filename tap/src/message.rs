@@ -94,9 +94,17 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
             tx.path.push(ip);
         }
     }
-    let Some(m) = MessageParser::default().parse(bytes) else { return };
+    // A message that is one text/plain part has no attachment: its headers are all mail-parser
+    // needs to read (the subject), and decoding its body would be wasted.
+    let parser = MessageParser::default();
+    let text_only = plain_text_only(&headers);
+    let parsed = if text_only { parser.parse_headers(bytes) } else { parser.parse(bytes) };
+    let Some(m) = parsed else { return };
     if let Some(subject) = m.subject() {
         tx.subject = Some(subject.to_string());
+    }
+    if text_only {
+        return;
     }
     tx.attachments = m
         .attachments()
@@ -115,6 +123,32 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
         .collect();
 }
 
+/// Whether mail-parser would read the message as a single inline text/plain part (never an
+/// attachment): no Content-Type, or one that is exactly `text/plain` (parameters allowed), and no
+/// Content-Disposition other than `inline`. Anything else, however unusual, gets a full parse.
+fn plain_text_only(headers: &[(String, String)]) -> bool {
+    fn named<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a String> {
+        headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+    let mut types = named(headers, "content-type");
+    let plain = match (types.next(), types.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            v.strip_prefix("text/plain").is_some_and(|rest| rest.is_empty() || rest.starts_with([';', ' ', '\t']))
+        }
+        _ => false,
+    };
+    let mut dispositions = named(headers, "content-disposition");
+    let inline = match (dispositions.next(), dispositions.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            v.strip_prefix("inline").is_some_and(|rest| rest.is_empty() || rest.starts_with([';', ' ', '\t']))
+        }
+        _ => false,
+    };
+    plain && inline
+}
+
 /// The first IPv4 or IPv6 address in a header value (`X-Originating-IP: [1.2.3.4]`).
 fn first_ip(value: &str) -> Option<String> {
     value
@@ -130,4 +164,56 @@ fn bracketed_ip(received: &str) -> Option<String> {
     let end = start + received[start..].find(']')?;
     let ip = &received[start..end];
     ip.trim_start_matches("IPv6:").parse::<std::net::IpAddr>().ok().map(|a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for single-part text gives what a full parse gives.
+    #[test]
+    fn plain_text_shortcut_matches_a_full_parse() {
+        let messages: &[&[u8]] = &[
+            b"Subject: =?utf-8?q?caf=C3=A9?=\r\nFrom: a@b\r\n\r\nhello\r\n",
+            b"Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n",
+            b"Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64\r\n",
+            b"Subject: x\r\nContent-Type: text/plain\r\nContent-Disposition: inline\r\n\r\nhello\r\n",
+            b"Subject: x\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nhi\r\n",
+            b"Subject: x\r\nContent-Type: text/plain; name=a.txt\r\n\r\nhi\r\n",
+            b"Subject: x\r\nContent-Type: Text/Plain\r\n\r\nhi\r\n",
+            b"Subject: x\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n",
+            b"Subject: x\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n",
+            b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: image/png; name=a.png\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n",
+            b"no headers at all",
+            b"",
+        ];
+        for m in messages {
+            let mut fast = TapTransaction::default();
+            read_headers(m, &mut fast);
+            let mut full = TapTransaction::default();
+            let headers = top_level_headers(m);
+            full.subject = raw_last(&headers, "subject");
+            if let Some(p) = MessageParser::default().parse(*m) {
+                if let Some(s) = p.subject() {
+                    full.subject = Some(s.to_string());
+                }
+                full.attachments = p
+                    .attachments()
+                    .map(|a| Attachment {
+                        name: a.attachment_name().map(str::to_string),
+                        content_type: String::new(),
+                        size: a.contents().len() as u64,
+                        sha256: sha256_hex(a.contents()),
+                    })
+                    .collect();
+            }
+            let view = |t: &TapTransaction| {
+                (
+                    t.subject.clone(),
+                    t.attachments.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(view(&fast), view(&full), "{}", String::from_utf8_lossy(m));
+        }
+    }
 }

@@ -53,7 +53,7 @@ enum Kind {
 }
 
 pub struct Reader<R: Read> {
-    input: R,
+    input: Input<R>,
     /// Bytes consumed so far: the offset of the next record or block.
     offset: u64,
     kind: Kind,
@@ -75,18 +75,76 @@ fn u64_at(b: &[u8], at: usize, be: bool) -> Option<u64> {
     Some(if be { u64::from_be_bytes(x) } else { u64::from_le_bytes(x) })
 }
 
-/// Reads exactly `n` bytes, or tells how many were there before the end.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<(), usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => return Err(got),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(got),
-        }
+/// The input with its own buffer, so that a classic record is handed out where it was read
+/// (one copy from the kernel, none after).
+struct Input<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    /// The last read filled the buffer: the input is large, a larger buffer pays.
+    was_full: bool,
+}
+
+/// Bytes asked of the input per read.
+const READ_SIZE: usize = 2 << 20;
+
+impl<R: Read> Input<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, buf: Vec::new(), pos: 0, end: 0, eof: false, was_full: false }
     }
-    Ok(())
+
+    /// Makes `n` bytes available if the input has them; returns how many are.
+    fn fill(&mut self, n: usize) -> usize {
+        if self.end - self.pos >= n || self.eof {
+            return n.min(self.end - self.pos);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        // Start small (captures in memory are often tiny); double, up to READ_SIZE, while reads
+        // fill the whole buffer.
+        let size = match self.buf.len() {
+            0 => 16 << 10,
+            len if self.was_full && len < READ_SIZE => len * 2,
+            len => len,
+        };
+        if self.buf.len() < size.max(n) {
+            self.buf.resize(size.max(n), 0);
+        }
+        while self.end < n && !self.eof {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.eof = true,
+            }
+        }
+        self.was_full = self.end == self.buf.len();
+        n.min(self.end - self.pos)
+    }
+
+    /// The next `n` bytes, or how many were there before the end (all consumed then).
+    fn take(&mut self, n: usize) -> Result<&[u8], usize> {
+        let have = self.fill(n);
+        if have < n {
+            self.pos = self.end;
+            return Err(have);
+        }
+        let at = self.pos;
+        self.pos += n;
+        Ok(&self.buf[at..at + n])
+    }
+
+    /// Reads exactly `out.len()` bytes, or tells how many were there before the end.
+    fn read_full(&mut self, out: &mut [u8]) -> Result<(), usize> {
+        let bytes = self.take(out.len())?;
+        out.copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 fn corrupt(offset: u64, detail: impl Into<String>) -> ReadError {
@@ -104,9 +162,10 @@ const EPB: u32 = 6;
 
 impl<R: Read> Reader<R> {
     /// Reads the file header (classic) or the first Section Header Block (pcapng).
-    pub fn new(mut input: R) -> Result<Self, ReadError> {
+    pub fn new(input: R) -> Result<Self, ReadError> {
+        let mut input = Input::new(input);
         let mut magic = [0u8; 4];
-        read_full(&mut input, &mut magic).map_err(|n| ReadError::NotCapture(format!("only {n} bytes")))?;
+        input.read_full(&mut magic).map_err(|n| ReadError::NotCapture(format!("only {n} bytes")))?;
         let classic = match magic {
             [0xd4, 0xc3, 0xb2, 0xa1] => Some((false, false)),
             [0xa1, 0xb2, 0xc3, 0xd4] => Some((true, false)),
@@ -116,7 +175,8 @@ impl<R: Read> Reader<R> {
         };
         if let Some((big_endian, nanos)) = classic {
             let mut rest = [0u8; 20];
-            read_full(&mut input, &mut rest)
+            input
+                .read_full(&mut rest)
                 .map_err(|_| ReadError::Corrupt { offset: 0, detail: "file header cut short".into() })?;
             let snaplen = u32_at(&rest, 12, big_endian).unwrap_or(0);
             // The link type is the low 16 bits (the upper ones carry FCS information).
@@ -156,7 +216,7 @@ impl<R: Read> Reader<R> {
             Kind::Classic { big_endian, nanos, linktype, snaplen } => {
                 let start = self.offset;
                 let mut head = [0u8; 16];
-                match read_full(&mut self.input, &mut head) {
+                match self.input.read_full(&mut head) {
                     Ok(()) => {}
                     Err(0) => return Ok(None),
                     Err(n) => return Err(corrupt(start, format!("record header cut short ({n} of 16 bytes)"))),
@@ -173,13 +233,14 @@ impl<R: Read> Reader<R> {
                         format!("record length {caplen} is larger than the snapshot length {snaplen} allows"),
                     ));
                 }
-                self.buf.resize(caplen as usize, 0);
-                if let Err(n) = read_full(&mut self.input, &mut self.buf) {
-                    return Err(corrupt(start, format!("record cut short ({n} of {caplen} bytes)")));
-                }
-                self.offset += 16 + u64::from(caplen);
                 let ts = f64::from(sec) + f64::from(frac) / if nanos { 1e9 } else { 1e6 };
-                Ok(Some(Packet { ts, linktype, data: &self.buf, orig_len }))
+                match self.input.take(caplen as usize) {
+                    Ok(data) => {
+                        self.offset += 16 + u64::from(caplen);
+                        Ok(Some(Packet { ts, linktype, data, orig_len }))
+                    }
+                    Err(n) => Err(corrupt(start, format!("record cut short ({n} of {caplen} bytes)"))),
+                }
             }
             Kind::Ng { .. } => loop {
                 let Some(found) = self.read_block(None)? else { return Ok(None) };
@@ -203,7 +264,7 @@ impl<R: Read> Reader<R> {
             }
             None => 0,
         };
-        match read_full(&mut self.input, &mut head[have..]) {
+        match self.input.read_full(&mut head[have..]) {
             Ok(()) => {}
             Err(0) if have == 0 => return Ok(None),
             Err(n) => return Err(corrupt(start, format!("block header cut short ({} of 8 bytes)", have + n))),
@@ -214,7 +275,7 @@ impl<R: Read> Reader<R> {
         if raw_type == SHB {
             // The byte order of a section is given by its byte-order magic, after the length.
             let mut bom = [0u8; 4];
-            if let Err(n) = read_full(&mut self.input, &mut bom) {
+            if let Err(n) = self.input.read_full(&mut bom) {
                 return Err(corrupt(start, format!("section header cut short ({} of 12 bytes)", 8 + n)));
             }
             be = match bom {
@@ -238,7 +299,7 @@ impl<R: Read> Reader<R> {
             return Err(corrupt(start, format!("block length {total} is too short for its type")));
         }
         self.buf.resize(body_len + 4, 0);
-        if let Err(n) = read_full(&mut self.input, &mut self.buf[already..]) {
+        if let Err(n) = self.input.read_full(&mut self.buf[already..]) {
             return Err(corrupt(start, format!("block cut short ({} of {total} bytes)", 8 + already + n)));
         }
         if u32_at(&self.buf, body_len, be) != Some(total) {

@@ -4,7 +4,8 @@
 //! never replaced by a retransmission with other content; among buffered out-of-order segments
 //! the first one received for a range is kept. Memory is bounded: out-of-order data beyond
 //! `max_pending` forces a gap (the missing bytes are recorded and skipped), and the stream stops
-//! storing (but keeps counting) past `max_stream`.
+//! storing (but keeps counting) past `max_stream`, or from the moment the caller says so
+//! ([`HalfStream::stop_storing`], when the capture's total budget is spent).
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,11 @@ impl HalfStream {
         }
         self.wire_bytes += payload.len() as u64;
         let next = *self.next_seq.get_or_insert(seq);
+        if seq == next && self.pending.is_empty() {
+            // In order with nothing buffered, the common case: straight to the stream.
+            self.append(payload, ts);
+            return;
+        }
         // Offsets relative to the next expected byte, as a signed 32-bit distance: correct across
         // sequence wrap-around and for streams longer than 4 GiB.
         let rel = seq.wrapping_sub(next) as i32 as i64;
@@ -123,6 +129,31 @@ impl HalfStream {
         while self.pending_bytes > self.max_pending && !self.pending.is_empty() {
             self.skip_to_pending();
         }
+    }
+
+    /// Memory held (bytes, approximately): stored data, buffered segments, time marks, gaps.
+    pub fn stored_bytes(&self) -> usize {
+        self.data.capacity()
+            + self.pending_bytes
+            + self.marks.capacity() * std::mem::size_of::<(u64, f64)>()
+            + self.gaps.capacity() * std::mem::size_of::<Gap>()
+    }
+
+    /// Stores nothing more: later bytes are counted only, as past `max_stream`, and what is
+    /// buffered out of order is delivered now, after recorded gaps (its holes are given up).
+    pub fn stop_storing(&mut self) {
+        self.max_stream = self.data.len();
+        self.finish();
+        self.data.shrink_to_fit();
+    }
+
+    /// Drops the stored bytes and stores nothing more (the flow is not one the tap reads); the
+    /// counts go on.
+    pub fn discard(&mut self) {
+        self.finish();
+        self.data = Vec::new();
+        self.marks = Vec::new();
+        self.max_stream = 0;
     }
 
     pub fn set_fin(&mut self) {
@@ -167,9 +198,22 @@ impl HalfStream {
     }
 
     fn append(&mut self, bytes: &[u8], ts: f64) {
-        self.marks.push((self.delivered, ts));
         let room = self.max_stream.saturating_sub(self.data.len());
-        self.data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if room > 0 {
+            // Times are only asked of stored bytes: no marks once storing stopped.
+            self.marks.push((self.delivered, ts));
+            let take = bytes.len().min(room);
+            if self.data.capacity() - self.data.len() < take {
+                // Grow fourfold rather than twofold while the stream is small: each reallocation
+                // copies the stream so far, and copying is most of what reassembly costs. Large
+                // streams double, so that reserved but unused memory stays modest.
+                let cap = self.data.capacity();
+                let grown = if cap < 256 << 10 { cap * 4 } else { cap * 2 };
+                let want = grown.max(self.data.len() + take).max(16 << 10).min(self.max_stream);
+                self.data.reserve_exact(want.max(self.data.len() + take) - self.data.len());
+            }
+            self.data.extend_from_slice(&bytes[..take]);
+        }
         self.advance(bytes.len() as u64);
     }
 

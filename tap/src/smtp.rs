@@ -12,14 +12,15 @@
 //! gap the pairing of commands and replies may be off by the lost lines, so the next command
 //! is paired with the first reply sent after it (by capture time), as Zeek recovers on replies.
 
-use proto::{Capabilities, Command, DataReceiver, DataStatus, Reply};
+use proto::{Capabilities, Command, DataStatus, Reply};
 use records::{TapSession, TapTransaction};
 
 use crate::message::{read_headers, sha256_hex};
 use crate::reassembly::HalfStream;
+use crate::unstuff::Unstuffer;
 
 /// Largest message kept in memory for hashing and header parsing; larger ones are counted.
-const MAX_MESSAGE: usize = 256 << 20;
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// The reassembled session and what is known about it before dissection.
 pub struct SessionInput<'a> {
@@ -433,8 +434,24 @@ impl Dissector<'_> {
         }
     }
 
+    /// [`Self::add_body`] with bytes the transaction can take over (no copy when its body is
+    /// still empty, the usual case of one DATA per transaction).
+    fn add_body_owned(&mut self, bytes: Vec<u8>, cut_after: bool, counted: u64) {
+        match self.open.as_mut() {
+            Some(o) if o.body.is_empty() && !o.body_cut && bytes.len() <= MAX_MESSAGE => {
+                o.has_body = true;
+                o.body = bytes;
+                o.body_cut |= cut_after;
+                o.tx.message_bytes = Some(o.tx.message_bytes.unwrap_or(0) + counted);
+            }
+            _ => self.add_body(&bytes, cut_after, counted),
+        }
+    }
+
     fn data(&mut self) {
-        let mut rx = DataReceiver::new(MAX_MESSAGE);
+        let mut rx = Unstuffer::new(MAX_MESSAGE);
+        // The body is at most the rest of the stream: one allocation instead of a doubling series.
+        rx.message.reserve(self.client.rest().len().min(MAX_MESSAGE));
         // Fed piece by piece between gaps: the content before the first gap is the part whose
         // headers can be trusted.
         let mut before_gap: Option<usize> = None;
@@ -465,7 +482,9 @@ impl Dissector<'_> {
         let cut = before_gap.is_some() || !complete || rx.truncated();
         let keep = before_gap.unwrap_or(rx.message.len()).min(rx.message.len());
         let counted = rx.message_bytes;
-        self.add_body(&rx.message[..keep], cut, counted);
+        let mut message = rx.message;
+        message.truncate(keep);
+        self.add_body_owned(message, cut, counted);
     }
 
     fn bdat(&mut self, line: &[u8]) {

@@ -1,0 +1,51 @@
+//! Analyses a run or sweep directory and renders its report, as `smtplab analyze` followed by
+//! `smtplab report` do, without building the whole binary:
+//!
+//! ```sh
+//! cargo run -p smtplab-reports --example render_dir -- runs/<run>
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: render_dir RUN_DIR|SWEEP_DIR");
+        return ExitCode::from(2);
+    };
+    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let provenance = reports::Provenance {
+        scenario: manifest["scenario"]["scenario"]["name"].as_str().unwrap_or("").to_string(),
+        seed: manifest["seed"].as_u64().unwrap_or(0),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        capture_sha256: manifest["files"]["capture.pcap"].as_str().map(str::to_string),
+        started: manifest["started"].as_str().unwrap_or("").to_string(),
+    };
+    let result = if analysis::is_sweep(&dir) {
+        analysis::analyze_sweep(&dir).map_err(reports::ReportError::from).and_then(|s| {
+            print!("{}", analysis::format_sweep_table(&s));
+            reports::render_sweep(&dir, &provenance)
+        })
+    } else {
+        analysis::ingest(&dir).and_then(|()| analysis::analyze(&dir)).map_err(reports::ReportError::from).and_then(
+            |s| {
+                print!("{}", analysis::format_table(&s));
+                reports::render(&dir, &provenance)
+            },
+        )
+    };
+    match result {
+        Ok(index) => {
+            println!("report: {}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `smtplab tap` as a user runs it: the table with the system-to-system volume, Parquet output,
+//! argument errors, and a live capture on loopback while a small SMTP exchange happens (root).
+//! No timing is asserted: the machines running this are shared and noisy.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn smtplab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smtplab")).args(args).output().expect("run smtplab")
+}
+
+fn data(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel).display().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("smtplab-tap-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("scratch directory");
+    p
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn table_ends_with_the_system_to_system_volume() {
+    let r = smtplab(&["tap", &data("pcaps/ndpi/smtp-starttls.pcap")]);
+    let out = text(&r.stdout);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let volume = out.split("System-to-system volume").nth(1).expect("volume table printed");
+    let rows: Vec<Vec<&str>> = volume.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    // One STARTTLS session each over IPv4 and IPv6: volume and names stay visible, no transaction.
+    let v4 = rows.iter().find(|r| r.first() == Some(&"10.0.0.1")).expect("IPv4 pair");
+    assert_eq!(v4[..4], ["10.0.0.1", "173.194.68.26", "1", "1"], "{volume}");
+    assert!(v4.contains(&"mx.google.com"), "server name from the banner: {volume}");
+    let v6 = rows.iter().find(|r| r.first().is_some_and(|a| a.starts_with("2003:"))).expect("IPv6 pair");
+    assert_eq!(v6.last(), Some(&"dovecot.weberlab.de"), "SNI: {volume}");
+    assert!(out.contains("2 SMTP sessions, 0 transactions in the clear"), "{out}");
+}
+
+#[test]
+fn parquet_writes_both_tables_into_out() {
+    let dir = scratch("parquet");
+    let out = dir.join("tables");
+    let r =
+        smtplab(&["tap", &data("pcaps/zeek/smtp.pcap"), "--format", "parquet", "--out", &out.display().to_string()]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    for name in ["sessions.parquet", "transactions.parquet"] {
+        let bytes = std::fs::read(out.join(name)).expect(name);
+        assert!(bytes.len() > 8 && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "{name} is Parquet");
+    }
+    let left: Vec<_> = std::fs::read_dir(&out).expect("out").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 2, "no scratch files left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_truncated_capture_keeps_the_records_before_the_cut_in_every_format() {
+    let dir = scratch("truncated");
+    let bytes = std::fs::read(data("pcaps/zeek/smtp.pcap")).expect("pcap");
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 700]).expect("write");
+    let cut = cut.display().to_string();
+    let r = smtplab(&["tap", &cut]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(text(&r.stderr).contains("cut.pcap: corrupt or truncated capture at byte offset"), "{}", text(&r.stderr));
+    assert!(text(&r.stdout).contains("System-to-system volume"), "{}", text(&r.stdout));
+    let out = dir.join("tables").display().to_string();
+    let r = smtplab(&["tap", &cut, "--format", "parquet", "--out", &out]);
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
+    assert!(dir.join("tables/sessions.parquet").is_file(), "records before the cut written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn arguments_that_do_not_go_together_are_refused() {
+    let pcap = data("pcaps/zeek/smtp.pcap");
+    for args in [vec!["tap"], vec!["tap", pcap.as_str(), "--live", "lo"], vec!["tap", "--duration", "3"]] {
+        let r = smtplab(&args);
+        assert_eq!(r.status.code(), Some(2), "{args:?} is a usage error: {}", text(&r.stderr));
+    }
+    for flag in [["--duration", "3"], ["--filter", "tcp"], ["--write", "/tmp/x.pcap"]] {
+        let r = smtplab(&["tap", &pcap, flag[0], flag[1]]);
+        assert!(!r.status.success(), "{flag:?} without --live");
+        assert!(text(&r.stderr).contains("go with --live"), "{}", text(&r.stderr));
+    }
+    let r = smtplab(&["tap", &pcap, "--out", "/tmp/nowhere"]);
+    assert!(!r.status.success());
+    assert!(text(&r.stderr).contains("--out is for --format parquet"), "{}", text(&r.stderr));
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+const PORT: u16 = 18525;
+const MESSAGE: &str = "From: alice@a.test\r\nTo: bob@b.test\r\nSubject: live tap\r\n\r\nhello over loopback\r\n";
+
+/// Reads one CRLF line (bounded by the stream's read timeout).
+fn line(r: &mut BufReader<TcpStream>) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).expect("read a line");
+    l
+}
+
+/// A one-message SMTP server: answers each command, reads the DATA body to its final dot.
+fn fake_server(listener: TcpListener) {
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("no client came: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("blocking stream");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut w = stream.try_clone().expect("clone");
+    let mut r = BufReader::new(stream);
+    w.write_all(b"220 mx.b.test ESMTP fake\r\n").expect("greeting");
+    loop {
+        let cmd = line(&mut r);
+        let verb = cmd.get(..4).unwrap_or("").to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-mx.b.test\r\n250 PIPELINING\r\n",
+            "MAIL" | "RCPT" => b"250 ok\r\n",
+            "DATA" => {
+                w.write_all(b"354 go ahead\r\n").expect("354");
+                while line(&mut r) != ".\r\n" {}
+                b"250 queued\r\n"
+            }
+            "QUIT" => {
+                w.write_all(b"221 bye\r\n").expect("221");
+                return;
+            }
+            "" => return,
+            _ => b"500 what\r\n",
+        };
+        w.write_all(reply).expect("reply");
+    }
+}
+
+fn fake_client() {
+    let s = TcpStream::connect(("127.0.0.1", PORT)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    let mut expect = |code: &str| {
+        let mut l = line(&mut r);
+        while l.get(3..4) == Some("-") {
+            l = line(&mut r);
+        }
+        assert!(l.starts_with(code), "expected {code}, got {l:?}");
+    };
+    expect("220");
+    for (cmd, code) in [
+        ("EHLO client.a.test\r\n", "250"),
+        ("MAIL FROM:<alice@a.test>\r\n", "250"),
+        ("RCPT TO:<bob@b.test>\r\n", "250"),
+        ("DATA\r\n", "354"),
+    ] {
+        w.write_all(cmd.as_bytes()).expect("command");
+        expect(code);
+    }
+    w.write_all(format!("{MESSAGE}.\r\n").as_bytes()).expect("message");
+    expect("250");
+    w.write_all(b"QUIT\r\n").expect("quit");
+    expect("221");
+}
+
+/// `smtplab tap --live lo` sees a plaintext exchange on loopback and recovers its transaction.
+#[test]
+fn live_capture_on_loopback_recovers_the_transaction() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let listener = TcpListener::bind(("127.0.0.1", PORT)).expect("bind 127.0.0.1:18525");
+    let filter = format!("tcp port {PORT}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["tap", "--live", "lo", "--filter", &filter, "--duration", "3", "--format", "jsonl"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smtplab tap --live");
+    // The capture is open once it says so: only then can nothing of the exchange be missed.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("capturing on lo") {
+        let mut l = String::new();
+        if stderr.read_line(&mut l).expect("stderr") == 0 {
+            let _ = child.wait();
+            panic!("smtplab tap --live stopped before capturing: {said}");
+        }
+        said.push_str(&l);
+    }
+    let server = std::thread::spawn(move || fake_server(listener));
+    fake_client();
+    server.join().expect("server thread");
+    let mut stdout = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
+    stderr.read_to_string(&mut said).expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{said}");
+    assert!(said.contains("captured "), "{said}");
+    let records: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let session = records.iter().find(|r| r["record"] == "session").expect("the session");
+    assert_eq!(session["id.resp_p"], PORT);
+    assert_eq!(session["helo"], "client.a.test");
+    assert_eq!(session["server_name"], "mx.b.test");
+    let tx = records.iter().find(|r| r["record"] == "transaction").expect("the transaction");
+    assert_eq!(tx["mailfrom"], "alice@a.test");
+    assert_eq!(tx["rcptto"], serde_json::json!(["bob@b.test"]));
+    assert_eq!(tx["subject"], "live tap");
+    assert_eq!(tx["sha256"], relay::sha256_hex(MESSAGE.as_bytes()), "the message recovered byte for byte");
+}
+
+/// Without --duration, a live capture runs until Ctrl-C (SIGINT), then dissects what it has.
+#[test]
+fn live_capture_stops_at_ctrl_c() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let dir = scratch("ctrlc");
+    let kept = dir.join("kept.pcap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["tap", "--live", "lo", "--filter", "tcp port 18526", "--write", &kept.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smtplab tap --live");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("capturing on lo") {
+        let mut l = String::new();
+        if stderr.read_line(&mut l).expect("stderr") == 0 {
+            let _ = child.wait();
+            panic!("smtplab tap --live stopped before capturing: {said}");
+        }
+        said.push_str(&l);
+    }
+    let sent = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    // Bounded wait: a capture that ignores Ctrl-C fails the test instead of hanging it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 30 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stderr.read_to_string(&mut said).expect("read stderr");
+    assert!(status.success(), "{said}");
+    assert!(said.contains("interrupted") && said.contains("captured 0 packets"), "{said}");
+    assert!(kept.is_file(), "--write keeps the capture");
+    let mut stdout = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("stdout");
+    assert!(stdout.contains("0 SMTP sessions"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
