@@ -174,11 +174,38 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     };
     if capture_stats.is_some() {
         say("dissecting the capture");
-        let d = tap::dissect_file(&run_dir.join("capture.pcap"))?;
-        outcome.tap_sessions = d.sessions.len();
-        outcome.tap_transactions = d.transactions.iter().filter(|t| !t.tls).count();
-        outcome.tap_error = d.error.as_ref().map(|e| e.to_string());
-        write_tap_records(&run_dir, d.sessions, d.transactions)?;
+        // Records stream to the files as sessions end: memory stays flat however large the capture.
+        let io = |e: std::io::Error| ScenarioError::Io { what: run_dir.join("tap").display().to_string(), source: e };
+        let open = |name: &str| std::fs::File::create(run_dir.join("tap").join(name)).map(std::io::BufWriter::new);
+        let (mut sessions, mut transactions) =
+            (open("sessions.jsonl").map_err(io)?, open("transactions.jsonl").map_err(io)?);
+        let mut write_error = None;
+        let mut clear = 0usize;
+        let summary = tap::dissect_file_with(&run_dir.join("capture.pcap"), |record| {
+            use std::io::Write;
+            let (out, line) = match &record {
+                TapRecord::Session(_) => (&mut sessions, serde_json::to_string(&record)),
+                TapRecord::Transaction(t) => {
+                    clear += usize::from(!t.tls);
+                    (&mut transactions, serde_json::to_string(&record))
+                }
+            };
+            match line.map_err(std::io::Error::from).and_then(|l| writeln!(out, "{l}")) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(e) => {
+                    write_error = Some(e);
+                    std::ops::ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = write_error {
+            return Err(io(e));
+        }
+        std::io::Write::flush(&mut sessions).map_err(io)?;
+        std::io::Write::flush(&mut transactions).map_err(io)?;
+        outcome.tap_sessions = summary.sessions as usize;
+        outcome.tap_transactions = clear;
+        outcome.tap_error = summary.error.as_ref().map(|e| e.to_string());
     } else {
         write_tap_records(&run_dir, Vec::new(), Vec::new())?;
     }
