@@ -107,10 +107,7 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     let device = network.as_ref().map(|n| n.bridge.clone()).unwrap_or_else(|| s.tap.device.clone());
     // The tap next: if capture is not permitted, fail before anything else happens.
     let capture = if s.tap.capture == "live" {
-        let mut filter = format!("tcp port {}", s.network.smtp_port);
-        if s.tap.access_lines {
-            filter.push_str(&format!(" or tcp port {}", s.network.submission_port));
-        }
+        let filter = capture_filter(s);
         let links = s.tapped_links().map(|pairs| {
             pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
         });
@@ -646,4 +643,24 @@ fn process_args(
         ]);
     }
     Ok(a)
+}
+
+/// The BPF filter of the live tap: the scenario's SMTP port (and the submission port for access
+/// lines), between the scenario's own addresses only, so other traffic on the same interface
+/// and port (another run, a test) never enters the capture.
+fn capture_filter(s: &Scenario) -> String {
+    let ports = if s.tap.access_lines {
+        format!("(tcp port {} or tcp port {})", s.network.smtp_port, s.network.submission_port)
+    } else {
+        format!("tcp port {}", s.network.smtp_port)
+    };
+    // Beyond a few hundred hosts the BPF program grows past the kernel's limit; the link filter
+    // in the capture thread still restricts what is written when a placement is given.
+    if s.systems.len() > 300 {
+        return ports;
+    }
+    let hosts: Vec<String> = (0..s.systems.len()).map(|i| s.address(i).to_string()).collect();
+    let src = hosts.iter().map(|h| format!("src host {h}")).collect::<Vec<_>>().join(" or ");
+    let dst = hosts.iter().map(|h| format!("dst host {h}")).collect::<Vec<_>>().join(" or ");
+    format!("{ports} and ({src}) and ({dst})")
 }
