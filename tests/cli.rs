@@ -114,6 +114,16 @@ fn check_small_run(out: &Path, r: &Output) {
     }
     assert_eq!(pairs, 6, "all six ordered pairs carried mail");
 
+    // Known answer: with opportunistic STARTTLS between alpha and beta only, the share of hop
+    // messages whose content is recovered is the traffic matrix's weight on the pairs that do
+    // not both use TLS. The analysis computes that expectation from the policies alone.
+    let summary = csv_without(&run.join("analysis/summary.csv"), &[]);
+    let at = |name: &str| summary[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    let measured: f64 = summary[1][at("share_content")].parse().expect("share_content");
+    let analytic: f64 = summary[1][at("analytic_content_share")].parse().expect("analytic_content_share");
+    assert!(measured > 0.0 && measured < 1.0, "{measured}");
+    assert!((measured - analytic).abs() < 1e-9, "measured {measured} against analytic {analytic}");
+
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("json");
     assert_eq!(manifest["status"], "complete");
