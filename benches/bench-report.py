@@ -271,12 +271,60 @@ def openssl_table(est, ossl):
     return lines
 
 
+def overhead_svg(est):
+    """A grouped bar chart (SVG, no dependencies): STARTTLS time over plaintext time per message
+    size, on a new connection (full handshake) and on a reused one. 1.0 means free."""
+    series = [("new connection", "plain_new", "starttls_new", "#0072b2"),
+              ("reused connection", "plain_reused", "starttls_reused", "#d55e00")]
+    ratios = []
+    for size in SIZES:
+        row = []
+        for _, plain_id, tls_id, _ in series:
+            plain = mean(est, f"smtp_transaction/{plain_id}/{size}")
+            tls = mean(est, f"smtp_transaction/{tls_id}/{size}")
+            row.append(tls / plain if plain and tls else None)
+        ratios.append(row)
+    top = max([r for row in ratios for r in row if r is not None] + [1.2])
+    top = float(int(top * 2 + 1)) / 2  # round up to a half
+    w, h, left, bottom, plot_h = 720, 400, 70, 60, 280
+    group_w = (w - left - 20) / len(SIZES)
+    bar_w = group_w / (len(series) + 1)
+    y = lambda v: 40 + plot_h * (1 - v / top)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="DejaVu Sans, sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           '<text x="20" y="22" font-size="15">STARTTLS time / plaintext time per SMTP transaction, by message size</text>']
+    tick = 0.0
+    while tick <= top + 1e-9:
+        out.append(f'<line x1="{left}" x2="{w - 20}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.1f}</text>')
+        tick += 0.5
+    out.append(f'<line x1="{left}" x2="{w - 20}" y1="{y(1.0):.1f}" y2="{y(1.0):.1f}" stroke="#333" stroke-dasharray="4 3"/>')
+    for gi, size in enumerate(SIZES):
+        gx = left + gi * group_w + bar_w / 2
+        for si, (_, _, _, colour) in enumerate(series):
+            r = ratios[gi][si]
+            if r is None:
+                continue
+            x = gx + si * bar_w
+            out.append(f'<rect x="{x:.1f}" y="{y(r):.1f}" width="{bar_w * 0.9:.1f}" height="{y(0) - y(r):.1f}" fill="{colour}"/>')
+            out.append(f'<text x="{x + bar_w * 0.45:.1f}" y="{y(r) - 4:.1f}" text-anchor="middle" font-size="11">{r:.2f}</text>')
+        out.append(f'<text x="{gx + bar_w:.1f}" y="{y(0) + 18:.1f}" text-anchor="middle">{size}</text>')
+    for si, (name, _, _, colour) in enumerate(series):
+        lx = left + si * 170
+        out.append(f'<rect x="{lx}" y="{h - 22}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 18}" y="{h - 12}">{name}</text>')
+    out.append(f'<text x="{w - 20}" y="{h - 12}" text-anchor="end">dashed: 1.0 (no cost)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--criterion", type=Path, default=default_criterion_dir(), help="criterion output directory")
     ap.add_argument("-o", "--out", type=Path, help="write the Markdown here instead of stdout")
     ap.add_argument("--openssl", type=Path, help="TSV written by benches/compare/openssl-speed.sh")
     ap.add_argument("--only-openssl", action="store_true", help="print only the openssl comparison table")
+    ap.add_argument("--svg", type=Path, help="also write the STARTTLS-over-plaintext chart (SVG) here")
     ap.add_argument(
         "--stat",
         choices=["mean", "median", "min"],
@@ -308,6 +356,8 @@ def main():
             lines += section(est) + [""]
         if args.openssl:
             lines += openssl_table(est, load_openssl(args.openssl)) + [""]
+    if args.svg:
+        args.svg.write_text(overhead_svg(est))
     text = "\n".join(lines).rstrip() + "\n"
     if args.out:
         args.out.write_text(text)
