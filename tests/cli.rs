@@ -194,6 +194,11 @@ fn tap_reads_zeeks_smtp_trace() {
     assert_eq!(second["subject"], "Re: Bro SMTP CC Header");
     assert_eq!(second["rcptto"].as_array().map(Vec::len), Some(3));
     assert!(records.iter().any(|r| r["record"] == "session" && r["starttls_offered"] == true));
+    // AUTH LOGIN in the clear: mechanism and user name recorded, never the password.
+    let auth = records.iter().find(|r| r["record"] == "session" && r["helo"] == "GP").expect("GP session");
+    assert_eq!(auth["auth_mechanism"], "LOGIN");
+    assert_eq!(auth["auth_user"], "gurpartap@patriots.in");
+    assert_eq!(auth["auth_cleartext"], true);
 }
 
 #[test]

@@ -130,6 +130,16 @@ pub struct TapSession {
     pub gaps: u64,
     /// Mail transactions seen in the clear.
     pub transactions: u64,
+    /// SASL mechanism of an AUTH command seen in the clear (PLAIN, LOGIN, ...).
+    #[serde(default)]
+    pub auth_mechanism: Option<String>,
+    /// The user name, when the mechanism sends it readably (PLAIN, LOGIN). The password is
+    /// never recorded.
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    /// Credentials crossed the line in the clear (AUTH before any TLS, with PLAIN or LOGIN).
+    #[serde(default)]
+    pub auth_cleartext: bool,
     /// Oddities worth a researcher's attention, Zeek "weird"-style names.
     pub notes: Vec<String>,
 }

@@ -356,14 +356,33 @@ impl Dissector<'_> {
                     }
                     return;
                 }
-                Command::Auth { initial, .. } => {
-                    // Challenge/response lines are not commands; never record them (credentials).
-                    let _ = initial;
+                Command::Auth { mechanism, initial } => {
+                    // Challenge/response lines are not commands. Only the user name is kept, for
+                    // the mechanisms that send it readably; never a password.
+                    let readable = matches!(mechanism.as_str(), "PLAIN" | "LOGIN");
+                    self.session.auth_cleartext |= readable;
+                    let mut user = match (mechanism.as_str(), initial.as_deref()) {
+                        ("PLAIN", Some(i)) => plain_user(i),
+                        ("LOGIN", Some(i)) => decode_b64_text(i),
+                        _ => None,
+                    };
+                    let mut responses = 0;
                     while let Some(r) = self.reply() {
-                        if r.code != 334 || self.client.line().is_none() {
+                        if r.code != 334 {
                             break;
                         }
+                        let Some(line) = self.client.line() else { break };
+                        responses += 1;
+                        let text = String::from_utf8_lossy(line.bytes);
+                        match mechanism.as_str() {
+                            // LOGIN: the first response is the user name, the second the password.
+                            "LOGIN" if user.is_none() && responses == 1 => user = decode_b64_text(text.trim()),
+                            "PLAIN" if user.is_none() => user = plain_user(text.trim()),
+                            _ => {}
+                        }
                     }
+                    self.session.auth_mechanism = Some(mechanism);
+                    self.session.auth_user = user;
                 }
                 _ => {
                     self.reply();
@@ -634,5 +653,56 @@ mod tests {
         assert_eq!(reply_code(b"099 x"), None);
         assert_eq!(reply_code(b"+12 x"), None);
         assert_eq!(reply_code(b"25"), None);
+    }
+}
+
+/// The authentication identity of a SASL PLAIN response (`authzid NUL authcid NUL password`).
+fn plain_user(b64: &str) -> Option<String> {
+    let raw = decode_b64(b64)?;
+    let mut parts = raw.split(|&b| b == 0);
+    let authzid = parts.next()?;
+    let authcid = parts.next()?;
+    let name = if authcid.is_empty() { authzid } else { authcid };
+    String::from_utf8(name.to_vec()).ok().filter(|s| !s.is_empty())
+}
+
+fn decode_b64_text(b64: &str) -> Option<String> {
+    decode_b64(b64).and_then(|v| String::from_utf8(v).ok()).filter(|s| !s.is_empty())
+}
+
+/// Standard base64 (RFC 4648), padding optional; `None` on any other byte.
+fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn sasl_user_names() {
+        // "\0alice\0secret" and "bob"
+        assert_eq!(plain_user("AGFsaWNlAHNlY3JldA==").as_deref(), Some("alice"));
+        assert_eq!(decode_b64_text("Ym9i").as_deref(), Some("bob"));
+        assert_eq!(decode_b64("not base64!"), None);
     }
 }
