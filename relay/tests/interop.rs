@@ -167,11 +167,11 @@ fn swaks_plain_tls_and_pipelining() {
     assert_eq!(tls_sessions, 2, "two of the four swaks sessions used STARTTLS");
 }
 
-/// OpenSSL's client completes the STARTTLS handshake and sees the relay's certificate.
-#[test]
-fn openssl_s_client_starttls() {
-    let scratch = Scratch::new("openssl");
-    let relay_addr = addr("127.0.76.62:2626");
+/// Starts a STARTTLS-offering relay with `tls_settings` on `listen` and returns what
+/// `openssl s_client -starttls smtp -brief` printed about the handshake.
+fn s_client_against(name: &str, listen: &str, tls_settings: relay::TlsSettings) -> String {
+    let scratch = Scratch::new(name);
+    let relay_addr = addr(listen);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let relay = rt.block_on(start_relay(
         &scratch.0,
@@ -183,7 +183,7 @@ fn openssl_s_client_starttls() {
             tls: true,
             routes: vec![],
             local_domains: vec![],
-            tls_settings: Default::default(),
+            tls_settings,
         },
     ));
     let out = std::process::Command::new("sh")
@@ -191,8 +191,14 @@ fn openssl_s_client_starttls() {
         .arg(format!("echo QUIT | openssl s_client -starttls smtp -connect {relay_addr} -nocommands -brief 2>&1"))
         .output()
         .expect("openssl");
-    let log = String::from_utf8_lossy(&out.stdout);
     rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// OpenSSL's client completes the STARTTLS handshake and sees the relay's certificate.
+#[test]
+fn openssl_s_client_starttls() {
+    let log = s_client_against("openssl", "127.0.76.62:2626", Default::default());
     assert!(log.contains("CONNECTION ESTABLISHED"), "{log}");
     assert!(log.contains("Protocol version: TLSv1.3"), "{log}");
     assert!(log.contains("relay.test.example"), "certificate names the relay: {log}");
@@ -201,33 +207,12 @@ fn openssl_s_client_starttls() {
 /// Versions, suites and groups are configurable, and what OpenSSL negotiates follows them.
 #[test]
 fn tls_version_cipher_and_group_are_configurable() {
-    let scratch = Scratch::new("tlsknobs");
-    let relay_addr = addr("127.0.77.62:2626");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let relay = rt.block_on(start_relay(
-        &scratch.0,
-        RelaySpec {
-            listen: relay_addr,
-            hostname: "relay.test.example".into(),
-            inbound: InboundTls::May,
-            outbound: OutboundTls::May,
-            tls: true,
-            routes: vec![],
-            local_domains: vec![],
-            tls_settings: relay::TlsSettings {
-                versions: vec!["1.2".into()],
-                ciphers: vec!["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()],
-                groups: vec!["secp384r1".into()],
-            },
-        },
-    ));
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("echo QUIT | openssl s_client -starttls smtp -connect {relay_addr} -nocommands -brief 2>&1"))
-        .output()
-        .expect("openssl");
-    let log = String::from_utf8_lossy(&out.stdout);
-    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    let settings = relay::TlsSettings {
+        versions: vec!["1.2".into()],
+        ciphers: vec!["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()],
+        groups: vec!["secp384r1".into()],
+    };
+    let log = s_client_against("tlsknobs", "127.0.77.62:2626", settings);
     assert!(log.contains("Protocol version: TLSv1.2"), "{log}");
     assert!(log.contains("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305"), "{log}");
     assert!(log.contains("secp384r1"), "{log}");
