@@ -133,15 +133,8 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     let users = traffic::users(s);
     let generated = traffic::generate(s, &users)?;
     let mut recorded = None;
-    let driven = runtime.block_on(drive(
-        s,
-        &run_dir,
-        &users,
-        &generated,
-        &mut network,
-        opts.relay_exe.as_deref(),
-        &mut recorded,
-    ));
+    let driven =
+        runtime.block_on(drive(s, &run_dir, &users, generated, &mut network, opts.relay_exe.as_deref(), &mut recorded));
     // Stop the capture whatever happened: what was captured is kept.
     let capture_stats = match capture {
         Some(c) => {
@@ -238,7 +231,7 @@ async fn drive(
     s: &Scenario,
     run_dir: &Path,
     users: &[User],
-    generated: &[Generated],
+    generated: Vec<Generated>,
     network: &mut Option<crate::netns::Network>,
     relay_exe: Option<&Path>,
     recorded: &mut Option<tap::capture::CaptureStats>,
@@ -343,11 +336,33 @@ async fn drive(
     }
     say(&format!("{} relays up; submitting {} messages", s.systems.len(), generated.len()));
 
+    // The truth is taken before the messages move into the submitters (no second copy).
+    let truth: Vec<TruthMessage> = generated
+        .iter()
+        .map(|g| {
+            let mut systems: Vec<String> =
+                g.recipients.iter().map(|&r| s.systems[users[r].system].name.clone()).collect();
+            systems.dedup();
+            TruthMessage {
+                seq: g.seq,
+                message_id: g.message_id.clone(),
+                sender: users[g.sender].address.clone(),
+                sender_system: s.systems[users[g.sender].system].name.clone(),
+                recipients: g.recipients.iter().map(|&r| users[r].address.clone()).collect(),
+                recipient_systems: systems,
+                subject: g.subject.clone(),
+                bytes: g.bytes.len() as u64,
+                sha256: relay::sha256_hex(&g.bytes),
+                submitted_at: g.scheduled_at,
+            }
+        })
+        .collect();
+    let total = generated.len();
     // One submission connection per sending system, all systems at once.
-    let pb = bar(generated.len() as u64, "submitting");
+    let pb = bar(total as u64, "submitting");
     let mut by_system: BTreeMap<usize, Vec<Generated>> = BTreeMap::new();
     for g in generated {
-        by_system.entry(users[g.sender].system).or_default().push(g.clone());
+        by_system.entry(users[g.sender].system).or_default().push(g);
     }
     let users_shared: Arc<Vec<User>> = Arc::new(users.to_vec());
     let traffic_start = tokio::time::Instant::now();
@@ -389,11 +404,11 @@ async fn drive(
     pb.finish_and_clear();
 
     say("all messages submitted; waiting for the queues to drain");
-    let drain = bar(generated.len() as u64, "delivering");
+    let drain = bar(total as u64, "delivering");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(s.scenario.drain_timeout);
     loop {
         let queued = relays.queued();
-        drain.set_position(generated.len().saturating_sub(queued) as u64);
+        drain.set_position(total.saturating_sub(queued) as u64);
         if queued == 0 || tokio::time::Instant::now() >= deadline || crate::interrupt::interrupted() {
             break;
         }
@@ -420,27 +435,7 @@ async fn drive(
     }
 
     // Only what was submitted is truth (an interrupted run stops early).
-    let truth = generated
-        .iter()
-        .filter(|g| submitted_at.contains_key(&g.seq))
-        .map(|g| {
-            let mut systems: Vec<String> =
-                g.recipients.iter().map(|&r| s.systems[users[r].system].name.clone()).collect();
-            systems.dedup();
-            TruthMessage {
-                seq: g.seq,
-                message_id: g.message_id.clone(),
-                sender: users[g.sender].address.clone(),
-                sender_system: s.systems[users[g.sender].system].name.clone(),
-                recipients: g.recipients.iter().map(|&r| users[r].address.clone()).collect(),
-                recipient_systems: systems,
-                subject: g.subject.clone(),
-                bytes: g.bytes.len() as u64,
-                sha256: relay::sha256_hex(&g.bytes),
-                submitted_at: g.scheduled_at,
-            }
-        })
-        .collect();
+    let truth: Vec<TruthMessage> = truth.into_iter().filter(|t| submitted_at.contains_key(&t.seq)).collect();
     // Wall-clock submission times: timing, kept apart from the deterministic truth.
     let submissions = submitted_at.iter().map(|(seq, t)| json!({"seq": seq, "submitted_at": t})).collect();
     Ok((truth, submissions, stuck))

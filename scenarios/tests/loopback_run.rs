@@ -71,15 +71,15 @@ fn plaintext_links_leak_everything_starttls_links_only_volume() {
     let hop_messages: usize = hops.iter().map(|h| h.messages.len()).sum();
     assert_eq!(hop_messages, crossing, "one hop message per (message, other system)");
 
-    let by_tuple: HashMap<(String, String), &records::TapSession> = tap_sessions
-        .iter()
-        .filter_map(|r| match r {
-            TapRecord::Session(s) => {
-                Some(((format!("{}:{}", s.orig_h, s.orig_p), format!("{}:{}", s.resp_h, s.resp_p)), s))
-            }
-            _ => None,
-        })
-        .collect();
+    // A 4-tuple can be used twice in one run (ephemeral ports come round again): a hop is the
+    // tap session of its 4-tuple that started nearest to it, as analysis matches them.
+    let mut by_tuple: HashMap<(String, String), Vec<&records::TapSession>> = HashMap::new();
+    for r in &tap_sessions {
+        if let TapRecord::Session(s) = r {
+            let key = (format!("{}:{}", s.orig_h, s.orig_p), format!("{}:{}", s.resp_h, s.resp_p));
+            by_tuple.entry(key).or_default().push(s);
+        }
+    }
     let hashes_seen: HashMap<&str, Vec<&str>> = tap_tx.iter().fold(HashMap::new(), |mut m, r| {
         if let TapRecord::Transaction(t) = r
             && let Some(h) = &t.sha256
@@ -93,6 +93,9 @@ fn plaintext_links_leak_everything_starttls_links_only_volume() {
     for hop in &hops {
         let seen = by_tuple
             .get(&(hop.local_addr.clone(), hop.peer_addr.clone()))
+            .and_then(|v| {
+                v.iter().min_by(|a, b| (a.ts - hop.started_at).abs().total_cmp(&(b.ts - hop.started_at).abs()))
+            })
             .unwrap_or_else(|| panic!("hop {} -> {} not seen by the tap", hop.local_addr, hop.peer_addr));
         let recovered = hashes_seen.get(seen.uid.as_str()).cloned().unwrap_or_default();
         let pair = (hop.system.as_str(), hop.peer_system.as_deref().unwrap_or("?"));
