@@ -3,7 +3,7 @@
 //! Records are streamed from the tap ([`tap::dissect_file_with`]) as each TCP session ends, so
 //! a capture of any size is read in bounded memory: JSON lines are written as they come, the
 //! table prints each session as it ends and the system-to-system volume table at the end, and
-//! Parquet goes through JSON-lines files next to the output directory. A corrupt or truncated
+//! Parquet tables are written a row group at a time. A corrupt or truncated
 //! capture ends the read with an error naming the file and byte offset; the records found
 //! before it are output, and the exit code is 1.
 
@@ -327,63 +327,30 @@ fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Streams the records into JSON-lines files in a scratch directory inside `out`, and has the
-/// analysis crate turn them into `out/sessions.parquet` and `out/transactions.parquet` with the
-/// schemas of a run's `tap/*.parquet`.
+/// Streams the records into `out/sessions.parquet` and `out/transactions.parquet` a row group
+/// at a time, with the schemas of a run's `tap/*.parquet`.
 fn parquet(capture: &Path, out: &Path) -> Result<tap::ReadSummary> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let scratch = Scratch(out.join(format!(".smtplab-tap-{}", std::process::id())));
-    let tap_dir = scratch.0.join("tap");
-    let truth_dir = scratch.0.join("truth");
-    for d in [&tap_dir, &truth_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let create = |p: PathBuf| {
-        std::fs::File::create(&p)
-            .map(|f| std::io::BufWriter::with_capacity(1 << 16, f))
-            .with_context(|| format!("cannot create {}", p.display()))
-    };
-    let mut sessions = create(tap_dir.join("sessions.jsonl"))?;
-    let mut transactions = create(tap_dir.join("transactions.jsonl"))?;
-    let mut failed: Option<std::io::Error> = None;
-    let summary = tap::dissect_file_with(capture, |r| {
-        let written = match &r {
-            TapRecord::Session(s) => serde_json::to_writer(&mut sessions, s).map_err(std::io::Error::from),
-            TapRecord::Transaction(t) => serde_json::to_writer(&mut transactions, t).map_err(std::io::Error::from),
-        }
-        .and_then(|()| match &r {
-            TapRecord::Session(_) => sessions.write_all(b"\n"),
-            TapRecord::Transaction(_) => transactions.write_all(b"\n"),
-        });
-        match written {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
+    let (sessions, transactions) = (out.join("sessions.parquet"), out.join("transactions.parquet"));
+    let mut tables = analysis::TapTableWriter::create(&sessions, &transactions)?;
+    let mut failed: Option<analysis::AnalysisError> = None;
+    let summary = tap::dissect_file_with(capture, |r| match tables.push(r) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
         }
     })?;
     if let Some(e) = failed {
-        return Err(e).with_context(|| format!("writing records under {}", tap_dir.display()));
+        return Err(e.into());
     }
-    sessions.flush()?;
-    transactions.flush()?;
-    drop((sessions, transactions));
-    // `analysis::ingest` reads a run directory: give it one with no ground truth.
-    for f in ["messages.jsonl", "sessions.jsonl"] {
-        std::fs::write(truth_dir.join(f), b"")?;
-    }
-    analysis::ingest(&scratch.0).context("writing the Parquet tables")?;
-    for name in ["sessions.parquet", "transactions.parquet"] {
-        let to = out.join(name);
-        std::fs::rename(tap_dir.join(name), &to).with_context(|| format!("cannot write {}", to.display()))?;
-    }
+    // Finished even when the capture ended in an error: the records found before it are kept.
+    tables.finish()?;
     eprintln!(
         "{} SMTP sessions, {} transactions: {} and {}",
         summary.sessions,
         summary.transactions,
-        out.join("sessions.parquet").display(),
-        out.join("transactions.parquet").display()
+        sessions.display(),
+        transactions.display()
     );
     Ok(summary)
 }

@@ -7,12 +7,13 @@
 use std::path::Path;
 
 use polars::prelude::{DataFrame, PolarsResult};
-use records::{SessionRecord, TapSession, TapTransaction, TruthMessage, read_jsonl};
+use records::{SessionRecord, TapSession, TapTransaction, TruthMessage, for_each_jsonl, read_jsonl};
 
 use crate::error::{AnalysisError, HINT_RUN};
 use crate::layout::RunLayout;
 use crate::record_frames::{self, SystemEntry};
 use crate::table_io::write_parquet;
+use crate::tap_tables::TapTableWriter;
 
 /// Converts the run's JSON-lines inputs into Parquet beside them:
 /// `truth/messages.parquet`, `truth/hops.parquet`, `truth/systems.parquet` (when
@@ -51,12 +52,12 @@ fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
         write_frame(record_frames::systems_frame(&systems), &layout.truth_systems_parquet())?;
     }
 
-    let tap_sessions: Vec<TapSession> = read_optional(&layout.tap_sessions_jsonl())?;
-    write_frame(record_frames::tap_sessions_frame(&tap_sessions), &layout.tap_sessions_parquet())?;
-
-    let tap_transactions: Vec<TapTransaction> = read_optional(&layout.tap_transactions_jsonl())?;
-    write_frame(record_frames::tap_transactions_frame(&tap_transactions), &layout.tap_transactions_parquet())?;
-    Ok(())
+    // The tap's records can be many (one per TCP session and per transaction): streamed from
+    // the JSON lines into the tables a batch at a time.
+    let mut tap = TapTableWriter::create(&layout.tap_sessions_parquet(), &layout.tap_transactions_parquet())?;
+    for_each_optional(&layout.tap_sessions_jsonl(), |s: TapSession| tap.push_session(s))?;
+    for_each_optional(&layout.tap_transactions_jsonl(), |t: TapTransaction| tap.push_transaction(t))?;
+    tap.finish()
 }
 
 fn read_required<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, AnalysisError> {
@@ -67,11 +68,14 @@ fn read_required<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, 
 }
 
 /// The tap writes nothing when it saw nothing: a missing file is an empty one.
-fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, AnalysisError> {
+fn for_each_optional<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    each: impl FnMut(T) -> Result<(), AnalysisError>,
+) -> Result<(), AnalysisError> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    Ok(read_jsonl(path)?)
+    for_each_jsonl(path, each)
 }
 
 /// The analysis does not need the system list, so an older run without it still ingests.

@@ -175,6 +175,9 @@ pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
         Column::new("tls_app_bytes_resp".into(), s.iter().map(|x| x.tls_app_bytes_resp).collect::<Vec<_>>()),
         Column::new("gaps".into(), s.iter().map(|x| x.gaps).collect::<Vec<_>>()),
         Column::new("transactions".into(), s.iter().map(|x| x.transactions).collect::<Vec<_>>()),
+        opt_str_col("auth_mechanism", s.iter().map(|x| x.auth_mechanism.as_deref())),
+        opt_str_col("auth_user", s.iter().map(|x| x.auth_user.as_deref())),
+        Column::new("auth_cleartext".into(), s.iter().map(|x| x.auth_cleartext).collect::<Vec<_>>()),
         str_list_col("notes", s.iter().map(|x| Some(x.notes.as_slice()))),
     ])
 }

@@ -1,0 +1,182 @@
+//! The tap's two Parquet tables, written as records arrive.
+//!
+//! A capture of any size must be turned into `sessions.parquet` and `transactions.parquet` in
+//! bounded memory, so records are buffered a batch at a time and each batch becomes one Parquet
+//! row group. Both files are written under a temporary name and renamed when finished: a reader
+//! never sees a half-written table, and a read that ends early (a truncated capture) still gives
+//! complete files holding every record found before the end.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::io::parquet::write::BatchedWriter;
+use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError, PolarsResult};
+use records::{TapRecord, TapSession, TapTransaction};
+
+use crate::error::AnalysisError;
+use crate::record_frames::{tap_sessions_frame, tap_transactions_frame};
+
+/// Records per row group: large enough for good compression, small enough that a batch of
+/// transactions (a few hundred bytes each) stays a few MB.
+const BATCH: usize = 8192;
+
+/// Writes tap records into `sessions.parquet` and `transactions.parquet`, a batch at a time,
+/// with the schemas [`crate::ingest`] gives them.
+pub struct TapTableWriter {
+    sessions: BatchedTable<TapSession>,
+    transactions: BatchedTable<TapTransaction>,
+}
+
+impl TapTableWriter {
+    /// Creates (or replaces, when finished) the two files.
+    pub fn create(sessions: &Path, transactions: &Path) -> Result<Self, AnalysisError> {
+        Ok(TapTableWriter {
+            sessions: BatchedTable::create(sessions, tap_sessions_frame)?,
+            transactions: BatchedTable::create(transactions, tap_transactions_frame)?,
+        })
+    }
+
+    pub fn push(&mut self, record: TapRecord) -> Result<(), AnalysisError> {
+        match record {
+            TapRecord::Session(s) => self.sessions.push(s),
+            TapRecord::Transaction(t) => self.transactions.push(t),
+        }
+    }
+
+    pub fn push_session(&mut self, session: TapSession) -> Result<(), AnalysisError> {
+        self.sessions.push(session)
+    }
+
+    pub fn push_transaction(&mut self, transaction: TapTransaction) -> Result<(), AnalysisError> {
+        self.transactions.push(transaction)
+    }
+
+    /// Writes what is buffered and the files' footers, then puts both files in place.
+    pub fn finish(self) -> Result<(), AnalysisError> {
+        self.sessions.finish()?;
+        self.transactions.finish()
+    }
+}
+
+/// One Parquet file written a row group at a time under `<name>.partial`.
+struct BatchedTable<T> {
+    path: PathBuf,
+    partial: PathBuf,
+    pending: Vec<T>,
+    frame: fn(&[T]) -> PolarsResult<DataFrame>,
+    writer: BatchedWriter<File>,
+}
+
+impl<T> BatchedTable<T> {
+    fn create(path: &Path, frame: fn(&[T]) -> PolarsResult<DataFrame>) -> Result<Self, AnalysisError> {
+        let partial = partial_path(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| AnalysisError::io(parent, e))?;
+        }
+        let file = File::create(&partial).map_err(|e| AnalysisError::io(&partial, e))?;
+        // The schema comes from the same builder as the rows, applied to no rows: the two can
+        // never disagree.
+        let empty = frame(&[]).map_err(|e| compute(path, e))?;
+        let writer = ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Snappy)
+            .batched(empty.schema())
+            .map_err(|source| write_error(path, source))?;
+        Ok(BatchedTable { path: path.to_path_buf(), partial, pending: Vec::with_capacity(BATCH), frame, writer })
+    }
+
+    fn push(&mut self, row: T) -> Result<(), AnalysisError> {
+        self.pending.push(row);
+        if self.pending.len() >= BATCH { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<(), AnalysisError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let df = (self.frame)(&self.pending).map_err(|e| compute(&self.path, e))?;
+        self.writer.write_batch(&df).map_err(|source| write_error(&self.path, source))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), AnalysisError> {
+        self.flush()?;
+        self.writer.finish().map_err(|source| write_error(&self.path, source))?;
+        drop(self.writer);
+        std::fs::rename(&self.partial, &self.path).map_err(|e| AnalysisError::io(&self.path, e))
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+fn write_error(path: &Path, source: PolarsError) -> AnalysisError {
+    AnalysisError::Table {
+        path: path.to_path_buf(),
+        action: "write Parquet",
+        source,
+        hint: "check free disk space and permissions",
+    }
+}
+
+/// Building a frame from records cannot fail on good records: if it does, it is a bug.
+fn compute(path: &Path, source: PolarsError) -> AnalysisError {
+    AnalysisError::Compute { run_dir: path.to_path_buf(), step: "building a tap table", source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table_io::read_parquet;
+
+    fn session(i: usize) -> TapSession {
+        TapSession {
+            ts: i as f64,
+            uid: format!("C{i}"),
+            orig_h: "10.0.0.1".into(),
+            orig_p: 40000,
+            resp_h: "10.0.0.2".into(),
+            resp_p: 25,
+            helo: (i % 2 == 0).then(|| "mx.example".into()),
+            auth_mechanism: (i % 3 == 0).then(|| "PLAIN".into()),
+            notes: vec![format!("n{i}")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_become_one_table_in_order_with_the_ingest_schema() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (s, t) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"));
+        let mut w = TapTableWriter::create(&s, &t).expect("create");
+        let n = BATCH * 2 + 17;
+        for i in 0..n {
+            w.push(TapRecord::Session(session(i))).expect("push");
+        }
+        w.push(TapRecord::Transaction(TapTransaction { uid: "C1".into(), ..Default::default() })).expect("push");
+        assert!(!s.exists(), "the table appears only when finished");
+        w.finish().expect("finish");
+        assert!(!partial_path(&s).exists());
+
+        let read = read_parquet(&s, "test").expect("read");
+        assert_eq!(read.height(), n);
+        let expected: Vec<TapSession> = (0..n).map(session).collect();
+        let whole = tap_sessions_frame(&expected).expect("frame");
+        assert_eq!(read.schema(), whole.schema());
+        assert!(read.equals_missing(&whole), "streamed table differs from the one-shot table");
+        assert_eq!(read_parquet(&t, "test").expect("read").height(), 1);
+    }
+
+    #[test]
+    fn no_records_give_empty_tables_with_the_full_schema() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (s, t) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"));
+        TapTableWriter::create(&s, &t).expect("create").finish().expect("finish");
+        let read = read_parquet(&t, "test").expect("read");
+        assert_eq!(read.height(), 0);
+        assert_eq!(read.schema(), tap_transactions_frame(&[]).expect("frame").schema());
+    }
+}
