@@ -140,8 +140,8 @@ mod tests {
             orig_p: 40000,
             resp_h: "10.0.0.2".into(),
             resp_p: 25,
-            helo: (i % 2 == 0).then(|| "mx.example".into()),
-            auth_mechanism: (i % 3 == 0).then(|| "PLAIN".into()),
+            helo: i.is_multiple_of(2).then(|| "mx.example".into()),
+            auth_mechanism: i.is_multiple_of(3).then(|| "PLAIN".into()),
             notes: vec![format!("n{i}")],
             ..Default::default()
         }
