@@ -1,7 +1,8 @@
 //! `smtplab tap`: the eavesdropper on its own, on a capture file or live on an interface.
 //!
-//! Records are streamed from the tap ([`tap::dissect_file_with`]) as each TCP session ends, so
-//! a capture of any size is read in bounded memory: JSON lines are written as they come, the
+//! Records are streamed from the tap ([`tap::dissect_file_with`], [`tap::dissect_reader_with`])
+//! as each TCP session ends, from a file, from standard input or from a live capture, so any
+//! amount of traffic is read in bounded memory: JSON lines are written as they come, the
 //! table prints each session as it ends and the system-to-system volume table at the end, and
 //! Parquet tables are written a row group at a time. A corrupt or truncated
 //! capture ends the read with an error naming the file and byte offset; the records found
@@ -24,7 +25,8 @@ use crate::cli::TapFormat;
 /// `smtplab tap` arguments.
 #[derive(clap::Args, Debug)]
 pub struct TapArgs {
-    /// Capture file (pcap or pcapng: Ethernet, VLAN, Linux SLL/SLL2, BSD loopback, raw IP).
+    /// Capture file (pcap or pcapng: Ethernet, VLAN, Linux SLL/SLL2, BSD loopback, raw IP), or
+    /// `-` for a pcap stream on standard input (`tcpdump -w - | smtplab tap -`).
     #[arg(required_unless_present = "live", conflicts_with = "live")]
     pub capture: Option<PathBuf>,
     /// table: each session, then the system-to-system volume table; jsonl: one JSON object per
@@ -34,8 +36,8 @@ pub struct TapArgs {
     /// Directory for --format parquet (created if missing; default: the current directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Capture live on this interface (needs root or CAP_NET_RAW) until Ctrl-C or --duration,
-    /// then dissect what was captured.
+    /// Capture live on this interface (needs root or CAP_NET_RAW) until Ctrl-C or --duration;
+    /// records come out as sessions end.
     #[arg(long, value_name = "IFACE")]
     pub live: Option<String>,
     /// BPF filter for --live (default: tcp).
@@ -44,9 +46,13 @@ pub struct TapArgs {
     /// Stop a live capture after this many seconds.
     #[arg(long, value_name = "SECS", requires = "live")]
     pub duration: Option<f64>,
-    /// Keep the live capture in this pcap file (default: a temporary file, removed at the end).
+    /// Also write the live capture to this pcap file (records are dissected as packets come,
+    /// whether or not the packets are kept).
     #[arg(long, value_name = "FILE", requires = "live")]
     pub write: Option<PathBuf>,
+    /// Bytes kept of each packet in a live capture.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144, requires = "live")]
+    pub snaplen: i32,
 }
 
 pub fn run(args: TapArgs) -> Result<ExitCode> {
@@ -60,15 +66,40 @@ pub fn run(args: TapArgs) -> Result<ExitCode> {
         return live(&args, iface);
     }
     let Some(capture) = &args.capture else { bail!("give a capture file, or --live IFACE") };
-    dissect(capture, &args)
+    let source = if capture.as_os_str() == "-" {
+        Source::Stream { name: "standard input".into(), input: Box::new(std::io::stdin().lock()) }
+    } else {
+        Source::File(capture.clone())
+    };
+    dissect(source, &args)
 }
 
-/// Reads a capture file and writes its records in the chosen format.
-fn dissect(capture: &Path, args: &TapArgs) -> Result<ExitCode> {
+/// Where the packets come from: a capture file, or a pcap byte stream (standard input, as in
+/// `tcpdump -w - | smtplab tap -`, or a live capture) read as it arrives.
+enum Source {
+    File(PathBuf),
+    Stream { name: String, input: Box<dyn std::io::Read> },
+}
+
+impl Source {
+    fn is_stream(&self) -> bool {
+        matches!(self, Source::Stream { .. })
+    }
+
+    fn read(self, on_record: impl FnMut(TapRecord) -> ControlFlow<()>) -> Result<tap::ReadSummary, tap::TapError> {
+        match self {
+            Source::File(path) => tap::dissect_file_with(&path, on_record),
+            Source::Stream { name, input } => tap::dissect_stream_with(&name, input, on_record),
+        }
+    }
+}
+
+/// Reads the packets and writes their records in the chosen format.
+fn dissect(source: Source, args: &TapArgs) -> Result<ExitCode> {
     let summary = match args.format {
-        TapFormat::Jsonl => jsonl(capture)?,
-        TapFormat::Table => table(capture)?,
-        TapFormat::Parquet => parquet(capture, args.out.as_deref().unwrap_or(Path::new(".")))?,
+        TapFormat::Jsonl => jsonl(source)?,
+        TapFormat::Table => table(source)?,
+        TapFormat::Parquet => parquet(source, args.out.as_deref().unwrap_or(Path::new(".")))?,
     };
     if let Some(e) = summary.error {
         eprintln!("error: {e}");
@@ -78,10 +109,11 @@ fn dissect(capture: &Path, args: &TapArgs) -> Result<ExitCode> {
 }
 
 /// Writes each record as it comes; a closed standard output (`| head`) ends the read quietly.
-fn jsonl(capture: &Path) -> Result<tap::ReadSummary> {
+fn jsonl(source: Source) -> Result<tap::ReadSummary> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
-    let summary = tap::dissect_file_with(capture, |r| match write_record(&mut out, &r) {
+    let live = source.is_stream();
+    let summary = source.read(|r| match write_record(&mut out, &r).and_then(|()| flush_if(live, &mut out)) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failed = Some(e);
@@ -96,24 +128,32 @@ fn jsonl(capture: &Path) -> Result<tap::ReadSummary> {
     Ok(summary)
 }
 
+/// A stream's records are for someone watching: each goes out as it is found, not when a
+/// buffer fills.
+fn flush_if(live: bool, out: &mut impl Write) -> std::io::Result<()> {
+    if live { out.flush() } else { Ok(()) }
+}
+
 fn write_record(out: &mut impl Write, r: &TapRecord) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, r)?;
     out.write_all(b"\n")
 }
 
 /// Each session (with its transactions) as it ends, then the totals and the volume table.
-fn table(capture: &Path) -> Result<tap::ReadSummary> {
+fn table(source: Source) -> Result<tap::ReadSummary> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut volume = Volume::default();
     let mut failed: Option<std::io::Error> = None;
-    let summary = tap::dissect_file_with(capture, |r| {
+    let live = source.is_stream();
+    let summary = source.read(|r| {
         let written = match &r {
             TapRecord::Session(s) => {
                 volume.add(s);
                 writeln!(out, "{}", session_line(s))
             }
             TapRecord::Transaction(t) => writeln!(out, "{}", transaction_line(t)),
-        };
+        }
+        .and_then(|()| flush_if(live, &mut out));
         match written {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
@@ -329,11 +369,11 @@ fn human_bytes(b: u64) -> String {
 
 /// Streams the records into `out/sessions.parquet` and `out/transactions.parquet` a row group
 /// at a time, with the schemas of a run's `tap/*.parquet`.
-fn parquet(capture: &Path, out: &Path) -> Result<tap::ReadSummary> {
+fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     let (sessions, transactions) = (out.join("sessions.parquet"), out.join("transactions.parquet"));
     let mut tables = analysis::TapTableWriter::create(&sessions, &transactions)?;
     let mut failed: Option<analysis::AnalysisError> = None;
-    let summary = tap::dissect_file_with(capture, |r| match tables.push(r) {
+    let summary = source.read(|r| match tables.push(r) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failed = Some(e);
@@ -355,19 +395,6 @@ fn parquet(capture: &Path, out: &Path) -> Result<tap::ReadSummary> {
     Ok(summary)
 }
 
-/// A scratch directory or file, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.0.is_dir() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
 /// The first Ctrl-C stops a live capture (what was captured is dissected); a second one ends
 /// the process at once.
 fn on_interrupt() -> Arc<AtomicBool> {
@@ -378,7 +405,7 @@ fn on_interrupt() -> Arc<AtomicBool> {
             eprintln!("second interrupt: exiting now");
             std::process::exit(130);
         }
-        eprintln!("interrupted: stopping the capture and dissecting what was captured (Ctrl-C again to quit now)");
+        eprintln!("interrupted: stopping the capture and finishing the open sessions (Ctrl-C again to quit now)");
     });
     if let Err(e) = installed {
         eprintln!("warning: Ctrl-C will not stop the capture cleanly ({e})");
@@ -393,20 +420,14 @@ fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
     {
         bail!("--duration must be a positive number of seconds, not {d}");
     }
-    let (path, keep) = match &args.write {
-        Some(p) => (p.clone(), true),
-        None => {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            (std::env::temp_dir().join(format!("smtplab-tap-{}-{nanos}.pcap", std::process::id())), false)
-        }
-    };
     let opts = tap::LiveOptions {
         device: iface.to_string(),
         filter: args.filter.clone().unwrap_or_else(|| "tcp".into()),
+        snaplen: args.snaplen,
         ..Default::default()
     };
     let stop = on_interrupt();
-    let capture = match tap::LiveCapture::start(&opts, &path) {
+    let (capture, stream) = match tap::LiveCapture::start_streaming(&opts, args.write.as_deref()) {
         Ok(c) => c,
         Err(e @ tap::TapError::NoCapturePermission { .. }) => {
             eprintln!("error: {e}");
@@ -414,27 +435,34 @@ fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let temp = (!keep).then(|| Scratch(path.clone()));
     match args.duration {
         Some(d) => eprintln!("capturing on {iface} ({}) for {d} s; Ctrl-C stops earlier", opts.filter),
         None => eprintln!("capturing on {iface} ({}); Ctrl-C stops", opts.filter),
     }
-    let started = Instant::now();
+    // The capture is stopped from its own thread (at Ctrl-C, at --duration, or when the
+    // dissection ends first), while this one dissects the packets as they come.
     let limit = args.duration.map(Duration::from_secs_f64);
-    while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| started.elapsed() < l) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stats = capture.stop()?;
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| started.elapsed() < l) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            capture.stop()
+        })
+    };
+    let dissected = dissect(Source::Stream { name: format!("live capture on {iface}"), input: Box::new(stream) }, args);
+    stop.store(true, Ordering::SeqCst);
+    let stats = stopper.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))??;
     eprintln!(
         "captured {} packets, {} bytes ({} dropped by the kernel){}",
         stats.packets_written,
         stats.bytes_written,
         stats.dropped,
-        if keep { format!(" into {}", path.display()) } else { String::new() }
+        args.write.as_ref().map(|p| format!(" into {}", p.display())).unwrap_or_default()
     );
-    let code = dissect(&path, args)?;
-    drop(temp);
-    Ok(code)
+    dissected
 }
 
 #[cfg(test)]

@@ -177,23 +177,8 @@ fn fake_client() {
     expect("221");
 }
 
-/// `smtplab tap --live lo` sees a plaintext exchange on loopback and recovers its transaction.
-#[test]
-fn live_capture_on_loopback_recovers_the_transaction() {
-    if !is_root() {
-        eprintln!("skipped: live capture needs root (CI runs as root)");
-        return;
-    }
-    let listener = TcpListener::bind(("127.0.0.1", PORT)).expect("bind 127.0.0.1:18525");
-    let filter = format!("tcp port {PORT}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
-        .args(["tap", "--live", "lo", "--filter", &filter, "--duration", "3", "--format", "jsonl"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smtplab tap --live");
-    // The capture is open once it says so: only then can nothing of the exchange be missed.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+/// Waits for the start-up line of `smtplab tap --live`: only then can nothing be missed.
+fn wait_capturing(child: &mut std::process::Child, stderr: &mut impl BufRead) -> String {
     let mut said = String::new();
     while !said.contains("capturing on lo") {
         let mut l = String::new();
@@ -203,17 +188,79 @@ fn live_capture_on_loopback_recovers_the_transaction() {
         }
         said.push_str(&l);
     }
+    said
+}
+
+/// Sends Ctrl-C (SIGINT) and waits, bounded: a capture that ignores it fails the test instead of
+/// hanging it.
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 30 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `smtplab tap --live lo` sees a plaintext exchange on loopback and prints its records while
+/// the capture still runs (the session is over, the capture is not); the packets it kept with
+/// `--write` give the same records when read back from the file.
+#[test]
+fn live_capture_on_loopback_streams_the_transaction_as_the_session_ends() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let dir = scratch("live");
+    let kept = dir.join("kept.pcap");
+    let listener = TcpListener::bind(("127.0.0.1", PORT)).expect("bind 127.0.0.1:18525");
+    let filter = format!("tcp port {PORT}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["tap", "--live", "lo", "--filter", &filter, "--format", "jsonl", "--write"])
+        .arg(&kept)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smtplab tap --live");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut said = wait_capturing(&mut child, &mut stderr);
+    // Standard output is read on its own thread, so the test can wait for lines with a bound.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let reader = std::thread::spawn(move || {
+        for l in stdout.lines().map_while(Result::ok) {
+            if lines_tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
     let server = std::thread::spawn(move || fake_server(listener));
     fake_client();
     server.join().expect("server thread");
-    let mut stdout = String::new();
-    child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
+
+    let mut records: Vec<serde_json::Value> = Vec::new();
+    while !records.iter().any(|r| r["record"] == "transaction") {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => records.push(serde_json::from_str(&l).expect("one JSON object per line")),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no transaction record while the capture runs ({e}); got {records:?}");
+            }
+        }
+    }
+    let status = interrupt(&mut child);
+    reader.join().expect("stdout thread");
+    records.extend(lines.try_iter().map(|l| serde_json::from_str(&l).expect("JSON")));
     stderr.read_to_string(&mut said).expect("read stderr");
-    let status = child.wait().expect("wait");
     assert!(status.success(), "{said}");
     assert!(said.contains("captured "), "{said}");
-    let records: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
     let session = records.iter().find(|r| r["record"] == "session").expect("the session");
     assert_eq!(session["id.resp_p"], PORT);
     assert_eq!(session["helo"], "client.a.test");
@@ -223,9 +270,40 @@ fn live_capture_on_loopback_recovers_the_transaction() {
     assert_eq!(tx["rcptto"], serde_json::json!(["bob@b.test"]));
     assert_eq!(tx["subject"], "live tap");
     assert_eq!(tx["sha256"], relay::sha256_hex(MESSAGE.as_bytes()), "the message recovered byte for byte");
+
+    let from_file = smtplab(&["tap", &kept.display().to_string(), "--format", "jsonl"]);
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let again: Vec<serde_json::Value> =
+        text(&from_file.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(again, records, "the kept capture gives the records printed live");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Without --duration, a live capture runs until Ctrl-C (SIGINT), then dissects what it has.
+/// A pcap stream on standard input (`tcpdump -w - | smtplab tap -`) gives the records of the
+/// same capture read from its file.
+#[test]
+fn a_capture_on_standard_input_gives_the_records_of_the_file() {
+    let pcap = data("pcaps/zeek/smtp.pcap");
+    let from_file = smtplab(&["tap", &pcap, "--format", "jsonl"]);
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["tap", "-", "--format", "jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smtplab tap -");
+    let bytes = std::fs::read(&pcap).expect("pcap");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let piped = child.wait_with_output().expect("wait");
+    writer.join().expect("writer").expect("write the capture to stdin");
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    assert!(!from_file.stdout.is_empty());
+    assert_eq!(text(&piped.stdout), text(&from_file.stdout));
+}
+
+/// Without --duration, a live capture runs until Ctrl-C (SIGINT), then finishes what it has.
 #[test]
 fn live_capture_stops_at_ctrl_c() {
     if !is_root() {
@@ -241,29 +319,8 @@ fn live_capture_stops_at_ctrl_c() {
         .spawn()
         .expect("start smtplab tap --live");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut said = String::new();
-    while !said.contains("capturing on lo") {
-        let mut l = String::new();
-        if stderr.read_line(&mut l).expect("stderr") == 0 {
-            let _ = child.wait();
-            panic!("smtplab tap --live stopped before capturing: {said}");
-        }
-        said.push_str(&l);
-    }
-    let sent = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().expect("kill");
-    assert!(sent.success());
-    // Bounded wait: a capture that ignores Ctrl-C fails the test instead of hanging it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running 30 s after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut said = wait_capturing(&mut child, &mut stderr);
+    let status = interrupt(&mut child);
     stderr.read_to_string(&mut said).expect("read stderr");
     assert!(status.success(), "{said}");
     assert!(said.contains("interrupted") && said.contains("captured 0 packets"), "{said}");

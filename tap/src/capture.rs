@@ -3,9 +3,11 @@
 //! `next_packet()` may block forever on an idle interface even with a read timeout, so the
 //! capture runs in non-blocking mode and polls a stop flag between empty reads.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -59,7 +61,8 @@ pub struct CaptureStats {
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<CaptureStats, TapError>>,
-    pub path: PathBuf,
+    /// The pcap file written, if any.
+    pub path: Option<PathBuf>,
 }
 
 fn open_error(device: &str, e: pcap::Error) -> TapError {
@@ -76,6 +79,21 @@ impl LiveCapture {
     /// Opens the device and the output file before returning, so a caller learns at once when
     /// capture is not permitted, and no packet after this call is missed.
     pub fn start(opts: &LiveOptions, out: &Path) -> Result<Self, TapError> {
+        Self::launch(opts, Some(out), None)
+    }
+
+    /// Like [`LiveCapture::start`], and the packets are also handed, as they are captured, to
+    /// the returned [`PacketStream`]: a pcap byte stream that [`crate::dissect_reader_with`]
+    /// reads, so records come out while the capture runs. `out` is optional here (a long live
+    /// session need not fill a disk). The stream ends when the capture stops; if its reader
+    /// goes away first, the capture goes on writing the file.
+    pub fn start_streaming(opts: &LiveOptions, out: Option<&Path>) -> Result<(Self, PacketStream), TapError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(STREAM_CHUNKS);
+        let capture = Self::launch(opts, out, Some(tx))?;
+        Ok((capture, PacketStream { rx, chunk: Vec::new(), pos: 0 }))
+    }
+
+    fn launch(opts: &LiveOptions, out: Option<&Path>, stream: Option<SyncSender<Vec<u8>>>) -> Result<Self, TapError> {
         let dev = opts.device.as_str();
         let cap = pcap::Capture::from_device(dev)
             .map_err(|e| open_error(dev, e))?
@@ -88,8 +106,13 @@ impl LiveCapture {
         let mut cap = cap.setnonblock().map_err(|e| open_error(dev, e))?;
         cap.filter(&opts.filter, true)
             .map_err(|e| TapError::Filter { filter: opts.filter.clone(), detail: e.to_string() })?;
-        let mut file =
-            cap.savefile(out).map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })?;
+        let mut file = out
+            .map(|out| {
+                cap.savefile(out).map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })
+            })
+            .transpose()?;
+        let linktype_number = cap.get_datalink().0;
+        let mut stream = stream.map(|tx| Streamer::new(tx, linktype_number, opts.snaplen));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let device = opts.device.clone();
@@ -111,11 +134,21 @@ impl LiveCapture {
                                     continue;
                                 }
                             }
-                            file.write(&p);
+                            if let Some(f) = file.as_mut() {
+                                f.write(&p);
+                            }
+                            if let Some(s) = stream.as_mut() {
+                                s.push(&p);
+                            }
                             stats.packets_written += 1;
                             stats.bytes_written += p.header.caplen as u64;
                         }
                         Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => {
+                            // An idle moment: hand the dissector what is batched, so records of
+                            // sessions that just ended come out without waiting for more traffic.
+                            if let Some(s) = stream.as_mut() {
+                                s.flush();
+                            }
                             // Nothing buffered. After a stop request, one empty read means the
                             // kernel buffer is drained.
                             if stopping {
@@ -129,7 +162,12 @@ impl LiveCapture {
                             std::thread::sleep(Duration::from_millis(2));
                         }
                         Err(e) => {
-                            let _ = file.flush();
+                            if let Some(f) = file.as_mut() {
+                                let _ = f.flush();
+                            }
+                            if let Some(s) = stream.as_mut() {
+                                s.flush();
+                            }
                             return Err(TapError::Capture { device, detail: e.to_string() });
                         }
                     }
@@ -138,11 +176,17 @@ impl LiveCapture {
                     stats.dropped = s.dropped as u64;
                     stats.if_dropped = s.if_dropped as u64;
                 }
-                file.flush().map_err(|e| TapError::Capture { device, detail: format!("flushing the capture: {e}") })?;
+                if let Some(s) = stream.as_mut() {
+                    s.flush();
+                }
+                if let Some(f) = file.as_mut() {
+                    f.flush()
+                        .map_err(|e| TapError::Capture { device, detail: format!("flushing the capture: {e}") })?;
+                }
                 Ok(stats)
             })
             .map_err(|e| TapError::Capture { device: opts.device.clone(), detail: e.to_string() })?;
-        Ok(Self { stop, thread, path: out.to_path_buf() })
+        Ok(Self { stop, thread, path: out.map(Path::to_path_buf) })
     }
 
     /// Stops after draining what the kernel already holds, and flushes the file.
@@ -151,5 +195,89 @@ impl LiveCapture {
         self.thread
             .join()
             .unwrap_or_else(|_| Err(TapError::Capture { device: "?".into(), detail: "capture thread panicked".into() }))
+    }
+}
+
+/// Chunks of pcap bytes in flight to a [`PacketStream`]: with 64 KiB chunks, at most 16 MiB
+/// between the capture and a dissector that falls behind (the kernel buffer holds the rest).
+const STREAM_CHUNKS: usize = 256;
+/// A chunk is handed over when it reaches this size, or when the link goes idle.
+const STREAM_CHUNK_BYTES: usize = 64 << 10;
+
+/// The capture thread's end of a [`PacketStream`]: packets in classic pcap record format,
+/// batched into chunks.
+struct Streamer {
+    tx: Option<SyncSender<Vec<u8>>>,
+    chunk: Vec<u8>,
+}
+
+impl Streamer {
+    fn new(tx: SyncSender<Vec<u8>>, linktype: i32, snaplen: i32) -> Self {
+        // The classic pcap file header, microsecond timestamps, little-endian.
+        let mut chunk = Vec::with_capacity(STREAM_CHUNK_BYTES);
+        chunk.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        chunk.extend_from_slice(&2u16.to_le_bytes());
+        chunk.extend_from_slice(&4u16.to_le_bytes());
+        chunk.extend_from_slice(&[0; 8]);
+        chunk.extend_from_slice(&(snaplen.max(0) as u32).to_le_bytes());
+        chunk.extend_from_slice(&(linktype as u32).to_le_bytes());
+        Streamer { tx: Some(tx), chunk }
+    }
+
+    fn push(&mut self, p: &pcap::Packet<'_>) {
+        if self.tx.is_none() {
+            return;
+        }
+        let h = p.header;
+        // Seconds past 2106 or before 1970 do not fit the format; clamp rather than wrap.
+        let secs = u32::try_from(h.ts.tv_sec).unwrap_or(if h.ts.tv_sec < 0 { 0 } else { u32::MAX });
+        let micros = u32::try_from(h.ts.tv_usec).unwrap_or(0);
+        self.chunk.extend_from_slice(&secs.to_le_bytes());
+        self.chunk.extend_from_slice(&micros.to_le_bytes());
+        self.chunk.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        self.chunk.extend_from_slice(&h.len.to_le_bytes());
+        self.chunk.extend_from_slice(p.data);
+        if self.chunk.len() >= STREAM_CHUNK_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let Some(tx) = &self.tx else { return };
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(STREAM_CHUNK_BYTES));
+        if tx.send(chunk).is_err() {
+            // The reader is gone (its consumer stopped early): go on capturing to the file only.
+            self.tx = None;
+        }
+    }
+}
+
+/// Live packets as a pcap byte stream (see [`LiveCapture::start_streaming`]). Reading blocks
+/// until packets come; the stream ends once the capture has stopped and everything it captured
+/// has been read.
+pub struct PacketStream {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for PacketStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.chunk = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }

@@ -221,11 +221,15 @@ struct Limits {
     max_total: usize,
     idle_timeout: f64,
     max_flows: usize,
+    /// Hand on a closed flow's records before reading on. A live stream needs it: the next
+    /// packet may be minutes away, and the records of a session that just ended must not wait
+    /// for it. A file does not: reading on while the worker dissects is what makes it fast.
+    eager: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS }
+        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS, eager: false }
     }
 }
 
@@ -263,6 +267,9 @@ impl<F: FnMut(TapRecord) -> ControlFlow<()>> Tap<F> {
         }
         while let Ok(done) = self.from_worker.try_recv() {
             self.deliver(done);
+        }
+        if self.limits.eager {
+            while self.wait_one() {}
         }
     }
 
@@ -354,6 +361,18 @@ pub fn dissect_reader_with<R: Read>(
     on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     dissect_with_limits(name, input, Limits::default(), on_record)
+}
+
+/// [`dissect_reader_with`] for a live byte stream (a capture in progress, a pipe from tcpdump):
+/// each session's records are handed on as soon as the session ends, not when more packets
+/// come. Slower than [`dissect_reader_with`] on a file, where reading on while a finished flow
+/// is dissected pays.
+pub fn dissect_stream_with<R: Read>(
+    name: &str,
+    input: R,
+    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
+    dissect_with_limits(name, input, Limits { eager: true, ..Limits::default() }, on_record)
 }
 
 fn dissect_with_limits<R: Read>(

@@ -19,8 +19,9 @@ pub mod unstuff;
 
 mod message;
 
-pub use capture::{LiveCapture, LiveOptions};
+pub use capture::{LiveCapture, LiveOptions, PacketStream};
 pub use dissect::{
     Dissection, ReadSummary, dissect_bytes, dissect_file, dissect_file_with, dissect_reader, dissect_reader_with,
+    dissect_stream_with,
 };
 pub use error::TapError;
