@@ -41,6 +41,10 @@ pub enum Command {
         /// Points run at once (each its own process, on its own ports).
         #[arg(long, default_value_t = 1)]
         jobs: usize,
+        /// Write the point files and sweep.json (each point's command) and run nothing: for a
+        /// cluster scheduler (see SCENARIOS.md).
+        #[arg(long)]
+        plan: bool,
     },
     /// Dissect a capture (pcap or pcapng), or capture live, as the eavesdropper: SMTP in the
     /// clear, TLS metadata, and the system-to-system volume.

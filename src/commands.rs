@@ -11,7 +11,7 @@ use crate::cli::{Cli, Command, RelayArgs};
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { scenario, out, run_dir } => run(scenario.as_deref(), &out, run_dir),
-        Command::Sweep { file, out, jobs } => crate::sweep::sweep(&file, &out, jobs.max(1)),
+        Command::Sweep { file, out, jobs, plan } => crate::sweep::sweep(&file, &out, jobs.max(1), plan),
         Command::Tap(args) => tap(args),
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;

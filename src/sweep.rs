@@ -16,7 +16,7 @@ pub fn is_complete(dir: &Path) -> bool {
         .is_some_and(|m| m["status"] == "complete")
 }
 
-pub fn sweep(file: &Path, out: &Path, jobs: usize) -> Result<ExitCode> {
+pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read sweep file {}", file.display()))?;
     let mut sw = scenarios::sweep::expand(&text, &file.display().to_string())?;
     let dir = out.join(&sw.name);
@@ -50,6 +50,16 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize) -> Result<ExitCode> {
         })).collect::<Vec<_>>(),
     });
     std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&manifest)?)?;
+    if plan {
+        eprintln!(
+            "sweep {}: {} point files in {} and their commands in sweep.json; nothing run (--plan)",
+            sw.name,
+            commands.len(),
+            points_dir.display()
+        );
+        println!("{}", dir.join("sweep.json").display());
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let todo: Vec<&(usize, PathBuf, PathBuf)> = commands.iter().filter(|(_, _, d)| !is_complete(d)).collect();
     eprintln!(

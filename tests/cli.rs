@@ -310,12 +310,28 @@ fn sweep_runs_points_and_resumes() {
     let text = std::fs::read_to_string(&scenario).expect("sweep file").replace("messages = 40", "messages = 12");
     std::fs::write(&scenario, text).expect("write");
     let out = dir.join("sweeps");
+    let sweep = out.join("cli-small");
+
+    // --plan: the point files and their commands, nothing run; one point is then run by its
+    // command line, as a cluster scheduler would.
+    let plan = smtplab(&["sweep", &scenario.display().to_string(), "--out", &out.display().to_string(), "--plan"]);
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("sweep.json")).expect("sweep.json")).expect("json");
+    let points = listed["points"].as_array().expect("points");
+    assert_eq!(points.len(), 4);
+    assert!(points.iter().all(|p| !sweep.join(p["dir"].as_str().expect("dir")).exists()), "--plan runs nothing");
+    let command = points[0]["command"].as_str().expect("command");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["smtplab", "run"], "{command}");
+    let one = Command::new(env!("CARGO_BIN_EXE_smtplab")).args(&words[1..]).env("CI", "1").output().expect("run");
+    assert!(one.status.success(), "{command}: {}", String::from_utf8_lossy(&one.stderr));
+
     let args = ["sweep", &scenario.display().to_string(), "--out", &out.display().to_string(), "--jobs", "2"];
     let r = smtplab(&args);
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "{stderr}");
-    assert!(stderr.contains("4 points (1 keys × 2 seeds), 4 to run"), "{stderr}");
-    let sweep = out.join("cli-small");
+    assert!(stderr.contains("4 points (1 keys × 2 seeds), 3 to run, 1 already complete"), "{stderr}");
     for point in ["systems.2.starttls=false-s1", "systems.2.starttls=true-s2"] {
         let m: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(sweep.join(point).join("manifest.json")).expect("manifest"))
