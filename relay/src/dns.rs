@@ -114,3 +114,81 @@ fn fqdn(domain: &str) -> Option<Name> {
 fn temporary(name: &str, kind: &str, e: &NetError) -> TemporaryFailure {
     TemporaryFailure(format!("{kind} lookup of {name}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, MX};
+    use hickory_resolver::proto::rr::{Record, RecordType};
+
+    use super::*;
+
+    /// A DNS server on a real UDP socket whose answers are chosen per name: preferences out of
+    /// order, a domain without MX (implicit MX), a broken one (SERVFAIL), NXDOMAIN for the rest.
+    async fn responder(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+        let sock = tokio::net::UdpSocket::bind(addr).await.expect("bind the test DNS server");
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                if let Some(reply) = answer(&q).and_then(|m| m.to_vec().ok()) {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+            }
+        })
+    }
+
+    fn answer(q: &Message) -> Option<Message> {
+        let query = q.queries.first()?.clone();
+        let name = query.name().to_ascii().to_ascii_lowercase();
+        let mut m = Message::response(q.metadata.id, q.metadata.op_code);
+        m.metadata.authoritative = true;
+        m.add_query(query.clone());
+        let n = |s: &str| Name::from_ascii(s).expect("name");
+        let a = |host: &str, last: u8| Record::from_rdata(n(host), 60, RData::A(A(Ipv4Addr::new(127, 0, 0, last))));
+        match (name.as_str(), query.query_type()) {
+            ("mx.example.", RecordType::MX) => {
+                m.add_answer(Record::from_rdata(n("mx.example."), 60, RData::MX(MX::new(20, n("b.mx.example.")))));
+                m.add_answer(Record::from_rdata(n("mx.example."), 60, RData::MX(MX::new(10, n("a.mx.example.")))));
+            }
+            ("a.mx.example.", RecordType::A) => {
+                m.add_answer(a("a.mx.example.", 41));
+            }
+            ("b.mx.example.", RecordType::A) => {
+                m.add_answer(a("b.mx.example.", 42));
+            }
+            ("implicit.example.", RecordType::MX) => {}
+            ("implicit.example.", RecordType::A) => {
+                m.add_answer(a("implicit.example.", 43));
+            }
+            ("broken.example.", _) => m.metadata.response_code = ResponseCode::ServFail,
+            _ => m.metadata.response_code = ResponseCode::NXDomain,
+        }
+        Some(m)
+    }
+
+    #[tokio::test]
+    async fn mx_in_preference_order_implicit_mx_nxdomain_and_servfail() {
+        let addr: SocketAddr = "127.0.0.71:15553".parse().expect("addr");
+        let server = responder(addr).await;
+        let r = DnsResolver::new(addr, Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 72))), 2525).expect("resolver");
+        let target = |host: &str, last: u8| MxTarget {
+            host: host.into(),
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 2525),
+            system: None,
+        };
+        assert_eq!(
+            r.resolve("mx.example").await.expect("answer"),
+            vec![target("a.mx.example", 41), target("b.mx.example", 42)],
+            "lowest preference first"
+        );
+        assert_eq!(r.resolve("implicit.example").await.expect("answer"), vec![target("implicit.example", 43)]);
+        assert_eq!(r.resolve("nowhere.example").await.expect("NXDOMAIN is an answer"), vec![]);
+        assert_eq!(r.resolve("not a name..").await.expect("no such domain"), vec![]);
+        let e = r.resolve("broken.example").await.expect_err("SERVFAIL is temporary");
+        assert!(e.0.contains("MX lookup of broken.example"), "{e}");
+        server.abort();
+    }
+}
