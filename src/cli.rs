@@ -115,6 +115,13 @@ pub struct RelayArgs {
     #[arg(long = "route")]
     #[serde(rename = "route")]
     pub routes: Vec<String>,
+    /// Resolve MX and A records through this DNS server (ADDR:PORT) and no other (never the
+    /// system's resolver, never /etc/hosts), instead of --route.
+    #[arg(long, conflicts_with = "routes")]
+    pub dns: Option<SocketAddr>,
+    /// With --dns: the SMTP port to connect to at the addresses DNS gives (default 25).
+    #[arg(long, requires = "dns")]
+    pub mx_port: Option<u16>,
     /// Domains delivered into --mailbox-dir.
     #[arg(long = "local-domain")]
     #[serde(rename = "local_domain")]
@@ -169,6 +176,8 @@ impl RelayArgs {
             tls_ciphers: if self.tls_ciphers.is_empty() { file.tls_ciphers } else { self.tls_ciphers },
             tls_groups: if self.tls_groups.is_empty() { file.tls_groups } else { self.tls_groups },
             routes: if self.routes.is_empty() { file.routes } else { self.routes },
+            dns: self.dns.or(file.dns),
+            mx_port: self.mx_port.or(file.mx_port),
             local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
             mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),
             bind: self.bind.or(file.bind),

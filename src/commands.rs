@@ -212,6 +212,12 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    if a.dns.is_some() && !a.routes.is_empty() {
+        bail!("--dns and --route exclude each other: either DNS finds every MX, or the routes do");
+    }
+    if a.mx_port.is_some() && a.dns.is_none() {
+        bail!("--mx-port is the port at the addresses DNS gives: it needs --dns");
+    }
     let mut resolver = relay::StaticResolver::new();
     for r in &a.routes {
         let Some((domain, target)) = r.split_once('=') else {
@@ -228,6 +234,9 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         let host = name.unwrap_or_else(|| target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target)).to_string();
         resolver.add(domain, relay::MxTarget { host, addr, system: None });
     }
+    // The DNS client is made inside the runtime whose tasks will carry its queries.
+    let rt = tokio::runtime::Runtime::new()?;
+    let _in_runtime = rt.enter();
     let cfg = relay::RelayConfig {
         system: a.system.clone().unwrap_or_else(|| hostname.clone()),
         hostname,
@@ -243,7 +252,10 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         outbound_tls: a.outbound_tls.unwrap_or_default(),
         outbound_tls_by_domain: Vec::new(),
         ca_pem: a.ca.as_deref().map(read).transpose()?,
-        resolver: Arc::new(resolver),
+        resolver: match a.dns {
+            Some(server) => Arc::new(relay::DnsResolver::new(server, a.bind, a.mx_port.unwrap_or(25))?),
+            None => Arc::new(resolver),
+        },
         records: a.records,
         keylog: a.keylog,
         limits: Default::default(),
@@ -256,7 +268,6 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
             }
         },
     };
-    let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let handle = relay::Relay::start(cfg).await?;
         eprintln!("smtplab relay listening on {}", handle.listen);

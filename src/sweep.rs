@@ -30,6 +30,9 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
         let worker = i % jobs;
         p.scenario.network.smtp_port += 10 * worker as u16;
         p.scenario.network.submission_port += 10 * worker as u16;
+        // The DNS server's address is the same for every point of a loopback sweep: its port
+        // moves with the worker too (53, 63, 73, ...).
+        p.scenario.network.dns_port = p.scenario.network.dns_port.saturating_add(10 * worker as u16);
         let toml = toml::to_string_pretty(&p.scenario).context("serialising a sweep point")?;
         let path = points_dir.join(format!("{}.toml", p.dir_name));
         std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;

@@ -33,21 +33,44 @@ fn run_small_scenario_end_to_end() {
     check_small_run(&out, &r);
 }
 
-/// The same facts on the netns backend: relay processes in network namespaces on a bridge.
+/// The same facts on the netns backend: relay processes in network namespaces on a bridge,
+/// finding each other's MX by `--route` flags, then through the scenario's DNS server on the
+/// bridge (one run after the other: two netns runs at once would share the bridge's subnet).
 #[test]
 fn run_small_scenario_on_netns() {
     let out = scratch("netns");
-    let text = std::fs::read_to_string(data("small.toml"))
-        .expect("small.toml")
-        .replace("[network]", "[network]\nbackend = \"netns\"")
-        .lines()
-        .filter(|l| !l.starts_with("address = "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = out.join("netns.toml");
-    std::fs::write(&path, text).expect("write");
-    let r = smtplab(&["run", &path.display().to_string(), "--out", &out.join("runs").display().to_string()]);
-    check_small_run(&out.join("runs"), &r);
+    for dns in ["in-process", "server"] {
+        let text = std::fs::read_to_string(data("small.toml"))
+            .expect("small.toml")
+            .replace("[network]", &format!("[network]\nbackend = \"netns\"\ndns = \"{dns}\""))
+            .lines()
+            .filter(|l| !l.starts_with("address = "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = out.join(format!("netns-{dns}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let runs = out.join(format!("runs-{dns}"));
+        let r = smtplab(&["run", &path.display().to_string(), "--out", &runs.display().to_string()]);
+        // Read before the common checks, which remove the run.
+        let sightings = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("tap/dns.jsonl")).ok())
+            .unwrap_or_default();
+        check_small_run(&runs, &r);
+        if dns == "server" {
+            // Each relay process asked the bridge's DNS server, from its namespace's address.
+            for (from, domain) in [("10.233.0.1", "beta"), ("10.233.0.2", "gamma"), ("10.233.0.3", "alpha")] {
+                let query = format!("\"src\":\"{from}:");
+                assert!(
+                    sightings.lines().any(|l| l.contains(&query) && l.contains(&format!("{domain}.example. MX"))),
+                    "no MX query from {from} for {domain}:\n{sightings}"
+                );
+            }
+        } else {
+            assert!(sightings.is_empty(), "in-process resolution puts nothing on the wire");
+        }
+    }
     // This is the only test using namespaces: none may be left behind.
     let ns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("smtplab-"), "namespaces torn down");

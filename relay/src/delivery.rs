@@ -48,7 +48,13 @@ pub(crate) async fn deliver_remote(
     rcpts: &[String],
     message: &[u8],
 ) -> Vec<(String, RcptOutcome)> {
-    let targets = shared.cfg.resolver.resolve(domain);
+    let targets = match shared.cfg.resolver.resolve(domain).await {
+        Ok(targets) => targets,
+        Err(e) => {
+            tracing::warn!("{}: delivery to {domain} deferred: {e}", shared.cfg.system);
+            return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(e.to_string()))).collect();
+        }
+    };
     if targets.is_empty() {
         let why = format!("no MX route for domain {domain}");
         return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(why.clone()))).collect();

@@ -10,6 +10,7 @@
 pub mod bounce;
 pub mod config;
 pub mod delivery;
+pub mod dns;
 pub mod error;
 pub mod records;
 pub mod resolver;
@@ -21,9 +22,10 @@ pub mod transport;
 mod relay;
 
 pub use config::{InboundTls, OutboundTls, RelayConfig, TlsIdentity};
+pub use dns::DnsResolver;
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};
-pub use resolver::{MxResolver, MxTarget, StaticResolver};
+pub use resolver::{MxResolver, MxTarget, StaticResolver, TemporaryFailure};
 pub use tls::TlsSettings;
 
 /// Seconds since the Unix epoch as a float, the time format of every record.

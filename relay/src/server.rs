@@ -126,7 +126,7 @@ impl Session<'_> {
                             Some(t) if t.rcpts.len() >= cfg.limits.max_recipients => {
                                 Reply::new(452, "4.5.3 Error: too many recipients")
                             }
-                            Some(t) => match self.accepts_recipient(&to) {
+                            Some(t) => match self.accepts_recipient(&to).await {
                                 Ok(()) => {
                                     t.rcpts.push(to);
                                     Reply::new(250, "2.1.5 Ok")
@@ -363,14 +363,18 @@ impl Session<'_> {
 
     /// Local domains and domains the resolver can route are accepted; anything else would make
     /// this an open relay.
-    fn accepts_recipient(&self, to: &str) -> Result<(), Reply> {
+    /// A temporary DNS failure is a temporary refusal (the client retries), as in Postfix.
+    async fn accepts_recipient(&self, to: &str) -> Result<(), Reply> {
         let Some((_, domain)) = to.rsplit_once('@') else {
             return Err(Reply::new(501, "5.1.3 Error: bad recipient address syntax"));
         };
-        if self.shared.cfg.is_local(domain) || !self.shared.cfg.resolver.resolve(domain).is_empty() {
-            Ok(())
-        } else {
-            Err(Reply::new(554, "5.7.1 Error: relay access denied"))
+        if self.shared.cfg.is_local(domain) {
+            return Ok(());
+        }
+        match self.shared.cfg.resolver.resolve(domain).await {
+            Ok(targets) if !targets.is_empty() => Ok(()),
+            Ok(_) => Err(Reply::new(554, "5.7.1 Error: relay access denied")),
+            Err(e) => Err(Reply::new(451, format!("4.4.3 Error: cannot route {domain} now ({e})"))),
         }
     }
 

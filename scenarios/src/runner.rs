@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use records::{TapRecord, TruthMessage};
-use relay::{MxTarget, Relay, RelayConfig, RelayHandle, StaticResolver, TlsIdentity};
+use relay::{Relay, RelayConfig, RelayHandle, TlsIdentity};
 use serde_json::json;
 
 use crate::error::ScenarioError;
@@ -196,6 +196,9 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         outcome.tap_sessions = summary.sessions as usize;
         outcome.tap_transactions = clear;
         outcome.tap_error = summary.error.as_ref().map(|e| e.to_string());
+        if let Some(dns) = s.dns_server() {
+            crate::dns::write_sightings(&run_dir, dns)?;
+        }
     } else {
         write_tap_records(&run_dir, Vec::new(), Vec::new())?;
     }
@@ -241,17 +244,7 @@ async fn drive(
     // With the link recorder, every system's MX is a proxy in front of its relay.
     let recording = s.tap.capture == "recorder";
     let mx_port = if recording { s.network.smtp_port + 2 } else { s.network.smtp_port };
-    let mut resolver = StaticResolver::new();
-    for (i, sys) in s.systems.iter().enumerate() {
-        resolver.add(
-            &sys.domain,
-            MxTarget {
-                host: sys.mx_host(),
-                addr: SocketAddr::new(IpAddr::V4(s.address(i)), mx_port),
-                system: Some(sys.name.clone()),
-            },
-        );
-    }
+    let dns = crate::dns::Dns::start(s, mx_port).await?;
     let recorder = if recording {
         let proxies = (0..s.systems.len())
             .map(|i| crate::recorder::Proxy {
@@ -266,7 +259,6 @@ async fn drive(
     } else {
         None
     };
-    let resolver = Arc::new(resolver);
     let mut relays = Relays::InProcess(Vec::new());
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
@@ -308,7 +300,7 @@ async fn drive(
             outbound_tls: sys.outbound(),
             outbound_tls_by_domain: Vec::new(),
             ca_pem: Some(pki.ca_pem.clone()),
-            resolver: resolver.clone(),
+            resolver: dns.resolver_for(ip)?,
             records: Some(dir.join("sessions.jsonl")),
             keylog: Some(dir.join("keys.log")),
             limits: Default::default(),
@@ -424,6 +416,7 @@ async fn drive(
         net.stop_relays(Duration::from_secs(10));
     }
     let stuck = relays.stop().await;
+    dns.stop().await;
     let stuck: Vec<String> = stuck
         .into_iter()
         .map(|(i, env)| {
@@ -631,12 +624,7 @@ fn process_args(
             a.extend([flag.to_string(), list.join(",")]);
         }
     }
-    for (j, other) in s.systems.iter().enumerate() {
-        a.extend([
-            "--route".into(),
-            format!("{}={}@{}:{}", other.domain, other.mx_host(), s.address(j), s.network.smtp_port),
-        ]);
-    }
+    a.extend(crate::dns::relay_process_args(s));
     Ok(a)
 }
 
@@ -652,10 +640,18 @@ fn capture_filter(s: &Scenario) -> String {
     // Beyond a few hundred hosts the BPF program grows past the kernel's limit; the link filter
     // in the capture thread still restricts what is written when a placement is given.
     if s.systems.len() > 300 {
-        return ports;
+        return with_dns(s, ports);
     }
     let hosts: Vec<String> = (0..s.systems.len()).map(|i| s.address(i).to_string()).collect();
     let src = hosts.iter().map(|h| format!("src host {h}")).collect::<Vec<_>>().join(" or ");
     let dst = hosts.iter().map(|h| format!("dst host {h}")).collect::<Vec<_>>().join(" or ");
-    format!("{ports} and ({src}) and ({dst})")
+    with_dns(s, format!("{ports} and ({src}) and ({dst})"))
+}
+
+/// The DNS server's traffic joins the capture: the MX queries an eavesdropper sees.
+fn with_dns(s: &Scenario, filter: String) -> String {
+    match s.dns_server() {
+        Some(dns) => format!("({filter}) or (port {} and host {})", dns.port(), dns.ip()),
+        None => filter,
+    }
 }

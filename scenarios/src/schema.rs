@@ -45,8 +45,75 @@ pub struct Population {
     pub starttls_share: f64,
     /// Whether providers always have STARTTLS (as the large ones do today).
     pub providers_starttls: bool,
-    /// Outbound policy of the STARTTLS systems: "may", "encrypt" or "verify".
-    pub outbound_tls: OutboundTls,
+    /// Outbound policy of the STARTTLS systems: "may" (default), "encrypt" or "verify".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_tls: Option<OutboundTls>,
+    /// Or a mix of outbound policies over the STARTTLS systems, drawn from the seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_mix: Option<OutboundMix>,
+}
+
+/// Shares of the outbound policies among generated systems with STARTTLS, e.g.
+/// `{ may = 0.7, encrypt = 0.2, none = 0.1 }`: each share in 0..=1, together 1. Checked while the
+/// file is read, so an error names the line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "std::collections::BTreeMap<String, f64>", into = "std::collections::BTreeMap<String, f64>")]
+pub struct OutboundMix {
+    /// In the fixed order of [`OutboundMix::POLICIES`].
+    shares: [f64; 4],
+}
+
+impl OutboundMix {
+    /// The order in which shares are listed, and in which ties of the rounding are broken.
+    pub const POLICIES: [OutboundTls; 4] =
+        [OutboundTls::None, OutboundTls::May, OutboundTls::Encrypt, OutboundTls::Verify];
+    const NAMES: [&'static str; 4] = ["none", "may", "encrypt", "verify"];
+
+    /// How many of `n` systems get each policy (in [`OutboundMix::POLICIES`] order), by the
+    /// largest remainder: each gets floor(share × n), and the systems left over go one each to
+    /// the policies with the largest fractional parts (ties in `POLICIES` order). Every count is
+    /// then less than 1 away from share × n, and the counts add up to n.
+    pub fn counts(&self, n: usize) -> [usize; 4] {
+        let exact = self.shares.map(|s| s * n as f64);
+        let mut counts = exact.map(|e| e.floor() as usize);
+        let left = n.saturating_sub(counts.iter().sum());
+        let mut by_remainder: Vec<usize> = (0..4).collect();
+        // A stable sort keeps POLICIES order among equal remainders.
+        by_remainder.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+        for &i in by_remainder.iter().take(left) {
+            counts[i] += 1;
+        }
+        counts
+    }
+}
+
+impl TryFrom<std::collections::BTreeMap<String, f64>> for OutboundMix {
+    type Error = String;
+    fn try_from(map: std::collections::BTreeMap<String, f64>) -> Result<Self, String> {
+        let mut shares = [0.0; 4];
+        for (k, v) in &map {
+            let Some(i) = Self::NAMES.iter().position(|n| n == k) else {
+                return Err(format!("outbound_mix: unknown policy {k:?}; use none, may, encrypt or verify"));
+            };
+            if !(0.0..=1.0).contains(v) {
+                return Err(format!("outbound_mix: {k} = {v} is not a share between 0 and 1"));
+            }
+            shares[i] = *v;
+        }
+        let sum: f64 = shares.iter().sum();
+        if (sum - 1.0).abs() > 1e-9 {
+            return Err(format!(
+                "outbound_mix: the shares add up to {sum}, not 1; e.g. {{ may = 0.7, encrypt = 0.2, none = 0.1 }}"
+            ));
+        }
+        Ok(Self { shares })
+    }
+}
+
+impl From<OutboundMix> for std::collections::BTreeMap<String, f64> {
+    fn from(m: OutboundMix) -> Self {
+        OutboundMix::NAMES.iter().zip(m.shares).filter(|(_, s)| *s > 0.0).map(|(n, s)| (n.to_string(), s)).collect()
+    }
 }
 
 impl Default for Population {
@@ -58,7 +125,8 @@ impl Default for Population {
             provider_user_share: 0.8,
             starttls_share: 0.5,
             providers_starttls: true,
-            outbound_tls: OutboundTls::May,
+            outbound_tls: None,
+            outbound_mix: None,
         }
     }
 }
@@ -110,11 +178,32 @@ pub struct Network {
     pub delay_ms: f64,
     /// netns only: packet loss on every system's link (netem), percent.
     pub loss_percent: f64,
+    /// How relays find each other's MX: "in-process" (a map in each relay, nothing on the
+    /// wire) or "server" (a real DNS server the runner starts, queried over UDP: the capture
+    /// shows the MX queries).
+    pub dns: String,
+    /// The DNS server's address; default: loopback, the first system's address with last octet
+    /// 53 (127.0.1.53 for generated addresses); netns, the bridge's root address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_address: Option<Ipv4Addr>,
+    pub dns_port: u16,
+    /// TTL of every record the server gives, seconds: how long each relay caches an answer.
+    pub dns_ttl: u32,
 }
 
 impl Default for Network {
     fn default() -> Self {
-        Self { backend: "loopback".into(), smtp_port: 2525, submission_port: 2587, delay_ms: 0.0, loss_percent: 0.0 }
+        Self {
+            backend: "loopback".into(),
+            smtp_port: 2525,
+            submission_port: 2587,
+            delay_ms: 0.0,
+            loss_percent: 0.0,
+            dns: "in-process".into(),
+            dns_address: None,
+            dns_port: 53,
+            dns_ttl: 300,
+        }
     }
 }
 
@@ -308,6 +397,9 @@ impl Scenario {
         let mut order: Vec<usize> = (0..p.systems).collect();
         order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x5157_4152_544c_5300));
         let tls_set: std::collections::HashSet<usize> = order.into_iter().take(with_tls).collect();
+        if p.outbound_tls.is_some() && p.outbound_mix.is_some() {
+            return Err(bad("outbound_mix", "give either outbound_tls (one policy) or outbound_mix, not both"));
+        }
         let spec = |name: String, users: usize, starttls: bool| SystemSpec {
             domain: format!("{name}.example"),
             name,
@@ -315,9 +407,10 @@ impl Scenario {
             starttls,
             users: Some(users),
             inbound_tls: None,
-            outbound_tls: starttls.then_some(p.outbound_tls),
+            outbound_tls: starttls.then_some(p.outbound_tls.unwrap_or(OutboundTls::May)),
             tls: Default::default(),
         };
+        let first = self.systems.len();
         for i in 0..p.providers {
             let users = provider_users / p.providers + usize::from(i < provider_users % p.providers);
             let starttls = p.providers_starttls || tls_set.contains(&i);
@@ -327,7 +420,37 @@ impl Scenario {
             let users = (small_users / p.systems.max(1) + usize::from(i < small_users % p.systems.max(1))).max(1);
             self.systems.push(spec(format!("s{:03}", i + 1), users, tls_set.contains(&i)));
         }
+        if let Some(mix) = &p.outbound_mix {
+            // Exact counts over the generated STARTTLS systems, which system gets which drawn
+            // from a generator of its own: the draws above stay as they were without a mix.
+            let with_tls: Vec<usize> = (first..self.systems.len()).filter(|&i| self.systems[i].starttls).collect();
+            let mut policies: Vec<OutboundTls> = OutboundMix::POLICIES
+                .iter()
+                .zip(mix.counts(with_tls.len()))
+                .flat_map(|(&policy, count)| std::iter::repeat_n(policy, count))
+                .collect();
+            policies.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x6f75_746d_6978));
+            for (i, policy) in with_tls.into_iter().zip(policies) {
+                self.systems[i].outbound_tls = Some(policy);
+            }
+        }
         Ok(())
+    }
+
+    /// Where the scenario's DNS server listens, when it has one (`network.dns = "server"`).
+    pub fn dns_server(&self) -> Option<std::net::SocketAddr> {
+        if self.network.dns != "server" {
+            return None;
+        }
+        let ip = self.network.dns_address.unwrap_or_else(|| {
+            if self.network.backend == "netns" {
+                crate::netns::ROOT_ADDR
+            } else {
+                let [a, b, c, _] = self.address(0).octets();
+                Ipv4Addr::new(a, b, c, 53)
+            }
+        });
+        Some(std::net::SocketAddr::new(std::net::IpAddr::V4(ip), self.network.dns_port))
     }
 
     /// The system's own address: 127.0.N.1 for the N-th system up to 254, then 127.M.N.1.
@@ -390,6 +513,32 @@ impl Scenario {
         }
         if !(n.delay_ms >= 0.0 && (0.0..=100.0).contains(&n.loss_percent)) {
             return Err(bad("network.delay_ms", "delay_ms >= 0 and loss_percent between 0 and 100".into()));
+        }
+        if !matches!(n.dns.as_str(), "in-process" | "server") {
+            return Err(bad("network.dns", format!("{:?}: use \"in-process\" or \"server\"", n.dns)));
+        }
+        if let Some(dns) = self.dns_server() {
+            if n.backend == "netns" && n.dns_address.is_some_and(|a| a != crate::netns::ROOT_ADDR) {
+                return Err(bad(
+                    "network.dns_address",
+                    format!(
+                        "the netns backend's DNS server is on the bridge, {}: leave it out",
+                        crate::netns::ROOT_ADDR
+                    ),
+                ));
+            }
+            if n.backend == "loopback" && !dns.ip().is_loopback() {
+                return Err(bad("network.dns_address", "the loopback backend needs a 127.x.y.z address".into()));
+            }
+            if (0..self.systems.len()).any(|i| std::net::IpAddr::V4(self.address(i)) == dns.ip()) {
+                return Err(bad(
+                    "network.dns_address",
+                    format!("{} is a system's address; give the DNS server its own", dns.ip()),
+                ));
+            }
+            if dns.port() == 0 || n.dns_ttl == 0 {
+                return Err(bad("network.dns_port", "dns_port and dns_ttl must be at least 1".into()));
+            }
         }
         if !matches!(self.tap.links.as_str(), "all" | "pairs" | "fraction") {
             return Err(bad("tap.links", format!("{:?}: use \"all\", \"pairs\" or \"fraction\"", self.tap.links)));
@@ -469,5 +618,85 @@ mod tests {
         );
         let e = Scenario::parse(&text, "x.toml").expect_err("policy without TLS").to_string();
         assert!(e.contains("systems[2].starttls"), "{e}");
+    }
+
+    const MIXED: &str = "[scenario]\nname = \"mix\"\nseed = 9\n\n[population]\nproviders = 2\nsystems = 30\n\
+                         users = 200\nstarttls_share = 0.6\noutbound_mix = { may = 0.5, encrypt = 0.3, none = 0.15, verify = 0.05 }\n";
+
+    fn policy_counts(s: &Scenario) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for sys in s.systems.iter().filter(|s| s.starttls) {
+            let i = OutboundMix::POLICIES.iter().position(|p| *p == sys.outbound()).expect("policy");
+            counts[i] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn outbound_mix_counts_follow_the_largest_remainder_rule() {
+        let s = Scenario::parse(MIXED, "mix.toml").expect("valid");
+        // 2 providers + round(0.6 × 30) = 18 small systems with STARTTLS: 20. Exact shares of 20
+        // are 3, 10, 6 and 1: no rounding needed.
+        assert_eq!(policy_counts(&s), [3, 10, 6, 1], "none, may, encrypt, verify");
+        assert!(s.systems.iter().filter(|s| !s.starttls).all(|s| s.outbound() == OutboundTls::None));
+        // Rounding: 7 systems × (0.5, 0.3, 0.2) = 3.5, 2.1, 1.4 → floors 3, 2, 1 and the one left
+        // over goes to the largest remainder (may, 0.5).
+        let mix = OutboundMix::try_from(std::collections::BTreeMap::from([
+            ("may".to_string(), 0.5),
+            ("encrypt".to_string(), 0.3),
+            ("none".to_string(), 0.2),
+        ]))
+        .expect("valid mix");
+        assert_eq!(mix.counts(7), [1, 4, 2, 0]);
+        for n in 0..50 {
+            let c = mix.counts(n);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            for (count, share) in c.iter().zip([0.2, 0.5, 0.3, 0.0]) {
+                assert!((*count as f64 - share * n as f64).abs() < 1.0, "n {n}: {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn outbound_mix_is_drawn_from_the_seed_and_leaves_other_draws_alone() {
+        let a = Scenario::parse(MIXED, "mix.toml").expect("valid");
+        let b = Scenario::parse(MIXED, "mix.toml").expect("valid");
+        let policies = |s: &Scenario| s.systems.iter().map(|s| s.outbound()).collect::<Vec<_>>();
+        assert_eq!(policies(&a), policies(&b), "same file and seed, same population");
+        let other = Scenario::parse(&MIXED.replace("seed = 9", "seed = 10"), "mix.toml").expect("valid");
+        assert_eq!(policy_counts(&other), policy_counts(&a), "the counts do not depend on the seed");
+        // Without the mix, the same systems have STARTTLS: the mix draws from its own generator.
+        let plain = MIXED.lines().filter(|l| !l.starts_with("outbound_mix")).collect::<Vec<_>>().join("\n");
+        let plain = Scenario::parse(&plain, "plain.toml").expect("valid");
+        let tls = |s: &Scenario| s.systems.iter().map(|s| s.starttls).collect::<Vec<_>>();
+        assert_eq!(tls(&plain), tls(&a));
+    }
+
+    #[test]
+    fn bad_outbound_mix_names_file_line_and_key() {
+        let text = MIXED.replace("verify = 0.05", "verify = 0.5");
+        let e = Scenario::parse(&text, "mix.toml").expect_err("sum 1.45").to_string();
+        let line = text.lines().position(|l| l.starts_with("outbound_mix")).expect("line") + 1;
+        assert!(e.starts_with("mix.toml: ") && e.contains(&format!("line {line}")), "{e}");
+        assert!(e.contains("outbound_mix") && e.contains("add up to 1.45"), "{e}");
+        let e = Scenario::parse(&MIXED.replace("verify =", "verfy ="), "mix.toml").expect_err("typo").to_string();
+        assert!(e.contains("unknown policy \"verfy\""), "{e}");
+        let both = MIXED.replace("starttls_share = 0.6", "starttls_share = 0.6\noutbound_tls = \"may\"");
+        let e = Scenario::parse(&both, "mix.toml").expect_err("both").to_string();
+        assert!(e.contains("population.outbound_mix"), "{e}");
+    }
+
+    #[test]
+    fn dns_server_address_defaults_and_checks() {
+        let text = crate::DEFAULT_SCENARIO.replace("[network]", "[network]\ndns = \"server\"");
+        let s = Scenario::parse(&text, "d.toml").expect("valid");
+        assert_eq!(s.dns_server(), Some("127.0.1.53:53".parse().expect("addr")));
+        let e = Scenario::parse(&text.replace("dns = \"server\"", "dns = \"sever\""), "d.toml")
+            .expect_err("typo")
+            .to_string();
+        assert!(e.contains("network.dns") && e.contains("in-process"), "{e}");
+        let clash = text.replace("dns = \"server\"", "dns = \"server\"\ndns_address = \"127.0.2.1\"");
+        let e = Scenario::parse(&clash, "d.toml").expect_err("a system's address").to_string();
+        assert!(e.contains("network.dns_address"), "{e}");
     }
 }

@@ -1,0 +1,304 @@
+//! How relays find each other's MX: a map in each relay (`network.dns = "in-process"`, the
+//! default: nothing on the wire), or a real authoritative DNS server that the runner starts for
+//! the run (`"server"`), queried by every relay over UDP from its own address, so the capture also
+//! holds what an eavesdropper learns from DNS: who is about to send mail to which domain.
+//!
+//! The server (hickory-server) holds one zone per system domain, `D. MX 10 mx.D.` and
+//! `mx.D. A <address>`, and an empty root zone, so a domain that belongs to no system gets an
+//! authoritative NXDOMAIN (the relay then bounces, as for an unknown domain in process). Relays
+//! ask it and nothing else ([`relay::DnsResolver`]).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::op::Message;
+use hickory_server::proto::rr::rdata::{A, MX, NS, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use relay::{DnsResolver, MxResolver, MxTarget, StaticResolver};
+
+use crate::error::ScenarioError;
+use crate::schema::Scenario;
+
+/// One mail domain as DNS publishes it.
+#[derive(Debug, Clone)]
+pub struct MxEntry {
+    pub domain: String,
+    pub mx_host: String,
+    pub addr: Ipv4Addr,
+}
+
+/// The run's name resolution: the in-process map, and the DNS server when there is one.
+pub struct Dns {
+    map: Arc<StaticResolver>,
+    server: Option<DnsServer>,
+    /// The port relays connect to at the addresses found (DNS names hosts, not ports).
+    mx_port: u16,
+}
+
+impl Dns {
+    /// Builds the map and, for `network.dns = "server"`, starts the server: before any relay,
+    /// so the first lookup already has an answer.
+    pub async fn start(s: &Scenario, mx_port: u16) -> Result<Dns, ScenarioError> {
+        let entries = entries(s);
+        let mut map = StaticResolver::new();
+        for (e, sys) in entries.iter().zip(&s.systems) {
+            map.add(
+                &e.domain,
+                MxTarget {
+                    host: e.mx_host.clone(),
+                    addr: SocketAddr::new(IpAddr::V4(e.addr), mx_port),
+                    system: Some(sys.name.clone()),
+                },
+            );
+        }
+        let server = match s.dns_server() {
+            Some(addr) => Some(DnsServer::start(addr, &entries, s.network.dns_ttl).await?),
+            None => None,
+        };
+        Ok(Dns { map: Arc::new(map), server, mx_port })
+    }
+
+    /// The resolver of the relay at `ip`: the shared map, or its own DNS client (its own cache,
+    /// queries sent from `ip`).
+    pub fn resolver_for(&self, ip: IpAddr) -> Result<Arc<dyn MxResolver>, ScenarioError> {
+        Ok(match &self.server {
+            Some(server) => Arc::new(DnsResolver::new(server.addr, Some(ip), self.mx_port)?),
+            None => self.map.clone(),
+        })
+    }
+
+    /// Stops the server (after the relays: a relay still retrying would otherwise see timeouts).
+    pub async fn stop(self) {
+        if let Some(server) = self.server {
+            server.stop().await;
+        }
+    }
+}
+
+/// `smtplab relay` arguments telling a relay process how to find MXs: every system's route, or
+/// the DNS server.
+pub fn relay_process_args(s: &Scenario) -> Vec<String> {
+    if let Some(dns) = s.dns_server() {
+        return vec!["--dns".into(), dns.to_string(), "--mx-port".into(), s.network.smtp_port.to_string()];
+    }
+    entries(s)
+        .into_iter()
+        .flat_map(|e| ["--route".into(), format!("{}={}@{}:{}", e.domain, e.mx_host, e.addr, s.network.smtp_port)])
+        .collect()
+}
+
+/// The scenario's MX records, one per system, in system order.
+pub fn entries(s: &Scenario) -> Vec<MxEntry> {
+    s.systems
+        .iter()
+        .enumerate()
+        .map(|(i, sys)| MxEntry { domain: sys.domain.clone(), mx_host: sys.mx_host(), addr: s.address(i) })
+        .collect()
+}
+
+/// An authoritative DNS server on UDP and TCP, serving the scenario's zones.
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    server: Server<Catalog>,
+}
+
+impl DnsServer {
+    pub async fn start(addr: SocketAddr, entries: &[MxEntry], ttl: u32) -> Result<DnsServer, ScenarioError> {
+        let catalog = catalog(entries, ttl)?;
+        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", &e))?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", &e))?;
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 64 << 10);
+        Ok(DnsServer { addr, server })
+    }
+
+    pub async fn stop(mut self) {
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            tracing::warn!("DNS server on {}: {e}", self.addr);
+        }
+    }
+}
+
+fn bind_error(addr: SocketAddr, proto: &str, e: &std::io::Error) -> ScenarioError {
+    let fix = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE: set network.dns_port to 1024 or above \
+             (e.g. 5353), or run as root"
+        }
+        std::io::ErrorKind::AddrInUse => {
+            "another process (another run?) uses it: set network.dns_address or network.dns_port to a free one"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not on this machine: on the loopback backend use a 127.x.y.z network.dns_address"
+        }
+        _ => "set network.dns_address and network.dns_port to a free address and port, or network.dns = \"in-process\"",
+    };
+    ScenarioError::Run(format!("cannot start the scenario's DNS server on {addr} ({proto}): {e}; {fix}"))
+}
+
+/// One zone per domain, and the root zone for everything else.
+fn catalog(entries: &[MxEntry], ttl: u32) -> Result<Catalog, ScenarioError> {
+    let name = |text: &str| {
+        let fq = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
+        Name::from_ascii(&fq).map_err(|e| ScenarioError::Run(format!("{text:?} is not a DNS name: {e}")))
+    };
+    let ns_host = name("ns.smtplab.invalid")?;
+    let zone = |origin: &Name, records: Vec<Record>| {
+        let mut z =
+            InMemoryZoneHandler::<TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+        let soa = SOA::new(ns_host.clone(), name("hostmaster.smtplab.invalid")?, 1, 3600, 600, 86400, ttl);
+        z.upsert_mut(Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)), 1);
+        z.upsert_mut(Record::from_rdata(origin.clone(), ttl, RData::NS(NS(ns_host.clone()))), 1);
+        for r in records {
+            z.upsert_mut(r, 1);
+        }
+        Ok::<_, ScenarioError>(z)
+    };
+    let mut catalog = Catalog::new();
+    let root = Name::root();
+    catalog.upsert(LowerName::new(&root), vec![Arc::new(zone(&root, Vec::new())?)]);
+    for e in entries {
+        let (domain, mx) = (name(&e.domain)?, name(&e.mx_host)?);
+        let records = vec![
+            Record::from_rdata(domain.clone(), ttl, RData::MX(MX::new(10, mx.clone()))),
+            Record::from_rdata(mx, ttl, RData::A(A(e.addr))),
+        ];
+        catalog.upsert(LowerName::new(&domain), vec![Arc::new(zone(&domain, records)?)]);
+    }
+    Ok(catalog)
+}
+
+/// One DNS message the tap saw on the DNS server's port: what an eavesdropper learns.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct DnsSighting {
+    pub ts: f64,
+    pub src: String,
+    pub dst: String,
+    pub id: u16,
+    pub response: bool,
+    /// `NoError`, `NXDomain`, ... (responses).
+    pub rcode: String,
+    /// `name TYPE`, e.g. `beta.example. MX`.
+    pub questions: Vec<String>,
+    /// `name TYPE data`, e.g. `beta.example. MX 10 mx.beta.example.`.
+    pub answers: Vec<String>,
+}
+
+/// Reads the DNS messages over UDP to and from `server` out of a capture. DNS over TCP (only
+/// after a truncated UDP answer, which these small zones never give) is not read.
+pub fn sightings(pcap: &Path, server: SocketAddr) -> Result<Vec<DnsSighting>, ScenarioError> {
+    let file = std::fs::File::open(pcap).map_err(ScenarioError::io(pcap.display().to_string()))?;
+    let mut reader = tap::pcapfile::Reader::new(std::io::BufReader::new(file))
+        .map_err(|e| ScenarioError::Run(format!("{}: {e:?}", pcap.display())))?;
+    let mut out = Vec::new();
+    // A damaged tail ends the reading; what came before is kept (the SMTP dissection reports it).
+    while let Ok(Some(p)) = reader.next_packet() {
+        if let Some(s) = sighting(p.linktype, p.data, p.ts, server) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `tap/dns.jsonl` from the capture and returns how many messages it holds.
+pub fn write_sightings(run_dir: &Path, server: SocketAddr) -> Result<usize, ScenarioError> {
+    let seen = sightings(&run_dir.join("capture.pcap"), server)?;
+    records::write_jsonl(&run_dir.join("tap/dns.jsonl"), &seen).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    Ok(seen.len())
+}
+
+fn sighting(linktype: u32, frame: &[u8], ts: f64, server: SocketAddr) -> Option<DnsSighting> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let sliced = match linktype {
+        1 => SlicedPacket::from_ethernet(frame),
+        113 => SlicedPacket::from_linux_sll(frame),
+        12 | 14 | 101 | 228 | 229 => SlicedPacket::from_ip(frame),
+        _ => return None,
+    }
+    .ok()?;
+    let (src, dst) = match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => (IpAddr::V4(ip.header().source_addr()), IpAddr::V4(ip.header().destination_addr())),
+        Some(NetSlice::Ipv6(ip)) => (IpAddr::V6(ip.header().source_addr()), IpAddr::V6(ip.header().destination_addr())),
+        _ => return None,
+    };
+    let Some(TransportSlice::Udp(udp)) = &sliced.transport else { return None };
+    let (src, dst) = (SocketAddr::new(src, udp.source_port()), SocketAddr::new(dst, udp.destination_port()));
+    if src != server && dst != server {
+        return None;
+    }
+    let m = Message::from_vec(udp.payload()).ok()?;
+    let rr = |r: &Record| format!("{} {} {}", r.name, r.record_type(), r.data);
+    Some(DnsSighting {
+        ts,
+        src: src.to_string(),
+        dst: dst.to_string(),
+        id: m.metadata.id,
+        response: src == server,
+        rcode: format!("{:?}", m.metadata.response_code),
+        questions: m.queries.iter().map(|q| format!("{} {}", q.name(), q.query_type())).collect(),
+        answers: m.answers.iter().map(rr).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<MxEntry> {
+        vec![
+            MxEntry {
+                domain: "alpha.example".into(),
+                mx_host: "mx.alpha.example".into(),
+                addr: Ipv4Addr::new(127, 0, 64, 1),
+            },
+            MxEntry {
+                domain: "beta.example".into(),
+                mx_host: "mx.beta.example".into(),
+                addr: Ipv4Addr::new(127, 0, 65, 1),
+            },
+        ]
+    }
+
+    /// The relay's DNS client against this server, over real UDP on loopback.
+    #[tokio::test]
+    async fn relay_resolver_finds_mx_and_a_and_nxdomain_is_empty() {
+        let addr: SocketAddr = "127.0.64.53:15353".parse().expect("addr");
+        let server = DnsServer::start(addr, &entries(), 60).await.expect("server");
+        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 17525).expect("resolver");
+        let beta = r.resolve("beta.example").await.expect("answer");
+        assert_eq!(
+            beta,
+            vec![MxTarget {
+                host: "mx.beta.example".into(),
+                addr: "127.0.65.1:17525".parse().expect("a"),
+                system: None
+            }]
+        );
+        assert_eq!(r.resolve("BETA.example").await.expect("case"), beta, "DNS names are case-insensitive");
+        assert_eq!(r.resolve("nobody.example").await.expect("NXDOMAIN is an answer"), vec![]);
+        server.stop().await;
+    }
+
+    /// No server: a temporary failure (mail waits), not "no such domain" (mail would bounce).
+    #[tokio::test]
+    async fn no_server_is_a_temporary_failure() {
+        let r = DnsResolver::new("127.0.64.53:15354".parse().expect("addr"), None, 25).expect("resolver");
+        let e = r.resolve("alpha.example").await.expect_err("nobody answers");
+        assert!(e.to_string().contains("temporary DNS failure"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn bind_failure_names_address_and_fix() {
+        let addr: SocketAddr = "127.0.64.54:15355".parse().expect("addr");
+        let _taken = tokio::net::UdpSocket::bind(addr).await.expect("bind");
+        let e = DnsServer::start(addr, &entries(), 60).await.err().expect("address in use").to_string();
+        assert!(e.contains("127.0.64.54:15355") && e.contains("network.dns_port"), "{e}");
+    }
+}
