@@ -70,6 +70,14 @@ fn dissect(capture: &Path, args: &TapArgs) -> Result<ExitCode> {
         TapFormat::Table => table(capture)?,
         TapFormat::Parquet => parquet(capture, args.out.as_deref().unwrap_or(Path::new(".")))?,
     };
+    let f = &summary.defrag;
+    if !matches!(args.format, TapFormat::Table) && f.incomplete + f.dropped > 0 {
+        // Records on standard output stay pure; the loss goes to standard error.
+        eprintln!(
+            "note: {} IP datagrams incomplete and {} dropped (of {} fragments): their segments are gaps",
+            f.incomplete, f.dropped, f.fragments
+        );
+    }
     if let Some(e) = summary.error {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -131,6 +139,14 @@ fn table(capture: &Path) -> Result<tap::ReadSummary> {
             "\n{} packets, {} SMTP sessions, {} transactions in the clear",
             summary.packets, volume.sessions, volume.transactions
         )?;
+        let f = &summary.defrag;
+        if f.fragments > 0 {
+            writeln!(
+                out,
+                "{} IP fragments: {} datagrams reassembled, {} incomplete, {} dropped (memory bounds), {} overlaps with other content",
+                f.fragments, f.reassembled, f.incomplete, f.dropped, f.overlaps
+            )?;
+        }
         writeln!(out, "\n{}", volume.render())?;
         out.flush()
     })();

@@ -13,6 +13,7 @@ use std::path::Path;
 use records::{TapRecord, TapSession, TapTransaction};
 
 use crate::decode::{Link, Skip, decode};
+use crate::defrag::{Defrag, DefragStats};
 use crate::error::TapError;
 use crate::pcapfile::{ReadError, Reader};
 use crate::reassembly::HalfStream;
@@ -52,7 +53,8 @@ pub struct Dissection {
     /// session that went into TLS before any transaction, as Zeek's smtp.log has it.
     pub transactions: Vec<TapTransaction>,
     pub packets: u64,
-    pub fragments_skipped: u64,
+    /// IP fragments and what became of their datagrams ([`crate::defrag`]).
+    pub defrag: DefragStats,
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
@@ -66,7 +68,9 @@ pub struct ReadSummary {
     pub packets: u64,
     /// Bytes of the capture read (file offset reached).
     pub bytes: u64,
-    pub fragments_skipped: u64,
+    /// IP fragments read, datagrams rebuilt, given up (a fragment never came), dropped (memory
+    /// bounds) and overlaps with other content ([`crate::defrag`]).
+    pub defrag: DefragStats,
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
@@ -106,6 +110,8 @@ struct Flow {
     ignored: bool,
     /// Whether the SMTP-or-not question was settled early.
     classified: bool,
+    /// An IP fragment of this flow overlapped earlier bytes with other content.
+    frag_overlap: bool,
 }
 
 impl Flow {
@@ -120,6 +126,7 @@ impl Flow {
             stored: 0,
             ignored: false,
             classified: false,
+            frag_overlap: false,
         }
     }
 
@@ -183,7 +190,7 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
         ControlFlow::Continue(())
     })?;
     out.packets = summary.packets;
-    out.fragments_skipped = summary.fragments_skipped;
+    out.defrag = summary.defrag;
     out.malformed = summary.malformed;
     out.other_link = summary.other_link;
     out.error = summary.error;
@@ -244,6 +251,8 @@ struct Tap<F> {
     from_worker: std::sync::mpsc::Receiver<Done>,
     summary: ReadSummary,
     limits: Limits,
+    /// IP fragments waiting for the rest of their datagram.
+    defrag: Defrag,
     on_record: F,
 }
 
@@ -399,9 +408,12 @@ fn dissect_with_limits<R: Read>(
             from_worker,
             summary: ReadSummary::default(),
             limits,
+            defrag: Defrag::new(),
             on_record,
         };
         read_all(&mut reader, &mut tap, name)?;
+        tap.defrag.finish();
+        tap.summary.defrag = tap.defrag.stats;
         let rest: Vec<Key> = tap.flows.keys().copied().collect();
         tap.close_all(rest);
         tap.to_worker = None;
@@ -456,17 +468,28 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
             if now >= next_sweep {
                 if next_sweep > f64::MIN {
                     tap.expire(now - tap.limits.idle_timeout, now - TIME_WAIT);
+                    tap.defrag.expire(now);
                 }
                 next_sweep = now + IDLE_SWEEP;
             }
         }
-        let seg = match decode(this_link, packet.data) {
+        // A datagram rebuilt from fragments outlives the frame that completed it.
+        let rebuilt: crate::defrag::Reassembled;
+        let mut frag_overlap = false;
+        let decoded = match decode(this_link, packet.data) {
+            Err(Skip::Fragment) => match tap.defrag.add(this_link, packet.data, ts) {
+                Some(r) => {
+                    rebuilt = r;
+                    frag_overlap = rebuilt.overlap;
+                    decode(Link::RawIp, &rebuilt.packet)
+                }
+                None => continue,
+            },
+            other => other,
+        };
+        let seg = match decoded {
             Ok(s) => s,
-            Err(Skip::NotTcp) => continue,
-            Err(Skip::Fragment) => {
-                tap.summary.fragments_skipped += 1;
-                continue;
-            }
+            Err(Skip::NotTcp | Skip::Fragment) => continue,
             Err(Skip::Malformed) => {
                 tap.summary.malformed += 1;
                 continue;
@@ -496,6 +519,7 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
         }
         let flow = tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst));
         flow.last_seen = flow.last_seen.max(ts);
+        flow.frag_overlap |= frag_overlap;
         let dir = usize::from(src != flow.first);
         let half = &mut flow.streams[dir];
         if seg.syn {
@@ -654,6 +678,9 @@ fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
     }
     if !c.saw_syn {
         session.notes.push("mid_stream_start".into());
+    }
+    if flow.frag_overlap {
+        session.notes.push("ip_fragment_overlap".into());
     }
     if implicit_tls {
         let ct = crate::tls::walk(cd);

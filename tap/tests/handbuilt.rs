@@ -28,6 +28,13 @@ struct Conv {
     frames: Vec<(f64, Vec<u8>)>,
 }
 
+/// Which IP fragment of a segment to send (see [`Conv::client_fragmented`]).
+#[derive(Clone, Copy)]
+enum Frag {
+    Real(usize),
+    Forged(usize),
+}
+
 /// A segment built but not yet sent.
 struct Seg {
     from_client: bool,
@@ -38,10 +45,15 @@ struct Seg {
 impl Conv {
     /// A connection with its three-way handshake.
     fn new(link: LinkKind) -> Self {
+        Self::between(link, "192.0.2.1:40001", "192.0.2.25:25")
+    }
+
+    /// The same between other addresses (IPv6 ones, say).
+    fn between(link: LinkKind, client: &str, server: &str) -> Self {
         let mut c = Self {
             link,
-            client: "192.0.2.1:40001".parse().expect("addr"),
-            server: "192.0.2.25:25".parse().expect("addr"),
+            client: client.parse().expect("addr"),
+            server: server.parse().expect("addr"),
             c_isn: 1000,
             s_isn: 0xffff_fff0, // wraps during the session
             c_next: 0,
@@ -56,10 +68,41 @@ impl Conv {
     }
 
     fn raw(&mut self, from_client: bool, seq: u32, ack_no: u32, flags: Flags, payload: &[u8]) {
+        let frame = self.frame(from_client, seq, ack_no, flags, payload);
+        self.push(frame);
+    }
+
+    fn frame(&self, from_client: bool, seq: u32, ack_no: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
         let (src, dst) = if from_client { (self.client, self.server) } else { (self.server, self.client) };
+        tap::pcapwrite::tcp_frame(self.link, src, dst, seq, ack_no, flags, payload).expect("frame builds")
+    }
+
+    fn push(&mut self, frame: Vec<u8>) {
         self.ts += 0.001;
-        let frame = tap::pcapwrite::tcp_frame(self.link, src, dst, seq, ack_no, flags, payload).expect("frame builds");
         self.frames.push((self.ts, frame));
+    }
+
+    /// Sends `data` from the client as one TCP segment cut into IP fragments of `piece` bytes
+    /// (IP identification `id`), in the order `order` says. `Frag::Real(n)` is the n-th
+    /// fragment; `Frag::Forged(n)` the n-th fragment of the same segment with every data byte
+    /// replaced by `X` (an overlap with other content); a fragment left out is lost.
+    fn client_fragmented(&mut self, data: &[u8], id: u16, piece: usize, order: &[Frag]) {
+        let seq = self.c_isn.wrapping_add(1).wrapping_add(self.c_next);
+        let peer = self.s_isn.wrapping_add(1).wrapping_add(self.s_next);
+        self.c_next += data.len() as u32;
+        let flags = Flags { psh: true, ..ack() };
+        let fragments = |payload: &[u8]| {
+            tap::pcapwrite::ip_fragments(self.link, &self.frame(true, seq, peer, flags, payload), id, piece)
+                .expect("fragments")
+        };
+        let (real, forged) = (fragments(data), fragments(&vec![b'X'; data.len()]));
+        for f in order {
+            let frame = match *f {
+                Frag::Real(n) => real[n].clone(),
+                Frag::Forged(n) => forged[n].clone(),
+            };
+            self.push(frame);
+        }
     }
 
     fn client_segment(&self, offset: u32, payload: &[u8]) -> Seg {
@@ -360,4 +403,99 @@ fn starttls_first_gives_one_tls_row() {
     assert_eq!(t.helo.as_deref(), Some("client.test"));
     assert_eq!(t.last_reply.as_deref(), Some("220 2.0.0 Ready to start TLS"));
     assert_eq!((t.mailfrom.as_deref(), t.rcptto.len(), t.message_bytes), (None, 0, None));
+}
+
+/// A message long enough to need several IP fragments.
+fn long_message() -> Vec<u8> {
+    let mut m = b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: in pieces\r\n\r\n".to_vec();
+    for i in 0..40 {
+        m.extend_from_slice(format!("line {i:02} of a message that crosses the wire in IP fragments\r\n").as_bytes());
+    }
+    m
+}
+
+/// A session whose commands and message travel in IP fragments, out of order, with one
+/// fragment sent twice, the second time with other bytes (first wins: the message is intact).
+fn fragmented_session(link: LinkKind, client: &str, server: &str) -> tap::Dissection {
+    use Frag::{Forged, Real};
+    let mut c = Conv::between(link, client, server);
+    hello(&mut c);
+    // Commands: 20 bytes of TCP header and 48 of commands in 16-byte fragments (5), last first.
+    c.client_fragmented(
+        b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\n",
+        1,
+        16,
+        &[Real(4), Real(1), Real(0), Real(3), Real(2)],
+    );
+    c.server(b"250 ok\r\n250 ok\r\n");
+    c.client(b"DATA\r\n");
+    c.server(b"354 go\r\n");
+    let message = long_message();
+    let wire = proto::dot_stuff(&message);
+    // The message in 1000-byte fragments: reordered, and fragment 0 overlapped by a forgery
+    // after it arrived (before the datagram is complete).
+    let n = (wire.len() + 20).div_ceil(1000);
+    assert!(n >= 3, "{n} fragments");
+    let mut order = vec![Real(2), Real(0), Forged(0)];
+    order.extend((3..n).map(Real));
+    order.push(Real(1));
+    c.client_fragmented(&wire, 2, 1000, &order);
+    c.server(b"250 queued\r\n");
+    c.close();
+    c.dissect()
+}
+
+#[test]
+fn ipv4_fragments_are_reassembled_out_of_order_and_first_wins_on_overlap() {
+    for link in [LinkKind::Ethernet, LinkKind::RawIp] {
+        let d = fragmented_session(link, "192.0.2.1:40001", "192.0.2.25:25");
+        let (s, t) = one(&d);
+        assert_eq!(s.gaps, 0);
+        assert_eq!(t.mailfrom.as_deref(), Some("alice@a.test"));
+        assert_eq!(t.rcptto, vec!["bob@b.test"]);
+        assert_eq!(t.subject.as_deref(), Some("in pieces"));
+        assert_eq!(t.sha256.as_deref(), Some(sha256(&long_message()).as_str()));
+        assert!(s.notes.iter().any(|n| n == "ip_fragment_overlap"), "{:?}", s.notes);
+        assert_eq!((d.defrag.reassembled, d.defrag.overlaps, d.defrag.incomplete, d.defrag.dropped), (2, 1, 0, 0));
+    }
+}
+
+#[test]
+fn ipv6_fragments_are_reassembled() {
+    let d = fragmented_session(LinkKind::Ethernet, "[2001:db8::1]:40001", "[2001:db8::25]:25");
+    let (s, t) = one(&d);
+    assert_eq!((s.orig_h.as_str(), s.resp_h.as_str()), ("2001:db8::1", "2001:db8::25"));
+    assert_eq!(t.sha256.as_deref(), Some(sha256(&long_message()).as_str()));
+    assert_eq!((d.defrag.reassembled, d.defrag.overlaps, d.defrag.incomplete), (2, 1, 0));
+}
+
+#[test]
+fn a_lost_fragment_is_a_gap_not_a_stall() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let message = long_message();
+    let wire = proto::dot_stuff(&message);
+    // The message but its last line ".\r\n" in one segment, whose fragment 1 is never
+    // captured: the datagram never completes, the segment is lost; the last line comes whole.
+    let (body, end) = wire.split_at(wire.len() - 3);
+    let n = (body.len() + 20).div_ceil(1000);
+    let order: Vec<Frag> = (0..n).filter(|&i| i != 1).map(Frag::Real).collect();
+    c.client_fragmented(body, 3, 1000, &order);
+    c.client(end);
+    // The next transaction, in one whole segment, after the hole.
+    c.client(b"MAIL FROM:<carol@c.test>\r\nRCPT TO:<dan@d.test>\r\nDATA\r\n");
+    c.server(b"250 queued 1\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.server(b"250 queued 2\r\n");
+    c.close();
+    let d = c.dissect();
+    assert_eq!((d.defrag.incomplete, d.defrag.reassembled), (1, 0));
+    let s = &d.sessions[0];
+    assert_eq!(s.gaps, 1);
+    let [t1, t2] = &d.transactions[..] else { panic!("two transactions: {:#?}", d.transactions) };
+    assert_eq!(t1.sha256, None, "the message lost a segment");
+    assert_eq!(t2.mailfrom.as_deref(), Some("carol@c.test"));
+    assert_eq!(t2.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
 }
