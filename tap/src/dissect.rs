@@ -82,6 +82,9 @@ pub struct ReadSummary {
     pub evicted: u64,
     /// Most flows tracked at once.
     pub peak_flows: u64,
+    /// Late packets of an earlier connection on reused ports, seen after the new SYN and
+    /// left out of the new flow.
+    pub stale_packets: u64,
     /// Streams that stopped storing because all flows together held [`MAX_TOTAL`] bytes.
     pub memory_limited: u64,
     /// Most bytes held by all flows at once.
@@ -101,6 +104,8 @@ struct Flow {
     streams: [HalfStream; 2],
     /// Which direction sent a SYN without ACK: the client.
     syn_from: Option<usize>,
+    /// Initial sequence number of each direction, from its first SYN.
+    isn: [Option<u32>; 2],
     fins: [bool; 2],
     /// Capture time of the latest packet (the largest seen).
     last_seen: f64,
@@ -121,6 +126,7 @@ impl Flow {
             second,
             streams: [HalfStream::new(MAX_PENDING, MAX_STREAM), HalfStream::new(MAX_PENDING, MAX_STREAM)],
             syn_from: None,
+            isn: [None; 2],
             fins: [false; 2],
             last_seen: f64::MIN,
             stored: 0,
@@ -132,6 +138,37 @@ impl Flow {
 
     fn stored_bytes(&self) -> usize {
         self.streams[0].stored_bytes() + self.streams[1].stored_bytes()
+    }
+
+    /// Whether a SYN without ACK with initial sequence number `isn` starts a new connection
+    /// on this flow's ports rather than retransmitting this flow's own SYN: it does when the
+    /// flow saw a FIN from either side (a connection being closed opens nothing again; RSTs
+    /// finish a flow at once), or when this flow's client SYN, if any was seen, had another
+    /// sequence number (a flow seen without its SYN, mid-stream, is always replaced).
+    fn reused_by(&self, isn: u32) -> bool {
+        let client_isn = self.syn_from.and_then(|d| self.isn[d]);
+        self.fins[0] || self.fins[1] || client_isn != Some(isn)
+    }
+
+    /// A packet that belongs to an earlier connection on the same ports, seen after this
+    /// flow's SYN: one whose sequence number lies before its direction's SYN (checked in the
+    /// stream's first GiB; ISNs of a
+    /// reused 4-tuple grow, RFC 6528 and Linux's TIME-WAIT reuse rule), or a bare ACK/FIN from
+    /// the side that has not answered the SYN yet. Data is never judged stale by the second
+    /// rule: a capture that lost the SYN-ACK keeps the server's bytes.
+    fn stale(&self, dir: usize, seg: &crate::decode::Segment<'_>) -> bool {
+        if seg.syn || self.syn_from.is_none() {
+            return false;
+        }
+        match self.isn[dir] {
+            // Past 1 GiB a sequence number of this connection may lie "before" its ISN in the
+            // signed 32-bit sense: the rule is only sound early, where late packets come.
+            Some(isn) if self.streams[dir].delivered < 1 << 30 => {
+                (seg.seq.wrapping_sub(isn.wrapping_add(1)) as i32) < 0
+            }
+            Some(_) => false,
+            None => self.syn_from != Some(dir) && seg.payload.is_empty() && !seg.rst,
+        }
     }
 
     /// Once both directions have their first bytes, a flow that does not start like SMTP never
@@ -498,11 +535,11 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
         let k = key(src, dst);
-        // A new SYN on a flow that already carried data is a new connection reusing the ports.
+        // A SYN that is not a retransmission of the flow's own opens a new connection on the
+        // same ports: the old flow is finished first, so the new session is dated from its SYN.
         if seg.syn
             && !seg.ack
-            && let Some(old) = tap.flows.get(&k)
-            && (old.streams[0].delivered > 0 || old.streams[1].delivered > 0)
+            && tap.flows.get(&k).is_some_and(|old| old.reused_by(seg.seq))
             && let Some(old) = tap.flows.remove(&k)
         {
             tap.close(old);
@@ -518,11 +555,20 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
             tap.closed.remove(&k);
         }
         let flow = tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst));
+        let dir = usize::from(src != flow.first);
+        if flow.stale(dir, &seg) {
+            // A late packet of the connection these ports carried before (its last ACK or a
+            // retransmitted FIN): it must not date, extend or close the new one.
+            tap.summary.stale_packets += 1;
+            continue;
+        }
         flow.last_seen = flow.last_seen.max(ts);
         flow.frag_overlap |= frag_overlap;
-        let dir = usize::from(src != flow.first);
         let half = &mut flow.streams[dir];
         if seg.syn {
+            if flow.isn[dir].is_none() {
+                flow.isn[dir] = Some(seg.seq);
+            }
             half.syn(seg.seq);
             if !seg.ack {
                 flow.syn_from = Some(dir);

@@ -50,15 +50,21 @@ impl Conv {
 
     /// The same between other addresses (IPv6 ones, say).
     fn between(link: LinkKind, client: &str, server: &str) -> Self {
+        // The server's ISN wraps during the session.
+        Self::opened(link, client, server, 1000, 0xffff_fff0, 1_700_000_000.0)
+    }
+
+    /// A connection with the given initial sequence numbers, its SYN 1 ms after `ts`.
+    fn opened(link: LinkKind, client: &str, server: &str, c_isn: u32, s_isn: u32, ts: f64) -> Self {
         let mut c = Self {
             link,
             client: client.parse().expect("addr"),
             server: server.parse().expect("addr"),
-            c_isn: 1000,
-            s_isn: 0xffff_fff0, // wraps during the session
+            c_isn,
+            s_isn,
             c_next: 0,
             s_next: 0,
-            ts: 1_700_000_000.0,
+            ts,
             frames: Vec::new(),
         };
         c.raw(true, c.c_isn, 0, Flags { syn: true, ..Default::default() }, b"");
@@ -136,6 +142,12 @@ impl Conv {
         self.c_next += n;
     }
 
+    /// The client's last ACK, of the server's FIN.
+    fn last_ack(&mut self) {
+        let (cs, ss) = (self.c_isn.wrapping_add(2 + self.c_next), self.s_isn.wrapping_add(2 + self.s_next));
+        self.raw(true, cs, ss, ack(), b"");
+    }
+
     /// FIN both ways.
     fn close(&mut self) {
         let (cs, ss) = (self.c_isn.wrapping_add(1 + self.c_next), self.s_isn.wrapping_add(1 + self.s_next));
@@ -145,17 +157,24 @@ impl Conv {
 
     /// Writes the capture and dissects it.
     fn dissect(&self) -> tap::Dissection {
+        dissect_frames(self.link, &self.frames)
+    }
+}
+
+/// Writes `frames` as a pcap of `link` and dissects it.
+fn dissect_frames(link: LinkKind, frames: &[(f64, Vec<u8>)]) -> tap::Dissection {
+    {
         let dir = tempfile::tempdir().expect("temp dir");
         let path: PathBuf = dir.path().join("handbuilt.pcap");
         let file = std::fs::File::create(&path).expect("create pcap");
-        let mut w = PcapWriter::new(std::io::BufWriter::new(file), self.link).expect("header");
-        for (ts, f) in &self.frames {
+        let mut w = PcapWriter::new(std::io::BufWriter::new(file), link).expect("header");
+        for (ts, f) in frames {
             w.write_frame(*ts, f).expect("record");
         }
         drop(w);
         let d = tap::dissect_file(&path).expect("dissects");
         assert!(d.error.is_none(), "{:?}", d.error);
-        assert_eq!(d.packets, self.frames.len() as u64);
+        assert_eq!(d.packets, frames.len() as u64);
         d
     }
 }
@@ -498,4 +517,87 @@ fn a_lost_fragment_is_a_gap_not_a_stall() {
     assert_eq!(t1.sha256, None, "the message lost a segment");
     assert_eq!(t2.mailfrom.as_deref(), Some("carol@c.test"));
     assert_eq!(t2.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+}
+
+/// One plaintext session with `message`, from its SYN (at `ts` + 1 ms) to its FINs (no last
+/// ACK), on the usual 4-tuple with the client ISN `c_isn`.
+fn session_on_the_usual_ports(c_isn: u32, ts: f64, message: &[u8]) -> Conv {
+    let mut c = Conv::opened(LinkKind::Ethernet, "192.0.2.1:40001", "192.0.2.25:25", c_isn, c_isn ^ 0x5555_0000, ts);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(message));
+    c.server(b"250 queued\r\n");
+    c.close();
+    c
+}
+
+const SECOND: &[u8] = b"Subject: second\r\n\r\nthe second connection on the same ports\r\n";
+
+fn check_two_sessions(d: &tap::Dissection, first_syn: f64, second_syn: f64) {
+    let [s1, s2] = &d.sessions[..] else { panic!("two sessions: {:#?}", d.sessions) };
+    assert_eq!((s1.orig_p, s2.orig_p), (40001, 40001), "the same 4-tuple");
+    assert!((s1.ts - first_syn).abs() < 1e-6, "{} vs {first_syn}", s1.ts);
+    assert!((s2.ts - second_syn).abs() < 1e-6, "dated from its own SYN: {} vs {second_syn}", s2.ts);
+    assert!(s1.ts + s1.duration <= s2.ts, "the first ends before the second starts");
+    assert_ne!(s1.uid, s2.uid);
+    for s in [s1, s2] {
+        assert_eq!((s.gaps, s.transactions), (0, 1), "{:?}", s.notes);
+        assert!(!s.notes.iter().any(|n| n == "mid_stream_start"), "{:?}", s.notes);
+    }
+    let [t1, t2] = &d.transactions[..] else { panic!("two transactions: {:#?}", d.transactions) };
+    assert_eq!(t1.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+    assert_eq!(t2.sha256.as_deref(), Some(sha256(SECOND).as_str()));
+    assert_eq!((t1.uid.as_str(), t2.uid.as_str()), (s1.uid.as_str(), s2.uid.as_str()));
+}
+
+#[test]
+fn a_reused_four_tuple_right_after_the_fins_is_a_new_session() {
+    let mut a = session_on_the_usual_ports(1000, 1_700_000_000.0, MESSAGE);
+    a.last_ack();
+    let b = session_on_the_usual_ports(a.c_isn.wrapping_add(100_000), a.ts, SECOND);
+    let first_syn = a.frames[0].0;
+    let second_syn = b.frames[0].0;
+    let frames: Vec<(f64, Vec<u8>)> = a.frames.into_iter().chain(b.frames).collect();
+    let d = dissect_frames(LinkKind::Ethernet, &frames);
+    check_two_sessions(&d, first_syn, second_syn);
+}
+
+#[test]
+fn late_packets_of_the_old_connection_after_the_new_syn_stay_out_of_it() {
+    let mut a = session_on_the_usual_ports(1000, 1_700_000_000.0, MESSAGE);
+    let first_syn = a.frames[0].0;
+    // The new SYN, then the old connection's last ACK and both its FINs again (the last ACK
+    // was lost on the way, and both sides retransmit), then the rest of the new connection.
+    let mut b = session_on_the_usual_ports(a.c_isn.wrapping_add(100_000), a.ts, SECOND);
+    let second_syn = b.frames[0].0;
+    let fins: Vec<Vec<u8>> = a.frames[a.frames.len() - 2..].iter().map(|(_, f)| f.clone()).collect();
+    a.ts = second_syn;
+    a.last_ack();
+    for f in fins {
+        a.push(f);
+    }
+    let late: Vec<(f64, Vec<u8>)> = a.frames.split_off(a.frames.len() - 3);
+    let rest = b.frames.split_off(1);
+    // Every late packet between the new SYN and its SYN-ACK, 0.1 ms apart.
+    let late = late.into_iter().enumerate().map(|(i, (_, f))| (second_syn + 1e-4 * (i + 1) as f64, f));
+    let frames: Vec<(f64, Vec<u8>)> = a.frames.into_iter().chain(b.frames).chain(late).chain(rest).collect();
+    let d = dissect_frames(LinkKind::Ethernet, &frames);
+    check_two_sessions(&d, first_syn, second_syn);
+}
+
+#[test]
+fn a_new_syn_on_a_flow_that_never_closed_starts_a_new_session_but_a_retransmitted_one_does_not() {
+    // The first connection's FINs are not in the capture (lost, or the tap started late).
+    let mut a = session_on_the_usual_ports(1000, 1_700_000_000.0, MESSAGE);
+    a.frames.truncate(a.frames.len() - 2);
+    let first_syn = a.frames[0].0;
+    let mut b = session_on_the_usual_ports(a.c_isn.wrapping_add(100_000), a.ts + 1.0, SECOND);
+    // The second SYN sent twice (its first copy unanswered): one connection.
+    let syn = b.frames[0].1.clone();
+    b.frames.insert(1, (b.frames[0].0 + 0.0005, syn));
+    let second_syn = b.frames[0].0;
+    let frames: Vec<(f64, Vec<u8>)> = a.frames.into_iter().chain(b.frames).collect();
+    let d = dissect_frames(LinkKind::Ethernet, &frames);
+    check_two_sessions(&d, first_syn, second_syn);
 }
