@@ -733,14 +733,9 @@ fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
         let st = crate::tls::walk(sd);
         session.notes.push("implicit_tls".into());
         session.starttls_used = false;
-        session.tls_records_orig = ct.records;
-        session.tls_records_resp = st.records;
-        session.tls_app_bytes_orig = ct.app_bytes;
-        session.tls_app_bytes_resp = st.app_bytes;
-        session.sni = ct.sni;
-        session.tls_version = st.version;
-        session.tls_cipher = st.cipher;
-        if st.not_tls && starts_reply(sd) {
+        let server_not_tls = st.not_tls;
+        crate::tls::fill_session(ct, st, &mut session);
+        if server_not_tls && starts_reply(sd) {
             // The server answered the ClientHello with a plaintext greeting: no TLS here.
             session.notes.push("server_not_tls".into());
             let greeting = sd.split(|&b| b == b'\n').next().unwrap_or(&[]);
