@@ -41,6 +41,9 @@ pub const MAX_PIECES: usize = 128;
 pub const MAX_DATAGRAMS: usize = 4096;
 /// Bytes buffered by all incomplete datagrams together.
 pub const MAX_BYTES: usize = 16 << 20;
+/// What a buffered piece costs beyond its bytes (its `Vec` and its map entry), counted in
+/// [`MAX_BYTES`] so that tiny fragments cannot hold much more memory than large ones.
+const PIECE_OVERHEAD: usize = 64;
 /// The largest datagram payload IPv4 and IPv6 (without jumbograms) can carry.
 const MAX_PAYLOAD: usize = 65_535;
 
@@ -73,7 +76,7 @@ pub struct Reassembled {
 #[derive(Debug, Default)]
 pub struct Defrag {
     open: HashMap<Key, Datagram>,
-    /// Bytes buffered by `open`.
+    /// Memory held by `open` (bytes and per-piece overhead).
     bytes: usize,
     pub stats: DefragStats,
 }
@@ -89,6 +92,7 @@ struct Datagram {
     first_ts: f64,
     /// Received bytes by offset in the datagram's payload, never overlapping.
     pieces: BTreeMap<usize, Vec<u8>>,
+    /// Memory the pieces hold (their bytes and [`PIECE_OVERHEAD`] each).
     bytes: usize,
     /// Payload length, known from the fragment with More Fragments clear.
     end: Option<usize>,
@@ -266,7 +270,7 @@ impl Datagram {
             self.overlap = true;
         }
         for (o, p) in new_pieces {
-            self.bytes += p.len();
+            self.bytes += p.len() + PIECE_OVERHEAD;
             self.pieces.insert(o, p);
         }
         differs
@@ -454,10 +458,24 @@ mod tests {
             assert!(d.add(Link::RawIp, &frags[0], 1.0 + i as f64 / 1e4).is_none());
         }
         assert_eq!(d.stats.dropped, 10, "the oldest go first");
-        assert!(d.stored_bytes() <= MAX_DATAGRAMS * 1000);
+        assert!(d.stored_bytes() <= MAX_DATAGRAMS * (1000 + PIECE_OVERHEAD));
         d.expire(1.0 + TIMEOUT + 10.0);
         assert_eq!(d.stats.incomplete, MAX_DATAGRAMS as u64);
         assert_eq!(d.stored_bytes(), 0);
+    }
+
+    #[test]
+    fn buffered_bytes_stay_under_the_total_bound() {
+        let mut d = Defrag::new();
+        let data = payload(61_000);
+        let frame = segment(LinkKind::RawIp, "10.0.0.1:40000", "10.0.0.2:25", &data);
+        for i in 0..300u16 {
+            // The first 60000 bytes of each datagram, never the rest.
+            let frags = ip_fragments(LinkKind::RawIp, &frame, i, 60_000).expect("fragments");
+            assert!(d.add(Link::RawIp, &frags[0], 1.0 + f64::from(i) / 1e3).is_none());
+            assert!(d.stored_bytes() <= MAX_BYTES, "{}", d.stored_bytes());
+        }
+        assert!(d.stats.dropped >= 300 - (MAX_BYTES / 60_000) as u64, "{:?}", d.stats);
     }
 
     #[test]

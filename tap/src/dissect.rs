@@ -30,6 +30,8 @@ const MAX_STREAM: usize = 64 << 20;
 /// dissection on top (its message unstuffed, its attachments decoded: at most about twice
 /// [`MAX_STREAM`] more), this keeps the tap under 256 MiB whatever the capture (measured in
 /// BENCHMARKS.md under 160 MiB with 512 sessions, or 64 sessions of messages up to 50 MB, at once).
+/// IP fragments waiting for the rest of their datagram hold at most another
+/// [`crate::defrag::MAX_BYTES`] (16 MiB).
 const MAX_TOTAL: usize = 96 << 20;
 /// A flow with no packet for this long (capture time) is finished, as if closed: RFC 5321's
 /// longest server timeout (10 minutes, for the end of DATA). Later packets start a new flow.

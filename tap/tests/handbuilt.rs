@@ -601,3 +601,36 @@ fn a_new_syn_on_a_flow_that_never_closed_starts_a_new_session_but_a_retransmitte
     let d = dissect_frames(LinkKind::Ethernet, &frames);
     check_two_sessions(&d, first_syn, second_syn);
 }
+
+/// Regenerates the fuzz seed `tests/data/corpus/dissect_pcap/ip-fragments.pcap` (IPv4 and IPv6
+/// fragments, reordered, overlapping, one datagram incomplete):
+/// `cargo test -p smtplab-tap --test handbuilt -- --ignored write_fragment_seed`.
+#[test]
+#[ignore = "writes a corpus file; run by hand"]
+fn write_fragment_seed() {
+    use Frag::{Forged, Real};
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client_fragmented(
+        b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\n",
+        1,
+        16,
+        &[Real(4), Real(1), Forged(1), Real(0), Real(3), Real(2)],
+    );
+    c.server(b"250 ok\r\n250 ok\r\n");
+    c.client_fragmented(b"DATA\r\nSubject: x\r\n\r\nlost\r\n.\r\n", 2, 16, &[Real(0), Real(2)]);
+    let mut v6 = Conv::between(LinkKind::Ethernet, "[2001:db8::1]:40001", "[2001:db8::25]:25");
+    hello(&mut v6);
+    v6.client_fragmented(
+        b"MAIL FROM:<alice@a.test>\r\n",
+        3,
+        8,
+        &[Real(5), Real(0), Real(1), Real(2), Real(3), Real(4)],
+    );
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/dissect_pcap/ip-fragments.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&path).expect("create"), LinkKind::Ethernet).expect("header");
+    for (ts, f) in c.frames.iter().chain(&v6.frames) {
+        w.write_frame(*ts, f).expect("record");
+    }
+}

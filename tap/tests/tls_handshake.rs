@@ -203,3 +203,15 @@ fn an_oversized_or_garbled_handshake_is_given_up_quietly() {
     d.extend_from_slice(&cert);
     assert_eq!(walk(&d).cert_subject, None);
 }
+
+/// Regenerates the fuzz seed `tests/data/corpus/tls_walk/tls12-server-flight.bin` (a TLS 1.2
+/// server flight in 200-byte records, its Certificate message across several):
+/// `cargo test -p smtplab-tap --test tls_handshake -- --ignored write_tls12_seed`.
+#[test]
+#[ignore = "writes a corpus file; run by hand"]
+fn write_tls12_seed() {
+    let (_, s2c) = handshake(&[&rustls::version::TLS12], Some(200));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/tls_walk/tls12-server-flight.bin");
+    std::fs::write(path, s2c).expect("write");
+}
