@@ -239,8 +239,9 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
 }
 
 /// Reads a capture file and hands each record to `on_record` as soon as its flow ends (FINs
-/// from both sides or a RST, idle for [`IDLE_TIMEOUT`] seconds of capture time, or the end of the
-/// file): a session record, then that session's transactions. Nothing is kept after that, so
+/// from both sides or a RST, a new connection's SYN on the same ports, idle for
+/// [`IDLE_TIMEOUT`] seconds of capture time, or the end of the file): a session record, then
+/// that session's transactions. Nothing is kept after that, so
 /// memory is bounded by the flows open at once (and in total by [`MAX_TOTAL`]), not by the size
 /// of the file. `on_record` returns `Break` to stop reading.
 pub fn dissect_file_with(
