@@ -101,6 +101,14 @@ fn dissect(source: Source, args: &TapArgs) -> Result<ExitCode> {
         TapFormat::Table => table(source)?,
         TapFormat::Parquet => parquet(source, args.out.as_deref().unwrap_or(Path::new(".")))?,
     };
+    let f = &summary.defrag;
+    if !matches!(args.format, TapFormat::Table) && f.incomplete + f.dropped > 0 {
+        // Records on standard output stay pure; the loss goes to standard error.
+        eprintln!(
+            "note: {} IP datagrams incomplete and {} dropped (of {} fragments): their segments are gaps",
+            f.incomplete, f.dropped, f.fragments
+        );
+    }
     if let Some(e) = summary.error {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);
@@ -171,6 +179,14 @@ fn table(source: Source) -> Result<tap::ReadSummary> {
             "\n{} packets, {} SMTP sessions, {} transactions in the clear",
             summary.packets, volume.sessions, volume.transactions
         )?;
+        let f = &summary.defrag;
+        if f.fragments > 0 {
+            writeln!(
+                out,
+                "{} IP fragments: {} datagrams reassembled, {} incomplete, {} dropped (memory bounds), {} overlaps with other content",
+                f.fragments, f.reassembled, f.incomplete, f.dropped, f.overlaps
+            )?;
+        }
         writeln!(out, "\n{}", volume.render())?;
         out.flush()
     })();
@@ -243,6 +259,9 @@ struct Pair {
     server: BTreeSet<String>,
     /// TLS server names the client asked for.
     sni: BTreeSet<String>,
+    /// Names in the server certificates sent in the clear (TLS 1.2): DNS names of the
+    /// subjectAltName, else the subject's CN.
+    cert: BTreeSet<String>,
 }
 
 /// Distinct names kept per pair and column (a hostile peer could send a new name each time).
@@ -269,6 +288,12 @@ impl Volume {
         remember(&mut p.helo, s.helo.as_deref());
         remember(&mut p.server, s.server_name.as_deref());
         remember(&mut p.sni, s.sni.as_deref());
+        if s.cert_san_dns.is_empty() {
+            remember(&mut p.cert, s.cert_subject.as_deref().and_then(common_name));
+        }
+        for name in &s.cert_san_dns {
+            remember(&mut p.cert, Some(name));
+        }
     }
 
     fn render(&self) -> String {
@@ -283,6 +308,7 @@ impl Volume {
             "client names (EHLO)",
             "server names (banner/EHLO)",
             "SNI",
+            "certificate names",
         ];
         let names = |set: &BTreeSet<String>| {
             if set.is_empty() {
@@ -295,7 +321,7 @@ impl Volume {
                 s
             }
         };
-        let rows: Vec<[String; 10]> = self
+        let rows: Vec<[String; 11]> = self
             .pairs
             .iter()
             .map(|((c, s), p)| {
@@ -310,6 +336,7 @@ impl Volume {
                     names(&p.helo),
                     names(&p.server),
                     names(&p.sni),
+                    names(&p.cert),
                 ]
             })
             .collect();
@@ -320,7 +347,7 @@ impl Volume {
             }
         }
         // Numbers right-aligned, text left-aligned; the last column is not padded.
-        let numeric = [false, false, true, true, true, true, true, false, false, false];
+        let numeric = [false, false, true, true, true, true, true, false, false, false, false];
         let line = |cells: &[String]| {
             let mut l = String::new();
             for (i, cell) in cells.iter().enumerate() {
@@ -354,6 +381,11 @@ impl Volume {
         }
         out
     }
+}
+
+/// The CN of a subject written as Zeek writes it (`CN=mx.example.org,O=...`).
+fn common_name(subject: &str) -> Option<&str> {
+    subject.split(',').find_map(|rdn| rdn.strip_prefix("CN="))
 }
 
 fn human_bytes(b: u64) -> String {
@@ -476,6 +508,7 @@ mod tests {
             helo: Some(helo.into()),
             server_name: Some(format!("mx.{resp}")),
             sni: tls.then(|| format!("mx.{resp}")),
+            cert_subject: tls.then(|| format!("CN=cert.{resp},O=Example\\, Inc.,C=US")),
             starttls_used: tls,
             orig_bytes: 1500,
             resp_bytes: 300,
@@ -497,14 +530,40 @@ mod tests {
         let ab: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(
             ab,
-            ["10.0.1.1", "10.0.2.1", "2", "2", "3.0", "kB", "600", "B", "0", "a.example", "mx.10.0.2.1", "mx.10.0.2.1"]
+            [
+                "10.0.1.1",
+                "10.0.2.1",
+                "2",
+                "2",
+                "3.0",
+                "kB",
+                "600",
+                "B",
+                "0",
+                "a.example",
+                "mx.10.0.2.1",
+                "mx.10.0.2.1",
+                "cert.10.0.2.1"
+            ]
         );
         let ba: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(
             ba,
-            ["10.0.2.1", "10.0.1.1", "1", "0", "1.5", "kB", "300", "B", "1", "b.example", "mx.10.0.1.1", "-"]
+            ["10.0.2.1", "10.0.1.1", "1", "0", "1.5", "kB", "300", "B", "1", "b.example", "mx.10.0.1.1", "-", "-"]
         );
         assert_eq!((v.sessions, v.transactions), (3, 1));
+    }
+
+    #[test]
+    fn certificate_names_are_the_san_dns_names_else_the_cn() {
+        let mut v = Volume::default();
+        let mut s = session("10.0.1.1", "10.0.2.1", true, "a.example");
+        s.cert_san_dns = vec!["mx.b.example".into(), "mail.b.example".into()];
+        v.add(&s);
+        let p = v.pairs.values().next().expect("one pair");
+        assert_eq!(p.cert.iter().map(String::as_str).collect::<Vec<_>>(), ["mail.b.example", "mx.b.example"]);
+        assert_eq!(common_name("O=x,CN=y"), Some("y"));
+        assert_eq!(common_name("O=x"), None);
     }
 
     #[test]

@@ -39,7 +39,15 @@ fn table_ends_with_the_system_to_system_volume() {
     assert_eq!(v4[..4], ["10.0.0.1", "173.194.68.26", "1", "1"], "{volume}");
     assert!(v4.contains(&"mx.google.com"), "server name from the banner: {volume}");
     let v6 = rows.iter().find(|r| r.first().is_some_and(|a| a.starts_with("2003:"))).expect("IPv6 pair");
-    assert_eq!(v6.last(), Some(&"dovecot.weberlab.de"), "SNI: {volume}");
+    // Columns: addresses, counts, two byte counts with their units, then the names: EHLO,
+    // banner, SNI, and those of the certificate sent in the clear (TLS 1.2 and earlier).
+    assert_eq!(v6.get(11), Some(&"dovecot.weberlab.de"), "SNI: {volume}");
+    assert_eq!(v6.get(12), Some(&"jw-vm08-int-dns"), "the certificate's CN (it has no SAN): {volume}");
+    let v4_cert = v4.get(12).expect("certificate names");
+    assert!(
+        v4_cert.starts_with("alt1.aspmx.l.google.com,") && v4_cert.ends_with(",..."),
+        "SAN names, bounded: {volume}"
+    );
     assert!(out.contains("2 SMTP sessions, 0 transactions in the clear"), "{out}");
 }
 

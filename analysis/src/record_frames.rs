@@ -146,8 +146,8 @@ pub fn systems_frame(systems: &[SystemEntry]) -> PolarsResult<DataFrame> {
     ])
 }
 
-/// `tap/sessions.parquet`: every field of [`TapSession`] under its JSON name; `notes` is
-/// `List(String)`.
+/// `tap/sessions.parquet`: every field of [`TapSession`] under its JSON name; `notes`, the
+/// offered TLS versions, ciphers and groups, and `cert_san_dns` are `List(String)`.
 pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
     let s = sessions;
     DataFrame::new(vec![
@@ -167,6 +167,12 @@ pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
         opt_str_col("tls_version", s.iter().map(|x| x.tls_version.as_deref())),
         opt_str_col("tls_cipher", s.iter().map(|x| x.tls_cipher.as_deref())),
         opt_str_col("sni", s.iter().map(|x| x.sni.as_deref())),
+        str_list_col("tls_offered_versions", s.iter().map(|x| Some(x.tls_offered_versions.as_slice()))),
+        str_list_col("tls_offered_ciphers", s.iter().map(|x| Some(x.tls_offered_ciphers.as_slice()))),
+        str_list_col("tls_offered_groups", s.iter().map(|x| Some(x.tls_offered_groups.as_slice()))),
+        opt_str_col("cert_subject", s.iter().map(|x| x.cert_subject.as_deref())),
+        opt_str_col("cert_issuer", s.iter().map(|x| x.cert_issuer.as_deref())),
+        str_list_col("cert_san_dns", s.iter().map(|x| Some(x.cert_san_dns.as_slice()))),
         Column::new("orig_bytes".into(), s.iter().map(|x| x.orig_bytes).collect::<Vec<_>>()),
         Column::new("resp_bytes".into(), s.iter().map(|x| x.resp_bytes).collect::<Vec<_>>()),
         Column::new("tls_records_orig".into(), s.iter().map(|x| x.tls_records_orig).collect::<Vec<_>>()),
@@ -251,4 +257,27 @@ fn str_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = Option<&'a
         }
     }
     builder.finish().into_series().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sessions_frame_has_every_field_of_the_record() {
+        let session = TapSession {
+            tls_offered_ciphers: vec!["TLS_AES_128_GCM_SHA256".into()],
+            cert_subject: Some("CN=mx.example.org".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&session).expect("serializable");
+        let mut fields: Vec<String> = json.as_object().expect("an object").keys().cloned().collect();
+        let frame = tap_sessions_frame(std::slice::from_ref(&session)).expect("frame");
+        let mut columns: Vec<String> = frame.get_column_names().iter().map(|c| c.to_string()).collect();
+        fields.sort();
+        columns.sort();
+        assert_eq!(columns, fields);
+        let subject = frame.column("cert_subject").expect("column").str().expect("str").get(0);
+        assert_eq!(subject, Some("CN=mx.example.org"));
+    }
 }

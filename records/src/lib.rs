@@ -118,6 +118,24 @@ pub struct TapSession {
     pub tls_version: Option<String>,
     pub tls_cipher: Option<String>,
     pub sni: Option<String>,
+    /// TLS versions the client offered (its supported_versions, else the ClientHello version).
+    #[serde(default)]
+    pub tls_offered_versions: Vec<String>,
+    /// Cipher suites the client offered, IANA names (hex for unknown ones).
+    #[serde(default)]
+    pub tls_offered_ciphers: Vec<String>,
+    /// Key-exchange groups the client offered (supported_groups), IANA names or hex.
+    #[serde(default)]
+    pub tls_offered_groups: Vec<String>,
+    /// The server certificate's subject, when sent in the clear (TLS 1.2 and earlier), as
+    /// Zeek's x509.log writes it (`CN=mx.example.org,O=Example,C=US`).
+    #[serde(default)]
+    pub cert_subject: Option<String>,
+    #[serde(default)]
+    pub cert_issuer: Option<String>,
+    /// DNS names of that certificate's subjectAltName.
+    #[serde(default)]
+    pub cert_san_dns: Vec<String>,
     /// TCP payload bytes each way (originator = client).
     pub orig_bytes: u64,
     pub resp_bytes: u64,
@@ -269,6 +287,27 @@ mod tests {
         assert_eq!(j["id.orig_h"], "127.0.1.1");
         let back: TapRecord = serde_json::from_value(j).expect("round trip");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn sessions_written_before_the_tls_details_still_read() {
+        let mut j = serde_json::to_value(TapRecord::Session(TapSession::default())).expect("serializable");
+        let obj = j.as_object_mut().expect("an object");
+        for k in [
+            "tls_offered_versions",
+            "tls_offered_ciphers",
+            "tls_offered_groups",
+            "cert_subject",
+            "cert_issuer",
+            "cert_san_dns",
+            "auth_mechanism",
+            "auth_user",
+            "auth_cleartext",
+        ] {
+            assert!(obj.remove(k).is_some(), "{k} is a field");
+        }
+        let back: TapRecord = serde_json::from_value(j).expect("older records read");
+        assert_eq!(back, TapRecord::Session(TapSession::default()));
     }
 
     #[test]

@@ -51,14 +51,48 @@ pub struct Segment<'a> {
 pub enum Skip {
     /// Not TCP over IP (ARP, UDP, ...): normal, not counted as an error.
     NotTcp,
-    /// An IP fragment: reassembly of fragments is not done yet; counted.
+    /// An IP fragment: the caller hands the frame to [`crate::defrag::Defrag`].
     Fragment,
     /// Could not be decoded (truncated or malformed headers); counted.
     Malformed,
 }
 
 pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
-    let sliced = match link {
+    let sliced = slice(link, frame)?;
+    let (src, dst, fragmented) = match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), ip.is_payload_fragmented())
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), ip.is_payload_fragmented())
+        }
+        None => return Err(Skip::NotTcp),
+    };
+    if fragmented {
+        return Err(Skip::Fragment);
+    }
+    match sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
+            src,
+            dst,
+            sport: tcp.source_port(),
+            dport: tcp.destination_port(),
+            seq: tcp.sequence_number(),
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+            payload: tcp.payload(),
+        }),
+        _ => Err(Skip::NotTcp),
+    }
+}
+
+/// The link layer peeled off and the IP packet sliced (headers checked, payload borrowed).
+pub(crate) fn slice(link: Link, frame: &[u8]) -> Result<SlicedPacket<'_>, Skip> {
+    match link {
         Link::Ethernet => SlicedPacket::from_ethernet(frame),
         Link::LinuxSll => SlicedPacket::from_linux_sll(frame),
         Link::Null | Link::Loop => {
@@ -90,34 +124,5 @@ pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
         }
         Link::RawIp => SlicedPacket::from_ip(frame),
     }
-    .map_err(|_| Skip::Malformed)?;
-    let (src, dst, fragmented) = match &sliced.net {
-        Some(NetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), ip.is_payload_fragmented())
-        }
-        Some(NetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), ip.is_payload_fragmented())
-        }
-        None => return Err(Skip::NotTcp),
-    };
-    if fragmented {
-        return Err(Skip::Fragment);
-    }
-    match sliced.transport {
-        Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
-            src,
-            dst,
-            sport: tcp.source_port(),
-            dport: tcp.destination_port(),
-            seq: tcp.sequence_number(),
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
-            payload: tcp.payload(),
-        }),
-        _ => Err(Skip::NotTcp),
-    }
+    .map_err(|_| Skip::Malformed)
 }

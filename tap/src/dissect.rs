@@ -13,6 +13,7 @@ use std::path::Path;
 use records::{TapRecord, TapSession, TapTransaction};
 
 use crate::decode::{Link, Skip, decode};
+use crate::defrag::{Defrag, DefragStats};
 use crate::error::TapError;
 use crate::pcapfile::{ReadError, Reader};
 use crate::reassembly::HalfStream;
@@ -29,6 +30,8 @@ const MAX_STREAM: usize = 64 << 20;
 /// dissection on top (its message unstuffed, its attachments decoded: at most about twice
 /// [`MAX_STREAM`] more), this keeps the tap under 256 MiB whatever the capture (measured in
 /// BENCHMARKS.md under 160 MiB with 512 sessions, or 64 sessions of messages up to 50 MB, at once).
+/// IP fragments waiting for the rest of their datagram hold at most another
+/// [`crate::defrag::MAX_BYTES`] (16 MiB).
 const MAX_TOTAL: usize = 96 << 20;
 /// A flow with no packet for this long (capture time) is finished, as if closed: RFC 5321's
 /// longest server timeout (10 minutes, for the end of DATA). Later packets start a new flow.
@@ -52,7 +55,8 @@ pub struct Dissection {
     /// session that went into TLS before any transaction, as Zeek's smtp.log has it.
     pub transactions: Vec<TapTransaction>,
     pub packets: u64,
-    pub fragments_skipped: u64,
+    /// IP fragments and what became of their datagrams ([`crate::defrag`]).
+    pub defrag: DefragStats,
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
@@ -66,7 +70,9 @@ pub struct ReadSummary {
     pub packets: u64,
     /// Bytes of the capture read (file offset reached).
     pub bytes: u64,
-    pub fragments_skipped: u64,
+    /// IP fragments read, datagrams rebuilt, given up (a fragment never came), dropped (memory
+    /// bounds) and overlaps with other content ([`crate::defrag`]).
+    pub defrag: DefragStats,
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
@@ -78,6 +84,9 @@ pub struct ReadSummary {
     pub evicted: u64,
     /// Most flows tracked at once.
     pub peak_flows: u64,
+    /// Late packets of an earlier connection on reused ports, seen after the new SYN and
+    /// left out of the new flow.
+    pub stale_packets: u64,
     /// Streams that stopped storing because all flows together held [`MAX_TOTAL`] bytes.
     pub memory_limited: u64,
     /// Most bytes held by all flows at once.
@@ -97,6 +106,8 @@ struct Flow {
     streams: [HalfStream; 2],
     /// Which direction sent a SYN without ACK: the client.
     syn_from: Option<usize>,
+    /// Initial sequence number of each direction, from its first SYN.
+    isn: [Option<u32>; 2],
     fins: [bool; 2],
     /// Capture time of the latest packet (the largest seen).
     last_seen: f64,
@@ -106,6 +117,8 @@ struct Flow {
     ignored: bool,
     /// Whether the SMTP-or-not question was settled early.
     classified: bool,
+    /// An IP fragment of this flow overlapped earlier bytes with other content.
+    frag_overlap: bool,
 }
 
 impl Flow {
@@ -115,16 +128,49 @@ impl Flow {
             second,
             streams: [HalfStream::new(MAX_PENDING, MAX_STREAM), HalfStream::new(MAX_PENDING, MAX_STREAM)],
             syn_from: None,
+            isn: [None; 2],
             fins: [false; 2],
             last_seen: f64::MIN,
             stored: 0,
             ignored: false,
             classified: false,
+            frag_overlap: false,
         }
     }
 
     fn stored_bytes(&self) -> usize {
         self.streams[0].stored_bytes() + self.streams[1].stored_bytes()
+    }
+
+    /// Whether a SYN without ACK with initial sequence number `isn` starts a new connection
+    /// on this flow's ports rather than retransmitting this flow's own SYN: it does when the
+    /// flow saw a FIN from either side (a connection being closed opens nothing again; RSTs
+    /// finish a flow at once), or when this flow's client SYN, if any was seen, had another
+    /// sequence number (a flow seen without its SYN, mid-stream, is always replaced).
+    fn reused_by(&self, isn: u32) -> bool {
+        let client_isn = self.syn_from.and_then(|d| self.isn[d]);
+        self.fins[0] || self.fins[1] || client_isn != Some(isn)
+    }
+
+    /// A packet that belongs to an earlier connection on the same ports, seen after this
+    /// flow's SYN: one whose sequence number lies before its direction's SYN (checked in the
+    /// stream's first GiB; ISNs of a
+    /// reused 4-tuple grow, RFC 6528 and Linux's TIME-WAIT reuse rule), or a bare ACK/FIN from
+    /// the side that has not answered the SYN yet. Data is never judged stale by the second
+    /// rule: a capture that lost the SYN-ACK keeps the server's bytes.
+    fn stale(&self, dir: usize, seg: &crate::decode::Segment<'_>) -> bool {
+        if seg.syn || self.syn_from.is_none() {
+            return false;
+        }
+        match self.isn[dir] {
+            // Past 1 GiB a sequence number of this connection may lie "before" its ISN in the
+            // signed 32-bit sense: the rule is only sound early, where late packets come.
+            Some(isn) if self.streams[dir].delivered < 1 << 30 => {
+                (seg.seq.wrapping_sub(isn.wrapping_add(1)) as i32) < 0
+            }
+            Some(_) => false,
+            None => self.syn_from != Some(dir) && seg.payload.is_empty() && !seg.rst,
+        }
     }
 
     /// Once both directions have their first bytes, a flow that does not start like SMTP never
@@ -183,7 +229,7 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
         ControlFlow::Continue(())
     })?;
     out.packets = summary.packets;
-    out.fragments_skipped = summary.fragments_skipped;
+    out.defrag = summary.defrag;
     out.malformed = summary.malformed;
     out.other_link = summary.other_link;
     out.error = summary.error;
@@ -193,8 +239,9 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
 }
 
 /// Reads a capture file and hands each record to `on_record` as soon as its flow ends (FINs
-/// from both sides or a RST, idle for [`IDLE_TIMEOUT`] seconds of capture time, or the end of the
-/// file): a session record, then that session's transactions. Nothing is kept after that, so
+/// from both sides or a RST, a new connection's SYN on the same ports, idle for
+/// [`IDLE_TIMEOUT`] seconds of capture time, or the end of the file): a session record, then
+/// that session's transactions. Nothing is kept after that, so
 /// memory is bounded by the flows open at once (and in total by [`MAX_TOTAL`]), not by the size
 /// of the file. `on_record` returns `Break` to stop reading.
 pub fn dissect_file_with(
@@ -248,6 +295,8 @@ struct Tap<F> {
     from_worker: std::sync::mpsc::Receiver<Done>,
     summary: ReadSummary,
     limits: Limits,
+    /// IP fragments waiting for the rest of their datagram.
+    defrag: Defrag,
     on_record: F,
 }
 
@@ -418,9 +467,12 @@ fn dissect_with_limits<R: Read>(
             from_worker,
             summary: ReadSummary::default(),
             limits,
+            defrag: Defrag::new(),
             on_record,
         };
         read_all(&mut reader, &mut tap, name)?;
+        tap.defrag.finish();
+        tap.summary.defrag = tap.defrag.stats;
         let rest: Vec<Key> = tap.flows.keys().copied().collect();
         tap.close_all(rest);
         tap.to_worker = None;
@@ -475,17 +527,28 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
             if now >= next_sweep {
                 if next_sweep > f64::MIN {
                     tap.expire(now - tap.limits.idle_timeout, now - TIME_WAIT);
+                    tap.defrag.expire(now);
                 }
                 next_sweep = now + IDLE_SWEEP;
             }
         }
-        let seg = match decode(this_link, packet.data) {
+        // A datagram rebuilt from fragments outlives the frame that completed it.
+        let rebuilt: crate::defrag::Reassembled;
+        let mut frag_overlap = false;
+        let decoded = match decode(this_link, packet.data) {
+            Err(Skip::Fragment) => match tap.defrag.add(this_link, packet.data, ts) {
+                Some(r) => {
+                    rebuilt = r;
+                    frag_overlap = rebuilt.overlap;
+                    decode(Link::RawIp, &rebuilt.packet)
+                }
+                None => continue,
+            },
+            other => other,
+        };
+        let seg = match decoded {
             Ok(s) => s,
-            Err(Skip::NotTcp) => continue,
-            Err(Skip::Fragment) => {
-                tap.summary.fragments_skipped += 1;
-                continue;
-            }
+            Err(Skip::NotTcp | Skip::Fragment) => continue,
             Err(Skip::Malformed) => {
                 tap.summary.malformed += 1;
                 continue;
@@ -494,11 +557,11 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
         let k = key(src, dst);
-        // A new SYN on a flow that already carried data is a new connection reusing the ports.
+        // A SYN that is not a retransmission of the flow's own opens a new connection on the
+        // same ports: the old flow is finished first, so the new session is dated from its SYN.
         if seg.syn
             && !seg.ack
-            && let Some(old) = tap.flows.get(&k)
-            && (old.streams[0].delivered > 0 || old.streams[1].delivered > 0)
+            && tap.flows.get(&k).is_some_and(|old| old.reused_by(seg.seq))
             && let Some(old) = tap.flows.remove(&k)
         {
             tap.close(old);
@@ -514,10 +577,20 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
             tap.closed.remove(&k);
         }
         let flow = tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst));
-        flow.last_seen = flow.last_seen.max(ts);
         let dir = usize::from(src != flow.first);
+        if flow.stale(dir, &seg) {
+            // A late packet of the connection these ports carried before (its last ACK or a
+            // retransmitted FIN): it must not date, extend or close the new one.
+            tap.summary.stale_packets += 1;
+            continue;
+        }
+        flow.last_seen = flow.last_seen.max(ts);
+        flow.frag_overlap |= frag_overlap;
         let half = &mut flow.streams[dir];
         if seg.syn {
+            if flow.isn[dir].is_none() {
+                flow.isn[dir] = Some(seg.seq);
+            }
             half.syn(seg.seq);
             if !seg.ack {
                 flow.syn_from = Some(dir);
@@ -674,19 +747,17 @@ fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
     if !c.saw_syn {
         session.notes.push("mid_stream_start".into());
     }
+    if flow.frag_overlap {
+        session.notes.push("ip_fragment_overlap".into());
+    }
     if implicit_tls {
         let ct = crate::tls::walk(cd);
         let st = crate::tls::walk(sd);
         session.notes.push("implicit_tls".into());
         session.starttls_used = false;
-        session.tls_records_orig = ct.records;
-        session.tls_records_resp = st.records;
-        session.tls_app_bytes_orig = ct.app_bytes;
-        session.tls_app_bytes_resp = st.app_bytes;
-        session.sni = ct.sni;
-        session.tls_version = st.version;
-        session.tls_cipher = st.cipher;
-        if st.not_tls && starts_reply(sd) {
+        let server_not_tls = st.not_tls;
+        crate::tls::fill_session(ct, st, &mut session);
+        if server_not_tls && starts_reply(sd) {
             // The server answered the ClientHello with a plaintext greeting: no TLS here.
             session.notes.push("server_not_tls".into());
             let greeting = sd.split(|&b| b == b'\n').next().unwrap_or(&[]);

@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod decode;
+pub mod defrag;
 pub mod dissect;
 pub mod error;
 pub mod fuzzing;

@@ -155,6 +155,69 @@ fn finish_tcp(
     Ok(out)
 }
 
+/// Splits the IP packet in `frame` (as [`tcp_frame`] builds it, for `link`) into IP fragments
+/// of at most `max_piece` payload bytes (rounded down to a multiple of 8), with identification
+/// `id`, each behind the same link header: IPv4 fragments with the offset and More Fragments
+/// fields, IPv6 ones with a Fragment extension header. For test captures of fragmented traffic.
+pub fn ip_fragments(link: LinkKind, frame: &[u8], id: u16, max_piece: usize) -> io::Result<Vec<Vec<u8>>> {
+    let link_len = match link {
+        LinkKind::Ethernet => 14,
+        LinkKind::RawIp => 0,
+    };
+    let (head, ip) =
+        frame.split_at_checked(link_len).ok_or_else(|| io::Error::other("frame shorter than its link header"))?;
+    let piece = max_piece / 8 * 8;
+    if piece == 0 {
+        return Err(io::Error::other("fragments must carry at least 8 bytes"));
+    }
+    let offset_of = |at: usize| {
+        u16::try_from(at / 8)
+            .ok()
+            .and_then(|o| etherparse::IpFragOffset::try_new(o).ok())
+            .ok_or_else(|| io::Error::other("datagram too long to fragment"))
+    };
+    let mut out = Vec::new();
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => {
+            let (h, payload) = etherparse::Ipv4Header::from_slice(ip).map_err(io::Error::other)?;
+            let payload = payload.get(..h.payload_len().map_err(io::Error::other)? as usize).unwrap_or(payload);
+            for (i, chunk) in payload.chunks(piece).enumerate() {
+                let mut f = h.clone();
+                f.identification = id;
+                f.fragment_offset = offset_of(i * piece)?;
+                f.more_fragments = (i + 1) * piece < payload.len();
+                f.set_payload_len(chunk.len()).map_err(io::Error::other)?;
+                f.header_checksum = f.calc_header_checksum();
+                let mut frame = head.to_vec();
+                f.write(&mut frame)?;
+                frame.extend_from_slice(chunk);
+                out.push(frame);
+            }
+        }
+        Some(6) => {
+            let (h, payload) = etherparse::Ipv6Header::from_slice(ip).map_err(io::Error::other)?;
+            for (i, chunk) in payload.chunks(piece).enumerate() {
+                let mut f = h.clone();
+                f.next_header = etherparse::IpNumber::IPV6_FRAGMENTATION_HEADER;
+                f.set_payload_length(chunk.len() + 8).map_err(io::Error::other)?;
+                let fh = etherparse::Ipv6FragmentHeader::new(
+                    h.next_header,
+                    offset_of(i * piece)?,
+                    (i + 1) * piece < payload.len(),
+                    u32::from(id),
+                );
+                let mut frame = head.to_vec();
+                f.write(&mut frame)?;
+                fh.write(&mut frame)?;
+                frame.extend_from_slice(chunk);
+                out.push(frame);
+            }
+        }
+        _ => return Err(io::Error::other("not an IP packet")),
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

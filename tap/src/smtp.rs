@@ -604,14 +604,9 @@ impl Dissector<'_> {
             self.note("gap_in_tls");
         }
         self.session.starttls_used = !c.not_tls && (c.records > 0 || s.records > 0);
-        self.session.tls_records_orig = c.records;
-        self.session.tls_records_resp = s.records;
-        self.session.tls_app_bytes_orig = c.app_bytes;
-        self.session.tls_app_bytes_resp = s.app_bytes;
-        self.session.sni = c.sni;
-        self.session.tls_version = s.version;
-        self.session.tls_cipher = s.cipher;
-        if c.alerts + s.alerts > 0 {
+        let alerts = c.alerts + s.alerts;
+        crate::tls::fill_session(c, s, &mut self.session);
+        if alerts > 0 {
             self.note("tls_alert");
         }
     }

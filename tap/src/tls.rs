@@ -1,8 +1,19 @@
 //! What an eavesdropper reads of a TLS stream without keys: the record layer (types, counts,
-//! sizes) and the handshake messages sent in the clear (SNI, versions, cipher). Parsing uses
-//! tls-parser.
+//! sizes) and the handshake messages sent in the clear: from the ClientHello the SNI and the
+//! versions, cipher suites and groups offered; from the ServerHello the version and cipher
+//! chosen; in TLS 1.2 and earlier, the server's certificate (subject, issuer, DNS names), which
+//! TLS 1.3 encrypts. Parsing uses tls-parser and x509-parser.
+//!
+//! Handshake messages are reassembled across records (a Certificate message often spans
+//! several; a record may also hold several messages), up to [`MAX_HANDSHAKE_MESSAGE`] bytes.
+//! Parsing stops at the direction's ChangeCipherSpec: what follows is encrypted.
 
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
+
+/// The longest handshake message reassembled (a certificate chain of a few certificates is
+/// under 16 KiB; a longer message is not read, and the rest of the handshake with it).
+pub const MAX_HANDSHAKE_MESSAGE: usize = 64 << 10;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TlsSummary {
@@ -14,10 +25,34 @@ pub struct TlsSummary {
     /// From the ServerHello (supported_versions for TLS 1.3).
     pub version: Option<String>,
     pub cipher: Option<String>,
+    /// Versions the ClientHello offered: its supported_versions extension, else its version
+    /// field. GREASE values (RFC 8701) are left out of this list and the next two.
+    pub offered_versions: Vec<String>,
+    /// Cipher suites the ClientHello offered, IANA names (hex for those tls-parser lacks).
+    pub offered_ciphers: Vec<String>,
+    /// Groups the ClientHello offered (supported_groups), IANA names or hex.
+    pub offered_groups: Vec<String>,
+    /// The leaf certificate of a Certificate message sent in the clear (TLS 1.2 and earlier),
+    /// its names as Zeek's x509.log writes them (RFC 2253: most specific first).
+    pub cert_subject: Option<String>,
+    pub cert_issuer: Option<String>,
+    /// DNS names of the leaf certificate's subjectAltName.
+    pub cert_san_dns: Vec<String>,
     /// Bytes at the end that do not form a whole record (cut capture), or that are not TLS.
     pub unparsed: u64,
     /// The stream did not start with a TLS record: plaintext continued after the 220.
     pub not_tls: bool,
+    /// Handshake bytes waiting for the rest of their message.
+    pub handshake: HandshakeBuffer,
+}
+
+/// Reassembly of handshake messages across records, for one direction.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HandshakeBuffer {
+    /// The start of a message whose end is in a later record.
+    pending: Vec<u8>,
+    /// No more clear handshake: after ChangeCipherSpec, or after an oversized message.
+    done: bool,
 }
 
 /// Walks the records of one direction of a TLS stream.
@@ -38,6 +73,7 @@ pub fn walk(data: &[u8]) -> TlsSummary {
         }
         s.records += 1;
         match ctype {
+            20 => s.handshake.done = true,
             21 => s.alerts += 1,
             22 => read_handshake(&data[pos..end], &mut s),
             23 => s.app_bytes += (5 + len) as u64,
@@ -49,40 +85,216 @@ pub fn walk(data: &[u8]) -> TlsSummary {
     s
 }
 
-fn read_handshake(record: &[u8], s: &mut TlsSummary) {
-    let Ok((_, plain)) = tls_parser::parse_tls_plaintext(record) else { return };
-    for msg in plain.msg {
-        match msg {
-            TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)) => {
-                let Some(ext) = ch.ext else { continue };
-                let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext) else { continue };
-                for e in exts {
-                    if let TlsExtension::SNI(names) = e {
-                        s.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).into_owned());
-                    }
-                }
-            }
-            TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)) => {
-                s.cipher = tls_parser::TlsCipherSuite::from_id(sh.cipher.0)
-                    .map(|c| c.name.to_string())
-                    .or_else(|| Some(format!("0x{:04x}", sh.cipher.0)));
-                let mut version = sh.version.0;
-                if let Some(ext) = sh.ext
-                    && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
-                {
-                    for e in exts {
-                        if let TlsExtension::SupportedVersions(v) = e
-                            && let Some(v) = v.first()
-                        {
-                            version = v.0;
-                        }
-                    }
-                }
-                s.version = Some(version_name(version));
-            }
-            _ => {}
-        }
+/// Puts what the client's and the server's directions showed into the session record.
+pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut records::TapSession) {
+    session.tls_records_orig = client.records;
+    session.tls_records_resp = server.records;
+    session.tls_app_bytes_orig = client.app_bytes;
+    session.tls_app_bytes_resp = server.app_bytes;
+    session.sni = client.sni;
+    session.tls_offered_versions = client.offered_versions;
+    session.tls_offered_ciphers = client.offered_ciphers;
+    session.tls_offered_groups = client.offered_groups;
+    session.tls_version = server.version;
+    session.tls_cipher = server.cipher;
+    session.cert_subject = server.cert_subject;
+    session.cert_issuer = server.cert_issuer;
+    session.cert_san_dns = server.cert_san_dns;
+}
+
+/// Reads one handshake record (header included): completes the messages it finishes, keeps
+/// the start of one it does not.
+pub fn read_handshake(record: &[u8], s: &mut TlsSummary) {
+    if s.handshake.done {
+        return;
     }
+    let body = record.get(5..).unwrap_or(&[]);
+    if s.handshake.pending.is_empty() {
+        // Whole messages straight from the record, no copy; only a cut one is kept.
+        let used = read_messages(body, s);
+        s.handshake.pending.extend_from_slice(&body[used..]);
+    } else {
+        let mut buf = std::mem::take(&mut s.handshake.pending);
+        buf.extend_from_slice(body);
+        let used = read_messages(&buf, s);
+        buf.drain(..used);
+        s.handshake.pending = buf;
+    }
+    if s.handshake.pending.len() > MAX_HANDSHAKE_MESSAGE + 4 {
+        s.handshake.pending = Vec::new();
+        s.handshake.done = true;
+    }
+}
+
+/// Reads the whole messages at the start of `data`; returns the bytes they took.
+fn read_messages(data: &[u8], s: &mut TlsSummary) -> usize {
+    let mut pos = 0;
+    while let Some(head) = data.get(pos..pos + 4) {
+        let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
+        if len > MAX_HANDSHAKE_MESSAGE {
+            s.handshake.done = true;
+            return data.len();
+        }
+        let Some(msg) = data.get(pos..pos + 4 + len) else { break };
+        read_message(msg, s);
+        pos += 4 + len;
+    }
+    pos
+}
+
+fn read_message(msg: &[u8], s: &mut TlsSummary) {
+    let Ok((_, TlsMessage::Handshake(hs))) = tls_parser::parse_tls_message_handshake(msg) else { return };
+    match hs {
+        TlsMessageHandshake::ClientHello(ch) => {
+            if !s.offered_ciphers.is_empty() {
+                // A second ClientHello (after a HelloRetryRequest) offers the same.
+                return;
+            }
+            s.offered_ciphers = ch.ciphers.iter().filter(|c| !is_grease(c.0)).map(|c| cipher_name(c.0)).collect();
+            let mut versions = Vec::new();
+            if let Some(ext) = ch.ext
+                && let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext)
+            {
+                for e in exts {
+                    match e {
+                        TlsExtension::SNI(names) => {
+                            s.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).into_owned());
+                        }
+                        TlsExtension::SupportedVersions(v) => {
+                            versions = v.iter().filter(|v| !is_grease(v.0)).map(|v| version_name(v.0)).collect();
+                        }
+                        TlsExtension::EllipticCurves(groups) => {
+                            s.offered_groups =
+                                groups.iter().filter(|g| !is_grease(g.0)).map(|g| group_name(g.0)).collect();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if versions.is_empty() {
+                versions.push(version_name(ch.version.0));
+            }
+            s.offered_versions = versions;
+        }
+        TlsMessageHandshake::ServerHello(sh) => {
+            s.cipher = Some(cipher_name(sh.cipher.0));
+            let mut version = sh.version.0;
+            if let Some(ext) = sh.ext
+                && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
+            {
+                for e in exts {
+                    if let TlsExtension::SupportedVersions(v) = e
+                        && let Some(v) = v.first()
+                    {
+                        version = v.0;
+                    }
+                }
+            }
+            s.version = Some(version_name(version));
+        }
+        TlsMessageHandshake::Certificate(c) => {
+            if s.cert_subject.is_some() {
+                return;
+            }
+            let Some(leaf) = c.cert_chain.first() else { return };
+            let Ok((_, cert)) = X509Certificate::from_der(leaf.data) else { return };
+            s.cert_subject = Some(rfc2253(cert.subject()));
+            s.cert_issuer = Some(rfc2253(cert.issuer()));
+            if let Ok(Some(san)) = cert.subject_alternative_name() {
+                s.cert_san_dns = san
+                    .value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DNSName(d) => Some(d.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// RFC 8701 reserves 0x?A?A values (both bytes alike) to keep peers tolerant: no meaning.
+fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
+}
+
+fn cipher_name(id: u16) -> String {
+    tls_parser::TlsCipherSuite::from_id(id).map(|c| c.name.to_string()).unwrap_or_else(|| format!("0x{id:04x}"))
+}
+
+/// IANA TLS Supported Groups names of the groups met in practice; hex for the others.
+fn group_name(id: u16) -> String {
+    let name = match id {
+        0x0017 => "secp256r1",
+        0x0018 => "secp384r1",
+        0x0019 => "secp521r1",
+        0x001a => "brainpoolP256r1",
+        0x001b => "brainpoolP384r1",
+        0x001c => "brainpoolP512r1",
+        0x001d => "x25519",
+        0x001e => "x448",
+        0x001f => "brainpoolP256r1tls13",
+        0x0020 => "brainpoolP384r1tls13",
+        0x0021 => "brainpoolP512r1tls13",
+        0x0100 => "ffdhe2048",
+        0x0101 => "ffdhe3072",
+        0x0102 => "ffdhe4096",
+        0x0103 => "ffdhe6144",
+        0x0104 => "ffdhe8192",
+        0x11eb => "SecP256r1MLKEM768",
+        0x11ec => "X25519MLKEM768",
+        0x11ed => "SecP384r1MLKEM1024",
+        0x6399 => "X25519Kyber768Draft00",
+        _ => return format!("0x{id:04x}"),
+    };
+    name.to_string()
+}
+
+/// A distinguished name as OpenSSL's RFC 2253 printing writes it, which is what Zeek logs:
+/// the last RDN first, `,` between RDNs, `+` inside one, specials escaped with `\`. Values
+/// that are not strings are written `#` and their DER bytes in hex. (OpenSSL also escapes
+/// bytes above 0x7f; UTF-8 is kept readable here.)
+fn rfc2253(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| {
+                    let key = match x509_parser::objects::oid2abbrev(atv.attr_type(), registry) {
+                        Ok("Email") => "emailAddress".to_string(),
+                        Ok(k) => k.to_string(),
+                        Err(_) => atv.attr_type().to_id_string(),
+                    };
+                    let value = match atv.as_str() {
+                        Ok(v) => escape_rfc2253(v),
+                        Err(_) => format!("#{}", hex::encode(atv.as_slice())),
+                    };
+                    format!("{key}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+fn escape_rfc2253(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn version_name(v: u16) -> String {

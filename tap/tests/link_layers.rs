@@ -111,7 +111,7 @@ fn non_ip_protocol_types_are_not_misread() {
 }
 
 #[test]
-fn ipv4_fragments_are_counted_not_read() {
+fn ipv4_fragments_are_left_to_reassembly() {
     let mut ip = ip_packet(false, b"EHLO x\r\n");
     // More-fragments flag set: the first fragment of a datagram.
     ip[6] |= 0x20;
@@ -156,5 +156,49 @@ fn each_link_type_reads_end_to_end() {
     match tap::dissect_bytes("mem.pcap", &pcap(147, &[])) {
         Err(tap::TapError::LinkType { linktype: 147, .. }) => {}
         other => panic!("unsupported link type is an error: {other:?}"),
+    }
+}
+
+/// The link header of each link type, put in front of any IP packet.
+fn wrap(dlt: u32, v6: bool, ip: &[u8]) -> Vec<u8> {
+    let mut f = match dlt {
+        1 => {
+            let mut e = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0, 125];
+            e.extend_from_slice(&ethertype(v6));
+            e
+        }
+        0 => u32::to_le_bytes(if v6 { 10 } else { 2 }).to_vec(),
+        108 => u32::to_be_bytes(if v6 { 30 } else { 2 }).to_vec(),
+        101 => Vec::new(),
+        113 => {
+            let mut h = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0];
+            h.extend_from_slice(&ethertype(v6));
+            h
+        }
+        276 => sll2_with(ethertype(v6), &[]),
+        _ => unreachable!("a link type of this test"),
+    };
+    f.extend_from_slice(ip);
+    f
+}
+
+#[test]
+fn ip_fragments_are_reassembled_on_every_link_type() {
+    let name = "relay-with-a-rather-long-name-so-that-the-command-needs-several-fragments.example";
+    let ehlo = format!("EHLO {name}\r\n");
+    for v6 in [false, true] {
+        let frags =
+            tap::pcapwrite::ip_fragments(LinkKind::RawIp, &ip_packet(v6, ehlo.as_bytes()), 7, 24).expect("fragments");
+        assert!(frags.len() >= 4);
+        for dlt in [1, 0, 108, 101, 113, 276] {
+            // Last fragment first: the datagram's length is known before its start arrives.
+            let frames: Vec<Vec<u8>> = frags.iter().rev().map(|f| wrap(dlt, v6, f)).collect();
+            let d = tap::dissect_bytes("mem.pcap", &pcap(dlt, &frames)).expect("reads");
+            assert!(d.error.is_none(), "dlt {dlt}: {:?}", d.error);
+            assert_eq!(d.defrag.fragments, frags.len() as u64, "dlt {dlt} v6 {v6}");
+            assert_eq!(d.defrag.reassembled, 1, "dlt {dlt} v6 {v6}");
+            assert_eq!(d.sessions.len(), 1, "dlt {dlt} v6 {v6}");
+            assert_eq!(d.sessions[0].helo.as_deref(), Some(name), "dlt {dlt} v6 {v6}");
+        }
     }
 }

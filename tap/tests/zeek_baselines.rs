@@ -318,3 +318,31 @@ fn zeek_log_values_unescape() {
     assert_eq!(set("(empty)"), BTreeSet::new());
     assert_eq!(set("a,b"), BTreeSet::from(["a".to_string(), "b".to_string()]));
 }
+
+/// The STARTTLS trace: what the tap reads of the TLS 1.2 handshake matches Zeek's ssl.log
+/// (version, cipher, and the curve it chose among those the client offered) and x509.log (the
+/// server certificate's subject, issuer and DNS names).
+#[test]
+fn starttls_handshake_matches_zeek_ssl_and_x509_logs() {
+    let dir = pcaps().join("expected").join("scripts.base.protocols.smtp.starttls");
+    let ssl = read_zeek_log(&dir.join("ssl.log"));
+    let x509 = read_zeek_log(&dir.join("x509.log"));
+    let [ssl] = &ssl[..] else { panic!("one ssl.log row: {ssl:?}") };
+    let leaf = x509.iter().find(|r| get(r, "host_cert") == "T").expect("the server's certificate");
+    let d = tap::dissect_file(&pcaps().join("tls__smtp-starttls.pcap")).expect("trace opens");
+    let [s] = &d.sessions[..] else { panic!("one session: {:#?}", d.sessions) };
+    assert_eq!(
+        (s.orig_h.as_str(), s.orig_p.to_string(), s.resp_h.as_str()),
+        (get(ssl, "id.orig_h"), get(ssl, "id.orig_p").to_string(), get(ssl, "id.resp_h"))
+    );
+    assert!(s.starttls_used);
+    // Zeek writes TLSv12 where the tap writes TLSv1.2.
+    assert_eq!(s.tls_version.as_deref().map(|v| v.replace('.', "")).as_deref(), Some(get(ssl, "version")));
+    assert_eq!(s.tls_cipher.as_deref(), Some(get(ssl, "cipher")));
+    assert!(s.tls_offered_groups.iter().any(|g| g == get(ssl, "curve")), "{:?}", s.tls_offered_groups);
+    assert!(s.tls_offered_ciphers.iter().any(|c| c == get(ssl, "cipher")), "{:?}", s.tls_offered_ciphers);
+    assert_eq!(s.tls_offered_versions, ["TLSv1.2"], "no supported_versions extension: the ClientHello version");
+    assert_eq!(s.cert_subject.as_deref(), Some(get(leaf, "certificate.subject")));
+    assert_eq!(s.cert_issuer.as_deref(), Some(get(leaf, "certificate.issuer")));
+    assert_eq!(s.cert_san_dns.join(","), get(leaf, "san.dns"));
+}
