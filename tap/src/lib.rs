@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod decode;
+mod decode_fast;
 pub mod dissect;
 pub mod error;
 pub mod fuzzing;
@@ -15,6 +16,7 @@ pub mod pcapwrite;
 pub mod reassembly;
 pub mod smtp;
 pub mod tls;
+mod tls_stream;
 pub mod unstuff;
 
 mod message;
