@@ -43,6 +43,8 @@ const MAX_FLOWS: usize = 200_000;
 const TIME_WAIT: f64 = 60.0;
 /// Bytes each direction needs before a flow can be told not to be SMTP (and stops storing).
 const CLASSIFY_BYTES: usize = 12;
+/// Times a flow's plaintext is dissected to learn whether its TLS can be read as it arrives.
+const TLS_TRIES: u8 = 3;
 
 /// Everything read from one capture.
 #[derive(Debug, Default)]
@@ -111,6 +113,8 @@ struct Flow {
     ignored: bool,
     /// Whether the SMTP-or-not question was settled early.
     classified: bool,
+    /// Times [`Flow::skip_tls_when_started`] dissected the flow so far.
+    tls_tries: u8,
 }
 
 impl Flow {
@@ -125,6 +129,7 @@ impl Flow {
             stored: 0,
             ignored: false,
             classified: false,
+            tls_tries: 0,
         }
     }
 
@@ -153,6 +158,45 @@ impl Flow {
             self.ignored = true;
             for h in &mut self.streams {
                 h.discard();
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// After STARTTLS the dissector only walks TLS records, so the TLS part of a session need
+    /// not be stored (on a mail network, most of the bytes). Once both directions have a TLS
+    /// record right after a line end, the session so far is dissected as [`finish`] would; if
+    /// the dissector turns to TLS exactly there, it will at the end too (what it read before
+    /// does not change), and from there on both streams are read as TLS records as they arrive
+    /// instead of stored. Anything else (another turn, HTTP CONNECT, implicit TLS, gaps) leaves
+    /// the flow stored as before.
+    fn skip_tls_when_started(&mut self) {
+        let [a, b] = &self.streams;
+        let (Some(at_a), Some(at_b)) = (a.tls_candidate, b.tls_candidate) else { return };
+        if self.ignored || self.tls_tries >= TLS_TRIES || a.tls_skipped_at().is_some() {
+            return;
+        }
+        self.tls_tries += 1;
+        let client = client_side(self);
+        let (c, s) = (&self.streams[client], &self.streams[1 - client]);
+        let resp = if client == 0 { self.second } else { self.first };
+        let implicit_tls = resp.port() == 465 && c.data.first() == Some(&0x16);
+        let smtp = starts_reply(&s.data) || starts_cmd(&c.data);
+        if starts_connect(&c.data) || starts_connect(&s.data) || implicit_tls || !smtp {
+            return;
+        }
+        let input =
+            SessionInput { session: TapSession::default(), client: c, server: s, client_start: 0, server_start: 0 };
+        let (at_c, at_s) = if client == 0 { (at_a, at_b) } else { (at_b, at_a) };
+        if dissect_session(input).tls_at == Some((at_c, at_s)) {
+            self.streams[client].skip_tls_from(at_c);
+            self.streams[1 - client].skip_tls_from(at_s);
+        } else {
+            // Not where the session turned to TLS (a record-like line in a message, say): look
+            // for a later start.
+            for h in &mut self.streams {
+                h.tls_candidate = None;
             }
         }
     }
@@ -226,11 +270,14 @@ struct Limits {
     max_total: usize,
     idle_timeout: f64,
     max_flows: usize,
+    /// Read the TLS of STARTTLS sessions as it comes ([`Flow::skip_tls_when_started`]); off in
+    /// tests that check this changes no record.
+    skip_tls: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS }
+        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS, skip_tls: true }
     }
 }
 
@@ -520,6 +567,9 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
         if !seg.payload.is_empty() {
             if !flow.classified {
                 flow.classify_early();
+            }
+            if tap.limits.skip_tls {
+                flow.skip_tls_when_started();
             }
             let was = flow.stored;
             flow.stored = flow.stored_bytes();
@@ -883,5 +933,117 @@ mod tests {
         let (records, summary) = read(&c.bytes(), Limits::default());
         assert!(records.is_empty());
         assert!(summary.peak_stored < 64 << 10, "{}", summary.peak_stored);
+    }
+
+    /// A STARTTLS session: greeting, EHLO, STARTTLS answered with `reply`, then a handshake
+    /// record each way and `records` application-data records of 16 KiB from the client.
+    fn starttls(c: &mut Cap, client: &str, server: &str, reply: &[u8], records: usize) {
+        c.send(1.0, client, server, Flags { syn: true, ..Default::default() }, b"");
+        c.send(1.0, server, client, Flags { syn: true, ack: true, ..Default::default() }, b"");
+        c.data(1.0, server, client, b"220 mx.test ESMTP\r\n");
+        c.data(1.0, client, server, b"EHLO c.test\r\n");
+        c.data(1.0, server, client, b"250-mx.test\r\n250 STARTTLS\r\n");
+        c.data(1.0, client, server, b"STARTTLS\r\n");
+        c.data(1.0, server, client, reply);
+        // Not parsed as a ClientHello (tls-parser rejects it): a handshake record all the same.
+        c.data(1.0, client, server, &[22, 3, 1, 0, 4, 1, 0, 0, 0]);
+        c.data(1.0, server, client, &[22, 3, 3, 0, 4, 2, 0, 0, 0]);
+        let mut record = vec![23, 3, 3, 0x40, 0x00];
+        record.resize(5 + 0x4000, 0xab);
+        for _ in 0..records {
+            for chunk in record.chunks(1400) {
+                c.data(1.0, client, server, chunk);
+            }
+        }
+        let fin = Flags { fin: true, ack: true, ..Default::default() };
+        c.send(2.0, client, server, fin, b"");
+        c.send(2.0, server, client, fin, b"");
+    }
+
+    fn only_session(records: &[TapRecord]) -> &TapSession {
+        let sessions: Vec<&TapSession> = records
+            .iter()
+            .filter_map(|r| match r {
+                TapRecord::Session(s) => Some(s),
+                TapRecord::Transaction(_) => None,
+            })
+            .collect();
+        assert_eq!(sessions.len(), 1);
+        sessions[0]
+    }
+
+    #[test]
+    fn the_tls_part_of_a_starttls_session_is_read_as_it_comes_not_stored() {
+        let mut c = Cap::new();
+        starttls(&mut c, "10.0.0.1:40000", "10.0.0.2:25", b"220 go ahead\r\n", 200);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        let s = only_session(&records);
+        assert!(s.starttls_used);
+        assert_eq!((s.tls_records_orig, s.tls_records_resp), (201, 1));
+        assert_eq!(s.tls_app_bytes_orig, 200 * (5 + 0x4000));
+        assert!(s.orig_bytes > 3_000_000);
+        // 3.2 MB went by; what was stored is the plaintext and the first records.
+        assert!(summary.peak_stored < 256 << 10, "{}", summary.peak_stored);
+        assert!(s.notes.is_empty(), "{:?}", s.notes);
+    }
+
+    #[test]
+    fn tls_after_a_refused_starttls_is_stored_and_read_as_before() {
+        let mut c = Cap::new();
+        starttls(&mut c, "10.0.0.1:40000", "10.0.0.2:25", b"454 not now\r\n", 20);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        let s = only_session(&records);
+        // The server refused: the client's records are read as (junk) command lines.
+        assert!(!s.starttls_used);
+        assert_eq!(s.starttls_reply, Some(454));
+        assert!(summary.peak_stored > 20 * 0x4000, "{}", summary.peak_stored);
+    }
+
+    /// Captures with lost, reordered and repeated segments (in the plaintext, at the turn to TLS
+    /// and inside it): reading TLS as it comes gives the records that storing it gives.
+    #[test]
+    fn reading_tls_as_it_comes_changes_no_record_even_with_loss_and_reordering() {
+        let mut c = Cap::new();
+        for i in 0..12u16 {
+            let client = format!("10.0.0.{}:{}", 1 + i % 3, 40000 + i);
+            let reply: &[u8] = if i % 5 == 4 { b"454 not now\r\n" } else { b"220 go ahead\r\n" };
+            starttls(&mut c, &client, "10.0.0.9:25", reply, 3 + usize::from(i));
+            c.session(3.0 + f64::from(i), &format!("10.0.1.1:{}", 41000 + i), "10.0.0.9:25", &body(20_000), true);
+        }
+        let whole = c.bytes();
+        let mut frames = Vec::new();
+        let mut reader = crate::pcapfile::Reader::new(&whole[..]).expect("capture");
+        while let Ok(Some(p)) = reader.next_packet() {
+            frames.push((p.ts, p.data.to_vec()));
+        }
+        for (step, seed) in [(0usize, 0usize), (7, 1), (11, 3), (13, 5), (29, 2)] {
+            let mut perturbed = frames.clone();
+            if step > 0 {
+                let mut i = seed;
+                while i + 1 < perturbed.len() {
+                    match (i / step) % 3 {
+                        0 => perturbed.swap(i, i + 1),
+                        1 => {
+                            perturbed.remove(i);
+                        }
+                        _ => perturbed.insert(i, perturbed[i].clone()),
+                    }
+                    i += step;
+                }
+            }
+            let mut w = PcapWriter::new(Vec::new(), LinkKind::Ethernet).expect("header");
+            for (ts, f) in &perturbed {
+                w.write_frame(*ts, f).expect("frame");
+            }
+            let bytes = w.into_inner();
+            let (skipped, _) = read(&bytes, Limits::default());
+            let (stored, _) = read(&bytes, Limits { skip_tls: false, ..Limits::default() });
+            assert_eq!(skipped, stored, "perturbed every {step} frames");
+            let tls = stored
+                .iter()
+                .filter(|r| matches!(r, TapRecord::Session(s) if s.starttls_used && s.tls_records_orig > 1))
+                .count();
+            assert!(tls >= 3, "{tls} sessions went into TLS with records read, every {step} frames");
+        }
     }
 }

@@ -49,7 +49,7 @@ pub fn walk(data: &[u8]) -> TlsSummary {
     s
 }
 
-fn read_handshake(record: &[u8], s: &mut TlsSummary) {
+pub(crate) fn read_handshake(record: &[u8], s: &mut TlsSummary) {
     let Ok((_, plain)) = tls_parser::parse_tls_plaintext(record) else { return };
     for msg in plain.msg {
         match msg {
