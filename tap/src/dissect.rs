@@ -1018,10 +1018,10 @@ mod tests {
         }
         for (step, seed) in [(0usize, 0usize), (7, 1), (11, 3), (13, 5), (29, 2)] {
             let mut perturbed = frames.clone();
-            if step > 0 {
+            if let Some(every) = std::num::NonZeroUsize::new(step) {
                 let mut i = seed;
                 while i + 1 < perturbed.len() {
-                    match (i / step) % 3 {
+                    match (i / every) % 3 {
                         0 => perturbed.swap(i, i + 1),
                         1 => {
                             perturbed.remove(i);
