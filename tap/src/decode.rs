@@ -58,6 +58,20 @@ pub enum Skip {
 }
 
 pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    // Most frames are plain Ethernet/IPv4/TCP: read in place, without etherparse.
+    let fast = match link {
+        Link::Ethernet => crate::decode_fast::ethernet_ipv4_tcp(frame),
+        Link::RawIp => crate::decode_fast::ipv4_tcp(frame),
+        _ => None,
+    };
+    match fast {
+        Some(seg) => Ok(seg),
+        None => decode_etherparse(link, frame),
+    }
+}
+
+/// Every link type and layer etherparse reads (the frames [`decode`]'s fast path leaves).
+pub(crate) fn decode_etherparse(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let sliced = slice(link, frame)?;
     let (src, dst, fragmented) = match &sliced.net {
         Some(NetSlice::Ipv4(ip)) => {

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod decode;
 pub mod defrag;
+mod decode_fast;
 pub mod dissect;
 pub mod error;
 pub mod fuzzing;
@@ -16,6 +17,7 @@ pub mod pcapwrite;
 pub mod reassembly;
 pub mod smtp;
 pub mod tls;
+mod tls_stream;
 pub mod unstuff;
 
 mod message;

@@ -9,6 +9,23 @@
 
 use std::collections::BTreeMap;
 
+use crate::tls::TlsSummary;
+use crate::tls_stream::TlsWalker;
+
+/// A TLS record found after a line end only this early in a stream is a candidate for the start
+/// of STARTTLS (the plaintext before it is read twice when it is checked: keep that small).
+const TLS_CANDIDATE_BEFORE: usize = 64 << 10;
+
+/// The TLS part of a stream, read as it arrives instead of stored ([`HalfStream::skip_tls_from`]).
+#[derive(Debug)]
+struct TlsTail {
+    /// Index into `data` where it starts (`data` ends there).
+    at: usize,
+    /// Bytes from `at` on that storing would have kept (the walker stops counting at a gap).
+    kept: usize,
+    walker: TlsWalker,
+}
+
 /// Bytes that never arrived, at `at` (an offset in the reassembled stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
@@ -40,6 +57,10 @@ pub struct HalfStream {
     pub last_ts: f64,
     max_pending: usize,
     max_stream: usize,
+    /// Where a TLS record starts right after a line end, if it does in the first
+    /// [`TLS_CANDIDATE_BEFORE`] bytes: maybe where STARTTLS took effect.
+    pub tls_candidate: Option<usize>,
+    tls: Option<Box<TlsTail>>,
 }
 
 impl HalfStream {
@@ -60,12 +81,19 @@ impl HalfStream {
             last_ts: 0.0,
             max_pending,
             max_stream,
+            tls_candidate: None,
+            tls: None,
         }
+    }
+
+    /// Bytes kept of the stream: stored in `data`, or read as TLS without being stored.
+    fn kept(&self) -> usize {
+        self.data.len() + self.tls.as_ref().map_or(0, |t| t.kept)
     }
 
     /// True when the stored data lost bytes to the stream limit.
     pub fn truncated(&self) -> bool {
-        self.delivered > self.data.len() as u64 + self.gaps.iter().map(|g| g.len).sum::<u64>()
+        self.delivered > self.kept() as u64 + self.gaps.iter().map(|g| g.len).sum::<u64>()
     }
 
     pub fn syn(&mut self, seq: u32) {
@@ -137,12 +165,42 @@ impl HalfStream {
             + self.pending_bytes
             + self.marks.capacity() * std::mem::size_of::<(u64, f64)>()
             + self.gaps.capacity() * std::mem::size_of::<Gap>()
+            + self.tls.as_ref().map_or(0, |t| t.walker.held_bytes())
+    }
+
+    /// From data index `at` on, the stream is TLS (the dissector will only walk its records):
+    /// reads what is stored from there as TLS, drops it, and reads what comes next as it comes
+    /// instead of storing it. What the dissector then gets from [`Self::tls_summary`] is what
+    /// walking the stored bytes would have given, up to the stream limit and the first gap.
+    /// Refused (false) after a gap, which would end the walk before any later byte.
+    pub fn skip_tls_from(&mut self, at: usize) -> bool {
+        if self.tls.is_some() || at > self.data.len() || !self.gaps.is_empty() {
+            return false;
+        }
+        let mut walker = TlsWalker::new();
+        walker.feed(&self.data[at..]);
+        let kept = self.data.len() - at;
+        self.data.truncate(at);
+        self.data.shrink_to_fit();
+        self.tls = Some(Box::new(TlsTail { at, kept, walker }));
+        true
+    }
+
+    /// The walk of the TLS records from data index `at`, when the stream was read as TLS from
+    /// there ([`Self::skip_tls_from`]).
+    pub fn tls_summary(&self, at: usize) -> Option<TlsSummary> {
+        self.tls.as_ref().filter(|t| t.at == at).map(|t| t.walker.summary())
+    }
+
+    /// Whether the stream from `at` on was read as TLS rather than stored.
+    pub fn tls_skipped_at(&self) -> Option<usize> {
+        self.tls.as_ref().map(|t| t.at)
     }
 
     /// Stores nothing more: later bytes are counted only, as past `max_stream`, and what is
     /// buffered out of order is delivered now, after recorded gaps (its holes are given up).
     pub fn stop_storing(&mut self) {
-        self.max_stream = self.data.len();
+        self.max_stream = self.kept();
         self.finish();
         self.data.shrink_to_fit();
     }
@@ -153,6 +211,7 @@ impl HalfStream {
         self.finish();
         self.data = Vec::new();
         self.marks = Vec::new();
+        self.tls = None;
         self.max_stream = 0;
     }
 
@@ -172,6 +231,10 @@ impl HalfStream {
             if first > self.delivered {
                 let len = first - self.delivered;
                 self.gaps.push(Gap { at: self.delivered, len });
+                if let Some(t) = self.tls.as_mut() {
+                    // The walk of stored bytes would end here.
+                    t.walker.freeze();
+                }
                 self.advance(len);
             }
             self.drain_pending();
@@ -198,8 +261,21 @@ impl HalfStream {
     }
 
     fn append(&mut self, bytes: &[u8], ts: f64) {
-        let room = self.max_stream.saturating_sub(self.data.len());
-        if room > 0 {
+        let room = self.max_stream.saturating_sub(self.kept());
+        if room > 0
+            && let Some(t) = self.tls.as_mut()
+        {
+            let take = bytes.len().min(room);
+            t.kept += take;
+            t.walker.feed(&bytes[..take]);
+        } else if room > 0 {
+            if self.tls_candidate.is_none()
+                && self.data.len() < TLS_CANDIDATE_BEFORE
+                && self.data.last() == Some(&b'\n')
+                && bytes.starts_with(&[0x16, 0x03])
+            {
+                self.tls_candidate = Some(self.data.len());
+            }
             // Times are only asked of stored bytes: no marks once storing stopped.
             self.marks.push((self.delivered, ts));
             let take = bytes.len().min(room);

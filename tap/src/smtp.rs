@@ -36,6 +36,9 @@ pub struct SessionInput<'a> {
 pub struct SessionOutput {
     pub session: TapSession,
     pub transactions: Vec<TapTransaction>,
+    /// Where the streams became TLS (indices into the client's and the server's `data`): from
+    /// there on, only their TLS records were read.
+    pub tls_at: Option<(usize, usize)>,
 }
 
 /// A cursor over one direction's reassembled bytes, aware of where the gaps are.
@@ -241,6 +244,7 @@ struct Dissector<'a> {
     resync_next: bool,
     /// Capture time of the command being handled.
     cmd_ts: f64,
+    tls_at: Option<(usize, usize)>,
 }
 
 pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
@@ -267,11 +271,12 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         resync: false,
         resync_next: false,
         cmd_ts: 0.0,
+        tls_at: None,
     };
     d.run();
     d.finish_tx();
     d.session.transactions = d.done.iter().filter(|t| !t.tls).count() as u64;
-    SessionOutput { session: d.session, transactions: d.done }
+    SessionOutput { session: d.session, transactions: d.done, tls_at: d.tls_at }
 }
 
 impl Dissector<'_> {
@@ -597,9 +602,12 @@ impl Dissector<'_> {
     }
 
     fn tls(&mut self) {
-        // Records are walked up to the first gap: past it, record boundaries are lost.
-        let c = crate::tls::walk(self.client.rest_until_gap());
-        let s = crate::tls::walk(self.server.rest_until_gap());
+        self.tls_at = Some((self.client.pos, self.server.pos));
+        // Records are walked up to the first gap: past it, record boundaries are lost. A stream
+        // the tap read as TLS while reassembling it has the walk done already.
+        let walk = |c: &Cursor<'_>| c.stream.tls_summary(c.pos).unwrap_or_else(|| crate::tls::walk(c.rest_until_gap()));
+        let c = walk(&self.client);
+        let s = walk(&self.server);
         if self.client.next_gap().is_some() || self.server.next_gap().is_some() {
             self.note("gap_in_tls");
         }

@@ -1,0 +1,175 @@
+//! [`crate::tls::walk`] as bytes arrive: a TLS stream read record by record while it is
+//! reassembled, so that the tap need not store it. Only a handshake record is held until it is
+//! whole (for [`crate::tls::read_handshake`]); of the others, the header is enough.
+//!
+//! Fed the same bytes in any pieces, [`TlsWalker::summary`] is what `walk` gives on them all at
+//! once (`tests::same_as_walk`).
+
+use crate::tls::{TlsSummary, read_handshake};
+
+const HEADER: usize = 5;
+const HANDSHAKE: u8 = 22;
+
+#[derive(Debug, Default)]
+pub struct TlsWalker {
+    summary: TlsSummary,
+    /// The record being read: its header, then all of it for a handshake record.
+    partial: Vec<u8>,
+    /// Type and length of the record being read, once its header is whole.
+    current: Option<(u8, usize)>,
+    /// Body bytes of `current` seen so far.
+    body_seen: usize,
+    /// Bytes fed, and the end of the last whole record among them.
+    fed: u64,
+    done: u64,
+    /// A header that is not TLS was met: what follows is counted, not read (`walk` stops there).
+    garbage: bool,
+    /// Nothing more is read or counted (the stream has a gap here: `walk` ends at gaps).
+    frozen: bool,
+}
+
+impl TlsWalker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ends the walk where the bytes stop being contiguous.
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Memory held.
+    pub fn held_bytes(&self) -> usize {
+        self.partial.capacity()
+    }
+
+    pub fn summary(&self) -> TlsSummary {
+        let mut s = self.summary.clone();
+        s.unparsed = self.fed - self.done;
+        s
+    }
+
+    pub fn feed(&mut self, mut input: &[u8]) {
+        if self.frozen {
+            return;
+        }
+        while !input.is_empty() && !self.garbage {
+            let take = match self.current {
+                None => {
+                    let take = (HEADER - self.partial.len()).min(input.len());
+                    self.partial.extend_from_slice(&input[..take]);
+                    take
+                }
+                Some((ctype, len)) => {
+                    let take = (len - self.body_seen).min(input.len());
+                    if ctype == HANDSHAKE {
+                        self.partial.extend_from_slice(&input[..take]);
+                    }
+                    self.body_seen += take;
+                    take
+                }
+            };
+            self.fed += take as u64;
+            input = &input[take..];
+            match self.current {
+                None if self.partial.len() == HEADER => self.header(),
+                Some((_, len)) if self.body_seen == len => self.record_done(),
+                _ => {}
+            }
+        }
+        // After garbage, bytes are counted only (as unparsed).
+        self.fed += input.len() as u64;
+    }
+
+    /// The header in `partial` is whole: checks it as `walk` does.
+    fn header(&mut self) {
+        let h = &self.partial;
+        let (ctype, major) = (h[0], h[1]);
+        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        if !(20..=24).contains(&ctype) || major != 3 {
+            self.summary.not_tls = self.summary.records == 0;
+            self.garbage = true;
+            return;
+        }
+        self.current = Some((ctype, len));
+        self.body_seen = 0;
+        if ctype != HANDSHAKE {
+            self.partial.clear();
+        }
+        if len == 0 {
+            self.record_done();
+        }
+    }
+
+    fn record_done(&mut self) {
+        let Some((ctype, len)) = self.current.take() else { return };
+        self.summary.records += 1;
+        match ctype {
+            21 => self.summary.alerts += 1,
+            HANDSHAKE => read_handshake(&self.partial, &mut self.summary),
+            23 => self.summary.app_bytes += (HEADER + len) as u64,
+            _ => {}
+        }
+        self.partial.clear();
+        if self.partial.capacity() > 64 << 10 {
+            // A large certificate chain passed: do not hold its buffer for the session's life.
+            self.partial = Vec::new();
+        }
+        self.done = self.fed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::walk;
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus/tls_walk");
+        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .expect("corpus")
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("file"))
+            .collect();
+        assert!(out.len() >= 4);
+        // Joined, cut short, with garbage after, and empty.
+        let all: Vec<u8> = out.iter().filter(|d| d.first() == Some(&22)).flatten().copied().collect();
+        out.push(all.clone());
+        out.push(all[..all.len() / 2].to_vec());
+        let mut tail = all.clone();
+        tail.extend_from_slice(&[23, 3, 3, 0, 0, 21, 3, 3, 0, 2, 1, 0, 23, 3, 3, 0, 4, 1, 2]);
+        out.push(tail.clone());
+        tail.extend_from_slice(b"QUIT\r\n");
+        out.push(tail);
+        out.push(Vec::new());
+        out.push(b"250 ok\r\n".to_vec());
+        out
+    }
+
+    #[test]
+    fn same_as_walk() {
+        for data in corpus() {
+            let want = walk(&data);
+            for piece in [1, 2, 3, 4, 5, 6, 7, 13, 64, 1000, usize::MAX] {
+                let mut w = TlsWalker::new();
+                for chunk in data.chunks(piece.min(data.len()).max(1)) {
+                    w.feed(chunk);
+                }
+                assert_eq!(w.summary(), want, "pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_frozen_walk_is_the_walk_of_what_came_before() {
+        for data in corpus() {
+            for cut in [0, 1, 5, 6, data.len() / 3, data.len()] {
+                let cut = cut.min(data.len());
+                let mut w = TlsWalker::new();
+                w.feed(&data[..cut]);
+                w.freeze();
+                w.feed(&data[cut..]);
+                assert_eq!(w.summary(), walk(&data[..cut]));
+            }
+        }
+    }
+}
