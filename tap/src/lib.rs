@@ -7,8 +7,8 @@
 
 pub mod capture;
 pub mod decode;
-pub mod defrag;
 mod decode_fast;
+pub mod defrag;
 pub mod dissect;
 pub mod error;
 pub mod fuzzing;
