@@ -30,7 +30,8 @@ pub struct TapArgs {
     #[arg(required_unless_present = "live", conflicts_with = "live")]
     pub capture: Option<PathBuf>,
     /// table: each session, then the system-to-system volume table; jsonl: one JSON object per
-    /// record; parquet: sessions.parquet and transactions.parquet in --out.
+    /// record; parquet: sessions.parquet, transactions.parquet and volume.parquet (the
+    /// system-to-system table) in --out.
     #[arg(long, value_enum, default_value_t = TapFormat::Table)]
     pub format: TapFormat,
     /// Directory for --format parquet (created if missing; default: the current directory).
@@ -296,6 +297,27 @@ impl Volume {
         }
     }
 
+    /// The table as rows for `volume.parquet`.
+    fn rows(&self) -> Vec<analysis::VolumeRow> {
+        let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
+        self.pairs
+            .iter()
+            .map(|((client, server), p)| analysis::VolumeRow {
+                client: client.clone(),
+                server: server.clone(),
+                sessions: p.sessions,
+                starttls_sessions: p.starttls,
+                orig_bytes: p.orig_bytes,
+                resp_bytes: p.resp_bytes,
+                transactions: p.transactions,
+                helo_names: list(&p.helo),
+                server_names: list(&p.server),
+                sni: list(&p.sni),
+                cert_names: list(&p.cert),
+            })
+            .collect()
+    }
+
     fn render(&self) -> String {
         let header = [
             "client",
@@ -403,13 +425,20 @@ fn human_bytes(b: u64) -> String {
 /// at a time, with the schemas of a run's `tap/*.parquet`.
 fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     let (sessions, transactions) = (out.join("sessions.parquet"), out.join("transactions.parquet"));
+    let volume_path = out.join("volume.parquet");
     let mut tables = analysis::TapTableWriter::create(&sessions, &transactions)?;
+    let mut volume = Volume::default();
     let mut failed: Option<analysis::AnalysisError> = None;
-    let summary = source.read(|r| match tables.push(r) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(e) => {
-            failed = Some(e);
-            ControlFlow::Break(())
+    let summary = source.read(|r| {
+        if let TapRecord::Session(s) = &r {
+            volume.add(s);
+        }
+        match tables.push(r) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
         }
     })?;
     if let Some(e) = failed {
@@ -417,12 +446,14 @@ fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     }
     // Finished even when the capture ended in an error: the records found before it are kept.
     tables.finish()?;
+    analysis::write_volume_table(&volume.rows(), &volume_path)?;
     eprintln!(
-        "{} SMTP sessions, {} transactions: {} and {}",
+        "{} SMTP sessions, {} transactions: {}, {} and {}",
         summary.sessions,
         summary.transactions,
         sessions.display(),
-        transactions.display()
+        transactions.display(),
+        volume_path.display()
     );
     Ok(summary)
 }

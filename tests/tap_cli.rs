@@ -58,12 +58,12 @@ fn parquet_writes_both_tables_into_out() {
     let r =
         smtplab(&["tap", &data("pcaps/zeek/smtp.pcap"), "--format", "parquet", "--out", &out.display().to_string()]);
     assert!(r.status.success(), "{}", text(&r.stderr));
-    for name in ["sessions.parquet", "transactions.parquet"] {
+    for name in ["sessions.parquet", "transactions.parquet", "volume.parquet"] {
         let bytes = std::fs::read(out.join(name)).expect(name);
         assert!(bytes.len() > 8 && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "{name} is Parquet");
     }
     let left: Vec<_> = std::fs::read_dir(&out).expect("out").flatten().map(|e| e.file_name()).collect();
-    assert_eq!(left.len(), 2, "no scratch files left behind: {left:?}");
+    assert_eq!(left.len(), 3, "no scratch files left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

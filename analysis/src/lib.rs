@@ -50,7 +50,7 @@ pub use sweep::{
     MetricGetter, MetricStat, PointSummary, SWEEP_METRICS, SweepPoint, SweepSpec, SweepSummary, analyze_sweep,
     curve_groups, is_sweep, read_sweep_spec, read_sweep_summary, sweep_runs, value_text,
 };
-pub use tap_tables::TapTableWriter;
+pub use tap_tables::{TapTableWriter, VolumeRow, write_volume_table};
 pub use text_table::{
     format_percent, format_points, format_rel_err, format_share, format_share_ci, format_sweep_table, format_table,
     headline_lines, pair_label, shares_text,

@@ -232,7 +232,7 @@ pub fn tap_transactions_frame(transactions: &[TapTransaction]) -> PolarsResult<D
 }
 
 /// A non-null `String` column.
-fn str_col<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Column {
+pub(crate) fn str_col<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Column {
     Column::new(name.into(), values.collect::<Vec<&str>>())
 }
 
@@ -248,7 +248,7 @@ fn opt_string_col(name: &str, values: impl Iterator<Item = Option<String>>) -> C
 
 /// A `List(String)` column; `None` rows are null lists. The inner type is fixed even when there
 /// are no rows, which inferring from values could not do.
-fn str_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = Option<&'a [String]>>) -> Column {
+pub(crate) fn str_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = Option<&'a [String]>>) -> Column {
     let mut builder = ListStringChunkedBuilder::new(name.into(), values.len(), values.len() * 2);
     for value in values {
         match value {
