@@ -151,9 +151,46 @@ fn check_small_run(out: &Path, r: &Output) {
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("json");
     assert_eq!(manifest["status"], "complete");
     assert!(manifest["files"]["capture.pcap"].is_string(), "file hashes in the manifest");
-    for f in ["truth/messages.parquet", "truth/hops.parquet", "tap/sessions.parquet", "report/pairs.png", "keys.log"] {
+    for f in [
+        "truth/messages.parquet",
+        "truth/hops.parquet",
+        "truth/outcomes.parquet",
+        "tap/sessions.parquet",
+        "report/pairs.png",
+        "keys.log",
+    ] {
         assert!(run.join(f).exists(), "{f}");
     }
+
+    // Ground truth of outcomes: every recipient's copy of every submitted message was put in a
+    // mailbox of the recipient's system, once, as the relays recorded it.
+    let jsonl = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join(f))
+            .expect(f)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    let mut delivered = std::collections::HashMap::<(String, String), Vec<String>>::new();
+    for s in jsonl("truth/sessions.jsonl").iter().filter(|s| s["direction"] == "local" && s["outcome"] == "delivered") {
+        for m in s["messages"].as_array().expect("messages") {
+            for r in m["rcpt_to"].as_array().expect("rcpt_to") {
+                let key = (m["message_id"].as_str().expect("id").to_string(), r.as_str().expect("rcpt").to_string());
+                delivered.entry(key).or_default().push(s["system"].as_str().expect("system").to_string());
+            }
+        }
+    }
+    let mut copies = 0;
+    for m in jsonl("truth/messages.jsonl") {
+        let id = m["message_id"].as_str().expect("message_id");
+        for r in m["recipients"].as_array().expect("recipients") {
+            let r = r.as_str().expect("rcpt");
+            let at = delivered.get(&(id.to_string(), r.to_string())).map(Vec::as_slice).unwrap_or_default();
+            assert!(matches!(at, [sys] if r.ends_with(&format!("@{sys}.example"))), "{id} to {r}: delivered at {at:?}");
+            copies += 1;
+        }
+    }
+    assert!(copies > 0);
 
     // `analyze` and `report` rebuild from the saved files alone.
     let again = smtplab(&["report", &run.display().to_string()]);

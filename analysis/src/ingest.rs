@@ -47,6 +47,7 @@ fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
 
     let sessions: Vec<SessionRecord> = read_required(&layout.truth_sessions_jsonl())?;
     write_frame(record_frames::truth_hops_frame(&sessions), &layout.truth_hops_parquet())?;
+    write_frame(record_frames::truth_outcomes_frame(&messages, &sessions), &layout.truth_outcomes_parquet())?;
 
     if let Some(systems) = read_systems(&layout.truth_systems_json())? {
         write_frame(record_frames::systems_frame(&systems), &layout.truth_systems_parquet())?;

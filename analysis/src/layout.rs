@@ -52,6 +52,9 @@ impl RunLayout {
     pub fn truth_hops_parquet(&self) -> PathBuf {
         self.truth_dir().join("hops.parquet")
     }
+    pub fn truth_outcomes_parquet(&self) -> PathBuf {
+        self.truth_dir().join("outcomes.parquet")
+    }
     pub fn truth_systems_parquet(&self) -> PathBuf {
         self.truth_dir().join("systems.parquet")
     }

@@ -133,6 +133,62 @@ pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
     ])
 }
 
+/// What a relay's `local` session records say became of a recipient's copy.
+pub const DELIVERED: &str = "delivered";
+pub const BOUNCED: &str = "bounced";
+/// Neither delivered nor bounced when the run ended: still queued (a `encrypt` sender facing a
+/// system without STARTTLS, a drain timeout), or lost.
+pub const UNDELIVERED: &str = "undelivered";
+
+/// `truth/outcomes.parquet`: one row per (submitted message, recipient), where its copy ended:
+/// `outcome` is `delivered` (into a mailbox of `system` at `at`), `bounced` (given up by
+/// `system`, `reason` from its last attempt) or `undelivered`. Built from the relays' `local`
+/// records, which say only what is final: a copy handed to the next hop is followed there.
+pub fn truth_outcomes_frame(messages: &[TruthMessage], sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
+    use std::collections::HashMap;
+    /// The final word on one copy: outcome, system, time, reason.
+    struct End<'a>(&'a str, &'a str, f64, Option<&'a str>);
+    let mut ended: HashMap<(&str, &str), End<'_>> = HashMap::new();
+    for s in sessions.iter().filter(|s| s.direction == "local" && (s.outcome == DELIVERED || s.outcome == BOUNCED)) {
+        for m in &s.messages {
+            for r in &m.rcpt_to {
+                // The first final word stands: a restarted relay may say it again.
+                ended.entry((m.message_id.as_str(), r.as_str())).or_insert(End(
+                    s.outcome.as_str(),
+                    s.system.as_str(),
+                    s.ended_at,
+                    s.error.as_deref(),
+                ));
+            }
+        }
+    }
+    struct Row<'a> {
+        message: &'a TruthMessage,
+        recipient: &'a str,
+        end: Option<&'a End<'a>>,
+    }
+    let rows: Vec<Row<'_>> = messages
+        .iter()
+        .flat_map(|m| {
+            m.recipients.iter().map(|r| Row {
+                message: m,
+                recipient: r.as_str(),
+                end: ended.get(&(m.message_id.as_str(), r.as_str())),
+            })
+        })
+        .collect();
+    DataFrame::new(vec![
+        Column::new("seq".into(), rows.iter().map(|r| r.message.seq).collect::<Vec<_>>()),
+        str_col("message_id", rows.iter().map(|r| r.message.message_id.as_str())),
+        str_col("sender_system", rows.iter().map(|r| r.message.sender_system.as_str())),
+        str_col("recipient", rows.iter().map(|r| r.recipient)),
+        str_col("outcome", rows.iter().map(|r| r.end.map_or(UNDELIVERED, |e| e.0))),
+        opt_str_col("system", rows.iter().map(|r| r.end.map(|e| e.1))),
+        Column::new("at".into(), rows.iter().map(|r| r.end.map(|e| e.2)).collect::<Vec<_>>()),
+        opt_str_col("reason", rows.iter().map(|r| r.end.and_then(|e| e.3))),
+    ])
+}
+
 /// `truth/systems.parquet`: the systems of the scenario, TLS policies with defaults filled in.
 pub fn systems_frame(systems: &[SystemEntry]) -> PolarsResult<DataFrame> {
     DataFrame::new(vec![

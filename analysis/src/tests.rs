@@ -913,3 +913,40 @@ fn reused_four_tuple_is_told_apart_by_time_and_uid() {
     let wire: Vec<&str> = sessions.lines().skip(1).map(|l| l.split(',').nth(12).unwrap_or_default()).collect();
     assert_eq!(wire, ["400", "1000", ""], "{sessions}");
 }
+
+/// `truth/outcomes.parquet` says, per message and recipient, what the relays' `local` records
+/// say: delivered, bounced (with the reason), or nothing final (undelivered).
+#[test]
+fn outcomes_follow_the_relays_final_records() {
+    use crate::record_frames::truth_outcomes_frame;
+    let mut two = truth(2, "<m2>", "alpha", "beta");
+    two.recipients.push("other@gamma.example".into());
+    two.recipient_systems.push("gamma".into());
+    let messages = vec![truth(1, "<m1>", "alpha", "beta"), two];
+    let local = |outcome: &str, system: &str, id: &str, rcpt: &str, error: Option<&str>| SessionRecord {
+        direction: "local".into(),
+        system: system.into(),
+        ended_at: T0 + 9.0,
+        messages: vec![HopMessage { rcpt_to: vec![rcpt.into()], ..hop(id, "alpha", "beta", 1, "x") }],
+        outcome: outcome.into(),
+        error: error.map(str::to_string),
+        ..Default::default()
+    };
+    let sessions = vec![
+        outbound("alpha", "beta", "127.0.1.1:4000", "127.0.2.1:25", true, vec![hop("<m1>", "alpha", "beta", 1, "x")]),
+        local("delivered", "beta", "<m1>", "user@beta.example", None),
+        local("bounced", "alpha", "<m2>", "other@gamma.example", Some("<other@gamma.example>: 550 no")),
+        // A repeat after a restart does not change the first final word.
+        local("delivered", "gamma", "<m2>", "other@gamma.example", None),
+    ];
+    let df = truth_outcomes_frame(&messages, &sessions).expect("frame");
+    assert_eq!(df.height(), 3);
+    let col = |name: &str| -> Vec<Option<String>> {
+        df.column(name).expect(name).str().expect("str").into_iter().map(|v| v.map(str::to_string)).collect()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(col("recipient"), [s("user@beta.example"), s("user@beta.example"), s("other@gamma.example")]);
+    assert_eq!(col("outcome"), [s("delivered"), s("undelivered"), s("bounced")]);
+    assert_eq!(col("system"), [s("beta"), None, s("alpha")]);
+    assert_eq!(col("reason"), [None, None, s("<other@gamma.example>: 550 no")]);
+}

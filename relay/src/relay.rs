@@ -242,8 +242,10 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     }
     let mut still_pending = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
+    let mut delivered_here = Vec::new();
     for (domain, rcpts) in by_domain {
-        let outcomes = if shared.cfg.is_local(&domain) {
+        let local = shared.cfg.is_local(&domain);
+        let outcomes = if local {
             let (sh, m) = (shared.clone(), message.clone());
             let q = qid.to_string();
             tokio::task::spawn_blocking(move || deliver_local(&sh, &q, &domain, &rcpts, &m)).await.unwrap_or_default()
@@ -252,6 +254,7 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         };
         for (rcpt, outcome) in outcomes {
             match outcome {
+                RcptOutcome::Delivered if local => delivered_here.push(rcpt),
                 RcptOutcome::Delivered => {}
                 RcptOutcome::Deferred(_) => still_pending.push(rcpt),
                 RcptOutcome::Failed(why) => {
@@ -261,6 +264,7 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
             }
         }
     }
+    record_final_outcomes(shared, &env, &message, delivered_here, &failed);
     env.deliveries += 1;
     let sh = shared.clone();
     let finished = still_pending.is_empty();
@@ -282,6 +286,49 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         tokio::time::sleep(delay).await;
         let _ = shared.ready.send(qid);
     });
+}
+
+/// Ground truth of where each recipient's copy ended: a `local` session record per attempt
+/// that put copies in mailboxes here (`delivered`) or gave up on recipients for good
+/// (`bounced`, with the reasons). A copy handed to the next hop is not final: that system
+/// records its fate. Recipients in neither are still queued somewhere when the run ends.
+fn record_final_outcomes(
+    shared: &Shared,
+    env: &Envelope,
+    message: &[u8],
+    delivered: Vec<String>,
+    failed: &[(String, String)],
+) {
+    let now = crate::now_secs();
+    let hop = |rcpt_to: Vec<String>, reply: u16| {
+        vec![records::HopMessage {
+            message_id: env.message_id.clone(),
+            queue_id: env.qid.clone(),
+            mail_from: env.mail_from.clone(),
+            rcpt_to,
+            bytes: message.len() as u64,
+            sha256: crate::sha256_hex(message),
+            reply,
+        }]
+    };
+    let record = |outcome: &str, messages, error| records::SessionRecord {
+        direction: "local".into(),
+        system: shared.cfg.system.clone(),
+        started_at: now,
+        ended_at: now,
+        messages,
+        outcome: outcome.into(),
+        error,
+        ..Default::default()
+    };
+    if !delivered.is_empty() {
+        shared.records.write(&record("delivered", hop(delivered, 250), None));
+    }
+    if !failed.is_empty() {
+        let why = failed.iter().map(|(r, why)| format!("<{r}>: {why}")).collect::<Vec<_>>().join("; ");
+        let rcpts = failed.iter().map(|(r, _)| r.clone()).collect();
+        shared.records.write(&record("bounced", hop(rcpts, 550), Some(why)));
+    }
 }
 
 /// After an attempt: bounce what failed for good, then dequeue the message or record what is
