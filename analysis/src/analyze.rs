@@ -641,6 +641,7 @@ fn run_metrics(
     let bytes_true = sum(|r| r.bytes_true);
     let bytes_est = sum(|r| r.bytes_est);
     let control_shares = control.map(|c| c.run.hop_shares.clone()).unwrap_or_default();
+    let [copies_delivered, copies_bounced, copies_undelivered] = outcome_counts(layout)?;
     Ok(RunMetrics {
         scenario: id.scenario,
         sweep: id.sweep,
@@ -671,7 +672,20 @@ fn run_metrics(
         has_control: control.is_some(),
         control_hop_messages: control.map(|c| c.hop_messages as u64),
         control_shares,
+        copies_delivered,
+        copies_bounced,
+        copies_undelivered,
     })
+}
+
+/// Recipient copies by final outcome: delivered, bounced, undelivered (`truth/outcomes`).
+fn outcome_counts(layout: &RunLayout) -> Result<[u64; 3], AnalysisError> {
+    use crate::record_frames::{BOUNCED, DELIVERED, UNDELIVERED};
+    let path = layout.truth_outcomes_parquet();
+    let df = read_parquet(&path, crate::error::HINT_INGEST)?;
+    let outcomes = TableRef { df: &df, path: &path }.strings("outcome")?;
+    let count = |what: &str| outcomes.iter().filter(|o| o.as_deref() == Some(what)).count() as u64;
+    Ok([count(DELIVERED), count(BOUNCED), count(UNDELIVERED)])
 }
 
 /// Reads `analysis/summary.parquet` of an analysed run.

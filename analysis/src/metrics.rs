@@ -100,6 +100,11 @@ pub struct RunMetrics {
     pub control_shares: ExposureShares,
     /// `share_content − control_share_content`: what STARTTLS changed.
     pub content_share_diff: Option<f64>,
+    /// Recipient copies of the submitted messages by final outcome (`truth/outcomes`): put in a
+    /// mailbox, bounced, or neither when the run ended (what an `encrypt` policy costs).
+    pub copies_delivered: u64,
+    pub copies_bounced: u64,
+    pub copies_undelivered: u64,
 }
 
 fn shares_columns(prefix: &str, rows: &[RunMetrics], pick: fn(&RunMetrics) -> &ExposureShares) -> Vec<Column> {
@@ -162,6 +167,11 @@ impl RunMetrics {
         ]);
         cols.extend(shares_columns("control_share_", rows, |r| &r.control_shares));
         cols.push(of("content_share_diff", |r| r.content_share_diff));
+        cols.extend([
+            u("copies_delivered", |r| r.copies_delivered),
+            u("copies_bounced", |r| r.copies_bounced),
+            u("copies_undelivered", |r| r.copies_undelivered),
+        ]);
         DataFrame::new(cols)
     }
 
@@ -214,6 +224,7 @@ impl RunMetrics {
         let has_control = t.bools("has_control")?;
         let control_hops = t.opt_counts("control_hop_messages")?;
         let diff = f("content_share_diff")?;
+        let (cd, cb, cu) = (c("copies_delivered")?, c("copies_bounced")?, c("copies_undelivered")?);
         Ok((0..df.height())
             .map(|i| RunMetrics {
                 scenario: scenario[i].clone().unwrap_or_default(),
@@ -249,6 +260,9 @@ impl RunMetrics {
                 control_hop_messages: control_hops[i],
                 control_shares: control[i].clone(),
                 content_share_diff: diff[i],
+                copies_delivered: cd[i],
+                copies_bounced: cb[i],
+                copies_undelivered: cu[i],
             })
             .collect())
     }
