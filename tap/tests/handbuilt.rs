@@ -11,7 +11,7 @@
 //! tshark -r /tmp/handbuilt/reordered_segments_are_put_back_in_order.pcap
 //! ```
 //!
-//! (about 55 MB in all, 52 MB of them the 50 MB message).
+//! (about 52 MB in all, nearly all of it the 50 MB message).
 
 use std::cell::Cell;
 use std::fs::File;
