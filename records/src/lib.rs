@@ -151,11 +151,12 @@ pub struct TapSession {
     /// SASL mechanism of an AUTH command seen in the clear (PLAIN, LOGIN, ...).
     #[serde(default)]
     pub auth_mechanism: Option<String>,
-    /// The user name, when the mechanism sends it readably (PLAIN, LOGIN). The password is
-    /// never recorded.
+    /// The user name, when the mechanism sends it readably (PLAIN, LOGIN, CRAM-MD5, XOAUTH2,
+    /// OAUTHBEARER). The password, CRAM-MD5 digest or bearer token is never recorded.
     #[serde(default)]
     pub auth_user: Option<String>,
-    /// Credentials crossed the line in the clear (AUTH before any TLS, with PLAIN or LOGIN).
+    /// Credentials crossed the line in the clear (AUTH before any TLS, with PLAIN or LOGIN, or
+    /// a bearer token with XOAUTH2 or OAUTHBEARER).
     #[serde(default)]
     pub auth_cleartext: bool,
     /// Oddities worth a researcher's attention, Zeek "weird"-style names.

@@ -116,6 +116,8 @@ struct Flow {
     /// Initial sequence number of each direction, from its first SYN.
     isn: [Option<u32>; 2],
     fins: [bool; 2],
+    /// The connection ended with a RST (from either side) rather than FINs or a timeout.
+    reset: bool,
     /// Capture time of the latest packet (the largest seen).
     last_seen: f64,
     /// Bytes this flow holds, as last accounted in the total.
@@ -139,6 +141,7 @@ impl Flow {
             syn_from: None,
             isn: [None; 2],
             fins: [false; 2],
+            reset: false,
             last_seen: f64::MIN,
             stored: 0,
             ignored: false,
@@ -655,6 +658,7 @@ fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
             half.set_fin();
             flow.fins[dir] = true;
         }
+        flow.reset |= seg.rst;
         let closing = seg.rst || (flow.fins[0] && flow.fins[1]);
         if !seg.payload.is_empty() {
             if !flow.classified {
@@ -805,6 +809,9 @@ fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
     }
     if flow.frag_overlap {
         session.notes.push("ip_fragment_overlap".into());
+    }
+    if flow.reset {
+        session.notes.push("closed_by_rst".into());
     }
     if implicit_tls {
         let ct = crate::tls::walk(cd);

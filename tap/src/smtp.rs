@@ -285,11 +285,18 @@ impl Dissector<'_> {
             self.note("stream_truncated_at_limit");
         }
         if !self.one_sided {
-            // The greeting, unless the capture started mid-session.
-            let starts_with_reply = self.server.rest().first().is_some_and(u8::is_ascii_digit);
-            if starts_with_reply && let Some(g) = self.reply() {
+            // The greeting: the first reply of a session seen from its SYN. In one the capture
+            // joined later, only a 220 is taken for it; other replies answer commands sent
+            // before the capture began, and the first command's reply skips them (resync).
+            let rest = self.server.rest();
+            let starts_with_reply = rest.first().is_some_and(u8::is_ascii_digit);
+            let mid_stream = self.session.notes.iter().any(|n| n == "mid_stream_start");
+            let greeting = starts_with_reply && (!mid_stream || reply_code(rest) == Some(220));
+            if greeting && let Some(g) = self.reply() {
                 self.session.server_name =
                     g.lines.first().and_then(|l| l.split_whitespace().next()).map(str::to_string);
+            } else if mid_stream {
+                self.resync = true;
             }
         }
         while let Some(line) = self.client.line() {
@@ -363,14 +370,11 @@ impl Dissector<'_> {
                 }
                 Command::Auth { mechanism, initial } => {
                     // Challenge/response lines are not commands. Only the user name is kept, for
-                    // the mechanisms that send it readably; never a password.
-                    let readable = matches!(mechanism.as_str(), "PLAIN" | "LOGIN");
+                    // the mechanisms that send it readably; never a password, digest or token.
+                    // A bearer token (XOAUTH2, OAUTHBEARER) in the clear is a credential too.
+                    let readable = matches!(mechanism.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2" | "OAUTHBEARER");
                     self.session.auth_cleartext |= readable;
-                    let mut user = match (mechanism.as_str(), initial.as_deref()) {
-                        ("PLAIN", Some(i)) => plain_user(i),
-                        ("LOGIN", Some(i)) => decode_b64_text(i),
-                        _ => None,
-                    };
+                    let mut user = initial.as_deref().and_then(|i| sasl_user(&mechanism, i, 1));
                     let mut responses = 0;
                     while let Some(r) = self.reply() {
                         if r.code != 334 {
@@ -378,12 +382,10 @@ impl Dissector<'_> {
                         }
                         let Some(line) = self.client.line() else { break };
                         responses += 1;
-                        let text = String::from_utf8_lossy(line.bytes);
-                        match mechanism.as_str() {
-                            // LOGIN: the first response is the user name, the second the password.
-                            "LOGIN" if user.is_none() && responses == 1 => user = decode_b64_text(text.trim()),
-                            "PLAIN" if user.is_none() => user = plain_user(text.trim()),
-                            _ => {}
+                        if user.is_none() {
+                            // With an initial response, the next one is no longer the first.
+                            let n = responses + usize::from(initial.is_some());
+                            user = sasl_user(&mechanism, String::from_utf8_lossy(line.bytes).trim(), n);
                         }
                     }
                     self.session.auth_mechanism = Some(mechanism);
@@ -659,6 +661,22 @@ mod tests {
     }
 }
 
+/// The user name carried by the `n`-th client response (1 = the first, or the initial response)
+/// of a SASL exchange, for the mechanisms that send it readably. Only the name is returned:
+/// the password (PLAIN, LOGIN), the HMAC digest (CRAM-MD5) and the bearer token (XOAUTH2,
+/// OAUTHBEARER) are never kept.
+fn sasl_user(mechanism: &str, b64: &str, n: usize) -> Option<String> {
+    match (mechanism, n) {
+        ("PLAIN", 1) => plain_user(b64),
+        // LOGIN: the first response is the user name, the second the password.
+        ("LOGIN", 1) => decode_b64_text(b64),
+        ("CRAM-MD5", 1) => cram_md5_user(b64),
+        ("XOAUTH2", 1) => xoauth2_user(b64),
+        ("OAUTHBEARER", 1) => oauthbearer_user(b64),
+        _ => None,
+    }
+}
+
 /// The authentication identity of a SASL PLAIN response (`authzid NUL authcid NUL password`).
 fn plain_user(b64: &str) -> Option<String> {
     let raw = decode_b64(b64)?;
@@ -667,6 +685,34 @@ fn plain_user(b64: &str) -> Option<String> {
     let authcid = parts.next()?;
     let name = if authcid.is_empty() { authzid } else { authcid };
     String::from_utf8(name.to_vec()).ok().filter(|s| !s.is_empty())
+}
+
+/// The user of a CRAM-MD5 response (RFC 2195: `user SP hex-digest`); the name may hold spaces,
+/// the digest is the last word.
+fn cram_md5_user(b64: &str) -> Option<String> {
+    let text = decode_b64_text(b64)?;
+    let (user, digest) = text.rsplit_once(' ')?;
+    let is_digest = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_digest && !user.is_empty()).then(|| user.to_string())
+}
+
+/// The user of an XOAUTH2 initial response (`user=NAME ^A auth=Bearer TOKEN ^A ^A`, Google's
+/// and Microsoft's SASL XOAUTH2).
+fn xoauth2_user(b64: &str) -> Option<String> {
+    let raw = decode_b64(b64)?;
+    let field = raw.split(|&b| b == 1).find_map(|f| f.strip_prefix(b"user="))?;
+    String::from_utf8(field.to_vec()).ok().filter(|s| !s.is_empty())
+}
+
+/// The authorization identity of an OAUTHBEARER initial response (RFC 7628: a GS2 header
+/// `n,a=NAME,` then `^A`-separated key=value pairs with the token); `=2C` and `=3D` escape
+/// `,` and `=` in the name (RFC 5801).
+fn oauthbearer_user(b64: &str) -> Option<String> {
+    let raw = decode_b64(b64)?;
+    let header = raw.split(|&b| b == 1).next()?;
+    let name = header.split(|&b| b == b',').find_map(|f| f.strip_prefix(b"a="))?;
+    let name = String::from_utf8(name.to_vec()).ok()?.replace("=2C", ",").replace("=3D", "=");
+    (!name.is_empty()).then_some(name)
 }
 
 fn decode_b64_text(b64: &str) -> Option<String> {
@@ -707,5 +753,45 @@ mod auth_tests {
         assert_eq!(plain_user("AGFsaWNlAHNlY3JldA==").as_deref(), Some("alice"));
         assert_eq!(decode_b64_text("Ym9i").as_deref(), Some("bob"));
         assert_eq!(decode_b64("not base64!"), None);
+    }
+
+    fn b64(raw: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in raw.chunks(3) {
+            let n = c.iter().enumerate().fold(0u32, |n, (i, &b)| n | ((b as u32) << (16 - 8 * i)));
+            for i in 0..=c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        while !out.len().is_multiple_of(4) {
+            out.push('=');
+        }
+        out
+    }
+
+    #[test]
+    fn cram_md5_gives_the_user_not_the_digest() {
+        let r = b64(b"tim b913a602c7eda7a495b4e6e7334d3890");
+        assert_eq!(sasl_user("CRAM-MD5", &r, 1).as_deref(), Some("tim"));
+        let spaced = b64(b"Tim Smith b913a602c7eda7a495b4e6e7334d3890");
+        assert_eq!(sasl_user("CRAM-MD5", &spaced, 1).as_deref(), Some("Tim Smith"));
+        // Not a response of the mechanism's shape (no digest): nothing, rather than a guess.
+        assert_eq!(sasl_user("CRAM-MD5", &b64(b"tim secret"), 1), None);
+        assert_eq!(sasl_user("CRAM-MD5", &r, 2), None);
+    }
+
+    #[test]
+    fn xoauth2_and_oauthbearer_give_the_user_not_the_token() {
+        let x = b64(b"user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01");
+        assert_eq!(sasl_user("XOAUTH2", &x, 1).as_deref(), Some("someuser@example.com"));
+        assert_eq!(sasl_user("XOAUTH2", &b64(b"auth=Bearer t\x01\x01"), 1), None);
+        let o = b64(
+            b"n,a=user=2Cx@example.com,\x01host=server.example.com\x01port=143\x01auth=Bearer vF9dft4qmTc2\x01\x01",
+        );
+        assert_eq!(sasl_user("OAUTHBEARER", &o, 1).as_deref(), Some("user,x@example.com"));
+        assert_eq!(sasl_user("OAUTHBEARER", &b64(b"n,,\x01auth=Bearer t\x01\x01"), 1), None);
+        // The error exchange: the client's empty second response.
+        assert_eq!(sasl_user("XOAUTH2", "", 2), None);
     }
 }

@@ -2,9 +2,22 @@
 //! [`Conv`] helper below, writes it as a pcap with `tap::pcapwrite` into a temporary directory,
 //! runs `tap::dissect_file` on it and checks the records exactly. No binary fixture: the test is
 //! the capture's description.
+//!
+//! To look at the captures with tshark or Wireshark, have every test keep a copy of each capture
+//! it dissects, named after the test (a test's second capture gets `-2`, and so on):
+//!
+//! ```text
+//! SMTPLAB_HANDBUILT_DIR=/tmp/handbuilt cargo test -p smtplab-tap --test handbuilt
+//! tshark -r /tmp/handbuilt/reordered_segments_are_put_back_in_order.pcap
+//! ```
+//!
+//! (about 52 MB in all, nearly all of it the 50 MB message).
 
+use std::cell::Cell;
+use std::fs::File;
+use std::io::BufWriter;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use records::{TapSession, TapTransaction};
 use tap::pcapwrite::{Flags, LinkKind, PcapWriter};
@@ -26,6 +39,15 @@ struct Conv {
     s_next: u32,
     ts: f64,
     frames: Vec<(f64, Vec<u8>)>,
+    /// Where frames go instead of `frames`, once [`Conv::streaming`].
+    sink: Option<Sink>,
+}
+
+/// A capture written to a temporary file as it is built, not held in memory.
+struct Sink {
+    dir: tempfile::TempDir,
+    writer: PcapWriter<BufWriter<File>>,
+    frames: u64,
 }
 
 /// Which IP fragment of a segment to send (see [`Conv::client_fragmented`]).
@@ -66,6 +88,7 @@ impl Conv {
             s_next: 0,
             ts,
             frames: Vec::new(),
+            sink: None,
         };
         c.raw(true, c.c_isn, 0, Flags { syn: true, ..Default::default() }, b"");
         c.raw(false, c.s_isn, c.c_isn + 1, Flags { syn: true, ack: true, ..Default::default() }, b"");
@@ -85,7 +108,35 @@ impl Conv {
 
     fn push(&mut self, frame: Vec<u8>) {
         self.ts += 0.001;
-        self.frames.push((self.ts, frame));
+        match &mut self.sink {
+            Some(sink) => {
+                sink.writer.write_frame(self.ts, &frame).expect("record");
+                sink.frames += 1;
+            }
+            None => self.frames.push((self.ts, frame)),
+        }
+    }
+
+    /// From now on (the frames so far included), frames are written to a temporary pcap as
+    /// they are built rather than kept: for captures too big to hold.
+    fn streaming(mut self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = File::create(dir.path().join("handbuilt.pcap")).expect("create pcap");
+        let mut writer = PcapWriter::new(BufWriter::new(file), self.link).expect("header");
+        for (ts, f) in &self.frames {
+            writer.write_frame(*ts, f).expect("record");
+        }
+        let frames = self.frames.len() as u64;
+        self.frames.clear();
+        self.sink = Some(Sink { dir, writer, frames });
+        self
+    }
+
+    /// A RST from the client or the server, at its next sequence number.
+    fn reset(&mut self, from_client: bool) {
+        let (cs, ss) = (self.c_isn.wrapping_add(1 + self.c_next), self.s_isn.wrapping_add(1 + self.s_next));
+        let (seq, ack_no) = if from_client { (cs, ss) } else { (ss, cs) };
+        self.raw(from_client, seq, ack_no, Flags { rst: true, ..ack() }, b"");
     }
 
     /// Sends `data` from the client as one TCP segment cut into IP fragments of `piece` bytes
@@ -155,28 +206,52 @@ impl Conv {
         self.raw(false, ss, cs.wrapping_add(1), Flags { fin: true, ..ack() }, b"");
     }
 
-    /// Writes the capture and dissects it.
-    fn dissect(&self) -> tap::Dissection {
-        dissect_frames(self.link, &self.frames)
+    /// Writes the capture (or finishes the streamed one) and dissects it.
+    fn dissect(&mut self) -> tap::Dissection {
+        let Some(sink) = self.sink.take() else { return dissect_frames(self.link, &self.frames) };
+        let mut out = sink.writer.into_inner();
+        std::io::Write::flush(&mut out).expect("flush pcap");
+        drop(out);
+        dissect_written(&sink.dir.path().join("handbuilt.pcap"), sink.frames)
     }
 }
 
 /// Writes `frames` as a pcap of `link` and dissects it.
 fn dissect_frames(link: LinkKind, frames: &[(f64, Vec<u8>)]) -> tap::Dissection {
-    {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path: PathBuf = dir.path().join("handbuilt.pcap");
-        let file = std::fs::File::create(&path).expect("create pcap");
-        let mut w = PcapWriter::new(std::io::BufWriter::new(file), link).expect("header");
-        for (ts, f) in frames {
-            w.write_frame(*ts, f).expect("record");
-        }
-        drop(w);
-        let d = tap::dissect_file(&path).expect("dissects");
-        assert!(d.error.is_none(), "{:?}", d.error);
-        assert_eq!(d.packets, frames.len() as u64);
-        d
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path: PathBuf = dir.path().join("handbuilt.pcap");
+    let file = File::create(&path).expect("create pcap");
+    let mut w = PcapWriter::new(BufWriter::new(file), link).expect("header");
+    for (ts, f) in frames {
+        w.write_frame(*ts, f).expect("record");
     }
+    drop(w);
+    dissect_written(&path, frames.len() as u64)
+}
+
+/// Dissects the capture at `path` (of `frames` packets), keeping a copy if asked to.
+fn dissect_written(path: &Path, frames: u64) -> tap::Dissection {
+    keep_for_inspection(path);
+    let d = tap::dissect_file(path).expect("dissects");
+    assert!(d.error.is_none(), "{:?}", d.error);
+    assert_eq!(d.packets, frames);
+    d
+}
+
+/// With `SMTPLAB_HANDBUILT_DIR` set, copies the capture there, named after the running test
+/// (libtest names each test's thread after it): `<test>.pcap`, then `<test>-2.pcap`, ...
+fn keep_for_inspection(path: &Path) {
+    let Some(dir) = std::env::var_os("SMTPLAB_HANDBUILT_DIR") else { return };
+    thread_local!(static CAPTURES: Cell<u32> = const { Cell::new(0) });
+    let n = CAPTURES.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let test = std::thread::current().name().unwrap_or("capture").replace("::", "-");
+    let name = if n == 1 { format!("{test}.pcap") } else { format!("{test}-{n}.pcap") };
+    let dir = Path::new(&dir);
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("SMTPLAB_HANDBUILT_DIR {}: {e}", dir.display()));
+    std::fs::copy(path, dir.join(&name)).unwrap_or_else(|e| panic!("copy to {}: {e}", dir.join(&name).display()));
 }
 
 fn ack() -> Flags {
@@ -633,4 +708,199 @@ fn write_fragment_seed() {
     for (ts, f) in c.frames.iter().chain(&v6.frames) {
         w.write_frame(*ts, f).expect("record");
     }
+}
+
+/// One TCP segment's payload on Ethernet (MSS 1448 with TCP timestamps), as a sender cuts a
+/// long DATA.
+const MSS: usize = 1448;
+
+/// A 50 MB message (text lines, one in a thousand starting with a dot) in 1448-byte segments.
+/// The capture is written to disk as it is built and the message is never held whole by the
+/// test: its sha256 is computed line by line.
+#[test]
+fn a_50_mb_message_in_1448_byte_segments_is_recovered_whole() {
+    use sha2::Digest;
+    const SIZE: usize = 50_000_000;
+    let mut c = Conv::new(LinkKind::Ethernet).streaming();
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let mut hash = sha2::Sha256::new();
+    let mut size = 0;
+    let mut wire = Vec::with_capacity(2 * MSS);
+    let mut segments = 0;
+    let header = b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: fifty megabytes\r\n\r\n";
+    let lines = std::iter::once(header.to_vec()).chain((0u64..).map(|i| {
+        let dot = if i % 1000 == 0 { "." } else { "" };
+        format!("{dot}{i:010} the quick brown fox jumps over the lazy dog, 0123456789 abcdef\r\n").into_bytes()
+    }));
+    for line in lines {
+        if size >= SIZE {
+            break;
+        }
+        hash.update(&line);
+        size += line.len();
+        if line.starts_with(b".") {
+            wire.push(b'.');
+        }
+        wire.extend_from_slice(&line);
+        while wire.len() >= MSS {
+            c.client(&wire[..MSS]);
+            wire.drain(..MSS);
+            segments += 1;
+        }
+    }
+    wire.extend_from_slice(b".\r\n");
+    for seg in wire.chunks(MSS) {
+        c.client(seg);
+    }
+    c.server(b"250 queued\r\n");
+    c.client(b"QUIT\r\n");
+    c.server(b"221 bye\r\n");
+    c.close();
+    assert!(segments > SIZE / MSS - 1, "{segments} segments");
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert_eq!(s.gaps, 0);
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+    assert_eq!(t.message_bytes, Some(size as u64));
+    assert_eq!(t.sha256.as_deref(), Some(hex::encode(hash.finalize()).as_str()));
+    assert_eq!(t.subject.as_deref(), Some("fifty megabytes"));
+    assert_eq!(t.last_reply.as_deref(), Some("250 queued"));
+    assert_eq!(s.orig_bytes, u64::from(c.c_next), "every client byte delivered");
+}
+
+#[test]
+fn a_session_reset_after_its_transaction_is_recorded_and_noted() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    c.client(&proto::dot_stuff(MESSAGE));
+    c.server(b"250 queued\r\n");
+    c.client(b"QUIT\r\n");
+    // The server resets instead of answering QUIT; no FIN from anyone.
+    c.reset(false);
+    let rst_ts = c.ts;
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.notes.iter().any(|n| n == "closed_by_rst"), "{:?}", s.notes);
+    assert_eq!((s.gaps, s.transactions), (0, 1));
+    assert!((s.ts + s.duration - rst_ts).abs() < 1e-6, "the session ends at the RST");
+    assert_eq!(t.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+    assert_eq!(t.last_reply.as_deref(), Some("250 queued"));
+}
+
+#[test]
+fn a_reset_inside_data_keeps_what_was_seen_without_a_sha256() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+    c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    let cut = b"Subject: cut short\r\n\r\nthe client gives up\r\n";
+    c.client(cut);
+    c.reset(true);
+    // A late segment of the reset connection: not a new session.
+    c.client(b"more\r\n");
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.notes.iter().any(|n| n == "closed_by_rst"), "{:?}", s.notes);
+    assert_eq!(t.subject.as_deref(), Some("cut short"));
+    assert_eq!(t.sha256, None, "no end of data: the message is not known whole");
+    assert_eq!(t.message_bytes, Some(cut.len() as u64));
+}
+
+/// The capture starts after the handshake, the greeting and EHLO: the first packet is the
+/// client's MAIL FROM.
+#[test]
+fn a_capture_started_mid_session_still_reads_the_commands_and_notes_it() {
+    for server_first in [false, true] {
+        let mut c = Conv::new(LinkKind::Ethernet);
+        hello(&mut c);
+        c.frames.clear();
+        if server_first {
+            // The tail of the EHLO reply is the first thing captured.
+            c.server(b"250 SIZE 10240000\r\n");
+        }
+        c.client(b"MAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n");
+        c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+        c.client(&proto::dot_stuff(MESSAGE));
+        c.server(b"250 queued\r\n");
+        c.client(b"QUIT\r\n");
+        c.server(b"221 bye\r\n");
+        c.close();
+        let d = c.dissect();
+        let (s, t) = one(&d);
+        assert!(s.notes.iter().any(|n| n == "mid_stream_start"), "{:?}", s.notes);
+        assert_eq!((s.orig_h.as_str(), s.orig_p, s.resp_p), ("192.0.2.1", 40001, 25), "the client is found");
+        assert_eq!(s.helo, None, "EHLO was before the capture");
+        assert_eq!(t.mailfrom.as_deref(), Some("alice@a.test"));
+        assert_eq!(t.rcptto, vec!["bob@b.test"]);
+        assert_eq!(t.sha256.as_deref(), Some(sha256(MESSAGE).as_str()));
+        assert_eq!(t.last_reply.as_deref(), Some("250 queued"));
+    }
+}
+
+/// Standard base64, for the SASL responses below.
+fn b64(raw: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in raw.chunks(3) {
+        let n = c.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=c.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    while !out.len().is_multiple_of(4) {
+        out.push('=');
+    }
+    out
+}
+
+/// AUTH with `mechanism`: the client's lines after the command, each after a 334; returns the
+/// session's JSONL record.
+fn auth_session(command: &str, responses: &[String], last: &[u8]) -> (TapSession, String) {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    c.client(format!("{command}\r\n").as_bytes());
+    for r in responses {
+        c.server(b"334 PDQxODkuNjk2MzE1NjNAbXgudGVzdD4=\r\n");
+        c.client(format!("{r}\r\n").as_bytes());
+    }
+    c.server(last);
+    c.client(b"QUIT\r\n");
+    c.server(b"221 bye\r\n");
+    c.close();
+    let d = c.dissect();
+    let [s] = &d.sessions[..] else { panic!("one session: {:#?}", d.sessions) };
+    (s.clone(), serde_json::to_string(s).expect("json"))
+}
+
+#[test]
+fn auth_user_names_are_read_but_never_secrets() {
+    let digest = "b913a602c7eda7a495b4e6e7334d3890";
+    let token = "ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg";
+    let xoauth2 = b64(format!("user=carol@c.test\x01auth=Bearer {token}\x01\x01").as_bytes());
+    let bearer = b64(format!("n,a=dave@d.test,\x01host=mx.test\x01port=25\x01auth=Bearer {token}\x01\x01").as_bytes());
+    let cases: Vec<(String, Vec<String>, &str, bool, &str)> = vec![
+        ("AUTH CRAM-MD5".into(), vec![b64(format!("bob@b.test {digest}").as_bytes())], "bob@b.test", false, digest),
+        (format!("AUTH XOAUTH2 {xoauth2}"), vec![], "carol@c.test", true, token),
+        // Without an initial response, the token comes after an empty 334.
+        ("AUTH XOAUTH2".into(), vec![xoauth2.clone()], "carol@c.test", true, token),
+        (format!("AUTH OAUTHBEARER {bearer}"), vec![], "dave@d.test", true, token),
+        ("AUTH PLAIN".into(), vec![b64(b"\0alice@a.test\0hunter2")], "alice@a.test", true, "hunter2"),
+        ("AUTH LOGIN".into(), vec![b64(b"erin@e.test"), b64(b"hunter2")], "erin@e.test", true, "hunter2"),
+    ];
+    for (command, responses, user, cleartext, secret) in cases {
+        let (s, json) = auth_session(&command, &responses, b"235 2.7.0 accepted\r\n");
+        let mechanism = command.split(' ').nth(1).expect("mechanism");
+        assert_eq!(s.auth_mechanism.as_deref(), Some(mechanism), "{command}");
+        assert_eq!(s.auth_user.as_deref(), Some(user), "{command}");
+        assert_eq!(s.auth_cleartext, cleartext, "{command}");
+        assert!(!json.contains(secret), "{command}: the secret is not in the record: {json}");
+    }
+    // A failed XOAUTH2: the server's error challenge and the client's empty answer.
+    let (s, json) = auth_session(&format!("AUTH XOAUTH2 {xoauth2}"), &[String::new()], b"535 5.7.8 bad token\r\n");
+    assert_eq!(s.auth_user.as_deref(), Some("carol@c.test"));
+    assert!(!json.contains(token));
 }
