@@ -77,6 +77,7 @@ fn run_small_scenario_on_netns() {
     assert!(!String::from_utf8_lossy(&ns.stdout).contains("smtplab-"), "namespaces torn down");
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
     assert!(!String::from_utf8_lossy(&links.stdout).contains(": smtplab"), "bridge torn down");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Without privileges, the link recorder writes the capture: the same facts hold.
@@ -98,6 +99,7 @@ fn recorder_needs_no_privileges() {
         .output()
         .expect("setpriv (util-linux)");
     check_small_run(&runs, &r);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 fn check_small_run(out: &Path, r: &Output) {
