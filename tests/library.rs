@@ -58,7 +58,7 @@ fn shrunk(file: &str, backend: &str, port: u16) -> toml::Table {
     let mut meta = section(&mut t, "scenario");
     if meta.get("allow_undelivered").and_then(|v| v.as_bool()) == Some(true) {
         // The deferred mail waits out the drain: keep that wait short.
-        meta.insert("drain_timeout".into(), 6.into());
+        meta.insert("drain_timeout".into(), 8.into());
     }
     t.insert("scenario".into(), meta.into());
     let mut network = section(&mut t, "network");
@@ -263,6 +263,9 @@ fn check_facts(run: &Path, s: &Scenario) {
             _ => assert_eq!(messages, sent as f64, "{name}: hop messages against the truth: {row:?}"),
         }
         carried += messages as u64;
+        if row["starttls"] == "true" {
+            assert_eq!(recovered, 0.0, "{name}: content of a line that used STARTTLS: {row:?}");
+        }
         if tapped.contains(&(from.clone(), to.clone())) {
             assert_eq!(row["sessions_seen"], row["sessions_true"], "{name}: a tapped line sees every session {row:?}");
             assert!(num(row, "bytes_seen") > 0.0, "{name}: {row:?}");
