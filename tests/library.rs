@@ -1,0 +1,435 @@
+//! Every scenario of the library (`scenarios/*.toml`), shrunk to a few dozen messages, run end to
+//! end by the `smtplab` binary on the loopback backend (one also on netns), and its facts checked
+//! against the run's ground truth: a plaintext line that is tapped gives up every message's
+//! content, a STARTTLS line none, an untapped line nothing at all, as `truth/tap_links.json` says.
+//!
+//! Shrinking edits the parsed file (fewer messages and systems, a sweep's first and last value
+//! and first seed), so the library itself is what runs; each run gets ports and loopback
+//! addresses no other test uses (127.120+k.N.1, ports 23525 + 10·k). Needs root for the live
+//! capture (CI runs as root).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use scenarios::Scenario;
+
+const MESSAGES: i64 = 36;
+const MAX_SYSTEMS: i64 = 10;
+const MAX_USERS: i64 = 60;
+
+fn library(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(file)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("smtplab-library-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("scratch");
+    p
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// The library file as a TOML table, made small: a few dozen messages, at most ten generated
+/// systems, a sweep reduced to its first and last value of every key and its first seed, and a
+/// short drain for scenarios where undelivered mail is the expected outcome.
+fn shrunk(file: &str, backend: &str, port: u16) -> toml::Table {
+    let text = std::fs::read_to_string(library(file)).expect("library file");
+    let mut t: toml::Table = toml::from_str(&text).expect("library file is TOML");
+    let section = |t: &mut toml::Table, name: &str| -> toml::Table {
+        t.get(name).and_then(|v| v.as_table()).cloned().unwrap_or_default()
+    };
+    let mut traffic = section(&mut t, "traffic");
+    let messages = traffic.get("messages").and_then(|v| v.as_integer()).unwrap_or(300);
+    traffic.insert("messages".into(), messages.min(MESSAGES).into());
+    t.insert("traffic".into(), traffic.into());
+    if let Some(toml::Value::Table(p)) = t.get_mut("population") {
+        for (key, max) in [("systems", MAX_SYSTEMS), ("users", MAX_USERS)] {
+            if let Some(n) = p.get(key).and_then(|v| v.as_integer()) {
+                p.insert(key.into(), n.min(max).into());
+            }
+        }
+    }
+    let mut meta = section(&mut t, "scenario");
+    if meta.get("allow_undelivered").and_then(|v| v.as_bool()) == Some(true) {
+        // The deferred mail waits out the drain: keep that wait short.
+        meta.insert("drain_timeout".into(), 8.into());
+    }
+    t.insert("scenario".into(), meta.into());
+    let mut network = section(&mut t, "network");
+    network.insert("backend".into(), backend.into());
+    network.insert("smtp_port".into(), i64::from(port).into());
+    network.insert("submission_port".into(), i64::from(port + 1).into());
+    t.insert("network".into(), network.into());
+    if let Some(toml::Value::Table(sweep)) = t.get_mut("sweep") {
+        for (key, values) in sweep.iter_mut() {
+            let Some(v) = values.as_array_mut() else { continue };
+            if key == "seeds" {
+                v.truncate(1);
+            } else if v.len() > 2 {
+                let last = v.pop().expect("non-empty");
+                v.truncate(1);
+                v.push(last);
+            }
+        }
+    }
+    t
+}
+
+/// The runs of a library file: one scenario, or one per point of its (shrunk) sweep.
+fn runs_of(file: &str, t: &toml::Table) -> Vec<Scenario> {
+    let text = toml::to_string(t).expect("serialise");
+    if t.contains_key("sweep") {
+        scenarios::sweep::expand(&text, file)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .points
+            .into_iter()
+            .map(|p| p.scenario)
+            .collect()
+    } else {
+        vec![Scenario::parse(&text, file).unwrap_or_else(|e| panic!("{e}"))]
+    }
+}
+
+/// The runs of one test; removed when the test passes, kept for a look when it fails.
+struct Runs {
+    dir: PathBuf,
+    runs: Vec<PathBuf>,
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `file` shrunk; every run's facts are checked. `k` picks the ports and addresses.
+fn run_library_file(file: &str, k: u8) -> Runs {
+    assert!(is_root(), "the live tap needs root (CI runs as root)");
+    let dir = scratch(file.trim_end_matches(".toml"));
+    let port = 23525 + 10 * u16::from(k);
+    let t = shrunk(file, "loopback", port);
+    let mut done = Vec::new();
+    for (n, mut s) in runs_of(file, &t).into_iter().enumerate() {
+        for (i, sys) in s.systems.iter_mut().enumerate() {
+            sys.address = Some(Ipv4Addr::new(127, 120 + k, u8::try_from(i + 1).expect("few systems"), 1));
+        }
+        done.push(run_and_check(&dir, &format!("{n}"), &s).0);
+    }
+    Runs { dir, runs: done }
+}
+
+/// Writes `s` as a scenario file, runs it with `smtplab run` and checks the common facts.
+/// Returns the run directory and the runner's process id (which names its namespaces).
+fn run_and_check(dir: &Path, tag: &str, s: &Scenario) -> (PathBuf, u32) {
+    let path = dir.join(format!("{}-{tag}.toml", s.scenario.name));
+    std::fs::write(&path, toml::to_string_pretty(s).expect("serialise")).expect("write");
+    let out = dir.join(format!("runs-{tag}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["run", &path.display().to_string(), "--out", &out.display().to_string()])
+        .env("CI", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start smtplab");
+    let pid = child.id();
+    let r = child.wait_with_output().expect("run smtplab");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{}: smtplab run failed:\n{stderr}", path.display());
+    let entries: Vec<PathBuf> = std::fs::read_dir(&out).expect("out").flatten().map(|e| e.path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let run = entries[0].clone();
+    assert_eq!(json(&run.join("manifest.json"))["status"], "complete", "{}", run.display());
+    check_facts(&run, s);
+    if let Some(control) = s.scenario.compare_plaintext.then(|| run.join("control")) {
+        check_facts(&control, &s.plaintext_control());
+    }
+    (run, pid)
+}
+
+/// A CSV table as rows of named fields (the analysis writes RFC 4180 quoting for lists).
+fn table(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows = text.lines().map(split_csv);
+    let header = rows.next().expect("header");
+    rows.map(|r| header.iter().cloned().zip(r).collect()).collect()
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let (mut out, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("json")
+}
+
+fn num(row: &HashMap<String, String>, col: &str) -> f64 {
+    row.get(col).unwrap_or_else(|| panic!("column {col}")).parse().unwrap_or_else(|_| panic!("{col}: {row:?}"))
+}
+
+/// What the policies of the two ends make of a line, by the rule ANALYSIS.md states, computed
+/// here from `truth/systems.json` without the analysis crate.
+fn expected_mode(from: &serde_json::Value, to: &serde_json::Value) -> &'static str {
+    let offers = to["starttls"] == true && to["inbound_tls"] != "none";
+    if from["outbound_tls"] != "none" && offers {
+        "tls"
+    } else if from["outbound_tls"] == "encrypt" || from["outbound_tls"] == "verify" {
+        "deferred"
+    } else if to["inbound_tls"] == "encrypt" {
+        "refused"
+    } else {
+        "plaintext"
+    }
+}
+
+/// The facts every run must show, whatever its scenario.
+fn check_facts(run: &Path, s: &Scenario) {
+    let name = run.display().to_string();
+    let systems: HashMap<String, serde_json::Value> = json(&run.join("truth/systems.json"))
+        .as_array()
+        .expect("systems")
+        .iter()
+        .map(|s| (s["name"].as_str().expect("name").to_string(), s.clone()))
+        .collect();
+    assert_eq!(systems.len(), s.systems.len(), "{name}");
+
+    // The placement: every unordered pair listed once, tapped as the scenario places the tap.
+    let links = json(&run.join("truth/tap_links.json"));
+    let tapped: HashSet<(String, String)> = links
+        .as_array()
+        .expect("links")
+        .iter()
+        .filter(|l| l["tapped"] == true)
+        .flat_map(|l| {
+            let (a, b) = (l["a"].as_str().expect("a").to_string(), l["b"].as_str().expect("b").to_string());
+            [(a.clone(), b.clone()), (b, a)]
+        })
+        .collect();
+    let n = s.systems.len();
+    assert_eq!(links.as_array().map(Vec::len), Some(n * (n - 1) / 2), "{name}: every line listed");
+    let placed = match s.tap.links.as_str() {
+        "fraction" => (s.tap.fraction * (n * (n - 1) / 2) as f64).round() as usize,
+        "pairs" => s.tap.pairs.len(),
+        _ => n * (n - 1) / 2,
+    };
+    assert_eq!(tapped.len() / 2, placed, "{name}: lines tapped");
+
+    // Ground truth: one hop message per message and recipient system other than the sender's.
+    let mut crossing: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let truth = std::fs::read_to_string(run.join("truth/messages.jsonl")).expect("truth");
+    for line in truth.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("truth line");
+        let from = m["sender_system"].as_str().expect("sender").to_string();
+        for to in m["recipient_systems"].as_array().expect("recipient systems") {
+            let to = to.as_str().expect("system").to_string();
+            if to != from {
+                *crossing.entry((from.clone(), to)).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(truth.lines().count(), s.traffic.messages, "{name}: every message is truth");
+
+    let pairs = table(&run.join("analysis/pairs.csv"));
+    let mut carried = 0;
+    for row in &pairs {
+        let (from, to) = (row["sender_system"].clone(), row["receiver_system"].clone());
+        let mode = expected_mode(&systems[&from], &systems[&to]);
+        assert_eq!(row["link_mode"], mode, "{name}: {row:?}");
+        let sent = crossing.get(&(from.clone(), to.clone())).copied().unwrap_or(0);
+        let (messages, recovered) = (num(row, "messages"), num(row, "content_recovered"));
+        match mode {
+            "deferred" | "refused" => assert_eq!(messages, 0.0, "{name}: withheld mail crossed: {row:?}"),
+            _ => assert_eq!(messages, sent as f64, "{name}: hop messages against the truth: {row:?}"),
+        }
+        carried += messages as u64;
+        if row["starttls"] == "true" {
+            assert_eq!(recovered, 0.0, "{name}: content of a line that used STARTTLS: {row:?}");
+        }
+        if tapped.contains(&(from.clone(), to.clone())) {
+            assert_eq!(row["sessions_seen"], row["sessions_true"], "{name}: a tapped line sees every session {row:?}");
+            assert!(num(row, "bytes_seen") > 0.0, "{name}: {row:?}");
+            match mode {
+                "plaintext" => {
+                    assert_eq!(recovered, messages, "{name}: tapped plaintext line, all content: {row:?}");
+                    assert_eq!(row["tls_sessions_seen"], "0", "{name}: {row:?}");
+                }
+                "tls" => {
+                    assert_eq!(recovered, 0.0, "{name}: content on a STARTTLS line: {row:?}");
+                    assert_eq!(row["tls_sessions_seen"], row["sessions_seen"], "{name}: {row:?}");
+                    assert_eq!(row["starttls"], "true", "{name}: {row:?}");
+                }
+                _ => assert_eq!(recovered, 0.0, "{name}: {row:?}"),
+            }
+        } else {
+            assert_eq!(row["sessions_seen"], "0", "{name}: untapped line seen: {row:?}");
+            assert_eq!(num(row, "bytes_seen"), 0.0, "{name}: {row:?}");
+            assert_eq!(recovered, 0.0, "{name}: {row:?}");
+            assert_eq!(num(row, "exposure_unobserved"), messages, "{name}: {row:?}");
+        }
+    }
+    // Every line that carried mail in the truth has its row (withheld lines carry none).
+    let listed: HashSet<(String, String)> =
+        pairs.iter().map(|r| (r["sender_system"].clone(), r["receiver_system"].clone())).collect();
+    for (pair, _) in crossing.iter().filter(|(p, _)| expected_mode(&systems[&p.0], &systems[&p.1]) != "deferred") {
+        assert!(listed.contains(pair), "{name}: no row for {pair:?}");
+    }
+
+    let summary = &table(&run.join("analysis/summary.csv"))[0];
+    assert_eq!(num(summary, "hop_messages"), carried as f64, "{name}");
+    if tapped.len() / 2 == n * (n - 1) / 2 {
+        // A tap on every line recovers exactly the analytic share.
+        let (measured, analytic) = (num(summary, "share_content"), num(summary, "analytic_content_share"));
+        assert!((measured - analytic).abs() < 1e-9, "{name}: measured {measured}, analytic {analytic}");
+    }
+}
+
+fn summary(run: &Path) -> HashMap<String, String> {
+    table(&run.join("analysis/summary.csv")).remove(0)
+}
+
+fn modes(run: &Path) -> HashSet<String> {
+    table(&run.join("analysis/pairs.csv")).into_iter().map(|r| r["link_mode"].clone()).collect()
+}
+
+/// Every file of the library has a test here: a new scenario cannot slip past.
+#[test]
+fn every_library_file_is_run_here() {
+    let mut files: Vec<String> = std::fs::read_dir(library(""))
+        .expect("scenarios/")
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".toml") && n != "Cargo.toml")
+        .collect();
+    files.sort();
+    let mut covered: Vec<&str> = LIBRARY.to_vec();
+    covered.sort();
+    assert_eq!(files, covered, "add a test for each new library file to tests/library.rs");
+}
+
+const LIBRARY: [&str; 7] = [
+    "default.toml",
+    "baseline-1997.toml",
+    "full-adoption.toml",
+    "adoption-sweep.toml",
+    "partial-tap.toml",
+    "provider-concentration.toml",
+    "stragglers.toml",
+];
+
+#[test]
+fn library_default() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[0], 0);
+    let s = summary(&runs[0]);
+    assert_eq!(modes(&runs[0]), HashSet::from(["tls".into(), "plaintext".into()]));
+    assert!(num(&s, "share_content") > 0.0 && num(&s, "share_content") < 1.0, "{s:?}");
+    assert_eq!(s["control_share_content"], "1.0", "the plaintext control leaks everything");
+}
+
+#[test]
+fn library_baseline_1997_is_all_plaintext() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[1], 1);
+    assert_eq!(modes(&runs[0]), HashSet::from(["plaintext".into()]));
+    assert_eq!(summary(&runs[0])["share_content"], "1.0");
+}
+
+#[test]
+fn library_full_adoption_leaks_no_content() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[2], 2);
+    assert_eq!(modes(&runs[0]), HashSet::from(["tls".into()]));
+    let s = summary(&runs[0]);
+    assert_eq!(s["share_content"], "0.0");
+    assert_eq!(s["share_volume"], "1.0", "only volume is left");
+    assert_eq!(s["control_share_content"], "1.0");
+}
+
+#[test]
+fn library_adoption_sweep_ends() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[3], 3);
+    let shares: Vec<String> = runs.iter().map(|r| summary(r)["share_content"].clone()).collect();
+    assert_eq!(shares, ["1.0", "0.0"], "no adoption: everything; full adoption: nothing");
+}
+
+#[test]
+fn library_partial_tap_follows_the_placement() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[4], 4);
+    let s = summary(&runs[0]);
+    assert!(num(&s, "share_unobserved") > 0.0 && num(&s, "share_content") > 0.0, "{s:?}");
+}
+
+#[test]
+fn library_provider_concentration() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[5], 5);
+    let pairs = table(&runs[0].join("analysis/pairs.csv"));
+    let between_providers =
+        |r: &&HashMap<String, String>| r["sender_system"].starts_with('p') && r["receiver_system"].starts_with('p');
+    assert!(pairs.iter().any(|r| between_providers(&r)), "providers wrote to each other");
+    assert!(pairs.iter().filter(between_providers).all(|r| r["link_mode"] == "tls"));
+}
+
+#[test]
+fn library_stragglers_trade_exposure_for_undelivered_mail() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[6], 6);
+    let (may, encrypt) = (&runs[0], &runs[1]);
+    assert!(modes(may).contains("plaintext"), "`may` falls back to plaintext");
+    assert!(
+        !modes(encrypt).contains("plaintext") || {
+            // Only stragglers writing to stragglers remain in the clear.
+            let systems = json(&encrypt.join("truth/systems.json"));
+            let starttls: HashSet<&str> = systems
+                .as_array()
+                .expect("systems")
+                .iter()
+                .filter(|s| s["starttls"] == true)
+                .filter_map(|s| s["name"].as_str())
+                .collect();
+            table(&encrypt.join("analysis/pairs.csv"))
+                .iter()
+                .filter(|r| r["link_mode"] == "plaintext")
+                .all(|r| !starttls.contains(r["sender_system"].as_str()))
+        }
+    );
+    assert!(modes(encrypt).contains("deferred"), "`encrypt` holds mail for stragglers back");
+    let stuck = &json(&encrypt.join("manifest.json"))["stuck"];
+    assert!(stuck.as_array().is_some_and(|v| !v.is_empty()), "the held-back mail is reported: {stuck}");
+}
+
+/// A library scenario on the netns backend: relay processes in namespaces on a bridge, the tap
+/// on the bridge with the partial placement. Skipped without root (namespaces need it).
+#[test]
+fn library_partial_tap_on_netns() {
+    if !is_root() {
+        eprintln!("skipped: the netns backend needs root");
+        return;
+    }
+    let dir = scratch("netns");
+    let _cleanup = Runs { dir: dir.clone(), runs: Vec::new() };
+    let t = shrunk("partial-tap.toml", "netns", 24525);
+    let runs = runs_of("partial-tap.toml", &t);
+    let (run, pid) = run_and_check(&dir, "netns", &runs[0]);
+    assert!(num(&summary(&run), "share_unobserved") > 0.0);
+    let ns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("smtplab-{pid}-")), "namespaces torn down");
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!(": smtplab{pid}")), "bridge torn down");
+}
