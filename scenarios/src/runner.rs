@@ -22,7 +22,7 @@ pub struct RunOptions {
     /// Parent of run directories (`runs/` by default).
     pub out_dir: PathBuf,
     /// Run into exactly this directory instead of a new timestamped one under `out_dir` (sweeps
-    /// use it; an unfinished run there is replaced).
+    /// use it; an unfinished run there is replaced, anything else refused: see [`crate::run_dir`]).
     pub run_dir: Option<PathBuf>,
     /// Where the scenario came from, for the manifest.
     pub source: String,
@@ -51,10 +51,7 @@ pub struct RunOutcome {
 pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError> {
     let run_dir = match &opts.run_dir {
         Some(dir) => {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
-            }
-            std::fs::create_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
+            crate::run_dir::prepare(dir)?;
             dir.clone()
         }
         None => new_run_dir(&opts.out_dir, &s.scenario.name)?,
@@ -367,7 +364,13 @@ async fn drive(
             let mut times = Vec::new();
             for g in msgs {
                 // Poisson arrivals: each message waits for its scheduled time.
-                tokio::time::sleep_until(traffic_start + Duration::from_secs_f64(g.scheduled_at)).await;
+                let at = Duration::try_from_secs_f64(g.scheduled_at)
+                    .ok()
+                    .and_then(|d| traffic_start.checked_add(d))
+                    .ok_or_else(|| {
+                        ScenarioError::Run(format!("message {}: arrival time {} s", g.seq, g.scheduled_at))
+                    })?;
+                tokio::time::sleep_until(at).await;
                 if crate::interrupt::interrupted() {
                     break;
                 }
