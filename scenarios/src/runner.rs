@@ -56,12 +56,16 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError>
         }
         None => new_run_dir(&opts.out_dir, &s.scenario.name)?,
     };
-    let mut outcome = run_into(s, &run_dir, opts)?;
+    let mut outcome = run_into(s, &run_dir, opts).inspect_err(|e| mark_failed(&run_dir, &e.to_string()))?;
     if s.scenario.compare_plaintext && !crate::interrupt::interrupted() {
         say("paired control: the same scenario and seed with STARTTLS off everywhere");
         let control_dir = run_dir.join("control");
         std::fs::create_dir_all(&control_dir).map_err(ScenarioError::io(control_dir.display().to_string()))?;
-        outcome.control = Some(Box::new(run_into(&s.plaintext_control(), &control_dir, opts)?));
+        let control = run_into(&s.plaintext_control(), &control_dir, opts).inspect_err(|e| {
+            mark_failed(&control_dir, &e.to_string());
+            mark_failed(&run_dir, &format!("the plaintext control failed: {e}"));
+        })?;
+        outcome.control = Some(Box::new(control));
     }
     Ok(outcome)
 }
@@ -480,7 +484,8 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
         .map(|(a, b)| {
             let on = tapped.as_ref().is_none_or(|t| t.contains(&(a, b)));
-            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture == "live"})
+            // Live capture and the recorder both capture a tapped line.
+            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture != "none"})
         })
         .collect();
     let links = serde_json::to_string_pretty(&links).map_err(|e| ScenarioError::Run(e.to_string()))?;
@@ -517,6 +522,18 @@ pub fn now_rfc3339() -> String {
 pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), ScenarioError> {
     let text = serde_json::to_string_pretty(m).map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("manifest.json"), text).map_err(ScenarioError::io("manifest.json"))
+}
+
+/// Records in the manifest that the run failed and why, so neither a user nor a resumed sweep
+/// takes it for one still running. Best effort: a run that left no manifest has nothing to mark.
+pub fn mark_failed(run_dir: &Path, error: &str) {
+    if run_dir.join("manifest.json").exists() {
+        let _ = update_manifest(run_dir, |m| {
+            m["status"] = json!("failed");
+            m["error"] = json!(error);
+            m["ended"] = json!(now_rfc3339());
+        });
+    }
 }
 
 /// Reads, changes and rewrites `manifest.json`.

@@ -148,6 +148,10 @@ pub struct PointInfo {
     pub point: String,
     pub params: toml::Table,
     pub seed: u64,
+    /// sha256 of the point's scenario as the sweep file defines it (set by `smtplab sweep`): a
+    /// resumed sweep reruns a complete point whose scenario changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

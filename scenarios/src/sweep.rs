@@ -117,7 +117,13 @@ pub fn expand(text: &str, path: &str) -> Result<Sweep, ScenarioError> {
                 &format!("{path} [{point_name}, seed {seed}]"),
             )?;
             scenario.scenario.seed = seed;
-            scenario.point = Some(PointInfo { sweep: base.scenario.name.clone(), point: point_name, params, seed });
+            scenario.point = Some(PointInfo {
+                sweep: base.scenario.name.clone(),
+                point: point_name,
+                params,
+                seed,
+                scenario_sha256: None,
+            });
             let toml = toml::to_string_pretty(&scenario).map_err(|e| parse_err(e.to_string()))?;
             points.push(Point { label: label.clone(), dir_name, seed, scenario, toml });
         }
