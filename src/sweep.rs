@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 /// A run directory whose manifest says it completed.
@@ -44,11 +44,20 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
             info.scenario_sha256 = Some(hash.clone());
         }
         let worker = i % jobs;
-        p.scenario.network.smtp_port += 10 * worker as u16;
-        p.scenario.network.submission_port += 10 * worker as u16;
+        let net = &mut p.scenario.network;
+        let shift = |port: u16| u16::try_from(10 * worker).ok().and_then(|d| port.checked_add(d));
+        let (Some(smtp), Some(submission)) = (shift(net.smtp_port), shift(net.submission_port)) else {
+            bail!(
+                "--jobs {jobs}: worker {worker}'s ports (10 per worker above smtp_port {} and submission_port {}) \
+                 pass 65535; use fewer jobs or lower ports",
+                net.smtp_port,
+                net.submission_port
+            );
+        };
+        (net.smtp_port, net.submission_port) = (smtp, submission);
         // The DNS server's address is the same for every point of a loopback sweep: its port
         // moves with the worker too (53, 63, 73, ...).
-        p.scenario.network.dns_port = p.scenario.network.dns_port.saturating_add(10 * worker as u16);
+        p.scenario.network.dns_port = p.scenario.network.dns_port.saturating_add((10 * worker).min(65535) as u16);
         let toml = toml::to_string_pretty(&p.scenario).context("serialising a sweep point")?;
         let path = points_dir.join(format!("{}.toml", p.dir_name));
         std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;

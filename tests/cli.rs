@@ -385,6 +385,19 @@ fn sweep_runs_points_and_resumes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Workers' ports that would pass 65535 are an error, not an overflow.
+#[test]
+fn sweep_ports_beyond_65535_are_refused() {
+    let dir = scratch("sweep-ports");
+    let scenario = small_on_port(&dir, 65530, "\n[sweep]\nseeds = [1, 2]\n");
+    let out = dir.join("sweeps").display().to_string();
+    let r = smtplab(&["sweep", &scenario.display().to_string(), "--out", &out, "--jobs", "2", "--plan"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("--jobs 2: worker 1's ports") && stderr.contains("use fewer jobs"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A run that fails after it started says so in its manifest, with the error; `--run-dir` then
 /// replaces that failed run, but refuses a directory that is not a run, deleting nothing.
 #[test]
