@@ -403,9 +403,10 @@ fn sweep_ports_beyond_65535_are_refused() {
 #[test]
 fn a_failed_run_is_marked_failed_and_run_dir_keeps_what_is_not_a_run() {
     let dir = scratch("failed");
-    let scenario = small_on_port(&dir, 21525, "\n[tap]\ncapture = \"none\"\n");
-    // beta's SMTP port is taken: its relay cannot start.
-    let _taken = std::net::TcpListener::bind("127.0.52.1:21525").expect("bind");
+    // beta's SMTP port is taken (a free port the system picks, held here): its relay cannot start.
+    let taken = std::net::TcpListener::bind("127.0.52.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let scenario = small_on_port(&dir, port, "\n[tap]\ncapture = \"none\"\n");
     let run_dir = dir.join("run");
     let (s, r) = (scenario.display().to_string(), run_dir.display().to_string());
     let out = smtplab(&["run", &s, "--run-dir", &r]);
@@ -414,7 +415,7 @@ fn a_failed_run_is_marked_failed_and_run_dir_keeps_what_is_not_a_run() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).expect("manifest")).expect("json");
     assert_eq!(m["status"], "failed", "{m}");
-    assert!(m["error"].as_str().is_some_and(|e| e.contains("127.0.52.1:21525")), "{m}");
+    assert!(m["error"].as_str().is_some_and(|e| e.contains(&format!("127.0.52.1:{port}"))), "{m}");
     // The failed run is replaced by the next attempt (which fails the same way).
     let again = smtplab(&["run", &s, "--run-dir", &r]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("replacing the unfinished run"));
