@@ -27,7 +27,8 @@ pub enum Command {
         /// Parent directory of run directories.
         #[arg(long, default_value = "runs")]
         out: PathBuf,
-        /// Run into exactly this directory (replacing an unfinished run there).
+        /// Run into exactly this directory: a new or empty one, or an unfinished run there, which is
+        /// replaced. A complete run or anything else in it is refused, never deleted.
         #[arg(long)]
         run_dir: Option<PathBuf>,
     },

@@ -80,8 +80,13 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         );
         return Ok(ExitCode::from(130));
     }
+    // From here on, a failure is recorded in the manifest as the runner does for its own.
+    let failed = |e: anyhow::Error| {
+        scenarios::runner::mark_failed(dir, &crate::error_text(&e));
+        e
+    };
     scenarios::progress::say("analysing");
-    analyze(dir)?;
+    analyze(dir).map_err(failed)?;
     let complete = outcome.stuck.is_empty() || scenario.scenario.allow_undelivered;
     if !outcome.stuck.is_empty() && complete {
         eprintln!(
@@ -93,9 +98,12 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
     scenarios::runner::update_manifest(dir, |m| {
         m["status"] = serde_json::json!(if complete { "complete" } else { "incomplete" });
         m["files"] = serde_json::json!(file_hashes(dir));
-    })?;
+        // What was run, as the file's bytes: a resumed sweep reruns a point whose file changed.
+        m["scenario_sha256"] = serde_json::json!(relay::sha256_hex(text.as_bytes()));
+    })
+    .map_err(|e| failed(e.into()))?;
     scenarios::progress::say("writing the report");
-    let index = report(dir)?;
+    let index = report(dir).map_err(failed)?;
     if !complete {
         eprintln!("error: {} messages were still queued when the drain timeout passed:", outcome.stuck.len());
         for s in outcome.stuck.iter().take(20) {

@@ -23,8 +23,61 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated, each said once. Many error types show their source
+/// in their own message (`"{path}: {source}"`) and also return it as `source()`, so anyhow's
+/// `{:#}` would print it twice; a cause already in the text so far is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        // As thiserror's `#[error("{path}: {source}")]` with a `source` field makes it.
+        #[derive(Debug)]
+        struct Shown {
+            path: String,
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Shown {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}: {}", self.path, self.source)
+            }
+        }
+        impl std::error::Error for Shown {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(17);
+        let e = Err::<(), _>(Shown { path: "out".into(), source: io })
+            .context("cannot write tables")
+            .expect_err("an error");
+        let text = super::error_text(&e);
+        assert_eq!(text.matches("os error 17").count(), 1, "{text}");
+        assert!(text.starts_with("cannot write tables: out: "), "{text}");
+        // Causes not in the message are still said.
+        let e = Err::<(), _>(std::io::Error::from_raw_os_error(2)).context("cannot read x").expect_err("an error");
+        assert!(super::error_text(&e).starts_with("cannot read x: "), "{e:#}");
     }
 }

@@ -5,15 +5,25 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 /// A run directory whose manifest says it completed.
 pub fn is_complete(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("manifest.json"))
+    manifest(dir).is_some_and(|m| m["status"] == "complete")
+}
+
+fn manifest(dir: &Path) -> Option<serde_json::Value> {
+    std::fs::read_to_string(dir.join("manifest.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Whether a point's run is complete and ran this very point (the scenario hash its point.json
+/// records): a point whose scenario changed since, e.g. a key outside the grid, must run again.
+fn is_current(dir: &Path, hash: &str) -> bool {
+    let point = std::fs::read_to_string(dir.join("point.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["status"] == "complete")
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    is_complete(dir) && point.is_some_and(|p| p["scenario_sha256"] == hash)
 }
 
 pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCode> {
@@ -27,16 +37,31 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
     // never share a listener or a capture filter.
     let mut commands = Vec::new();
     for (i, p) in sw.points.iter_mut().enumerate() {
+        // The point as the sweep file defines it, before this invocation's ports (which follow
+        // --jobs and change no result) are set.
+        let hash = relay::sha256_hex(p.toml.as_bytes());
+        if let Some(info) = p.scenario.point.as_mut() {
+            info.scenario_sha256 = Some(hash.clone());
+        }
         let worker = i % jobs;
-        p.scenario.network.smtp_port += 10 * worker as u16;
-        p.scenario.network.submission_port += 10 * worker as u16;
+        let net = &mut p.scenario.network;
+        let shift = |port: u16| u16::try_from(10 * worker).ok().and_then(|d| port.checked_add(d));
+        let (Some(smtp), Some(submission)) = (shift(net.smtp_port), shift(net.submission_port)) else {
+            bail!(
+                "--jobs {jobs}: worker {worker}'s ports (10 per worker above smtp_port {} and submission_port {}) \
+                 pass 65535; use fewer jobs or lower ports",
+                net.smtp_port,
+                net.submission_port
+            );
+        };
+        (net.smtp_port, net.submission_port) = (smtp, submission);
         // The DNS server's address is the same for every point of a loopback sweep: its port
         // moves with the worker too (53, 63, 73, ...).
-        p.scenario.network.dns_port = p.scenario.network.dns_port.saturating_add(10 * worker as u16);
+        p.scenario.network.dns_port = p.scenario.network.dns_port.saturating_add((10 * worker).min(65535) as u16);
         let toml = toml::to_string_pretty(&p.scenario).context("serialising a sweep point")?;
         let path = points_dir.join(format!("{}.toml", p.dir_name));
         std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
-        commands.push((worker, path, dir.join(&p.dir_name)));
+        commands.push((worker, path, dir.join(&p.dir_name), hash));
     }
     let manifest = json!({
         "name": sw.name,
@@ -64,7 +89,20 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
         return Ok(ExitCode::SUCCESS);
     }
 
-    let todo: Vec<&(usize, PathBuf, PathBuf)> = commands.iter().filter(|(_, _, d)| !is_complete(d)).collect();
+    let mut todo: Vec<&(usize, PathBuf, PathBuf, String)> = Vec::new();
+    for c in &commands {
+        let (_, _, run_dir, hash) = c;
+        if is_current(run_dir, hash) {
+            continue;
+        }
+        if is_complete(run_dir) {
+            // A run never replaces a complete one by itself: the sweep, which knows this one is
+            // stale, removes it.
+            eprintln!("{}: the point's scenario changed since it ran; running it again", run_dir.display());
+            std::fs::remove_dir_all(run_dir).with_context(|| format!("cannot remove {}", run_dir.display()))?;
+        }
+        todo.push(c);
+    }
     eprintln!(
         "sweep {}: {} points ({} keys × {} seeds), {} to run, {} already complete; {} at a time",
         sw.name,
@@ -81,7 +119,7 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
         for w in 0..jobs {
             let (todo, bar, failures, exe) = (&todo, &bar, &failures, &exe);
             scope.spawn(move || {
-                for (_, toml, run_dir) in todo.iter().filter(|(worker, _, _)| *worker == w) {
+                for (_, toml, run_dir, _) in todo.iter().filter(|(worker, _, _, _)| *worker == w) {
                     let mut log = run_dir.clone().into_os_string();
                     log.push(".log");
                     let log = PathBuf::from(log);

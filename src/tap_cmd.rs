@@ -63,6 +63,12 @@ pub fn run(args: TapArgs) -> Result<ExitCode> {
     if args.live.is_none() && (args.filter.is_some() || args.duration.is_some() || args.write.is_some()) {
         bail!("--filter, --duration and --write go with --live IFACE");
     }
+    if let Some(out) = &args.out
+        && out.exists()
+        && !out.is_dir()
+    {
+        bail!("--out {} is not a directory; give the directory for the two parquet files", out.display());
+    }
     if let Some(iface) = &args.live {
         return live(&args, iface);
     }
@@ -478,11 +484,14 @@ fn on_interrupt() -> Arc<AtomicBool> {
 
 /// Captures on `iface` into a pcap file until Ctrl-C or `--duration`, then dissects it.
 fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
-    if let Some(d) = args.duration
-        && !(d.is_finite() && d > 0.0)
-    {
-        bail!("--duration must be a positive number of seconds, not {d}");
-    }
+    // Checked before the capture starts: a duration no clock holds would fail later, mid-capture.
+    let limit = match args.duration {
+        Some(d) => match Duration::try_from_secs_f64(d) {
+            Ok(l) if d.is_finite() && d > 0.0 => Some(l),
+            _ => bail!("--duration must be a positive number of seconds (at most about 1.8e19), not {d:?}"),
+        },
+        None => None,
+    };
     let opts = tap::LiveOptions {
         device: iface.to_string(),
         filter: args.filter.clone().unwrap_or_else(|| "tcp".into()),
@@ -504,7 +513,6 @@ fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
     }
     // The capture is stopped from its own thread (at Ctrl-C, at --duration, or when the
     // dissection ends first), while this one dissects the packets as they come.
-    let limit = args.duration.map(Duration::from_secs_f64);
     let stopper = {
         let stop = stop.clone();
         std::thread::spawn(move || {

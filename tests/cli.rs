@@ -153,6 +153,12 @@ fn check_small_run(out: &Path, r: &Output) {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("json");
     assert_eq!(manifest["status"], "complete");
+    // Every line is tapped here, whether captured live or by the recorder.
+    let links: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("truth/tap_links.json")).expect("tap_links"))
+            .expect("json");
+    let links = links.as_array().expect("array");
+    assert!(links.len() == 3 && links.iter().all(|l| l["tapped"] == true), "{links:?}");
     assert!(manifest["files"]["capture.pcap"].is_string(), "file hashes in the manifest");
     for f in [
         "truth/messages.parquet",
@@ -495,6 +501,67 @@ fn sweep_runs_points_and_resumes() {
     }
     let again = smtplab(&args);
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 to run, 4 already complete"));
+    // Other ports (--jobs) are the same points; a changed key outside the grid is not.
+    let jobs1 = smtplab(&args[..4]);
+    assert!(String::from_utf8_lossy(&jobs1.stderr).contains("0 to run, 4 already complete"));
+    let text = std::fs::read_to_string(&scenario).expect("sweep file").replace("messages = 12", "messages = 10");
+    std::fs::write(&scenario, text).expect("write");
+    let changed = smtplab(&args);
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(changed.status.success(), "{stderr}");
+    assert!(stderr.contains("4 to run, 0 already complete"), "{stderr}");
+    assert_eq!(stderr.matches("the point's scenario changed since it ran").count(), 4, "{stderr}");
+    let truth = std::fs::read_to_string(sweep.join("systems.2.starttls=true-s2/truth/messages.jsonl")).expect("truth");
+    assert_eq!(truth.lines().count(), 10, "the point ran with the new messages");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Workers' ports that would pass 65535 are an error, not an overflow.
+#[test]
+fn sweep_ports_beyond_65535_are_refused() {
+    let dir = scratch("sweep-ports");
+    let scenario = small_on_port(&dir, 65530, "\n[sweep]\nseeds = [1, 2]\n");
+    let out = dir.join("sweeps").display().to_string();
+    let r = smtplab(&["sweep", &scenario.display().to_string(), "--out", &out, "--jobs", "2", "--plan"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("--jobs 2: worker 1's ports") && stderr.contains("use fewer jobs"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run that fails after it started says so in its manifest, with the error; `--run-dir` then
+/// replaces that failed run, but refuses a directory that is not a run, deleting nothing.
+#[test]
+fn a_failed_run_is_marked_failed_and_run_dir_keeps_what_is_not_a_run() {
+    let dir = scratch("failed");
+    // beta's SMTP port is taken (a free port the system picks, held here): its relay cannot start.
+    let taken = std::net::TcpListener::bind("127.0.52.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let scenario = small_on_port(&dir, port, "\n[tap]\ncapture = \"none\"\n");
+    let run_dir = dir.join("run");
+    let (s, r) = (scenario.display().to_string(), run_dir.display().to_string());
+    let out = smtplab(&["run", &s, "--run-dir", &r]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).expect("manifest")).expect("json");
+    assert_eq!(m["status"], "failed", "{m}");
+    assert!(m["error"].as_str().is_some_and(|e| e.contains(&format!("127.0.52.1:{port}"))), "{m}");
+    // The failed run is replaced by the next attempt (which fails the same way).
+    let again = smtplab(&["run", &s, "--run-dir", &r]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("replacing the unfinished run"));
+
+    let mine = dir.join("mine");
+    std::fs::create_dir_all(&mine).expect("dir");
+    std::fs::write(mine.join("notes.txt"), "keep me").expect("file");
+    let refused = smtplab(&["run", &s, "--run-dir", &mine.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--run-dir {}", mine.display())) && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).expect("kept"), "keep me");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

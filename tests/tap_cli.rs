@@ -102,6 +102,44 @@ fn arguments_that_do_not_go_together_are_refused() {
     assert!(text(&r.stderr).contains("--out is for --format parquet"), "{}", text(&r.stderr));
 }
 
+/// Inputs a reviewer found: each is an error that says what is wrong, once, and never a panic.
+#[test]
+fn bad_inputs_are_named_once_and_never_panic() {
+    let dir = scratch("bad-inputs");
+    let d = dir.display().to_string();
+    let r = smtplab(&["tap", &d, "--format", "jsonl"]);
+    let err = text(&r.stderr);
+    assert!(!r.status.success() && err.contains(&format!("{d}: is a directory")), "{err}");
+
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "").expect("file");
+    let pcap = data("pcaps/zeek/smtp.pcap");
+    let r = smtplab(&["tap", &pcap, "--format", "parquet", "--out", &file.display().to_string()]);
+    let err = text(&r.stderr);
+    assert!(!r.status.success() && err.contains("is not a directory"), "{err}");
+
+    // An analysis input whose cause used to be printed twice.
+    let run = dir.join("run");
+    std::fs::create_dir_all(run.join("truth")).expect("run");
+    std::fs::create_dir_all(run.join("tap")).expect("tap");
+    std::fs::write(run.join("truth/messages.jsonl"), "{\"seq\": \"x\"}\n").expect("truth");
+    let r = smtplab(&["analyze", &run.display().to_string()]);
+    let err = text(&r.stderr);
+    assert!(!r.status.success() && !err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let cause = lines[0].rsplit(": ").next().expect("cause");
+    assert_eq!(lines[0].matches(cause).count(), 1, "cause said once: {err}");
+
+    if is_root() {
+        let r = smtplab(&["tap", "--live", "lo", "--duration", "1e300"]);
+        let err = text(&r.stderr);
+        assert!(!r.status.success() && !err.contains("panicked"), "{err}");
+        assert!(err.contains("--duration must be a positive number of seconds"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -55,6 +55,21 @@ impl TlsSettings {
         Ok(Arc::new(p))
     }
 
+    /// Checks the names with the same parsers the relay uses, without starting anything: a
+    /// scenario is checked before its run begins. The error names the list at fault
+    /// ("versions", "ciphers" or "groups") and says what is available.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let message = |e: RelayError| match e {
+            RelayError::TlsConfig(m) => m,
+            other => other.to_string(),
+        };
+        self.versions().map_err(|e| ("versions", message(e)))?;
+        let ciphers_only = TlsSettings { ciphers: self.ciphers.clone(), ..Default::default() };
+        ciphers_only.provider().map_err(|e| ("ciphers", message(e)))?;
+        self.provider().map_err(|e| ("groups", message(e)))?;
+        Ok(())
+    }
+
     fn versions(&self) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, RelayError> {
         if self.versions.is_empty() {
             return Ok(rustls::DEFAULT_VERSIONS.to_vec());

@@ -13,6 +13,8 @@ pub enum ScenarioError {
     Relay(#[from] relay::RelayError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("--run-dir {dir}: {message}")]
+    RunDir { dir: String, message: String },
     #[error("{0}")]
     Run(String),
 }

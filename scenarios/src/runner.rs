@@ -22,7 +22,7 @@ pub struct RunOptions {
     /// Parent of run directories (`runs/` by default).
     pub out_dir: PathBuf,
     /// Run into exactly this directory instead of a new timestamped one under `out_dir` (sweeps
-    /// use it; an unfinished run there is replaced).
+    /// use it; an unfinished run there is replaced, anything else refused: see [`crate::run_dir`]).
     pub run_dir: Option<PathBuf>,
     /// Where the scenario came from, for the manifest.
     pub source: String,
@@ -51,20 +51,21 @@ pub struct RunOutcome {
 pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutcome, ScenarioError> {
     let run_dir = match &opts.run_dir {
         Some(dir) => {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
-            }
-            std::fs::create_dir_all(dir).map_err(ScenarioError::io(dir.display().to_string()))?;
+            crate::run_dir::prepare(dir)?;
             dir.clone()
         }
         None => new_run_dir(&opts.out_dir, &s.scenario.name)?,
     };
-    let mut outcome = run_into(s, &run_dir, opts)?;
+    let mut outcome = run_into(s, &run_dir, opts).inspect_err(|e| mark_failed(&run_dir, &e.to_string()))?;
     if s.scenario.compare_plaintext && !crate::interrupt::interrupted() {
         say("paired control: the same scenario and seed with STARTTLS off everywhere");
         let control_dir = run_dir.join("control");
         std::fs::create_dir_all(&control_dir).map_err(ScenarioError::io(control_dir.display().to_string()))?;
-        outcome.control = Some(Box::new(run_into(&s.plaintext_control(), &control_dir, opts)?));
+        let control = run_into(&s.plaintext_control(), &control_dir, opts).inspect_err(|e| {
+            mark_failed(&control_dir, &e.to_string());
+            mark_failed(&run_dir, &format!("the plaintext control failed: {e}"));
+        })?;
+        outcome.control = Some(Box::new(control));
     }
     Ok(outcome)
 }
@@ -367,7 +368,13 @@ async fn drive(
             let mut times = Vec::new();
             for g in msgs {
                 // Poisson arrivals: each message waits for its scheduled time.
-                tokio::time::sleep_until(traffic_start + Duration::from_secs_f64(g.scheduled_at)).await;
+                let at = Duration::try_from_secs_f64(g.scheduled_at)
+                    .ok()
+                    .and_then(|d| traffic_start.checked_add(d))
+                    .ok_or_else(|| {
+                        ScenarioError::Run(format!("message {}: arrival time {} s", g.seq, g.scheduled_at))
+                    })?;
+                tokio::time::sleep_until(at).await;
                 if crate::interrupt::interrupted() {
                     break;
                 }
@@ -477,7 +484,8 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
         .map(|(a, b)| {
             let on = tapped.as_ref().is_none_or(|t| t.contains(&(a, b)));
-            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture == "live"})
+            // Live capture and the recorder both capture a tapped line.
+            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture != "none"})
         })
         .collect();
     let links = serde_json::to_string_pretty(&links).map_err(|e| ScenarioError::Run(e.to_string()))?;
@@ -514,6 +522,18 @@ pub fn now_rfc3339() -> String {
 pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), ScenarioError> {
     let text = serde_json::to_string_pretty(m).map_err(|e| ScenarioError::Run(e.to_string()))?;
     std::fs::write(run_dir.join("manifest.json"), text).map_err(ScenarioError::io("manifest.json"))
+}
+
+/// Records in the manifest that the run failed and why, so neither a user nor a resumed sweep
+/// takes it for one still running. Best effort: a run that left no manifest has nothing to mark.
+pub fn mark_failed(run_dir: &Path, error: &str) {
+    if run_dir.join("manifest.json").exists() {
+        let _ = update_manifest(run_dir, |m| {
+            m["status"] = json!("failed");
+            m["error"] = json!(error);
+            m["ended"] = json!(now_rfc3339());
+        });
+    }
 }
 
 /// Reads, changes and rewrites `manifest.json`.

@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ScenarioError;
 
+/// Bounds checked before a run: beyond them a value would exhaust memory or overflow a clock
+/// instead of giving an error.
+const MAX_SYSTEMS: usize = 254 * 200;
+const MAX_USERS: usize = 10_000_000;
+const MAX_MESSAGES: usize = 10_000_000;
+const MAX_RECIPIENTS: usize = 1000;
+const MIN_RATE: f64 = 1e-6;
+const MAX_RATE: f64 = 1e9;
+const MAX_DRAIN_SECS: u64 = 7 * 24 * 3600;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
@@ -138,6 +148,10 @@ pub struct PointInfo {
     pub point: String,
     pub params: toml::Table,
     pub seed: u64,
+    /// sha256 of the point's scenario as the sweep file defines it (set by `smtplab sweep`): a
+    /// resumed sweep reruns a complete point whose scenario changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -354,8 +368,28 @@ impl Scenario {
         c
     }
 
-    /// Parses and checks a scenario; `path` names the source in errors.
+    /// Parses and checks a scenario; `path` names the source in errors, and an invalid value's
+    /// error gives the line and column of its key in `text`.
     pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        Self::parse_checked(text, path).map_err(|e| match e {
+            ScenarioError::Invalid { path, key, message } => {
+                let key = match crate::locate::locate(text, &key) {
+                    Some((line, column)) => format!("{key} (line {line}, column {column})"),
+                    None => key,
+                };
+                ScenarioError::Invalid { path, key, message }
+            }
+            other => other,
+        })
+    }
+
+    /// [`Scenario::parse`] for text the program wrote (a sweep point), whose lines are not the
+    /// user's: errors name the key only.
+    pub fn parse_generated(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        Self::parse_checked(text, path)
+    }
+
+    fn parse_checked(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_string(),
             message: format!("{e}hint: see SCENARIOS.md for every key and its default"),
@@ -382,6 +416,13 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&p.provider_user_share) {
             return Err(bad("provider_user_share", "a share between 0 and 1"));
+        }
+        // Checked before anything is generated: a huge count must not exhaust memory first.
+        if p.systems.saturating_add(p.providers) > MAX_SYSTEMS {
+            return Err(bad("systems", "at most 50,800 generated systems (providers + systems) in one run"));
+        }
+        if p.users > MAX_USERS {
+            return Err(bad("users", "at most 10,000,000 users in one run"));
         }
         if p.systems + p.providers == 0 || p.users < p.systems + p.providers {
             return Err(bad("users", "at least one user per generated system"));
@@ -471,7 +512,23 @@ impl Scenario {
         if self.systems.len() < 2 {
             return Err(bad("systems", "a scenario needs at least two [[systems]] for mail to cross a line".into()));
         }
-        if self.systems.len() > 254 * 200 {
+        let name = &self.scenario.name;
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(bad(
+                "scenario.name",
+                format!(
+                    "{name:?}: the name becomes a directory name, so use letters, digits, '.', '_' and '-', not \
+                     starting with '.' (e.g. \"baseline-2\")"
+                ),
+            ));
+        }
+        if self.scenario.drain_timeout > MAX_DRAIN_SECS {
+            return Err(bad("scenario.drain_timeout", "seconds, at most 604800 (a week)".into()));
+        }
+        if self.systems.len() > MAX_SYSTEMS {
             return Err(bad("systems", "at most 50,800 systems on the loopback backend".into()));
         }
         for (i, s) in self.systems.iter().enumerate() {
@@ -493,6 +550,9 @@ impl Scenario {
                     &format!("{key}.starttls"),
                     "a system without STARTTLS cannot have a TLS policy other than none; set starttls = true".into(),
                 ));
+            }
+            if let Err((list, why)) = s.tls.check() {
+                return Err(bad(&format!("{key}.tls.{list}"), why));
             }
             if !self.address(i).is_loopback() && self.network.backend == "loopback" {
                 return Err(bad(&format!("{key}.address"), "the loopback backend needs 127.x.y.z addresses".into()));
@@ -569,8 +629,35 @@ impl Scenario {
         if t.messages == 0 || t.users_per_system == 0 || t.max_recipients == 0 {
             return Err(bad("traffic", "messages, users_per_system and max_recipients must be at least 1".into()));
         }
-        if !(t.rate >= 0.0 && t.rate.is_finite()) {
-            return Err(bad("traffic.rate", "messages per second, >= 0 (0: as fast as possible)".into()));
+        if t.messages > MAX_MESSAGES {
+            return Err(bad(
+                "traffic.messages",
+                "at most 10,000,000 messages in one run; split a larger study into a sweep over seeds".into(),
+            ));
+        }
+        if t.max_recipients > MAX_RECIPIENTS {
+            return Err(bad("traffic.max_recipients", "at most 1000 recipients per message".into()));
+        }
+        let users =
+            self.systems.iter().map(|s| s.users.unwrap_or(t.users_per_system)).fold(0usize, usize::saturating_add);
+        if users == 0 {
+            return Err(bad(
+                "traffic.users_per_system",
+                "no system has a user to send mail: give some system users >= 1 (or leave users out)".into(),
+            ));
+        }
+        if users > MAX_USERS {
+            return Err(bad(
+                "traffic.users_per_system",
+                format!("{users} users in all; at most 10,000,000 in one run (lower users or users_per_system)"),
+            ));
+        }
+        // Arrival times become Durations: a tiny rate would put them beyond what a clock holds.
+        if !(t.rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&t.rate)) {
+            return Err(bad(
+                "traffic.rate",
+                "messages per second: 0 (as fast as possible) or between 0.000001 and 1e9".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&t.attachment_probability) || t.attachment_median < 1.0 {
             return Err(bad(
@@ -684,6 +771,44 @@ mod tests {
         let both = MIXED.replace("starttls_share = 0.6", "starttls_share = 0.6\noutbound_tls = \"may\"");
         let e = Scenario::parse(&both, "mix.toml").expect_err("both").to_string();
         assert!(e.contains("population.outbound_mix"), "{e}");
+    }
+
+    /// Values that pass the type check but used to panic or exhaust memory in the run: each is
+    /// an error naming the file, the key and (where the key is written) its line.
+    #[test]
+    fn out_of_range_values_are_errors_with_key_and_line() {
+        let line_of = |text: &str, start: &str| text.lines().position(|l| l.starts_with(start)).expect("line") + 1;
+        let check = |text: &str, key: &str, line: Option<usize>, words: &str| {
+            let e = Scenario::parse(text, "x.toml").expect_err(key).to_string();
+            assert!(e.starts_with("x.toml: ") && e.contains(key) && e.contains(words), "{e}");
+            if let Some(line) = line {
+                assert!(e.contains(&format!("(line {line}, column ")), "{e}");
+            }
+        };
+        let d = crate::DEFAULT_SCENARIO;
+        let no_users = d.replace("starttls = ", "users = 0\nstarttls = ");
+        check(&no_users, "traffic.users_per_system", None, "no system has a user");
+        let huge = format!("{d}\n[population]\nsystems = 1000000000000\n");
+        check(&huge, "population.systems", None, "at most 50,800");
+        let text = d.replace("messages = 300", "messages = 1e15");
+        assert!(Scenario::parse(&text, "x.toml").is_err(), "a float is not a count");
+        let text = d.replace("messages = 300", "messages = 1000000000000000");
+        check(&text, "traffic.messages", Some(line_of(&text, "messages")), "at most 10,000,000");
+        let text = d.replace("max_recipients = 3", "max_recipients = 3\nrate = 1e-300");
+        check(&text, "traffic.rate", Some(line_of(&text, "rate")), "0.000001");
+        for name in ["../escaped", "", ".hidden", "a/b"] {
+            let text = d.replacen("name = \"default\"", &format!("name = {name:?}"), 1);
+            check(&text, "scenario.name", Some(line_of(&text, "name = ")), "directory name");
+        }
+        let tls = d.replacen("starttls = true", "starttls = true\ntls = { versions = [\"1.4\"] }", 1);
+        check(&tls, "systems[0].tls.versions", Some(line_of(&tls, "tls = ")), "unknown TLS version \"1.4\"");
+        let tls = d.replacen("starttls = true", "starttls = true\ntls = { ciphers = [\"TLS_NOPE\"] }", 1);
+        check(&tls, "systems[0].tls.ciphers", Some(line_of(&tls, "tls = ")), "available: TLS");
+        let tls = d.replacen("starttls = true", "starttls = true\ntls = { groups = [\"X448\"] }", 1);
+        check(&tls, "systems[0].tls.groups", Some(line_of(&tls, "tls = ")), "available: X25519");
+        let ok =
+            d.replacen("starttls = true", "starttls = true\ntls = { versions = [\"1.2\"], groups = [\"x25519\"] }", 1);
+        Scenario::parse(&ok, "x.toml").expect("known names pass");
     }
 
     #[test]

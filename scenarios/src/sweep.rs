@@ -48,7 +48,7 @@ pub fn expand(text: &str, path: &str) -> Result<Sweep, ScenarioError> {
             message: "a sweep file needs a [sweep] table (see SCENARIOS.md)".into(),
         });
     };
-    let base = Scenario::parse(&toml::to_string(&table).unwrap_or_default(), path)?;
+    let base = Scenario::parse_generated(&toml::to_string(&table).unwrap_or_default(), path)?;
     let mut seeds = vec![base.scenario.seed];
     let mut axes: BTreeMap<String, Vec<toml::Value>> = BTreeMap::new();
     for (k, v) in sweep {
@@ -112,12 +112,18 @@ pub fn expand(text: &str, path: &str) -> Result<Sweep, ScenarioError> {
             }
             let point_name = if label.is_empty() { "base".to_string() } else { label.clone() };
             let dir_name = format!("{}-s{seed}", sanitize(&point_name));
-            let mut scenario = Scenario::parse(
+            let mut scenario = Scenario::parse_generated(
                 &toml::to_string(&t).map_err(|e| parse_err(e.to_string()))?,
                 &format!("{path} [{point_name}, seed {seed}]"),
             )?;
             scenario.scenario.seed = seed;
-            scenario.point = Some(PointInfo { sweep: base.scenario.name.clone(), point: point_name, params, seed });
+            scenario.point = Some(PointInfo {
+                sweep: base.scenario.name.clone(),
+                point: point_name,
+                params,
+                seed,
+                scenario_sha256: None,
+            });
             let toml = toml::to_string_pretty(&scenario).map_err(|e| parse_err(e.to_string()))?;
             points.push(Point { label: label.clone(), dir_name, seed, scenario, toml });
         }

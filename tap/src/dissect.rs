@@ -261,6 +261,10 @@ fn key(a: SocketAddr, b: SocketAddr) -> Key {
 /// size, [`dissect_file_with`] streams them instead.
 pub fn dissect_file(path: &Path) -> Result<Dissection, TapError> {
     let name = path.display().to_string();
+    // Opening a directory succeeds on Unix and then reads as an empty file: say what it is.
+    if path.is_dir() {
+        return Err(TapError::Open { path: name, detail: "is a directory; give a pcap or pcapng file".into() });
+    }
     let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
     dissect_reader(&name, file)
 }
@@ -301,6 +305,10 @@ pub fn dissect_file_with(
     on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let name = path.display().to_string();
+    // Opening a directory succeeds on Unix and then reads as an empty file: say what it is.
+    if path.is_dir() {
+        return Err(TapError::Open { path: name, detail: "is a directory; give a pcap or pcapng file".into() });
+    }
     let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
     dissect_reader_with(&name, file, on_record)
 }

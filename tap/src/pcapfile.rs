@@ -230,7 +230,10 @@ impl<R: Read> Reader<R> {
                 if caplen > limit {
                     return Err(corrupt(
                         start,
-                        format!("record length {caplen} is larger than the snapshot length {snaplen} allows"),
+                        format!(
+                            "record length {caplen} is larger than the {limit} bytes allowed (the file's snapshot \
+                             length {snaplen}, kept between {MIN_RECORD_LIMIT} and {MAX_BLOCK})"
+                        ),
                     ));
                 }
                 let ts = f64::from(sec) + f64::from(frac) / if nanos { 1e9 } else { 1e6 };
@@ -430,6 +433,8 @@ mod tests {
             Err(ReadError::Corrupt { offset, detail }) => {
                 assert_eq!(offset, 24 + 16 + 3);
                 assert!(detail.contains("2147483647"), "{detail}");
+                // The file says 65535; the limit applied is the clamped one, and it is named.
+                assert!(detail.contains("larger than the 262144 bytes allowed"), "{detail}");
             }
             other => panic!("expected corrupt, got {other:?}"),
         }
