@@ -1,18 +1,15 @@
 //! The `smtplab` binary as a user runs it: a scenario end to end with a live capture, the
 //! permission error, scenario errors, and the tap on real captures from Zeek's test suite.
 
+mod common;
+
+use common::split_csv;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn smtplab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smtplab")).args(args).env("CI", "1").output().expect("run smtplab")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("smtplab-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("scratch");
-    p
 }
 
 fn data(rel: &str) -> String {
@@ -304,24 +301,6 @@ fn csv_without(path: &Path, drop: &[&str]) -> Vec<Vec<String>> {
     rows.into_iter().map(|row| keep.iter().map(|&i| row[i].clone()).collect()).collect()
 }
 
-/// One CSV line's fields, RFC 4180 quoting undone (lists and JSON are quoted in the tables).
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut out, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    out.push(field);
-    out
-}
-
 /// Columns of the analysis tables that are not a function of the scenario file and seed, and
 /// are left out of the determinism check (ANALYSIS.md, "Determinism", says the same):
 ///
@@ -599,4 +578,8 @@ fn interrupt_keeps_what_was_captured() {
     assert!(std::fs::metadata(run.join("capture.pcap")).expect("capture kept").len() > 24);
     assert!(run.join("tap/sessions.jsonl").exists(), "the capture was dissected");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("cli", name)
 }

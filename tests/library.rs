@@ -8,6 +8,9 @@
 //! addresses no other test uses (127.120+k.N.1, ports 23525 + 10·k). Needs root for the live
 //! capture (CI runs as root).
 
+mod common;
+
+use common::{is_root, split_csv};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -21,18 +24,6 @@ const MAX_USERS: i64 = 60;
 
 fn library(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(file)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("smtplab-library-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("scratch");
-    p
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 /// The library file as a TOML table, made small: a few dozen messages, at most ten generated
@@ -160,23 +151,6 @@ fn table(path: &Path) -> Vec<HashMap<String, String>> {
     let mut rows = text.lines().map(split_csv);
     let header = rows.next().expect("header");
     rows.map(|r| header.iter().cloned().zip(r).collect()).collect()
-}
-
-fn split_csv(line: &str) -> Vec<String> {
-    let (mut out, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    out.push(field);
-    out
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -432,4 +406,8 @@ fn library_partial_tap_on_netns() {
     assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("smtplab-{pid}-")), "namespaces torn down");
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!(": smtplab{pid}")), "bridge torn down");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("library", name)
 }

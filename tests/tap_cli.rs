@@ -2,6 +2,9 @@
 //! argument errors, and a live capture on loopback while a small SMTP exchange happens (root).
 //! No timing is asserted: the machines running this are shared and noisy.
 
+mod common;
+
+use common::is_root;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,13 +17,6 @@ fn smtplab(args: &[&str]) -> Output {
 
 fn data(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel).display().to_string()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("smtplab-tap-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("scratch directory");
-    p
 }
 
 fn text(b: &[u8]) -> String {
@@ -138,13 +134,6 @@ fn bad_inputs_are_named_once_and_never_panic() {
         assert!(err.contains("--duration must be a positive number of seconds"), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
 }
 
 const PORT: u16 = 18525;
@@ -375,4 +364,8 @@ fn live_capture_stops_at_ctrl_c() {
     child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("stdout");
     assert!(stdout.contains("0 SMTP sessions"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("tap-cli", name)
 }

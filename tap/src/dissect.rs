@@ -978,13 +978,7 @@ mod tests {
         let (records, summary) = read(&c.bytes(), Limits { max_total: 150_000, ..Limits::default() });
         assert!(summary.memory_limited >= 1);
         assert!(summary.peak_stored < 150_000 + 300_000, "{}", summary.peak_stored);
-        let sessions: Vec<&TapSession> = records
-            .iter()
-            .filter_map(|r| match r {
-                TapRecord::Session(s) => Some(s),
-                TapRecord::Transaction(_) => None,
-            })
-            .collect();
+        let sessions = sessions_of(&records);
         assert_eq!(sessions.len(), 2);
         assert!(sessions.iter().any(|s| s.notes.iter().any(|n| n == "stream_truncated_at_limit")));
         assert!(sessions.iter().all(|s| s.orig_bytes > 200_000), "volume counted in full");
@@ -1065,14 +1059,18 @@ mod tests {
         c.send(2.0, server, client, fin, b"");
     }
 
-    fn only_session(records: &[TapRecord]) -> &TapSession {
-        let sessions: Vec<&TapSession> = records
+    fn sessions_of(records: &[TapRecord]) -> Vec<&TapSession> {
+        records
             .iter()
             .filter_map(|r| match r {
                 TapRecord::Session(s) => Some(s),
                 TapRecord::Transaction(_) => None,
             })
-            .collect();
+            .collect()
+    }
+
+    fn only_session(records: &[TapRecord]) -> &TapSession {
+        let sessions = sessions_of(records);
         assert_eq!(sessions.len(), 1);
         sessions[0]
     }
