@@ -678,14 +678,18 @@ fn run_metrics(
     })
 }
 
-/// Recipient copies by final outcome: delivered, bounced, undelivered (`truth/outcomes`).
-fn outcome_counts(layout: &RunLayout) -> Result<[u64; 3], AnalysisError> {
-    use crate::record_frames::{BOUNCED, DELIVERED, UNDELIVERED};
+/// Recipient copies by final outcome: delivered, bounced, undelivered (`truth/outcomes`);
+/// `None` for a run whose relays did not record outcomes.
+fn outcome_counts(layout: &RunLayout) -> Result<[Option<u64>; 3], AnalysisError> {
+    use crate::record_frames::{BOUNCED, DELIVERED, UNDELIVERED, UNKNOWN};
     let path = layout.truth_outcomes_parquet();
     let df = read_parquet(&path, crate::error::HINT_INGEST)?;
     let outcomes = TableRef { df: &df, path: &path }.strings("outcome")?;
     let count = |what: &str| outcomes.iter().filter(|o| o.as_deref() == Some(what)).count() as u64;
-    Ok([count(DELIVERED), count(BOUNCED), count(UNDELIVERED)])
+    if count(UNKNOWN) > 0 {
+        return Ok([None; 3]);
+    }
+    Ok([DELIVERED, BOUNCED, UNDELIVERED].map(|o| Some(count(o))))
 }
 
 /// Reads `analysis/summary.parquet` of an analysed run.

@@ -47,7 +47,8 @@ fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
 
     let sessions: Vec<SessionRecord> = read_required(&layout.truth_sessions_jsonl())?;
     write_frame(record_frames::truth_hops_frame(&sessions), &layout.truth_hops_parquet())?;
-    write_frame(record_frames::truth_outcomes_frame(&messages, &sessions), &layout.truth_outcomes_parquet())?;
+    let recorded = outcomes_recorded(&layout);
+    write_frame(record_frames::truth_outcomes_frame(&messages, &sessions, recorded), &layout.truth_outcomes_parquet())?;
 
     if let Some(systems) = read_systems(&layout.truth_systems_json())? {
         write_frame(record_frames::systems_frame(&systems), &layout.truth_systems_parquet())?;
@@ -96,4 +97,13 @@ fn write_frame(frame: PolarsResult<DataFrame>, path: &Path) -> Result<(), Analys
         hint: "please report this with the run directory",
     })?;
     write_parquet(&mut df, path)
+}
+
+/// Whether the run's relays recorded final outcomes (`"truth_outcomes": true` in the manifest):
+/// runs made before they did, or without a manifest, give `unknown` outcomes.
+fn outcomes_recorded(layout: &RunLayout) -> bool {
+    std::fs::read_to_string(layout.manifest_json())
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["truth_outcomes"] == true)
 }

@@ -101,10 +101,11 @@ pub struct RunMetrics {
     /// `share_content − control_share_content`: what STARTTLS changed.
     pub content_share_diff: Option<f64>,
     /// Recipient copies of the submitted messages by final outcome (`truth/outcomes`): put in a
-    /// mailbox, bounced, or neither when the run ended (what an `encrypt` policy costs).
-    pub copies_delivered: u64,
-    pub copies_bounced: u64,
-    pub copies_undelivered: u64,
+    /// mailbox, bounced, or neither when the run ended (what an `encrypt` policy costs); `None`
+    /// for a run whose relays did not record outcomes.
+    pub copies_delivered: Option<u64>,
+    pub copies_bounced: Option<u64>,
+    pub copies_undelivered: Option<u64>,
 }
 
 fn shares_columns(prefix: &str, rows: &[RunMetrics], pick: fn(&RunMetrics) -> &ExposureShares) -> Vec<Column> {
@@ -168,9 +169,9 @@ impl RunMetrics {
         cols.extend(shares_columns("control_share_", rows, |r| &r.control_shares));
         cols.push(of("content_share_diff", |r| r.content_share_diff));
         cols.extend([
-            u("copies_delivered", |r| r.copies_delivered),
-            u("copies_bounced", |r| r.copies_bounced),
-            u("copies_undelivered", |r| r.copies_undelivered),
+            ou("copies_delivered", |r| r.copies_delivered),
+            ou("copies_bounced", |r| r.copies_bounced),
+            ou("copies_undelivered", |r| r.copies_undelivered),
         ]);
         DataFrame::new(cols)
     }
@@ -224,7 +225,8 @@ impl RunMetrics {
         let has_control = t.bools("has_control")?;
         let control_hops = t.opt_counts("control_hop_messages")?;
         let diff = f("content_share_diff")?;
-        let (cd, cb, cu) = (c("copies_delivered")?, c("copies_bounced")?, c("copies_undelivered")?);
+        let oc = |name| t.opt_counts(name);
+        let (cd, cb, cu) = (oc("copies_delivered")?, oc("copies_bounced")?, oc("copies_undelivered")?);
         Ok((0..df.height())
             .map(|i| RunMetrics {
                 scenario: scenario[i].clone().unwrap_or_default(),

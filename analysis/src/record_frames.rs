@@ -139,12 +139,21 @@ pub const BOUNCED: &str = "bounced";
 /// Neither delivered nor bounced when the run ended: still queued (a `encrypt` sender facing a
 /// system without STARTTLS, a drain timeout), or lost.
 pub const UNDELIVERED: &str = "undelivered";
+/// A run made before the relays recorded outcomes (`manifest.json` lacks `truth_outcomes`).
+pub const UNKNOWN: &str = "unknown";
 
 /// `truth/outcomes.parquet`: one row per (submitted message, recipient), where its copy ended:
 /// `outcome` is `delivered` (into a mailbox of `system` at `at`), `bounced` (given up by
 /// `system`, `reason` from its last attempt) or `undelivered`. Built from the relays' `local`
 /// records, which say only what is final: a copy handed to the next hop is followed there.
-pub fn truth_outcomes_frame(messages: &[TruthMessage], sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
+/// Without `recorded` (a run whose relays did not write those records) every outcome is
+/// `unknown`.
+pub fn truth_outcomes_frame(
+    messages: &[TruthMessage],
+    sessions: &[SessionRecord],
+    recorded: bool,
+) -> PolarsResult<DataFrame> {
+    let unended = if recorded { UNDELIVERED } else { UNKNOWN };
     use std::collections::HashMap;
     /// The final word on one copy: outcome, system, time, reason.
     struct End<'a>(&'a str, &'a str, f64, Option<&'a str>);
@@ -182,7 +191,7 @@ pub fn truth_outcomes_frame(messages: &[TruthMessage], sessions: &[SessionRecord
         str_col("message_id", rows.iter().map(|r| r.message.message_id.as_str())),
         str_col("sender_system", rows.iter().map(|r| r.message.sender_system.as_str())),
         str_col("recipient", rows.iter().map(|r| r.recipient)),
-        str_col("outcome", rows.iter().map(|r| r.end.map_or(UNDELIVERED, |e| e.0))),
+        str_col("outcome", rows.iter().map(|r| r.end.map_or(unended, |e| e.0))),
         opt_str_col("system", rows.iter().map(|r| r.end.map(|e| e.1))),
         Column::new("at".into(), rows.iter().map(|r| r.end.map(|e| e.2)).collect::<Vec<_>>()),
         opt_str_col("reason", rows.iter().map(|r| r.end.and_then(|e| e.3))),

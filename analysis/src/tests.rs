@@ -939,7 +939,7 @@ fn outcomes_follow_the_relays_final_records() {
         // A repeat after a restart does not change the first final word.
         local("delivered", "gamma", "<m2>", "other@gamma.example", None),
     ];
-    let df = truth_outcomes_frame(&messages, &sessions).expect("frame");
+    let df = truth_outcomes_frame(&messages, &sessions, true).expect("frame");
     assert_eq!(df.height(), 3);
     let col = |name: &str| -> Vec<Option<String>> {
         df.column(name).expect(name).str().expect("str").into_iter().map(|v| v.map(str::to_string)).collect()
@@ -949,4 +949,9 @@ fn outcomes_follow_the_relays_final_records() {
     assert_eq!(col("outcome"), [s("delivered"), s("undelivered"), s("bounced")]);
     assert_eq!(col("system"), [s("beta"), None, s("alpha")]);
     assert_eq!(col("reason"), [None, None, s("<other@gamma.example>: 550 no")]);
+
+    // A run whose relays did not record outcomes says so, rather than "undelivered".
+    let old = truth_outcomes_frame(&messages, &sessions[..1], false).expect("frame");
+    let outcomes: Vec<Option<&str>> = old.column("outcome").expect("outcome").str().expect("str").into_iter().collect();
+    assert_eq!(outcomes, [Some("unknown"); 3]);
 }

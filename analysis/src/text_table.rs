@@ -94,10 +94,12 @@ pub fn shares_text(shares: &ExposureShares) -> String {
 /// linkability, the eavesdropper's volume estimate, and what can be said about uncertainty.
 pub fn headline_lines(run: &RunMetrics) -> Vec<String> {
     let mut lines = vec![
-        format!(
-            "Recipient copies: {} delivered, {} bounced, {} undelivered when the run ended.",
-            run.copies_delivered, run.copies_bounced, run.copies_undelivered
-        ),
+        match (run.copies_delivered, run.copies_bounced, run.copies_undelivered) {
+            (Some(d), Some(b), Some(u)) => {
+                format!("Recipient copies: {d} delivered, {b} bounced, {u} undelivered when the run ended.")
+            }
+            _ => "Recipient copies: outcomes not recorded (a run made by an earlier smtplab).".to_string(),
+        },
         format!("Exposure of {} hop messages: {}.", run.hop_messages, shares_text(&run.hop_shares)),
         format!(
             "Worst exposure of the {} messages that crossed a link: {}.",

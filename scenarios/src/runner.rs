@@ -85,6 +85,9 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
             "seed": s.scenario.seed,
             "command_line": opts.command_line,
             "version": env!("CARGO_PKG_VERSION"),
+            // The relays write a `local` record for every final delivery and bounce, so
+            // `truth/outcomes` can tell undelivered mail from mail nobody recorded.
+            "truth_outcomes": true,
             "started": started,
         }),
     )?;
