@@ -10,6 +10,8 @@ pub mod progress;
 pub mod recorder;
 pub mod runner;
 pub mod schema;
+pub mod session_merge;
+pub mod submission;
 pub mod sweep;
 pub mod traffic;
 
