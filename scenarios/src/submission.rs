@@ -27,8 +27,9 @@ use crate::traffic::{Generated, Generator, User};
 /// system's connection busy, small next to the traffic of a large run.
 const BUDGET: usize = 32 * 1024 * 1024;
 
-/// A submission connection idle for longer than this is closed and opened again when the next
-/// message is due, as a mail client would; the relay's own idle timeout is 30 s.
+/// A submission connection idle for longer than this (waiting for its next message to be due,
+/// or to be generated) is closed and opened again when the next message comes, as a mail client
+/// would; the relay's own idle timeout is 30 s.
 const IDLE_RECONNECT: Duration = Duration::from_secs(10);
 
 /// What was submitted: the wall-clock time of each message's 250 reply, by sequence number.
@@ -56,7 +57,7 @@ pub async fn submit_all(s: &Scenario, users: Arc<Vec<User>>, truth_path: &Path) 
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
-        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone()));
+        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT));
     }
     let producer = {
         let (s, users, path) = (Arc::new(s.clone()), users.clone(), truth_path.to_path_buf());
@@ -150,21 +151,39 @@ fn truth_of(s: &Scenario, users: &[User], g: &Generated) -> TruthMessage {
     }
 }
 
-/// One system's users submitting, in order, each message at its scheduled time. Returns the
-/// wall-clock time of each 250 reply by sequence number.
+/// One system's users submitting, in order, each message at its scheduled time, over a
+/// connection closed when idle for `idle`. Returns the wall-clock time of each 250 reply by
+/// sequence number.
 async fn submit_system(
     addr: SocketAddr,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     users: Arc<Vec<User>>,
     start: tokio::time::Instant,
     pb: indicatif::ProgressBar,
+    idle: Duration,
 ) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let mut client: Option<Submitter> = None;
     let mut times = Vec::new();
-    while let Some(Queued { message: g, _budget }) = queue.recv().await {
+    loop {
+        // The generator may feed other systems for a while (its budget is shared): an idle
+        // connection is closed before the relay's idle timeout would cut it.
+        let next = if client.is_some() {
+            match tokio::time::timeout(idle, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    if let Some(c) = client.take() {
+                        c.quit().await;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            queue.recv().await
+        };
+        let Some(Queued { message: g, _budget }) = next else { break };
         // Poisson arrivals: each message waits for its scheduled time.
         let due = start + Duration::from_secs_f64(g.scheduled_at);
-        if due.saturating_duration_since(tokio::time::Instant::now()) > IDLE_RECONNECT
+        if due.saturating_duration_since(tokio::time::Instant::now()) > idle
             && let Some(c) = client.take()
         {
             c.quit().await;
@@ -227,4 +246,73 @@ fn keep_submitted(path: &Path, submitted: &BTreeMap<u64, f64>) -> Result<(), Sce
     out.flush().map_err(io(&tmp))?;
     drop(out);
     std::fs::rename(&tmp, path).map_err(io(&path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay::{Relay, RelayConfig, StaticResolver};
+
+    /// The generator may leave a system without a message for longer than the relay waits for
+    /// a command: the submitter must reopen its connection instead of failing on a 421.
+    #[test]
+    fn an_idle_submission_connection_is_reopened_not_cut() {
+        let dir = std::env::temp_dir().join(format!("smtplab-submission-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let local = |port| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port);
+            let cfg = RelayConfig {
+                system: "a".into(),
+                hostname: "mx.a.example".into(),
+                listen: local(0),
+                submission: Some(local(0)),
+                bind: None,
+                spool: dir.join("spool"),
+                local_domains: vec!["a.example".into()],
+                mailbox_dir: dir.join("mailboxes"),
+                tls_identity: None,
+                tls: Default::default(),
+                inbound_tls: relay::InboundTls::None,
+                outbound_tls: relay::OutboundTls::None,
+                outbound_tls_by_domain: Vec::new(),
+                ca_pem: None,
+                resolver: Arc::new(StaticResolver::new()),
+                records: None,
+                keylog: None,
+                limits: Default::default(),
+                timeouts: relay::config::Timeouts { server_idle: Duration::from_secs(1), ..Default::default() },
+            };
+            let relay = Relay::start(cfg).await.expect("relay starts");
+            let addr = relay.submission.expect("submission listener");
+            let users = Arc::new(vec![User { system: 0, address: "u@a.example".into(), display: "U".into() }]);
+            let budget = Arc::new(Semaphore::new(2));
+            let message = |seq: u64| Queued {
+                message: Generated {
+                    seq,
+                    sender: 0,
+                    recipients: vec![0],
+                    message_id: format!("{seq}@a.example"),
+                    subject: "s".into(),
+                    bytes: format!("Message-ID: <{seq}@a.example>\r\nSubject: s\r\n\r\nhello\r\n").into_bytes(),
+                    scheduled_at: 0.0,
+                },
+                _budget: budget.clone().try_acquire_owned().expect("budget"),
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let pb = indicatif::ProgressBar::hidden();
+            let idle = Duration::from_millis(300);
+            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle));
+            assert!(tx.send(message(0)).is_ok());
+            // Longer than the relay's idle timeout: a connection kept open would be cut.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert!(tx.send(message(1)).is_ok());
+            drop(tx);
+            let times = task.await.expect("task").expect("both messages submitted");
+            assert_eq!(times.iter().map(|t| t.0).collect::<Vec<_>>(), [0, 1]);
+            assert_eq!(budget.available_permits(), 2, "each message gave its budget back");
+            relay.shutdown(Duration::from_secs(2)).await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
