@@ -93,12 +93,18 @@ fn endpoint(addr: &str) -> Option<(String, u32)> {
 /// `client_host`/`client_port`/`server_host`/`server_port` are the two ends parsed, the way the
 /// tap's `id.*` columns write them, so hops join tap records without building strings.
 pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
+    truth_hops_frame_from(sessions, 0)
+}
+
+/// [`truth_hops_frame`] of a part of `truth/sessions.jsonl` whose first record is at position
+/// `first` of the file (ingest converts the file a chunk at a time).
+pub fn truth_hops_frame_from(sessions: &[SessionRecord], first: u64) -> PolarsResult<DataFrame> {
     let rows: Vec<HopRow<'_>> = sessions
         .iter()
         .enumerate()
         .filter(|(_, s)| s.direction == OUTBOUND)
         .flat_map(|(i, s)| {
-            let session_index = i as u64;
+            let session_index = first + i as u64;
             let with_messages = s.messages.iter().map(move |m| HopRow { session_index, session: s, message: Some(m) });
             let without = s.messages.is_empty().then_some(HopRow { session_index, session: s, message: None });
             with_messages.chain(without)
