@@ -383,7 +383,9 @@ async fn drive(
 
 /// Concatenates each system's session records and key log into the run's truth files.
 fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
-    let mut keys = String::new();
+    // Copied file by file: the key log of a large run is hundreds of MB.
+    let keys_io = |source| ScenarioError::Io { what: run_dir.join("keys.log").display().to_string(), source };
+    let mut keys = std::io::BufWriter::new(std::fs::File::create(run_dir.join("keys.log")).map_err(&keys_io)?);
     let mut systems = Vec::new();
     let mut session_files = Vec::new();
     for (i, sys) in s.systems.iter().enumerate() {
@@ -392,8 +394,8 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         if path.exists() {
             session_files.push(path);
         }
-        if let Ok(k) = std::fs::read_to_string(dir.join("keys.log")) {
-            keys.push_str(&k);
+        if let Ok(mut k) = std::fs::File::open(dir.join("keys.log")) {
+            std::io::copy(&mut k, &mut keys).map_err(&keys_io)?;
         }
         systems.push(json!({
             "name": sys.name,
@@ -413,7 +415,7 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
             r.peer_system = by_ip.get(r.peer_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("")).cloned();
         }
     })?;
-    std::fs::write(run_dir.join("keys.log"), keys).map_err(ScenarioError::io("keys.log"))?;
+    std::io::Write::flush(&mut keys).map_err(&keys_io)?;
     // Where the tap sat: every unordered system pair, and whether its line was tapped.
     let tapped: Option<std::collections::HashSet<(usize, usize)>> = s.tapped_links().map(|v| v.into_iter().collect());
     let n = s.systems.len();
