@@ -39,9 +39,9 @@ pub struct Submitted {
     pub error: Option<ScenarioError>,
 }
 
-/// Generates the scenario's traffic and submits it, each message at its scheduled time after
-/// `start`; writes the truth of every generated message to `truth_path` in sequence order, then
-/// keeps only what was submitted (an interrupted or failed run stops early).
+/// Generates the scenario's traffic and submits it, each message at its scheduled time counted
+/// from this call; writes the truth of every generated message to `truth_path` in sequence
+/// order, then keeps only what was submitted (an interrupted or failed run stops early).
 pub async fn submit_all(s: &Scenario, users: Arc<Vec<User>>, truth_path: &Path) -> Submitted {
     let expected = match Generator::new(s, &users) {
         Ok(g) => g.expected(),
