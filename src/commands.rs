@@ -95,6 +95,7 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         );
     }
     // Hashes of everything the run and the analysis wrote; the report is derived from them.
+    scenarios::progress::say("hashing the run's files");
     scenarios::runner::update_manifest(dir, |m| {
         m["status"] = serde_json::json!(if complete { "complete" } else { "incomplete" });
         m["files"] = serde_json::json!(file_hashes(dir));

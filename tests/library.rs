@@ -222,7 +222,7 @@ fn check_facts(run: &Path, s: &Scenario) {
             }
         }
     }
-    assert_eq!(truth.lines().count(), s.traffic.messages, "{name}: every message is truth");
+    assert_eq!(truth.lines().count(), s.traffic.message_count(), "{name}: every message is truth");
 
     let pairs = table(&run.join("analysis/pairs.csv"));
     let mut carried = 0;

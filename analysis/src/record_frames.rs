@@ -93,12 +93,18 @@ fn endpoint(addr: &str) -> Option<(String, u32)> {
 /// `client_host`/`client_port`/`server_host`/`server_port` are the two ends parsed, the way the
 /// tap's `id.*` columns write them, so hops join tap records without building strings.
 pub fn truth_hops_frame(sessions: &[SessionRecord]) -> PolarsResult<DataFrame> {
+    truth_hops_frame_from(sessions, 0)
+}
+
+/// [`truth_hops_frame`] of a part of `truth/sessions.jsonl` whose first record is at position
+/// `first` of the file (ingest converts the file a chunk at a time).
+pub fn truth_hops_frame_from(sessions: &[SessionRecord], first: u64) -> PolarsResult<DataFrame> {
     let rows: Vec<HopRow<'_>> = sessions
         .iter()
         .enumerate()
         .filter(|(_, s)| s.direction == OUTBOUND)
         .flat_map(|(i, s)| {
-            let session_index = i as u64;
+            let session_index = first + i as u64;
             let with_messages = s.messages.iter().map(move |m| HopRow { session_index, session: s, message: Some(m) });
             let without = s.messages.is_empty().then_some(HopRow { session_index, session: s, message: None });
             with_messages.chain(without)
@@ -142,48 +148,66 @@ pub const UNDELIVERED: &str = "undelivered";
 /// A run made before the relays recorded outcomes (`manifest.json` lacks `truth_outcomes`).
 pub const UNKNOWN: &str = "unknown";
 
-/// `truth/outcomes.parquet`: one row per (submitted message, recipient), where its copy ended:
-/// `outcome` is `delivered` (into a mailbox of `system` at `at`), `bounced` (given up by
-/// `system`, `reason` from its last attempt) or `undelivered`. Built from the relays' `local`
-/// records, which say only what is final: a copy handed to the next hop is followed there.
-/// Without `recorded` (a run whose relays did not write those records) every outcome is
-/// `unknown`.
-pub fn truth_outcomes_frame(
-    messages: &[TruthMessage],
-    sessions: &[SessionRecord],
+/// The relays' final word on each recipient copy, gathered from the `local` rows of
+/// `truth/sessions.jsonl` (one per attempt that delivered into mailboxes or gave up on
+/// recipients). Small: one entry per copy, not per session.
+pub struct FinalOutcomes {
     recorded: bool,
-) -> PolarsResult<DataFrame> {
-    let unended = if recorded { UNDELIVERED } else { UNKNOWN };
-    use std::collections::HashMap;
-    /// The final word on one copy: outcome, system, time, reason.
-    struct End<'a>(&'a str, &'a str, f64, Option<&'a str>);
-    let mut ended: HashMap<(&str, &str), End<'_>> = HashMap::new();
-    for s in sessions.iter().filter(|s| s.direction == "local" && (s.outcome == DELIVERED || s.outcome == BOUNCED)) {
+    ended: std::collections::HashMap<(String, String), FinalOutcome>,
+}
+
+struct FinalOutcome {
+    outcome: String,
+    system: String,
+    at: f64,
+    reason: Option<String>,
+}
+
+impl FinalOutcomes {
+    /// `recorded`: the run's relays wrote these rows (its manifest says `truth_outcomes`);
+    /// without it every outcome is `unknown`.
+    pub fn new(recorded: bool) -> Self {
+        FinalOutcomes { recorded, ended: Default::default() }
+    }
+
+    pub fn add(&mut self, s: &SessionRecord) {
+        if s.direction != "local" || (s.outcome != DELIVERED && s.outcome != BOUNCED) {
+            return;
+        }
         for m in &s.messages {
             for r in &m.rcpt_to {
                 // The first final word stands: a restarted relay may say it again.
-                ended.entry((m.message_id.as_str(), r.as_str())).or_insert(End(
-                    s.outcome.as_str(),
-                    s.system.as_str(),
-                    s.ended_at,
-                    s.error.as_deref(),
-                ));
+                self.ended.entry((m.message_id.clone(), r.clone())).or_insert_with(|| FinalOutcome {
+                    outcome: s.outcome.clone(),
+                    system: s.system.clone(),
+                    at: s.ended_at,
+                    reason: s.error.clone(),
+                });
             }
         }
     }
+
+    fn get(&self, message_id: &str, recipient: &str) -> Option<&FinalOutcome> {
+        self.ended.get(&(message_id.to_string(), recipient.to_string()))
+    }
+}
+
+/// `truth/outcomes.parquet`: one row per (submitted message, recipient), where its copy ended:
+/// `outcome` is `delivered` (into a mailbox of `system` at `at`), `bounced` (given up by
+/// `system`, `reason` from its last attempt), `undelivered` (nothing final when the run ended),
+/// or `unknown` (the run's relays did not record outcomes). A copy handed to the next hop is
+/// not final: it is followed there.
+pub fn truth_outcomes_frame(messages: &[TruthMessage], finals: &FinalOutcomes) -> PolarsResult<DataFrame> {
+    let unended = if finals.recorded { UNDELIVERED } else { UNKNOWN };
     struct Row<'a> {
         message: &'a TruthMessage,
         recipient: &'a str,
-        end: Option<&'a End<'a>>,
+        end: Option<&'a FinalOutcome>,
     }
     let rows: Vec<Row<'_>> = messages
         .iter()
         .flat_map(|m| {
-            m.recipients.iter().map(|r| Row {
-                message: m,
-                recipient: r.as_str(),
-                end: ended.get(&(m.message_id.as_str(), r.as_str())),
-            })
+            m.recipients.iter().map(|r| Row { message: m, recipient: r.as_str(), end: finals.get(&m.message_id, r) })
         })
         .collect();
     DataFrame::new(vec![
@@ -191,10 +215,10 @@ pub fn truth_outcomes_frame(
         str_col("message_id", rows.iter().map(|r| r.message.message_id.as_str())),
         str_col("sender_system", rows.iter().map(|r| r.message.sender_system.as_str())),
         str_col("recipient", rows.iter().map(|r| r.recipient)),
-        str_col("outcome", rows.iter().map(|r| r.end.map_or(unended, |e| e.0))),
-        opt_str_col("system", rows.iter().map(|r| r.end.map(|e| e.1))),
-        Column::new("at".into(), rows.iter().map(|r| r.end.map(|e| e.2)).collect::<Vec<_>>()),
-        opt_str_col("reason", rows.iter().map(|r| r.end.and_then(|e| e.3))),
+        str_col("outcome", rows.iter().map(|r| r.end.map_or(unended, |e| e.outcome.as_str()))),
+        opt_str_col("system", rows.iter().map(|r| r.end.map(|e| e.system.as_str()))),
+        Column::new("at".into(), rows.iter().map(|r| r.end.map(|e| e.at)).collect::<Vec<_>>()),
+        opt_str_col("reason", rows.iter().map(|r| r.end.and_then(|e| e.reason.as_deref()))),
     ])
 }
 

@@ -25,6 +25,57 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), AnalysisErro
     Ok(())
 }
 
+/// A Parquet file written a frame at a time (each frame a row group), for tables too large to
+/// build whole. Same compression as [`write_parquet`].
+pub struct ParquetChunks {
+    path: std::path::PathBuf,
+    file: Option<File>,
+    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+}
+
+impl ParquetChunks {
+    pub fn create(path: &Path) -> Result<Self, AnalysisError> {
+        ensure_parent(path)?;
+        let file = File::create(path).map_err(|e| AnalysisError::io(path, e))?;
+        Ok(Self { path: path.to_path_buf(), file: Some(file), writer: None })
+    }
+
+    /// Appends `df`; every frame must have the schema of the first.
+    pub fn write(&mut self, df: &DataFrame) -> Result<(), AnalysisError> {
+        if self.writer.is_none()
+            && let Some(file) = self.file.take()
+        {
+            let writer = ParquetWriter::new(file).with_compression(ParquetCompression::Snappy).batched(df.schema());
+            self.writer = Some(writer.map_err(|e| self.error(e))?);
+        }
+        match self.writer.as_mut() {
+            Some(w) => w.write_batch(df).map_err(|source| AnalysisError::Table {
+                path: self.path.clone(),
+                action: "write Parquet",
+                source,
+                hint: "check free disk space and permissions",
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn finish(self) -> Result<(), AnalysisError> {
+        if let Some(w) = &self.writer {
+            w.finish().map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, source: PolarsError) -> AnalysisError {
+        AnalysisError::Table {
+            path: self.path.clone(),
+            action: "write Parquet",
+            source,
+            hint: "check free disk space and permissions",
+        }
+    }
+}
+
 /// Writes `df` as CSV with a header row, replacing the file. Only flat columns can go to CSV.
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<(), AnalysisError> {
     ensure_parent(path)?;

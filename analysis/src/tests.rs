@@ -918,7 +918,12 @@ fn reused_four_tuple_is_told_apart_by_time_and_uid() {
 /// say: delivered, bounced (with the reason), or nothing final (undelivered).
 #[test]
 fn outcomes_follow_the_relays_final_records() {
-    use crate::record_frames::truth_outcomes_frame;
+    use crate::record_frames::{FinalOutcomes, truth_outcomes_frame};
+    let finals = |sessions: &[SessionRecord], recorded: bool| {
+        let mut f = FinalOutcomes::new(recorded);
+        sessions.iter().for_each(|s| f.add(s));
+        f
+    };
     let mut two = truth(2, "<m2>", "alpha", "beta");
     two.recipients.push("other@gamma.example".into());
     two.recipient_systems.push("gamma".into());
@@ -939,7 +944,7 @@ fn outcomes_follow_the_relays_final_records() {
         // A repeat after a restart does not change the first final word.
         local("delivered", "gamma", "<m2>", "other@gamma.example", None),
     ];
-    let df = truth_outcomes_frame(&messages, &sessions, true).expect("frame");
+    let df = truth_outcomes_frame(&messages, &finals(&sessions, true)).expect("frame");
     assert_eq!(df.height(), 3);
     let col = |name: &str| -> Vec<Option<String>> {
         df.column(name).expect(name).str().expect("str").into_iter().map(|v| v.map(str::to_string)).collect()
@@ -951,7 +956,7 @@ fn outcomes_follow_the_relays_final_records() {
     assert_eq!(col("reason"), [None, None, s("<other@gamma.example>: 550 no")]);
 
     // A run whose relays did not record outcomes says so, rather than "undelivered".
-    let old = truth_outcomes_frame(&messages, &sessions[..1], false).expect("frame");
+    let old = truth_outcomes_frame(&messages, &finals(&sessions[..1], false)).expect("frame");
     let outcomes: Vec<Option<&str>> = old.column("outcome").expect("outcome").str().expect("str").into_iter().collect();
     assert_eq!(outcomes, [Some("unknown"); 3]);
 }

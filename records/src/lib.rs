@@ -263,6 +263,44 @@ where
     }
 }
 
+/// Reads a JSON-lines file a chunk of records at a time, so a file larger than memory can be
+/// converted; errors are those of [`read_jsonl`], with the same line numbers.
+pub struct JsonlChunks<T> {
+    name: String,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    /// Lines read so far (blank ones included), for error messages.
+    line: usize,
+    _records: std::marker::PhantomData<T>,
+}
+
+impl<T: serde::de::DeserializeOwned> JsonlChunks<T> {
+    pub fn open(path: &Path) -> Result<Self, RecordError> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| RecordError::Io { path: name.clone(), source })?;
+        Ok(Self { name, lines: std::io::BufReader::new(file).lines(), line: 0, _records: std::marker::PhantomData })
+    }
+
+    /// The next (up to) `n` records; empty at the end of the file.
+    pub fn next_chunk(&mut self, n: usize) -> Result<Vec<T>, RecordError> {
+        let mut out = Vec::with_capacity(n.min(1 << 16));
+        while out.len() < n {
+            let Some(line) = self.lines.next() else { break };
+            self.line += 1;
+            let line = line.map_err(|source| RecordError::Io { path: self.name.clone(), source })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec = serde_json::from_str(&line).map_err(|source| RecordError::Parse {
+                path: self.name.clone(),
+                line: self.line,
+                source,
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
 /// Writes records as JSON lines, replacing the file.
 pub fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> Result<(), RecordError> {
     let name = path.display().to_string();
@@ -318,6 +356,11 @@ mod tests {
         let p = dir.join("x.jsonl");
         std::fs::write(&p, "{\"seq\":1}\n\nnot json\n").expect("write");
         let err = read_jsonl::<serde_json::Value>(&p).expect_err("line 3 is bad");
+        assert!(err.to_string().contains("x.jsonl:3:"), "{err}");
+        let mut chunks = JsonlChunks::<serde_json::Value>::open(&p).expect("open");
+        let first = chunks.next_chunk(1).expect("line 1 is good");
+        assert_eq!(first.len(), 1);
+        let err = chunks.next_chunk(5).expect_err("line 3 is bad");
         assert!(err.to_string().contains("x.jsonl:3:"), "{err}");
     }
 }

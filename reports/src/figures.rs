@@ -134,30 +134,67 @@ pub fn exposure_chart(summary: &Summary) -> StackedShareChart {
 }
 
 /// Every system named by the pair table, sorted.
-fn systems_of(summary: &Summary) -> Vec<String> {
-    let mut names: Vec<String> = summary.pairs.iter().flat_map(|p| [p.sender.clone(), p.receiver.clone()]).collect();
+fn systems_of(pairs: &[PairRow]) -> Vec<String> {
+    let mut names: Vec<String> = pairs.iter().flat_map(|p| [p.sender.clone(), p.receiver.clone()]).collect();
     names.sort();
     names.dedup();
     names
 }
 
+/// Most rows and columns a heatmap draws; beyond, the busiest systems keep their own row and
+/// the rest are pooled into one. 200 systems drawn one by one made an 18,000-pixel-wide image
+/// (a gigabyte of bitmap) that nobody can read.
+pub const MAX_SYSTEMS_MAPPED: usize = 24;
+
+/// The heatmap's rows (and columns): system names, or the pooled rest; and for each system of
+/// the run, the row it is drawn in.
+fn mapped_systems(pairs: &[PairRow]) -> (Vec<String>, std::collections::HashMap<String, usize>) {
+    let systems = systems_of(pairs);
+    if systems.len() <= MAX_SYSTEMS_MAPPED {
+        let index = systems.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        return (systems, index);
+    }
+    let mut volume: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for p in pairs {
+        *volume.entry(p.sender.as_str()).or_default() += p.messages;
+        *volume.entry(p.receiver.as_str()).or_default() += p.messages;
+    }
+    let mut busiest: Vec<&String> = systems.iter().collect();
+    busiest.sort_by(|a, b| volume[b.as_str()].cmp(&volume[a.as_str()]).then(a.cmp(b)));
+    let mut kept: Vec<String> = busiest[..MAX_SYSTEMS_MAPPED - 1].iter().map(|s| s.to_string()).collect();
+    kept.sort();
+    let pooled = systems.len() - kept.len();
+    let mut index: std::collections::HashMap<String, usize> = systems.iter().map(|s| (s.clone(), kept.len())).collect();
+    for (i, s) in kept.iter().enumerate() {
+        index.insert(s.clone(), i);
+    }
+    kept.push(format!("{pooled} others"));
+    (kept, index)
+}
+
 /// Messages and bytes per system pair: the ground truth beside what the eavesdropper estimated
 /// from the tap alone.
 pub fn volume_heatmap(summary: &Summary) -> HeatmapFigure {
-    let systems = systems_of(summary);
+    volume_heatmap_of(&summary.pairs)
+}
+
+fn volume_heatmap_of(pairs: &[PairRow]) -> HeatmapFigure {
+    let (systems, index) = mapped_systems(pairs);
+    let n = systems.len();
     let matrix = |value: fn(&PairRow) -> u64| -> Vec<Vec<Option<f64>>> {
-        systems
-            .iter()
-            .map(|s| {
-                systems
-                    .iter()
-                    .map(|r| summary.pairs.iter().find(|p| &p.sender == s && &p.receiver == r).map(|p| value(p) as f64))
-                    .collect()
-            })
-            .collect()
+        let mut m = vec![vec![None; n]; n];
+        for p in pairs {
+            let cell: &mut Option<f64> = &mut m[index[&p.sender]][index[&p.receiver]];
+            *cell = Some(cell.unwrap_or(0.0) + value(p) as f64);
+        }
+        m
     };
+    let pooled = systems_of(pairs).len() > n;
     HeatmapFigure {
-        title: "Volume between systems: ground truth beside the eavesdropper's estimate".to_string(),
+        title: format!(
+            "Volume between systems: ground truth beside the eavesdropper's estimate{}",
+            if pooled { format!(" (the {} busiest systems; the rest pooled)", n - 1) } else { String::new() }
+        ),
         matrices: vec![
             Matrix {
                 title: "Messages (truth)".into(),
@@ -368,4 +405,46 @@ pub fn adoption_chart(sweep: &SweepSummary) -> Option<LineChart> {
             "95% t-interval over seeds".to_string()
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(sender: &str, receiver: &str, messages: u64) -> PairRow {
+        PairRow {
+            sender: sender.into(),
+            receiver: receiver.into(),
+            messages,
+            bytes_true: messages * 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_heatmap_of_many_systems_keeps_the_busiest_and_pools_the_rest() {
+        // 40 systems in a ring; s00 -> s01 carries the most, so s00 and s01 must keep their rows.
+        let pairs: Vec<PairRow> = (0..40)
+            .map(|i| pair(&format!("s{i:02}"), &format!("s{:02}", (i + 1) % 40), if i == 0 { 1000 } else { 1 + i }))
+            .collect();
+        let fig = volume_heatmap_of(&pairs);
+        assert_eq!(fig.systems.len(), MAX_SYSTEMS_MAPPED);
+        assert_eq!(fig.systems.last().map(String::as_str), Some("17 others"));
+        assert!(fig.systems.contains(&"s00".to_string()) && fig.systems.contains(&"s01".to_string()));
+        let total = |m: &Matrix| m.values.iter().flatten().flatten().sum::<f64>();
+        let truth: u64 = pairs.iter().map(|p| p.messages).sum();
+        assert_eq!(total(&fig.matrices[0]), truth as f64, "pooling keeps every message");
+        assert_eq!(total(&fig.matrices[2]), truth as f64 * 10.0);
+        assert_eq!(fig.matrices[0].values[0][1], Some(1000.0), "s00 -> s01 in its own cell");
+        assert!(fig.title.contains("23 busiest"), "{}", fig.title);
+    }
+
+    #[test]
+    fn a_heatmap_of_few_systems_draws_each() {
+        let pairs = vec![pair("a", "b", 3), pair("b", "c", 2)];
+        let fig = volume_heatmap_of(&pairs);
+        assert_eq!(fig.systems, ["a", "b", "c"]);
+        assert_eq!(fig.matrices[0].values[0], vec![None, Some(3.0), None]);
+        assert!(!fig.title.contains("pooled"));
+    }
 }

@@ -13,6 +13,8 @@ pub mod recorder;
 pub mod run_dir;
 pub mod runner;
 pub mod schema;
+pub mod session_merge;
+pub mod submission;
 pub mod sweep;
 pub mod traffic;
 

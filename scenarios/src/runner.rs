@@ -1,22 +1,20 @@
 //! The runner: relays up, tap on, mail in, queues drained, tap off, capture dissected.
 //! Analysis and the report are the binary's job (they read the files this writes).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use records::{TapRecord, TruthMessage};
+use records::TapRecord;
 use relay::{Relay, RelayConfig, RelayHandle, TlsIdentity};
 use serde_json::json;
 
 use crate::error::ScenarioError;
-use crate::inject::{Submission, Submitter};
 use crate::pki::Pki;
 use crate::progress::{bar, say};
 use crate::schema::Scenario;
-use crate::traffic::{self, Generated, User};
+use crate::traffic::{self, User};
 
 pub struct RunOptions {
     /// Parent of run directories (`runs/` by default).
@@ -134,11 +132,12 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         .enable_all()
         .build()
         .map_err(ScenarioError::io("tokio runtime"))?;
-    let users = traffic::users(s);
-    let generated = traffic::generate(s, &users)?;
+    let users = Arc::new(traffic::users(s));
+    // The traffic is generated while it is submitted; a generator that cannot start fails here,
+    // before any relay does.
+    traffic::Generator::new(s, &users)?;
     let mut recorded = None;
-    let driven =
-        runtime.block_on(drive(s, &run_dir, &users, generated, &mut network, opts.relay_exe.as_deref(), &mut recorded));
+    let driven = runtime.block_on(drive(s, &run_dir, users, &mut network, opts.relay_exe.as_deref(), &mut recorded));
     // Stop the capture whatever happened: what was captured is kept.
     let capture_stats = match capture {
         Some(c) => {
@@ -149,16 +148,14 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     };
     // Namespaces go only after the capture on their bridge has stopped.
     drop(network);
-    let (truth, submissions, stuck) = driven?;
-    records::write_jsonl(&run_dir.join("truth/messages.jsonl"), &truth)
-        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    let (messages, submissions, stuck) = driven?;
     records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
         .map_err(|e| ScenarioError::Run(e.to_string()))?;
     merge_system_files(s, &run_dir)?;
 
     let mut outcome = RunOutcome {
         run_dir: run_dir.clone(),
-        messages: truth.len(),
+        messages,
         capture: capture_stats,
         tap_sessions: 0,
         tap_transactions: 0,
@@ -237,12 +234,11 @@ pub fn write_tap_records(
 async fn drive(
     s: &Scenario,
     run_dir: &Path,
-    users: &[User],
-    generated: Vec<Generated>,
+    users: Arc<Vec<User>>,
     network: &mut Option<crate::netns::Network>,
     relay_exe: Option<&Path>,
     recorded: &mut Option<tap::capture::CaptureStats>,
-) -> Result<(Vec<TruthMessage>, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
+) -> Result<(usize, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
     let pki = Pki::new(&s.scenario.name)?;
     pki.write_ca(&run_dir.join("pki"))?;
     // With the link recorder, every system's MX is a proxy in front of its relay.
@@ -330,80 +326,20 @@ async fn drive(
             }
         }
     }
-    say(&format!("{} relays up; submitting {} messages", s.systems.len(), generated.len()));
-
-    // The truth is taken before the messages move into the submitters (no second copy).
-    let truth: Vec<TruthMessage> = generated
-        .iter()
-        .map(|g| {
-            let mut systems: Vec<String> =
-                g.recipients.iter().map(|&r| s.systems[users[r].system].name.clone()).collect();
-            systems.dedup();
-            TruthMessage {
-                seq: g.seq,
-                message_id: g.message_id.clone(),
-                sender: users[g.sender].address.clone(),
-                sender_system: s.systems[users[g.sender].system].name.clone(),
-                recipients: g.recipients.iter().map(|&r| users[r].address.clone()).collect(),
-                recipient_systems: systems,
-                subject: g.subject.clone(),
-                bytes: g.bytes.len() as u64,
-                sha256: relay::sha256_hex(&g.bytes),
-                submitted_at: g.scheduled_at,
-            }
-        })
-        .collect();
-    let total = generated.len();
-    // One submission connection per sending system, all systems at once.
-    let pb = bar(total as u64, "submitting");
-    let mut by_system: BTreeMap<usize, Vec<Generated>> = BTreeMap::new();
-    for g in generated {
-        by_system.entry(users[g.sender].system).or_default().push(g);
-    }
-    let users_shared: Arc<Vec<User>> = Arc::new(users.to_vec());
-    let traffic_start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (sys, msgs) in by_system {
-        let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
-        let (pb, users) = (pb.clone(), users_shared.clone());
-        tasks.spawn(async move {
-            let mut client = Submitter::connect(addr, "submitter.localhost").await?;
-            let mut times = Vec::new();
-            for g in msgs {
-                // Poisson arrivals: each message waits for its scheduled time.
-                let at = Duration::try_from_secs_f64(g.scheduled_at)
-                    .ok()
-                    .and_then(|d| traffic_start.checked_add(d))
-                    .ok_or_else(|| {
-                        ScenarioError::Run(format!("message {}: arrival time {} s", g.seq, g.scheduled_at))
-                    })?;
-                tokio::time::sleep_until(at).await;
-                if crate::interrupt::interrupted() {
-                    break;
-                }
-                let sub = Submission {
-                    from: &users[g.sender].address,
-                    to: g.recipients.iter().map(|&r| users[r].address.as_str()).collect(),
-                    bytes: &g.bytes,
-                };
-                client.submit(&sub).await?;
-                times.push((g.seq, now()));
-                pb.inc(1);
-            }
-            client.quit().await;
-            Ok::<_, ScenarioError>(times)
-        });
-    }
-    let mut submitted_at: BTreeMap<u64, f64> = BTreeMap::new();
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(times)) => submitted_at.extend(times),
-            Ok(Err(e)) => first_error = first_error.or(Some(e)),
-            Err(e) => first_error = first_error.or(Some(ScenarioError::Run(format!("submission task failed: {e}")))),
-        }
-    }
-    pb.finish_and_clear();
+    let t = &s.traffic;
+    say(&match t.duration {
+        Some(d) => format!(
+            "{} relays up; submitting Poisson arrivals at {}/s for {d} s (about {:.0} messages)",
+            s.systems.len(),
+            t.rate,
+            t.rate * d
+        ),
+        None => format!("{} relays up; submitting {} messages", s.systems.len(), t.message_count()),
+    });
+    // Generated, submitted and written to the truth as it goes: never all in memory at once.
+    let submitted = crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl")).await;
+    let (submitted_at, first_error) = (submitted.times, submitted.error);
+    let total = submitted_at.len();
 
     say("all messages submitted; waiting for the queues to drain");
     let drain = bar(total as u64, "delivering");
@@ -437,26 +373,26 @@ async fn drive(
         return Err(e);
     }
 
-    // Only what was submitted is truth (an interrupted run stops early).
-    let truth: Vec<TruthMessage> = truth.into_iter().filter(|t| submitted_at.contains_key(&t.seq)).collect();
     // Wall-clock submission times: timing, kept apart from the deterministic truth.
     let submissions = submitted_at.iter().map(|(seq, t)| json!({"seq": seq, "submitted_at": t})).collect();
-    Ok((truth, submissions, stuck))
+    Ok((total, submissions, stuck))
 }
 
 /// Concatenates each system's session records and key log into the run's truth files.
 fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
-    let mut sessions: Vec<records::SessionRecord> = Vec::new();
-    let mut keys = String::new();
+    // Copied file by file: the key log of a large run is hundreds of MB.
+    let keys_io = |source| ScenarioError::Io { what: run_dir.join("keys.log").display().to_string(), source };
+    let mut keys = std::io::BufWriter::new(std::fs::File::create(run_dir.join("keys.log")).map_err(&keys_io)?);
     let mut systems = Vec::new();
+    let mut session_files = Vec::new();
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
         let path = dir.join("sessions.jsonl");
         if path.exists() {
-            sessions.extend(records::read_jsonl(&path).map_err(|e| ScenarioError::Run(e.to_string()))?);
+            session_files.push(path);
         }
-        if let Ok(k) = std::fs::read_to_string(dir.join("keys.log")) {
-            keys.push_str(&k);
+        if let Ok(mut k) = std::fs::File::open(dir.join("keys.log")) {
+            std::io::copy(&mut k, &mut keys).map_err(&keys_io)?;
         }
         systems.push(json!({
             "name": sys.name,
@@ -471,15 +407,12 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.
     let by_ip: std::collections::HashMap<String, String> =
         (0..s.systems.len()).map(|i| (s.address(i).to_string(), s.systems[i].name.clone())).collect();
-    for r in &mut sessions {
+    crate::session_merge::merge_sorted(&session_files, &run_dir.join("truth/sessions.jsonl"), |r| {
         if r.peer_system.is_none() && r.direction == "outbound" {
             r.peer_system = by_ip.get(r.peer_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("")).cloned();
         }
-    }
-    sessions.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
-    records::write_jsonl(&run_dir.join("truth/sessions.jsonl"), &sessions)
-        .map_err(|e| ScenarioError::Run(e.to_string()))?;
-    std::fs::write(run_dir.join("keys.log"), keys).map_err(ScenarioError::io("keys.log"))?;
+    })?;
+    std::io::Write::flush(&mut keys).map_err(&keys_io)?;
     // Where the tap sat: every unordered system pair, and whether its line was tapped.
     let tapped: Option<std::collections::HashSet<(usize, usize)>> = s.tapped_links().map(|v| v.into_iter().collect());
     let n = s.systems.len();
@@ -512,10 +445,6 @@ fn new_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
         }
     }
     unreachable!("the loop above returns")
-}
-
-fn now() -> f64 {
-    relay::now_secs()
 }
 
 pub fn now_rfc3339() -> String {

@@ -172,6 +172,9 @@ pub struct Meta {
     pub allow_undelivered: bool,
 }
 
+/// Upper bound of rate × duration: a typo in either should fail, not run for days.
+const MAX_EXPECTED_MESSAGES: f64 = 10_000_000.0;
+
 fn default_seed() -> u64 {
     1997
 }
@@ -224,7 +227,13 @@ impl Default for Network {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Traffic {
-    pub messages: usize,
+    /// Messages to submit; the other way to say how much traffic is `duration`. Neither: 300.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<usize>,
+    /// Seconds of Poisson arrivals at `rate`, submitted in real time: the traffic is every
+    /// arrival before this time. Needs `rate` > 0; excludes `messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
     pub users_per_system: usize,
     /// Median message size in bytes (log-normal).
     pub size_median: f64,
@@ -248,7 +257,8 @@ pub struct Traffic {
 impl Default for Traffic {
     fn default() -> Self {
         Self {
-            messages: 300,
+            messages: None,
+            duration: None,
             users_per_system: 10,
             size_median: 4000.0,
             size_sigma: 0.9,
@@ -260,6 +270,16 @@ impl Default for Traffic {
             correspondents: "uniform".into(),
             zipf_exponent: 1.0,
         }
+    }
+}
+
+/// Messages of a scenario that gives neither `messages` nor `duration`.
+pub const DEFAULT_MESSAGES: usize = 300;
+
+impl Traffic {
+    /// The message count of a count-based scenario (`messages`, or the default).
+    pub fn message_count(&self) -> usize {
+        self.messages.unwrap_or(DEFAULT_MESSAGES)
     }
 }
 
@@ -397,6 +417,10 @@ impl Scenario {
         let mut s = s;
         s.expand_population(path)?;
         s.validate(path)?;
+        // The resolved scenario (written to every run directory) says how much traffic it had.
+        if s.traffic.duration.is_none() {
+            s.traffic.messages = Some(s.traffic.message_count());
+        }
         Ok(s)
     }
 
@@ -626,10 +650,10 @@ impl Scenario {
             ));
         }
         let t = &self.traffic;
-        if t.messages == 0 || t.users_per_system == 0 || t.max_recipients == 0 {
+        if t.messages == Some(0) || t.users_per_system == 0 || t.max_recipients == 0 {
             return Err(bad("traffic", "messages, users_per_system and max_recipients must be at least 1".into()));
         }
-        if t.messages > MAX_MESSAGES {
+        if t.messages.is_some_and(|m| m > MAX_MESSAGES) {
             return Err(bad(
                 "traffic.messages",
                 "at most 10,000,000 messages in one run; split a larger study into a sweep over seeds".into(),
@@ -658,6 +682,33 @@ impl Scenario {
                 "traffic.rate",
                 "messages per second: 0 (as fast as possible) or between 0.000001 and 1e9".into(),
             ));
+        }
+        if let Some(d) = t.duration {
+            if t.messages.is_some() {
+                return Err(bad(
+                    "traffic.duration",
+                    "give either messages (a count) or duration (seconds of arrivals), not both".into(),
+                ));
+            }
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(bad("traffic.duration", format!("{d}: seconds of traffic, > 0")));
+            }
+            if t.rate == 0.0 {
+                return Err(bad(
+                    "traffic.duration",
+                    "a duration needs Poisson arrivals: set traffic.rate (messages per second) > 0".into(),
+                ));
+            }
+            // Every load loop bounded: the generator stops at the duration, and this bounds that.
+            if d * t.rate > MAX_EXPECTED_MESSAGES {
+                return Err(bad(
+                    "traffic.duration",
+                    format!(
+                        "rate × duration = {:.0} expected messages; at most {MAX_EXPECTED_MESSAGES:.0}",
+                        d * t.rate
+                    ),
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&t.attachment_probability) || t.attachment_median < 1.0 {
             return Err(bad(
@@ -823,5 +874,25 @@ mod tests {
         let clash = text.replace("dns = \"server\"", "dns = \"server\"\ndns_address = \"127.0.2.1\"");
         let e = Scenario::parse(&clash, "d.toml").expect_err("a system's address").to_string();
         assert!(e.contains("network.dns_address"), "{e}");
+    }
+
+    #[test]
+    fn traffic_is_a_count_or_a_duration() {
+        let with = |extra: &str| crate::DEFAULT_SCENARIO.replace("[traffic]\n", &format!("[traffic]\n{extra}\n"));
+        assert!(crate::DEFAULT_SCENARIO.contains("[traffic]\n"), "the default scenario has a [traffic] table");
+        let e = Scenario::parse(&with("duration = 60\nrate = 5.0"), "x.toml").expect_err("both").to_string();
+        assert!(e.contains("traffic.duration") && e.contains("not both"), "{e}");
+        let text = with("duration = 60").replace("messages = 300\n", "");
+        let e = Scenario::parse(&text, "x.toml").expect_err("no rate").to_string();
+        assert!(e.contains("traffic.rate"), "{e}");
+        let e = Scenario::parse(&text.replace("duration = 60", "duration = -1\nrate = 2.0"), "x.toml")
+            .expect_err("negative")
+            .to_string();
+        assert!(e.contains("traffic.duration"), "{e}");
+        let s = Scenario::parse(&text.replace("duration = 60", "duration = 60\nrate = 2.0"), "x.toml").expect("valid");
+        assert_eq!((s.traffic.duration, s.traffic.messages), (Some(60.0), None));
+        // Neither: the default count, written out in the resolved scenario.
+        let s = Scenario::parse(&crate::DEFAULT_SCENARIO.replace("messages = 300\n", ""), "x.toml").expect("valid");
+        assert_eq!(s.traffic.messages, Some(300));
     }
 }

@@ -185,10 +185,10 @@ mod tests {
         assert_eq!(s.keys, vec!["systems.2.starttls", "traffic.messages"]);
         let p = &s.points[0];
         assert_eq!(p.dir_name, "systems.2.starttls=false_traffic.messages=10-s1");
-        assert_eq!(p.scenario.traffic.messages, 10);
+        assert_eq!(p.scenario.traffic.messages, Some(10));
         assert!(!p.scenario.systems[2].starttls);
         let last = &s.points[11];
-        assert_eq!((last.seed, last.scenario.traffic.messages, last.scenario.systems[2].starttls), (2, 30, true));
+        assert_eq!((last.seed, last.scenario.traffic.messages, last.scenario.systems[2].starttls), (2, Some(30), true));
         // Each point's file is self-contained: it parses back to the same scenario.
         let again = Scenario::parse(&last.toml, "point").expect("point file");
         assert_eq!(again.point, last.scenario.point);
