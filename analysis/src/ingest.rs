@@ -140,6 +140,15 @@ fn write_frame(frame: PolarsResult<DataFrame>, path: &Path) -> Result<(), Analys
     write_parquet(&mut df, path)
 }
 
+/// Whether the run's relays recorded final outcomes (`"truth_outcomes": true` in the manifest):
+/// runs made before they did, or without a manifest, give `unknown` outcomes.
+fn outcomes_recorded(layout: &RunLayout) -> bool {
+    std::fs::read_to_string(layout.manifest_json())
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["truth_outcomes"] == true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,13 +195,4 @@ mod tests {
         assert_eq!((empty.height(), empty.width()), (0, record_frames::tap_sessions_frame(&[]).expect("f").width()));
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Whether the run's relays recorded final outcomes (`"truth_outcomes": true` in the manifest):
-/// runs made before they did, or without a manifest, give `unknown` outcomes.
-fn outcomes_recorded(layout: &RunLayout) -> bool {
-    std::fs::read_to_string(layout.manifest_json())
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["truth_outcomes"] == true)
 }
