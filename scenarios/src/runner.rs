@@ -29,6 +29,20 @@ pub struct RunOptions {
     pub relay_exe: Option<PathBuf>,
 }
 
+impl RunOptions {
+    /// A new timestamped run directory under `out_dir`, for a scenario that came from `source`;
+    /// no netns relay binary (the loopback backend runs the relays in this process).
+    pub fn new(out_dir: impl Into<PathBuf>, source: &str) -> Self {
+        RunOptions {
+            out_dir: out_dir.into(),
+            run_dir: None,
+            source: source.into(),
+            command_line: source.into(),
+            relay_exe: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RunOutcome {
     pub run_dir: PathBuf,

@@ -54,13 +54,7 @@ fn relays_find_mx_through_dns_and_the_tap_sees_the_queries() {
     let dns = scenario.dns_server().expect("a DNS server");
     assert_eq!(dns, "127.0.61.53:53".parse::<SocketAddr>().expect("addr"), "the documented default");
     let out = std::env::temp_dir().join(format!("smtplab-e2e-dns-{}", std::process::id()));
-    let opts = RunOptions {
-        out_dir: out.clone(),
-        run_dir: None,
-        source: "test".into(),
-        command_line: "test".into(),
-        relay_exe: None,
-    };
+    let opts = RunOptions::new(out.clone(), "test");
     let outcome = scenarios::run(&scenario, &opts).expect("run (needs root: live tap, port 53)");
     assert!(outcome.stuck.is_empty(), "stuck: {:?}", outcome.stuck);
     let dir = &outcome.run_dir;

@@ -46,13 +46,7 @@ starttls = false
 fn plaintext_links_leak_everything_starttls_links_only_volume() {
     let scenario = Scenario::parse(SCENARIO, "e2e-small").expect("valid scenario");
     let out = std::env::temp_dir().join(format!("smtplab-e2e-{}", std::process::id()));
-    let opts = RunOptions {
-        out_dir: out.clone(),
-        run_dir: None,
-        source: "test".into(),
-        command_line: "test".into(),
-        relay_exe: None,
-    };
+    let opts = RunOptions::new(out.clone(), "test");
     let outcome = scenarios::run(&scenario, &opts).expect("run (needs root or CAP_NET_RAW for the live tap)");
     assert!(outcome.stuck.is_empty(), "stuck: {:?}", outcome.stuck);
     assert!(outcome.tap_error.is_none(), "{:?}", outcome.tap_error);

@@ -42,13 +42,7 @@ fn encrypt_senders_defer_towards_systems_without_starttls() {
     assert_eq!((policy(relay::OutboundTls::May), policy(relay::OutboundTls::Encrypt)), (2, 1));
 
     let out = std::env::temp_dir().join(format!("smtplab-e2e-mix-{}", std::process::id()));
-    let opts = RunOptions {
-        out_dir: out.clone(),
-        run_dir: None,
-        source: "test".into(),
-        command_line: "test".into(),
-        relay_exe: None,
-    };
+    let opts = RunOptions::new(out.clone(), "test");
     let outcome = scenarios::run(&scenario, &opts).expect("run");
     let dir = &outcome.run_dir;
     let truth: Vec<TruthMessage> = read_jsonl(&dir.join("truth/messages.jsonl")).expect("truth");
