@@ -51,6 +51,10 @@ pub struct TapArgs {
     /// whether or not the packets are kept).
     #[arg(long, value_name = "FILE", requires = "live")]
     pub write: Option<PathBuf>,
+    /// Also write every message seen whole in the clear into DIR, one `<uid>-<trans_depth>.eml`
+    /// each (as dsniff's mailsnarf does); its sha256 is the transaction's `sha256`.
+    #[arg(long, value_name = "DIR")]
+    pub extract: Option<PathBuf>,
     /// Bytes kept of each packet in a live capture.
     #[arg(long, value_name = "BYTES", default_value_t = 262_144, requires = "live")]
     pub snaplen: i32,
@@ -74,31 +78,72 @@ pub fn run(args: TapArgs) -> Result<ExitCode> {
     }
     let Some(capture) = &args.capture else { bail!("give a capture file, or --live IFACE") };
     let source = if capture.as_os_str() == "-" {
-        Source::Stream { name: "standard input".into(), input: Box::new(std::io::stdin().lock()) }
+        Input::Stream { name: "standard input".into(), input: Box::new(std::io::stdin().lock()) }
     } else {
-        Source::File(capture.clone())
+        Input::File(capture.clone())
     };
+    let source = Source { input: source, extract: args.extract.clone() };
     dissect(source, &args)
 }
 
 /// Where the packets come from: a capture file, or a pcap byte stream (standard input, as in
 /// `tcpdump -w - | smtplab tap -`, or a live capture) read as it arrives.
-enum Source {
+struct Source {
+    input: Input,
+    /// `--extract DIR`: write each message seen whole there.
+    extract: Option<PathBuf>,
+}
+
+enum Input {
     File(PathBuf),
     Stream { name: String, input: Box<dyn std::io::Read> },
 }
 
 impl Source {
     fn is_stream(&self) -> bool {
-        matches!(self, Source::Stream { .. })
+        matches!(self.input, Input::Stream { .. })
     }
 
-    fn read(self, on_record: impl FnMut(TapRecord) -> ControlFlow<()>) -> Result<tap::ReadSummary, tap::TapError> {
-        match self {
-            Source::File(path) => tap::dissect_file_with(&path, on_record),
-            Source::Stream { name, input } => tap::dissect_stream_with(&name, input, on_record),
+    fn read(self, mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>) -> Result<tap::ReadSummary> {
+        let Some(dir) = self.extract else {
+            return Ok(match self.input {
+                Input::File(path) => tap::dissect_file_with(&path, on_record)?,
+                Input::Stream { name, input } => tap::dissect_stream_with(&name, input, on_record)?,
+            });
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let (mut saved, mut failed) = (0u64, None);
+        let mut each = |r: TapRecord, message: Option<Vec<u8>>| {
+            if let (TapRecord::Transaction(t), Some(m)) = (&r, message) {
+                match save_message(&dir, t, &m) {
+                    Ok(()) => saved += 1,
+                    Err(e) => {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            on_record(r)
+        };
+        let summary = match self.input {
+            Input::File(path) => tap::dissect_file_with_messages(&path, &mut each)?,
+            Input::Stream { name, input } => tap::dissect_with_messages(&name, input, true, &mut each)?,
+        };
+        if let Some(e) = failed {
+            return Err(e);
         }
+        eprintln!("{saved} messages seen whole written to {}", dir.display());
+        Ok(summary)
     }
+}
+
+/// Writes one message as the eavesdropper reassembled it (dot-unstuffed, CRLF line ends), named
+/// by its session and transaction: `<uid>-<trans_depth>.eml`, a file any mail client opens and
+/// whose sha256 is the transaction's.
+fn save_message(dir: &Path, t: &TapTransaction, message: &[u8]) -> Result<()> {
+    // The uid is the tap's own (C + hex), never a name from the wire.
+    let path = dir.join(format!("{}-{}.eml", t.uid, t.trans_depth));
+    std::fs::write(&path, message).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Reads the packets and writes their records in the chosen format.
@@ -523,7 +568,8 @@ fn live(args: &TapArgs, iface: &str) -> Result<ExitCode> {
             capture.stop()
         })
     };
-    let dissected = dissect(Source::Stream { name: format!("live capture on {iface}"), input: Box::new(stream) }, args);
+    let input = Input::Stream { name: format!("live capture on {iface}"), input: Box::new(stream) };
+    let dissected = dissect(Source { input, extract: args.extract.clone() }, args);
     stop.store(true, Ordering::SeqCst);
     let stats = stopper.join().map_err(|_| anyhow::anyhow!("the capture thread panicked"))??;
     eprintln!(

@@ -369,3 +369,37 @@ fn live_capture_stops_at_ctrl_c() {
 fn scratch(name: &str) -> PathBuf {
     common::scratch("tap-cli", name)
 }
+
+/// `--extract DIR` writes every message the eavesdropper saw whole, one `.eml` per transaction,
+/// byte for byte the message whose sha256 the transaction reports; records are unchanged.
+#[test]
+fn extract_writes_each_whole_message_with_the_transactions_sha256() {
+    let dir = scratch("extract");
+    let out = dir.join("mail");
+    let pcap = data("pcaps/zeek/smtp.pcap");
+    let plain = smtplab(&["tap", &pcap, "--format", "jsonl"]);
+    let r = smtplab(&["tap", &pcap, "--format", "jsonl", "--extract", &out.display().to_string()]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    assert_eq!(text(&r.stdout), text(&plain.stdout), "extraction changes no record");
+    let mut whole = 0;
+    for line in text(&r.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        if v["record"] != "transaction" {
+            continue;
+        }
+        let file = out.join(format!("{}-{}.eml", v["uid"].as_str().expect("uid"), v["trans_depth"]));
+        match v["sha256"].as_str() {
+            Some(sha) => {
+                let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                assert_eq!(relay::sha256_hex(&bytes), sha, "{}", file.display());
+                whole += 1;
+            }
+            None => assert!(!file.exists(), "no file for a message not seen whole"),
+        }
+    }
+    assert!(whole > 0, "the trace carries a whole message");
+    let files = std::fs::read_dir(&out).expect("out").count();
+    assert_eq!(files, whole, "one file per whole message");
+    assert!(text(&r.stderr).contains(&format!("{whole} messages seen whole written to")), "{}", text(&r.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

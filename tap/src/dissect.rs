@@ -304,21 +304,41 @@ pub fn dissect_file_with(
     path: &Path,
     on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
+    let (name, file) = open_capture(path)?;
+    dissect_reader_with(&name, file, on_record)
+}
+
+/// [`dissect_file_with`] that also hands each transaction's whole message, as
+/// [`dissect_with_messages`] does.
+pub fn dissect_file_with_messages(
+    path: &Path,
+    on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
+    let (name, file) = open_capture(path)?;
+    dissect_with_messages(&name, file, false, on_record)
+}
+
+/// The capture file, opened, with its name for errors.
+fn open_capture(path: &Path) -> Result<(String, std::fs::File), TapError> {
     let name = path.display().to_string();
     // Opening a directory succeeds on Unix and then reads as an empty file: say what it is.
     if path.is_dir() {
         return Err(TapError::Open { path: name, detail: "is a directory; give a pcap or pcapng file".into() });
     }
     let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
-    dissect_reader_with(&name, file, on_record)
+    Ok((name, file))
 }
 
 /// Flows waiting for the dissecting thread.
 const QUEUE: usize = 16;
 
+/// What the worker made of a finished flow: the session, its transactions, and for each
+/// transaction its whole message (kept only when the caller asked for messages).
+type Finished = (TapSession, Vec<TapTransaction>, Vec<Option<Vec<u8>>>);
+
 /// A flow dissected by the worker: its records (`None`: not SMTP) and the bytes it held.
 struct Done {
-    records: Option<(TapSession, Vec<TapTransaction>)>,
+    records: Option<Finished>,
     stored: usize,
 }
 
@@ -335,11 +355,21 @@ struct Limits {
     /// Read the TLS of STARTTLS sessions as it comes ([`Flow::skip_tls_when_started`]); off in
     /// tests that check this changes no record.
     skip_tls: bool,
+    /// Hand each whole message to the caller with its transaction (`smtplab tap --extract`);
+    /// otherwise messages are dropped as soon as they are hashed.
+    keep_messages: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_total: MAX_TOTAL, idle_timeout: IDLE_TIMEOUT, max_flows: MAX_FLOWS, eager: false, skip_tls: true }
+        Self {
+            max_total: MAX_TOTAL,
+            idle_timeout: IDLE_TIMEOUT,
+            max_flows: MAX_FLOWS,
+            eager: false,
+            skip_tls: true,
+            keep_messages: false,
+        }
     }
 }
 
@@ -363,7 +393,7 @@ struct Tap<F> {
     on_record: F,
 }
 
-impl<F: FnMut(TapRecord) -> ControlFlow<()>> Tap<F> {
+impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
     /// Sends a flow taken out of the table to be finished; hands on the records that are ready.
     fn close(&mut self, flow: Flow) {
         if self.summary.stopped {
@@ -405,18 +435,19 @@ impl<F: FnMut(TapRecord) -> ControlFlow<()>> Tap<F> {
     fn deliver(&mut self, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.stored = self.stored.saturating_sub(done.stored);
-        let Some((session, transactions)) = done.records else { return };
+        let Some((session, transactions, messages)) = done.records else { return };
         if self.summary.stopped {
             return;
         }
         self.summary.sessions += 1;
         self.summary.transactions += transactions.len() as u64;
-        if (self.on_record)(TapRecord::Session(session)).is_break() {
+        if (self.on_record)(TapRecord::Session(session), None).is_break() {
             self.summary.stopped = true;
             return;
         }
+        let mut messages = messages.into_iter();
         for t in transactions {
-            if (self.on_record)(TapRecord::Transaction(t)).is_break() {
+            if (self.on_record)(TapRecord::Transaction(t), messages.next().flatten()).is_break() {
                 self.summary.stopped = true;
                 return;
             }
@@ -471,9 +502,9 @@ fn unsupported(path: &str, linktype: u32) -> TapError {
 pub fn dissect_reader_with<R: Read>(
     name: &str,
     input: R,
-    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+    mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    dissect_with_limits(name, input, Limits::default(), on_record)
+    dissect_with_limits(name, input, Limits::default(), |r, _| on_record(r))
 }
 
 /// [`dissect_reader_with`] for a live byte stream (a capture in progress, a pipe from tcpdump):
@@ -483,16 +514,29 @@ pub fn dissect_reader_with<R: Read>(
 pub fn dissect_stream_with<R: Read>(
     name: &str,
     input: R,
-    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+    mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    dissect_with_limits(name, input, Limits { eager: true, ..Limits::default() }, on_record)
+    dissect_with_limits(name, input, Limits { eager: true, ..Limits::default() }, |r, _| on_record(r))
+}
+
+/// [`dissect_reader_with`] (or, with `live`, [`dissect_stream_with`]) that also hands each
+/// transaction's whole message, dot-unstuffed, as the eavesdropper reassembled it (the bytes
+/// whose sha256 the transaction reports; `None` when it was not seen whole), as dsniff's
+/// mailsnarf does.
+pub fn dissect_with_messages<R: Read>(
+    name: &str,
+    input: R,
+    live: bool,
+    on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
+) -> Result<ReadSummary, TapError> {
+    dissect_with_limits(name, input, Limits { eager: live, keep_messages: true, ..Limits::default() }, on_record)
 }
 
 fn dissect_with_limits<R: Read>(
     name: &str,
     input: R,
     limits: Limits,
-    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+    on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let mut reader = match Reader::new(input) {
         Ok(r) => r,
@@ -517,7 +561,13 @@ fn dissect_with_limits<R: Read>(
         scope.spawn(move || {
             for flow in worker_in {
                 let stored = flow.stored;
-                if worker_out.send(Done { records: finish(flow), stored }).is_err() {
+                let mut records = finish(flow);
+                if !limits.keep_messages
+                    && let Some((_, _, messages)) = records.as_mut()
+                {
+                    messages.clear();
+                }
+                if worker_out.send(Done { records, stored }).is_err() {
                     break;
                 }
             }
@@ -546,7 +596,7 @@ fn dissect_with_limits<R: Read>(
 }
 
 /// The packet loop of [`dissect_reader_with`].
-fn read_all<R: Read, F: FnMut(TapRecord) -> ControlFlow<()>>(
+fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
     reader: &mut Reader<R>,
     tap: &mut Tap<F>,
     name: &str,
@@ -773,7 +823,7 @@ fn client_side(flow: &Flow) -> usize {
 
 /// Decides who is the client, whether the flow is SMTP, and dissects it: the session record and
 /// its transactions, or `None` when the flow is not SMTP.
-fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
+fn finish(mut flow: Flow) -> Option<Finished> {
     if flow.ignored {
         return None;
     }
@@ -835,11 +885,11 @@ fn finish(mut flow: Flow) -> Option<(TapSession, Vec<TapTransaction>)> {
             session.server_name =
                 String::from_utf8_lossy(greeting.get(4..).unwrap_or(&[])).split_whitespace().next().map(str::to_string);
         }
-        return Some((session, Vec::new()));
+        return Some((session, Vec::new(), Vec::new()));
     }
     let result =
         dissect_session(SessionInput { session, client: c, server: s, client_start: c_start, server_start: s_start });
-    Some((result.session, result.transactions))
+    Some((result.session, result.transactions, result.messages))
 }
 
 fn ip_string(ip: IpAddr) -> String {
@@ -912,7 +962,7 @@ mod tests {
 
     fn read(bytes: &[u8], limits: Limits) -> (Vec<TapRecord>, ReadSummary) {
         let mut records = Vec::new();
-        let summary = dissect_with_limits("mem.pcap", bytes, limits, |r| {
+        let summary = dissect_with_limits("mem.pcap", bytes, limits, |r, _| {
             records.push(r);
             ControlFlow::Continue(())
         })

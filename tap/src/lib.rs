@@ -24,7 +24,7 @@ mod message;
 
 pub use capture::{LiveCapture, LiveOptions, PacketStream};
 pub use dissect::{
-    Dissection, ReadSummary, dissect_bytes, dissect_file, dissect_file_with, dissect_reader, dissect_reader_with,
-    dissect_stream_with,
+    Dissection, ReadSummary, dissect_bytes, dissect_file, dissect_file_with, dissect_file_with_messages,
+    dissect_reader, dissect_reader_with, dissect_stream_with, dissect_with_messages,
 };
 pub use error::TapError;

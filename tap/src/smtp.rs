@@ -36,6 +36,9 @@ pub struct SessionInput<'a> {
 pub struct SessionOutput {
     pub session: TapSession,
     pub transactions: Vec<TapTransaction>,
+    /// For each transaction, its dot-unstuffed message when it was seen whole (the bytes whose
+    /// sha256 the transaction reports), else `None`.
+    pub messages: Vec<Option<Vec<u8>>>,
     /// Where the streams became TLS (indices into the client's and the server's `data`): from
     /// there on, only their TLS records were read.
     pub tls_at: Option<(usize, usize)>,
@@ -237,6 +240,8 @@ struct Dissector<'a> {
     session: TapSession,
     open: Option<Open>,
     done: Vec<TapTransaction>,
+    /// Aligned with `done`: the whole message of each, when there is one.
+    messages: Vec<Option<Vec<u8>>>,
     depth: u32,
     /// A gap was passed in either direction: pair the next command with a reply sent after it.
     resync: bool,
@@ -267,6 +272,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         session: input.session,
         open: None,
         done: Vec::new(),
+        messages: Vec::new(),
         depth: 0,
         resync: false,
         resync_next: false,
@@ -276,7 +282,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
     d.run();
     d.finish_tx();
     d.session.transactions = d.done.iter().filter(|t| !t.tls).count() as u64;
-    SessionOutput { session: d.session, transactions: d.done, tls_at: d.tls_at }
+    SessionOutput { session: d.session, transactions: d.done, messages: d.messages, tls_at: d.tls_at }
 }
 
 impl Dissector<'_> {
@@ -581,16 +587,19 @@ impl Dissector<'_> {
 
     fn finish_tx(&mut self) {
         let Some(mut o) = self.open.take() else { return };
+        let mut whole = None;
         if o.has_body {
             read_headers(&o.body, &mut o.tx);
             if !o.body_cut {
                 o.tx.sha256 = Some(sha256_hex(&o.body));
+                whole = Some(o.body);
             }
         }
         let mut path = vec![o.tx.resp_h.clone(), o.tx.orig_h.clone()];
         path.append(&mut o.tx.path);
         o.tx.path = path;
         self.done.push(o.tx);
+        self.messages.push(whole);
     }
 
     /// Zeek logs a session that went into TLS before any mail transaction as one row with
@@ -601,6 +610,7 @@ impl Dissector<'_> {
         tx.last_reply = reply.map(Reply::summary);
         tx.path = vec![tx.resp_h.clone(), tx.orig_h.clone()];
         self.done.push(tx);
+        self.messages.push(None);
     }
 
     fn tls(&mut self) {
