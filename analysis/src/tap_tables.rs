@@ -6,15 +6,14 @@
 //! never sees a half-written table, and a read that ends early (a truncated capture) still gives
 //! complete files holding every record found before the end.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use polars::io::parquet::write::BatchedWriter;
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError, PolarsResult};
+use polars::prelude::{DataFrame, PolarsError, PolarsResult};
 use records::{TapRecord, TapSession, TapTransaction};
 
 use crate::error::AnalysisError;
 use crate::record_frames::{tap_sessions_frame, tap_transactions_frame};
+use crate::table_io::ParquetChunks;
 
 /// Records per row group: large enough for good compression, small enough that a batch of
 /// transactions (a few hundred bytes each) stays a few MB.
@@ -64,24 +63,22 @@ struct BatchedTable<T> {
     partial: PathBuf,
     pending: Vec<T>,
     frame: fn(&[T]) -> PolarsResult<DataFrame>,
-    writer: BatchedWriter<File>,
+    chunks: ParquetChunks,
+    written: bool,
 }
 
 impl<T> BatchedTable<T> {
     fn create(path: &Path, frame: fn(&[T]) -> PolarsResult<DataFrame>) -> Result<Self, AnalysisError> {
         let partial = partial_path(path);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| AnalysisError::io(parent, e))?;
-        }
-        let file = File::create(&partial).map_err(|e| AnalysisError::io(&partial, e))?;
-        // The schema comes from the same builder as the rows, applied to no rows: the two can
-        // never disagree.
-        let empty = frame(&[]).map_err(|e| compute(path, e))?;
-        let writer = ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Snappy)
-            .batched(empty.schema())
-            .map_err(|source| write_error(path, source))?;
-        Ok(BatchedTable { path: path.to_path_buf(), partial, pending: Vec::with_capacity(BATCH), frame, writer })
+        let chunks = ParquetChunks::create(&partial)?;
+        Ok(BatchedTable {
+            path: path.to_path_buf(),
+            partial,
+            pending: Vec::with_capacity(BATCH),
+            frame,
+            chunks,
+            written: false,
+        })
     }
 
     fn push(&mut self, row: T) -> Result<(), AnalysisError> {
@@ -93,16 +90,23 @@ impl<T> BatchedTable<T> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let df = (self.frame)(&self.pending).map_err(|e| compute(&self.path, e))?;
-        self.writer.write_batch(&df).map_err(|source| write_error(&self.path, source))?;
-        self.pending.clear();
-        Ok(())
+        let rows = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        self.write(&rows)
+    }
+
+    fn write(&mut self, rows: &[T]) -> Result<(), AnalysisError> {
+        let df = (self.frame)(rows).map_err(|e| compute(&self.path, e))?;
+        self.written = true;
+        self.chunks.write(&df)
     }
 
     fn finish(mut self) -> Result<(), AnalysisError> {
         self.flush()?;
-        self.writer.finish().map_err(|source| write_error(&self.path, source))?;
-        drop(self.writer);
+        if !self.written {
+            // No record: the schema alone, from the same builder applied to no rows.
+            self.write(&[])?;
+        }
+        self.chunks.finish()?;
         std::fs::rename(&self.partial, &self.path).map_err(|e| AnalysisError::io(&self.path, e))
     }
 }
@@ -155,15 +159,6 @@ fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
-}
-
-fn write_error(path: &Path, source: PolarsError) -> AnalysisError {
-    AnalysisError::Table {
-        path: path.to_path_buf(),
-        action: "write Parquet",
-        source,
-        hint: "check free disk space and permissions",
-    }
 }
 
 /// Building a frame from records cannot fail on good records: if it does, it is a bug.

@@ -223,44 +223,7 @@ pub enum RecordError {
 
 /// Reads every record of a JSON-lines file. Blank lines are skipped.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, RecordError> {
-    let mut out = Vec::new();
-    for_each_jsonl(path, |rec| {
-        out.push(rec);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-/// Hands each record of a JSON-lines file to `each` as it is read, so a file of any size is
-/// read in the memory of one record. Blank lines are skipped; the first error from the file or
-/// from `each` ends the read.
-pub fn for_each_jsonl<T, E>(path: &Path, mut each: impl FnMut(T) -> Result<(), E>) -> Result<(), E>
-where
-    T: serde::de::DeserializeOwned,
-    E: From<RecordError>,
-{
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| RecordError::Io { path: name.clone(), source })?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-    let mut line = String::new();
-    let mut number = 0usize;
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(|source| RecordError::Io { path: name.clone(), source })?;
-        if read == 0 {
-            return Ok(());
-        }
-        number += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec = serde_json::from_str(&line).map_err(|source| RecordError::Parse {
-            path: name.clone(),
-            line: number,
-            source,
-        })?;
-        each(rec)?;
-    }
+    JsonlChunks::open(path)?.next_chunk(usize::MAX)
 }
 
 /// Reads a JSON-lines file a chunk of records at a time, so a file larger than memory can be
