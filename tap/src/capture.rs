@@ -213,14 +213,8 @@ struct Streamer {
 
 impl Streamer {
     fn new(tx: SyncSender<Vec<u8>>, linktype: i32, snaplen: i32) -> Self {
-        // The classic pcap file header, microsecond timestamps, little-endian.
         let mut chunk = Vec::with_capacity(STREAM_CHUNK_BYTES);
-        chunk.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        chunk.extend_from_slice(&2u16.to_le_bytes());
-        chunk.extend_from_slice(&4u16.to_le_bytes());
-        chunk.extend_from_slice(&[0; 8]);
-        chunk.extend_from_slice(&(snaplen.max(0) as u32).to_le_bytes());
-        chunk.extend_from_slice(&(linktype as u32).to_le_bytes());
+        chunk.extend_from_slice(&crate::pcapwrite::file_header(linktype as u32, snaplen.max(0) as u32));
         Streamer { tx: Some(tx), chunk }
     }
 
@@ -232,10 +226,7 @@ impl Streamer {
         // Seconds past 2106 or before 1970 do not fit the format; clamp rather than wrap.
         let secs = u32::try_from(h.ts.tv_sec).unwrap_or(if h.ts.tv_sec < 0 { 0 } else { u32::MAX });
         let micros = u32::try_from(h.ts.tv_usec).unwrap_or(0);
-        self.chunk.extend_from_slice(&secs.to_le_bytes());
-        self.chunk.extend_from_slice(&micros.to_le_bytes());
-        self.chunk.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
-        self.chunk.extend_from_slice(&h.len.to_le_bytes());
+        self.chunk.extend_from_slice(&crate::pcapwrite::record_header(secs, micros, p.data.len() as u32, h.len));
         self.chunk.extend_from_slice(p.data);
         if self.chunk.len() >= STREAM_CHUNK_BYTES {
             self.flush();

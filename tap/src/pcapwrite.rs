@@ -42,15 +42,7 @@ pub struct PcapWriter<W: Write> {
 impl<W: Write> PcapWriter<W> {
     /// Writes the file header.
     pub fn new(mut out: W, link: LinkKind) -> io::Result<Self> {
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&0i32.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&262_144u32.to_le_bytes());
-        h.extend_from_slice(&link.dlt().to_le_bytes());
-        out.write_all(&h)?;
+        out.write_all(&file_header(link.dlt(), 262_144))?;
         Ok(Self { out, link })
     }
 
@@ -63,12 +55,7 @@ impl<W: Write> PcapWriter<W> {
         let len = u32::try_from(frame.len()).map_err(|_| io::Error::other("frame longer than 4 GiB"))?;
         let sec = ts.max(0.0).floor();
         let usec = ((ts.max(0.0) - sec) * 1e6).round().min(999_999.0);
-        let mut h = Vec::with_capacity(16);
-        h.extend_from_slice(&(sec as u32).to_le_bytes());
-        h.extend_from_slice(&(usec as u32).to_le_bytes());
-        h.extend_from_slice(&len.to_le_bytes());
-        h.extend_from_slice(&len.to_le_bytes());
-        self.out.write_all(&h)?;
+        self.out.write_all(&record_header(sec as u32, usec as u32, len, len))?;
         self.out.write_all(frame)
     }
 
@@ -91,6 +78,27 @@ impl<W: Write> PcapWriter<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// The 24-byte header of a classic pcap file: microsecond timestamps, little endian.
+pub fn file_header(dlt: u32, snaplen: u32) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // Bytes 8..16: time zone and timestamp accuracy, both 0.
+    h[16..20].copy_from_slice(&snaplen.to_le_bytes());
+    h[20..24].copy_from_slice(&dlt.to_le_bytes());
+    h
+}
+
+/// The 16-byte header of one record of a [`file_header`] file.
+pub fn record_header(secs: u32, micros: u32, caplen: u32, len: u32) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    for (i, v) in [secs, micros, caplen, len].into_iter().enumerate() {
+        h[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    h
 }
 
 /// One TCP segment over IPv4 or IPv6 (by the addresses' family), with an Ethernet header or none.
