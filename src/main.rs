@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's allocator: the tap's reading thread frees records the
+/// dissecting thread allocated, and glibc serialises such frees on the other thread's arena lock
+/// (measured in BENCHMARKS.md); polars, in the same binary, recommends it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -260,13 +260,7 @@ fn key(a: SocketAddr, b: SocketAddr) -> Key {
 /// found before it kept. Records are sorted by time; memory grows with them: for captures of any
 /// size, [`dissect_file_with`] streams them instead.
 pub fn dissect_file(path: &Path) -> Result<Dissection, TapError> {
-    let name = path.display().to_string();
-    // Opening a directory succeeds on Unix and then reads as an empty file: say what it is.
-    if path.is_dir() {
-        return Err(TapError::Open { path: name, detail: "is a directory; give a pcap or pcapng file".into() });
-    }
-    let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
-    dissect_reader(&name, file)
+    collect(|on_record| dissect_file_with(path, on_record))
 }
 
 /// [`dissect_file`] over capture bytes in memory; `name` stands for the path in errors.
@@ -276,8 +270,15 @@ pub fn dissect_bytes(name: &str, bytes: &[u8]) -> Result<Dissection, TapError> {
 
 /// [`dissect_file`] over any byte source.
 pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapError> {
+    collect(|on_record| dissect_reader_with(name, input, on_record))
+}
+
+/// Runs a streaming read, gathering its records sorted by time.
+fn collect(
+    read: impl FnOnce(&mut dyn FnMut(TapRecord) -> ControlFlow<()>) -> Result<ReadSummary, TapError>,
+) -> Result<Dissection, TapError> {
     let mut out = Dissection::default();
-    let summary = dissect_reader_with(name, input, |r| {
+    let summary = read(&mut |r| {
         match r {
             TapRecord::Session(s) => out.sessions.push(s),
             TapRecord::Transaction(t) => out.transactions.push(t),
@@ -302,10 +303,10 @@ pub fn dissect_reader<R: Read>(name: &str, input: R) -> Result<Dissection, TapEr
 /// of the file. `on_record` returns `Break` to stop reading.
 pub fn dissect_file_with(
     path: &Path,
-    on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
+    mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let (name, file) = open_capture(path)?;
-    dissect_reader_with(&name, file, on_record)
+    dissect_with_limits(&name, Reader::from_file(file), Limits::default(), |r, _| on_record(r))
 }
 
 /// [`dissect_file_with`] that also hands each transaction's whole message, as
@@ -315,7 +316,7 @@ pub fn dissect_file_with_messages(
     on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let (name, file) = open_capture(path)?;
-    dissect_with_messages(&name, file, false, on_record)
+    dissect_with_limits(&name, Reader::from_file(file), Limits { keep_messages: true, ..Limits::default() }, on_record)
 }
 
 /// The capture file, opened, with its name for errors.
@@ -329,8 +330,16 @@ fn open_capture(path: &Path) -> Result<(String, std::fs::File), TapError> {
     Ok((name, file))
 }
 
-/// Flows waiting for the dissecting thread.
+/// Flows waiting for a dissecting thread.
 const QUEUE: usize = 16;
+
+/// Dissecting threads: at least two, even on two cores, so that the reading thread and the
+/// dissecting ones share both cores whichever side is heavier at the moment (SHA-256 and MIME
+/// decoding of a large message, or many small packets); more than four would wait on the one
+/// reading thread.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
 
 /// What the worker made of a finished flow: the session, its transactions, and for each
 /// transaction its whole message (kept only when the caller asked for messages).
@@ -373,19 +382,25 @@ impl Default for Limits {
     }
 }
 
-/// The state of a streamed read. Finished flows are dissected on a second thread (in the order
-/// they finished, so records come out as they would from one thread), while this one reads and
-/// reassembles; records are handed to `on_record` here, on the caller's thread.
+/// The state of a streamed read. Finished flows are dissected on other threads while this one
+/// reads and reassembles; their records are handed to `on_record` here, on the caller's thread,
+/// in the order the flows finished (as one thread would give them, whichever worker is faster).
 struct Tap<F> {
     flows: FlowMap<Flow>,
     /// Connections closed lately (FINs or RST), with the time they closed.
     closed: FlowMap<f64>,
     /// Bytes held by all flows, those being dissected included.
     stored: usize,
-    /// Flows sent to the worker whose records have not come back.
+    /// Flows sent to the workers whose records have not come back.
     in_flight: usize,
-    to_worker: Option<std::sync::mpsc::SyncSender<Flow>>,
-    from_worker: std::sync::mpsc::Receiver<Done>,
+    /// Number given to the next flow sent.
+    sent: u64,
+    /// Flows come back in any order: those ahead of the next one due wait here, by number.
+    arrived: std::collections::BTreeMap<u64, Done>,
+    /// Number of the next flow whose records are handed on.
+    next_due: u64,
+    to_worker: Option<crossbeam_channel::Sender<(u64, Flow)>>,
+    from_worker: std::sync::mpsc::Receiver<(u64, Done)>,
     summary: ReadSummary,
     limits: Limits,
     /// IP fragments waiting for the rest of their datagram.
@@ -400,15 +415,16 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
             self.stored = self.stored.saturating_sub(flow.stored);
             return;
         }
-        let sent = self.to_worker.as_ref().is_some_and(|w| w.send(flow).is_ok());
+        let sent = self.to_worker.as_ref().is_some_and(|w| w.send((self.sent, flow)).is_ok());
         if sent {
             self.in_flight += 1;
+            self.sent += 1;
         } else {
-            // The worker is gone (it panicked: the scope will say so).
+            // The workers are gone (one panicked: the scope will say so).
             self.summary.stopped = true;
         }
-        while let Ok(done) = self.from_worker.try_recv() {
-            self.deliver(done);
+        while let Ok((n, done)) = self.from_worker.try_recv() {
+            self.arrive(n, done);
         }
         if self.limits.eager {
             while self.wait_one() {}
@@ -421,8 +437,8 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
             return false;
         }
         match self.from_worker.recv() {
-            Ok(done) => {
-                self.deliver(done);
+            Ok((n, done)) => {
+                self.arrive(n, done);
                 true
             }
             Err(_) => {
@@ -432,9 +448,18 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
         }
     }
 
-    fn deliver(&mut self, done: Done) {
+    /// Flow number `n` is back: its bytes are freed now, its records handed on in their turn.
+    fn arrive(&mut self, n: u64, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.stored = self.stored.saturating_sub(done.stored);
+        self.arrived.insert(n, done);
+        while let Some(done) = self.arrived.remove(&self.next_due) {
+            self.next_due += 1;
+            self.deliver(done);
+        }
+    }
+
+    fn deliver(&mut self, done: Done) {
         let Some((session, transactions, messages)) = done.records else { return };
         if self.summary.stopped {
             return;
@@ -504,7 +529,7 @@ pub fn dissect_reader_with<R: Read>(
     input: R,
     mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    dissect_with_limits(name, input, Limits::default(), |r, _| on_record(r))
+    dissect_with_limits(name, Reader::new(input), Limits::default(), |r, _| on_record(r))
 }
 
 /// [`dissect_reader_with`] for a live byte stream (a capture in progress, a pipe from tcpdump):
@@ -516,7 +541,7 @@ pub fn dissect_stream_with<R: Read>(
     input: R,
     mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    dissect_with_limits(name, input, Limits { eager: true, ..Limits::default() }, |r, _| on_record(r))
+    dissect_with_limits(name, Reader::new(input), Limits { eager: true, ..Limits::default() }, |r, _| on_record(r))
 }
 
 /// [`dissect_reader_with`] (or, with `live`, [`dissect_stream_with`]) that also hands each
@@ -529,16 +554,17 @@ pub fn dissect_with_messages<R: Read>(
     live: bool,
     on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    dissect_with_limits(name, input, Limits { eager: live, keep_messages: true, ..Limits::default() }, on_record)
+    let limits = Limits { eager: live, keep_messages: true, ..Limits::default() };
+    dissect_with_limits(name, Reader::new(input), limits, on_record)
 }
 
 fn dissect_with_limits<R: Read>(
     name: &str,
-    input: R,
+    reader: Result<Reader<R>, ReadError>,
     limits: Limits,
     on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
-    let mut reader = match Reader::new(input) {
+    let mut reader = match reader {
         Ok(r) => r,
         Err(ReadError::NotCapture(detail)) => {
             return Err(TapError::Open { path: name.into(), detail: format!("not a pcap or pcapng file ({detail})") });
@@ -556,27 +582,35 @@ fn dissect_with_limits<R: Read>(
         return Err(unsupported(name, lt));
     }
     std::thread::scope(|scope| {
-        let (to_worker, worker_in) = std::sync::mpsc::sync_channel::<Flow>(QUEUE);
-        let (worker_out, from_worker) = std::sync::mpsc::channel::<Done>();
-        scope.spawn(move || {
-            for flow in worker_in {
-                let stored = flow.stored;
-                let mut records = finish(flow);
-                if !limits.keep_messages
-                    && let Some((_, _, messages)) = records.as_mut()
-                {
-                    messages.clear();
+        let (to_worker, worker_in) = crossbeam_channel::bounded::<(u64, Flow)>(QUEUE);
+        let (worker_out, from_worker) = std::sync::mpsc::channel::<(u64, Done)>();
+        for _ in 0..workers() {
+            let (worker_in, worker_out) = (worker_in.clone(), worker_out.clone());
+            scope.spawn(move || {
+                for (n, flow) in worker_in {
+                    let stored = flow.stored;
+                    let mut records = finish(flow);
+                    if !limits.keep_messages
+                        && let Some((_, _, messages)) = records.as_mut()
+                    {
+                        messages.clear();
+                    }
+                    if worker_out.send((n, Done { records, stored })).is_err() {
+                        break;
+                    }
                 }
-                if worker_out.send(Done { records, stored }).is_err() {
-                    break;
-                }
-            }
-        });
+            });
+        }
+        // Only the workers' clones remain: when they all end, the reading side sees it.
+        drop((worker_in, worker_out));
         let mut tap = Tap {
             flows: FlowMap::default(),
             closed: FlowMap::default(),
             stored: 0,
             in_flight: 0,
+            sent: 0,
+            arrived: std::collections::BTreeMap::new(),
+            next_due: 0,
             to_worker: Some(to_worker),
             from_worker,
             summary: ReadSummary::default(),
@@ -962,7 +996,7 @@ mod tests {
 
     fn read(bytes: &[u8], limits: Limits) -> (Vec<TapRecord>, ReadSummary) {
         let mut records = Vec::new();
-        let summary = dissect_with_limits("mem.pcap", bytes, limits, |r, _| {
+        let summary = dissect_with_limits("mem.pcap", Reader::new(bytes), limits, |r, _| {
             records.push(r);
             ControlFlow::Continue(())
         })
@@ -1002,6 +1036,26 @@ mod tests {
             }
         }
         assert_eq!(summary.bytes, bytes.len() as u64);
+    }
+
+    /// Several dissecting threads finish flows in any order (a large message takes longer than
+    /// the small ones closed after it); records still come out in the order the flows ended,
+    /// which is the order of a read that dissects each flow before reading on.
+    #[test]
+    fn records_come_in_the_order_flows_ended_whichever_worker_is_faster() {
+        let mut c = Cap::new();
+        for i in 0..40u16 {
+            // Every fourth flow carries a 300 kB message, the others a few hundred bytes.
+            let size = if i % 4 == 0 { 300_000 } else { 200 + 37 * usize::from(i) };
+            let client = format!("10.0.1.{}:{}", 1 + i % 7, 41000 + i);
+            c.session(100.0 + f64::from(i), &client, "10.0.0.2:25", &body(size), true);
+        }
+        let bytes = c.bytes();
+        let (pooled, summary) = read(&bytes, Limits::default());
+        let (one_by_one, _) = read(&bytes, Limits { eager: true, ..Limits::default() });
+        assert!(workers() >= 2);
+        assert_eq!((summary.sessions, summary.transactions), (40, 40));
+        assert_eq!(pooled, one_by_one);
     }
 
     #[test]
