@@ -61,6 +61,13 @@ pub struct HandshakeBuffer {
     done: bool,
 }
 
+impl HandshakeBuffer {
+    /// ChangeCipherSpec: what follows in this direction is encrypted.
+    pub fn end(&mut self) {
+        self.done = true;
+    }
+}
+
 /// Walks the records of one direction of a TLS stream.
 pub fn walk(data: &[u8]) -> TlsSummary {
     let mut s = TlsSummary::default();
@@ -79,7 +86,7 @@ pub fn walk(data: &[u8]) -> TlsSummary {
         }
         s.records += 1;
         match ctype {
-            20 => s.handshake.done = true,
+            20 => s.handshake.end(),
             21 => s.alerts += 1,
             22 => read_handshake(&data[pos..end], &mut s),
             23 => s.app_bytes += (5 + len) as u64,

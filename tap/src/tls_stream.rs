@@ -105,6 +105,7 @@ impl TlsWalker {
         let Some((ctype, len)) = self.current.take() else { return };
         self.summary.records += 1;
         match ctype {
+            20 => self.summary.handshake.end(),
             21 => self.summary.alerts += 1,
             HANDSHAKE => read_handshake(&self.partial, &mut self.summary),
             23 => self.summary.app_bytes += (HEADER + len) as u64,
@@ -156,6 +157,34 @@ mod tests {
                 }
                 assert_eq!(w.summary(), want, "pieces of {piece}");
             }
+        }
+    }
+
+    /// A handshake record after ChangeCipherSpec is encrypted (the Finished message): read as
+    /// clear, it could pass for a ServerHello with another cipher. Neither walk reads it.
+    #[test]
+    fn nothing_after_change_cipher_spec_is_read_as_handshake() {
+        let hello = |cipher: u16| {
+            let mut body = vec![3, 3];
+            body.extend_from_slice(&[7; 32]);
+            body.push(0);
+            body.extend_from_slice(&cipher.to_be_bytes());
+            body.push(0);
+            let mut rec = vec![22, 3, 3, 0, (body.len() + 4) as u8, 2, 0, 0, body.len() as u8];
+            rec.extend(body);
+            rec
+        };
+        let mut data = hello(0xc02c);
+        data.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        data.extend(hello(0x002f));
+        let want = walk(&data);
+        assert_eq!(want.cipher.as_deref(), Some("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"));
+        for piece in [1, 5, data.len()] {
+            let mut w = TlsWalker::new();
+            for chunk in data.chunks(piece) {
+                w.feed(chunk);
+            }
+            assert_eq!(w.summary(), want, "pieces of {piece}");
         }
     }
 
