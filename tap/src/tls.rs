@@ -10,16 +10,23 @@
 //! byte that is not UTF-8 into a record.
 //!
 //! Handshake messages are reassembled across records (a Certificate message often spans
-//! several; a record may also hold several messages), up to [`MAX_HANDSHAKE_MESSAGE`] bytes.
-//! Parsing stops at the direction's ChangeCipherSpec: what follows is encrypted.
+//! several; a record may also hold several messages), up to [`MAX_HANDSHAKE_MESSAGE`] bytes;
+//! past it, parsing of that direction stops and the session is noted
+//! `tls_handshake_message_too_long`. Parsing stops at the direction's ChangeCipherSpec too:
+//! what follows is encrypted.
 
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
 use x509_parser::asn1_rs::{Any, Class, Tag, ToDer};
 use x509_parser::prelude::{AttributeTypeAndValue, FromDer, GeneralName, X509Certificate, X509Name};
 
-/// The longest handshake message reassembled (a certificate chain of a few certificates is
-/// under 16 KiB; a longer message is not read, and the rest of the handshake with it).
-pub const MAX_HANDSHAKE_MESSAGE: usize = 64 << 10;
+/// The longest handshake message reassembled. TLS allows 2^24 - 1 bytes; a chain of a few
+/// certificates is under 16 KiB, but whole bundles sent as chains, certificates with thousands
+/// of names and hash-based post-quantum signatures (SLH-DSA: up to 49 KB each) pass 64 KiB
+/// (OpenSSL's client accepts 100 KiB by default, Go's 256 KiB). A longer message is
+/// not read, and the rest of the handshake with it ([`TlsSummary::handshake_too_long`]). Each
+/// direction holds at most one message being reassembled, so a session holds at most twice this
+/// (and two records), counted in the tap's memory budget while it waits.
+pub const MAX_HANDSHAKE_MESSAGE: usize = 1 << 20;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TlsSummary {
@@ -48,6 +55,9 @@ pub struct TlsSummary {
     pub unparsed: u64,
     /// The stream did not start with a TLS record: plaintext continued after the 220.
     pub not_tls: bool,
+    /// A handshake message longer than [`MAX_HANDSHAKE_MESSAGE`] came: it and the rest of this
+    /// direction's handshake were not read.
+    pub handshake_too_long: bool,
     /// Handshake bytes waiting for the rest of their message.
     pub handshake: HandshakeBuffer,
 }
@@ -64,6 +74,17 @@ pub struct HandshakeBuffer {
 impl HandshakeBuffer {
     /// ChangeCipherSpec: what follows in this direction is encrypted.
     pub fn end(&mut self) {
+        self.done = true;
+    }
+
+    /// Memory held for a message being reassembled.
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// Reads nothing more and lets go of what is held (the stream will not be fed again).
+    pub fn release(&mut self) {
+        self.pending = Vec::new();
         self.done = true;
     }
 }
@@ -113,6 +134,9 @@ pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut record
     session.cert_subject = server.cert_subject;
     session.cert_issuer = server.cert_issuer;
     session.cert_san_dns = server.cert_san_dns;
+    if client.handshake_too_long || server.handshake_too_long {
+        session.notes.push("tls_handshake_message_too_long".into());
+    }
 }
 
 /// Reads one handshake record (header included): completes the messages it finishes, keeps
@@ -128,14 +152,24 @@ pub fn read_handshake(record: &[u8], s: &mut TlsSummary) {
         s.handshake.pending.extend_from_slice(&body[used..]);
     } else {
         let mut buf = std::mem::take(&mut s.handshake.pending);
+        let want = buf.len() + body.len();
+        if want > buf.capacity() {
+            // Double as usual, but not past the end of the message being reassembled: a 1 MiB
+            // certificate chain holds 1 MiB, not 2.
+            let end = buf.get(..4).map_or(0, |h| 4 + u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize);
+            let grown = (buf.capacity() * 2).min(end).max(want);
+            buf.reserve_exact(grown - buf.len());
+        }
         buf.extend_from_slice(body);
         let used = read_messages(&buf, s);
         buf.drain(..used);
         s.handshake.pending = buf;
     }
-    if s.handshake.pending.len() > MAX_HANDSHAKE_MESSAGE + 4 {
+    if s.handshake.done {
         s.handshake.pending = Vec::new();
-        s.handshake.done = true;
+    } else if s.handshake.pending.is_empty() && s.handshake.pending.capacity() > 64 << 10 {
+        // A long message passed: do not hold its buffer for the session's life.
+        s.handshake.pending = Vec::new();
     }
 }
 
@@ -146,6 +180,7 @@ fn read_messages(data: &[u8], s: &mut TlsSummary) -> usize {
         let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
         if len > MAX_HANDSHAKE_MESSAGE {
             s.handshake.done = true;
+            s.handshake_too_long = true;
             return data.len();
         }
         let Some(msg) = data.get(pos..pos + 4 + len) else { break };

@@ -38,9 +38,18 @@ impl TlsWalker {
         self.frozen = true;
     }
 
-    /// Memory held.
+    /// Memory held: the record being read, and the handshake message being reassembled.
     pub fn held_bytes(&self) -> usize {
-        self.partial.capacity()
+        self.partial.capacity() + self.summary.handshake.held_bytes()
+    }
+
+    /// Nothing more will be fed (the stream stopped storing): reads nothing more and lets go of
+    /// the record and the handshake message it was putting together. The summary is what it
+    /// was, but for that unfinished message.
+    pub fn release(&mut self) {
+        self.frozen = true;
+        self.partial = Vec::new();
+        self.summary.handshake.release();
     }
 
     pub fn summary(&self) -> TlsSummary {
@@ -186,6 +195,49 @@ mod tests {
             }
             assert_eq!(w.summary(), want, "pieces of {piece}");
         }
+    }
+
+    /// A handshake message of the largest size read, in records of 16000 bytes, fed as TCP
+    /// delivers it:
+    /// the walker holds about the message and one record (not twice the message, as doubling a
+    /// buffer would), lets it go once the message is read, and lets go at once when released.
+    #[test]
+    fn a_long_handshake_message_holds_about_its_size_and_no_longer() {
+        use crate::tls::MAX_HANDSHAKE_MESSAGE;
+        let len = MAX_HANDSHAKE_MESSAGE;
+        let mut msg = vec![11];
+        msg.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+        msg.resize(4 + len, 0x5a);
+        let mut data = Vec::new();
+        for chunk in msg.chunks(16_000) {
+            data.extend_from_slice(&[22, 3, 3]);
+            data.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            data.extend_from_slice(chunk);
+        }
+        let mut w = TlsWalker::new();
+        let mut most = 0;
+        let half = data.len() / 2;
+        for chunk in data[..half].chunks(1448) {
+            w.feed(chunk);
+            most = most.max(w.held_bytes());
+        }
+        let mut released = TlsWalker::new();
+        released.feed(&data[..half]);
+        assert!(released.held_bytes() > len / 2);
+        released.release();
+        assert_eq!(released.held_bytes(), 0);
+        // All but the last byte: the message is almost whole, and waits.
+        let last = data.len() - 1;
+        for chunk in data[half..last].chunks(1448) {
+            w.feed(chunk);
+            most = most.max(w.held_bytes());
+        }
+        assert!(most > len && most <= len + (64 << 10), "{most}");
+        w.feed(&data[last..]);
+        assert!(w.held_bytes() <= 64 << 10, "{}", w.held_bytes());
+        let s = w.summary();
+        assert_eq!(s, walk(&data));
+        assert!(!s.handshake_too_long && s.unparsed == 0);
     }
 
     #[test]

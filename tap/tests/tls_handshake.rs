@@ -1,8 +1,10 @@
 //! Real TLS handshakes, made in memory by rustls (no socket) with a certificate rcgen signs
 //! for the test, walked by `tap::tls` as the eavesdropper walks a STARTTLS stream: what the
 //! client offered, what the server chose, and in TLS 1.2 the certificate, also when its
-//! message spans many records or shares a record with others.
+//! message spans many records or shares a record with others, when it is over 100 KiB, and when
+//! its names hold what a terminal or a parser of the records should not be handed raw.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair};
@@ -227,11 +229,152 @@ fn an_oversized_or_garbled_handshake_is_given_up_quietly() {
     d.extend_from_slice(&[22, 3, 3, 0, 4, 2, 0, 0, 0]);
     let s = walk(&d);
     assert_eq!((s.records, s.cert_subject, s.version), (2, None, None));
+    assert!(s.handshake_too_long);
     // A Certificate message whose certificate is not DER.
     let cert = [11, 0, 0, 10, 0, 0, 7, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef];
     let mut d = vec![22, 3, 3, 0, cert.len() as u8];
     d.extend_from_slice(&cert);
-    assert_eq!(walk(&d).cert_subject, None);
+    let s = walk(&d);
+    assert_eq!((s.cert_subject, s.handshake_too_long), (None, false));
+}
+
+/// The handshake messages of the clear part of `data` (before ChangeCipherSpec), whatever the
+/// records: (type, length).
+fn handshake_messages(data: &[u8]) -> Vec<(u8, usize)> {
+    let recs = records(data);
+    let ccs = recs.iter().position(|(t, _)| *t == 20).unwrap_or(recs.len());
+    let hs: Vec<u8> = recs[..ccs].iter().filter(|(t, _)| *t == 22).flat_map(|(_, b)| b.clone()).collect();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 4 <= hs.len() {
+        let len = u32::from_be_bytes([0, hs[pos + 1], hs[pos + 2], hs[pos + 3]]) as usize;
+        out.push((hs[pos], len));
+        pos += 4 + len;
+    }
+    out
+}
+
+/// A STARTTLS session whose TLS is `tls_c2s` and `tls_s2c` (each direction whole, client
+/// first), in 1448-byte segments, dissected by the tap.
+fn starttls_session(tls_c2s: &[u8], tls_s2c: &[u8]) -> tap::Dissection {
+    use tap::pcapwrite::{Flags, LinkKind, PcapWriter};
+    let ends: [SocketAddr; 2] = ["192.0.2.1:40001".parse().expect("addr"), "192.0.2.25:25".parse().expect("addr")];
+    let mut w = PcapWriter::new(Vec::new(), LinkKind::Ethernet).expect("header");
+    let mut next = [1000u32, 5000u32];
+    let mut ts = 1_700_000_000.0;
+    let mut send = |w: &mut PcapWriter<Vec<u8>>, from: usize, flags: Flags, data: &[u8]| {
+        for chunk in data.chunks(1448).chain(data.is_empty().then_some(&[][..])) {
+            ts += 0.0001;
+            w.write_tcp(ts, ends[from], ends[1 - from], next[from], next[1 - from], flags, chunk).expect("frame");
+            next[from] = next[from].wrapping_add(chunk.len() as u32 + u32::from(flags.syn || flags.fin));
+        }
+    };
+    let ack = Flags { ack: true, psh: true, ..Default::default() };
+    send(&mut w, 0, Flags { syn: true, ..Default::default() }, b"");
+    send(&mut w, 1, Flags { syn: true, ack: true, ..Default::default() }, b"");
+    send(&mut w, 0, Flags { ack: true, ..Default::default() }, b"");
+    send(&mut w, 1, ack, b"220 mx.example.org ESMTP\r\n");
+    send(&mut w, 0, ack, b"EHLO client.example\r\n");
+    send(&mut w, 1, ack, b"250-mx.example.org\r\n250 STARTTLS\r\n");
+    send(&mut w, 0, ack, b"STARTTLS\r\n");
+    send(&mut w, 1, ack, b"220 ready\r\n");
+    send(&mut w, 0, ack, tls_c2s);
+    send(&mut w, 1, ack, tls_s2c);
+    let fin = Flags { fin: true, ack: true, ..Default::default() };
+    send(&mut w, 0, fin, b"");
+    send(&mut w, 1, fin, b"");
+    tap::dissect_bytes("starttls.pcap", &w.into_inner()).expect("reads")
+}
+
+/// A certificate chain of 100 KiB and more in a real rustls TLS 1.2 server flight: a leaf with
+/// 1500 names (CDN and hosting certificates carry hundreds to thousands), its CA, and two more
+/// such certificates a careless server sends along (a whole bundle). The tap reads the leaf; the
+/// 64 KiB bound it had would have given up on the handshake. (rustls itself reads no certificate
+/// over 64 KiB and no handshake message over 64 KiB either, so its client stops after this
+/// flight; OpenSSL's client accepts 100 KiB by default, Go's 256 KiB.)
+#[test]
+fn a_certificate_message_over_100_kib_is_read() {
+    let many = |first: &str, tag: &str| {
+        let mut names = vec![first.to_string()];
+        names.extend((0..1500).map(|i| format!("customer-{i:04}.{tag}.example.org")));
+        names
+    };
+    let names = many(HOST, "mx");
+    let mut leaf = CertificateParams::new(names.clone()).expect("params");
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CountryName, "ZZ");
+    leaf.distinguished_name.push(DnType::OrganizationName, "smtplab test");
+    leaf.distinguished_name.push(DnType::CommonName, HOST);
+    let mut pki = signed(leaf);
+    for tag in ["bundle1", "bundle2"] {
+        let other = CertificateParams::new(many("other.example.org", tag)).expect("params");
+        pki.chain.push(other.self_signed(&KeyPair::generate().expect("key")).expect("cert").der().clone());
+    }
+    assert!(pki.chain.iter().all(|c| c.len() < 64 << 10), "each certificate as rustls can read it");
+    let (c2s, s2c, _) = handshake_with(pki, &[&rustls::version::TLS12], None);
+    let certificate = handshake_messages(&s2c).into_iter().find(|(t, _)| *t == 11).expect("a Certificate message");
+    assert!(certificate.1 > 100 << 10, "{} bytes", certificate.1);
+    for s in [walk(&s2c), walk(&reframe(&s2c, 1000))] {
+        assert_eq!(s.cert_subject.as_deref(), Some("CN=mx.example.org,O=smtplab test,C=ZZ"));
+        assert_eq!(s.cert_issuer.as_deref(), Some("CN=smtplab test CA"));
+        assert_eq!(s.cert_san_dns, names);
+        assert!(!s.handshake_too_long);
+        // The message's buffer is let go once it is read.
+        assert!(s.handshake.held_bytes() <= 64 << 10, "{}", s.handshake.held_bytes());
+    }
+    // The same in a capture, the TLS read as it arrives.
+    let d = starttls_session(&c2s, &s2c);
+    let [s] = &d.sessions[..] else { panic!("one session: {:#?}", d.sessions) };
+    assert!(s.starttls_used);
+    assert_eq!(s.cert_subject.as_deref(), Some("CN=mx.example.org,O=smtplab test,C=ZZ"));
+    assert_eq!(s.cert_san_dns.len(), names.len());
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+}
+
+/// TLS 1.2 handshake records (16 KiB each) holding a Certificate message of `len` bytes: the
+/// leaf of [`certificates`], then a filler entry (the tap reads only the leaf).
+fn certificate_message_of(len: usize) -> Vec<u8> {
+    let leaf = certificates().chain.swap_remove(0);
+    let u24 = |n: usize| (n as u32).to_be_bytes()[1..].to_vec();
+    let filler = len - 9 - leaf.len();
+    let mut msg = vec![11];
+    msg.extend(u24(len));
+    msg.extend(u24(len - 3));
+    msg.extend(u24(leaf.len()));
+    msg.extend_from_slice(&leaf);
+    msg.extend(u24(filler));
+    msg.resize(msg.len() + filler, 0x5a);
+    assert_eq!(msg.len(), len + 4);
+    let mut out = Vec::new();
+    for chunk in msg.chunks(16 << 10) {
+        out.extend_from_slice(&[22, 3, 3]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+#[test]
+fn handshake_messages_are_read_up_to_the_bound_and_one_past_it_is_noted() {
+    let max = tap::tls::MAX_HANDSHAKE_MESSAGE;
+    assert_eq!(max, 1 << 20);
+    let client_hello = [22, 3, 1, 0, 4, 1, 0, 0, 0];
+    let at_bound = certificate_message_of(max);
+    let s = walk(&at_bound);
+    assert_eq!(s.cert_subject.as_deref(), Some("CN=mx.example.org,O=smtplab test,C=ZZ"));
+    assert!(!s.handshake_too_long);
+    let d = starttls_session(&client_hello, &at_bound);
+    assert_eq!(d.sessions[0].cert_subject.as_deref(), Some("CN=mx.example.org,O=smtplab test,C=ZZ"));
+    assert!(d.sessions[0].notes.is_empty(), "{:?}", d.sessions[0].notes);
+    // One byte more: not read, and said so.
+    let past = certificate_message_of(max + 1);
+    let s = walk(&past);
+    assert_eq!((s.cert_subject.as_deref(), s.handshake_too_long), (None, true));
+    assert_eq!(s.records as usize, past.len().div_ceil((16 << 10) + 5), "the records are still counted");
+    let d = starttls_session(&client_hello, &past);
+    let [s] = &d.sessions[..] else { panic!("one session: {:#?}", d.sessions) };
+    assert_eq!(s.cert_subject, None);
+    assert_eq!(s.notes, ["tls_handshake_message_too_long"]);
 }
 
 /// A leaf for [`HOST`] whose subject a hostile or careless CA wrote: UTF-8 in three string
