@@ -117,6 +117,9 @@ pub struct TapSession {
     pub starttls_used: bool,
     pub tls_version: Option<String>,
     pub tls_cipher: Option<String>,
+    /// The ClientHello's server name. As in every name read from the wire here (and
+    /// `cert_san_dns`): valid UTF-8 kept, control characters, bytes that are not UTF-8 and `\`
+    /// written `\xNN` as Zeek's logs write them, so no control character reaches a terminal.
     pub sni: Option<String>,
     /// TLS versions the client offered (its supported_versions, else the ClientHello version).
     #[serde(default)]
@@ -128,12 +131,17 @@ pub struct TapSession {
     #[serde(default)]
     pub tls_offered_groups: Vec<String>,
     /// The server certificate's subject, when sent in the clear (TLS 1.2 and earlier), as
-    /// Zeek's x509.log writes it (`CN=mx.example.org,O=Example,C=US`).
+    /// Zeek's x509.log writes it (OpenSSL's RFC 2253 form, `CN=mx.example.org,O=Example,C=US`),
+    /// except that characters beyond ASCII are kept (UTF-8) where OpenSSL writes each of their
+    /// bytes `\XX` (`tap::tls::openssl_rfc2253` gives that form back). Control characters and
+    /// bytes that do not decode are `\XX` (RFC 4514 hex pairs) and a `\` of the value is `\\`,
+    /// so the string is unambiguous and holds no control character.
     #[serde(default)]
     pub cert_subject: Option<String>,
+    /// The certificate's issuer, written as `cert_subject`.
     #[serde(default)]
     pub cert_issuer: Option<String>,
-    /// DNS names of that certificate's subjectAltName.
+    /// DNS names of that certificate's subjectAltName, escaped as `sni`.
     #[serde(default)]
     pub cert_san_dns: Vec<String>,
     /// TCP payload bytes each way (originator = client).

@@ -6,9 +6,13 @@
 //! etherparse's own `IpDefragPool` is not used: it states that it is not safe against memory
 //! exhaustion, and a later fragment overwrites earlier bytes (last wins) without telling.
 //!
-//! Datagrams are told apart as RFC 791 and RFC 8200 say: source, destination, identification
-//! and (IPv4) protocol. VLAN tags are not part of the key: the same addresses on two VLANs
-//! with the same identification at once is not something SMTP traffic does.
+//! Datagrams are told apart as RFC 791 and RFC 8200 say (source, destination, identification
+//! and, for IPv4, protocol) and by the VLAN ids of the frames that carry them (802.1Q, and
+//! both tags of 802.1ad QinQ), as Suricata's defragmenter does. A trunk capture sees many
+//! networks at once, whose private addresses repeat, and the identification is only 16 bits
+//! in IPv4: two datagrams with the same addresses and identification on two VLANs are two
+//! datagrams, not one with overlapping fragments. VLAN id 0 is a priority tag, not a VLAN, and
+//! counts as untagged. The rebuilt datagram no longer carries its tags.
 //!
 //! Overlap policy: first wins, as the TCP reassembly of [`crate::reassembly`] (and Suricata's
 //! "bsd"-like default, Zeek's `FragReassembler` which keeps the old bytes): bytes of a datagram
@@ -28,7 +32,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4Header, Ipv6ExtensionSlice, Ipv6FlowLabel, Ipv6Header, NetSlice};
+use etherparse::{IpNumber, Ipv4Header, Ipv6ExtensionSlice, Ipv6FlowLabel, Ipv6Header, NetSlice, VlanSlice};
 
 use crate::decode::{Link, slice};
 
@@ -83,9 +87,12 @@ pub struct Defrag {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    V4 { src: [u8; 4], dst: [u8; 4], id: u16, proto: u8 },
-    V6 { src: [u8; 16], dst: [u8; 16], id: u32 },
+    V4 { vlans: Vlans, src: [u8; 4], dst: [u8; 4], id: u16, proto: u8 },
+    V6 { vlans: Vlans, src: [u8; 16], dst: [u8; 16], id: u32 },
 }
+
+/// The VLAN ids of the frame, outer first (0: no tag there).
+type Vlans = [u16; 2];
 
 #[derive(Debug)]
 struct Datagram {
@@ -329,6 +336,11 @@ impl Datagram {
 /// The fragment in `frame`, if it is one that can be read.
 fn fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
     let sliced = slice(link, frame).ok()?;
+    let vlans = match &sliced.vlan {
+        None => [0, 0],
+        Some(VlanSlice::SingleVlan(v)) => [v.vlan_identifier().value(), 0],
+        Some(VlanSlice::DoubleVlan(v)) => [v.outer().vlan_identifier().value(), v.inner().vlan_identifier().value()],
+    };
     match sliced.net? {
         NetSlice::Ipv4(ip) => {
             let h = ip.header();
@@ -337,7 +349,7 @@ fn fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
             }
             let (src, dst) = (h.source(), h.destination());
             Some(Fragment {
-                key: Key::V4 { src, dst, id: h.identification(), proto: h.protocol().0 },
+                key: Key::V4 { vlans, src, dst, id: h.identification(), proto: h.protocol().0 },
                 src: IpAddr::from(src),
                 dst: IpAddr::from(dst),
                 proto: h.protocol(),
@@ -358,7 +370,7 @@ fn fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
             })?;
             let (src, dst) = (h.source(), h.destination());
             Some(Fragment {
-                key: Key::V6 { src, dst, id: fh.identification() },
+                key: Key::V6 { vlans, src, dst, id: fh.identification() },
                 src: IpAddr::from(src),
                 dst: IpAddr::from(dst),
                 proto: fh.next_header(),
@@ -416,6 +428,71 @@ mod tests {
             assert_eq!((seg.sport, seg.dport, seg.seq), (40000, 25, 5));
             assert_eq!(d.stats, DefragStats { fragments: 4, reassembled: 1, ..Default::default() });
             assert_eq!(d.stored_bytes(), 0);
+        }
+    }
+
+    /// VLAN tags: (TPID, tag control information), outer first.
+    type Tags<'a> = &'a [(u16, u16)];
+
+    /// Ethernet with the given VLAN tags (TPID, tag control information) around an IP packet.
+    fn tagged(tags: Tags<'_>, ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        for (tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(if ip[0] >> 4 == 6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+        f.extend_from_slice(ip);
+        f
+    }
+
+    #[test]
+    fn the_same_identification_on_two_vlans_is_two_datagrams() {
+        let q = |vid: u16| (0x8100, vid);
+        let s = |vid: u16| (0x88a8, vid);
+        // (tags of datagram A, tags of datagram B): differing in the only tag, the inner or
+        // the outer one of QinQ, or tagged against untagged.
+        let apart: [(Tags<'_>, Tags<'_>); 4] = [
+            (&[q(10)], &[q(20)]),
+            (&[s(100), q(10)], &[s(100), q(20)]),
+            (&[s(100), q(10)], &[s(200), q(10)]),
+            (&[], &[q(10)]),
+        ];
+        for (src, dst) in [("10.0.0.1:40000", "10.0.0.2:25"), ("[2001:db8::1]:40000", "[2001:db8::2]:25")] {
+            let (a, b) = (payload(3000), payload(3001)[1..].to_vec());
+            assert_ne!(a, b);
+            let frags = |data: &[u8]| {
+                ip_fragments(LinkKind::RawIp, &segment(LinkKind::RawIp, src, dst, data), 7, 1000).expect("fragments")
+            };
+            let (fa, fb) = (frags(&a), frags(&b));
+            assert_eq!((fa.len(), fb.len()), (4, 4));
+            for (ta, tb) in apart {
+                // Interleaved, each datagram's last fragment first.
+                let mut d = Defrag::new();
+                let mut out = Vec::new();
+                for n in [3, 0, 1, 2] {
+                    out.extend(d.add(Link::Ethernet, &tagged(ta, &fa[n]), 1.0));
+                    out.extend(d.add(Link::Ethernet, &tagged(tb, &fb[n]), 1.0));
+                }
+                assert_eq!(out.len(), 2, "{ta:?} {tb:?}: both datagrams complete");
+                for (r, want) in out.iter().zip([&a, &b]) {
+                    assert!(!r.overlap, "{ta:?} {tb:?}");
+                    assert_eq!(decode(Link::RawIp, &r.packet).expect("decodes").payload, &want[..], "{ta:?} {tb:?}");
+                }
+                assert_eq!(d.stats, DefragStats { fragments: 8, reassembled: 2, ..Default::default() });
+                assert_eq!(d.stored_bytes(), 0);
+            }
+            // The priority bits are not the VLAN, and VLAN 0 is a priority tag: the fragments
+            // of one datagram tagged so are still one datagram.
+            for (ta, tb) in [(&[q(10)][..], &[q(0x6000 | 10)][..]), (&[], &[q(0x2000)])] {
+                let mut d = Defrag::new();
+                let mut out = Vec::new();
+                for (n, f) in fa.iter().enumerate() {
+                    out.extend(d.add(Link::Ethernet, &tagged(if n % 2 == 0 { ta } else { tb }, f), 1.0));
+                }
+                let [r] = &out[..] else { panic!("{ta:?} {tb:?}: one datagram, {} rebuilt", out.len()) };
+                assert_eq!(decode(Link::RawIp, &r.packet).expect("decodes").payload, &a[..]);
+            }
         }
     }
 

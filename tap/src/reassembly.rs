@@ -203,6 +203,10 @@ impl HalfStream {
         self.max_stream = self.kept();
         self.finish();
         self.data.shrink_to_fit();
+        if let Some(t) = self.tls.as_mut() {
+            // Fed no more: the record and handshake message it holds will never complete.
+            t.walker.release();
+        }
     }
 
     /// Drops the stored bytes and stores nothing more (the flow is not one the tap reads); the
@@ -387,6 +391,32 @@ mod tests {
         s.segment(u32::MAX - 1, b"ab", 1.0);
         s.segment(0, b"cd", 1.0);
         assert_eq!(s.data, b"abcd");
+    }
+
+    /// A stream read as TLS that stops storing (the tap's budget is spent) lets go of the
+    /// handshake message it was putting together: it will never be fed its end.
+    #[test]
+    fn stopping_storing_lets_go_of_a_handshake_being_reassembled() {
+        let mut s = HalfStream::new(1 << 20, 64 << 20);
+        s.syn(0);
+        s.segment(1, b"STARTTLS\r\n", 1.0);
+        assert!(s.skip_tls_from(10));
+        // The first 500 kB of a Certificate message that says it is 1 MB long.
+        let mut tls = Vec::new();
+        tls.extend_from_slice(&[22, 3, 3, 0x3e, 0x80, 11, 0x0f, 0x42, 0x40]);
+        tls.resize(tls.len() + 16_000 - 4, 0);
+        let record = tls.clone();
+        for _ in 1..32 {
+            tls.extend_from_slice(&[22, 3, 3, 0x3e, 0x80]);
+            tls.resize(tls.len() + 16_000, 0);
+        }
+        assert_eq!(tls.len(), 32 * record.len());
+        s.segment(11, &tls, 2.0);
+        assert!(s.stored_bytes() > 500_000, "{}", s.stored_bytes());
+        s.stop_storing();
+        assert!(s.stored_bytes() < 1000, "{}", s.stored_bytes());
+        let summary = s.tls_summary(10).expect("read as TLS");
+        assert_eq!((summary.records, summary.unparsed), (32, 0));
     }
 
     #[test]

@@ -4,16 +4,29 @@
 //! chosen; in TLS 1.2 and earlier, the server's certificate (subject, issuer, DNS names), which
 //! TLS 1.3 encrypts. Parsing uses tls-parser and x509-parser.
 //!
+//! Names come from the peers, which may be hostile: a certificate's names are written in
+//! OpenSSL's RFC 2253 form (what Zeek logs) with UTF-8 kept, the SNI and DNS names
+//! escaped as Zeek's logs escape text ([`escape_text`]); neither lets a control character or a
+//! byte that is not UTF-8 into a record.
+//!
 //! Handshake messages are reassembled across records (a Certificate message often spans
-//! several; a record may also hold several messages), up to [`MAX_HANDSHAKE_MESSAGE`] bytes.
-//! Parsing stops at the direction's ChangeCipherSpec: what follows is encrypted.
+//! several; a record may also hold several messages), up to [`MAX_HANDSHAKE_MESSAGE`] bytes;
+//! past it, parsing of that direction stops and the session is noted
+//! `tls_handshake_message_too_long`. Parsing stops at the direction's ChangeCipherSpec too:
+//! what follows is encrypted.
 
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
+use x509_parser::asn1_rs::{Any, Class, Tag, ToDer};
+use x509_parser::prelude::{AttributeTypeAndValue, FromDer, GeneralName, X509Certificate, X509Name};
 
-/// The longest handshake message reassembled (a certificate chain of a few certificates is
-/// under 16 KiB; a longer message is not read, and the rest of the handshake with it).
-pub const MAX_HANDSHAKE_MESSAGE: usize = 64 << 10;
+/// The longest handshake message reassembled. TLS allows 2^24 - 1 bytes; a chain of a few
+/// certificates is under 16 KiB, but whole bundles sent as chains, certificates with thousands
+/// of names and hash-based post-quantum signatures (SLH-DSA: up to 49 KB each) pass 64 KiB
+/// (OpenSSL's client accepts 100 KiB by default, Go's 256 KiB). A longer message is
+/// not read, and the rest of the handshake with it ([`TlsSummary::handshake_too_long`]). Each
+/// direction holds at most one message being reassembled, so a session holds at most twice this
+/// (and two records), counted in the tap's memory budget while it waits.
+pub const MAX_HANDSHAKE_MESSAGE: usize = 1 << 20;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TlsSummary {
@@ -42,6 +55,9 @@ pub struct TlsSummary {
     pub unparsed: u64,
     /// The stream did not start with a TLS record: plaintext continued after the 220.
     pub not_tls: bool,
+    /// A handshake message longer than [`MAX_HANDSHAKE_MESSAGE`] came: it and the rest of this
+    /// direction's handshake were not read.
+    pub handshake_too_long: bool,
     /// Handshake bytes waiting for the rest of their message.
     pub handshake: HandshakeBuffer,
 }
@@ -53,6 +69,24 @@ pub struct HandshakeBuffer {
     pending: Vec<u8>,
     /// No more clear handshake: after ChangeCipherSpec, or after an oversized message.
     done: bool,
+}
+
+impl HandshakeBuffer {
+    /// ChangeCipherSpec: what follows in this direction is encrypted.
+    pub fn end(&mut self) {
+        self.done = true;
+    }
+
+    /// Memory held for a message being reassembled.
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// Reads nothing more and lets go of what is held (the stream will not be fed again).
+    pub fn release(&mut self) {
+        self.pending = Vec::new();
+        self.done = true;
+    }
 }
 
 /// Walks the records of one direction of a TLS stream.
@@ -73,7 +107,7 @@ pub fn walk(data: &[u8]) -> TlsSummary {
         }
         s.records += 1;
         match ctype {
-            20 => s.handshake.done = true,
+            20 => s.handshake.end(),
             21 => s.alerts += 1,
             22 => read_handshake(&data[pos..end], &mut s),
             23 => s.app_bytes += (5 + len) as u64,
@@ -100,6 +134,9 @@ pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut record
     session.cert_subject = server.cert_subject;
     session.cert_issuer = server.cert_issuer;
     session.cert_san_dns = server.cert_san_dns;
+    if client.handshake_too_long || server.handshake_too_long {
+        session.notes.push("tls_handshake_message_too_long".into());
+    }
 }
 
 /// Reads one handshake record (header included): completes the messages it finishes, keeps
@@ -115,14 +152,24 @@ pub fn read_handshake(record: &[u8], s: &mut TlsSummary) {
         s.handshake.pending.extend_from_slice(&body[used..]);
     } else {
         let mut buf = std::mem::take(&mut s.handshake.pending);
+        let want = buf.len() + body.len();
+        if want > buf.capacity() {
+            // Double as usual, but not past the end of the message being reassembled: a 1 MiB
+            // certificate chain holds 1 MiB, not 2.
+            let end = buf.get(..4).map_or(0, |h| 4 + u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize);
+            let grown = (buf.capacity() * 2).min(end).max(want);
+            buf.reserve_exact(grown - buf.len());
+        }
         buf.extend_from_slice(body);
         let used = read_messages(&buf, s);
         buf.drain(..used);
         s.handshake.pending = buf;
     }
-    if s.handshake.pending.len() > MAX_HANDSHAKE_MESSAGE + 4 {
+    if s.handshake.done {
         s.handshake.pending = Vec::new();
-        s.handshake.done = true;
+    } else if s.handshake.pending.is_empty() && s.handshake.pending.capacity() > 64 << 10 {
+        // A long message passed: do not hold its buffer for the session's life.
+        s.handshake.pending = Vec::new();
     }
 }
 
@@ -133,6 +180,7 @@ fn read_messages(data: &[u8], s: &mut TlsSummary) -> usize {
         let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
         if len > MAX_HANDSHAKE_MESSAGE {
             s.handshake.done = true;
+            s.handshake_too_long = true;
             return data.len();
         }
         let Some(msg) = data.get(pos..pos + 4 + len) else { break };
@@ -158,7 +206,7 @@ fn read_message(msg: &[u8], s: &mut TlsSummary) {
                 for e in exts {
                     match e {
                         TlsExtension::SNI(names) => {
-                            s.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).into_owned());
+                            s.sni = names.first().map(|(_, n)| escape_text(n));
                         }
                         TlsExtension::SupportedVersions(v) => {
                             versions = v.iter().filter(|v| !is_grease(v.0)).map(|v| version_name(v.0)).collect();
@@ -206,7 +254,7 @@ fn read_message(msg: &[u8], s: &mut TlsSummary) {
                     .general_names
                     .iter()
                     .filter_map(|n| match n {
-                        GeneralName::DNSName(d) => Some(d.to_string()),
+                        GeneralName::DNSName(d) => Some(escape_text(d.as_bytes())),
                         _ => None,
                     })
                     .collect();
@@ -253,46 +301,205 @@ fn group_name(id: u16) -> String {
     name.to_string()
 }
 
-/// A distinguished name as OpenSSL's RFC 2253 printing writes it, which is what Zeek logs:
-/// the last RDN first, `,` between RDNs, `+` inside one, specials escaped with `\`. Values
-/// that are not strings are written `#` and their DER bytes in hex. (OpenSSL also escapes
-/// bytes above 0x7f; UTF-8 is kept readable here.)
+/// A distinguished name as OpenSSL's RFC 2253 printing (`openssl x509 -nameopt RFC2253`,
+/// `XN_FLAG_RFC2253`) writes it, which is what Zeek's x509.log holds, with one difference:
+/// characters beyond ASCII are kept (UTF-8) where OpenSSL writes each of their bytes as `\XX`.
+/// [`openssl_rfc2253`] gives OpenSSL's form back, byte for byte.
+///
+/// As OpenSSL: the last RDN first, `,` between RDNs and `+` inside one; attribute types by
+/// OpenSSL's short names ([`attribute_name`]), other types as their dotted OID with the value
+/// as `#` and its DER in hex; values decoded as OpenSSL decodes them (UTF8String as UTF-8,
+/// BMPString as UTF-16, UniversalString as UTF-32, the one-byte string types as Latin-1), then
+/// escaped as RFC 4514 says and OpenSSL does: `\` before `,+"\<>;`, before a leading `#` or
+/// space and before a trailing space; each byte of a control character (C0, DEL, and C1 such as
+/// U+009B, a terminal's CSI) as `\XX`, and so each byte that does not decode (invalid UTF-8 in
+/// a UTF8String, where OpenSSL gives up on the certificate). A backslash of the value is always
+/// `\\`, so every other `\` starts an escape: the string is unambiguous, shows no control
+/// character to a terminal, and any RFC 4514 parser reads it back.
 fn rfc2253(name: &X509Name<'_>) -> String {
-    let registry = x509_parser::objects::oid_registry();
-    let rdns: Vec<String> = name
-        .iter_rdn()
-        .map(|rdn| {
-            rdn.iter()
-                .map(|atv| {
-                    let key = match x509_parser::objects::oid2abbrev(atv.attr_type(), registry) {
-                        Ok("Email") => "emailAddress".to_string(),
-                        Ok(k) => k.to_string(),
-                        Err(_) => atv.attr_type().to_id_string(),
-                    };
-                    let value = match atv.as_str() {
-                        Ok(v) => escape_rfc2253(v),
-                        Err(_) => format!("#{}", hex::encode(atv.as_slice())),
-                    };
-                    format!("{key}={value}")
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect();
+    let rdns: Vec<String> =
+        name.iter_rdn().map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+")).collect();
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }
 
-fn escape_rfc2253(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let last = v.chars().count().saturating_sub(1);
-    for (i, c) in v.chars().enumerate() {
-        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && matches!(c, '#' | ' '))
-            || (i == last && c == ' ');
-        if special {
-            out.push('\\');
+/// `type=value` of one attribute of a name.
+fn attribute(atv: &AttributeTypeAndValue<'_>) -> String {
+    let oid = atv.attr_type().to_id_string();
+    let value = atv.attr_value();
+    match (attribute_name(&oid), decode_value(value)) {
+        (Some(name), Some(units)) => format!("{name}={}", escape_dn_value(&units)),
+        (name, _) => {
+            // OpenSSL's dump (`ASN1_STRFLGS_DUMP_DER`): the value's whole DER, tag and length too.
+            let der = value.to_der_vec().unwrap_or_else(|_| value.data.to_vec());
+            format!("{}=#{}", name.unwrap_or(&oid), hex::encode_upper(der))
         }
-        out.push(c);
+    }
+}
+
+/// OpenSSL's short names of the attribute types met in distinguished names (checked against
+/// `openssl x509 -nameopt RFC2253`, OpenSSL 3.0). A type not listed is written as its dotted
+/// OID with its value dumped in hex, as OpenSSL writes the types it does not know.
+fn attribute_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.13" => "description",
+        "2.5.4.15" => "businessCategory",
+        "2.5.4.16" => "postalAddress",
+        "2.5.4.17" => "postalCode",
+        "2.5.4.18" => "postOfficeBox",
+        "2.5.4.19" => "physicalDeliveryOfficeName",
+        "2.5.4.20" => "telephoneNumber",
+        "2.5.4.41" => "name",
+        "2.5.4.42" => "GN",
+        "2.5.4.43" => "initials",
+        "2.5.4.44" => "generationQualifier",
+        "2.5.4.45" => "x500UniqueIdentifier",
+        "2.5.4.46" => "dnQualifier",
+        "2.5.4.65" => "pseudonym",
+        "2.5.4.72" => "role",
+        "2.5.4.97" => "organizationIdentifier",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "1.2.840.113549.1.9.2" => "unstructuredName",
+        "1.2.840.113549.1.9.8" => "unstructuredAddress",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.3" => "mail",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.3.6.1.4.1.311.60.2.1.1" => "jurisdictionL",
+        "1.3.6.1.4.1.311.60.2.1.2" => "jurisdictionST",
+        "1.3.6.1.4.1.311.60.2.1.3" => "jurisdictionC",
+        _ => return None,
+    })
+}
+
+/// A character of a decoded value, or a byte that did not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Char(char),
+    Byte(u8),
+}
+
+/// The characters of a string value, decoded by its type as OpenSSL decodes it; `None` for a
+/// value that is not a string (OpenSSL dumps it in hex).
+fn decode_value(value: &Any<'_>) -> Option<Vec<Unit>> {
+    if value.class() != Class::Universal || value.header.is_constructed() {
+        return None;
+    }
+    let d = value.data;
+    Some(match value.tag() {
+        Tag::Utf8String => {
+            let mut out = Vec::with_capacity(d.len());
+            for chunk in d.utf8_chunks() {
+                out.extend(chunk.valid().chars().map(Unit::Char));
+                out.extend(chunk.invalid().iter().map(|&b| Unit::Byte(b)));
+            }
+            out
+        }
+        // One byte a character: Latin-1 (ASCII, for the types whose alphabet is).
+        Tag::NumericString | Tag::PrintableString | Tag::TeletexString | Tag::Ia5String | Tag::VisibleString => {
+            d.iter().map(|&b| Unit::Char(char::from(b))).collect()
+        }
+        Tag::BmpString => {
+            let units = d.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+            let mut out: Vec<Unit> = char::decode_utf16(units)
+                .flat_map(|c| match c {
+                    Ok(c) => vec![Unit::Char(c)],
+                    Err(e) => e.unpaired_surrogate().to_be_bytes().map(Unit::Byte).to_vec(),
+                })
+                .collect();
+            out.extend(d.chunks_exact(2).remainder().iter().map(|&b| Unit::Byte(b)));
+            out
+        }
+        Tag::UniversalString => {
+            let mut out: Vec<Unit> = d
+                .chunks_exact(4)
+                .flat_map(|p| match char::from_u32(u32::from_be_bytes([p[0], p[1], p[2], p[3]])) {
+                    Some(c) => vec![Unit::Char(c)],
+                    None => p.iter().map(|&b| Unit::Byte(b)).collect(),
+                })
+                .collect();
+            out.extend(d.chunks_exact(4).remainder().iter().map(|&b| Unit::Byte(b)));
+            out
+        }
+        _ => return None,
+    })
+}
+
+fn escape_dn_value(units: &[Unit]) -> String {
+    let mut out = String::with_capacity(units.len());
+    let last = units.len().saturating_sub(1);
+    for (i, unit) in units.iter().enumerate() {
+        match *unit {
+            Unit::Byte(b) => push_hexpair(&mut out, b),
+            Unit::Char(c) if c.is_control() => {
+                for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                    push_hexpair(&mut out, b);
+                }
+            }
+            Unit::Char(c) => {
+                let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+                    || (i == 0 && matches!(c, '#' | ' '))
+                    || (i == last && c == ' ');
+                if special {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn push_hexpair(out: &mut String, b: u8) {
+    use std::fmt::Write;
+    let _ = write!(out, "\\{b:02X}");
+}
+
+/// A distinguished name of a record (`cert_subject`, `cert_issuer`) in OpenSSL's RFC 2253 form,
+/// which Zeek's x509.log holds: each byte of every character beyond ASCII written `\XX`. (Zeek's
+/// log writer then writes each `\` of it as `\x5c`.)
+pub fn openssl_rfc2253(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for c in dn.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                push_hexpair(&mut out, b);
+            }
+        }
+    }
+    out
+}
+
+/// A name read from the wire (the SNI, a subjectAltName DNS name) as a record keeps it: valid
+/// UTF-8 as it is; each byte of a control character (C0, DEL, C1), each byte that is not
+/// UTF-8, and `\` itself written `\xNN`, as Zeek's log writer writes them. A record thus
+/// holds no control character, and every `\x` in it is an escape.
+pub fn escape_text(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
     }
     out
 }

@@ -38,9 +38,18 @@ impl TlsWalker {
         self.frozen = true;
     }
 
-    /// Memory held.
+    /// Memory held: the record being read, and the handshake message being reassembled.
     pub fn held_bytes(&self) -> usize {
-        self.partial.capacity()
+        self.partial.capacity() + self.summary.handshake.held_bytes()
+    }
+
+    /// Nothing more will be fed (the stream stopped storing): reads nothing more and lets go of
+    /// the record and the handshake message it was putting together. The summary is what it
+    /// was, but for that unfinished message.
+    pub fn release(&mut self) {
+        self.frozen = true;
+        self.partial = Vec::new();
+        self.summary.handshake.release();
     }
 
     pub fn summary(&self) -> TlsSummary {
@@ -105,6 +114,7 @@ impl TlsWalker {
         let Some((ctype, len)) = self.current.take() else { return };
         self.summary.records += 1;
         match ctype {
+            20 => self.summary.handshake.end(),
             21 => self.summary.alerts += 1,
             HANDSHAKE => read_handshake(&self.partial, &mut self.summary),
             23 => self.summary.app_bytes += (HEADER + len) as u64,
@@ -157,6 +167,77 @@ mod tests {
                 assert_eq!(w.summary(), want, "pieces of {piece}");
             }
         }
+    }
+
+    /// A handshake record after ChangeCipherSpec is encrypted (the Finished message): read as
+    /// clear, it could pass for a ServerHello with another cipher. Neither walk reads it.
+    #[test]
+    fn nothing_after_change_cipher_spec_is_read_as_handshake() {
+        let hello = |cipher: u16| {
+            let mut body = vec![3, 3];
+            body.extend_from_slice(&[7; 32]);
+            body.push(0);
+            body.extend_from_slice(&cipher.to_be_bytes());
+            body.push(0);
+            let mut rec = vec![22, 3, 3, 0, (body.len() + 4) as u8, 2, 0, 0, body.len() as u8];
+            rec.extend(body);
+            rec
+        };
+        let mut data = hello(0xc02c);
+        data.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        data.extend(hello(0x002f));
+        let want = walk(&data);
+        assert_eq!(want.cipher.as_deref(), Some("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"));
+        for piece in [1, 5, data.len()] {
+            let mut w = TlsWalker::new();
+            for chunk in data.chunks(piece) {
+                w.feed(chunk);
+            }
+            assert_eq!(w.summary(), want, "pieces of {piece}");
+        }
+    }
+
+    /// A handshake message of the largest size read, in records of 16000 bytes, fed as TCP
+    /// delivers it:
+    /// the walker holds about the message and one record (not twice the message, as doubling a
+    /// buffer would), lets it go once the message is read, and lets go at once when released.
+    #[test]
+    fn a_long_handshake_message_holds_about_its_size_and_no_longer() {
+        use crate::tls::MAX_HANDSHAKE_MESSAGE;
+        let len = MAX_HANDSHAKE_MESSAGE;
+        let mut msg = vec![11];
+        msg.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+        msg.resize(4 + len, 0x5a);
+        let mut data = Vec::new();
+        for chunk in msg.chunks(16_000) {
+            data.extend_from_slice(&[22, 3, 3]);
+            data.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            data.extend_from_slice(chunk);
+        }
+        let mut w = TlsWalker::new();
+        let mut most = 0;
+        let half = data.len() / 2;
+        for chunk in data[..half].chunks(1448) {
+            w.feed(chunk);
+            most = most.max(w.held_bytes());
+        }
+        let mut released = TlsWalker::new();
+        released.feed(&data[..half]);
+        assert!(released.held_bytes() > len / 2);
+        released.release();
+        assert_eq!(released.held_bytes(), 0);
+        // All but the last byte: the message is almost whole, and waits.
+        let last = data.len() - 1;
+        for chunk in data[half..last].chunks(1448) {
+            w.feed(chunk);
+            most = most.max(w.held_bytes());
+        }
+        assert!(most > len && most <= len + (64 << 10), "{most}");
+        w.feed(&data[last..]);
+        assert!(w.held_bytes() <= 64 << 10, "{}", w.held_bytes());
+        let s = w.summary();
+        assert_eq!(s, walk(&data));
+        assert!(!s.handshake_too_long && s.unparsed == 0);
     }
 
     #[test]

@@ -202,3 +202,54 @@ fn ip_fragments_are_reassembled_on_every_link_type() {
         }
     }
 }
+
+/// A trunk capture: two clients with the same address, one on VLAN 10 and one on VLAN 20 (the
+/// same private network twice), send their EHLO in IP fragments with the same identification,
+/// interleaved. Each datagram is rebuilt from its own VLAN's fragments: two sessions, two
+/// names, no overlap. Keyed by addresses and identification only, the fragments would make one
+/// datagram with overlaps (the first fragments win) and lose the other.
+#[test]
+fn the_same_ip_identification_on_two_vlans_gives_two_datagrams() {
+    let names = [
+        "relay-on-vlan-ten.example-with-a-long-name-to-need-several-fragments",
+        "relay-on-vlan-two.example-with-a-long-name-to-need-several-fragments",
+    ];
+    assert_eq!(names[0].len(), names[1].len());
+    for v6 in [false, true] {
+        let (c, s) = addrs(v6);
+        let frags: Vec<Vec<Vec<u8>>> = names
+            .iter()
+            .zip([40000, 40001])
+            .map(|(name, port)| {
+                let c = SocketAddr::new(c.ip(), port);
+                let ehlo = format!("EHLO {name}\r\n");
+                let ip =
+                    tcp_frame(LinkKind::RawIp, c, s, 5, 0, Flags { psh: true, ..Default::default() }, ehlo.as_bytes())
+                        .expect("frame");
+                tap::pcapwrite::ip_fragments(LinkKind::RawIp, &ip, 7, 24).expect("fragments")
+            })
+            .collect();
+        assert!(frags[0].len() >= 4 && frags[0].len() == frags[1].len());
+        let vlan = |id: u16, ip: &[u8]| {
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00];
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(&ethertype(v6));
+            f.extend_from_slice(ip);
+            f
+        };
+        let frames: Vec<Vec<u8>> =
+            frags[0].iter().zip(&frags[1]).flat_map(|(a, b)| [vlan(10, a), vlan(20, b)]).collect();
+        let d = tap::dissect_bytes("trunk.pcap", &pcap(1, &frames)).expect("reads");
+        assert_eq!(d.defrag.fragments, frames.len() as u64, "v6 {v6}");
+        assert_eq!(
+            (d.defrag.reassembled, d.defrag.overlaps, d.defrag.incomplete),
+            (2, 0, 0),
+            "v6 {v6}: {:?}",
+            d.defrag
+        );
+        let mut seen: Vec<(u16, Option<&str>)> = d.sessions.iter().map(|s| (s.orig_p, s.helo.as_deref())).collect();
+        seen.sort();
+        assert_eq!(seen, [(40000, Some(names[0])), (40001, Some(names[1]))], "v6 {v6}");
+        assert!(d.sessions.iter().all(|s| !s.notes.iter().any(|n| n == "ip_fragment_overlap")), "v6 {v6}");
+    }
+}

@@ -80,6 +80,15 @@ fn pcaps() -> PathBuf {
 type Row = Vec<(String, String)>;
 
 fn read_zeek_log(path: &Path) -> Vec<Row> {
+    read_zeek_log_as(path, unescape)
+}
+
+/// The rows with their values as the log writes them (`\xNN` escapes left in).
+fn read_zeek_log_raw(path: &Path) -> Vec<Row> {
+    read_zeek_log_as(path, str::to_string)
+}
+
+fn read_zeek_log_as(path: &Path, value: fn(&str) -> String) -> Vec<Row> {
     let text = std::fs::read_to_string(path).expect("baseline smtp.log is readable UTF-8");
     let mut fields: Vec<String> = Vec::new();
     let mut rows = Vec::new();
@@ -93,9 +102,24 @@ fn read_zeek_log(path: &Path) -> Vec<Row> {
         }
         let values: Vec<&str> = line.split('\t').collect();
         assert_eq!(values.len(), fields.len(), "{}: a row with as many values as #fields", path.display());
-        rows.push(fields.iter().cloned().zip(values.iter().map(|v| unescape(v))).collect());
+        rows.push(fields.iter().cloned().zip(values.iter().map(|v| value(v))).collect());
     }
     rows
+}
+
+/// How Zeek's ASCII log writer writes a string (`LogAscii::enable_utf_8`, the default): `\` and
+/// the ASCII control characters as `\xNN`, the rest (printable ASCII, UTF-8) as it is. (A `,`
+/// inside an element of a set is `\x2c` too.)
+fn zeek_ascii(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == '\\' || c.is_ascii_control() {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Zeek writes non-printable bytes as `\xNN`.
@@ -320,6 +344,8 @@ fn every_baseline_with_an_smtp_log_is_in_the_table() {
 fn zeek_log_values_unescape() {
     assert_eq!(unescape("a\\x09b"), "a\tb");
     assert_eq!(unescape("\\x"), "\\x");
+    assert_eq!(zeek_ascii(r"CN=a\C3\A9\, b\09"), r"CN=a\x5cC3\x5cA9\x5c, b\x5c09");
+    assert_eq!(zeek_ascii("\u{1b}é\u{7f}"), "\\x1bé\\x7f");
     assert_eq!(set("(empty)"), BTreeSet::new());
     assert_eq!(set("a,b"), BTreeSet::from(["a".to_string(), "b".to_string()]));
 }
@@ -331,7 +357,7 @@ fn zeek_log_values_unescape() {
 fn starttls_handshake_matches_zeek_ssl_and_x509_logs() {
     let dir = pcaps().join("expected").join("scripts.base.protocols.smtp.starttls");
     let ssl = read_zeek_log(&dir.join("ssl.log"));
-    let x509 = read_zeek_log(&dir.join("x509.log"));
+    let x509 = read_zeek_log_raw(&dir.join("x509.log"));
     let [ssl] = &ssl[..] else { panic!("one ssl.log row: {ssl:?}") };
     let leaf = x509.iter().find(|r| get(r, "host_cert") == "T").expect("the server's certificate");
     let d = tap::dissect_file(&pcaps().join("tls__smtp-starttls.pcap")).expect("trace opens");
@@ -347,9 +373,15 @@ fn starttls_handshake_matches_zeek_ssl_and_x509_logs() {
     assert!(s.tls_offered_groups.iter().any(|g| g == get(ssl, "curve")), "{:?}", s.tls_offered_groups);
     assert!(s.tls_offered_ciphers.iter().any(|c| c == get(ssl, "cipher")), "{:?}", s.tls_offered_ciphers);
     assert_eq!(s.tls_offered_versions, ["TLSv1.2"], "no supported_versions extension: the ClientHello version");
-    assert_eq!(s.cert_subject.as_deref(), Some(get(leaf, "certificate.subject")));
-    assert_eq!(s.cert_issuer.as_deref(), Some(get(leaf, "certificate.issuer")));
-    assert_eq!(s.cert_san_dns.join(","), get(leaf, "san.dns"));
+    // Names as Zeek's log has them, byte for byte: the records keep UTF-8 where OpenSSL (whose
+    // printing Zeek logs) writes `\XX`, and Zeek's writer escapes the `\` of those.
+    let zeek_name = |n: &Option<String>| n.as_deref().map(|n| zeek_ascii(&tap::tls::openssl_rfc2253(n)));
+    assert_eq!(zeek_name(&s.cert_subject).as_deref(), Some(get(leaf, "certificate.subject")));
+    assert_eq!(zeek_name(&s.cert_issuer).as_deref(), Some(get(leaf, "certificate.issuer")));
+    assert_eq!(
+        s.cert_san_dns.iter().map(|n| zeek_ascii(n).replace(',', "\\x2c")).collect::<Vec<_>>().join(","),
+        get(leaf, "san.dns")
+    );
 }
 
 /// Zeek's files logs for the traces, against the tap's attachments and messages:
