@@ -264,7 +264,7 @@ fn session_line(s: &TapSession) -> String {
         s.orig_p,
         s.resp_h,
         s.resp_p,
-        s.helo.as_deref().unwrap_or("-"),
+        s.helo.as_deref().map_or("-".into(), shown),
         tls.trim_end(),
         s.orig_bytes,
         s.resp_bytes,
@@ -280,8 +280,8 @@ fn transaction_line(t: &TapTransaction) -> String {
     format!(
         "    #{} {} -> {} subject={:?} bytes={} sha256={}",
         t.trans_depth,
-        t.mailfrom.as_deref().unwrap_or("-"),
-        t.rcptto.join(","),
+        t.mailfrom.as_deref().map_or("-".into(), shown),
+        t.rcptto.iter().map(|r| shown(r)).collect::<Vec<_>>().join(","),
         t.subject.as_deref().unwrap_or(""),
         t.message_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
         t.sha256.as_deref().and_then(|h| h.get(..12)).unwrap_or("-"),
@@ -383,11 +383,13 @@ impl Volume {
             "SNI",
             "certificate names",
         ];
-        let names = |set: &BTreeSet<String>| {
+        // EHLO and banner names are raw text from the wire; SNI and certificate names come
+        // escaped from the tap already.
+        let names = |set: &BTreeSet<String>, raw: bool| {
             if set.is_empty() {
                 "-".to_string()
             } else {
-                let mut s = set.iter().cloned().collect::<Vec<_>>().join(",");
+                let mut s = set.iter().map(|n| if raw { shown(n) } else { n.clone() }).collect::<Vec<_>>().join(",");
                 if set.len() >= MAX_NAMES {
                     s.push_str(",...");
                 }
@@ -406,10 +408,10 @@ impl Volume {
                     human_bytes(p.orig_bytes),
                     human_bytes(p.resp_bytes),
                     p.transactions.to_string(),
-                    names(&p.helo),
-                    names(&p.server),
-                    names(&p.sni),
-                    names(&p.cert),
+                    names(&p.helo, true),
+                    names(&p.server, true),
+                    names(&p.sni, false),
+                    names(&p.cert, false),
                 ]
             })
             .collect();
@@ -457,8 +459,31 @@ impl Volume {
 }
 
 /// The CN of a subject written as Zeek writes it (`CN=mx.example.org,O=...`).
+/// Text from the wire as the table shows it: control characters (an ESC would drive the
+/// terminal) and `\` written `\xNN`, as the records write certificate names.
+fn shown(text: &str) -> String {
+    tap::tls::escape_text(text.as_bytes())
+}
+
+/// The CN of a certificate subject as the records write it (RFC 2253: `,` between attributes, a
+/// `\,` inside a value), still escaped.
 fn common_name(subject: &str) -> Option<&str> {
-    subject.split(',').find_map(|rdn| rdn.strip_prefix("CN="))
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in subject.char_indices().chain(std::iter::once((subject.len(), ','))) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                if let Some(cn) = subject[start..i].strip_prefix("CN=") {
+                    return Some(cn);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn human_bytes(b: u64) -> String {
@@ -649,6 +674,8 @@ mod tests {
         assert_eq!(p.cert.iter().map(String::as_str).collect::<Vec<_>>(), ["mail.b.example", "mx.b.example"]);
         assert_eq!(common_name("O=x,CN=y"), Some("y"));
         assert_eq!(common_name("O=x"), None);
+        assert_eq!(common_name("O=a\\,CN=b,CN=mx\\,1,C=DE"), Some("mx\\,1"));
+        assert_eq!(shown("mx\u{1b}[31m"), "mx\\x1b[31m");
     }
 
     #[test]
