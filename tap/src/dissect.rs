@@ -748,7 +748,10 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
         {
             tap.close(old);
         }
-        if !tap.flows.contains_key(&k) {
+        // One lookup for a packet of a known flow, the common case.
+        let flow = if let Some(flow) = tap.flows.get_mut(&k) {
+            flow
+        } else {
             if seg.payload.is_empty() && !seg.syn && tap.closed.contains_key(&k) {
                 // The last ACK or a retransmitted FIN of a connection already finished.
                 continue;
@@ -757,8 +760,8 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
                 tap.evict();
             }
             tap.closed.remove(&k);
-        }
-        let flow = tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst));
+            tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst))
+        };
         let dir = usize::from(src != flow.first);
         if flow.stale(dir, &seg) {
             // A late packet of the connection these ports carried before (its last ACK or a
