@@ -10,11 +10,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than glibc's allocator: the tap's reading thread frees records the
-/// dissecting thread allocated, and glibc serialises such frees on the other thread's arena lock
-/// (measured in BENCHMARKS.md); polars, in the same binary, recommends it too. Built without
-/// transparent huge pages (`no_thp`): with them every new 2 MiB region was zeroed whole, 7% of
-/// the tap's CPU time on a 1 GB capture and 20 MiB more resident memory.
+/// mimalloc rather than glibc's allocator: the tap's reading thread frees records its
+/// dissecting threads allocated, and glibc serialises such frees on the other thread's arena
+/// lock; polars, in the same binary, recommends it too. mimalloc 2 rather than 3: 3 keeps freed
+/// memory for a second before returning it (a 1.4x higher peak on the tap's large-message
+/// capture); and without transparent huge pages (`no_thp`): with them every new 2 MiB region was
+/// zeroed whole, 7% of the tap's CPU time on a 1 GB capture. Measured in BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

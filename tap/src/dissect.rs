@@ -375,6 +375,11 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
 }
 
+/// Dissecting a flow takes memory of the order of its stored bytes again (the unstuffed message,
+/// the decoded attachments). Flows storing more than this are dissected one at a time, so the
+/// pool holds at most one such flow's working memory, as a single dissecting thread would.
+const BIG_FLOW: usize = 4 << 20;
+
 /// What the worker made of a finished flow: the session, its transactions, and for each
 /// transaction its whole message (kept only when the caller asked for messages).
 type Finished = (TapSession, Vec<TapTransaction>, Vec<Option<Vec<u8>>>);
@@ -615,15 +620,18 @@ fn dissect_with_limits<R: Read>(
     {
         return Err(unsupported(name, lt));
     }
+    let big_lane = std::sync::Mutex::new(());
     std::thread::scope(|scope| {
         let (to_worker, worker_in) = crossbeam_channel::bounded::<(u64, Flow)>(QUEUE);
         let (worker_out, from_worker) = std::sync::mpsc::channel::<(u64, Done)>();
         for _ in 0..workers() {
-            let (worker_in, worker_out) = (worker_in.clone(), worker_out.clone());
+            let (worker_in, worker_out, big_lane) = (worker_in.clone(), worker_out.clone(), &big_lane);
             scope.spawn(move || {
                 for (n, flow) in worker_in {
                     let stored = flow.stored;
+                    let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
                     let mut records = finish(flow);
+                    drop(lane);
                     if !limits.keep_messages
                         && let Some((_, _, messages)) = records.as_mut()
                     {
