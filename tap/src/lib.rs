@@ -12,7 +12,6 @@ pub mod defrag;
 pub mod dissect;
 pub mod error;
 pub mod fuzzing;
-mod mapped;
 pub mod pcapfile;
 pub mod pcapwrite;
 pub mod reassembly;
