@@ -28,3 +28,6 @@ pub use dissect::{
     dissect_reader, dissect_reader_with, dissect_stream_with, dissect_with_messages,
 };
 pub use error::TapError;
+/// The per-message reading (header fields, subject, attachments) on its own, for the
+/// `mime_cost` example that measures it and for tests outside the crate.
+pub use message::read_headers;
