@@ -21,6 +21,8 @@ mod tls_stream;
 pub mod unstuff;
 
 mod message;
+mod mime_body;
+mod mime_parts;
 
 pub use capture::{LiveCapture, LiveOptions, PacketStream};
 pub use dissect::{
