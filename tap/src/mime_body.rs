@@ -2,23 +2,17 @@
 //! `decode_base64_mime`), for [`crate::mime_parts`]: same part end, same bytes, same position
 //! after the boundary, same failures. mail-parser walks them a byte at a time through a peekable
 //! iterator and builds a `Vec`; here the end is found with `memmem` and base64 is decoded in
-//! blocks by the `base64` crate, handing the bytes to a sink (a hasher) instead of a `Vec`.
+//! blocks by `base64-simd` (AVX2 or SSE4.1 as the CPU has them; three to four times the `base64`
+//! crate's speed, which was half again SHA-256's cost), handing the bytes to a sink (a hasher)
+//! instead of a `Vec`.
 //!
 //! Whatever the fast decoder does not take as is (blanks inside a line, a lone `-`, `=` inside a
 //! line, any other byte) goes to mail-parser's own decoder, so the odd cases are exact by
 //! construction.
 
-use base64::Engine;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64_simd::{Out, STANDARD_NO_PAD};
 use mail_parser::parsers::MessageStream;
 use memchr::memmem;
-
-/// Full 4-character groups only, so padding never reaches it: any `=` is an error, and so is any
-/// byte outside the standard alphabet. Errors send the part to mail-parser's decoder.
-const ENGINE: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::RequireNone),
-);
 
 /// Characters gathered before a decode call: large enough that the call overhead vanishes,
 /// small enough to stay in L2.
@@ -131,14 +125,16 @@ fn fast_decode(region: &[u8], sink: &mut dyn Sink) -> Option<()> {
 }
 
 /// Decodes the whole groups of `chars` to `sink`, leaving the 0 to 3 characters after them.
+/// The decoder sees whole groups only and takes no padding: any `=`, like any byte outside the
+/// standard alphabet, is an error, which sends the part to mail-parser's decoder.
 fn decode_groups(chars: &mut Vec<u8>, out: &mut Vec<u8>, sink: &mut dyn Sink) -> Option<()> {
     let whole = chars.len() - chars.len() % 4;
     if whole == 0 {
         return Some(());
     }
     out.resize(whole / 4 * 3, 0);
-    let n = ENGINE.decode_slice(chars.get(..whole)?, out).ok()?;
-    sink.bytes(out.get(..n)?);
+    let decoded = STANDARD_NO_PAD.decode(chars.get(..whole)?, Out::from_slice(out)).ok()?;
+    sink.bytes(decoded);
     chars.drain(..whole);
     Some(())
 }
@@ -246,7 +242,7 @@ mod tests {
         // Several blocks' worth, with the padding on the last line and line lengths that are
         // not multiples of four, so groups straddle lines and blocks.
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+        let encoded = base64_simd::STANDARD.encode_to_string(&data);
         for width in [76, 64, 75, 1000] {
             let mut body = Vec::new();
             for line in encoded.as_bytes().chunks(width) {

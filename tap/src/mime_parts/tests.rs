@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
 use mail_parser::MimeHeaders;
 
 use super::*;
@@ -140,7 +139,7 @@ fn gen_capture_messages(rng: &mut Rng) -> Vec<Vec<u8>> {
             let n = rng.below(150_000) + 1;
             let raw = rng.bytes(n);
             for chunk in raw.chunks(57) {
-                m.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(chunk).as_bytes());
+                m.extend_from_slice(base64_simd::STANDARD.encode_to_string(chunk).as_bytes());
                 m.extend_from_slice(b"\r\n");
             }
             m.extend_from_slice(format!("--b{n:x}--\r\n").as_bytes());
