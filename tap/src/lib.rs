@@ -32,4 +32,4 @@ pub use dissect::{
 pub use error::TapError;
 /// The per-message reading (header fields, subject, attachments) on its own, for the
 /// `mime_cost` example that measures it and for tests outside the crate.
-pub use message::read_headers;
+pub use message::{full_parses, read_headers};

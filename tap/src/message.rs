@@ -3,6 +3,8 @@
 //! mail-parser's full parse gives them ([`crate::mime_parts`] reproduces it for less CPU, and
 //! hands the rare messages it does not reproduce back to that parse).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use mail_parser::{ContentType, MessageParser, MimeHeaders};
 use records::{Attachment, TapTransaction};
 use sha2::{Digest, Sha256};
@@ -102,8 +104,21 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
             }
             tx.attachments = read.attachments;
         }
-        None => full_parse(bytes, tx),
+        None => {
+            FULL_PARSES.fetch_add(1, Ordering::Relaxed);
+            full_parse(bytes, tx)
+        }
     }
+}
+
+/// Messages that [`crate::mime_parts::read`] declined, read by the full parse instead.
+static FULL_PARSES: AtomicU64 = AtomicU64::new(0);
+
+/// How many messages this process has read with mail-parser's full parse because the fast
+/// reader does not reproduce them (nested messages that are not transfer-encoded): a measure
+/// of how much of a capture the fast path covers.
+pub fn full_parses() -> u64 {
+    FULL_PARSES.load(Ordering::Relaxed)
 }
 
 /// The subject and attachments from mail-parser's full parse: what [`crate::mime_parts::read`]
