@@ -58,21 +58,8 @@ pub(crate) enum Base64 {
 /// `sink` in order. `reset` is called before mail-parser's decoder takes over from a fast
 /// attempt that found something it does not handle, so the sink starts again from nothing.
 pub(crate) fn base64_part(rest: &[u8], boundary: &[u8], sink: &mut dyn Sink) -> Base64 {
-    // mail-parser's decoder ends at the first "--" of the body: the boundary must follow it,
-    // else the part fails. Without a boundary, any "--" fails and the end of the data ends it.
-    let (region, consumed) = match memmem::find(rest, b"--") {
-        Some(at) => {
-            let after = rest.get(at + 2..).unwrap_or_default();
-            if boundary.is_empty() || !after.starts_with(boundary) {
-                return Base64::Failed;
-            }
-            (rest.get(..at).unwrap_or_default(), at + 2 + boundary.len())
-        }
-        None if boundary.is_empty() => (rest, rest.len()),
-        None => return Base64::Failed,
-    };
-    if fast_decode(region, sink).is_some() {
-        return Base64::Done(consumed);
+    if let Some(done) = fast_base64(rest, boundary, sink) {
+        return done;
     }
     sink.reset();
     let mut stream = MessageStream::new(rest);
@@ -90,38 +77,71 @@ pub(crate) trait Sink {
     fn reset(&mut self);
 }
 
-/// Decodes `region` (the body before the delimiter, which holds no "--") when it is laid out as
-/// encoders write it: lines of alphabet characters, each ended by LF or CRLF, `=` only at the
-/// end of a line. `None` for anything else (nothing is lost: the caller starts again).
+/// [`base64_part`] for bodies laid out as encoders write them: lines of alphabet characters,
+/// each ended by LF or CRLF, `=` only at the end of a line. `None` for anything else (nothing is
+/// lost: the caller starts again with mail-parser's decoder).
 ///
-/// mail-parser's semantics, which this keeps: groups run on across line breaks; an `=` flushes
-/// the pending group (one or two characters give one byte, three give two: for one character
-/// that byte is its six bits shifted left by two, which a strict decoder would reject) and a
-/// new group starts after it; a group still pending at the end is dropped.
-fn fast_decode(region: &[u8], sink: &mut dyn Sink) -> Option<()> {
-    let mut chars: Vec<u8> = Vec::with_capacity(BLOCK.min(region.len()) + 128);
-    let mut out: Vec<u8> = Vec::new();
+/// mail-parser's decoder ends at the first "--" of the body: the boundary must follow it, else
+/// the part fails; without a boundary any "--" fails and the end of the data ends the part. One
+/// pass finds both the line breaks and that "--".
+fn fast_base64(rest: &[u8], boundary: &[u8], sink: &mut dyn Sink) -> Option<Base64> {
+    let mut d = Decoder { chars: Vec::with_capacity(BLOCK.min(rest.len()) + 128), out: Vec::new() };
     let mut start = 0;
-    let ends = memchr::memchr_iter(b'\n', region).chain(std::iter::once(region.len()));
-    for end in ends {
-        let line = region.get(start..end).unwrap_or_default();
-        start = end + 1;
+    for at in memchr::memchr2_iter(b'\n', b'-', rest) {
+        if rest.get(at) == Some(&b'\n') {
+            d.line(rest.get(start..at)?, sink)?;
+            start = at + 1;
+        } else if rest.get(at + 1) == Some(&b'-') {
+            if boundary.is_empty() || !rest.get(at + 2..)?.starts_with(boundary) {
+                return Some(Base64::Failed);
+            }
+            d.line(rest.get(start..at)?, sink)?;
+            d.finish(sink)?;
+            return Some(Base64::Done(at + 2 + boundary.len()));
+        }
+    }
+    if !boundary.is_empty() {
+        return Some(Base64::Failed);
+    }
+    d.line(rest.get(start..)?, sink)?;
+    d.finish(sink)?;
+    Some(Base64::Done(rest.len()))
+}
+
+/// The fast decoder's state, with mail-parser's semantics: groups run on across line breaks; an
+/// `=` flushes the pending group (one or two characters give one byte, three give two: for one
+/// character that byte is its six bits shifted left by two, which a strict decoder would
+/// reject) and a new group starts after it; a group still pending at the end is dropped.
+/// Characters are gathered into blocks for the SIMD decoder.
+struct Decoder {
+    chars: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Decoder {
+    /// One line, without its LF. `None` if it holds anything but alphabet characters, then
+    /// `=`s, then a CR.
+    fn line(&mut self, line: &[u8], sink: &mut dyn Sink) -> Option<()> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let body_len = line.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
         let (body, pads) = line.split_at(body_len);
-        chars.extend_from_slice(body);
+        self.chars.extend_from_slice(body);
         if !pads.is_empty() {
-            decode_groups(&mut chars, &mut out, sink)?;
-            let tail = flush_partial(&chars)?;
+            decode_groups(&mut self.chars, &mut self.out, sink)?;
+            let tail = flush_partial(&self.chars)?;
             sink.bytes(&tail);
-            chars.clear();
-        } else if chars.len() >= BLOCK {
-            decode_groups(&mut chars, &mut out, sink)?;
+            self.chars.clear();
+        } else if self.chars.len() >= BLOCK {
+            decode_groups(&mut self.chars, &mut self.out, sink)?;
         }
+        Some(())
     }
-    decode_groups(&mut chars, &mut out, sink)?;
-    // The dropped partial group must still be valid characters, or mail-parser fails on it.
-    chars.iter().all(|&c| sextet(c).is_some()).then_some(())
+
+    fn finish(mut self, sink: &mut dyn Sink) -> Option<()> {
+        decode_groups(&mut self.chars, &mut self.out, sink)?;
+        // The dropped partial group must still be valid characters, or mail-parser fails on it.
+        self.chars.iter().all(|&c| sextet(c).is_some()).then_some(())
+    }
 }
 
 /// Decodes the whole groups of `chars` to `sink`, leaving the 0 to 3 characters after them.
