@@ -21,6 +21,8 @@ mod tls_stream;
 pub mod unstuff;
 
 mod message;
+mod mime_body;
+mod mime_parts;
 
 pub use capture::{LiveCapture, LiveOptions, PacketStream};
 pub use dissect::{
@@ -28,3 +30,6 @@ pub use dissect::{
     dissect_reader, dissect_reader_with, dissect_stream_with, dissect_with_messages,
 };
 pub use error::TapError;
+/// The per-message reading (header fields, subject, attachments) on its own, for the
+/// `mime_cost` example that measures it and for tests outside the crate.
+pub use message::{full_parses, read_headers};
