@@ -161,6 +161,13 @@ fn dissect(source: Source, args: &TapArgs) -> Result<ExitCode> {
             f.incomplete, f.dropped, f.fragments
         );
     }
+    if summary.failed_flows > 0 {
+        eprintln!(
+            "warning: the dissection of {} TCP sessions failed on a bug (their records are missing; the others are \
+             complete): please report it with the capture",
+            summary.failed_flows
+        );
+    }
     if let Some(e) = summary.error {
         eprintln!("error: {e}");
         return Ok(ExitCode::FAILURE);

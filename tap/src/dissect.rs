@@ -93,6 +93,9 @@ pub struct ReadSummary {
     pub memory_limited: u64,
     /// Most bytes held by all flows at once.
     pub peak_stored: u64,
+    /// Flows whose dissection panicked (a bug in the tap or a parser it uses: report it with the
+    /// capture). Their records are lost; every other flow's are kept.
+    pub failed_flows: u64,
     /// The callback asked to stop: the rest of the capture was not read.
     pub stopped: bool,
     /// The read stopped early: the records given before are those found before this error.
@@ -388,6 +391,8 @@ type Finished = (TapSession, Vec<TapTransaction>, Vec<Option<Vec<u8>>>);
 struct Done {
     records: Option<Finished>,
     stored: usize,
+    /// Its dissection panicked.
+    failed: bool,
 }
 
 /// Memory and time bounds of a read (the constants above; smaller in tests).
@@ -491,6 +496,7 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
     fn arrive(&mut self, n: u64, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.stored = self.stored.saturating_sub(done.stored);
+        self.summary.failed_flows += u64::from(done.failed);
         self.arrived.insert(n, done);
         while let Some(done) = self.arrived.remove(&self.next_due) {
             self.next_due += 1;
@@ -630,14 +636,18 @@ fn dissect_with_limits<R: Read>(
                 for (n, flow) in worker_in {
                     let stored = flow.stored;
                     let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
-                    let mut records = finish(flow);
+                    // Hostile bytes that find a panic in a parser cost this flow's records, not the
+                    // read: nothing shared is left half-changed, as `finish` owns the flow.
+                    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish(flow)));
                     drop(lane);
+                    let failed = finished.is_err();
+                    let mut records = finished.unwrap_or(None);
                     if !limits.keep_messages
                         && let Some((_, _, messages)) = records.as_mut()
                     {
                         messages.clear();
                     }
-                    if worker_out.send((n, Done { records, stored })).is_err() {
+                    if worker_out.send((n, Done { records, stored, failed })).is_err() {
                         break;
                     }
                 }
@@ -915,6 +925,9 @@ fn finish(mut flow: Flow) -> Option<Finished> {
     let tunnel = tunnel_prefix(&c.data, &s.data);
     let (c_start, s_start) = tunnel.unwrap_or((0, 0));
     let (cd, sd) = (&c.data[c_start..], &s.data[s_start..]);
+    // A stand-in for a parser bug, so that a test can see what a panic costs.
+    #[cfg(test)]
+    assert!(!cd.starts_with(tests::PANIC_HELO), "test panic");
     let smtp = starts_reply(sd) || starts_cmd(cd) || (sd.is_empty() && cd.starts_with(b"MAIL FROM"));
     let implicit_tls = resp.port() == 465 && cd.first() == Some(&0x16);
     if !smtp && !implicit_tls {
@@ -1101,6 +1114,34 @@ mod tests {
         assert!(workers() >= 2);
         assert_eq!((summary.sessions, summary.transactions), (40, 40));
         assert_eq!(pooled, one_by_one);
+    }
+
+    pub(super) const PANIC_HELO: &[u8] = b"EHLO panic.invalid";
+
+    /// A flow whose dissection panics loses its own records, counted; the read goes on and the
+    /// flows before and after it keep theirs.
+    #[test]
+    fn a_panic_in_one_flow_costs_that_flow_only() {
+        let mut c = Cap::new();
+        c.session(100.0, "10.0.0.1:40000", "10.0.0.2:25", &body(300), true);
+        let (client, server) = ("10.0.0.3:40001", "10.0.0.2:25");
+        c.send(101.0, client, server, Flags { syn: true, ..Default::default() }, b"");
+        c.send(101.0, server, client, Flags { syn: true, ack: true, ..Default::default() }, b"");
+        c.data(101.0, server, client, b"220 mx.test ESMTP\r\n");
+        c.data(101.0, client, server, &[PANIC_HELO, b"\r\n"].concat());
+        c.data(101.0, server, client, b"250 mx.test\r\n");
+        c.session(102.0, "10.0.0.4:40002", "10.0.0.2:25", &body(300), true);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert_eq!(summary.failed_flows, 1);
+        assert_eq!((summary.sessions, summary.transactions), (2, 2));
+        let clients: Vec<&str> = records
+            .iter()
+            .filter_map(|r| match r {
+                TapRecord::Session(s) => Some(s.orig_h.as_str()),
+                TapRecord::Transaction(_) => None,
+            })
+            .collect();
+        assert_eq!(clients, ["10.0.0.1", "10.0.0.4"]);
     }
 
     #[test]
