@@ -343,7 +343,7 @@ pub fn dissect_file_with(
     mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let (name, file) = open_capture(path)?;
-    dissect_with_limits(&name, Reader::new(file), Limits::default(), |r, _| on_record(r))
+    dissect_with_limits(&name, Reader::from_file(file), Limits::default(), |r, _| on_record(r))
 }
 
 /// [`dissect_file_with`] that also hands each transaction's whole message, as
@@ -353,7 +353,7 @@ pub fn dissect_file_with_messages(
     on_record: impl FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>,
 ) -> Result<ReadSummary, TapError> {
     let (name, file) = open_capture(path)?;
-    dissect_with_limits(&name, Reader::new(file), Limits { keep_messages: true, ..Limits::default() }, on_record)
+    dissect_with_limits(&name, Reader::from_file(file), Limits { keep_messages: true, ..Limits::default() }, on_record)
 }
 
 /// The capture file, opened, with its name for errors.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod pcapfile;
 pub mod pcapwrite;
+mod read_ahead;
 pub mod reassembly;
 pub mod smtp;
 pub mod tls;

@@ -9,6 +9,8 @@
 
 use std::io::Read;
 
+use crate::read_ahead::ReadAhead;
+
 /// Largest block or record accepted, bytes (a corrupt length field must not make us allocate
 /// gigabytes).
 const MAX_BLOCK: u32 = 16 << 20;
@@ -79,6 +81,8 @@ fn u64_at(b: &[u8], at: usize, be: bool) -> Option<u64> {
 /// (one copy from the kernel, none after).
 struct Input<R: Read> {
     inner: R,
+    /// A file read on another thread, in place of `inner` and `buf`.
+    ahead: Option<ReadAhead>,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
@@ -95,7 +99,7 @@ const READ_SIZE: usize = 512 << 10;
 
 impl<R: Read> Input<R> {
     fn new(inner: R) -> Self {
-        Self { inner, buf: Vec::new(), pos: 0, end: 0, eof: false, was_full: false }
+        Self { inner, ahead: None, buf: Vec::new(), pos: 0, end: 0, eof: false, was_full: false }
     }
 
     /// Makes `n` bytes available if the input has them; returns how many are.
@@ -132,6 +136,11 @@ impl<R: Read> Input<R> {
 
     /// The next `n` bytes, or how many were there before the end (all consumed then).
     fn take(&mut self, n: usize) -> Result<&[u8], usize> {
+        if self.ahead.is_some() {
+            // (Tested first, borrowed inside: a borrow returned from an `if let` would be held
+            // on the other path too.)
+            return self.ahead.as_mut().map_or(Err(0), |ahead| ahead.take(n));
+        }
         let have = self.fill(n);
         if have < n {
             self.pos = self.end;
@@ -166,7 +175,10 @@ const EPB: u32 = 6;
 impl<R: Read> Reader<R> {
     /// Reads the file header (classic) or the first Section Header Block (pcapng).
     pub fn new(input: R) -> Result<Self, ReadError> {
-        let mut input = Input::new(input);
+        Self::start(Input::new(input))
+    }
+
+    fn start(mut input: Input<R>) -> Result<Self, ReadError> {
         let mut magic = [0u8; 4];
         input.read_full(&mut magic).map_err(|n| ReadError::NotCapture(format!("only {n} bytes")))?;
         let classic = match magic {
@@ -378,6 +390,15 @@ impl<R: Read> Reader<R> {
             }
             _ => Ok(Some(None)),
         }
+    }
+}
+
+impl Reader<std::io::Empty> {
+    /// [`Reader::new`] for a capture file, read on a thread of its own ([`crate::read_ahead`]).
+    pub fn from_file(file: std::fs::File) -> Result<Self, ReadError> {
+        let ahead = ReadAhead::start(file, crate::read_ahead::CHUNK)
+            .map_err(|e| ReadError::NotCapture(format!("cannot start reading: {e}")))?;
+        Self::start(Input { ahead: Some(ahead), ..Input::new(std::io::empty()) })
     }
 }
 

@@ -1,0 +1,127 @@
+//! A capture file read on a thread of its own, a chunk ahead of the packet loop.
+//!
+//! Why: on a 1 GB capture the kernel's copy of the file into the reader's buffer was a third of
+//! the reading thread's time (`read(2)` from the page cache), and that thread, which decodes and
+//! reassembles every packet, is the one the others wait for. Here the `read` calls happen on
+//! another thread, into a few recycled chunks of [`CHUNK`] bytes, and records are handed out of
+//! the chunks where they lie: only a record that straddles two chunks is copied (into `spill`).
+
+use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+/// Bytes per read: the buffer should still be in a CPU cache when the packet loop gets to it.
+pub const CHUNK: usize = 512 << 10;
+/// Chunks read and not yet taken: enough to ride over a slow read, few enough to stay in cache.
+const DEPTH: usize = 3;
+
+pub struct ReadAhead {
+    full: Receiver<(Vec<u8>, usize)>,
+    /// Chunks handed back to the reading thread for reuse.
+    empty: SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+    /// Bytes of `chunk` that hold data, and how many of them were taken.
+    len: usize,
+    pos: usize,
+    /// A record that straddles chunks, put together.
+    spill: Vec<u8>,
+    done: bool,
+}
+
+impl ReadAhead {
+    /// Starts reading `input` on a new thread, `chunk` bytes at a time. A read error ends the
+    /// input there, as the end of the file would (the caller reports what it could not read by
+    /// its offset); so does dropping this value, which stops the thread at its next chunk.
+    pub fn start<R: Read + Send + 'static>(mut input: R, chunk: usize) -> std::io::Result<Self> {
+        let (full_tx, full) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
+        let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
+        std::thread::Builder::new().name("tap-read-ahead".into()).spawn(move || {
+            loop {
+                let mut buf = empty_rx.try_recv().unwrap_or_else(|_| vec![0; chunk]);
+                let mut len = 0;
+                while len < buf.len() {
+                    match input.read(&mut buf[len..]) {
+                        Ok(0) => break,
+                        Ok(k) => len += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                if len == 0 || full_tx.send((buf, len)).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Self { full, empty, chunk: Vec::new(), len: 0, pos: 0, spill: Vec::new(), done: false })
+    }
+
+    /// Moves to the next chunk; false at the end of the input.
+    fn next_chunk(&mut self) -> bool {
+        let used = std::mem::take(&mut self.chunk);
+        if !used.is_empty() {
+            // The thread allocates another if the queue is full: nothing waits on this.
+            let _ = self.empty.try_send(used);
+        }
+        (self.len, self.pos) = (0, 0);
+        match self.full.recv() {
+            Ok((chunk, len)) => {
+                (self.chunk, self.len) = (chunk, len);
+                true
+            }
+            Err(_) => {
+                self.done = true;
+                false
+            }
+        }
+    }
+
+    /// The next `n` bytes, or how many were there before the end (all consumed then).
+    pub fn take(&mut self, n: usize) -> Result<&[u8], usize> {
+        if self.len - self.pos >= n {
+            let at = self.pos;
+            self.pos += n;
+            return Ok(&self.chunk[at..at + n]);
+        }
+        self.spill.clear();
+        self.spill.extend_from_slice(&self.chunk[self.pos..self.len]);
+        self.pos = self.len;
+        while self.spill.len() < n {
+            if self.done || !self.next_chunk() {
+                return Err(self.spill.len());
+            }
+            let k = (n - self.spill.len()).min(self.len);
+            self.spill.extend_from_slice(&self.chunk[..k]);
+            self.pos = k;
+        }
+        Ok(&self.spill)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any sequence of takes gives the bytes in order, whether a take fits in a chunk, straddles
+    /// two or spans several; the end is reported with the bytes that were left.
+    #[test]
+    fn takes_across_chunks_give_the_input_in_order() {
+        let input: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for chunk in [1, 7, 100, 1000, 4096, 1 << 20] {
+            let mut r = ReadAhead::start(std::io::Cursor::new(input.clone()), chunk).expect("thread");
+            let mut out = Vec::new();
+            let mut size = 1;
+            loop {
+                match r.take(size) {
+                    Ok(bytes) => out.extend_from_slice(bytes),
+                    Err(left) => {
+                        assert_eq!(left, input.len() - out.len(), "chunk {chunk}");
+                        out.extend_from_slice(&input[out.len()..]);
+                        break;
+                    }
+                }
+                size = size * 3 % 2999 + 1;
+            }
+            assert_eq!(out, input, "chunk {chunk}");
+            assert_eq!(r.take(1), Err(0));
+        }
+    }
+}
