@@ -271,8 +271,14 @@ impl Flow {
         if starts_connect(&c.data) || starts_connect(&s.data) || implicit_tls || !smtp {
             return;
         }
-        let input =
-            SessionInput { session: TapSession::default(), client: c, server: s, client_start: 0, server_start: 0 };
+        let input = SessionInput {
+            session: TapSession::default(),
+            client: c,
+            server: s,
+            client_start: 0,
+            server_start: 0,
+            keep_messages: false,
+        };
         let (at_c, at_s) = if client == 0 { (at_a, at_b) } else { (at_b, at_a) };
         if dissect_session(input).tls_at == Some((at_c, at_s)) {
             self.streams[client].skip_tls_from(at_c);
@@ -638,15 +644,11 @@ fn dissect_with_limits<R: Read>(
                     let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
                     // Hostile bytes that find a panic in a parser cost this flow's records, not the
                     // read: nothing shared is left half-changed, as `finish` owns the flow.
-                    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish(flow)));
+                    let finished =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish(flow, limits.keep_messages)));
                     drop(lane);
                     let failed = finished.is_err();
-                    let mut records = finished.unwrap_or(None);
-                    if !limits.keep_messages
-                        && let Some((_, _, messages)) = records.as_mut()
-                    {
-                        messages.clear();
-                    }
+                    let records = finished.unwrap_or(None);
                     if worker_out.send((n, Done { records, stored, failed })).is_err() {
                         break;
                     }
@@ -912,7 +914,7 @@ fn client_side(flow: &Flow) -> usize {
 
 /// Decides who is the client, whether the flow is SMTP, and dissects it: the session record and
 /// its transactions, or `None` when the flow is not SMTP.
-fn finish(mut flow: Flow) -> Option<Finished> {
+fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
     if flow.ignored {
         return None;
     }
@@ -979,8 +981,14 @@ fn finish(mut flow: Flow) -> Option<Finished> {
         }
         return Some((session, Vec::new(), Vec::new()));
     }
-    let result =
-        dissect_session(SessionInput { session, client: c, server: s, client_start: c_start, server_start: s_start });
+    let result = dissect_session(SessionInput {
+        session,
+        client: c,
+        server: s,
+        client_start: c_start,
+        server_start: s_start,
+        keep_messages,
+    });
     Some((result.session, result.transactions, result.messages))
 }
 

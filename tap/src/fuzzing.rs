@@ -36,7 +36,14 @@ pub fn fuzz_smtp_stream(data: &[u8]) {
         resp_h: "192.0.2.2".into(),
         ..Default::default()
     };
-    let _ = dissect_session(SessionInput { session, client: &c, server: &s, client_start: cs, server_start: ss });
+    let _ = dissect_session(SessionInput {
+        session,
+        client: &c,
+        server: &s,
+        client_start: cs,
+        server_start: ss,
+        keep_messages: false,
+    });
 }
 
 /// Reassembles `bytes` sent in segments of `seg` bytes, odd segments before even ones, every

@@ -12,6 +12,8 @@
 //! gap the pairing of commands and replies may be off by the lost lines, so the next command
 //! is paired with the first reply sent after it (by capture time), as Zeek recovers on replies.
 
+use std::borrow::Cow;
+
 use proto::{Capabilities, Command, DataStatus, Reply};
 use records::{TapSession, TapTransaction};
 
@@ -31,13 +33,16 @@ pub struct SessionInput<'a> {
     pub client_start: usize,
     /// Index into `server.data` where SMTP starts.
     pub server_start: usize,
+    /// Hand each whole message back in [`SessionOutput::messages`] (otherwise `None` there).
+    pub keep_messages: bool,
 }
 
 pub struct SessionOutput {
     pub session: TapSession,
     pub transactions: Vec<TapTransaction>,
     /// For each transaction, its dot-unstuffed message when it was seen whole (the bytes whose
-    /// sha256 the transaction reports), else `None`.
+    /// sha256 the transaction reports) and [`SessionInput::keep_messages`] asked for it, else
+    /// `None`.
     pub messages: Vec<Option<Vec<u8>>>,
     /// Where the streams became TLS (indices into the client's and the server's `data`): from
     /// there on, only their TLS records were read.
@@ -222,10 +227,11 @@ fn argument(line: &[u8]) -> &[u8] {
 }
 
 /// Transaction being assembled.
-struct Open {
+struct Open<'a> {
     tx: TapTransaction,
-    /// Message content as far as it is known to be contiguous.
-    body: Vec<u8>,
+    /// Message content as far as it is known to be contiguous: borrowed from the stream when the
+    /// body needed no unstuffing (the common case), else unstuffed into a copy.
+    body: Cow<'a, [u8]>,
     /// Content was lost (gap, cut capture, size limit): no sha256, and nothing more is appended
     /// to `body`, whose headers stay those read before the loss.
     body_cut: bool,
@@ -238,7 +244,8 @@ struct Dissector<'a> {
     server: Cursor<'a>,
     one_sided: bool,
     session: TapSession,
-    open: Option<Open>,
+    open: Option<Open<'a>>,
+    keep_messages: bool,
     done: Vec<TapTransaction>,
     /// Aligned with `done`: the whole message of each, when there is one.
     messages: Vec<Option<Vec<u8>>>,
@@ -271,6 +278,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         one_sided,
         session: input.session,
         open: None,
+        keep_messages: input.keep_messages,
         done: Vec::new(),
         messages: Vec::new(),
         depth: 0,
@@ -285,7 +293,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
     SessionOutput { session: d.session, transactions: d.done, messages: d.messages, tls_at: d.tls_at }
 }
 
-impl Dissector<'_> {
+impl<'a> Dissector<'a> {
     fn run(&mut self) {
         if self.client.stream.truncated() || self.server.stream.truncated() {
             self.note("stream_truncated_at_limit");
@@ -442,7 +450,7 @@ impl Dissector<'_> {
     fn tx_mut(&mut self) -> &mut TapTransaction {
         if self.open.is_none() {
             let tx = self.new_tx();
-            self.open = Some(Open { tx, body: Vec::new(), body_cut: false, has_body: false });
+            self.open = Some(Open { tx, body: Cow::Borrowed(&[]), body_cut: false, has_body: false });
         }
         match self.open.as_mut() {
             Some(o) => &mut o.tx,
@@ -456,7 +464,7 @@ impl Dissector<'_> {
             o.has_body = true;
             if !o.body_cut {
                 if o.body.len() + bytes.len() <= MAX_MESSAGE {
-                    o.body.extend_from_slice(bytes);
+                    o.body.to_mut().extend_from_slice(bytes);
                 } else {
                     o.body_cut = true;
                 }
@@ -468,7 +476,7 @@ impl Dissector<'_> {
 
     /// [`Self::add_body`] with bytes the transaction can take over (no copy when its body is
     /// still empty, the usual case of one DATA per transaction).
-    fn add_body_owned(&mut self, bytes: Vec<u8>, cut_after: bool, counted: u64) {
+    fn add_body_whole(&mut self, bytes: Cow<'a, [u8]>, cut_after: bool, counted: u64) {
         match self.open.as_mut() {
             Some(o) if o.body.is_empty() && !o.body_cut && bytes.len() <= MAX_MESSAGE => {
                 o.has_body = true;
@@ -481,6 +489,15 @@ impl Dissector<'_> {
     }
 
     fn data(&mut self) {
+        // A body without a stuffed dot, whose end is before any gap, is the stream's own bytes.
+        let piece = self.client.rest_until_gap();
+        if let Some((len, consumed)) = crate::unstuff::plain_body(piece)
+            && len <= MAX_MESSAGE
+        {
+            self.client.advance_to(self.client.pos + consumed);
+            self.add_body_whole(Cow::Borrowed(&piece[..len]), false, len as u64);
+            return;
+        }
         let mut rx = Unstuffer::new(MAX_MESSAGE);
         // The body is at most the rest of the stream: one allocation instead of a doubling series.
         rx.message.reserve(self.client.rest().len().min(MAX_MESSAGE));
@@ -516,7 +533,7 @@ impl Dissector<'_> {
         let counted = rx.message_bytes;
         let mut message = rx.message;
         message.truncate(keep);
-        self.add_body_owned(message, cut, counted);
+        self.add_body_whole(Cow::Owned(message), cut, counted);
     }
 
     fn bdat(&mut self, line: &[u8]) {
@@ -592,7 +609,7 @@ impl Dissector<'_> {
             read_headers(&o.body, &mut o.tx);
             if !o.body_cut {
                 o.tx.sha256 = Some(sha256_hex(&o.body));
-                whole = Some(o.body);
+                whole = self.keep_messages.then(|| o.body.into_owned());
             }
         }
         let mut path = vec![o.tx.resp_h.clone(), o.tx.orig_h.clone()];
