@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice, VlanSlice};
 
 /// Link types this decoder reads (libpcap's DLT numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct Segment<'a> {
     pub fin: bool,
     pub rst: bool,
     pub payload: &'a [u8],
+    /// The VLAN ids of the frame's 802.1Q tags, outer first (0: no tag there). On a trunk the
+    /// same addresses and ports on two VLANs are two connections.
+    pub vlans: [u16; 2],
 }
 
 /// Why a frame gave no segment.
@@ -87,6 +90,7 @@ pub(crate) fn decode_etherparse(link: Link, frame: &[u8]) -> Result<Segment<'_>,
     if fragmented {
         return Err(Skip::Fragment);
     }
+    let vlans = vlan_ids(&sliced);
     match sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
             src,
@@ -99,8 +103,19 @@ pub(crate) fn decode_etherparse(link: Link, frame: &[u8]) -> Result<Segment<'_>,
             fin: tcp.fin(),
             rst: tcp.rst(),
             payload: tcp.payload(),
+            vlans,
         }),
         _ => Err(Skip::NotTcp),
+    }
+}
+
+/// The VLAN ids of a frame's tags, outer first (0: no tag there). Only the VLAN id counts: the
+/// priority bits may differ between packets of one connection.
+pub(crate) fn vlan_ids(sliced: &SlicedPacket<'_>) -> [u16; 2] {
+    match &sliced.vlan {
+        None => [0, 0],
+        Some(VlanSlice::SingleVlan(v)) => [v.vlan_identifier().value(), 0],
+        Some(VlanSlice::DoubleVlan(v)) => [v.outer().vlan_identifier().value(), v.inner().vlan_identifier().value()],
     }
 }
 

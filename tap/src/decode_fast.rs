@@ -56,6 +56,8 @@ pub fn ipv4_tcp(ip: &[u8]) -> Option<Segment<'_>> {
         rst: flags & 0x04 != 0,
         ack: flags & 0x10 != 0,
         payload: &tcp[tcp_header..],
+        // Tagged frames are left to etherparse.
+        vlans: [0, 0],
     })
 }
 

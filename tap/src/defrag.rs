@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4Header, Ipv6ExtensionSlice, Ipv6FlowLabel, Ipv6Header, NetSlice, VlanSlice};
+use etherparse::{IpNumber, Ipv4Header, Ipv6ExtensionSlice, Ipv6FlowLabel, Ipv6Header, NetSlice};
 
 use crate::decode::{Link, slice};
 
@@ -72,6 +72,9 @@ pub struct DefragStats {
 #[derive(Debug)]
 pub struct Reassembled {
     pub packet: Vec<u8>,
+    /// The VLAN ids its fragments carried (outer, inner; 0: no tag), which the rebuilt IP
+    /// packet itself no longer has.
+    pub vlans: [u16; 2],
     /// Some fragment overlapped received bytes with other content (the first bytes were kept).
     pub overlap: bool,
 }
@@ -182,7 +185,10 @@ impl Defrag {
             let d = self.open.remove(&frag.key)?;
             self.bytes -= d.bytes;
             self.stats.reassembled += 1;
-            return d.rebuild();
+            let vlans = match frag.key {
+                Key::V4 { vlans, .. } | Key::V6 { vlans, .. } => vlans,
+            };
+            return d.rebuild().map(|r| Reassembled { vlans, ..r });
         }
         while self.bytes > MAX_BYTES && !self.open.is_empty() {
             self.drop_oldest();
@@ -329,18 +335,14 @@ impl Datagram {
             _ => return None,
         }
         packet.extend_from_slice(&payload);
-        Some(Reassembled { packet, overlap: self.overlap })
+        Some(Reassembled { packet, vlans: [0, 0], overlap: self.overlap })
     }
 }
 
 /// The fragment in `frame`, if it is one that can be read.
 fn fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
     let sliced = slice(link, frame).ok()?;
-    let vlans = match &sliced.vlan {
-        None => [0, 0],
-        Some(VlanSlice::SingleVlan(v)) => [v.vlan_identifier().value(), 0],
-        Some(VlanSlice::DoubleVlan(v)) => [v.outer().vlan_identifier().value(), v.inner().vlan_identifier().value()],
-    };
+    let vlans = crate::decode::vlan_ids(&sliced);
     match sliced.net? {
         NetSlice::Ipv4(ip) => {
             let h = ip.header();

@@ -109,6 +109,9 @@ pub struct ReadSummary {
 struct Key {
     a: Endpoint,
     b: Endpoint,
+    /// VLAN ids (outer, inner; 0: untagged): on a trunk, the same addresses and ports on two
+    /// VLANs are two connections.
+    vlans: [u16; 2],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -134,6 +137,7 @@ impl std::hash::Hash for Key {
         let (a, b) =
             (u64::from(self.a.port) | u64::from(self.a.v6) << 16, u64::from(self.b.port) | u64::from(self.b.v6) << 17);
         state.write_u64(a | b << 32);
+        state.write_u32(u32::from(self.vlans[0]) << 16 | u32::from(self.vlans[1]));
     }
 }
 
@@ -166,13 +170,16 @@ struct Flow {
     frag_overlap: bool,
     /// Times [`Flow::skip_tls_when_started`] dissected the flow so far.
     tls_tries: u8,
+    /// The VLAN ids its packets carried (part of the flow's key).
+    vlans: [u16; 2],
 }
 
 impl Flow {
-    fn new(first: SocketAddr, second: SocketAddr) -> Self {
+    fn new(first: SocketAddr, second: SocketAddr, vlans: [u16; 2]) -> Self {
         Self {
             first,
             second,
+            vlans,
             streams: [HalfStream::new(MAX_PENDING, MAX_STREAM), HalfStream::new(MAX_PENDING, MAX_STREAM)],
             syn_from: None,
             isn: [None; 2],
@@ -293,9 +300,9 @@ impl Flow {
     }
 }
 
-fn key(a: SocketAddr, b: SocketAddr) -> Key {
+fn key(a: SocketAddr, b: SocketAddr, vlans: [u16; 2]) -> Key {
     let (a, b) = (Endpoint::of(a), Endpoint::of(b));
-    if a <= b { Key { a, b } } else { Key { a: b, b: a } }
+    if a <= b { Key { a, b, vlans } } else { Key { a: b, b: a, vlans } }
 }
 
 /// Reads a pcap or pcapng file. Fails only when the file cannot be opened, is not a capture, or
@@ -743,6 +750,7 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
                     rebuilt = r;
                     frag_overlap = rebuilt.overlap;
                     decode(Link::RawIp, &rebuilt.packet)
+                        .map(|seg| crate::decode::Segment { vlans: rebuilt.vlans, ..seg })
                 }
                 None => continue,
             },
@@ -758,7 +766,7 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
         };
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
-        let k = key(src, dst);
+        let k = key(src, dst, seg.vlans);
         // A SYN that is not a retransmission of the flow's own opens a new connection on the
         // same ports: the old flow is finished first, so the new session is dated from its SYN.
         if seg.syn
@@ -780,7 +788,7 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
                 tap.evict();
             }
             tap.closed.remove(&k);
-            tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst))
+            tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst, seg.vlans))
         };
         let dir = usize::from(src != flow.first);
         if flow.stale(dir, &seg) {
@@ -939,7 +947,7 @@ fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
     let end = c.last_ts.max(s.last_ts);
     let mut session = TapSession {
         ts,
-        uid: uid(ts, orig, resp),
+        uid: uid(ts, orig, resp, flow.vlans),
         orig_h: ip_string(orig.ip()),
         orig_p: orig.port(),
         resp_h: ip_string(resp.ip()),
@@ -996,9 +1004,14 @@ fn ip_string(ip: IpAddr) -> String {
     ip.to_canonical().to_string()
 }
 
-/// A Zeek-style connection id: stable for the same flow and start time.
-fn uid(ts: f64, orig: SocketAddr, resp: SocketAddr) -> String {
-    let h = crate::message::sha256_hex(format!("{ts:.6}{orig}{resp}").as_bytes());
+/// A Zeek-style connection id: stable for the same flow and start time. The VLAN ids count only
+/// when there are any, so untagged flows keep the ids they always had.
+fn uid(ts: f64, orig: SocketAddr, resp: SocketAddr, vlans: [u16; 2]) -> String {
+    let text = match vlans {
+        [0, 0] => format!("{ts:.6}{orig}{resp}"),
+        [outer, inner] => format!("{ts:.6}{orig}{resp}vlan{outer}.{inner}"),
+    };
+    let h = crate::message::sha256_hex(text.as_bytes());
     format!("C{}", &h[..17])
 }
 

@@ -253,3 +253,49 @@ fn the_same_ip_identification_on_two_vlans_gives_two_datagrams() {
         assert!(d.sessions.iter().all(|s| !s.notes.iter().any(|n| n == "ip_fragment_overlap")), "v6 {v6}");
     }
 }
+
+/// On a trunk, one client and server pair talking on two VLANs with the same ports are two TCP
+/// connections: their segments, interleaved, must not be reassembled into one stream. Each
+/// session keeps its own EHLO name and gets its own uid; untagged, the same frames would be one
+/// flow with overlapping data.
+#[test]
+fn the_same_ports_on_two_vlans_are_two_sessions() {
+    for (v6, tags) in [(false, [10u16, 20]), (true, [10, 20])] {
+        let (c, s) = addrs(v6);
+        let names = ["mta-on-vlan-a.example", "mta-on-vlan-b.example"];
+        // Frame by frame, both connections with the same sequence numbers and ports.
+        let script = |name: &str| -> Vec<(bool, Vec<u8>, Flags)> {
+            vec![
+                (true, Vec::new(), Flags { syn: true, ..Default::default() }),
+                (false, Vec::new(), Flags { syn: true, ack: true, ..Default::default() }),
+                (false, b"220 mx.example ESMTP\r\n".to_vec(), Flags { psh: true, ack: true, ..Default::default() }),
+                (true, format!("EHLO {name}\r\n").into_bytes(), Flags { psh: true, ack: true, ..Default::default() }),
+                (false, b"250 mx.example\r\n".to_vec(), Flags { psh: true, ack: true, ..Default::default() }),
+                (true, b"QUIT\r\n".to_vec(), Flags { psh: true, ack: true, ..Default::default() }),
+                (false, b"221 bye\r\n".to_vec(), Flags { psh: true, ack: true, ..Default::default() }),
+            ]
+        };
+        let mut frames = Vec::new();
+        let mut seq = [[1000u32, 5000u32]; 2];
+        let scripts = [script(names[0]), script(names[1])];
+        for (a, b) in scripts[0].iter().zip(&scripts[1]) {
+            for (conn, (vlan, (from_client, payload, flags))) in tags.iter().zip([a, b]).enumerate() {
+                let (src, dst, dir) = if *from_client { (c, s, 0) } else { (s, c, 1) };
+                let ip = tcp_frame(LinkKind::RawIp, src, dst, seq[conn][dir], seq[conn][1 - dir], *flags, payload)
+                    .expect("frame");
+                seq[conn][dir] = seq[conn][dir].wrapping_add(payload.len() as u32 + u32::from(flags.syn));
+                let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00];
+                f.extend_from_slice(&vlan.to_be_bytes());
+                f.extend_from_slice(&ethertype(v6));
+                f.extend_from_slice(&ip);
+                frames.push(f);
+            }
+        }
+        let d = tap::dissect_bytes("trunk.pcap", &pcap(1, &frames)).expect("reads");
+        let mut helos: Vec<Option<&str>> = d.sessions.iter().map(|s| s.helo.as_deref()).collect();
+        helos.sort();
+        assert_eq!(helos, [Some(names[0]), Some(names[1])], "v6 {v6}: {:?}", d.sessions);
+        assert_ne!(d.sessions[0].uid, d.sessions[1].uid, "v6 {v6}");
+        assert!(d.sessions.iter().all(|s| s.notes.is_empty()), "v6 {v6}: {:?}", d.sessions);
+    }
+}
