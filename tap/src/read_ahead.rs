@@ -37,15 +37,14 @@ impl ReadAhead {
         std::thread::Builder::new().name("tap-read-ahead".into()).spawn(move || {
             loop {
                 let mut buf = empty_rx.try_recv().unwrap_or_else(|_| vec![0; chunk]);
-                let mut len = 0;
-                while len < buf.len() {
-                    match input.read(&mut buf[len..]) {
-                        Ok(0) => break,
-                        Ok(k) => len += k,
+                // One read per chunk: a regular file fills it, a pipe or a FIFO hands on what it
+                // has, so a capture still being written is read as it comes.
+                let len = loop {
+                    match input.read(&mut buf) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
+                        other => break other.unwrap_or(0),
                     }
-                }
+                };
                 if len == 0 || full_tx.send((buf, len)).is_err() {
                     break;
                 }
@@ -123,5 +122,24 @@ mod tests {
             assert_eq!(out, input, "chunk {chunk}");
             assert_eq!(r.take(1), Err(0));
         }
+    }
+
+    /// A capture still being written (a pipe, a FIFO) is read as it comes, not a chunk at a time:
+    /// the bytes written so far are taken while the writer still holds the pipe open.
+    #[test]
+    fn a_pipe_is_read_as_it_comes() {
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        let (got_tx, got_rx) = std::sync::mpsc::channel::<()>();
+        let writing = std::thread::spawn(move || {
+            use std::io::Write;
+            writer.write_all(&[7; 100]).expect("write");
+            // Held open until the bytes were taken (or 10 s: then the reader waited for more).
+            got_rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+        });
+        let mut r = ReadAhead::start(reader, CHUNK).expect("thread");
+        assert_eq!(r.take(100), Ok(&[7u8; 100][..]));
+        let _ = got_tx.send(());
+        assert!(writing.join().expect("writer"), "the bytes were only read when the writer closed the pipe");
+        assert_eq!(r.take(1), Err(0));
     }
 }
