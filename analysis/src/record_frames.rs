@@ -252,6 +252,8 @@ pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
         Column::new("starttls_offered".into(), s.iter().map(|x| x.starttls_offered).collect::<Vec<_>>()),
         Column::new("starttls_command".into(), s.iter().map(|x| x.starttls_command).collect::<Vec<_>>()),
         Column::new("starttls_reply".into(), s.iter().map(|x| x.starttls_reply.map(u32::from)).collect::<Vec<_>>()),
+        Column::new("vlan".into(), s.iter().map(|x| x.vlan.map(u32::from)).collect::<Vec<_>>()),
+        Column::new("inner_vlan".into(), s.iter().map(|x| x.inner_vlan.map(u32::from)).collect::<Vec<_>>()),
         Column::new("starttls_used".into(), s.iter().map(|x| x.starttls_used).collect::<Vec<_>>()),
         opt_str_col("tls_version", s.iter().map(|x| x.tls_version.as_deref())),
         opt_str_col("tls_cipher", s.iter().map(|x| x.tls_cipher.as_deref())),

@@ -105,6 +105,14 @@ pub struct TapSession {
     #[serde(rename = "id.resp_p")]
     pub resp_p: u16,
     pub duration: f64,
+    /// The 802.1Q VLAN id the session's frames carried (the outer one under QinQ), as Zeek's
+    /// conn.log `vlan`; `None` untagged. Part of what makes a session: on a trunk, the same
+    /// addresses and ports on two VLANs are two sessions.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// The inner VLAN id under QinQ, as Zeek's conn.log `inner_vlan`.
+    #[serde(default)]
+    pub inner_vlan: Option<u16>,
     pub helo: Option<String>,
     /// The name the server gave in its greeting or EHLO reply.
     pub server_name: Option<String>,
@@ -304,6 +312,8 @@ mod tests {
         let mut j = serde_json::to_value(TapRecord::Session(TapSession::default())).expect("serializable");
         let obj = j.as_object_mut().expect("an object");
         for k in [
+            "vlan",
+            "inner_vlan",
             "tls_offered_versions",
             "tls_offered_ciphers",
             "tls_offered_groups",

@@ -948,6 +948,8 @@ fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
     let mut session = TapSession {
         ts,
         uid: uid(ts, orig, resp, flow.vlans),
+        vlan: Some(flow.vlans[0]).filter(|&v| v != 0),
+        inner_vlan: Some(flow.vlans[1]).filter(|&v| v != 0),
         orig_h: ip_string(orig.ip()),
         orig_p: orig.port(),
         resp_h: ip_string(resp.ip()),

@@ -292,9 +292,16 @@ fn the_same_ports_on_two_vlans_are_two_sessions() {
             }
         }
         let d = tap::dissect_bytes("trunk.pcap", &pcap(1, &frames)).expect("reads");
-        let mut helos: Vec<Option<&str>> = d.sessions.iter().map(|s| s.helo.as_deref()).collect();
-        helos.sort();
-        assert_eq!(helos, [Some(names[0]), Some(names[1])], "v6 {v6}: {:?}", d.sessions);
+        let mut seen: Vec<(Option<u16>, Option<&str>)> =
+            d.sessions.iter().map(|s| (s.vlan, s.helo.as_deref())).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [(Some(tags[0]), Some(names[0])), (Some(tags[1]), Some(names[1]))],
+            "v6 {v6}: {:?}",
+            d.sessions
+        );
+        assert!(d.sessions.iter().all(|s| s.inner_vlan.is_none()), "v6 {v6}");
         assert_ne!(d.sessions[0].uid, d.sessions[1].uid, "v6 {v6}");
         assert!(d.sessions.iter().all(|s| s.notes.is_empty()), "v6 {v6}: {:?}", d.sessions);
     }
