@@ -465,7 +465,6 @@ impl Volume {
     }
 }
 
-/// The CN of a subject written as Zeek writes it (`CN=mx.example.org,O=...`).
 /// Text from the wire as the table shows it: control characters (an ESC would drive the
 /// terminal) and `\` written `\xNN`, as the records write certificate names.
 fn shown(text: &str) -> String {

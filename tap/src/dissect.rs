@@ -62,6 +62,8 @@ pub struct Dissection {
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
+    /// Flows whose dissection panicked ([`ReadSummary::failed_flows`]).
+    pub failed_flows: u64,
     /// The read stopped early: the records above are those found before this error.
     pub error: Option<TapError>,
 }
@@ -287,7 +289,13 @@ impl Flow {
             keep_messages: false,
         };
         let (at_c, at_s) = if client == 0 { (at_a, at_b) } else { (at_b, at_a) };
-        if dissect_session(input).tls_at == Some((at_c, at_s)) {
+        // This runs on the reading thread: a panic in a parser must not end the read. The flow
+        // then stays stored, and its dissection (isolated on a worker) fails alone.
+        let Ok(tried) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dissect_session(input))) else {
+            self.tls_tries = TLS_TRIES;
+            return;
+        };
+        if tried.tls_at == Some((at_c, at_s)) {
             self.streams[client].skip_tls_from(at_c);
             self.streams[1 - client].skip_tls_from(at_s);
         } else {
@@ -339,6 +347,7 @@ fn collect(
     out.defrag = summary.defrag;
     out.malformed = summary.malformed;
     out.other_link = summary.other_link;
+    out.failed_flows = summary.failed_flows;
     out.error = summary.error;
     out.sessions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
     out.transactions.sort_by(|a, b| a.ts.total_cmp(&b.ts));
@@ -348,9 +357,9 @@ fn collect(
 /// Reads a capture file and hands each record to `on_record` as soon as its flow ends (FINs
 /// from both sides or a RST, a new connection's SYN on the same ports, idle for
 /// [`IDLE_TIMEOUT`] seconds of capture time, or the end of the file): a session record, then
-/// that session's transactions. Nothing is kept after that, so
-/// memory is bounded by the flows open at once (and in total by [`MAX_TOTAL`]), not by the size
-/// of the file. `on_record` returns `Break` to stop reading.
+/// that session's transactions, in the order the flows ended. A flow's bytes count against
+/// [`MAX_TOTAL`] until its records are handed on, so memory is bounded by the flows open or
+/// waiting at once, not by the size of the file. `on_record` returns `Break` to stop reading.
 pub fn dissect_file_with(
     path: &Path,
     mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>,
@@ -392,8 +401,8 @@ fn workers() -> usize {
 }
 
 /// Dissecting a flow takes memory of the order of its stored bytes again (the unstuffed message,
-/// the decoded attachments). Flows storing more than this are dissected one at a time, so the
-/// pool holds at most one such flow's working memory, as a single dissecting thread would.
+/// the decoded attachments). Flows storing more than this are dissected one at a time: the pool
+/// holds at most one such flow's working memory, plus that of at most three smaller ones.
 const BIG_FLOW: usize = 4 << 20;
 
 /// What the worker made of a finished flow: the session, its transactions, and for each
@@ -443,6 +452,8 @@ impl Default for Limits {
 /// reads and reassembles; their records are handed to `on_record` here, on the caller's thread,
 /// in the order the flows finished (as one thread would give them, whichever worker is faster).
 struct Tap<F> {
+    /// Set when the callback asks to stop: the workers then skip the flows still queued.
+    halt: std::sync::Arc<std::sync::atomic::AtomicBool>,
     flows: FlowMap<Flow>,
     /// Connections closed lately (FINs or RST), with the time they closed.
     closed: FlowMap<f64>,
@@ -505,16 +516,23 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
         }
     }
 
-    /// Flow number `n` is back: its bytes are freed now, its records handed on in their turn.
+    /// Flow number `n` is back; its records are handed on in their turn, and only then are its
+    /// bytes counted as freed: results waiting behind a slower flow (with their messages, under
+    /// `--extract`) stay within the memory budget.
     fn arrive(&mut self, n: u64, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.stored = self.stored.saturating_sub(done.stored);
         self.summary.failed_flows += u64::from(done.failed);
         self.arrived.insert(n, done);
         while let Some(done) = self.arrived.remove(&self.next_due) {
             self.next_due += 1;
+            self.stored = self.stored.saturating_sub(done.stored);
             self.deliver(done);
         }
+    }
+
+    fn stop(&mut self) {
+        self.summary.stopped = true;
+        self.halt.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn deliver(&mut self, done: Done) {
@@ -525,13 +543,13 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
         self.summary.sessions += 1;
         self.summary.transactions += transactions.len() as u64;
         if (self.on_record)(TapRecord::Session(session), None).is_break() {
-            self.summary.stopped = true;
+            self.stop();
             return;
         }
         let mut messages = messages.into_iter();
         for t in transactions {
             if (self.on_record)(TapRecord::Transaction(t), messages.next().flatten()).is_break() {
-                self.summary.stopped = true;
+                self.stop();
                 return;
             }
         }
@@ -643,11 +661,20 @@ fn dissect_with_limits<R: Read>(
     std::thread::scope(|scope| {
         let (to_worker, worker_in) = crossbeam_channel::bounded::<(u64, Flow)>(QUEUE);
         let (worker_out, from_worker) = std::sync::mpsc::channel::<(u64, Done)>();
+        let halt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for _ in 0..workers() {
             let (worker_in, worker_out, big_lane) = (worker_in.clone(), worker_out.clone(), &big_lane);
+            let halt = halt.clone();
             scope.spawn(move || {
                 for (n, flow) in worker_in {
                     let stored = flow.stored;
+                    if halt.load(std::sync::atomic::Ordering::Relaxed) {
+                        // Nobody wants the records any more.
+                        if worker_out.send((n, Done { records: None, stored, failed: false })).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
                     // Hostile bytes that find a panic in a parser cost this flow's records, not the
                     // read: nothing shared is left half-changed, as `finish` owns the flow.
@@ -665,6 +692,7 @@ fn dissect_with_limits<R: Read>(
         // Only the workers' clones remain: when they all end, the reading side sees it.
         drop((worker_in, worker_out));
         let mut tap = Tap {
+            halt,
             flows: FlowMap::default(),
             closed: FlowMap::default(),
             stored: 0,

@@ -87,19 +87,21 @@ struct Input<R: Read> {
     pos: usize,
     end: usize,
     eof: bool,
+    /// Why reading stopped before the end of the input, if a read failed.
+    error: Option<String>,
     /// The last read filled the buffer: the input is large, a larger buffer pays.
     was_full: bool,
 }
 
-/// Bytes asked of the input per read: small enough that the buffer stays in the CPU's L2 cache,
-/// where the record parser and the copy of each payload into its flow find the bytes the kernel
-/// just wrote. On the 1 GB benchmark capture 256-512 KiB reads took 10% less CPU than 2 MiB ones
-/// and than mapping the file (BENCHMARKS.md).
+/// Bytes asked per read of a stream or of bytes in memory (files are read ahead on their own
+/// thread, [`crate::read_ahead::CHUNK`] at a time): small enough that the buffer stays in the
+/// CPU's L2 cache, where the record parser and the copy of each payload into its flow find the
+/// bytes the kernel just wrote (10% less CPU than 2 MiB reads on the 1 GB benchmark capture).
 const READ_SIZE: usize = 512 << 10;
 
 impl<R: Read> Input<R> {
     fn new(inner: R) -> Self {
-        Self { inner, ahead: None, buf: Vec::new(), pos: 0, end: 0, eof: false, was_full: false }
+        Self { inner, ahead: None, buf: Vec::new(), pos: 0, end: 0, eof: false, error: None, was_full: false }
     }
 
     /// Makes `n` bytes available if the input has them; returns how many are.
@@ -127,7 +129,10 @@ impl<R: Read> Input<R> {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => self.eof = true,
+                Err(e) => {
+                    self.eof = true;
+                    self.error = Some(e.to_string());
+                }
             }
         }
         self.was_full = self.end == self.buf.len();
@@ -149,6 +154,14 @@ impl<R: Read> Input<R> {
         let at = self.pos;
         self.pos += n;
         Ok(&self.buf[at..at + n])
+    }
+
+    /// The error that ended the input early, if one did.
+    fn read_error(&self) -> Option<&str> {
+        match &self.ahead {
+            Some(ahead) => ahead.error(),
+            None => self.error.as_deref(),
+        }
     }
 
     /// Reads exactly `out.len()` bytes, or tells how many were there before the end.
@@ -225,6 +238,15 @@ impl<R: Read> Reader<R> {
         self.offset
     }
 
+    /// The input ended where a record or block would start at `offset`: the end of the file, or
+    /// a read error, which must not pass for one (the records after it would be lost unsaid).
+    fn clean_end<T>(&self, offset: u64) -> Result<Option<T>, ReadError> {
+        match self.input.read_error() {
+            Some(e) => Err(corrupt(offset, format!("the file could not be read from here on: {e}"))),
+            None => Ok(None),
+        }
+    }
+
     /// The next packet, `None` at a clean end of file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         match self.kind {
@@ -233,7 +255,7 @@ impl<R: Read> Reader<R> {
                 let mut head = [0u8; 16];
                 match self.input.read_full(&mut head) {
                     Ok(()) => {}
-                    Err(0) => return Ok(None),
+                    Err(0) => return self.clean_end(start),
                     Err(n) => return Err(corrupt(start, format!("record header cut short ({n} of 16 bytes)"))),
                 }
                 let be = big_endian;
@@ -284,7 +306,7 @@ impl<R: Read> Reader<R> {
         };
         match self.input.read_full(&mut head[have..]) {
             Ok(()) => {}
-            Err(0) if have == 0 => return Ok(None),
+            Err(0) if have == 0 => return self.clean_end(start),
             Err(n) => return Err(corrupt(start, format!("block header cut short ({} of 8 bytes)", have + n))),
         }
         let Kind::Ng { big_endian, .. } = self.kind else { return Ok(Some(None)) };
@@ -461,6 +483,44 @@ mod tests {
                 assert!(detail.contains("larger than the 262144 bytes allowed"), "{detail}");
             }
             other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    /// Gives its bytes, then fails (a disk error, a network file system going away).
+    struct FailsAfter(std::io::Cursor<Vec<u8>>);
+
+    impl Read for FailsAfter {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(out)? {
+                0 => Err(std::io::Error::other("device gone")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    /// A read error where a record would start is reported with that offset, not taken for the
+    /// end of the file (the records after it would be lost without a word); read ahead or not.
+    #[test]
+    fn a_read_error_is_not_the_end_of_the_file() {
+        let f = classic(&[(b"abc", 3), (b"defg", 4)]);
+        let len = f.len() as u64;
+        let ahead =
+            crate::read_ahead::ReadAhead::start(FailsAfter(std::io::Cursor::new(f.clone())), 7).expect("thread");
+        let readers = [
+            Reader::new(FailsAfter(std::io::Cursor::new(f))).expect("header"),
+            Reader::start(Input { ahead: Some(ahead), ..Input::new(FailsAfter(std::io::Cursor::new(Vec::new()))) })
+                .expect("header"),
+        ];
+        for mut r in readers {
+            assert_eq!(r.next_packet().expect("first").expect("a packet").data, b"abc");
+            assert_eq!(r.next_packet().expect("second").expect("a packet").data, b"defg");
+            match r.next_packet() {
+                Err(ReadError::Corrupt { offset, detail }) => {
+                    assert_eq!(offset, len);
+                    assert!(detail.contains("device gone"), "{detail}");
+                }
+                other => panic!("expected the read error, got {other:?}"),
+            }
         }
     }
 

@@ -15,7 +15,7 @@ pub const CHUNK: usize = 512 << 10;
 const DEPTH: usize = 3;
 
 pub struct ReadAhead {
-    full: Receiver<(Vec<u8>, usize)>,
+    full: Receiver<Result<(Vec<u8>, usize), String>>,
     /// Chunks handed back to the reading thread for reuse.
     empty: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
@@ -25,14 +25,16 @@ pub struct ReadAhead {
     /// A record that straddles chunks, put together.
     spill: Vec<u8>,
     done: bool,
+    /// The read error that ended the input, if one did.
+    error: Option<String>,
 }
 
 impl ReadAhead {
     /// Starts reading `input` on a new thread, `chunk` bytes at a time. A read error ends the
-    /// input there, as the end of the file would (the caller reports what it could not read by
-    /// its offset); so does dropping this value, which stops the thread at its next chunk.
+    /// input there and is kept ([`ReadAhead::error`]); dropping this value stops the thread at
+    /// its next read (one blocked on an idle pipe ends when the writer writes or closes).
     pub fn start<R: Read + Send + 'static>(mut input: R, chunk: usize) -> std::io::Result<Self> {
-        let (full_tx, full) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
+        let (full_tx, full) = sync_channel::<Result<(Vec<u8>, usize), String>>(DEPTH);
         let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
         std::thread::Builder::new().name("tap-read-ahead".into()).spawn(move || {
             loop {
@@ -42,15 +44,19 @@ impl ReadAhead {
                 let len = loop {
                     match input.read(&mut buf) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        other => break other.unwrap_or(0),
+                        Err(e) => {
+                            let _ = full_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                        Ok(len) => break len,
                     }
                 };
-                if len == 0 || full_tx.send((buf, len)).is_err() {
+                if len == 0 || full_tx.send(Ok((buf, len))).is_err() {
                     break;
                 }
             }
         })?;
-        Ok(Self { full, empty, chunk: Vec::new(), len: 0, pos: 0, spill: Vec::new(), done: false })
+        Ok(Self { full, empty, chunk: Vec::new(), len: 0, pos: 0, spill: Vec::new(), done: false, error: None })
     }
 
     /// Moves to the next chunk; false at the end of the input.
@@ -62,15 +68,25 @@ impl ReadAhead {
         }
         (self.len, self.pos) = (0, 0);
         match self.full.recv() {
-            Ok((chunk, len)) => {
+            Ok(Ok((chunk, len))) => {
                 (self.chunk, self.len) = (chunk, len);
                 true
+            }
+            Ok(Err(e)) => {
+                self.error = Some(e);
+                self.done = true;
+                false
             }
             Err(_) => {
                 self.done = true;
                 false
             }
         }
+    }
+
+    /// The read error that ended the input, if one did (else it ended at the end of the file).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// The next `n` bytes, or how many were there before the end (all consumed then).

@@ -58,6 +58,9 @@ pub struct TlsSummary {
     /// A handshake message longer than [`MAX_HANDSHAKE_MESSAGE`] came: it and the rest of this
     /// direction's handshake were not read.
     pub handshake_too_long: bool,
+    /// Reading a handshake message panicked (a bug in the tap or in tls-parser or x509-parser):
+    /// what it would have given is missing, the rest of the session is read.
+    pub handshake_unreadable: bool,
     /// Handshake bytes waiting for the rest of their message.
     pub handshake: HandshakeBuffer,
 }
@@ -137,6 +140,9 @@ pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut record
     if client.handshake_too_long || server.handshake_too_long {
         session.notes.push("tls_handshake_message_too_long".into());
     }
+    if client.handshake_unreadable || server.handshake_unreadable {
+        session.notes.push("tls_handshake_unreadable".into());
+    }
 }
 
 /// Reads one handshake record (header included): completes the messages it finishes, keeps
@@ -190,7 +196,17 @@ fn read_messages(data: &[u8], s: &mut TlsSummary) -> usize {
     pos
 }
 
+/// Reads one handshake message. Hostile certificates and handshakes are parsed here, on the
+/// reading thread for STARTTLS sessions read as they arrive: a panic in a parser costs this
+/// message (noted), not the read.
 fn read_message(msg: &[u8], s: &mut TlsSummary) {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_message_unguarded(msg, s)));
+    if read.is_err() {
+        s.handshake_unreadable = true;
+    }
+}
+
+fn read_message_unguarded(msg: &[u8], s: &mut TlsSummary) {
     let Ok((_, TlsMessage::Handshake(hs))) = tls_parser::parse_tls_message_handshake(msg) else { return };
     match hs {
         TlsMessageHandshake::ClientHello(ch) => {
