@@ -10,7 +10,6 @@
 //! a nested `message/rfc822` (or digest part) that is not transfer-encoded, whose parts
 //! mail-parser reads in line.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use mail_parser::decoders::charsets::map::charset_decoder;
@@ -362,11 +361,26 @@ impl PartSink {
             PartSink::Text(bytes) => {
                 let charset =
                     content_type.and_then(|c| c.attribute("charset")).and_then(|c| charset_decoder(c.as_bytes()));
-                let text: Cow<'_, str> = match charset {
-                    Some(decode) => decode(&bytes).into(),
-                    None => String::from_utf8_lossy(&bytes),
-                };
-                (text.len() as u64, Sha256::digest(text.as_bytes()))
+                match charset {
+                    Some(decode) => {
+                        let text = decode(&bytes);
+                        (text.len() as u64, Sha256::digest(text.as_bytes()))
+                    }
+                    // What `String::from_utf8_lossy` gives, hashed as it goes instead of built:
+                    // a body of invalid bytes would triple in size.
+                    None => {
+                        let (mut h, mut n) = (Sha256::new(), 0u64);
+                        for chunk in bytes.utf8_chunks() {
+                            h.update(chunk.valid().as_bytes());
+                            n += chunk.valid().len() as u64;
+                            if !chunk.invalid().is_empty() {
+                                h.update("\u{FFFD}".as_bytes());
+                                n += '\u{FFFD}'.len_utf8() as u64;
+                            }
+                        }
+                        (n, h.finalize())
+                    }
+                }
             }
             PartSink::Drop => return None,
         };

@@ -692,3 +692,16 @@ fn a_zone_letter_runs_the_date_into_the_next_header() {
     let skip_all = MessageParser::new().header_text(HeaderName::Subject).default_header_ignore();
     assert_eq!(subjects(&skip_all), 1);
 }
+
+/// A text attachment without a charset is recorded as mail-parser reads it, its bytes made text
+/// with `String::from_utf8_lossy`, but hashed as it goes: a body of invalid bytes would triple.
+#[test]
+fn a_text_attachment_of_invalid_utf8_is_hashed_as_its_lossy_text() {
+    for bytes in [&b"ok \xff\xfe tail \xc3"[..], b"\xff", b"", b"plain", b"\xe2\x82 cut \xf0\x9f\x98\x80 emoji \x80"] {
+        let mut sink = PartSink::new(true, true);
+        sink.bytes(bytes);
+        let a = sink.finish(None, None).expect("kept");
+        let text = String::from_utf8_lossy(bytes);
+        assert_eq!((a.size, a.sha256), (text.len() as u64, hex::encode(Sha256::digest(text.as_bytes()))), "{bytes:?}");
+    }
+}
