@@ -235,8 +235,10 @@ fn table(source: Source) -> Result<tap::ReadSummary> {
         }
         writeln!(
             out,
-            "\n{} packets, {} SMTP sessions, {} transactions in the clear",
-            summary.packets, volume.sessions, volume.transactions
+            "\n{}, {}, {} in the clear",
+            count(summary.packets, "packet"),
+            count(volume.sessions, "SMTP session"),
+            count(volume.transactions, "transaction")
         )?;
         let f = &summary.defrag;
         if f.fragments > 0 {
@@ -492,6 +494,11 @@ fn common_name(subject: &str) -> Option<&str> {
     None
 }
 
+/// `1 packet`, `2 packets`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
@@ -530,9 +537,9 @@ fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     tables.finish()?;
     analysis::write_volume_table(&volume.rows(), &volume_path)?;
     eprintln!(
-        "{} SMTP sessions, {} transactions: {}, {} and {}",
-        summary.sessions,
-        summary.transactions,
+        "{}, {}: {}, {} and {}",
+        count(summary.sessions, "SMTP session"),
+        count(summary.transactions, "transaction"),
         sessions.display(),
         transactions.display(),
         volume_path.display()
