@@ -457,7 +457,8 @@ struct Tap<F> {
     flows: FlowMap<Flow>,
     /// Connections closed lately (FINs or RST), with the time they closed.
     closed: FlowMap<f64>,
-    /// Bytes held by all flows, those being dissected included.
+    /// Bytes held by all flows: open, being dissected, or dissected and waiting for their turn to
+    /// hand on their records.
     stored: usize,
     /// Flows sent to the workers whose records have not come back.
     in_flight: usize,
