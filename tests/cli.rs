@@ -198,6 +198,27 @@ fn check_small_run(out: &Path, r: &Output) {
     }
     assert!(copies > 0);
 
+    // The timeline is on one clock: its bins cover the run's wall-clock span (from the
+    // manifest's times, not the analysis), and each series adds up to the records counted here.
+    let timeline = csv_without(&run.join("analysis/timeline.csv"), &[]);
+    let tcol = |name: &str| timeline[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("column {name}"));
+    let sum = |name: &str| timeline[1..].iter().map(|r| r[tcol(name)].parse::<u64>().expect(name)).sum::<u64>();
+    let submitted = std::fs::read_to_string(run.join("truth/submissions.jsonl")).expect("submissions").lines().count();
+    let hop_sessions = jsonl("truth/sessions.jsonl").iter().filter(|s| s["direction"] == "outbound").count();
+    let tap_sessions = std::fs::read_to_string(run.join("tap/sessions.jsonl")).expect("tap").lines().count();
+    assert_eq!(sum("submitted") as usize, submitted, "submissions in the timeline");
+    assert_eq!(sum("hop_sessions") as usize, hop_sessions, "hop sessions in the timeline");
+    assert_eq!(sum("tap_sessions") as usize, tap_sessions, "tap sessions in the timeline");
+    let rfc3339 = |key: &str| {
+        let text = manifest[key].as_str().unwrap_or_else(|| panic!("manifest {key}"));
+        let out = Command::new("date").args(["-u", "-d", text, "+%s"]).output().expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().expect("epoch seconds")
+    };
+    let run_span = rfc3339("ended") - rfc3339("started");
+    let bins = timeline.len() - 1;
+    let width: f64 = timeline[1][tcol("bin_width_s")].parse().expect("bin width");
+    assert!(bins as f64 * width <= run_span + width + 1.0, "{bins} bins of {width} s for a run of {run_span} s");
+
     // `analyze` and `report` rebuild from the saved files alone.
     let again = smtplab(&["report", &run.display().to_string()]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
@@ -381,7 +402,7 @@ fn same_seed_same_truth_and_tables() {
         assert!(a == b, "{f} differs between two runs of the same seed");
     }
     let truth = std::fs::read_to_string(runs[0].join("truth/messages.jsonl")).expect("truth");
-    assert!(truth.lines().any(|l| !l.contains("\"submitted_at\":0.0")), "Poisson arrivals were drawn");
+    assert!(truth.lines().any(|l| !l.contains("\"scheduled_at\":0.0")), "Poisson arrivals were drawn");
     let tables = |run: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(run.join("analysis"))
             .expect("analysis/")
@@ -429,7 +450,7 @@ fn duration_runs_same_seed_same_truth() {
         let scheduled: Vec<f64> = lines
             .lines()
             .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).expect("json")["submitted_at"].as_f64().expect("time")
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["scheduled_at"].as_f64().expect("time")
             })
             .collect();
         // About 24 expected; a seeded draw, so the exact count is fixed but not chosen here.

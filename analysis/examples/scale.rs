@@ -173,11 +173,16 @@ fn generate(dir: &Path, hops: usize, transactions: usize) -> Result<(), String> 
                     subject: format!("subject {i}"),
                     bytes: h.bytes - 200,
                     sha256: sha(i + 1),
-                    submitted_at: h.started - 0.05,
+                    scheduled_at: h.started - 0.05 - T0,
                 }
             })
             .collect();
         frames::truth_messages_frame(&rows)
+    })?;
+    write_chunks(&layout.truth_submissions_parquet(), hops, |range| {
+        let rows: Vec<records::Submission> =
+            range.map(|i| records::Submission { seq: i as u64, submitted_at: hop(i).started - 0.05 }).collect();
+        frames::truth_submissions_frame(&rows)
     })?;
 
     write_chunks(&layout.truth_hops_parquet(), hops, |range| {

@@ -64,6 +64,8 @@ pub const UNKNOWN_SYSTEM: &str = "(unknown)";
 /// The ingested tables, opened lazily, and the scenario's systems.
 struct Inputs {
     messages: LazyFrame,
+    /// `seq`, `submitted_at` (UTC epoch seconds).
+    submissions: LazyFrame,
     hops: LazyFrame,
     tap_sessions: LazyFrame,
     tap_transactions: LazyFrame,
@@ -74,6 +76,7 @@ impl Inputs {
     fn open(layout: &RunLayout) -> Result<Self, AnalysisError> {
         Ok(Inputs {
             messages: scan_parquet(&layout.truth_messages_parquet(), HINT_INGEST)?,
+            submissions: scan_parquet(&layout.truth_submissions_parquet(), HINT_INGEST)?,
             hops: scan_parquet(&layout.truth_hops_parquet(), HINT_INGEST)?,
             tap_sessions: scan_parquet(&layout.tap_sessions_parquet(), HINT_INGEST)?,
             tap_transactions: scan_parquet(&layout.tap_transactions_parquet(), HINT_INGEST)?,
@@ -229,7 +232,9 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
         });
         let timeline = scope.spawn(|| {
             let mut df = sessions::timeline_table(
-                inputs.messages.clone().select([col("submitted_at").alias("t")]),
+                // All three on the run's one clock, UTC epoch seconds. (`scheduled_at` of the
+                // messages is an offset from the start of traffic, and must not be mixed in.)
+                inputs.submissions.clone().select([col("submitted_at").alias("t")]),
                 session_rows.clone().lazy().select([col("started_at").alias("t")]),
                 inputs.tap_sessions.clone().select([col("ts").alias("t")]),
             )

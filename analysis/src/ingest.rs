@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use polars::prelude::{DataFrame, PolarsResult};
-use records::{JsonlChunks, SessionRecord, TapSession, TapTransaction, TruthMessage};
+use records::{JsonlChunks, SessionRecord, Submission, TapSession, TapTransaction, TruthMessage};
 
 use crate::error::{AnalysisError, HINT_RUN};
 use crate::layout::RunLayout;
@@ -15,7 +15,8 @@ use crate::record_frames::{self, SystemEntry};
 use crate::table_io::{ParquetChunks, write_parquet};
 
 /// Converts the run's JSON-lines inputs into Parquet beside them:
-/// `truth/messages.parquet`, `truth/hops.parquet`, `truth/systems.parquet` (when
+/// `truth/messages.parquet`, `truth/submissions.parquet`, `truth/hops.parquet`,
+/// `truth/systems.parquet` (when
 /// `truth/systems.json` exists), `tap/sessions.parquet` and `tap/transactions.parquet`.
 ///
 /// The ground-truth files must exist. The tap files may be missing (the tap saw nothing): they
@@ -44,6 +45,10 @@ fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
     require(&layout.truth_messages_jsonl())?;
     convert::<TruthMessage>(&layout.truth_messages_jsonl(), &layout.truth_messages_parquet(), |m, _| {
         record_frames::truth_messages_frame(m)
+    })?;
+    // Wall-clock submission times: a run stopped before it wrote them has an empty table.
+    convert::<Submission>(&layout.truth_submissions_jsonl(), &layout.truth_submissions_parquet(), |s, _| {
+        record_frames::truth_submissions_frame(s)
     })?;
 
     // `session_index` is the position in the whole file: each chunk starts where the last ended.

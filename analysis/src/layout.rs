@@ -39,6 +39,9 @@ impl RunLayout {
     pub fn truth_systems_json(&self) -> PathBuf {
         self.truth_dir().join("systems.json")
     }
+    pub fn truth_submissions_jsonl(&self) -> PathBuf {
+        self.truth_dir().join("submissions.jsonl")
+    }
     pub fn tap_sessions_jsonl(&self) -> PathBuf {
         self.tap_dir().join("sessions.jsonl")
     }
@@ -57,6 +60,9 @@ impl RunLayout {
     }
     pub fn truth_systems_parquet(&self) -> PathBuf {
         self.truth_dir().join("systems.parquet")
+    }
+    pub fn truth_submissions_parquet(&self) -> PathBuf {
+        self.truth_dir().join("submissions.parquet")
     }
     pub fn tap_sessions_parquet(&self) -> PathBuf {
         self.tap_dir().join("sessions.parquet")

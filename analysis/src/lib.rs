@@ -61,6 +61,7 @@ pub use text_table::{
 pub mod frames {
     pub use crate::record_frames::{
         OUTBOUND, systems_frame, tap_sessions_frame, tap_transactions_frame, truth_hops_frame, truth_messages_frame,
+        truth_submissions_frame,
     };
 }
 

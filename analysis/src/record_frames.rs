@@ -9,7 +9,7 @@
 //! `List(String)` columns.
 
 use polars::prelude::*;
-use records::{SessionRecord, TapSession, TapTransaction, TruthMessage};
+use records::{SessionRecord, Submission, TapSession, TapTransaction, TruthMessage};
 use serde::{Deserialize, Serialize};
 
 /// One system of the scenario, as `truth/systems.json` lists it.
@@ -66,7 +66,16 @@ pub fn truth_messages_frame(messages: &[TruthMessage]) -> PolarsResult<DataFrame
         str_col("subject", messages.iter().map(|m| m.subject.as_str())),
         Column::new("bytes".into(), messages.iter().map(|m| m.bytes).collect::<Vec<_>>()),
         str_col("sha256", messages.iter().map(|m| m.sha256.as_str())),
-        Column::new("submitted_at".into(), messages.iter().map(|m| m.submitted_at).collect::<Vec<_>>()),
+        Column::new("scheduled_at".into(), messages.iter().map(|m| m.scheduled_at).collect::<Vec<_>>()),
+    ])
+}
+
+/// `truth/submissions.parquet`: when each message was accepted on submission, UTC epoch
+/// seconds (the clock of every other time in the truth and the tap's records).
+pub fn truth_submissions_frame(submissions: &[Submission]) -> PolarsResult<DataFrame> {
+    DataFrame::new(vec![
+        Column::new("seq".into(), submissions.iter().map(|s| s.seq).collect::<Vec<_>>()),
+        Column::new("submitted_at".into(), submissions.iter().map(|s| s.submitted_at).collect::<Vec<_>>()),
     ])
 }
 

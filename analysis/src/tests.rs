@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use records::{HopMessage, SessionRecord, TapSession, TapTransaction, TruthMessage, write_jsonl};
+use records::{HopMessage, SessionRecord, Submission, TapSession, TapTransaction, TruthMessage, write_jsonl};
 
 use crate::{
     AnalysisError, Exposure, PairRow, RunLayout, Summary, analyze, analyze_sweep, format_share_ci, format_sweep_table,
@@ -55,7 +55,8 @@ fn truth(seq: u64, id: &str, from: &str, to: &str) -> TruthMessage {
         subject: format!("subject {seq}"),
         bytes: 100 * (seq + 1),
         sha256: format!("{seq:064x}"),
-        submitted_at: T0 + seq as f64,
+        // An offset from the start of traffic, as the generator writes it: never on the run's clock.
+        scheduled_at: seq as f64 * 0.25,
     }
 }
 
@@ -133,7 +134,8 @@ const SYSTEMS_JSON: &str = r#"[{"name":"alpha","domain":"alpha.example","address
 /// plus a failed alpha->gamma connection without STARTTLS and without messages, an inbound
 /// session (not a hop), and a tap session unrelated to any hop.
 ///
-/// Times: message k submitted at T0+k; the five hop sessions start at T0+0.5, +1.5, ... +4.5;
+/// Times: message k submitted at T0+k (truth/submissions.jsonl; scheduled 0.25 k s after the start
+/// of traffic, an offset that must not reach the timeline); the five hop sessions start at T0+0.5, +1.5, ... +4.5;
 /// the tap saw its sessions at T0+0.6, +1.6, +3.6 and the unrelated one at T0+4.6.
 fn write_mixed_run(dir: &Path) {
     let layout = RunLayout::new(dir);
@@ -146,6 +148,9 @@ fn write_mixed_run(dir: &Path) {
         truth(5, "m6@alpha.example", "alpha", "beta"),
     ];
     write_jsonl(&layout.truth_messages_jsonl(), &messages).expect("write truth messages");
+    let submissions: Vec<Submission> =
+        (0..messages.len() as u64).map(|seq| Submission { seq, submitted_at: T0 + seq as f64 }).collect();
+    write_jsonl(&layout.truth_submissions_jsonl(), &submissions).expect("write submissions");
 
     let mut sessions = vec![
         SessionRecord { direction: "inbound".to_string(), system: "beta".to_string(), ..Default::default() },

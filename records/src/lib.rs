@@ -27,7 +27,21 @@ pub struct TruthMessage {
     pub sha256: String,
     /// Seconds after the start of traffic at which the generator scheduled the submission
     /// (Poisson arrivals; 0 for all when traffic is sent as fast as possible). Deterministic for a
-    /// seed; the wall-clock times of the 250 replies are in `truth/submissions.jsonl`.
+    /// seed, and an offset, not a time on the run's clock: the UTC epoch time of the 250 reply is
+    /// in `truth/submissions.jsonl` ([`Submission`]). Runs before the rename wrote it as
+    /// `submitted_at`, which is still read.
+    #[serde(alias = "submitted_at")]
+    pub scheduled_at: f64,
+}
+
+/// `truth/submissions.jsonl`: when the sender's system accepted a message (its 250 reply to the
+/// end of DATA), on the run's one clock: UTC epoch seconds, as every other time in the truth and
+/// the tap's records. Timing, kept apart from the deterministic `truth/messages.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Submission {
+    /// [`TruthMessage::seq`] of the message.
+    pub seq: u64,
+    /// UTC epoch seconds.
     pub submitted_at: f64,
 }
 

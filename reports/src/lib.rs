@@ -24,6 +24,8 @@ mod stacked;
 mod tables;
 
 #[cfg(test)]
+mod figure_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

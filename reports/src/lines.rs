@@ -41,8 +41,25 @@ pub struct LineChart {
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 560;
+/// Tick labels asked of plotters on each axis.
+const X_LABELS: usize = 8;
+const Y_LABELS: usize = 6;
 
 impl LineChart {
+    /// The tick labels the drawn chart carries, x axis then y axis: the key points plotters
+    /// picks for the same ranges, through the same formatters. A test reads them to catch an
+    /// axis whose labels all read the same (a time base off by an epoch made every y tick "0/s").
+    #[cfg(test)]
+    pub fn tick_labels(&self) -> (Vec<String>, Vec<String>) {
+        use plotters::coord::ranged1d::Ranged;
+        use plotters::coord::types::RangedCoordf64;
+        let Some((x0, x1)) = self.x_range() else { return (Vec::new(), Vec::new()) };
+        let (y0, y1) = self.y_range_fit();
+        let xs = RangedCoordf64::from(x0..x1).key_points(X_LABELS);
+        let ys = RangedCoordf64::from(y0..y1).key_points(Y_LABELS);
+        (xs.into_iter().map(self.x_text).collect(), ys.into_iter().map(self.y_text).collect())
+    }
+
     fn x_range(&self) -> Option<(f64, f64)> {
         let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
@@ -102,8 +119,8 @@ impl Chart for LineChart {
         let (x_text, y_text) = (self.x_text, self.y_text);
         chart
             .configure_mesh()
-            .x_labels(8)
-            .y_labels(6)
+            .x_labels(X_LABELS)
+            .y_labels(Y_LABELS)
             .x_label_formatter(&|x: &f64| x_text(*x))
             .y_label_formatter(&|y: &f64| y_text(*y))
             .x_desc(self.x_desc.as_str())

@@ -10,7 +10,7 @@ use crate::{Provenance, render, render_sweep};
 
 /// A fresh, empty run directory under the system temp dir, unique per test and process, removed
 /// when the test ends (kept if `SMTPLAB_KEEP_TEST_DIRS` is set, to look at the files).
-struct TempRunDir(PathBuf);
+pub(crate) struct TempRunDir(PathBuf);
 
 impl std::ops::Deref for TempRunDir {
     type Target = Path;
@@ -27,7 +27,7 @@ impl Drop for TempRunDir {
     }
 }
 
-fn temp_run_dir(name: &str) -> TempRunDir {
+pub(crate) fn temp_run_dir(name: &str) -> TempRunDir {
     let dir = std::env::temp_dir().join(format!("smtplab-reports-{name}-{}", std::process::id()));
     // A leftover from an earlier run with the same process id would hide a missing file.
     let _ = std::fs::remove_dir_all(&dir);
@@ -36,9 +36,16 @@ fn temp_run_dir(name: &str) -> TempRunDir {
     TempRunDir(dir)
 }
 
+/// When the hand-made run starts, on the run's clock (UTC epoch seconds), as a real run's times are.
+const RUN_T0: f64 = 1_764_900_000.0;
+
 /// Three links: alpha->beta in plaintext (every message recovered), alpha->gamma under
 /// STARTTLS (seen, nothing recovered), beta->gamma not captured at all.
-fn write_run(dir: &Path) {
+///
+/// Times as a real run writes them: message k (0..9, in the order above) is scheduled k s
+/// after the start of traffic and submitted at RUN_T0 + k; its hop session starts at
+/// RUN_T0 + k + 0.5 and lasts 20 ms, and the tap dates the sessions it saw to RUN_T0 + k + 0.5.
+pub(crate) fn write_run(dir: &Path) {
     let links = [
         ("alpha", "beta", "127.0.1.1", "127.0.1.2", false, 4u16),
         ("alpha", "gamma", "127.0.1.1", "127.0.1.3", true, 3),
@@ -48,10 +55,13 @@ fn write_run(dir: &Path) {
     let mut sessions = Vec::new();
     let mut tap_sessions = Vec::new();
     let mut tap_transactions = Vec::new();
+    let mut submissions = Vec::new();
     let mut port = 40000u16;
     for (from, to, client, server, tls, count) in links {
         for k in 0..count {
             port += 1;
+            let n = messages.len() as f64;
+            submissions.push(records::Submission { seq: messages.len() as u64, submitted_at: RUN_T0 + n });
             let id = format!("{from}-{to}-{k}@{from}.example");
             let sha = format!("{port:064x}");
             let bytes = 20_000 + 1_000 * u64::from(k);
@@ -65,11 +75,13 @@ fn write_run(dir: &Path) {
                 subject: "hello".to_string(),
                 bytes,
                 sha256: sha.clone(),
-                submitted_at: 0.0,
+                scheduled_at: n,
             });
             sessions.push(SessionRecord {
                 direction: "outbound".to_string(),
                 system: from.to_string(),
+                started_at: RUN_T0 + n + 0.5,
+                ended_at: RUN_T0 + n + 0.52,
                 peer_system: Some(to.to_string()),
                 local_addr: format!("{client}:{port}"),
                 peer_addr: format!("{server}:25"),
@@ -89,6 +101,8 @@ fn write_run(dir: &Path) {
                 continue; // not captured
             }
             tap_sessions.push(TapSession {
+                ts: RUN_T0 + n + 0.5,
+                duration: 0.02,
                 orig_h: client.to_string(),
                 orig_p: port,
                 resp_h: server.to_string(),
@@ -96,6 +110,10 @@ fn write_run(dir: &Path) {
                 starttls_used: tls,
                 orig_bytes: bytes + 600,
                 resp_bytes: 400,
+                // What the tap reads: the one transaction of a plaintext session; the client's TLS
+                // application data of a STARTTLS one (the message and 315 bytes of commands).
+                transactions: u64::from(!tls),
+                tls_app_bytes_orig: if tls { bytes + analysis::TLS_CLIENT_OVERHEAD_BYTES } else { 0 },
                 ..Default::default()
             });
             if !tls {
@@ -105,6 +123,7 @@ fn write_run(dir: &Path) {
                     resp_h: server.to_string(),
                     resp_p: 25,
                     mailfrom: Some(format!("u@{from}.example")),
+                    message_bytes: Some(bytes),
                     sha256: Some(sha),
                     ..Default::default()
                 });
@@ -112,7 +131,15 @@ fn write_run(dir: &Path) {
         }
     }
     write_jsonl(&dir.join("truth/messages.jsonl"), &messages).expect("write truth messages");
+    write_jsonl(&dir.join("truth/submissions.jsonl"), &submissions).expect("write submissions");
     write_jsonl(&dir.join("truth/sessions.jsonl"), &sessions).expect("write truth sessions");
+    // Who owns which address: how the eavesdropper attributes the sessions it sees to systems.
+    let systems = serde_json::json!([
+        {"name": "alpha", "domain": "alpha.example", "address": "127.0.1.1", "starttls": true},
+        {"name": "beta", "domain": "beta.example", "address": "127.0.1.2", "starttls": false},
+        {"name": "gamma", "domain": "gamma.example", "address": "127.0.1.3", "starttls": true},
+    ]);
+    std::fs::write(dir.join("truth/systems.json"), systems.to_string()).expect("write systems");
     write_jsonl(&dir.join("tap/sessions.jsonl"), &tap_sessions).expect("write tap sessions");
     write_jsonl(&dir.join("tap/transactions.jsonl"), &tap_transactions).expect("write tap transactions");
 }
@@ -226,6 +253,7 @@ impl Synthetic<'_> {
             .collect();
         std::fs::write(dir.join("truth/systems.json"), serde_json::Value::Array(systems).to_string()).expect("systems");
         let (mut messages, mut sessions, mut tap, mut txs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut submissions = Vec::new();
         let mut n = 0usize;
         for (si, (s, s_tls)) in self.systems.iter().enumerate() {
             for (ri, (r, r_tls)) in self.systems.iter().enumerate() {
@@ -249,8 +277,9 @@ impl Synthetic<'_> {
                         subject: format!("s{n}"),
                         bytes: bytes - 150,
                         sha256: format!("{n:064x}"),
-                        submitted_at: t,
+                        scheduled_at: t - 1_800_000_000.0,
                     });
+                    submissions.push(records::Submission { seq: n as u64, submitted_at: t });
                     let port = 30_000 + n as u16;
                     sessions.push(SessionRecord {
                         direction: "outbound".to_string(),
@@ -316,6 +345,7 @@ impl Synthetic<'_> {
             }
         }
         write_jsonl(&dir.join("truth/messages.jsonl"), &messages).expect("write");
+        write_jsonl(&dir.join("truth/submissions.jsonl"), &submissions).expect("write");
         write_jsonl(&dir.join("truth/sessions.jsonl"), &sessions).expect("write");
         write_jsonl(&dir.join("tap/sessions.jsonl"), &tap).expect("write");
         write_jsonl(&dir.join("tap/transactions.jsonl"), &txs).expect("write");
@@ -368,7 +398,7 @@ fn two_of_four_with_starttls_uniform_matrix_matches_the_analytic_answer() {
 
 /// A sweep of STARTTLS adoption among 4 systems: 0, 1, 2, 3 or 4 of them, 3 seeds each; the
 /// tap misses a different share of sessions per seed, so the intervals have width.
-fn write_adoption_sweep(dir: &Path) {
+pub(crate) fn write_adoption_sweep(dir: &Path) {
     let levels = [0usize, 1, 2, 3, 4];
     let seeds = [1u64, 2, 3];
     let points: Vec<serde_json::Value> = levels

@@ -252,7 +252,7 @@ async fn drive(
     network: &mut Option<crate::netns::Network>,
     relay_exe: Option<&Path>,
     recorded: &mut Option<tap::capture::CaptureStats>,
-) -> Result<(usize, Vec<serde_json::Value>, Vec<String>), ScenarioError> {
+) -> Result<(usize, Vec<records::Submission>, Vec<String>), ScenarioError> {
     let pki = Pki::new(&s.scenario.name)?;
     pki.write_ca(&run_dir.join("pki"))?;
     // With the link recorder, every system's MX is a proxy in front of its relay.
@@ -388,7 +388,8 @@ async fn drive(
     }
 
     // Wall-clock submission times: timing, kept apart from the deterministic truth.
-    let submissions = submitted_at.iter().map(|(seq, t)| json!({"seq": seq, "submitted_at": t})).collect();
+    let submissions =
+        submitted_at.iter().map(|(&seq, &submitted_at)| records::Submission { seq, submitted_at }).collect();
     Ok((total, submissions, stuck))
 }
 

@@ -147,7 +147,7 @@ fn truth_of(s: &Scenario, users: &[User], g: &Generated) -> TruthMessage {
         subject: g.subject.clone(),
         bytes: g.bytes.len() as u64,
         sha256: relay::sha256_hex(&g.bytes),
-        submitted_at: g.scheduled_at,
+        scheduled_at: g.scheduled_at,
     }
 }
 
