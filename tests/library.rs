@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{is_root, split_csv};
+use common::{is_root, require_root, split_csv};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -392,10 +392,7 @@ fn library_stragglers_trade_exposure_for_undelivered_mail() {
 /// on the bridge with the partial placement. Skipped without root (namespaces need it).
 #[test]
 fn library_partial_tap_on_netns() {
-    if !is_root() {
-        eprintln!("skipped: the netns backend needs root");
-        return;
-    }
+    require_root("the netns backend");
     let dir = scratch("netns");
     let _cleanup = Runs { dir: dir.clone(), runs: Vec::new() };
     let t = shrunk("partial-tap.toml", "netns", 24525);

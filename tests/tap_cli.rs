@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::is_root;
+use common::{is_root, require_root};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -249,10 +249,7 @@ fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
 /// `--write` give the same records when read back from the file.
 #[test]
 fn live_capture_on_loopback_streams_the_transaction_as_the_session_ends() {
-    if !is_root() {
-        eprintln!("skipped: live capture needs root (CI runs as root)");
-        return;
-    }
+    require_root("live capture");
     let dir = scratch("live");
     let kept = dir.join("kept.pcap");
     let listener = TcpListener::bind(("127.0.0.1", PORT)).expect("bind 127.0.0.1:18525");
@@ -341,10 +338,7 @@ fn a_capture_on_standard_input_gives_the_records_of_the_file() {
 /// Without --duration, a live capture runs until Ctrl-C (SIGINT), then finishes what it has.
 #[test]
 fn live_capture_stops_at_ctrl_c() {
-    if !is_root() {
-        eprintln!("skipped: live capture needs root (CI runs as root)");
-        return;
-    }
+    require_root("live capture");
     let dir = scratch("ctrlc");
     let kept = dir.join("kept.pcap");
     let mut child = Command::new(env!("CARGO_BIN_EXE_smtplab"))

@@ -20,6 +20,15 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Fails the calling test, with the reason, when it does not run as root: a test that needs
+/// root never passes without having run (CI runs as root).
+pub fn require_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root or CAP_NET_RAW/CAP_NET_ADMIN: run the tests as root (scripts/test does in CI)"
+    );
+}
+
 /// One CSV line's fields, RFC 4180 quoting undone (lists and JSON are quoted in the tables).
 pub fn split_csv(line: &str) -> Vec<String> {
     let (mut out, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
