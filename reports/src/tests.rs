@@ -113,7 +113,7 @@ pub(crate) fn write_run(dir: &Path) {
                 // What the tap reads: the one transaction of a plaintext session; the client's TLS
                 // application data of a STARTTLS one (the message and 315 bytes of commands).
                 transactions: u64::from(!tls),
-                tls_app_bytes_orig: if tls { bytes + analysis::TLS_CLIENT_OVERHEAD_BYTES } else { 0 },
+                tls_app_bytes_orig: if tls { bytes + OVERHEAD } else { 0 },
                 ..Default::default()
             });
             if !tls {
@@ -363,7 +363,10 @@ impl Synthetic<'_> {
     }
 }
 
-const OVERHEAD: u64 = analysis::TLS_CLIENT_OVERHEAD_BYTES;
+/// The client's TLS application data around one message beyond the message itself, as ANALYSIS.md
+/// states it (measured on smtplab's relay): written out here, not read from the analysis, so the
+/// fixtures check the estimator rather than its own constant.
+const OVERHEAD: u64 = 315;
 
 const FOUR: [(&str, bool); 4] = [("a", true), ("b", true), ("c", false), ("d", false)];
 const FOUR_PLAIN: [(&str, bool); 4] = [("a", false), ("b", false), ("c", false), ("d", false)];
