@@ -99,9 +99,13 @@ pub struct RelayArgs {
     /// Cipher suites allowed (IANA names), comma separated; default: rustls' safe defaults.
     #[arg(long, value_delimiter = ',')]
     pub tls_ciphers: Vec<String>,
-    /// Key-exchange groups allowed (X25519, secp256r1, secp384r1), comma separated.
+    /// Key-exchange groups allowed (X25519, secp256r1, secp384r1, and the post-quantum hybrid
+    /// X25519MLKEM768), comma separated; default: the provider's defaults.
     #[arg(long, value_delimiter = ',')]
     pub tls_groups: Vec<String>,
+    /// The crypto library under rustls: aws-lc-rs (default) or ring.
+    #[arg(long)]
+    pub tls_provider: Option<relay::CryptoBackend>,
     /// none, may (default) or encrypt.
     #[arg(long)]
     pub inbound_tls: Option<relay::InboundTls>,
@@ -176,6 +180,7 @@ impl RelayArgs {
             tls_versions: if self.tls_versions.is_empty() { file.tls_versions } else { self.tls_versions },
             tls_ciphers: if self.tls_ciphers.is_empty() { file.tls_ciphers } else { self.tls_ciphers },
             tls_groups: if self.tls_groups.is_empty() { file.tls_groups } else { self.tls_groups },
+            tls_provider: self.tls_provider.or(file.tls_provider),
             routes: if self.routes.is_empty() { file.routes } else { self.routes },
             dns: self.dns.or(file.dns),
             mx_port: self.mx_port.or(file.mx_port),

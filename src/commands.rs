@@ -256,7 +256,12 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         local_domains: a.local_domains,
         mailbox_dir: a.mailbox_dir.unwrap_or_else(|| "mailboxes".into()),
         tls_identity,
-        tls: relay::TlsSettings { versions: a.tls_versions, ciphers: a.tls_ciphers, groups: a.tls_groups },
+        tls: relay::TlsSettings {
+            versions: a.tls_versions,
+            ciphers: a.tls_ciphers,
+            groups: a.tls_groups,
+            provider: a.tls_provider.unwrap_or_default(),
+        },
         inbound_tls: a.inbound_tls.unwrap_or_default(),
         outbound_tls: a.outbound_tls.unwrap_or_default(),
         outbound_tls_by_domain: Vec::new(),

@@ -7,12 +7,14 @@
 //!   in, AEAD decryption and tag check, the plaintext copy out). Records are sequence-numbered,
 //!   so each batch of records to open is sealed first, outside the timed section.
 //!
-//! Throughput is plaintext bytes.
+//! Throughput is plaintext bytes. Ids `seal/...` and `open/...` are rustls on ring (as before);
+//! `aws-lc-rs/seal/...` and `aws-lc-rs/open/...` the same on aws-lc-rs, side by side in one run.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use relay::CryptoBackend;
 use rustls::SupportedCipherSuite;
 use rustls::crypto::ring::cipher_suite;
 use smtplab_benches::size_label;
@@ -31,14 +33,15 @@ fn suites() -> [(&'static str, SupportedCipherSuite); 3] {
 fn record_protection(c: &mut Criterion) {
     let id = Identity::new(KeyKind::EcdsaP256);
     let mut g = c.benchmark_group("record_protection");
-    for (name, suite) in suites() {
+    let backends = [("", CryptoBackend::Ring), ("aws-lc-rs/", CryptoBackend::AwsLcRs)];
+    for ((prefix, backend), (name, suite)) in backends.into_iter().flat_map(|b| suites().map(move |s| (b, s))) {
         for size in SIZES {
             g.throughput(Throughput::Bytes(size as u64));
             let plaintext: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
 
-            let mut pair = tls::record_pair(&id, suite);
+            let mut pair = tls::record_pair_with(&id, backend, suite.suite());
             let mut records = Vec::with_capacity(size + size / 256 + 64);
-            g.bench_function(BenchmarkId::new(format!("seal/{name}"), size_label(size)), |b| {
+            g.bench_function(BenchmarkId::new(format!("{prefix}seal/{name}"), size_label(size)), |b| {
                 b.iter(|| {
                     records.clear();
                     pair.seal(black_box(&plaintext), &mut records);
@@ -46,11 +49,11 @@ fn record_protection(c: &mut Criterion) {
                 })
             });
 
-            let mut pair = tls::record_pair(&id, suite);
+            let mut pair = tls::record_pair_with(&id, backend, suite.suite());
             let mut sink = vec![0u8; 64 << 10];
             // Seal 4 MB of records per batch so the clock is read once per batch, not per record.
             let per_batch = ((4usize << 20) / size).max(1) as u64;
-            g.bench_function(BenchmarkId::new(format!("open/{name}"), size_label(size)), |b| {
+            g.bench_function(BenchmarkId::new(format!("{prefix}open/{name}"), size_label(size)), |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     let mut left = iters;

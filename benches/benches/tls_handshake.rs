@@ -3,11 +3,13 @@
 //! sides do for one connection: creating the connections, the handshake, and the post-handshake
 //! TLS 1.3 session tickets the server sends (the relay's server config sends them too).
 //!
-//! Key exchange: X25519 and secp256r1. The ring provider of rustls 0.23 has no X25519MLKEM768
-//! (`rustls::crypto::ring::ALL_KX_GROUPS` is X25519, secp256r1, secp384r1; the hybrid is only in
-//! the aws-lc-rs provider), so the post-quantum hybrid is not benched.
+//! Key exchange: X25519 and secp256r1 on ring. The ring provider of rustls 0.23 has no
+//! X25519MLKEM768 (the hybrid is only in aws-lc-rs), so the providers are compared in a group of
+//! their own: `provider_full` and `provider_resumed`, TLS 1.3 with an ECDSA P-256 certificate, on
+//! ring and on aws-lc-rs, and on aws-lc-rs with the post-quantum hybrid X25519MLKEM768.
 //!
-//! Ids: `tls_handshake/<full|full_verify|resumed|resumed_tickets>/<version>-<kx>-<cert>`.
+//! Ids: `tls_handshake/<full|full_verify|resumed|resumed_tickets>/<version>-<kx>-<cert>` (ring),
+//! `tls_handshake/<provider_full|provider_resumed>/<provider>-TLS1.3-<kx>-ECDSA-P256`.
 //! Throughput is in handshakes ("elements") per second of one core doing both sides.
 
 use std::hint::black_box;
@@ -17,7 +19,8 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rustls::crypto::SupportedKxGroup;
 use rustls::crypto::ring::kx_group;
-use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
+use relay::CryptoBackend;
+use rustls::{ClientConfig, HandshakeKind, NamedGroup, ServerConfig, SupportedProtocolVersion};
 use smtplab_benches::tls::{self, Identity, KeyKind, ServerResumption, Verify};
 
 fn versions() -> [(&'static str, &'static SupportedProtocolVersion); 2] {
@@ -93,6 +96,24 @@ fn handshakes(c: &mut Criterion) {
             let param = format!("{vname}-X25519-ECDSA-P256");
             bench_one(&mut g, mode, param, client, server, HandshakeKind::Resumed);
         }
+    }
+
+    // The providers side by side, as the relay builds them (`relay::CryptoBackend`).
+    let cases = [
+        (CryptoBackend::Ring, NamedGroup::X25519, "X25519"),
+        (CryptoBackend::AwsLcRs, NamedGroup::X25519, "X25519"),
+        (CryptoBackend::AwsLcRs, NamedGroup::X25519MLKEM768, "X25519MLKEM768"),
+    ];
+    let tls13: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    for (backend, group, gname) in cases {
+        let p = tls::provider_named(backend, &[group], None);
+        let param = format!("{}-TLS1.3-{gname}-ECDSA-P256", backend.name());
+        let server = tls::server_config(ecdsa, tls13, p.clone(), ServerResumption::StatefulCache);
+        let client = tls::client_config(tls13, p.clone(), Verify::AnyCert, false);
+        bench_one(&mut g, "provider_full", param.clone(), client, server, HandshakeKind::Full);
+        let server = tls::server_config(ecdsa, tls13, p.clone(), ServerResumption::StatefulCache);
+        let client = tls::client_config(tls13, p, Verify::AnyCert, true);
+        bench_one(&mut g, "provider_resumed", param, client, server, HandshakeKind::Resumed);
     }
     g.finish();
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rustls::client::Resumption;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
+use rustls::{CipherSuite, NamedGroup};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{
     ClientConfig, ClientConnection, ConnectionCommon, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
@@ -81,6 +82,57 @@ pub fn provider(kx: &[&'static dyn SupportedKxGroup], suites: Option<&[Supported
         p.cipher_suites = s.to_vec();
     }
     Arc::new(p)
+}
+
+/// `backend`'s provider (as the relay builds it) restricted to the named groups and, when given,
+/// suites, in the order given. Panics on a name the provider lacks: a bench set-up error.
+pub fn provider_named(
+    backend: relay::CryptoBackend,
+    groups: &[NamedGroup],
+    suites: Option<&[CipherSuite]>,
+) -> Arc<CryptoProvider> {
+    let all = backend.default_provider();
+    let mut p = backend.default_provider();
+    p.kx_groups = groups
+        .iter()
+        .map(|n| {
+            *all.kx_groups
+                .iter()
+                .find(|g| g.name() == *n)
+                .unwrap_or_else(|| panic!("{} has no group {n:?}", backend.name()))
+        })
+        .collect();
+    if let Some(suites) = suites {
+        p.cipher_suites = suites
+            .iter()
+            .map(|n| {
+                *all.cipher_suites
+                    .iter()
+                    .find(|c| c.suite() == *n)
+                    .unwrap_or_else(|| panic!("{} has no suite {n:?}", backend.name()))
+            })
+            .collect();
+    }
+    Arc::new(p)
+}
+
+/// Bytes each side sent in one full handshake (client, server), with its post-handshake
+/// tickets: what the key exchange costs on the wire.
+pub fn handshake_bytes(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> (usize, usize) {
+    let mut c = ClientConnection::new(client.clone(), server_name()).expect("client connection");
+    let mut s = ServerConnection::new(server.clone()).expect("server connection");
+    let (mut up, mut down, mut buf) = (0, 0, Vec::new());
+    loop {
+        let a = transfer(&mut c, &mut s, &mut buf);
+        let b = transfer(&mut s, &mut c, &mut buf);
+        up += a;
+        down += b;
+        if a == 0 && b == 0 {
+            break;
+        }
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking(), "the handshake completed");
+    (up, down)
 }
 
 /// How the server remembers sessions for resumption.
@@ -233,7 +285,17 @@ impl Pair {
 /// A connected pair that negotiated exactly `suite` (TLS 1.3, X25519, ECDSA P-256 certificate),
 /// with the send buffer limits lifted so one `write_all` can seal megabytes.
 pub fn record_pair(id: &Identity, suite: SupportedCipherSuite) -> Pair {
-    let p = provider(&[rustls::crypto::ring::kx_group::X25519], Some(&[suite]));
+    record_pair_on(id, provider(&[rustls::crypto::ring::kx_group::X25519], Some(&[suite])), suite)
+}
+
+/// [`record_pair`] on `backend`'s implementation of the suite named `suite`.
+pub fn record_pair_with(id: &Identity, backend: relay::CryptoBackend, suite: CipherSuite) -> Pair {
+    let p = provider_named(backend, &[NamedGroup::X25519], Some(&[suite]));
+    let chosen = p.cipher_suites[0];
+    record_pair_on(id, p, chosen)
+}
+
+fn record_pair_on(id: &Identity, p: Arc<CryptoProvider>, suite: SupportedCipherSuite) -> Pair {
     let versions = &[&rustls::version::TLS13];
     let server = server_config(id, versions, p.clone(), ServerResumption::StatefulCache);
     let client = client_config(versions, p, Verify::AnyCert, false);
@@ -316,6 +378,38 @@ mod tests {
                 let second = handshake(&client, &server, &mut buf);
                 assert_eq!(second.kind(), Some(HandshakeKind::Resumed), "{} {version:?}", kind.label());
             }
+        }
+    }
+
+    /// The hybrid's cost on the wire, from the sizes FIPS 203 fixes for ML-KEM-768: the client's
+    /// key share grows by the 1,184-byte encapsulation key, the server's by the 1,088-byte
+    /// ciphertext (each beside the same 32-byte X25519 share).
+    #[test]
+    fn the_hybrid_group_costs_an_ml_kem_key_and_ciphertext_on_the_wire() {
+        let id = Identity::new(KeyKind::EcdsaP256);
+        let versions = &[&rustls::version::TLS13];
+        let bytes = |group| {
+            let p = provider_named(relay::CryptoBackend::AwsLcRs, &[group], None);
+            let server = server_config(&id, versions, p.clone(), ServerResumption::StatefulCache);
+            let client = client_config(versions, p, Verify::AnyCert, false);
+            handshake_bytes(&client, &server)
+        };
+        let (c0, s0) = bytes(NamedGroup::X25519);
+        let (c1, s1) = bytes(NamedGroup::X25519MLKEM768);
+        assert_eq!(c1 - c0, 1184, "client: {c0} -> {c1} bytes");
+        // ECDSA signatures differ by a byte or two from one handshake to the next (DER).
+        assert!((s1 as i64 - s0 as i64 - 1088).abs() <= 4, "server: {s0} -> {s1} bytes");
+    }
+
+    #[test]
+    fn both_providers_seal_and_open() {
+        let id = Identity::new(KeyKind::EcdsaP256);
+        for backend in [relay::CryptoBackend::Ring, relay::CryptoBackend::AwsLcRs] {
+            let mut pair = record_pair_with(&id, backend, CipherSuite::TLS13_AES_128_GCM_SHA256);
+            let mut records = Vec::new();
+            pair.seal(&[7u8; 50_000], &mut records);
+            let mut sink = vec![0u8; 1 << 16];
+            assert_eq!(pair.open(&records, &mut sink), 50_000, "{}", backend.name());
         }
     }
 

@@ -26,7 +26,7 @@ pub use dns::DnsResolver;
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};
 pub use resolver::{MxResolver, MxTarget, StaticResolver, TemporaryFailure};
-pub use tls::TlsSettings;
+pub use tls::{CryptoBackend, TlsSettings};
 
 /// Seconds since the Unix epoch as a float, the time format of every record.
 pub fn now_secs() -> f64 {

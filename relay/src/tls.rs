@@ -22,14 +22,58 @@ pub struct TlsSettings {
     pub versions: Vec<String>,
     /// IANA names, e.g. "TLS_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".
     pub ciphers: Vec<String>,
-    /// Key-exchange groups, e.g. "X25519", "secp256r1", "secp384r1".
+    /// Key-exchange groups, e.g. "X25519", "secp256r1", "secp384r1", and with the aws-lc-rs
+    /// provider the post-quantum hybrid "X25519MLKEM768".
     pub groups: Vec<String>,
+    /// The crypto library under rustls.
+    pub provider: CryptoBackend,
+}
+
+/// The crypto library rustls runs on. Both are built in, so a scenario or a bench can set them
+/// side by side; see BENCHMARKS.md ("rustls providers") for why aws-lc-rs is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CryptoBackend {
+    /// AWS-LC through aws-lc-rs: the only rustls 0.23 provider with X25519MLKEM768.
+    #[default]
+    #[serde(rename = "aws-lc-rs")]
+    AwsLcRs,
+    #[serde(rename = "ring")]
+    Ring,
+}
+
+impl CryptoBackend {
+    /// The provider with every suite and group it has (rustls' defaults).
+    pub fn default_provider(self) -> CryptoProvider {
+        match self {
+            CryptoBackend::AwsLcRs => rustls::crypto::aws_lc_rs::default_provider(),
+            CryptoBackend::Ring => rustls::crypto::ring::default_provider(),
+        }
+    }
+
+    /// "aws-lc-rs" or "ring", as scenarios and the command line name them.
+    pub fn name(self) -> &'static str {
+        match self {
+            CryptoBackend::AwsLcRs => "aws-lc-rs",
+            CryptoBackend::Ring => "ring",
+        }
+    }
+}
+
+impl std::str::FromStr for CryptoBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "aws-lc-rs" => Ok(CryptoBackend::AwsLcRs),
+            "ring" => Ok(CryptoBackend::Ring),
+            other => Err(format!("unknown TLS provider {other:?}: use aws-lc-rs or ring")),
+        }
+    }
 }
 
 impl TlsSettings {
     /// The crypto provider restricted to the configured suites and groups.
     fn provider(&self) -> Result<Arc<CryptoProvider>, RelayError> {
-        let mut p = rustls::crypto::ring::default_provider();
+        let mut p = self.provider.default_provider();
         if !self.ciphers.is_empty() {
             let all: Vec<String> = p.cipher_suites.iter().map(|c| cipher_name(*c)).collect();
             p.cipher_suites.retain(|c| self.ciphers.iter().any(|n| n.eq_ignore_ascii_case(&cipher_name(*c))));
@@ -43,6 +87,15 @@ impl TlsSettings {
         }
         if !self.groups.is_empty() {
             let all: Vec<String> = p.kx_groups.iter().map(|g| format!("{:?}", g.name())).collect();
+            // The hybrid exists in aws-lc-rs only: say so rather than "unknown".
+            if self.provider == CryptoBackend::Ring
+                && self.groups.iter().any(|n| n.eq_ignore_ascii_case("X25519MLKEM768"))
+            {
+                return Err(RelayError::TlsConfig(format!(
+                    "X25519MLKEM768 needs the aws-lc-rs provider (ring has {}); drop provider = \"ring\"",
+                    all.join(", ")
+                )));
+            }
             p.kx_groups.retain(|g| self.groups.iter().any(|n| n.eq_ignore_ascii_case(&format!("{:?}", g.name()))));
             if p.kx_groups.len() != self.groups.len() {
                 return Err(RelayError::TlsConfig(format!(
