@@ -904,3 +904,132 @@ fn auth_user_names_are_read_but_never_secrets() {
     assert_eq!(s.auth_user.as_deref(), Some("carol@c.test"));
     assert!(!json.contains(token));
 }
+
+/// One side's turn in a conversation: who sends, and the bytes (one segment unless cut).
+type Turn = (bool, &'static [u8]);
+
+/// A session whose STARTTLS is pipelined behind EHLO and NOOP in one client turn (RFC 2920
+/// allows STARTTLS as the last command of a group), answered in one server turn, then a TLS
+/// handshake record and an application-data record each way.
+const PIPELINED_STARTTLS: &[Turn] = &[
+    (false, b"220 mx.test ESMTP\r\n"),
+    (true, b"EHLO client.test\r\nNOOP\r\nSTARTTLS\r\n"),
+    (false, b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n250 2.0.0 ok\r\n220 2.0.0 Ready to start TLS\r\n"),
+    (true, &[22, 3, 1, 0, 4, 1, 0, 0, 0]),
+    (false, &[22, 3, 3, 0, 4, 2, 0, 0, 0]),
+    (true, &[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]),
+    (false, &[23, 3, 3, 0, 3, 0xdd, 0xee, 0xff]),
+];
+
+/// Sends `turns`, each cut into segments of `piece` bytes, except turn `cut.0`, cut once at byte
+/// `cut.1` (when given).
+fn replay(turns: &[Turn], piece: usize, cut: Option<(usize, usize)>) -> tap::Dissection {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    for (i, (from_client, bytes)) in turns.iter().enumerate() {
+        let pieces: Vec<&[u8]> = match cut {
+            Some((turn, at)) if turn == i => vec![&bytes[..at], &bytes[at..]],
+            _ => bytes.chunks(piece).collect(),
+        };
+        for p in pieces {
+            if *from_client { c.client(p) } else { c.server(p) }
+        }
+    }
+    c.close();
+    c.dissect()
+}
+
+/// What the session above must give, worked out by hand from its bytes: Zeek logs a session
+/// that went into TLS before any mail transaction as one row with `tls` set.
+fn assert_pipelined_starttls(d: &tap::Dissection, how: &str) {
+    let (s, t) = one(d);
+    assert!(s.starttls_offered && s.starttls_command && s.starttls_used, "{how}: {s:#?}");
+    assert_eq!(s.starttls_reply, Some(220), "{how}");
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+    assert!(t.tls, "{how}: {t:#?}");
+    assert_eq!(t.helo.as_deref(), Some("client.test"), "{how}");
+    assert_eq!(t.last_reply.as_deref(), Some("220 2.0.0 Ready to start TLS"), "{how}");
+}
+
+#[test]
+fn pipelined_starttls_is_found_in_one_byte_segments() {
+    let d = replay(PIPELINED_STARTTLS, 1, None);
+    assert_pipelined_starttls(&d, "1-byte segments");
+}
+
+#[test]
+fn pipelined_starttls_is_found_whichever_byte_a_turn_is_cut_at() {
+    for (turn, (_, bytes)) in PIPELINED_STARTTLS.iter().enumerate() {
+        for at in 1..bytes.len() {
+            let d = replay(PIPELINED_STARTTLS, usize::MAX, Some((turn, at)));
+            assert_pipelined_starttls(&d, &format!("turn {turn} cut at byte {at}"));
+        }
+    }
+}
+
+/// The capture joins the session above at every byte of the pipelined client turn, or of the
+/// server's answer to it (the SYNs, the greeting and what came before that byte are not in
+/// it): a session record each time, and the turn to TLS found whenever the STARTTLS line and
+/// the server's 220 line are captured whole.
+#[test]
+fn pipelined_starttls_is_found_wherever_the_capture_joins() {
+    let group = PIPELINED_STARTTLS[1].1;
+    let answer = PIPELINED_STARTTLS[2].1;
+    let starttls_line = group.len() - b"STARTTLS\r\n".len();
+    let reply_line = answer.len() - b"220 2.0.0 Ready to start TLS\r\n".len();
+    for (turn, bytes, whole_until) in [(1, group, starttls_line), (2, answer, reply_line)] {
+        for at in 1..bytes.len() {
+            let mut c = Conv::new(LinkKind::Ethernet);
+            for (i, (from_client, b)) in PIPELINED_STARTTLS.iter().enumerate() {
+                let b: &[u8] = if i == turn {
+                    let (before, after) = b.split_at(at);
+                    if *from_client {
+                        c.client(before)
+                    } else {
+                        c.server(before)
+                    }
+                    c.frames.clear();
+                    after
+                } else {
+                    b
+                };
+                if *from_client { c.client(b) } else { c.server(b) }
+            }
+            c.close();
+            let d = c.dissect();
+            let how = format!("capture joins turn {turn} at byte {at}");
+            assert_eq!(d.sessions.len(), 1, "{how}: {:#?}", d.sessions);
+            let s = &d.sessions[0];
+            assert!(s.notes.iter().any(|n| n == "mid_stream_start"), "{how}: {:?}", s.notes);
+            assert_eq!((s.orig_p, s.resp_p), (40001, 25), "{how}: the client is found");
+            if at <= whole_until {
+                assert!(s.starttls_used, "{how}: {s:#?}");
+                assert_eq!(s.starttls_reply, Some(220), "{how}");
+                assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+            }
+        }
+    }
+}
+
+/// A segment of the pipelined group is lost (a gap inside NOOP): the reply that answers
+/// NOOP is then the first one sent after STARTTLS, which pairing by order takes for the answer
+/// to STARTTLS; the turn to TLS is still found.
+#[test]
+fn pipelined_starttls_is_found_past_a_gap_in_the_group() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    c.server(PIPELINED_STARTTLS[0].1);
+    let group = PIPELINED_STARTTLS[1].1;
+    let noop = group.len() - b"OOP\r\nSTARTTLS\r\n".len();
+    c.client(&group[..noop]);
+    c.client_skips(2);
+    c.client(&group[noop + 2..]);
+    for (from_client, b) in &PIPELINED_STARTTLS[2..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    let s = &d.sessions[0];
+    assert_eq!(d.sessions.len(), 1);
+    assert!(s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!(s.starttls_reply, Some(220));
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
+}
