@@ -1033,3 +1033,57 @@ fn pipelined_starttls_is_found_past_a_gap_in_the_group() {
     assert_eq!(s.starttls_reply, Some(220));
     assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
 }
+
+/// Subjects in legacy charsets, as RFC 2047 encoded-words, and what a mail client shows for
+/// them. The encoded bytes are each charset's own codes for the text (GB2312 C4E3 BAC3 A3AC
+/// CAC0 BDE7 for 你好，世界; Big5 A741 A66E for 你好; Shift_JIS 93FA 967B 8CEA and ISO-2022-JP
+/// ESC $ B 467C 4B5C 386C ESC ( B for 日本語; EUC-KR BEC8 B3E7 for 안녕), checked with Python's
+/// codecs; `ks_c_5601-1987` and `x-gbk` are labels mail software writes that WHATWG maps to EUC-KR
+/// and GBK.
+const LEGACY_SUBJECTS: &[(&str, &str)] = &[
+    ("=?GB2312?B?xOO6w6OsysC95w==?=", "你好，世界"),
+    ("=?gb2312?Q?=C4=E3=BA=C3?=", "你好"),
+    ("=?x-gbk?B?xOO6ww==?=", "你好"),
+    ("=?big5?Q?=A7A=A6n?=", "你好"),
+    ("=?Shift_JIS?B?k/qWe4zq?=", "日本語"),
+    ("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"),
+    ("=?ks_c_5601-1987?B?vsiz5w==?=", "안녕"),
+    ("=?EUC-KR?Q?=BE=C8=B3=E7?= world", "안녕 world"),
+];
+
+/// A message whose subject, attachment name and text attachment are in GB2312: the subject and
+/// the name decoded, the attachment hashed as its text in UTF-8 (你好，世界 and CRLF: 17 bytes).
+const GB2312_MESSAGE: &[u8] = b"From: li@example.cn\r\nTo: bob@b.test\r\nSubject: =?GB2312?B?xOO6w6OsysC95w==?=\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=GB2312\r\nContent-Transfer-Encoding: base64\r\n\r\nxOO6w6OsysC95w0K\r\n\
+--b\r\nContent-Type: text/plain; charset=gb2312; name=\"=?GB2312?B?uL28/i50eHQ=?=\"\r\n\
+Content-Disposition: attachment; filename=\"=?GB2312?B?uL28/i50eHQ=?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nxOO6w6OsysC95w0K\r\n--b--\r\n";
+
+#[test]
+fn legacy_charsets_are_decoded_as_mail_clients_decode_them() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    let mut messages: Vec<Vec<u8>> = LEGACY_SUBJECTS
+        .iter()
+        .map(|(raw, _)| format!("From: a@a.test\r\nTo: b@b.test\r\nSubject: {raw}\r\n\r\nbody\r\n").into_bytes())
+        .collect();
+    messages.push(GB2312_MESSAGE.to_vec());
+    for m in &messages {
+        c.client(b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n");
+        c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+        c.client(&proto::dot_stuff(m));
+        c.server(b"250 queued\r\n");
+    }
+    c.close();
+    let d = c.dissect();
+    assert_eq!(d.transactions.len(), messages.len());
+    for (t, (raw, shown)) in d.transactions.iter().zip(LEGACY_SUBJECTS) {
+        assert_eq!(t.subject.as_deref(), Some(*shown), "{raw}");
+    }
+    let t = d.transactions.last().expect("the GB2312 message");
+    assert_eq!(t.subject.as_deref(), Some("你好，世界"));
+    let a: Vec<_> = t.attachments.iter().map(|a| (a.name.as_deref(), a.content_type.as_str(), a.size)).collect();
+    assert_eq!(a, [(Some("附件.txt"), "text/plain", 17)]);
+    assert_eq!(t.attachments[0].sha256, sha256("你好，世界\r\n".as_bytes()));
+}
