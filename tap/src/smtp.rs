@@ -200,6 +200,21 @@ impl Cursor<'_> {
         Some(reply)
     }
 
+    /// Moves to the first TLS record that starts right after a line end, before any gap (or to
+    /// where the stream was read as TLS as it arrived); false, without moving, when there is none.
+    fn skip_to_tls(&mut self) -> bool {
+        let rest = self.rest_until_gap();
+        let at = match memchr::memmem::find(rest, b"\n\x16\x03") {
+            Some(i) => self.pos + i + 1,
+            None if rest.ends_with(b"\n") && self.stream.tls_skipped_at() == Some(self.pos + rest.len()) => {
+                self.pos + rest.len()
+            }
+            None => return false,
+        };
+        self.advance_to(at);
+        true
+    }
+
     /// The reply whose last line ends right before data index `at`, if it is a 220 and no gap
     /// lies inside that line.
     fn turn_reply(&self, at: usize) -> Option<Reply> {
@@ -362,19 +377,22 @@ impl<'a> Dissector<'a> {
             } else if mid_stream {
                 self.resync = true;
             }
-            if mid_stream
+        }
+        loop {
+            if !self.one_sided
                 && self.client_turned_tls()
                 && let Some(turn) = self.server.tls_turn()
             {
-                // The capture joined after the client's STARTTLS: its first bytes are TLS, and
-                // the server's 220 right before its own first record says where it turned.
-                self.note("starttls_before_capture");
+                // TLS where a command should be, and the server's 220 right before its own
+                // first record: the STARTTLS line was not seen whole (the capture joined after
+                // it, or lost part of it), but the session turned to TLS there.
+                self.note("starttls_not_seen");
                 self.session.starttls_reply = Some(turn.code);
+                self.finish_tx();
                 self.tls();
                 return;
             }
-        }
-        while let Some(line) = self.client.line() {
+            let Some(line) = self.client.line() else { break };
             self.cmd_ts = self.client.time_at(line.start);
             if line.after_gap || std::mem::take(&mut self.resync_next) {
                 self.resync = true;
@@ -442,10 +460,15 @@ impl<'a> Dissector<'a> {
                         continue;
                     }
                     if !looks_tls && !self.client.rest().is_empty() {
-                        // The client went on in the clear after the 220 (a stripped or broken
-                        // upgrade): keep reading what it says.
                         self.note("plaintext_after_starttls");
-                        continue;
+                        if !(self.server_turned_tls() && self.client.skip_to_tls()) {
+                            // The client went on in the clear after the 220 (a stripped or
+                            // broken upgrade): keep reading what it says.
+                            continue;
+                        }
+                        // Lines pipelined behind STARTTLS, then TLS from both sides: the
+                        // upgrade happened, and the lines (RFC 3207 §5 forbids them; an
+                        // injection, CVE-2011-0411) are left unread as commands.
                     }
                     let had_tx = !self.done.is_empty() || self.open.is_some();
                     self.finish_tx();
@@ -505,6 +528,14 @@ impl<'a> Dissector<'a> {
         let c = &self.client;
         c.rest_until_gap().starts_with(&[0x16, 0x03])
             || (c.rest().is_empty() && c.stream.tls_skipped_at() == Some(c.pos))
+    }
+
+    /// The server's bytes after its 220 to STARTTLS are a TLS record (or were read as TLS as
+    /// they arrived, from exactly there).
+    fn server_turned_tls(&self) -> bool {
+        let s = &self.server;
+        s.rest_until_gap().starts_with(&[0x16, 0x03])
+            || (s.rest().is_empty() && s.stream.tls_skipped_at() == Some(s.pos))
     }
 
     fn set_last_reply(&mut self, r: &Reply) {

@@ -1087,3 +1087,63 @@ fn legacy_charsets_are_decoded_as_mail_clients_decode_them() {
     assert_eq!(a, [(Some("附件.txt"), "text/plain", 17)]);
     assert_eq!(t.attachments[0].sha256, sha256("你好，世界\r\n".as_bytes()));
 }
+
+/// Lines pipelined behind STARTTLS in the same turn (RFC 3207 §5 forbids it; the command
+/// injection of CVE-2011-0411), then TLS from both sides: the upgrade is found past them and
+/// noted, in whatever segments the turns come.
+const INJECTED_AFTER_STARTTLS: &[Turn] = &[
+    (false, b"220 mx.test ESMTP\r\n"),
+    (true, b"EHLO client.test\r\n"),
+    (false, b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"),
+    (true, b"STARTTLS\r\nMAIL FROM:<mallory@m.test>\r\n"),
+    (false, b"220 2.0.0 Ready to start TLS\r\n"),
+    (true, &[22, 3, 1, 0, 4, 1, 0, 0, 0]),
+    (false, &[22, 3, 3, 0, 4, 2, 0, 0, 0]),
+    (true, &[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]),
+    (false, &[23, 3, 3, 0, 3, 0xdd, 0xee, 0xff]),
+];
+
+#[test]
+fn starttls_is_found_past_lines_injected_behind_it() {
+    let mut runs = vec![("whole turns".to_string(), replay(INJECTED_AFTER_STARTTLS, usize::MAX, None))];
+    runs.push(("1-byte segments".into(), replay(INJECTED_AFTER_STARTTLS, 1, None)));
+    for (turn, (_, bytes)) in INJECTED_AFTER_STARTTLS.iter().enumerate() {
+        for at in 1..bytes.len() {
+            runs.push((
+                format!("turn {turn} cut at {at}"),
+                replay(INJECTED_AFTER_STARTTLS, usize::MAX, Some((turn, at))),
+            ));
+        }
+    }
+    for (how, d) in &runs {
+        let (s, t) = one(d);
+        assert!(s.starttls_command && s.starttls_used, "{how}: {s:#?}");
+        assert!(s.notes.iter().any(|n| n == "plaintext_after_starttls"), "{how}: {:?}", s.notes);
+        assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+        assert!(t.tls && t.mailfrom.is_none(), "{how}: the injected MAIL is no transaction: {t:#?}");
+    }
+}
+
+/// Part of the STARTTLS line itself is lost: the command is not seen, but the turn to TLS is
+/// (TLS where the next command would be, the server's 220 right before its first record).
+#[test]
+fn a_starttls_line_cut_by_a_gap_still_turns_the_session_to_tls() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    c.server(PIPELINED_STARTTLS[0].1);
+    let group = PIPELINED_STARTTLS[1].1;
+    let tls = group.len() - b"TLS\r\n".len();
+    c.client(&group[..tls]);
+    c.client_skips(3);
+    c.client(&group[tls + 3..]);
+    for (from_client, b) in &PIPELINED_STARTTLS[2..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    assert_eq!(d.sessions.len(), 1);
+    let s = &d.sessions[0];
+    assert!(!s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!(s.starttls_reply, Some(220));
+    assert!(s.notes.iter().any(|n| n == "starttls_not_seen"), "{:?}", s.notes);
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
+}
