@@ -2,7 +2,9 @@
 //!
 //! Files are read by [`crate::pcapfile`] (classic pcap and pcapng, from a file or from memory),
 //! so a corrupt record is reported at its byte offset in either format. A flow is SMTP when it
-//! starts like SMTP, possibly after an HTTP CONNECT tunnel head, or is implicit TLS on port 465.
+//! starts like SMTP, possibly after an HTTP CONNECT tunnel head (or, joined mid-stream, has an
+//! SMTP line early on), or is implicit TLS on port 465. Every flow yields a session record; one
+//! that is not SMTP is noted so.
 
 use std::collections::HashMap;
 use std::io::Read;

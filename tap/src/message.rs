@@ -68,8 +68,9 @@ fn raw_list(headers: &[(String, String)], name: &str) -> Vec<String> {
 
 /// Fills the header fields of `tx` from the message bytes, as Zeek's smtp.log has them: raw
 /// values of the top-level header block, the last header of a name winning (`to` and `cc`
-/// collect every header of their name). The subject is RFC 2047 decoded (mail-parser), which is
-/// what a mail client shows and what the ground truth holds.
+/// collect every header of their name). The subject is RFC 2047 decoded (mail-parser, legacy
+/// charsets through encoding_rs), which is what a mail client shows and what the ground truth
+/// holds.
 pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
     let headers = top_level_headers(bytes);
     tx.from = raw_last(&headers, "from");

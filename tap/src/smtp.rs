@@ -201,9 +201,14 @@ impl Cursor<'_> {
     }
 
     /// Moves to the first TLS record that starts right after a line end, before any gap (or to
-    /// where the stream was read as TLS as it arrived); false, without moving, when there is none.
+    /// where the stream was read as TLS as it arrived, or stays at a gap right here); false,
+    /// without moving, when there is none.
     fn skip_to_tls(&mut self) -> bool {
         let rest = self.rest_until_gap();
+        if rest.is_empty() && self.next_gap().is_some() {
+            // What came right after the STARTTLS line was lost: TLS starts in the gap.
+            return true;
+        }
         let at = match memchr::memmem::find(rest, b"\n\x16\x03") {
             Some(i) => self.pos + i + 1,
             None if rest.ends_with(b"\n") && self.stream.tls_skipped_at() == Some(self.pos + rest.len()) => {
@@ -460,15 +465,19 @@ impl<'a> Dissector<'a> {
                         continue;
                     }
                     if !looks_tls && !self.client.rest().is_empty() {
-                        self.note("plaintext_after_starttls");
+                        let lost_here = self.client.rest_until_gap().is_empty();
                         if !(self.server_turned_tls() && self.client.skip_to_tls()) {
                             // The client went on in the clear after the 220 (a stripped or
                             // broken upgrade): keep reading what it says.
+                            self.note("plaintext_after_starttls");
                             continue;
                         }
-                        // Lines pipelined behind STARTTLS, then TLS from both sides: the
-                        // upgrade happened, and the lines (RFC 3207 §5 forbids them; an
-                        // injection, CVE-2011-0411) are left unread as commands.
+                        if !lost_here {
+                            // Lines pipelined behind STARTTLS, then TLS from both sides: the
+                            // upgrade happened, and the lines (RFC 3207 §5 forbids them; an
+                            // injection, CVE-2011-0411) are left unread as commands.
+                            self.note("plaintext_after_starttls");
+                        }
                     }
                     let had_tx = !self.done.is_empty() || self.open.is_some();
                     self.finish_tx();

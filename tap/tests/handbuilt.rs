@@ -1147,3 +1147,24 @@ fn a_starttls_line_cut_by_a_gap_still_turns_the_session_to_tls() {
     assert!(s.notes.iter().any(|n| n == "starttls_not_seen"), "{:?}", s.notes);
     assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
 }
+
+/// The client's first TLS segment after the 220 is lost: the server's records show the turn,
+/// the client's are not walked past the gap (as Zeek's SSL analyzer stops at a gap).
+#[test]
+fn a_lost_first_tls_segment_still_turns_the_session_to_tls() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    for (from_client, b) in &PIPELINED_STARTTLS[..3] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.client_skips(PIPELINED_STARTTLS[3].1.len() as u32);
+    for (from_client, b) in &PIPELINED_STARTTLS[4..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (0, 2));
+    assert!(s.notes.iter().any(|n| n == "gap_in_tls"), "{:?}", s.notes);
+    assert!(t.tls);
+}
