@@ -262,8 +262,9 @@ impl Flow {
         let resp = if client == 0 { self.second } else { self.first };
         let smtp = looks_smtp(c, s, mid_stream);
         let implicit_tls = resp.port() == 465 && c.first() == Some(&0x16);
-        if !smtp && !implicit_tls && mid_stream && (c.len() < MID_STREAM_LOOK || s.len() < MID_STREAM_LOOK) {
-            // Joined late, maybe inside a line: wait for the lines after it to decide.
+        if !smtp && !implicit_tls && mid_stream && c.len().max(s.len()) < MID_STREAM_LOOK {
+            // Joined late, maybe inside a line: wait for the lines after it to decide (a KiB
+            // at most, so that a long flow is not stored while waiting for the other side).
             self.classified = false;
             return;
         }
@@ -1337,6 +1338,20 @@ mod tests {
         assert_eq!(summary.peak_flows, 1, "one connection at a time, and nothing lingering");
     }
 
+    /// A data segment of a connection already finished (a late retransmission of its message)
+    /// opens a flow that is no session: it yields no record of its own.
+    #[test]
+    fn a_late_retransmission_after_the_fins_is_no_session() {
+        let mut c = Cap::new();
+        let client = "10.0.0.1:40000";
+        c.session(100.0, client, "10.0.0.2:25", &body(3000), true);
+        c.data(100.5, client, "10.0.0.2:25", b"0123456789012345678901234567890123456789\r\n");
+        c.session(101.0, "10.0.0.3:40001", "10.0.0.2:25", &body(300), true);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert_eq!(sessions_of(&records).len(), 2, "{records:#?}");
+        assert_eq!((summary.sessions, summary.other_sessions, summary.transactions), (2, 0, 2));
+    }
+
     #[test]
     fn too_many_flows_finish_the_least_recently_active() {
         let mut c = Cap::new();
@@ -1354,6 +1369,23 @@ mod tests {
         assert_eq!(bare, 40, "the unanswered SYNs");
         assert_eq!((summary.sessions, summary.other_sessions), (1, 40));
         assert_eq!(summary.transactions, 1, "the session read whole");
+    }
+
+    /// Joined mid-stream: the flow is kept a KiB longer in case its first line was cut, then
+    /// dropped like any flow that is not SMTP.
+    #[test]
+    fn a_flow_joined_mid_stream_that_is_not_smtp_stores_nothing() {
+        let mut c = Cap::new();
+        let (client, server) = ("10.0.0.1:40000", "10.0.0.2:443");
+        c.data(1.0, client, server, &[0x17, 3, 3, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
+        for _ in 0..200 {
+            c.data(1.0, server, client, &[b'x'; 1400]);
+        }
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        let s = only_session(&records);
+        assert_eq!(s.notes, ["mid_stream_start", "not_smtp"]);
+        assert_eq!(s.resp_bytes, 200 * 1400);
+        assert!(summary.peak_stored < 64 << 10, "{}", summary.peak_stored);
     }
 
     #[test]
