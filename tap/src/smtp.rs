@@ -327,6 +327,9 @@ struct Dissector<'a> {
     /// Capture time of the command being handled.
     cmd_ts: f64,
     tls_at: Option<(usize, usize)>,
+    /// The server's stream has no 220 followed by TLS: searched once (hostile client bytes that
+    /// look like TLS at many line starts must not make the search quadratic).
+    no_server_turn: bool,
 }
 
 pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
@@ -356,6 +359,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         resync_next: false,
         cmd_ts: 0.0,
         tls_at: None,
+        no_server_turn: false,
     };
     d.run();
     d.finish_tx();
@@ -386,7 +390,7 @@ impl<'a> Dissector<'a> {
         loop {
             if !self.one_sided
                 && self.client_turned_tls()
-                && let Some(turn) = self.server.tls_turn()
+                && let Some(turn) = self.server_tls_turn()
             {
                 // TLS where a command should be, and the server's 220 right before its own
                 // first record: the STARTTLS line was not seen whole (the capture joined after
@@ -450,7 +454,7 @@ impl<'a> Dissector<'a> {
                     let looks_tls = self.client.rest().first() == Some(&0x16);
                     if r.as_ref().is_none_or(|r| r.code != 220)
                         && self.client_turned_tls()
-                        && let Some(turn) = self.server.tls_turn()
+                        && let Some(turn) = self.server_tls_turn()
                     {
                         // Replies paired by order were off (a reply lost in a gap, a capture
                         // that began mid-line, a server answering a pipelined group oddly), but
@@ -545,6 +549,16 @@ impl<'a> Dissector<'a> {
         let s = &self.server;
         s.rest_until_gap().starts_with(&[0x16, 0x03])
             || (s.rest().is_empty() && s.stream.tls_skipped_at() == Some(s.pos))
+    }
+
+    /// [`Cursor::tls_turn`] of the server, remembered when there is none.
+    fn server_tls_turn(&mut self) -> Option<Reply> {
+        if self.no_server_turn {
+            return None;
+        }
+        let turn = self.server.tls_turn();
+        self.no_server_turn = turn.is_none();
+        turn
     }
 
     fn set_last_reply(&mut self, r: &Reply) {
