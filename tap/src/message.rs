@@ -98,6 +98,7 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
             tx.path.push(ip);
         }
     }
+    let raw_subject = tx.subject.clone();
     match crate::mime_parts::read(bytes) {
         Some(read) => {
             if let Some(subject) = read.subject {
@@ -108,6 +109,17 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
         None => {
             FULL_PARSES.fetch_add(1, Ordering::Relaxed);
             full_parse(bytes, tx)
+        }
+    }
+    // mail-parser decodes each encoded-word alone: a character split across two words of one
+    // charset becomes replacement characters, which a mail client does not show.
+    if let (Some(raw), Some(subject)) = (raw_subject, tx.subject.as_ref())
+        && subject.contains('\u{fffd}')
+        && raw.contains("=?")
+    {
+        let joined = crate::encoded_words::decode(&raw);
+        if !joined.contains('\u{fffd}') {
+            tx.subject = Some(joined);
         }
     }
 }

@@ -1049,6 +1049,9 @@ const LEGACY_SUBJECTS: &[(&str, &str)] = &[
     ("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"),
     ("=?ks_c_5601-1987?B?vsiz5w==?=", "안녕"),
     ("=?EUC-KR?Q?=BE=C8=B3=E7?= world", "안녕 world"),
+    // Cut inside 好 (BAC3) across two words, as some mailers cut long subjects: a mail client
+    // joins the words' bytes before decoding.
+    ("=?gb2312?B?xOO6?=\r\n =?gb2312?B?w6OsysC95w==?=", "你好，世界"),
 ];
 
 /// A message whose subject, attachment name and text attachment are in GB2312: the subject and
