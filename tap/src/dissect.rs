@@ -701,8 +701,9 @@ fn dissect_with_limits<R: Read>(
                         continue;
                     }
                     let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
-                    // Hostile bytes that find a panic in a parser cost this flow's records, not the
-                    // read: nothing shared is left half-changed, as `finish` owns the flow.
+                    // Hostile bytes that find a panic in a parser cost this flow's transactions, not
+                    // the read: nothing shared is left half-changed, as `finish` has the flow to
+                    // itself, and what it had read of the flow still gives the bare session.
                     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         finish(&mut flow, limits.keep_messages)
                     }));
@@ -904,8 +905,9 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
             tap.summary.peak_stored = tap.summary.peak_stored.max(tap.stored as u64);
         }
         if closing {
-            // Late retransmissions with data after this start a fresh flow (not SMTP at its start:
-            // no record); ACKs and FINs are dropped while the ports are remembered.
+            // Late retransmissions with data after this start a fresh flow (marked `after_close`:
+            // no record unless it reads as SMTP); ACKs and FINs are dropped while the ports are
+            // remembered.
             if let Some(done) = tap.flows.remove(&k) {
                 tap.closed.insert(k, ts);
                 tap.close(done);
