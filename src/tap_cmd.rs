@@ -338,6 +338,10 @@ fn remember(set: &mut BTreeSet<String>, name: Option<&str>) {
 
 impl Volume {
     fn add(&mut self, s: &TapSession) {
+        // The tap records every TCP session it sees; the volume is that of SMTP sessions.
+        if s.notes.iter().any(|n| n == "not_smtp" || n == "no_payload") {
+            return;
+        }
         self.sessions += 1;
         self.transactions += s.transactions;
         let p = self.pairs.entry((s.orig_h.clone(), s.resp_h.clone())).or_default();

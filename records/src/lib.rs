@@ -105,7 +105,8 @@ pub enum TapRecord {
     Transaction(TapTransaction),
 }
 
-/// One TCP session carrying SMTP, as the eavesdropper saw it.
+/// One TCP session as the eavesdropper saw it: every session the tap sees has one, those that
+/// carry no SMTP noted `not_smtp` (or `no_payload`) with their addresses, times and byte counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TapSession {
     pub ts: f64,

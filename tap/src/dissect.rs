@@ -2,7 +2,9 @@
 //!
 //! Files are read by [`crate::pcapfile`] (classic pcap and pcapng, from a file or from memory),
 //! so a corrupt record is reported at its byte offset in either format. A flow is SMTP when it
-//! starts like SMTP, possibly after an HTTP CONNECT tunnel head, or is implicit TLS on port 465.
+//! starts like SMTP, possibly after an HTTP CONNECT tunnel head (or, joined mid-stream, has an
+//! SMTP line early on), or is implicit TLS on port 465. Every flow yields a session record; one
+//! that is not SMTP is noted so.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -46,6 +48,9 @@ const MAX_FLOWS: usize = 200_000;
 const TIME_WAIT: f64 = 60.0;
 /// Bytes each direction needs before a flow can be told not to be SMTP (and stops storing).
 const CLASSIFY_BYTES: usize = 12;
+/// Bytes of each direction in which a flow the capture joined late is looked at for SMTP lines
+/// (its first line may be cut).
+const MID_STREAM_LOOK: usize = 1024;
 /// Times a flow's plaintext is dissected to learn whether its TLS can be read as it arrives.
 const TLS_TRIES: u8 = 3;
 
@@ -80,7 +85,11 @@ pub struct ReadSummary {
     pub malformed: u64,
     /// Packets of a pcapng interface whose link type is not read (other than the first one's).
     pub other_link: u64,
+    /// Session records of flows read as SMTP (or implicit TLS), a failed dissection included.
     pub sessions: u64,
+    /// Session records of TCP flows that are not SMTP (noted `not_smtp`, or `no_payload` when
+    /// neither side sent a byte): every session the tap sees has a record.
+    pub other_sessions: u64,
     pub transactions: u64,
     /// Flows finished because they were idle for [`IDLE_TIMEOUT`] seconds of capture time.
     pub idle_expired: u64,
@@ -96,7 +105,7 @@ pub struct ReadSummary {
     /// Most bytes held by all flows at once.
     pub peak_stored: u64,
     /// Flows whose dissection panicked (a bug in the tap or a parser it uses: report it with the
-    /// capture). Their records are lost; every other flow's are kept.
+    /// capture). Each keeps only its bare session record, noted `dissection_failed`.
     pub failed_flows: u64,
     /// The callback asked to stop: the rest of the capture was not read.
     pub stopped: bool,
@@ -174,6 +183,9 @@ struct Flow {
     tls_tries: u8,
     /// The VLAN ids its packets carried (part of the flow's key).
     vlans: [u16; 2],
+    /// Opened by a packet of a connection already finished (a late retransmission): not a
+    /// session of its own unless it turns out to be SMTP.
+    after_close: bool,
 }
 
 impl Flow {
@@ -193,6 +205,7 @@ impl Flow {
             classified: false,
             frag_overlap: false,
             tls_tries: 0,
+            after_close: false,
         }
     }
 
@@ -244,10 +257,17 @@ impl Flow {
             return;
         }
         let client = client_side(self);
+        let mid_stream = !self.streams[client].saw_syn;
         let (c, s) = (&self.streams[client].data, &self.streams[1 - client].data);
         let resp = if client == 0 { self.second } else { self.first };
-        let smtp = starts_reply(s) || starts_cmd(c);
+        let smtp = looks_smtp(c, s, mid_stream);
         let implicit_tls = resp.port() == 465 && c.first() == Some(&0x16);
+        if !smtp && !implicit_tls && mid_stream && c.len().max(s.len()) < MID_STREAM_LOOK {
+            // Joined late, maybe inside a line: wait for the lines after it to decide (a KiB
+            // at most, so that a long flow is not stored while waiting for the other side).
+            self.classified = false;
+            return;
+        }
         if !smtp && !implicit_tls {
             self.ignored = true;
             for h in &mut self.streams {
@@ -276,7 +296,7 @@ impl Flow {
         let (c, s) = (&self.streams[client], &self.streams[1 - client]);
         let resp = if client == 0 { self.second } else { self.first };
         let implicit_tls = resp.port() == 465 && c.data.first() == Some(&0x16);
-        let smtp = starts_reply(&s.data) || starts_cmd(&c.data);
+        let smtp = looks_smtp(&c.data, &s.data, !c.saw_syn);
         if starts_connect(&c.data) || starts_connect(&s.data) || implicit_tls || !smtp {
             return;
         }
@@ -541,7 +561,11 @@ impl<F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>> Tap<F> {
         if self.summary.stopped {
             return;
         }
-        self.summary.sessions += 1;
+        if session.notes.iter().any(|n| n == "not_smtp" || n == "no_payload") {
+            self.summary.other_sessions += 1;
+        } else {
+            self.summary.sessions += 1;
+        }
         self.summary.transactions += transactions.len() as u64;
         if (self.on_record)(TapRecord::Session(session), None).is_break() {
             self.stop();
@@ -667,7 +691,7 @@ fn dissect_with_limits<R: Read>(
             let (worker_in, worker_out, big_lane) = (worker_in.clone(), worker_out.clone(), &big_lane);
             let halt = halt.clone();
             scope.spawn(move || {
-                for (n, flow) in worker_in {
+                for (n, mut flow) in worker_in {
                     let stored = flow.stored;
                     if halt.load(std::sync::atomic::Ordering::Relaxed) {
                         // Nobody wants the records any more.
@@ -677,13 +701,20 @@ fn dissect_with_limits<R: Read>(
                         continue;
                     }
                     let lane = (stored > BIG_FLOW).then(|| big_lane.lock().unwrap_or_else(|e| e.into_inner()));
-                    // Hostile bytes that find a panic in a parser cost this flow's records, not the
-                    // read: nothing shared is left half-changed, as `finish` owns the flow.
-                    let finished =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish(flow, limits.keep_messages)));
+                    // Hostile bytes that find a panic in a parser cost this flow's transactions, not
+                    // the read: nothing shared is left half-changed, as `finish` has the flow to
+                    // itself, and what it had read of the flow still gives the bare session.
+                    let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        finish(&mut flow, limits.keep_messages)
+                    }));
                     drop(lane);
                     let failed = finished.is_err();
-                    let records = finished.unwrap_or(None);
+                    // What failed to parse still leaves the session's bare record, noted.
+                    let records = finished.unwrap_or_else(|_| {
+                        let mut session = bare_session(&flow);
+                        session.notes.push("dissection_failed".into());
+                        Some((session, Vec::new(), Vec::new()))
+                    });
                     if worker_out.send((n, Done { records, stored, failed })).is_err() {
                         break;
                     }
@@ -816,8 +847,8 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
             if tap.flows.len() >= tap.limits.max_flows {
                 tap.evict();
             }
-            tap.closed.remove(&k);
-            tap.flows.entry(k).or_insert_with(|| Flow::new(src, dst, seg.vlans))
+            let after_close = tap.closed.remove(&k).is_some() && !seg.syn;
+            tap.flows.entry(k).or_insert_with(|| Flow { after_close, ..Flow::new(src, dst, seg.vlans) })
         };
         let dir = usize::from(src != flow.first);
         if flow.stale(dir, &seg) {
@@ -874,8 +905,9 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
             tap.summary.peak_stored = tap.summary.peak_stored.max(tap.stored as u64);
         }
         if closing {
-            // Late retransmissions with data after this start a fresh flow (not SMTP at its start:
-            // no record); ACKs and FINs are dropped while the ports are remembered.
+            // Late retransmissions with data after this start a fresh flow (marked `after_close`:
+            // no record unless it reads as SMTP); ACKs and FINs are dropped while the ports are
+            // remembered.
             if let Some(done) = tap.flows.remove(&k) {
                 tap.closed.insert(k, ts);
                 tap.close(done);
@@ -890,6 +922,44 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
 fn starts_cmd(d: &[u8]) -> bool {
     let head = d.get(..5).unwrap_or(&[]);
     head.eq_ignore_ascii_case(b"EHLO ") || head.eq_ignore_ascii_case(b"HELO ")
+}
+
+/// Whether a flow's client and server bytes look like SMTP: a first line that is a command
+/// (EHLO/HELO; a one-sided capture also MAIL FROM) or a reply. A flow the capture joined late may
+/// start inside a line, so there the first lines after a line end in its first
+/// [`MID_STREAM_LOOK`] bytes count too, and any command verb (a pipelined group, STARTTLS).
+fn looks_smtp(c: &[u8], s: &[u8], mid_stream: bool) -> bool {
+    if starts_reply(s) || starts_cmd(c) || (s.is_empty() && c.starts_with(b"MAIL FROM")) {
+        return true;
+    }
+    let later_line = |d: &[u8], f: fn(&[u8]) -> bool| {
+        let head = &d[..d.len().min(MID_STREAM_LOOK)];
+        f(d) || memchr::memchr_iter(b'\n', head).any(|i| f(&d[i + 1..]))
+    };
+    mid_stream && (later_line(s, starts_reply) || later_line(c, starts_any_cmd))
+}
+
+/// A line that starts with one of the commands a client sends (RFC 5321, 3207, 3030, 4954).
+fn starts_any_cmd(d: &[u8]) -> bool {
+    const VERBS: &[&[u8]] = &[
+        b"EHLO ",
+        b"HELO ",
+        b"MAIL FROM:",
+        b"RCPT TO:",
+        b"DATA\r",
+        b"DATA\n",
+        b"BDAT ",
+        b"RSET\r",
+        b"NOOP",
+        b"QUIT\r",
+        b"STARTTLS\r",
+        b"STARTTLS\n",
+        b"AUTH ",
+        b"VRFY ",
+        b"EXPN ",
+        b"HELP",
+    ];
+    VERBS.iter().any(|v| d.get(..v.len()).is_some_and(|h| h.eq_ignore_ascii_case(v)))
 }
 
 fn starts_reply(d: &[u8]) -> bool {
@@ -949,29 +1019,13 @@ fn client_side(flow: &Flow) -> usize {
     })
 }
 
-/// Decides who is the client, whether the flow is SMTP, and dissects it: the session record and
-/// its transactions, or `None` when the flow is not SMTP.
-fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
-    if flow.ignored {
-        return None;
-    }
-    for s in &mut flow.streams {
-        s.finish();
-    }
-    let client = client_side(&flow);
+/// The session record of a flow before its SMTP is read: who is the client, addresses, times,
+/// volumes and what the TCP layer noticed. What is recorded of a flow that is not SMTP, or whose
+/// dissection failed: every TCP session the tap sees yields a record.
+fn bare_session(flow: &Flow) -> TapSession {
+    let client = client_side(flow);
     let (c, s) = (&flow.streams[client], &flow.streams[1 - client]);
     let (orig, resp) = if client == 0 { (flow.first, flow.second) } else { (flow.second, flow.first) };
-    let tunnel = tunnel_prefix(&c.data, &s.data);
-    let (c_start, s_start) = tunnel.unwrap_or((0, 0));
-    let (cd, sd) = (&c.data[c_start..], &s.data[s_start..]);
-    // A stand-in for a parser bug, so that a test can see what a panic costs.
-    #[cfg(test)]
-    assert!(!cd.starts_with(tests::PANIC_HELO), "test panic");
-    let smtp = starts_reply(sd) || starts_cmd(cd) || (sd.is_empty() && cd.starts_with(b"MAIL FROM"));
-    let implicit_tls = resp.port() == 465 && cd.first() == Some(&0x16);
-    if !smtp && !implicit_tls {
-        return None;
-    }
     let ts = c.first_ts.unwrap_or(0.0).min(s.first_ts.unwrap_or(f64::MAX));
     let end = c.last_ts.max(s.last_ts);
     let mut session = TapSession {
@@ -989,10 +1043,10 @@ fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
         gaps: (c.gaps.len() + s.gaps.len()) as u64,
         ..Default::default()
     };
-    if tunnel.is_some() {
-        session.notes.push("http_connect_tunnel".into());
-    }
-    if s.data.is_empty() && !c.data.is_empty() {
+    // A flow not read as SMTP dropped its bytes: its counts say the same.
+    let one_sided =
+        if flow.ignored { s.delivered == 0 && c.delivered > 0 } else { s.data.is_empty() && !c.data.is_empty() };
+    if one_sided {
         session.notes.push("one_sided".into());
     }
     if !c.saw_syn {
@@ -1003,6 +1057,46 @@ fn finish(mut flow: Flow, keep_messages: bool) -> Option<Finished> {
     }
     if flow.reset {
         session.notes.push("closed_by_rst".into());
+    }
+    session
+}
+
+/// Decides who is the client, whether the flow is SMTP, and dissects it: the session record and
+/// its transactions. A flow that is not SMTP gives its bare session record, noted `no_payload`
+/// (nothing was sent either way: a refused or scanned port) or `not_smtp`; `None` only for the
+/// late packets of a connection already finished.
+fn finish(flow: &mut Flow, keep_messages: bool) -> Option<Finished> {
+    for s in &mut flow.streams {
+        s.finish();
+    }
+    let mut session = bare_session(flow);
+    let not_smtp = |mut session: TapSession, after_close: bool| {
+        if after_close {
+            return None;
+        }
+        let payload = session.orig_bytes > 0 || session.resp_bytes > 0;
+        session.notes.push(if payload { "not_smtp" } else { "no_payload" }.into());
+        Some((session, Vec::new(), Vec::new()))
+    };
+    if flow.ignored {
+        return not_smtp(session, flow.after_close);
+    }
+    let client = client_side(flow);
+    let (c, s) = (&flow.streams[client], &flow.streams[1 - client]);
+    let resp = if client == 0 { flow.second } else { flow.first };
+    let tunnel = tunnel_prefix(&c.data, &s.data);
+    let (c_start, s_start) = tunnel.unwrap_or((0, 0));
+    let (cd, sd) = (&c.data[c_start..], &s.data[s_start..]);
+    // A stand-in for a parser bug, so that a test can see what a panic costs.
+    #[cfg(test)]
+    assert!(!cd.starts_with(tests::PANIC_HELO), "test panic");
+    let smtp = looks_smtp(cd, sd, !c.saw_syn);
+    let implicit_tls = resp.port() == 465 && cd.first() == Some(&0x16);
+    if !smtp && !implicit_tls {
+        return not_smtp(session, flow.after_close);
+    }
+    if tunnel.is_some() {
+        session.notes.insert(0, "http_connect_tunnel".into());
     }
     if implicit_tls {
         let ct = crate::tls::walk(cd);
@@ -1170,8 +1264,8 @@ mod tests {
 
     pub(super) const PANIC_HELO: &[u8] = b"EHLO panic.invalid";
 
-    /// A flow whose dissection panics loses its own records, counted; the read goes on and the
-    /// flows before and after it keep theirs.
+    /// A flow whose dissection panics keeps only its bare session record, noted and counted; the
+    /// read goes on and the flows before and after it keep theirs.
     #[test]
     fn a_panic_in_one_flow_costs_that_flow_only() {
         let mut c = Cap::new();
@@ -1185,15 +1279,14 @@ mod tests {
         c.session(102.0, "10.0.0.4:40002", "10.0.0.2:25", &body(300), true);
         let (records, summary) = read(&c.bytes(), Limits::default());
         assert_eq!(summary.failed_flows, 1);
-        assert_eq!((summary.sessions, summary.transactions), (2, 2));
-        let clients: Vec<&str> = records
-            .iter()
-            .filter_map(|r| match r {
-                TapRecord::Session(s) => Some(s.orig_h.as_str()),
-                TapRecord::Transaction(_) => None,
-            })
-            .collect();
-        assert_eq!(clients, ["10.0.0.1", "10.0.0.4"]);
+        assert_eq!((summary.sessions, summary.transactions), (3, 2));
+        let sessions = sessions_of(&records);
+        let clients: Vec<&str> = sessions.iter().map(|s| s.orig_h.as_str()).collect();
+        // Records come in the order flows ended: the failing one never closed.
+        assert_eq!(clients, ["10.0.0.1", "10.0.0.4", "10.0.0.3"]);
+        let failed = sessions[2];
+        assert_eq!(failed.notes, ["dissection_failed"]);
+        assert_eq!((failed.orig_p, failed.resp_p, failed.helo.as_deref()), (40001, 25, None));
     }
 
     #[test]
@@ -1247,6 +1340,20 @@ mod tests {
         assert_eq!(summary.peak_flows, 1, "one connection at a time, and nothing lingering");
     }
 
+    /// A data segment of a connection already finished (a late retransmission of its message)
+    /// opens a flow that is no session: it yields no record of its own.
+    #[test]
+    fn a_late_retransmission_after_the_fins_is_no_session() {
+        let mut c = Cap::new();
+        let client = "10.0.0.1:40000";
+        c.session(100.0, client, "10.0.0.2:25", &body(3000), true);
+        c.data(100.5, client, "10.0.0.2:25", b"0123456789012345678901234567890123456789\r\n");
+        c.session(101.0, "10.0.0.3:40001", "10.0.0.2:25", &body(300), true);
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        assert_eq!(sessions_of(&records).len(), 2, "{records:#?}");
+        assert_eq!((summary.sessions, summary.other_sessions, summary.transactions), (2, 0, 2));
+    }
+
     #[test]
     fn too_many_flows_finish_the_least_recently_active() {
         let mut c = Cap::new();
@@ -1258,7 +1365,29 @@ mod tests {
         let (records, summary) = read(&c.bytes(), Limits { max_flows: 10, ..Limits::default() });
         assert!(summary.evicted >= 30, "{summary:?}");
         assert!(summary.peak_flows <= 10, "{summary:?}");
-        assert_eq!(records.len(), 2, "the session read whole");
+        let sessions = sessions_of(&records);
+        assert_eq!(sessions.len(), 41, "a record for each SYN, and the session");
+        let bare = sessions.iter().filter(|s| s.notes == ["no_payload"] && s.orig_h == "10.0.0.1").count();
+        assert_eq!(bare, 40, "the unanswered SYNs");
+        assert_eq!((summary.sessions, summary.other_sessions), (1, 40));
+        assert_eq!(summary.transactions, 1, "the session read whole");
+    }
+
+    /// Joined mid-stream: the flow is kept a KiB longer in case its first line was cut, then
+    /// dropped like any flow that is not SMTP.
+    #[test]
+    fn a_flow_joined_mid_stream_that_is_not_smtp_stores_nothing() {
+        let mut c = Cap::new();
+        let (client, server) = ("10.0.0.1:40000", "10.0.0.2:443");
+        c.data(1.0, client, server, &[0x17, 3, 3, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
+        for _ in 0..200 {
+            c.data(1.0, server, client, &[b'x'; 1400]);
+        }
+        let (records, summary) = read(&c.bytes(), Limits::default());
+        let s = only_session(&records);
+        assert_eq!(s.notes, ["mid_stream_start", "not_smtp"]);
+        assert_eq!(s.resp_bytes, 200 * 1400);
+        assert!(summary.peak_stored < 64 << 10, "{}", summary.peak_stored);
     }
 
     #[test]
@@ -1272,7 +1401,12 @@ mod tests {
             c.data(1.0, server, client, &[b'x'; 1400]);
         }
         let (records, summary) = read(&c.bytes(), Limits::default());
-        assert!(records.is_empty());
+        let s = only_session(&records);
+        assert_eq!(records.len(), 1, "no transaction");
+        assert_eq!(s.notes, ["not_smtp"]);
+        assert_eq!((s.orig_p, s.resp_p), (40000, 80));
+        assert_eq!((s.orig_bytes, s.resp_bytes), (27, 19 + 200 * 1400), "counted, not stored");
+        assert_eq!((summary.sessions, summary.other_sessions), (0, 1));
         assert!(summary.peak_stored < 64 << 10, "{}", summary.peak_stored);
     }
 

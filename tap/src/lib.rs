@@ -21,6 +21,7 @@ pub mod tls;
 mod tls_stream;
 pub mod unstuff;
 
+mod encoded_words;
 mod message;
 mod mime_body;
 mod mime_parts;

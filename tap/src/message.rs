@@ -68,8 +68,9 @@ fn raw_list(headers: &[(String, String)], name: &str) -> Vec<String> {
 
 /// Fills the header fields of `tx` from the message bytes, as Zeek's smtp.log has them: raw
 /// values of the top-level header block, the last header of a name winning (`to` and `cc`
-/// collect every header of their name). The subject is RFC 2047 decoded (mail-parser), which is
-/// what a mail client shows and what the ground truth holds.
+/// collect every header of their name). The subject is RFC 2047 decoded (mail-parser, legacy
+/// charsets through encoding_rs), which is what a mail client shows and what the ground truth
+/// holds.
 pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
     let headers = top_level_headers(bytes);
     tx.from = raw_last(&headers, "from");
@@ -97,6 +98,7 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
             tx.path.push(ip);
         }
     }
+    let raw_subject = tx.subject.clone();
     match crate::mime_parts::read(bytes) {
         Some(read) => {
             if let Some(subject) = read.subject {
@@ -107,6 +109,17 @@ pub fn read_headers(bytes: &[u8], tx: &mut TapTransaction) {
         None => {
             FULL_PARSES.fetch_add(1, Ordering::Relaxed);
             full_parse(bytes, tx)
+        }
+    }
+    // mail-parser decodes each encoded-word alone: a character split across two words of one
+    // charset becomes replacement characters, which a mail client does not show.
+    if let (Some(raw), Some(subject)) = (raw_subject, tx.subject.as_ref())
+        && subject.contains('\u{fffd}')
+        && raw.contains("=?")
+    {
+        let joined = crate::encoded_words::decode(&raw);
+        if !joined.contains('\u{fffd}') {
+            tx.subject = Some(joined);
         }
     }
 }

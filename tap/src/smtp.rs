@@ -60,6 +60,8 @@ struct Cursor<'a> {
     lost_before: Vec<u64>,
     /// Gaps already passed over (a prefix of `gaps`).
     gaps_seen: usize,
+    /// Index into `data` where the session's SMTP starts.
+    start: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -80,7 +82,7 @@ impl<'a> Cursor<'a> {
         for (_, len) in &gaps {
             lost_before.push(lost_before.last().copied().unwrap_or(0).saturating_add(*len));
         }
-        Self { stream, pos, gaps, lost_before, gaps_seen }
+        Self { stream, pos, gaps, lost_before, gaps_seen, start: pos }
     }
 
     fn data(&self) -> &'a [u8] {
@@ -167,6 +169,74 @@ impl<'a> Cursor<'a> {
                 return Some(r);
             }
         }
+    }
+}
+
+impl Cursor<'_> {
+    /// Where the server turned to TLS after STARTTLS, searched from the start of its SMTP: the
+    /// first TLS handshake record right after the last line of a 220 reply, with no gap in that
+    /// line. Moves the cursor to the record and returns the reply (its last line: what the
+    /// relay's 220 says is all on it in practice). A stream read as TLS while reassembled ends
+    /// where its TLS started.
+    fn tls_turn(&mut self) -> Option<Reply> {
+        let data = self.data();
+        let start = self.start;
+        let mut at = None;
+        let mut from = start;
+        while let Some(i) = memchr::memmem::find(data.get(from..)?, b"\n\x16\x03").map(|i| from + i + 1) {
+            if self.turn_reply(i).is_some() {
+                at = Some(i);
+                break;
+            }
+            from = i;
+        }
+        if at.is_none() && self.stream.tls_skipped_at() == Some(data.len()) && self.turn_reply(data.len()).is_some() {
+            at = Some(data.len());
+        }
+        let at = at?;
+        let reply = self.turn_reply(at)?;
+        self.pos = at;
+        self.gaps_seen = self.gaps.iter().filter(|(i, _)| *i < at).count();
+        Some(reply)
+    }
+
+    /// Moves to the first TLS record that starts right after a line end, before any gap (or to
+    /// where the stream was read as TLS as it arrived, or stays at a gap right here); false,
+    /// without moving, when there is none.
+    fn skip_to_tls(&mut self) -> bool {
+        let rest = self.rest_until_gap();
+        if rest.is_empty() && self.next_gap().is_some() {
+            // What came right after the STARTTLS line was lost: TLS starts in the gap.
+            return true;
+        }
+        let at = match memchr::memmem::find(rest, b"\n\x16\x03") {
+            Some(i) => self.pos + i + 1,
+            None if rest.ends_with(b"\n") && self.stream.tls_skipped_at() == Some(self.pos + rest.len()) => {
+                self.pos + rest.len()
+            }
+            None => return false,
+        };
+        self.advance_to(at);
+        true
+    }
+
+    /// The reply whose last line ends right before data index `at`, if it is a 220 and no gap
+    /// lies inside that line.
+    fn turn_reply(&self, at: usize) -> Option<Reply> {
+        let data = self.data();
+        let before = data.get(self.start..at)?.strip_suffix(b"\n")?;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(self.start, |i| self.start + i + 1);
+        if self.gaps.iter().any(|(i, _)| *i > line_start && *i < at) {
+            return None;
+        }
+        let mut line = &data[line_start..at - 1];
+        while let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        (reply_code(line) == Some(220) && line.get(3) != Some(&b'-')).then(|| Reply {
+            code: 220,
+            lines: vec![String::from_utf8_lossy(line.get(4..).unwrap_or(&[])).into_owned()],
+        })
     }
 }
 
@@ -257,6 +327,9 @@ struct Dissector<'a> {
     /// Capture time of the command being handled.
     cmd_ts: f64,
     tls_at: Option<(usize, usize)>,
+    /// The server's stream has no 220 followed by TLS: searched once (hostile client bytes that
+    /// look like TLS at many line starts must not make the search quadratic).
+    no_server_turn: bool,
 }
 
 pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
@@ -286,6 +359,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         resync_next: false,
         cmd_ts: 0.0,
         tls_at: None,
+        no_server_turn: false,
     };
     d.run();
     d.finish_tx();
@@ -313,7 +387,21 @@ impl<'a> Dissector<'a> {
                 self.resync = true;
             }
         }
-        while let Some(line) = self.client.line() {
+        loop {
+            if !self.one_sided
+                && self.client_turned_tls()
+                && let Some(turn) = self.server_tls_turn()
+            {
+                // TLS where a command should be, and the server's 220 right before its own
+                // first record: the STARTTLS line was not seen whole (the capture joined after
+                // it, or lost part of it), but the session turned to TLS there.
+                self.note("starttls_not_seen");
+                self.session.starttls_reply = Some(turn.code);
+                self.finish_tx();
+                self.tls();
+                return;
+            }
+            let Some(line) = self.client.line() else { break };
             self.cmd_ts = self.client.time_at(line.start);
             if line.after_gap || std::mem::take(&mut self.resync_next) {
                 self.resync = true;
@@ -362,17 +450,38 @@ impl<'a> Dissector<'a> {
                 }
                 Command::StartTls => {
                     self.session.starttls_command = true;
-                    let r = self.reply();
-                    self.session.starttls_reply = r.as_ref().map(|r| r.code);
+                    let mut r = self.reply();
                     let looks_tls = self.client.rest().first() == Some(&0x16);
+                    if r.as_ref().is_none_or(|r| r.code != 220)
+                        && self.client_turned_tls()
+                        && let Some(turn) = self.server_tls_turn()
+                    {
+                        // Replies paired by order were off (a reply lost in a gap, a capture
+                        // that began mid-line, a server answering a pipelined group oddly), but
+                        // both sides turned to TLS: the server's turn is its 220 right before
+                        // its first TLS record, which is what Zeek's analyzer acts on too.
+                        self.note("starttls_reply_found_by_tls");
+                        self.set_last_reply(&turn);
+                        r = Some(turn);
+                    }
+                    self.session.starttls_reply = r.as_ref().map(|r| r.code);
                     if !r.as_ref().map(|r| r.code == 220).unwrap_or(looks_tls) {
                         continue;
                     }
                     if !looks_tls && !self.client.rest().is_empty() {
-                        // The client went on in the clear after the 220 (a stripped or broken
-                        // upgrade): keep reading what it says.
-                        self.note("plaintext_after_starttls");
-                        continue;
+                        let lost_here = self.client.rest_until_gap().is_empty();
+                        if !(self.server_turned_tls() && self.client.skip_to_tls()) {
+                            // The client went on in the clear after the 220 (a stripped or
+                            // broken upgrade): keep reading what it says.
+                            self.note("plaintext_after_starttls");
+                            continue;
+                        }
+                        if !lost_here {
+                            // Lines pipelined behind STARTTLS, then TLS from both sides: the
+                            // upgrade happened, and the lines (RFC 3207 §5 forbids them; an
+                            // injection, CVE-2011-0411) are left unread as commands.
+                            self.note("plaintext_after_starttls");
+                        }
                     }
                     let had_tx = !self.done.is_empty() || self.open.is_some();
                     self.finish_tx();
@@ -424,6 +533,32 @@ impl<'a> Dissector<'a> {
         // command (an unknown line inside a refused DATA gets its 500 too).
         self.set_last_reply(&r);
         Some(r)
+    }
+
+    /// The client's bytes after its STARTTLS line are a TLS record (or were read as TLS as they
+    /// arrived, from exactly there).
+    fn client_turned_tls(&self) -> bool {
+        let c = &self.client;
+        c.rest_until_gap().starts_with(&[0x16, 0x03])
+            || (c.rest().is_empty() && c.stream.tls_skipped_at() == Some(c.pos))
+    }
+
+    /// The server's bytes after its 220 to STARTTLS are a TLS record (or were read as TLS as
+    /// they arrived, from exactly there).
+    fn server_turned_tls(&self) -> bool {
+        let s = &self.server;
+        s.rest_until_gap().starts_with(&[0x16, 0x03])
+            || (s.rest().is_empty() && s.stream.tls_skipped_at() == Some(s.pos))
+    }
+
+    /// [`Cursor::tls_turn`] of the server, remembered when there is none.
+    fn server_tls_turn(&mut self) -> Option<Reply> {
+        if self.no_server_turn {
+            return None;
+        }
+        let turn = self.server.tls_turn();
+        self.no_server_turn = turn.is_none();
+        turn
     }
 
     fn set_last_reply(&mut self, r: &Reply) {

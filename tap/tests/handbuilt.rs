@@ -904,3 +904,270 @@ fn auth_user_names_are_read_but_never_secrets() {
     assert_eq!(s.auth_user.as_deref(), Some("carol@c.test"));
     assert!(!json.contains(token));
 }
+
+/// One side's turn in a conversation: who sends, and the bytes (one segment unless cut).
+type Turn = (bool, &'static [u8]);
+
+/// A session whose STARTTLS is pipelined behind EHLO and NOOP in one client turn (RFC 2920
+/// allows STARTTLS as the last command of a group), answered in one server turn, then a TLS
+/// handshake record and an application-data record each way.
+const PIPELINED_STARTTLS: &[Turn] = &[
+    (false, b"220 mx.test ESMTP\r\n"),
+    (true, b"EHLO client.test\r\nNOOP\r\nSTARTTLS\r\n"),
+    (false, b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n250 2.0.0 ok\r\n220 2.0.0 Ready to start TLS\r\n"),
+    (true, &[22, 3, 1, 0, 4, 1, 0, 0, 0]),
+    (false, &[22, 3, 3, 0, 4, 2, 0, 0, 0]),
+    (true, &[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]),
+    (false, &[23, 3, 3, 0, 3, 0xdd, 0xee, 0xff]),
+];
+
+/// Sends `turns`, each cut into segments of `piece` bytes, except turn `cut.0`, cut once at byte
+/// `cut.1` (when given).
+fn replay(turns: &[Turn], piece: usize, cut: Option<(usize, usize)>) -> tap::Dissection {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    for (i, (from_client, bytes)) in turns.iter().enumerate() {
+        let pieces: Vec<&[u8]> = match cut {
+            Some((turn, at)) if turn == i => vec![&bytes[..at], &bytes[at..]],
+            _ => bytes.chunks(piece).collect(),
+        };
+        for p in pieces {
+            if *from_client { c.client(p) } else { c.server(p) }
+        }
+    }
+    c.close();
+    c.dissect()
+}
+
+/// What the session above must give, worked out by hand from its bytes: Zeek logs a session
+/// that went into TLS before any mail transaction as one row with `tls` set.
+fn assert_pipelined_starttls(d: &tap::Dissection, how: &str) {
+    let (s, t) = one(d);
+    assert!(s.starttls_offered && s.starttls_command && s.starttls_used, "{how}: {s:#?}");
+    assert_eq!(s.starttls_reply, Some(220), "{how}");
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+    assert!(t.tls, "{how}: {t:#?}");
+    assert_eq!(t.helo.as_deref(), Some("client.test"), "{how}");
+    assert_eq!(t.last_reply.as_deref(), Some("220 2.0.0 Ready to start TLS"), "{how}");
+}
+
+#[test]
+fn pipelined_starttls_is_found_in_one_byte_segments() {
+    let d = replay(PIPELINED_STARTTLS, 1, None);
+    assert_pipelined_starttls(&d, "1-byte segments");
+}
+
+#[test]
+fn pipelined_starttls_is_found_whichever_byte_a_turn_is_cut_at() {
+    for (turn, (_, bytes)) in PIPELINED_STARTTLS.iter().enumerate() {
+        for at in 1..bytes.len() {
+            let d = replay(PIPELINED_STARTTLS, usize::MAX, Some((turn, at)));
+            assert_pipelined_starttls(&d, &format!("turn {turn} cut at byte {at}"));
+        }
+    }
+}
+
+/// The capture joins the session above at every byte of the pipelined client turn, or of the
+/// server's answer to it (the SYNs, the greeting and what came before that byte are not in
+/// it): a session record each time, and the turn to TLS found whenever the STARTTLS line and
+/// the server's 220 line are captured whole.
+#[test]
+fn pipelined_starttls_is_found_wherever_the_capture_joins() {
+    let group = PIPELINED_STARTTLS[1].1;
+    let answer = PIPELINED_STARTTLS[2].1;
+    let starttls_line = group.len() - b"STARTTLS\r\n".len();
+    let reply_line = answer.len() - b"220 2.0.0 Ready to start TLS\r\n".len();
+    for (turn, bytes, whole_until) in [(1, group, starttls_line), (2, answer, reply_line)] {
+        for at in 1..bytes.len() {
+            let mut c = Conv::new(LinkKind::Ethernet);
+            for (i, (from_client, b)) in PIPELINED_STARTTLS.iter().enumerate() {
+                let b: &[u8] = if i == turn {
+                    let (before, after) = b.split_at(at);
+                    if *from_client {
+                        c.client(before)
+                    } else {
+                        c.server(before)
+                    }
+                    c.frames.clear();
+                    after
+                } else {
+                    b
+                };
+                if *from_client { c.client(b) } else { c.server(b) }
+            }
+            c.close();
+            let d = c.dissect();
+            let how = format!("capture joins turn {turn} at byte {at}");
+            assert_eq!(d.sessions.len(), 1, "{how}: {:#?}", d.sessions);
+            let s = &d.sessions[0];
+            assert!(s.notes.iter().any(|n| n == "mid_stream_start"), "{how}: {:?}", s.notes);
+            assert_eq!((s.orig_p, s.resp_p), (40001, 25), "{how}: the client is found");
+            if at <= whole_until {
+                assert!(s.starttls_used, "{how}: {s:#?}");
+                assert_eq!(s.starttls_reply, Some(220), "{how}");
+                assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+            }
+        }
+    }
+}
+
+/// A segment of the pipelined group is lost (a gap inside NOOP): the reply that answers
+/// NOOP is then the first one sent after STARTTLS, which pairing by order takes for the answer
+/// to STARTTLS; the turn to TLS is still found.
+#[test]
+fn pipelined_starttls_is_found_past_a_gap_in_the_group() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    c.server(PIPELINED_STARTTLS[0].1);
+    let group = PIPELINED_STARTTLS[1].1;
+    let noop = group.len() - b"OOP\r\nSTARTTLS\r\n".len();
+    c.client(&group[..noop]);
+    c.client_skips(2);
+    c.client(&group[noop + 2..]);
+    for (from_client, b) in &PIPELINED_STARTTLS[2..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    let s = &d.sessions[0];
+    assert_eq!(d.sessions.len(), 1);
+    assert!(s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!(s.starttls_reply, Some(220));
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
+}
+
+/// Subjects in legacy charsets, as RFC 2047 encoded-words, and what a mail client shows for
+/// them. The encoded bytes are each charset's own codes for the text (GB2312 C4E3 BAC3 A3AC
+/// CAC0 BDE7 for 你好，世界; Big5 A741 A66E for 你好; Shift_JIS 93FA 967B 8CEA and ISO-2022-JP
+/// ESC $ B 467C 4B5C 386C ESC ( B for 日本語; EUC-KR BEC8 B3E7 for 안녕), checked with Python's
+/// codecs; `ks_c_5601-1987` and `x-gbk` are labels mail software writes that WHATWG maps to EUC-KR
+/// and GBK.
+const LEGACY_SUBJECTS: &[(&str, &str)] = &[
+    ("=?GB2312?B?xOO6w6OsysC95w==?=", "你好，世界"),
+    ("=?gb2312?Q?=C4=E3=BA=C3?=", "你好"),
+    ("=?x-gbk?B?xOO6ww==?=", "你好"),
+    ("=?big5?Q?=A7A=A6n?=", "你好"),
+    ("=?Shift_JIS?B?k/qWe4zq?=", "日本語"),
+    ("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"),
+    ("=?ks_c_5601-1987?B?vsiz5w==?=", "안녕"),
+    ("=?EUC-KR?Q?=BE=C8=B3=E7?= world", "안녕 world"),
+    // Cut inside 好 (BAC3) across two words, as some mailers cut long subjects: a mail client
+    // joins the words' bytes before decoding.
+    ("=?gb2312?B?xOO6?=\r\n =?gb2312?B?w6OsysC95w==?=", "你好，世界"),
+];
+
+/// A message whose subject, attachment name and text attachment are in GB2312: the subject and
+/// the name decoded, the attachment hashed as its text in UTF-8 (你好，世界 and CRLF: 17 bytes).
+const GB2312_MESSAGE: &[u8] = b"From: li@example.cn\r\nTo: bob@b.test\r\nSubject: =?GB2312?B?xOO6w6OsysC95w==?=\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=GB2312\r\nContent-Transfer-Encoding: base64\r\n\r\nxOO6w6OsysC95w0K\r\n\
+--b\r\nContent-Type: text/plain; charset=gb2312; name=\"=?GB2312?B?uL28/i50eHQ=?=\"\r\n\
+Content-Disposition: attachment; filename=\"=?GB2312?B?uL28/i50eHQ=?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nxOO6w6OsysC95w0K\r\n--b--\r\n";
+
+#[test]
+fn legacy_charsets_are_decoded_as_mail_clients_decode_them() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    hello(&mut c);
+    let mut messages: Vec<Vec<u8>> = LEGACY_SUBJECTS
+        .iter()
+        .map(|(raw, _)| format!("From: a@a.test\r\nTo: b@b.test\r\nSubject: {raw}\r\n\r\nbody\r\n").into_bytes())
+        .collect();
+    messages.push(GB2312_MESSAGE.to_vec());
+    for m in &messages {
+        c.client(b"MAIL FROM:<a@a.test>\r\nRCPT TO:<b@b.test>\r\nDATA\r\n");
+        c.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+        c.client(&proto::dot_stuff(m));
+        c.server(b"250 queued\r\n");
+    }
+    c.close();
+    let d = c.dissect();
+    assert_eq!(d.transactions.len(), messages.len());
+    for (t, (raw, shown)) in d.transactions.iter().zip(LEGACY_SUBJECTS) {
+        assert_eq!(t.subject.as_deref(), Some(*shown), "{raw}");
+    }
+    let t = d.transactions.last().expect("the GB2312 message");
+    assert_eq!(t.subject.as_deref(), Some("你好，世界"));
+    let a: Vec<_> = t.attachments.iter().map(|a| (a.name.as_deref(), a.content_type.as_str(), a.size)).collect();
+    assert_eq!(a, [(Some("附件.txt"), "text/plain", 17)]);
+    assert_eq!(t.attachments[0].sha256, sha256("你好，世界\r\n".as_bytes()));
+}
+
+/// Lines pipelined behind STARTTLS in the same turn (RFC 3207 §5 forbids it; the command
+/// injection of CVE-2011-0411), then TLS from both sides: the upgrade is found past them and
+/// noted, in whatever segments the turns come.
+const INJECTED_AFTER_STARTTLS: &[Turn] = &[
+    (false, b"220 mx.test ESMTP\r\n"),
+    (true, b"EHLO client.test\r\n"),
+    (false, b"250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n"),
+    (true, b"STARTTLS\r\nMAIL FROM:<mallory@m.test>\r\n"),
+    (false, b"220 2.0.0 Ready to start TLS\r\n"),
+    (true, &[22, 3, 1, 0, 4, 1, 0, 0, 0]),
+    (false, &[22, 3, 3, 0, 4, 2, 0, 0, 0]),
+    (true, &[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]),
+    (false, &[23, 3, 3, 0, 3, 0xdd, 0xee, 0xff]),
+];
+
+#[test]
+fn starttls_is_found_past_lines_injected_behind_it() {
+    let mut runs = vec![("whole turns".to_string(), replay(INJECTED_AFTER_STARTTLS, usize::MAX, None))];
+    runs.push(("1-byte segments".into(), replay(INJECTED_AFTER_STARTTLS, 1, None)));
+    for (turn, (_, bytes)) in INJECTED_AFTER_STARTTLS.iter().enumerate() {
+        for at in 1..bytes.len() {
+            runs.push((
+                format!("turn {turn} cut at {at}"),
+                replay(INJECTED_AFTER_STARTTLS, usize::MAX, Some((turn, at))),
+            ));
+        }
+    }
+    for (how, d) in &runs {
+        let (s, t) = one(d);
+        assert!(s.starttls_command && s.starttls_used, "{how}: {s:#?}");
+        assert!(s.notes.iter().any(|n| n == "plaintext_after_starttls"), "{how}: {:?}", s.notes);
+        assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2), "{how}");
+        assert!(t.tls && t.mailfrom.is_none(), "{how}: the injected MAIL is no transaction: {t:#?}");
+    }
+}
+
+/// Part of the STARTTLS line itself is lost: the command is not seen, but the turn to TLS is
+/// (TLS where the next command would be, the server's 220 right before its first record).
+#[test]
+fn a_starttls_line_cut_by_a_gap_still_turns_the_session_to_tls() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    c.server(PIPELINED_STARTTLS[0].1);
+    let group = PIPELINED_STARTTLS[1].1;
+    let tls = group.len() - b"TLS\r\n".len();
+    c.client(&group[..tls]);
+    c.client_skips(3);
+    c.client(&group[tls + 3..]);
+    for (from_client, b) in &PIPELINED_STARTTLS[2..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    assert_eq!(d.sessions.len(), 1);
+    let s = &d.sessions[0];
+    assert!(!s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!(s.starttls_reply, Some(220));
+    assert!(s.notes.iter().any(|n| n == "starttls_not_seen"), "{:?}", s.notes);
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (2, 2));
+}
+
+/// The client's first TLS segment after the 220 is lost: the server's records show the turn,
+/// the client's are not walked past the gap (as Zeek's SSL analyzer stops at a gap).
+#[test]
+fn a_lost_first_tls_segment_still_turns_the_session_to_tls() {
+    let mut c = Conv::new(LinkKind::Ethernet);
+    for (from_client, b) in &PIPELINED_STARTTLS[..3] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.client_skips(PIPELINED_STARTTLS[3].1.len() as u32);
+    for (from_client, b) in &PIPELINED_STARTTLS[4..] {
+        if *from_client { c.client(b) } else { c.server(b) }
+    }
+    c.close();
+    let d = c.dissect();
+    let (s, t) = one(&d);
+    assert!(s.starttls_command && s.starttls_used, "{s:#?}");
+    assert_eq!((s.tls_records_orig, s.tls_records_resp), (0, 2));
+    assert!(s.notes.iter().any(|n| n == "gap_in_tls"), "{:?}", s.notes);
+    assert!(t.tls);
+}
