@@ -637,3 +637,50 @@ fn interrupt_keeps_what_was_captured() {
 fn scratch(name: &str) -> PathBuf {
     common::scratch("cli", name)
 }
+
+/// The post-quantum hybrid key exchange through a whole scenario: alpha and beta allow only
+/// X25519MLKEM768, so every STARTTLS session between them uses it. The tap reads the group the
+/// server chose, and tshark (a dissector of its own) sees the same key share on the wire:
+/// IANA's 0x11EC = 4588. The same group on the ring provider is refused before the run starts.
+#[test]
+fn hybrid_post_quantum_group_end_to_end() {
+    let dir = scratch("pq");
+    let scenario = small_on_port(&dir, 17625, "");
+    let text = std::fs::read_to_string(&scenario)
+        .expect("scenario")
+        .replace("starttls = true", "starttls = true\ntls = { groups = [\"X25519MLKEM768\"] }");
+    std::fs::write(&scenario, text).expect("write");
+    let out = dir.join("out");
+    let r = smtplab(&["run", &scenario.display().to_string(), "--out", &out.display().to_string()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let run = only_child(&out);
+    let tap = std::fs::read_to_string(run.join("tap/sessions.jsonl")).expect("tap sessions");
+    let tls: Vec<serde_json::Value> = tap
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|s| s["starttls_used"] == true)
+        .collect();
+    assert!(!tls.is_empty(), "alpha and beta exchanged mail under STARTTLS");
+    for s in &tls {
+        assert_eq!(s["tls_group"], "X25519MLKEM768", "{s}");
+        assert_eq!(s["tls_version"], "TLSv1.3", "{s}");
+    }
+    let shark = Command::new("tshark")
+        .args(["-r", &run.join("capture.pcap").display().to_string(), "-d", "tcp.port==17625,smtp"])
+        .args(["-Y", "tls.handshake.type == 2", "-T", "fields", "-e", "tls.handshake.extensions_key_share_group"])
+        .output()
+        .expect("tshark runs (scripts/test installs it)");
+    let groups: Vec<String> = String::from_utf8_lossy(&shark.stdout).lines().map(str::to_string).collect();
+    assert_eq!(groups.len(), tls.len(), "one ServerHello per STARTTLS session: {groups:?}");
+    assert!(groups.iter().all(|g| g == "4588"), "{groups:?}");
+
+    let ring = std::fs::read_to_string(&scenario)
+        .expect("scenario")
+        .replacen("groups = [\"X25519MLKEM768\"]", "provider = \"ring\", groups = [\"X25519MLKEM768\"]", 1);
+    std::fs::write(&scenario, ring).expect("write");
+    let r = smtplab(&["run", &scenario.display().to_string(), "--out", &dir.join("ring").display().to_string()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "ring has no hybrid group");
+    assert!(err.contains("small-17625.toml") && err.contains("aws-lc-rs"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

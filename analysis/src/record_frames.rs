@@ -270,6 +270,7 @@ pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
         str_list_col("tls_offered_versions", s.iter().map(|x| Some(x.tls_offered_versions.as_slice()))),
         str_list_col("tls_offered_ciphers", s.iter().map(|x| Some(x.tls_offered_ciphers.as_slice()))),
         str_list_col("tls_offered_groups", s.iter().map(|x| Some(x.tls_offered_groups.as_slice()))),
+        opt_str_col("tls_group", s.iter().map(|x| x.tls_group.as_deref())),
         opt_str_col("cert_subject", s.iter().map(|x| x.cert_subject.as_deref())),
         opt_str_col("cert_issuer", s.iter().map(|x| x.cert_issuer.as_deref())),
         str_list_col("cert_san_dns", s.iter().map(|x| Some(x.cert_san_dns.as_slice()))),

@@ -153,6 +153,11 @@ pub struct TapSession {
     /// Key-exchange groups the client offered (supported_groups), IANA names or hex.
     #[serde(default)]
     pub tls_offered_groups: Vec<String>,
+    /// The key-exchange group the server chose: its TLS 1.3 key_share, or the named curve of a
+    /// TLS 1.2 ECDHE ServerKeyExchange. Tells an eavesdropper who records today whether the
+    /// session's keys would fall to a future quantum computer (`X25519MLKEM768`: hybrid).
+    #[serde(default)]
+    pub tls_group: Option<String>,
     /// The server certificate's subject, when sent in the clear (TLS 1.2 and earlier), as
     /// Zeek's x509.log writes it (OpenSSL's RFC 2253 form, `CN=mx.example.org,O=Example,C=US`),
     /// except that characters beyond ASCII are kept (UTF-8) where OpenSSL writes each of their
@@ -332,6 +337,7 @@ mod tests {
             "tls_offered_versions",
             "tls_offered_ciphers",
             "tls_offered_groups",
+            "tls_group",
             "cert_subject",
             "cert_issuer",
             "cert_san_dns",

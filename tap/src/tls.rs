@@ -45,6 +45,9 @@ pub struct TlsSummary {
     pub offered_ciphers: Vec<String>,
     /// Groups the ClientHello offered (supported_groups), IANA names or hex.
     pub offered_groups: Vec<String>,
+    /// The group the server chose: the ServerHello's key_share (TLS 1.3), or the named curve
+    /// of an ECDHE ServerKeyExchange (TLS 1.2).
+    pub group: Option<String>,
     /// The leaf certificate of a Certificate message sent in the clear (TLS 1.2 and earlier),
     /// its names as Zeek's x509.log writes them (RFC 2253: most specific first).
     pub cert_subject: Option<String>,
@@ -132,6 +135,7 @@ pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut record
     session.tls_offered_versions = client.offered_versions;
     session.tls_offered_ciphers = client.offered_ciphers;
     session.tls_offered_groups = client.offered_groups;
+    session.tls_group = server.group;
     session.tls_version = server.version;
     session.tls_cipher = server.cipher;
     session.cert_subject = server.cert_subject;
@@ -247,14 +251,28 @@ fn read_message_unguarded(msg: &[u8], s: &mut TlsSummary) {
                 && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
             {
                 for e in exts {
-                    if let TlsExtension::SupportedVersions(v) = e
-                        && let Some(v) = v.first()
-                    {
-                        version = v.0;
+                    match e {
+                        TlsExtension::SupportedVersions(v) => {
+                            if let Some(v) = v.first() {
+                                version = v.0;
+                            }
+                        }
+                        // KeyShareEntry: group (2 bytes), then the key; a HelloRetryRequest
+                        // names the group alone.
+                        TlsExtension::KeyShare(&[hi, lo, ..]) => {
+                            s.group = Some(group_name(u16::from_be_bytes([hi, lo])));
+                        }
+                        _ => {}
                     }
                 }
             }
             s.version = Some(version_name(version));
+        }
+        // ECParameters (RFC 8422 §5.4): curve_type 3 = named_curve, then the curve.
+        TlsMessageHandshake::ServerKeyExchange(ske) => {
+            if let [3, hi, lo, ..] = *ske.parameters {
+                s.group = Some(group_name(u16::from_be_bytes([hi, lo])));
+            }
         }
         TlsMessageHandshake::Certificate(c) => {
             if s.cert_subject.is_some() {

@@ -416,6 +416,8 @@ fn starttls_handshake_matches_zeek_ssl_and_x509_logs() {
     assert_eq!(s.tls_version.as_deref().map(|v| v.replace('.', "")).as_deref(), Some(get(ssl, "version")));
     assert_eq!(s.tls_cipher.as_deref(), Some(get(ssl, "cipher")));
     assert!(s.tls_offered_groups.iter().any(|g| g == get(ssl, "curve")), "{:?}", s.tls_offered_groups);
+    // The group the server chose (its ECDHE ServerKeyExchange): Zeek's `curve`.
+    assert_eq!(s.tls_group.as_deref(), Some(get(ssl, "curve")));
     assert!(s.tls_offered_ciphers.iter().any(|c| c == get(ssl, "cipher")), "{:?}", s.tls_offered_ciphers);
     assert_eq!(s.tls_offered_versions, ["TLSv1.2"], "no supported_versions extension: the ClientHello version");
     // Names as Zeek's log has them, byte for byte: the records keep UTF-8 where OpenSSL (whose
