@@ -254,6 +254,12 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         bind: a.bind,
         spool,
         local_domains: a.local_domains,
+        relay_domains: a.relay_domains,
+        relay_clients: a
+            .relay_clients
+            .iter()
+            .map(|n| relay::config::parse_client_network(n).map_err(|e| anyhow::anyhow!("--relay-client: {e}")))
+            .collect::<Result<_>>()?,
         mailbox_dir: a.mailbox_dir.unwrap_or_else(|| "mailboxes".into()),
         tls_identity,
         tls: relay::TlsSettings { versions: a.tls_versions, ciphers: a.tls_ciphers, groups: a.tls_groups },
@@ -273,6 +279,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
             relay::config::Timeouts {
                 retry_first: a.retry_first.map(std::time::Duration::from_secs).unwrap_or(d.retry_first),
                 retry_max: a.retry_max.map(std::time::Duration::from_secs).unwrap_or(d.retry_max),
+                queue_lifetime: a.queue_lifetime.map(std::time::Duration::from_secs).unwrap_or(d.queue_lifetime),
                 ..d
             }
         },
