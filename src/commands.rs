@@ -254,7 +254,13 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         bind: a.bind,
         spool,
         local_domains: a.local_domains,
-        relay_domains: a.relay_domains,
+        // A domain given a route is one the operator chose to pass on: a relay domain.
+        relay_domains: a
+            .relay_domains
+            .iter()
+            .cloned()
+            .chain(a.routes.iter().filter_map(|r| r.split_once('=').map(|(d, _)| d.to_string())))
+            .collect(),
         relay_clients: a
             .relay_clients
             .iter()
