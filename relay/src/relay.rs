@@ -264,7 +264,13 @@ async fn queue_runner(
                 let shared = shared.clone();
                 let Ok(permit) = workers.clone().acquire_owned().await else { break };
                 jobs.spawn(async move {
-                    attempt(&shared, &qid).await;
+                    // An attempt that panics (a bug, a poisoned state) leaves its message in the
+                    // spool: try it again later rather than leave it for the next restart.
+                    let (sh, q) = (shared.clone(), qid.clone());
+                    if let Err(e) = tokio::spawn(async move { attempt(&sh, &q).await }).await {
+                        tracing::error!("{}: delivery attempt of {qid} failed: {e}; retrying", shared.cfg.system);
+                        retry_later(&shared, qid, shared.cfg.timeouts.retry_first);
+                    }
                     drop(permit);
                 });
             }
@@ -357,8 +363,12 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     }
     let t = &shared.cfg.timeouts;
     let delay = t.retry_first.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(t.retry_max);
+    retry_later(shared, qid.to_string(), delay);
+}
+
+/// Puts `qid` back on the ready queue after `delay`.
+fn retry_later(shared: &Arc<Shared>, qid: String, delay: Duration) {
     let shared = shared.clone();
-    let qid = qid.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let _ = shared.ready.send(qid);
