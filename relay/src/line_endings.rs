@@ -1,9 +1,11 @@
 //! Strict line endings, as Postfix's `smtpd_forbid_bare_newline = reject` with
-//! `smtpd_forbid_bare_newline_reject_code = 521`: a command or DATA line that ends in a bare LF,
-//! or holds a CR not followed by LF, ends the session with `521 5.5.2 <host> Error: bare <LF>
-//! received` (or `<CR>`). With only CRLF allowed, `<CRLF>.<CRLF>` is the only end of DATA a
-//! client can write, so a message smuggled behind `<LF>.<LF>` or `<CR>.<CR>` (SMTP smuggling)
-//! never reaches the queue: the session is cut before the first message is accepted.
+//! `smtpd_forbid_bare_newline_reject_code = 521`: a command line that ends in a bare LF, or holds
+//! a CR not followed by LF, is answered at once with `521 5.5.2 <host> Error: bare <LF> received`
+//! (or `<CR>`) and the session ends. A message with one is read on to the standard
+//! `<CRLF>.<CRLF>` (nothing else ends DATA), then refused whole with the same 521 and the session
+//! ends, as Postfix 3.7.11 does (`bare_lf_is_refused_as_postfix_refuses_it` checks it against
+//! Postfix). So a message smuggled behind `<LF>.<LF>` or `<CR>.<CR>` (SMTP smuggling) is only
+//! content of a refused message, and never reaches the queue.
 //!
 //! Postfix checks bare LF only; this relay refuses bare CR as well, which Postfix passes on and
 //! some next hops read as a line end. BDAT content is not checked: its length, not a line end,
@@ -70,6 +72,35 @@ impl Scanner {
     }
 }
 
+/// Looks for the standard end of DATA, `<CRLF>.<CRLF>`, in content read in pieces of any size,
+/// holding only the last four bytes (content refused for a bare line end is not kept).
+#[derive(Debug)]
+pub struct EndOfData {
+    tail: Vec<u8>,
+}
+
+impl Default for EndOfData {
+    /// The DATA command's own CRLF comes first: `.<CRLF>` right after it ends an empty body.
+    fn default() -> Self {
+        Self { tail: b"\r\n".to_vec() }
+    }
+}
+
+impl EndOfData {
+    /// Whether `<CRLF>.<CRLF>` has been seen, up to and including `input`.
+    pub fn found(&mut self, input: &[u8]) -> bool {
+        const END: &[u8] = b"\r\n.\r\n";
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(input);
+        if window.windows(END.len()).any(|w| w == END) {
+            return true;
+        }
+        let keep = window.len().saturating_sub(END.len() - 1);
+        self.tail = window.split_off(keep);
+        false
+    }
+}
+
 /// Checks one command line from [`proto::LineBuffer`], given how many buffered bytes it used
 /// (the line buffer drops one CR before the LF, and accepts a bare LF as the end).
 pub fn check_command_line(line: &Line, bytes_used: usize) -> Option<Bare> {
@@ -104,6 +135,25 @@ mod tests {
             lines(b"EHLO a\r\nNOOP\nRSET\r\r\nNO\rOP\r\n\r\n"),
             vec![None, Some(Bare::Lf), Some(Bare::Cr), Some(Bare::Cr), None]
         );
+    }
+
+    #[test]
+    fn end_of_data_in_any_pieces() {
+        let wire = b"a\nb\r\n.\nc\r.\r\r\n..\r\nd\r\n.\r\nNEXT";
+        let end = wire.windows(5).position(|w| w == b"\r\n.\r\n").expect("an end") + 5;
+        for piece in 1..=wire.len() {
+            let mut e = EndOfData::default();
+            let mut seen = 0;
+            for chunk in wire.chunks(piece) {
+                seen += chunk.len();
+                if e.found(chunk) {
+                    break;
+                }
+            }
+            assert!(seen >= end && seen < end + piece, "pieces of {piece}: found after {seen} bytes");
+        }
+        assert!(EndOfData::default().found(b".\r\n"), "an empty body ends at once");
+        assert!(!EndOfData::default().found(b"x.\r\n"));
     }
 
     #[test]

@@ -201,19 +201,30 @@ impl Session<'_> {
                         self.reply(&mut out, Reply::new(354, "End data with <CR><LF>.<CR><LF>"));
                         let mut data = DataReceiver::new(cfg.limits.max_message_bytes);
                         let mut strict = line_endings::Scanner::default();
+                        // Set at the first bare LF or CR: from there the content is only
+                        // searched for `<CRLF>.<CRLF>`, then refused whole, as Postfix does.
+                        let mut refused: Option<(Bare, line_endings::EndOfData)> = None;
                         let mut progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
                         let mut input = lines.take_rest();
                         loop {
-                            // Only the well-formed bytes are fed: a terminator after a bare LF
-                            // or CR must never end the message (SMTP smuggling).
-                            let bare = strict.first_bare(&input);
-                            let good = bare.map_or(input.len(), |(i, _)| i);
-                            if let DataStatus::Done { consumed } = data.feed(&input[..good]) {
-                                lines.extend(&input[consumed..]);
-                                break;
+                            if refused.is_none() {
+                                // Only the well-formed bytes are fed: a terminator after a bare
+                                // LF or CR must never end the message (SMTP smuggling).
+                                let bare = strict.first_bare(&input);
+                                let good = bare.map_or(input.len(), |(i, _)| i);
+                                if let DataStatus::Done { consumed } = data.feed(&input[..good]) {
+                                    lines.extend(&input[consumed..]);
+                                    break;
+                                }
+                                // (The bytes before the bare one hold no end: the receiver saw them.)
+                                if let Some((_, bare)) = bare {
+                                    refused = Some((bare, line_endings::EndOfData::default()));
+                                }
                             }
-                            if let Some((_, bare)) = bare {
-                                return self.refuse_bare(&mut io, &mut out, bare).await;
+                            if let Some((bare, search)) = &mut refused
+                                && search.found(&input)
+                            {
+                                return self.refuse_bare(&mut io, &mut out, *bare).await;
                             }
                             if let Err(end) = self.flush(&mut io, &mut out).await {
                                 return end;
@@ -397,8 +408,8 @@ impl Session<'_> {
         }
     }
 
-    /// Sends the 521 for a bare LF or CR, after whatever replies came before it, and ends the
-    /// session.
+    /// Sends the 521 for a bare LF or CR (at once in a command, at the end of DATA in a
+    /// message), after whatever replies came before it, and ends the session.
     async fn refuse_bare(&mut self, io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>, bare: Bare) -> End {
         self.reply(out, bare.reply(&self.shared.cfg.hostname));
         let _ = self.flush(io, out).await;

@@ -689,8 +689,8 @@ fn a_session_ends_at_its_deadline() {
 }
 
 /// SMTP smuggling: a second message hidden behind an end of DATA that is not `<CRLF>.<CRLF>`.
-/// Each variant ends the session with Postfix's 521 at the bare LF or CR; neither the outer nor
-/// the smuggled message is delivered.
+/// In each variant the outer message, smuggled one included, is refused whole with Postfix's
+/// 521 at its standard end and the session closed; neither message is delivered.
 #[test]
 fn smuggled_messages_behind_bare_line_ends_are_never_delivered() {
     let r = TestRelay::start("smuggle", "127.0.82.7:2525", |_| {});
