@@ -27,6 +27,20 @@ pub fn open_private_append(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// Creates (or empties) `path` for writing, 0600, never through a symbolic link.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| explain_link(path, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(f)
+}
+
 /// Writes `bytes` to `path` through a temporary file (0600, never through a link), fsyncs it,
 /// then renames it into place. The caller fsyncs the directory when the name must survive a
 /// crash.
@@ -126,6 +140,10 @@ mod tests {
         write_durably(&d.join("ok.msg"), b"mail").expect("write");
         let mode = std::fs::metadata(d.join("ok.msg")).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let err = create_private(&d.join("keys.log")).expect_err("a link is refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        create_private(&d.join("merged.log")).expect("create");
+        assert_eq!(std::fs::metadata(d.join("merged.log")).expect("meta").permissions().mode() & 0o777, 0o600);
         let old = d.join("old.log");
         std::fs::write(&old, b"").expect("old");
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");

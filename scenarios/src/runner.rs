@@ -402,7 +402,8 @@ async fn drive(
 fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
     // Copied file by file: the key log of a large run is hundreds of MB.
     let keys_io = |source| ScenarioError::Io { what: run_dir.join("keys.log").display().to_string(), source };
-    let mut keys = std::io::BufWriter::new(std::fs::File::create(run_dir.join("keys.log")).map_err(&keys_io)?);
+    // Every session's TLS secrets: owner-only, as the relays write theirs.
+    let mut keys = std::io::BufWriter::new(relay::files::create_private(&run_dir.join("keys.log")).map_err(&keys_io)?);
     let mut systems = Vec::new();
     let mut session_files = Vec::new();
     for (i, sys) in s.systems.iter().enumerate() {
