@@ -69,7 +69,8 @@ pub enum TapFormat {
 }
 
 /// `smtplab relay` flags. Every flag can also come from `--config FILE` (TOML, same names with
-/// `_` for `-`, `route` and `local_domain` as arrays); a flag given on the command line wins.
+/// `_` for `-`, `route`, `local_domain`, `relay_domain` and `relay_client` as arrays); a flag given
+/// on the command line wins.
 #[derive(clap::Args, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayArgs {
@@ -134,6 +135,19 @@ pub struct RelayArgs {
     /// Where local mail goes (default: mailboxes).
     #[arg(long)]
     pub mailbox_dir: Option<PathBuf>,
+    /// Other domains accepted from any client and passed on (Postfix's relay_domains).
+    #[arg(long = "relay-domain")]
+    #[serde(rename = "relay_domain")]
+    pub relay_domains: Vec<String>,
+    /// Clients that may relay to any domain: a network (10.0.0.0/8) or an address (Postfix's
+    /// mynetworks). Default: none; everyone else may send only to local and relay domains.
+    #[arg(long = "relay-client")]
+    #[serde(rename = "relay_client")]
+    pub relay_clients: Vec<String>,
+    /// Seconds a message may wait in the queue before it is bounced (Postfix's
+    /// maximal_queue_lifetime; default 5 days).
+    #[arg(long)]
+    pub queue_lifetime: Option<u64>,
     /// Source address for outgoing connections.
     #[arg(long)]
     pub bind: Option<IpAddr>,
@@ -186,6 +200,9 @@ impl RelayArgs {
             mx_port: self.mx_port.or(file.mx_port),
             local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
             mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),
+            relay_domains: if self.relay_domains.is_empty() { file.relay_domains } else { self.relay_domains },
+            relay_clients: if self.relay_clients.is_empty() { file.relay_clients } else { self.relay_clients },
+            queue_lifetime: self.queue_lifetime.or(file.queue_lifetime),
             bind: self.bind.or(file.bind),
             submission: self.submission.or(file.submission),
             exit_on_stdin_eof: self.exit_on_stdin_eof,

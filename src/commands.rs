@@ -254,6 +254,18 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         bind: a.bind,
         spool,
         local_domains: a.local_domains,
+        // A domain given a route is one the operator chose to pass on: a relay domain.
+        relay_domains: a
+            .relay_domains
+            .iter()
+            .cloned()
+            .chain(a.routes.iter().filter_map(|r| r.split_once('=').map(|(d, _)| d.to_string())))
+            .collect(),
+        relay_clients: a
+            .relay_clients
+            .iter()
+            .map(|n| relay::config::parse_client_network(n).map_err(|e| anyhow::anyhow!("--relay-client: {e}")))
+            .collect::<Result<_>>()?,
         mailbox_dir: a.mailbox_dir.unwrap_or_else(|| "mailboxes".into()),
         tls_identity,
         tls: relay::TlsSettings {
@@ -278,6 +290,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
             relay::config::Timeouts {
                 retry_first: a.retry_first.map(std::time::Duration::from_secs).unwrap_or(d.retry_first),
                 retry_max: a.retry_max.map(std::time::Duration::from_secs).unwrap_or(d.retry_max),
+                queue_lifetime: a.queue_lifetime.map(std::time::Duration::from_secs).unwrap_or(d.queue_lifetime),
                 ..d
             }
         },

@@ -141,6 +141,8 @@ impl BenchRelay {
             bind: None,
             spool: dir.path().join("spool"),
             local_domains: vec![LOCAL_DOMAIN.into()],
+            relay_domains: Vec::new(),
+            relay_clients: Vec::new(),
             mailbox_dir: dir.path().join("mail"),
             tls_identity: Some(TlsIdentity { cert_chain_pem: id.chain_pem, key_pem: id.key_pem }),
             // rustls' defaults (ring provider): what a relay negotiates unless told otherwise.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ipnet::IpNet;
+
 use crate::resolver::MxResolver;
 
 /// Inbound STARTTLS policy, as Postfix's `smtpd_tls_security_level` names it.
@@ -82,8 +84,19 @@ pub struct RelayConfig {
     /// Source address of outgoing connections, so an eavesdropper can attribute them.
     pub bind: Option<IpAddr>,
     pub spool: PathBuf,
-    /// Domains delivered locally, each into `mailbox_dir/<domain>/<user>/`.
+    /// Domains delivered locally, each into `mailbox_dir/<domain>/<user>/` (Postfix's
+    /// `mydestination`). Compared after [`normalize_domain`].
     pub local_domains: Vec<String>,
+    /// Other domains accepted from any client and passed on to their MX (Postfix's
+    /// `relay_domains`, default empty).
+    pub relay_domains: Vec<String>,
+    /// Clients allowed to relay to any domain, on either listener (Postfix's `mynetworks`,
+    /// default empty: nobody). Everyone else may only send to local and relay domains, so the
+    /// relay is never open, whatever the resolver can route. Scenario runners list the
+    /// injector's address here: it stands for the system's authenticated users. These clients
+    /// are also exempt from the per-client connection cap and the session deadline, as Postfix
+    /// exempts `$mynetworks` from its anvil limits (`smtpd_client_event_limit_exceptions`).
+    pub relay_clients: Vec<IpNet>,
     pub mailbox_dir: PathBuf,
     pub tls_identity: Option<TlsIdentity>,
     /// Versions, suites and groups allowed, both directions.
@@ -103,32 +116,74 @@ pub struct RelayConfig {
     pub timeouts: Timeouts,
 }
 
+/// Bounds on what one peer can make the relay hold. Defaults are Postfix's where it has the
+/// same knob (named on each field).
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_message_bytes: usize,
     pub max_recipients: usize,
+    /// Sessions at once, per listener (Postfix's `default_process_limit` is 100; the lab keeps
+    /// 256 because every other system's queue runner may connect to one MX at once).
     pub max_connections: usize,
+    /// Sessions at once from one client address, per listener (Postfix's
+    /// `smtpd_client_connection_count_limit`, 50). `relay_clients` are exempt.
+    pub max_connections_per_client: usize,
     pub max_line: usize,
+    /// DATA and BDAT must arrive at least this fast, bytes per second (Postfix's
+    /// `smtpd_min_data_rate`, 500): each read extends the deadline by bytes / rate, never beyond
+    /// `Timeouts::data_block` from now.
+    pub min_data_rate: u64,
+    /// Received headers a message may carry when it arrives; more is a mail loop and the
+    /// message is refused with `554 5.4.0` (Postfix's `hopcount_limit`, 50).
+    pub hop_limit: usize,
+    /// Reply codes kept in one session's record; the rest are counted in its `error` (a client
+    /// sending a million NOOPs must not make a record of a million codes).
+    pub max_logged_replies: usize,
+    /// Bytes of one reply from a next hop, all its lines together; a longer (or endless
+    /// multi-line) reply ends the session as a deferral.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_bytes: 50 << 20, max_recipients: 1000, max_connections: 256, max_line: 4096 }
+        Self {
+            max_message_bytes: 50 << 20,
+            max_recipients: 1000,
+            max_connections: 256,
+            max_connections_per_client: 50,
+            max_line: 4096,
+            min_data_rate: 500,
+            hop_limit: 50,
+            max_logged_replies: 1000,
+            max_reply_bytes: 64 << 10,
+        }
     }
 }
 
-/// RFC 5321 §4.5.3.2 timeouts. Scenarios shorten them; the defaults are the RFC's.
+/// RFC 5321 §4.5.3.2 timeouts, and the deadlines no single read or write can stretch.
+/// Scenarios shorten them; the defaults are the RFC's and Postfix's.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub greeting: Duration,
     pub command: Duration,
+    /// Server side: the longest wait for one read of DATA or BDAT content, and the most a
+    /// read can extend the DATA deadline to (see `Limits::min_data_rate`).
     pub data_block: Duration,
     pub data_end: Duration,
     /// Server side: how long to wait for the next command.
     pub server_idle: Duration,
+    /// Server side: how long one write of replies may take; a client that stops reading is cut
+    /// off after it (Postfix's `smtpd_timeout`, 300 s, bounds writes as well as reads).
+    pub write: Duration,
+    /// Server side: the longest a session may last, whatever it does (Postfix has no such
+    /// limit; one hour is this relay's choice). `relay_clients` are exempt.
+    pub session: Duration,
     /// Delivery retry: first delay, doubled each time up to `retry_max`.
     pub retry_first: Duration,
     pub retry_max: Duration,
+    /// A message still undelivered this long after it was received is bounced (Postfix's
+    /// `maximal_queue_lifetime`, 5 days). Zero bounces after the first failed attempt.
+    pub queue_lifetime: Duration,
 }
 
 impl Default for Timeouts {
@@ -139,23 +194,127 @@ impl Default for Timeouts {
             data_block: Duration::from_secs(180),
             data_end: Duration::from_secs(600),
             server_idle: Duration::from_secs(300),
+            write: Duration::from_secs(300),
+            session: Duration::from_secs(3600),
             retry_first: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
+            queue_lifetime: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
 
 impl RelayConfig {
-    /// The outbound policy for a destination domain.
+    /// The outbound policy for a destination domain. `Example.ORG.` gets the policy of
+    /// `example.org`: a trailing dot or capitals must not escape a `verify`.
     pub fn outbound_policy(&self, domain: &str) -> OutboundTls {
+        let domain = normalize_domain(domain);
         self.outbound_tls_by_domain
             .iter()
-            .find(|(d, _)| d.eq_ignore_ascii_case(domain))
+            .find(|(d, _)| normalize_domain(d) == domain)
             .map(|(_, p)| *p)
             .unwrap_or(self.outbound_tls)
     }
 
+    /// Whether mail for `domain` is delivered here. A trailing-dot spelling of a local domain
+    /// is local too (otherwise it would go out through DNS and come back, in a loop).
     pub fn is_local(&self, domain: &str) -> bool {
-        self.local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        let domain = normalize_domain(domain);
+        self.local_domains.iter().any(|d| normalize_domain(d) == domain)
+    }
+
+    /// Whether any client may send mail for `domain` here to be passed on.
+    pub fn is_relay_domain(&self, domain: &str) -> bool {
+        let domain = normalize_domain(domain);
+        self.relay_domains.iter().any(|d| normalize_domain(d) == domain)
+    }
+
+    /// Whether a client at `ip` may relay to any domain.
+    pub fn is_relay_client(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.relay_clients.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// The one spelling of a domain used for every comparison, lookup and directory name: ASCII
+/// lower case, without surrounding spaces or a trailing root dot (`Dest.Example.` is
+/// `dest.example`), as DNS treats them as one name.
+pub fn normalize_domain(domain: &str) -> String {
+    let d = domain.trim();
+    d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase()
+}
+
+/// Parses a client network as Postfix's `mynetworks` writes them: `10.0.0.0/8`, `::1/128`, or a
+/// bare address (one host).
+pub fn parse_client_network(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a network or an address: use e.g. 10.0.0.0/8, 127.0.0.1 or ::1/128"))
+}
+
+/// An IPv4 client seen through an IPv6 socket (`::ffff:127.0.0.1`) is the IPv4 client.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_compare_without_case_or_root_dot() {
+        assert_eq!(normalize_domain("Dest.Example."), "dest.example");
+        assert_eq!(normalize_domain(" dest.example "), "dest.example");
+        // Only one root dot is a spelling of the same name; two are not a domain at all.
+        assert_eq!(normalize_domain("dest.example.."), "dest.example.");
+    }
+
+    /// A per-domain `verify` holds for every spelling of the domain.
+    #[test]
+    fn per_domain_policy_ignores_case_and_root_dot() {
+        let cfg = RelayConfig {
+            system: "t".into(),
+            hostname: "mx.t.example".into(),
+            listen: "127.0.0.1:25".parse().expect("addr"),
+            submission: None,
+            bind: None,
+            spool: PathBuf::new(),
+            local_domains: vec!["Home.Example".into()],
+            relay_domains: vec!["relayed.example.".into()],
+            relay_clients: Vec::new(),
+            mailbox_dir: PathBuf::new(),
+            tls_identity: None,
+            tls: Default::default(),
+            inbound_tls: InboundTls::May,
+            outbound_tls: OutboundTls::May,
+            outbound_tls_by_domain: vec![("secure.example".into(), OutboundTls::Verify)],
+            ca_pem: None,
+            resolver: Arc::new(crate::StaticResolver::new()),
+            records: None,
+            keylog: None,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+        };
+        for spelling in ["secure.example", "Secure.Example", "SECURE.EXAMPLE.", "secure.example."] {
+            assert_eq!(cfg.outbound_policy(spelling), OutboundTls::Verify, "{spelling}");
+        }
+        assert_eq!(cfg.outbound_policy("other.example"), OutboundTls::May);
+        assert!(cfg.is_local("home.example.") && cfg.is_local("HOME.example"));
+        assert!(cfg.is_relay_domain("Relayed.Example"));
+        assert!(!cfg.is_local("home.example.evil"));
+    }
+
+    #[test]
+    fn client_networks_parse_as_postfix_writes_them() {
+        let host = parse_client_network("127.0.0.1").expect("address");
+        assert!(host.contains(&"127.0.0.1".parse::<IpAddr>().expect("ip")));
+        assert!(!host.contains(&"127.0.0.2".parse::<IpAddr>().expect("ip")));
+        let net = parse_client_network("10.233.0.0/16").expect("network");
+        assert!(net.contains(&"10.233.255.254".parse::<IpAddr>().expect("ip")));
+        assert!(parse_client_network("10.0.0.0/33").is_err());
+        assert!(parse_client_network("mail.example").is_err());
     }
 }

@@ -132,6 +132,8 @@ struct Client<'r> {
     replies: ReplyParser,
     rec: &'r mut SessionRecord,
     timeout: Duration,
+    /// Bytes one reply may take, all its lines together (`Limits::max_reply_bytes`).
+    max_reply_bytes: usize,
 }
 
 impl<'r> Client<'r> {
@@ -163,6 +165,7 @@ impl<'r> Client<'r> {
             replies: ReplyParser::new(cfg.limits.max_line),
             rec,
             timeout: cfg.timeouts.command,
+            max_reply_bytes: cfg.limits.max_reply_bytes,
         };
         let greeting = c.reply_within(cfg.timeouts.greeting).await?;
         if greeting.code != 220 {
@@ -339,15 +342,26 @@ impl<'r> Client<'r> {
             .map_err(|e| Failure::transient(format!("write: {e}")))
     }
 
+    /// The next reply, whole within `limit` (a server trickling a byte now and then cannot
+    /// stretch it) and within `max_reply_bytes` (an endless multi-line reply is cut off, not
+    /// gathered until memory runs out).
     async fn reply_within(&mut self, limit: Duration) -> Result<Reply, Failure> {
+        let deadline = tokio::time::Instant::now() + limit;
         let mut buf = [0u8; 4096];
+        let mut read_for_this_reply = 0usize;
         loop {
             if let Some(r) = self.replies.next_reply() {
                 let r = r.map_err(|e| Failure::transient(format!("bad reply from server: {e:?}")))?;
                 self.rec.replies.push(r.code);
                 return Ok(r);
             }
-            let n = tokio::time::timeout(limit, self.io.read(&mut buf))
+            if read_for_this_reply > self.max_reply_bytes {
+                return Err(Failure::transient(format!(
+                    "reply too long: over {} bytes without its last line (an endless multi-line reply?); connection closed",
+                    self.max_reply_bytes
+                )));
+            }
+            let n = tokio::time::timeout_at(deadline, self.io.read(&mut buf))
                 .await
                 .map_err(|_| Failure::transient("timed out waiting for a reply"))?
                 .map_err(|e| Failure::transient(format!("read: {e}")))?;
@@ -355,6 +369,7 @@ impl<'r> Client<'r> {
                 return Err(Failure::transient("server closed the connection"));
             }
             self.rec.bytes_in += n as u64;
+            read_for_this_reply += n;
             self.replies.extend(&buf[..n]);
         }
     }

@@ -12,6 +12,8 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod error;
+pub mod files;
+pub mod line_endings;
 pub mod records;
 pub mod resolver;
 pub mod server;

@@ -14,7 +14,8 @@ pub struct RecordSink {
 impl RecordSink {
     pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
         let file = match path {
-            Some(p) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
+            // Owner-only and never through a link, like the spool: it names every correspondent.
+            Some(p) => Some(Mutex::new(crate::files::open_private_append(p)?)),
             None => None,
         };
         Ok(Self { file })

@@ -1,9 +1,10 @@
 //! Starting a relay: listeners, the queue runner, and the handle a caller keeps to wait for the
 //! queue to drain and to shut the relay down without losing mail.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::{ClientConfig, ServerConfig};
@@ -11,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, normalize_domain};
 use crate::delivery::{RcptOutcome, deliver_remote};
 use crate::error::RelayError;
 use crate::records::RecordSink;
@@ -61,7 +62,7 @@ impl Relay {
     /// Binds the listeners, picks up whatever the spool holds, and starts serving.
     pub async fn start(cfg: RelayConfig) -> Result<RelayHandle, RelayError> {
         let spool = Spool::open(&cfg.spool)?;
-        std::fs::create_dir_all(&cfg.mailbox_dir)
+        crate::files::create_private_dir_all(&cfg.mailbox_dir)
             .map_err(|source| RelayError::Spool { path: cfg.mailbox_dir.clone(), source })?;
         let keylog = match &cfg.keylog {
             Some(p) => Some(KeyLogFile::open(p).map_err(|source| RelayError::Spool { path: p.clone(), source })?),
@@ -156,6 +157,7 @@ impl RelayHandle {
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Listener, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(shared.cfg.limits.max_connections));
+    let per_client = ClientCounts::default();
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -165,13 +167,31 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Listener,
                 // SMTP is request/response with small writes: Nagle plus delayed ACKs would add
                 // tens of milliseconds to every exchange.
                 let _ = tcp.set_nodelay(true);
+                let write_limit = shared.cfg.timeouts.write;
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tokio::spawn(refuse_busy(tcp));
+                    tokio::spawn(refuse(tcp, "4.7.0 Error: too many connections".into(), write_limit));
                     continue;
+                };
+                let client_slot = if shared.cfg.is_relay_client(peer.ip()) {
+                    None
+                } else {
+                    match per_client.take(peer.ip(), shared.cfg.limits.max_connections_per_client) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            let text = format!(
+                                "4.7.0 {} Error: too many connections from {}",
+                                shared.cfg.hostname,
+                                peer.ip()
+                            );
+                            tokio::spawn(refuse(tcp, text, write_limit));
+                            continue;
+                        }
+                    }
                 };
                 let shared = shared.clone();
                 sessions.spawn(async move {
                     serve(shared, tcp, peer, kind).await;
+                    drop(client_slot);
                     drop(permit);
                 });
             }
@@ -183,10 +203,50 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Listener,
     while sessions.join_next().await.is_some() {}
 }
 
-async fn refuse_busy(mut tcp: tokio::net::TcpStream) {
+/// Says 421 and closes, without waiting on a client that does not read.
+async fn refuse(mut tcp: tokio::net::TcpStream, text: String, limit: Duration) {
     use tokio::io::AsyncWriteExt;
-    let _ = tcp.write_all(&proto::Reply::new(421, "4.7.0 Error: too many connections").to_bytes()).await;
-    let _ = tcp.shutdown().await;
+    let _ = tokio::time::timeout(limit, async {
+        let _ = tcp.write_all(&proto::Reply::new(421, text).to_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
+/// Sessions open per client address on one listener, as Postfix's anvil counts them for
+/// `smtpd_client_connection_count_limit`.
+#[derive(Default, Clone)]
+struct ClientCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One session's place in [`ClientCounts`], given back when dropped.
+struct ClientSlot {
+    counts: ClientCounts,
+    ip: IpAddr,
+}
+
+impl ClientCounts {
+    /// A place for one more session from `ip`, unless it already has `limit`.
+    fn take(&self, ip: IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Takes ready queue ids and delivers each in its own task; schedules retries with backoff.
@@ -204,7 +264,13 @@ async fn queue_runner(
                 let shared = shared.clone();
                 let Ok(permit) = workers.clone().acquire_owned().await else { break };
                 jobs.spawn(async move {
-                    attempt(&shared, &qid).await;
+                    // An attempt that panics (a bug, a poisoned state) leaves its message in the
+                    // spool: try it again later rather than leave it for the next restart.
+                    let (sh, q) = (shared.clone(), qid.clone());
+                    if let Err(e) = tokio::spawn(async move { attempt(&sh, &q).await }).await {
+                        tracing::error!("{}: delivery attempt of {qid} failed: {e}; retrying", shared.cfg.system);
+                        retry_later(&shared, qid, shared.cfg.timeouts.retry_first);
+                    }
                     drop(permit);
                 });
             }
@@ -235,9 +301,11 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     };
     let message = Arc::new(message);
     env.attempts += 1;
+    // One spelling per domain: `Dest.Example.` is routed, and its TLS policy found, as
+    // `dest.example`.
     let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &env.pending {
-        let domain = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let domain = r.rsplit_once('@').map(|(_, d)| normalize_domain(d)).unwrap_or_default();
         by_domain.entry(domain).or_default().push(r.clone());
     }
     let mut still_pending = Vec::new();
@@ -247,8 +315,9 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
         let local = shared.cfg.is_local(&domain);
         let outcomes = if local {
             let (sh, m) = (shared.clone(), message.clone());
-            let q = qid.to_string();
-            tokio::task::spawn_blocking(move || deliver_local(&sh, &q, &domain, &rcpts, &m)).await.unwrap_or_default()
+            let (q, d, rs) = (qid.to_string(), domain.clone(), rcpts.clone());
+            let done = tokio::task::spawn_blocking(move || deliver_local(&sh, &q, &d, &rs, &m)).await;
+            every_recipient(&rcpts, done.map_err(|e| format!("local delivery task failed: {e}")))
         } else {
             deliver_remote(shared, &env, &domain, &rcpts, &message).await
         };
@@ -256,7 +325,7 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
             match outcome {
                 RcptOutcome::Delivered if local => delivered_here.push(rcpt),
                 RcptOutcome::Delivered => {}
-                RcptOutcome::Deferred(_) => still_pending.push(rcpt),
+                RcptOutcome::Deferred(why) => still_pending.push((rcpt, why)),
                 RcptOutcome::Failed(why) => {
                     tracing::warn!("{}: {qid}: <{rcpt}> failed permanently: {why}", shared.cfg.system);
                     failed.push((rcpt, why));
@@ -264,6 +333,20 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
             }
         }
     }
+    // Postfix's maximal_queue_lifetime: what is still deferred this long after it arrived is
+    // returned to its sender with the last reason it was deferred.
+    let age = (crate::now_secs() - env.received_at).max(0.0);
+    if !still_pending.is_empty() && age >= shared.cfg.timeouts.queue_lifetime.as_secs_f64() {
+        for (rcpt, last) in still_pending.drain(..) {
+            let why = format!(
+                "5.4.7 message expired after {age:.0} s in the queue (queue lifetime {} s); last error: {last}",
+                shared.cfg.timeouts.queue_lifetime.as_secs()
+            );
+            tracing::warn!("{}: {qid}: <{rcpt}> {why}", shared.cfg.system);
+            failed.push((rcpt, why));
+        }
+    }
+    let still_pending: Vec<String> = still_pending.into_iter().map(|(rcpt, _)| rcpt).collect();
     record_final_outcomes(shared, &env, &message, delivered_here, &failed);
     env.deliveries += 1;
     let sh = shared.clone();
@@ -280,8 +363,12 @@ async fn attempt(shared: &Arc<Shared>, qid: &str) {
     }
     let t = &shared.cfg.timeouts;
     let delay = t.retry_first.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(t.retry_max);
+    retry_later(shared, qid.to_string(), delay);
+}
+
+/// Puts `qid` back on the ready queue after `delay`.
+fn retry_later(shared: &Arc<Shared>, qid: String, delay: Duration) {
     let shared = shared.clone();
-    let qid = qid.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         let _ = shared.ready.send(qid);
@@ -370,6 +457,21 @@ fn finish_attempt(
     }
 }
 
+/// One outcome for every recipient: a delivery task that failed (a panic, a cancelled task), or
+/// that left a recipient out, defers those recipients; they are never taken as done.
+fn every_recipient(rcpts: &[String], done: Result<Vec<(String, RcptOutcome)>, String>) -> Vec<(String, RcptOutcome)> {
+    let mut done = match done {
+        Ok(outcomes) => outcomes,
+        Err(why) => return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(why.clone()))).collect(),
+    };
+    for r in rcpts {
+        if !done.iter().any(|(d, _)| d == r) {
+            done.push((r.clone(), RcptOutcome::Deferred("no outcome from the delivery task".into())));
+        }
+    }
+    done
+}
+
 /// Writes the message into `mailbox_dir/<domain>/<user>/<qid>.eml` for each recipient.
 fn deliver_local(
     shared: &Shared,
@@ -382,9 +484,13 @@ fn deliver_local(
         .iter()
         .map(|r| {
             let user = r.rsplit_once('@').map(|(u, _)| u).unwrap_or(r);
-            let user: String =
+            let mut user: String =
                 user.chars().map(|c| if c.is_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
-            let dir = shared.cfg.mailbox_dir.join(domain).join(user);
+            // `.`, `..` or nothing would name the domain's directory or its parent.
+            if user.chars().all(|c| c == '.') {
+                user.insert(0, '_');
+            }
+            let dir = shared.cfg.mailbox_dir.join(domain).join(&user);
             // Named by queue id, which survives restarts: a message delivered just before a
             // crash, and attempted again after it, is found here and counted, not written twice.
             let path = dir.join(format!("{qid}.eml"));
@@ -401,9 +507,11 @@ fn deliver_local(
                 });
                 return (r.clone(), RcptOutcome::Delivered);
             }
-            let result = std::fs::create_dir_all(&dir)
-                .and_then(|_| crate::spool::write_durably(&path, message))
-                .and_then(|_| crate::spool::sync_dir(&dir));
+            // New directories are fsynced into their parents, the file into its directory: a
+            // delivery reported done survives a crash. A symbolic link on the way is refused.
+            let result = crate::files::create_dirs_durably(&shared.cfg.mailbox_dir, &[domain, &user])
+                .and_then(|_| crate::files::write_durably(&path, message))
+                .and_then(|_| crate::files::sync_dir(&dir));
             let outcome = match result {
                 Ok(()) => RcptOutcome::Delivered,
                 Err(e) => RcptOutcome::Deferred(format!("mailbox {}: {e}", dir.display())),
@@ -411,4 +519,27 @@ fn deliver_local(
             (r.clone(), outcome)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local delivery task that panics is a real `JoinError`, and its recipients wait.
+    #[test]
+    fn a_crashed_delivery_task_defers_its_recipients() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rcpts = vec!["a@x.example".to_string(), "b@x.example".to_string()];
+        let crashed = rt.block_on(async {
+            tokio::task::spawn_blocking(|| -> Vec<(String, RcptOutcome)> { panic!("disk on fire") }).await
+        });
+        let outcomes = every_recipient(&rcpts, crashed.map_err(|e| format!("local delivery task failed: {e}")));
+        assert_eq!(outcomes.len(), 2);
+        for (_, o) in &outcomes {
+            assert!(matches!(o, RcptOutcome::Deferred(why) if why.contains("task failed")), "{o:?}");
+        }
+        let partial = every_recipient(&rcpts, Ok(vec![("a@x.example".into(), RcptOutcome::Delivered)]));
+        assert_eq!(partial[0].1, RcptOutcome::Delivered);
+        assert!(matches!(&partial[1].1, RcptOutcome::Deferred(_)), "a recipient left out waits");
+    }
 }

@@ -2,14 +2,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::{Command, DataReceiver, DataStatus, Line, LineBuffer, Reply};
 use records::SessionRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::InboundTls;
+use crate::config::{InboundTls, normalize_domain};
+use crate::line_endings::{self, Bare};
 use crate::relay::Shared;
 use crate::spool::Envelope;
 use crate::transport::Transport;
@@ -33,7 +36,13 @@ struct Transaction {
 enum End {
     Quit,
     PeerClosed,
+    /// No command, or no DATA progress, within its time.
     Timeout,
+    /// The session's total time ran out.
+    SessionDeadline,
+    /// A write of replies did not finish in time: the client stopped reading.
+    WriteTimeout,
+    BareNewline(Bare),
     PipelinedAfterStartTls,
     TlsFailed(String),
     Io(String),
@@ -48,18 +57,46 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         peer_addr: peer.to_string(),
         ..Default::default()
     };
-    let end = Session { shared: &shared, arc: shared.clone(), rec: &mut rec, listener, peer }.run(tcp).await;
+    // Authorised clients (the system's own users, `mynetworks`) have no session deadline, as
+    // Postfix exempts them from its anvil limits; a long run reuses one submission session.
+    let authorised = shared.cfg.is_relay_client(peer.ip());
+    let deadline = (!authorised).then(|| Instant::now() + shared.cfg.timeouts.session);
+    let mut session = Session {
+        shared: &shared,
+        arc: shared.clone(),
+        rec: &mut rec,
+        listener,
+        peer,
+        authorised,
+        deadline,
+        unlogged_replies: 0,
+    };
+    let end = session.run(tcp).await;
+    let unlogged = session.unlogged_replies;
     rec.ended_at = crate::now_secs();
     let (outcome, error) = match end {
         End::Quit => ("closed", None),
         End::PeerClosed => ("peer-closed", None),
         End::Timeout => ("timeout", None),
+        End::SessionDeadline => ("timeout", Some("session time limit exceeded".to_string())),
+        End::WriteTimeout => ("timeout", Some("write timed out: the client stopped reading".to_string())),
+        End::BareNewline(bare) => ("rejected", Some(bare.describe().to_string())),
         End::PipelinedAfterStartTls => ("rejected", Some("plaintext pipelined after STARTTLS".to_string())),
         End::TlsFailed(e) => ("error", Some(format!("TLS handshake: {e}"))),
         End::Io(e) => ("error", Some(e)),
     };
     rec.outcome = outcome.into();
     rec.error = error;
+    if unlogged > 0 {
+        let note = format!(
+            "{unlogged} more replies not recorded (the record keeps the first {})",
+            shared.cfg.limits.max_logged_replies
+        );
+        rec.error = Some(match rec.error.take() {
+            Some(e) => format!("{e}; {note}"),
+            None => note,
+        });
+    }
     shared.records.write(&rec);
 }
 
@@ -70,14 +107,21 @@ struct Session<'a> {
     rec: &'a mut SessionRecord,
     listener: Listener,
     peer: SocketAddr,
+    /// The client may relay to any domain (`relay_clients`).
+    authorised: bool,
+    /// When the session ends whatever it is doing (`Timeouts::session`); none for authorised
+    /// clients.
+    deadline: Option<Instant>,
+    /// Replies sent beyond `Limits::max_logged_replies`, counted instead of recorded.
+    unlogged_replies: usize,
 }
 
 impl Session<'_> {
     async fn run(&mut self, tcp: TcpStream) -> End {
         let cfg = &self.shared.cfg;
         let mut io: Transport<TlsStream<TcpStream>> = Transport::Plain(tcp);
-        let mut out = Reply::new(220, format!("{} ESMTP smtplab", cfg.hostname)).to_bytes();
-        self.rec.replies.push(220);
+        let mut out = Vec::new();
+        self.reply(&mut out, Reply::new(220, format!("{} ESMTP smtplab", cfg.hostname)));
         let mut lines = LineBuffer::new(cfg.limits.max_line);
         let mut helo: Option<String> = None;
         let mut tx: Option<Transaction> = None;
@@ -87,7 +131,10 @@ impl Session<'_> {
         loop {
             // Answer every complete command buffered; replies to a pipelined group go out in one
             // write, before the next read (RFC 2920).
-            while let Some(line) = lines.next_line() {
+            while let Some((line, used)) = next_line(&mut lines) {
+                if let Some(bare) = line_endings::check_command_line(&line, used) {
+                    return self.refuse_bare(&mut io, &mut out, bare).await;
+                }
                 let line = match line {
                     Line::Complete(l) => l,
                     Line::TooLong { .. } => {
@@ -153,17 +200,40 @@ impl Session<'_> {
                         };
                         self.reply(&mut out, Reply::new(354, "End data with <CR><LF>.<CR><LF>"));
                         let mut data = DataReceiver::new(cfg.limits.max_message_bytes);
+                        let mut strict = line_endings::Scanner::default();
+                        // Set at the first bare LF or CR: from there the content is only
+                        // searched for `<CRLF>.<CRLF>`, then refused whole, as Postfix does.
+                        let mut refused: Option<(Bare, line_endings::EndOfData)> = None;
+                        let mut progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
                         let mut input = lines.take_rest();
                         loop {
-                            if let DataStatus::Done { consumed } = data.feed(&input) {
-                                lines.extend(&input[consumed..]);
-                                break;
+                            if refused.is_none() {
+                                // Only the well-formed bytes are fed: a terminator after a bare
+                                // LF or CR must never end the message (SMTP smuggling).
+                                let bare = strict.first_bare(&input);
+                                let good = bare.map_or(input.len(), |(i, _)| i);
+                                if let DataStatus::Done { consumed } = data.feed(&input[..good]) {
+                                    lines.extend(&input[consumed..]);
+                                    break;
+                                }
+                                // (The bytes before the bare one hold no end: the receiver saw them.)
+                                if let Some((_, bare)) = bare {
+                                    refused = Some((bare, line_endings::EndOfData::default()));
+                                }
                             }
-                            if let Err(end) = flush(&mut io, &mut out, self.rec).await {
+                            if let Some((bare, search)) = &mut refused
+                                && search.found(&input)
+                            {
+                                return self.refuse_bare(&mut io, &mut out, *bare).await;
+                            }
+                            if let Err(end) = self.flush(&mut io, &mut out).await {
                                 return end;
                             }
-                            match self.read(&mut io, &mut buf, cfg.timeouts.data_block).await {
-                                Ok(n) => input = buf[..n].to_vec(),
+                            match self.read_by(&mut io, &mut buf, progress.deadline).await {
+                                Ok(n) => {
+                                    progress.received(n);
+                                    input = buf[..n].to_vec();
+                                }
                                 Err(end) => return end,
                             }
                         }
@@ -179,13 +249,14 @@ impl Session<'_> {
                         // continue.
                         let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
                             self.reply(&mut out, Reply::new(501, "5.5.4 Syntax: BDAT chunk-size [LAST]"));
-                            let _ = flush(&mut io, &mut out, self.rec).await;
+                            let _ = self.flush(&mut io, &mut out).await;
                             return End::Io("unparsable BDAT chunk size".into());
                         };
                         // The chunk follows whatever the verdict, and must be consumed.
                         let mut input = lines.take_rest();
                         let mut remaining = size;
                         let mut kept_all = true;
+                        let mut progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
                         loop {
                             let take = remaining.min(input.len());
                             if bdat.len() + take <= cfg.limits.max_message_bytes {
@@ -198,11 +269,14 @@ impl Session<'_> {
                                 lines.extend(&input[take..]);
                                 break;
                             }
-                            if let Err(end) = flush(&mut io, &mut out, self.rec).await {
+                            if let Err(end) = self.flush(&mut io, &mut out).await {
                                 return end;
                             }
-                            match self.read(&mut io, &mut buf, cfg.timeouts.data_block).await {
-                                Ok(n) => input = buf[..n].to_vec(),
+                            match self.read_by(&mut io, &mut buf, progress.deadline).await {
+                                Ok(n) => {
+                                    progress.received(n);
+                                    input = buf[..n].to_vec();
+                                }
                                 Err(end) => return end,
                             }
                         }
@@ -234,8 +308,8 @@ impl Session<'_> {
                     Command::Noop => self.reply(&mut out, Reply::new(250, "2.0.0 Ok")),
                     Command::Quit => {
                         self.reply(&mut out, Reply::new(221, "2.0.0 Bye"));
-                        let _ = flush(&mut io, &mut out, self.rec).await;
-                        let _ = io.shutdown().await;
+                        let _ = self.flush(&mut io, &mut out).await;
+                        let _ = tokio::time::timeout(cfg.timeouts.write, io.shutdown()).await;
                         return End::Quit;
                     }
                     Command::StartTls => {
@@ -252,11 +326,11 @@ impl Session<'_> {
                             // CVE-2011-0411: bytes sent after STARTTLS in the same flight would be
                             // read as if they had come through TLS. Refuse and close.
                             self.reply(&mut out, Reply::new(554, "5.5.1 Error: command pipelined after STARTTLS"));
-                            let _ = flush(&mut io, &mut out, self.rec).await;
+                            let _ = self.flush(&mut io, &mut out).await;
                             return End::PipelinedAfterStartTls;
                         }
                         self.reply(&mut out, Reply::new(220, "2.0.0 Ready to start TLS"));
-                        if let Err(end) = flush(&mut io, &mut out, self.rec).await {
+                        if let Err(end) = self.flush(&mut io, &mut out).await {
                             return end;
                         }
                         let Some(tcp) = io.take_plain() else { return End::Io("STARTTLS while encrypted".into()) };
@@ -290,10 +364,10 @@ impl Session<'_> {
                     }
                 }
             }
-            if let Err(end) = flush(&mut io, &mut out, self.rec).await {
+            if let Err(end) = self.flush(&mut io, &mut out).await {
                 return end;
             }
-            match self.read(&mut io, &mut buf, cfg.timeouts.server_idle).await {
+            match self.read_by(&mut io, &mut buf, Instant::now() + cfg.timeouts.server_idle).await {
                 Ok(n) => lines.extend(&buf[..n]),
                 Err(end) => return end,
             }
@@ -301,17 +375,61 @@ impl Session<'_> {
     }
 
     fn reply(&mut self, out: &mut Vec<u8>, r: Reply) {
-        self.rec.replies.push(r.code);
+        self.log_reply(r.code);
         out.extend_from_slice(&r.to_bytes());
     }
 
-    async fn read(
+    /// Records a reply code, up to the limit; beyond it only counts.
+    fn log_reply(&mut self, code: u16) {
+        if self.rec.replies.len() < self.shared.cfg.limits.max_logged_replies {
+            self.rec.replies.push(code);
+        } else {
+            self.unlogged_replies += 1;
+        }
+    }
+
+    /// Sends the replies gathered so far. A write that cannot finish within `Timeouts::write`
+    /// means the client is not reading: the session ends.
+    async fn flush(&mut self, io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>) -> Result<(), End> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.rec.bytes_out += out.len() as u64;
+        let r = tokio::time::timeout(self.shared.cfg.timeouts.write, async {
+            io.write_all(out).await?;
+            io.flush().await
+        })
+        .await;
+        out.clear();
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Io(e.to_string())),
+            Err(_) => Err(End::WriteTimeout),
+        }
+    }
+
+    /// Sends the 521 for a bare LF or CR (at once in a command, at the end of DATA in a
+    /// message), after whatever replies came before it, and ends the session.
+    async fn refuse_bare(&mut self, io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>, bare: Bare) -> End {
+        self.reply(out, bare.reply(&self.shared.cfg.hostname));
+        let _ = self.flush(io, out).await;
+        let _ = tokio::time::timeout(self.shared.cfg.timeouts.write, io.shutdown()).await;
+        End::BareNewline(bare)
+    }
+
+    /// Reads what the client sent, waiting until `until` or the session deadline, whichever
+    /// comes first; when that passes, says 421 (if the client will take it) and ends.
+    async fn read_by(
         &mut self,
         io: &mut Transport<TlsStream<TcpStream>>,
         buf: &mut [u8],
-        limit: std::time::Duration,
+        until: Instant,
     ) -> Result<usize, End> {
-        match tokio::time::timeout(limit, io.read(buf)).await {
+        let (until, session_ends) = match self.deadline {
+            Some(d) if d <= until => (d, true),
+            _ => (until, false),
+        };
+        match tokio::time::timeout_at(until, io.read(buf)).await {
             Ok(Ok(0)) => Err(End::PeerClosed),
             Ok(Ok(n)) => {
                 self.rec.bytes_in += n as u64;
@@ -319,8 +437,15 @@ impl Session<'_> {
             }
             Ok(Err(e)) => Err(End::Io(e.to_string())),
             Err(_) => {
-                let _ = io.write_all(&Reply::new(421, "4.4.2 Error: timeout exceeded").to_bytes()).await;
-                Err(End::Timeout)
+                let (text, end) = if session_ends {
+                    ("4.4.2 Error: session time limit exceeded", End::SessionDeadline)
+                } else {
+                    ("4.4.2 Error: timeout exceeded", End::Timeout)
+                };
+                let mut out = Vec::new();
+                self.reply(&mut out, Reply::new(421, text));
+                let _ = self.flush(io, &mut out).await;
+                Err(end)
             }
         }
     }
@@ -361,17 +486,24 @@ impl Session<'_> {
         Reply::new(250, "2.1.0 Ok")
     }
 
-    /// Local domains and domains the resolver can route are accepted; anything else would make
-    /// this an open relay.
+    /// Local domains are accepted from anyone; other domains only when they are relay domains
+    /// or the client may relay (`relay_clients`), and then only when the resolver can route
+    /// them. Anything else would make this an open relay: refused before any DNS query, with
+    /// Postfix's `554 5.7.1 <rcpt>: Relay access denied`.
     /// A temporary DNS failure is a temporary refusal (the client retries), as in Postfix.
     async fn accepts_recipient(&self, to: &str) -> Result<(), Reply> {
-        let Some((_, domain)) = to.rsplit_once('@') else {
+        let Some((_, domain)) = to.rsplit_once('@').filter(|(_, d)| !normalize_domain(d).is_empty()) else {
             return Err(Reply::new(501, "5.1.3 Error: bad recipient address syntax"));
         };
-        if self.shared.cfg.is_local(domain) {
+        let cfg = &self.shared.cfg;
+        let domain = normalize_domain(domain);
+        if cfg.is_local(&domain) {
             return Ok(());
         }
-        match self.shared.cfg.resolver.resolve(domain).await {
+        if !self.authorised && !cfg.is_relay_domain(&domain) {
+            return Err(Reply::new(554, format!("5.7.1 <{to}>: Relay access denied")));
+        }
+        match cfg.resolver.resolve(&domain).await {
             Ok(targets) if !targets.is_empty() => Ok(()),
             Ok(_) => Err(Reply::new(554, "5.7.1 Error: relay access denied")),
             Err(e) => Err(Reply::new(451, format!("4.4.3 Error: cannot route {domain} now ({e})"))),
@@ -385,6 +517,11 @@ impl Session<'_> {
         io: &Transport<TlsStream<TcpStream>>,
         body: Vec<u8>,
     ) -> Reply {
+        // A message that has crossed this many MTAs is in a loop: refusing it makes the hop
+        // before bounce it to its sender (Postfix's cleanup: hopcount_limit, "too many hops").
+        if received_headers(&body) >= self.shared.cfg.limits.hop_limit {
+            return Reply::new(554, "5.4.0 Error: too many hops");
+        }
         let qid = self.shared.spool.new_qid();
         let tls = match io {
             Transport::Tls(s) => {
@@ -441,22 +578,41 @@ impl Session<'_> {
     }
 }
 
-async fn flush(
-    io: &mut Transport<TlsStream<TcpStream>>,
-    out: &mut Vec<u8>,
-    rec: &mut SessionRecord,
-) -> Result<(), End> {
-    if out.is_empty() {
-        return Ok(());
+/// The next buffered command line and how many buffered bytes it used (its terminator
+/// included), which tells a CRLF from a bare LF.
+fn next_line(lines: &mut LineBuffer) -> Option<(Line, usize)> {
+    let before = lines.pending();
+    let line = lines.next_line()?;
+    Some((line, before.saturating_sub(lines.pending())))
+}
+
+/// The DATA (or BDAT) deadline, as Postfix's `smtpd_min_data_rate`: it starts `cap` ahead; each
+/// read moves it on by bytes / rate, never more than `cap` past now. A client trickling a few
+/// bytes just inside every read timeout runs out of time.
+struct DataDeadline {
+    deadline: Instant,
+    cap: Duration,
+    rate: u64,
+}
+
+impl DataDeadline {
+    fn new(cap: Duration, rate: u64) -> Self {
+        Self { deadline: Instant::now() + cap, cap, rate: rate.max(1) }
     }
-    rec.bytes_out += out.len() as u64;
-    let r = async {
-        io.write_all(out).await?;
-        io.flush().await
+
+    fn received(&mut self, bytes: usize) {
+        let credit = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        self.deadline = (self.deadline + credit).min(Instant::now() + self.cap);
     }
-    .await;
-    out.clear();
-    r.map_err(|e| End::Io(e.to_string()))
+}
+
+/// Received header fields in a message's header section (continuation lines not counted).
+fn received_headers(message: &[u8]) -> usize {
+    message
+        .split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty() && *line != b"\r")
+        .filter(|line| line.get(..9).is_some_and(|name| name.eq_ignore_ascii_case(b"received:")))
+        .count()
 }
 
 /// A Received header carrying the TLS facts, in Postfix's wording.

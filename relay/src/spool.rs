@@ -3,11 +3,13 @@
 //! A restart finds the queue by listing the envelope files. A crash after delivery but before
 //! removal delivers the message again (at least once, as Postfix does).
 //!
+//! Files are 0600 in a 0700 directory and never written through a symbolic link
+//! ([`crate::files`]).
+//!
 //! Layout: `<spool>/queue/<qid>.msg` holds the message bytes; `<qid>.env` the envelope as JSON.
 //! The envelope is written last and is the commit point: a `.msg` without `.env` is debris from a
 //! crash during receipt (never acknowledged) and is removed on start.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,7 +40,7 @@ pub struct Spool {
 impl Spool {
     pub fn open(root: &Path) -> Result<Self, RelayError> {
         let dir = root.join("queue");
-        std::fs::create_dir_all(&dir).map_err(|source| RelayError::Spool { path: dir.clone(), source })?;
+        crate::files::create_private_dir_all(&dir).map_err(|source| RelayError::Spool { path: dir.clone(), source })?;
         let spool = Self { dir, counter: AtomicU64::new(0) };
         spool.remove_debris()?;
         Ok(spool)
@@ -126,18 +128,7 @@ impl Spool {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsyncs it, then renames it into place.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
+pub use crate::files::{sync_dir, write_durably};
 
 #[cfg(test)]
 mod tests {

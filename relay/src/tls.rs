@@ -144,8 +144,9 @@ impl TlsSettings {
 pub struct KeyLogFile(Mutex<std::fs::File>);
 
 impl KeyLogFile {
+    /// Opens the key log 0600 and never through a symbolic link: it holds every session's keys.
     pub fn open(path: &Path) -> std::io::Result<Arc<Self>> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let f = crate::files::open_private_append(path)?;
         Ok(Arc::new(Self(Mutex::new(f))))
     }
 }

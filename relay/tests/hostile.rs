@@ -66,6 +66,9 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
         bind: Some(addr.ip()),
         spool: dir.join("spool"),
         local_domains: vec!["dest.example".into()],
+        relay_domains: Vec::new(),
+        // Nobody may relay unless a test says so: the test client is not trusted.
+        relay_clients: Vec::new(),
         mailbox_dir: dir.join("mailboxes"),
         tls_identity: None,
         tls: relay::TlsSettings::default(),
@@ -80,7 +83,12 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
             max_message_bytes: 1 << 20,
             max_recipients: 100,
             max_connections: 8,
+            max_connections_per_client: 8,
             max_line: 4096,
+            min_data_rate: 500,
+            hop_limit: 50,
+            max_logged_replies: 1000,
+            max_reply_bytes: 64 << 10,
         },
         timeouts: relay::config::Timeouts {
             greeting: Duration::from_secs(5),
@@ -88,10 +96,18 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
             data_block: Duration::from_secs(2),
             data_end: Duration::from_secs(5),
             server_idle: Duration::from_secs(3),
+            write: Duration::from_secs(2),
+            session: Duration::from_secs(120),
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(2),
+            queue_lifetime: Duration::from_secs(3600),
         },
     }
+}
+
+/// The test client's address (it connects without choosing one), as a trusted network.
+fn trusted_test_client() -> Vec<relay::config::IpNet> {
+    vec![relay::config::parse_client_network("127.0.0.1").expect("network")]
 }
 
 /// A blocking SMTP client that reads replies line by line.
@@ -103,6 +119,24 @@ struct Client {
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        Client { tcp, buf: Vec::new() }
+    }
+
+    /// Connects from a chosen source address, optionally with a small receive buffer (so a
+    /// client that stops reading fills it fast).
+    fn connect_from(addr: SocketAddr, source: &str, recv_buffer: Option<u32>) -> Client {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let tcp = rt.block_on(async {
+            let s = tokio::net::TcpSocket::new_v4().expect("socket");
+            if let Some(size) = recv_buffer {
+                s.set_recv_buffer_size(size).expect("SO_RCVBUF");
+            }
+            s.bind(SocketAddr::new(source.parse().expect("source"), 0)).expect("bind");
+            s.connect(addr).await.expect("connect")
+        });
+        let tcp = tcp.into_std().expect("std socket");
+        tcp.set_nonblocking(false).expect("blocking");
         tcp.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
         Client { tcp, buf: Vec::new() }
     }
@@ -176,9 +210,11 @@ fn ten_megabyte_line_gets_500_and_session_continues() {
 fn binary_garbage_gets_500_per_line() {
     let r = TestRelay::start("garbage", "127.0.81.2:2525", |_| {});
     let mut c = Client::greet(r.addr);
-    // Deterministic bytes without line ends: one unparseable line.
-    let garbage: Vec<u8> =
-        (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).filter(|&b| b != b'\n').collect();
+    // Deterministic bytes without line ends (no LF, no CR): one unparseable line.
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .filter(|&b| b != b'\n' && b != b'\r')
+        .collect();
     c.send(&garbage);
     c.send(b"\r\n\x00\xff\xfe\r\nNOOP\r\n");
     c.expect(500);
@@ -359,6 +395,7 @@ fn response_injection_after_starttls_220_is_refused() {
             },
         );
         cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_clients = trusted_test_client();
     });
     let mut c = Client::greet(r.addr);
     c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<victim@evil.example>\r\nDATA\r\n");
@@ -400,6 +437,7 @@ fn verify_policy_checks_chain_and_name() {
             },
         );
         cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_clients = trusted_test_client();
         cfg.local_domains = vec![];
         cfg.outbound_tls = OutboundTls::Verify;
         cfg.ca_pem = Some(ca_pem);
@@ -446,6 +484,7 @@ fn permanent_failure_bounces_to_the_sender() {
             },
         );
         cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_clients = trusted_test_client();
     });
     let mut c = Client::greet(r.addr);
     c.send(b"MAIL FROM:<sender@dest.example>\r\nRCPT TO:<nobody@gone.example>\r\nDATA\r\n");
@@ -462,4 +501,441 @@ fn permanent_failure_bounces_to_the_sender() {
     assert!(text.contains("Final-Recipient: rfc822; nobody@gone.example"), "{text}");
     assert!(text.contains("Status: 5.7.1"), "{text}");
     assert!(text.contains("Subject: doomed"), "original headers returned: {text}");
+}
+
+/// Waits (up to 20 s) for a session record that `want` accepts; the relay writes a session's
+/// record just after the connection ends.
+fn wait_for_record(dir: &std::path::Path, want: impl Fn(&records::SessionRecord) -> bool) -> records::SessionRecord {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = relay_records(dir).into_iter().find(|r| want(r)) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no such record in {:#?}", relay_records(dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Domains the resolver can route, the way DNS would, and which it was asked about: a refusal
+/// must come before any lookup (an open relay's DNS queries are already a leak).
+struct RoutingResolver {
+    routes: relay::StaticResolver,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl relay::MxResolver for RoutingResolver {
+    fn resolve<'a>(&'a self, domain: &'a str) -> relay::resolver::Resolving<'a> {
+        self.asked.lock().expect("lock").push(domain.to_string());
+        self.routes.resolve(domain)
+    }
+}
+
+/// Open relay: a domain the resolver (DNS) can route is still refused to a client that may not
+/// relay, on both listeners; local and relay domains are accepted from anyone; a trusted client
+/// may send anywhere.
+#[test]
+fn relaying_is_only_for_local_and_relay_domains_or_trusted_clients() {
+    let mut routes = relay::StaticResolver::new();
+    for domain in ["elsewhere.example", "partner.example"] {
+        let target = relay::MxTarget {
+            host: format!("mx.{domain}"),
+            addr: "127.0.81.99:2525".parse().expect("addr"),
+            system: None,
+        };
+        routes.add(domain, target);
+    }
+    let resolver = std::sync::Arc::new(RoutingResolver { routes, asked: Default::default() });
+    let open = resolver.clone();
+    let r = TestRelay::start("open-relay", "127.0.82.1:2525", |cfg| {
+        cfg.resolver = open;
+        cfg.relay_domains = vec!["partner.example".into()];
+        cfg.submission = Some("127.0.82.1:2587".parse().expect("addr"));
+    });
+    for addr in [r.addr, r.handle().submission.expect("submission listener")] {
+        let mut c = Client::greet(addr);
+        c.send(b"MAIL FROM:<spammer@src.example>\r\n");
+        c.expect(250);
+        for (rcpt, code) in [
+            ("victim@elsewhere.example", 554),
+            ("victim@Elsewhere.Example.", 554),
+            ("user@dest.example", 250),
+            ("user@partner.example", 250),
+        ] {
+            c.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes());
+            let text = c.expect(code);
+            if code == 554 {
+                assert!(text.contains("5.7.1") && text.contains("Relay access denied"), "{text}");
+            }
+        }
+        c.send(b"QUIT\r\n");
+        c.expect(221);
+    }
+    let asked = resolver.asked.lock().expect("lock").clone();
+    assert!(!asked.iter().any(|d| d.contains("elsewhere")), "no lookup for a refused domain: {asked:?}");
+
+    let trusting = TestRelay::start("open-relay-trusted", "127.0.82.2:2525", |cfg| {
+        cfg.resolver = resolver.clone();
+        cfg.relay_clients = trusted_test_client();
+    });
+    let mut c = Client::greet(trusting.addr);
+    c.send(b"MAIL FROM:<user@src.example>\r\nRCPT TO:<friend@elsewhere.example>\r\nQUIT\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(221);
+}
+
+/// A client that sends and never reads fills its buffers; the relay's write then cannot finish
+/// and the session is cut off, instead of being held forever.
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let r = TestRelay::start("no-read", "127.0.82.3:2525", |_| {});
+    let mut c = Client::connect_from(r.addr, "127.0.82.103", Some(4096));
+    c.tcp.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
+    // Each EHLO costs 8 bytes and its reply over a hundred: the replies outgrow every buffer.
+    let batch = b"EHLO x\r\n".repeat(1024);
+    for _ in 0..2000 {
+        if c.tcp.write_all(&batch).is_err() {
+            break;
+        }
+    }
+    let rec = wait_for_record(&r.scratch.0, |s| s.peer_addr.starts_with("127.0.82.103:"));
+    assert_eq!(rec.outcome, "timeout", "{rec:?}");
+    assert!(rec.error.as_deref().unwrap_or("").contains("stopped reading"), "{rec:?}");
+    good_transaction(r.addr, "good");
+}
+
+/// Postfix's anvil: the connection beyond `smtpd_client_connection_count_limit` from one address
+/// gets 421; other addresses are served, and a freed place can be taken again.
+#[test]
+fn the_connection_beyond_the_per_client_limit_gets_421() {
+    let r = TestRelay::start("per-client", "127.0.82.4:2525", |cfg| cfg.limits.max_connections_per_client = 3);
+    let mut held: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = Client::connect_from(r.addr, "127.0.82.104", None);
+            c.expect(220);
+            c
+        })
+        .collect();
+    let mut fourth = Client::connect_from(r.addr, "127.0.82.104", None);
+    let text = fourth.expect(421);
+    assert!(text.contains("4.7.0") && text.contains("too many connections from 127.0.82.104"), "{text}");
+    assert!(fourth.reply().is_none(), "closed after the 421");
+    let mut other = Client::connect_from(r.addr, "127.0.82.105", None);
+    other.expect(220);
+    // A place is given back when a session ends.
+    let mut leaving = held.pop().expect("a held client");
+    leaving.send(b"QUIT\r\n");
+    leaving.expect(221);
+    let _ = wait_for_record(&r.scratch.0, |s| s.peer_addr.starts_with("127.0.82.104:") && s.outcome == "closed");
+    let mut again = Client::connect_from(r.addr, "127.0.82.104", None);
+    again.expect(220);
+}
+
+/// A client that sends DATA a byte at a time, each byte well inside the read timeout, runs out
+/// of its DATA deadline (Postfix's smtpd_min_data_rate) instead of holding the session.
+#[test]
+fn data_trickled_below_the_minimum_rate_is_cut_off() {
+    // A rate no trickle reaches: each byte buys almost nothing beyond the first data_block.
+    let r = TestRelay::start("trickle", "127.0.82.5:2525", |cfg| cfg.limits.min_data_rate = 1_000_000);
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<slow@dest.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.tcp.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let mut got = Vec::new();
+    // Well under data_block (2 s) between bytes; 200 bytes would take a minute.
+    for b in b"Subject: slow\r\n\r\n".iter().chain(&[b'x'; 200]) {
+        let _ = c.tcp.write_all(&[*b]);
+        let mut chunk = [0u8; 256];
+        match c.tcp.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        if got.ends_with(b"\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("421 4.4.2"), "cut off before the trickle ended: {text:?}");
+    assert_eq!(r.wait_idle(), 0);
+    assert!(r.mailbox("slow").is_empty());
+}
+
+/// However busy a client keeps it, a session ends at its deadline.
+#[test]
+fn a_session_ends_at_its_deadline() {
+    let r = TestRelay::start("session-deadline", "127.0.82.6:2525", |cfg| {
+        cfg.timeouts.session = Duration::from_secs(2);
+    });
+    let mut c = Client::greet(r.addr);
+    let mut last = None;
+    // 300 ms apart, each well inside the idle timeout; 200 of them would take a minute.
+    for _ in 0..200 {
+        c.send(b"NOOP\r\n");
+        last = c.reply();
+        if last.as_ref().map(|r| r.0) != Some(250) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, text) = last.expect("a reply before the close");
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("session time limit"), "{text}");
+    let rec = wait_for_record(&r.scratch.0, |s| s.outcome == "timeout");
+    assert_eq!(rec.error.as_deref(), Some("session time limit exceeded"));
+}
+
+/// SMTP smuggling: a second message hidden behind an end of DATA that is not `<CRLF>.<CRLF>`.
+/// In each variant the outer message, smuggled one included, is refused whole with Postfix's
+/// 521 at its standard end and the session closed; neither message is delivered.
+#[test]
+fn smuggled_messages_behind_bare_line_ends_are_never_delivered() {
+    let r = TestRelay::start("smuggle", "127.0.82.7:2525", |_| {});
+    let smuggled = "MAIL FROM:<ceo@dest.example>\r\nRCPT TO:<victim@dest.example>\r\nDATA\r\nSubject: smuggled\r\n\r\npay now\r\n.\r\n";
+    for (ending, bare) in
+        [("\n.\n", "<LF>"), ("\r.\r", "<CR>"), ("\r\n.\n", "<LF>"), ("\n.\r\n", "<LF>"), ("\r.\r\n", "<CR>")]
+    {
+        let mut c = Client::greet(r.addr);
+        c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<outer@dest.example>\r\nDATA\r\n");
+        c.expect(250);
+        c.expect(250);
+        c.expect(354);
+        c.send(format!("Subject: outer\r\n\r\nhello{ending}{smuggled}").as_bytes());
+        let text = c.expect(521);
+        assert!(text.contains("5.5.2") && text.contains(&format!("bare {bare} received")), "{ending:?}: {text}");
+        assert!(c.reply().is_none(), "{ending:?}: closed after the 521");
+    }
+    // Bare line ends in commands too.
+    for (line, bare) in [("NOOP\n", "<LF>"), ("NO\rOP\r\n", "<CR>")] {
+        let mut c = Client::greet(r.addr);
+        c.send(line.as_bytes());
+        let text = c.expect(521);
+        assert!(text.contains(&format!("bare {bare} received")), "{line:?}: {text}");
+    }
+    good_transaction(r.addr, "good");
+    assert_eq!(r.wait_idle(), 0);
+    assert!(r.mailbox("victim").is_empty(), "the smuggled message was delivered");
+    assert!(r.mailbox("outer").is_empty(), "a message with a bare line end was accepted");
+    assert_eq!(r.mailbox("good").len(), 1);
+}
+
+/// `Dest.Example.` is the local domain `dest.example`: delivered here, not sent out through DNS
+/// to come back in a loop.
+#[test]
+fn a_local_domain_in_capitals_with_a_root_dot_is_local() {
+    let r = TestRelay::start("dot", "127.0.82.8:2525", |_| {});
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<dotted@Dest.Example.>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: dot\r\n\r\nhi\r\n.\r\n");
+    c.expect(250);
+    assert_eq!(r.wait_idle(), 0);
+    assert_eq!(r.mailbox("dotted").len(), 1);
+    assert!(relay_records(&r.scratch.0).iter().all(|s| s.direction != "outbound"), "nothing went out");
+}
+
+/// A domain routed back to the relay itself loops until the Received count reaches the hop
+/// limit; the hop that refuses it bounces it to the sender.
+#[test]
+fn a_mail_loop_is_bounced_at_the_hop_limit() {
+    const HOPS: usize = 5;
+    let r = TestRelay::start("loop", "127.0.82.9:2525", |cfg| {
+        let mut res = relay::StaticResolver::new();
+        let me = relay::MxTarget {
+            host: "mx.loop.example".into(),
+            addr: "127.0.82.9:2525".parse().expect("addr"),
+            system: None,
+        };
+        res.add("loop.example", me);
+        cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_domains = vec!["loop.example".into()];
+        cfg.limits.hop_limit = HOPS;
+    });
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<looper@dest.example>\r\nRCPT TO:<x@loop.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: round and round\r\n\r\nhi\r\n.\r\n");
+    c.expect(250);
+    assert_eq!(r.wait_idle(), 0);
+    let dsn = r.mailbox("looper");
+    assert_eq!(dsn.len(), 1, "one bounce");
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(text.contains("554 5.4.0 Error: too many hops"), "{text}");
+    // The returned header section is the copy that was refused: it carried HOPS Received lines.
+    let received = text.lines().filter(|l| l.starts_with("Received:")).count();
+    assert_eq!(received, HOPS, "{text}");
+    let refused = relay_records(&r.scratch.0).iter().filter(|s| s.replies.contains(&554)).count();
+    assert!(refused >= 1, "the refusing hop is recorded");
+}
+
+/// A client sending thousands of commands leaves a record of bounded size, which says how much
+/// it left out.
+#[test]
+fn the_reply_log_of_a_session_is_bounded() {
+    let r = TestRelay::start("reply-log", "127.0.82.10:2525", |cfg| cfg.limits.max_logged_replies = 10);
+    let mut c = Client::greet(r.addr);
+    c.send(&b"NOOP\r\n".repeat(50));
+    for _ in 0..50 {
+        c.expect(250);
+    }
+    c.send(b"QUIT\r\n");
+    c.expect(221);
+    let rec = wait_for_record(&r.scratch.0, |s| s.direction == "inbound" && s.outcome == "closed");
+    // 220, 250 to EHLO, 50 x 250, 221: 53 replies, 10 recorded.
+    assert_eq!(rec.replies.len(), 10);
+    assert_eq!(rec.error.as_deref(), Some("43 more replies not recorded (the record keeps the first 10)"));
+}
+
+/// A next hop that answers EHLO with a multi-line reply that never ends is cut off at the
+/// reply limit; the session is recorded as deferred with the reason, and the mail stays queued.
+#[test]
+fn an_endless_multiline_reply_is_cut_off() {
+    let fake = TcpListener::bind("127.0.82.20:2525").expect("fake server");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = fake.accept().expect("relay connects");
+        s.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(b"220 endless ESMTP\r\n").expect("greet");
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+        let mut lines = 0u64;
+        // Bounded: 2 million lines is 20 MB, far past any limit; the relay closes long before.
+        while lines < 2_000_000 && s.write_all(b"250-more to come\r\n").is_ok() {
+            lines += 1;
+        }
+        lines
+    });
+    let r = TestRelay::start("endless", "127.0.82.21:2525", |cfg| {
+        let mut res = relay::StaticResolver::new();
+        let mx = relay::MxTarget {
+            host: "mx.endless.example".into(),
+            addr: "127.0.82.20:2525".parse().expect("addr"),
+            system: None,
+        };
+        res.add("endless.example", mx);
+        cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_clients = trusted_test_client();
+        cfg.limits.max_reply_bytes = 4096;
+    });
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<b@endless.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: x\r\n\r\nx\r\n.\r\n");
+    c.expect(250);
+    let lines = server.join().expect("fake server");
+    assert!(lines < 2_000_000, "the relay stopped reading and closed");
+    let rec = wait_for_record(&r.scratch.0, |s| s.direction == "outbound");
+    assert_eq!(rec.outcome, "deferred", "{rec:?}");
+    let error = rec.error.as_deref().unwrap_or("");
+    assert!(error.contains("reply too long") && error.contains("4096"), "{error}");
+    assert!(rec.bytes_in < 1 << 20, "read about the limit, not the flood: {}", rec.bytes_in);
+    assert_eq!(r.handle().queued(), 1, "the message waits for a retry");
+}
+
+/// The key log and session records are created 0600; a key log path that is a planted
+/// symbolic link is refused at start, and nothing is written through it.
+#[test]
+fn key_log_is_private_and_a_planted_link_is_refused() {
+    let r = TestRelay::start("keylog", "127.0.82.22:2525", |cfg| {
+        cfg.keylog = Some(cfg.spool.parent().expect("scratch").join("keys.log"));
+    });
+    good_transaction(r.addr, "good");
+    assert_eq!(r.wait_idle(), 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode(&r.scratch.0.join("keys.log")), 0o600);
+    assert_eq!(mode(&r.scratch.0.join("sessions.jsonl")), 0o600);
+    let delivered = std::fs::read_dir(r.scratch.0.join("mailboxes/dest.example/good"))
+        .expect("mailbox")
+        .flatten()
+        .map(|e| e.path())
+        .collect::<Vec<_>>();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(mode(&delivered[0]), 0o600);
+    assert_eq!(mode(&r.scratch.0.join("mailboxes/dest.example/good")), 0o700);
+
+    let scratch = Scratch::new("keylog-link");
+    let secret = scratch.0.join("elsewhere");
+    std::fs::write(&secret, b"not yours\n").expect("target");
+    std::os::unix::fs::symlink(&secret, scratch.0.join("keys.log")).expect("planted link");
+    let mut cfg = test_config(&scratch.0, "127.0.82.23:2525".parse().expect("addr"));
+    cfg.keylog = Some(scratch.0.join("keys.log"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let err = match rt.block_on(relay::Relay::start(cfg)) {
+        Ok(_) => panic!("a relay started with a key log through a symbolic link"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&secret).expect("target"), b"not yours\n");
+}
+
+/// A local delivery that fails (a symbolic link planted where the mailbox goes) is deferred and
+/// stays queued, never written through the link and never counted as done; once the link is
+/// gone, a retry delivers it.
+#[test]
+fn a_failed_local_delivery_is_deferred_not_dropped() {
+    let r = TestRelay::start("local-fail", "127.0.82.24:2525", |_| {});
+    let outside = Scratch::new("local-fail-outside");
+    let domain_dir = r.scratch.0.join("mailboxes/dest.example");
+    std::fs::create_dir_all(&domain_dir).expect("domain dir");
+    std::os::unix::fs::symlink(&outside.0, domain_dir.join("victim")).expect("planted link");
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<a@src.example>\r\nRCPT TO:<victim@dest.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: kept\r\n\r\nkept\r\n.\r\n");
+    c.expect(250);
+    // Still queued after attempts (retries every second here): deferred, not dropped.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while r.handle().stuck().first().map(|e| e.attempts).unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "no second attempt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(r.handle().queued(), 1);
+    assert_eq!(std::fs::read_dir(&outside.0).expect("outside").count(), 0, "nothing written through the link");
+    std::fs::remove_file(domain_dir.join("victim")).expect("remove link");
+    assert_eq!(r.wait_idle(), 0);
+    assert_eq!(r.mailbox("victim").len(), 1);
+}
+
+/// Postfix's maximal_queue_lifetime: mail that cannot be delivered within the lifetime goes back
+/// to its sender with the last reason. Zero: bounced after the first failed attempt.
+#[test]
+fn mail_past_its_queue_lifetime_is_bounced() {
+    let r = TestRelay::start("lifetime", "127.0.82.25:2525", |cfg| {
+        let mut res = relay::StaticResolver::new();
+        // Nothing listens there: every attempt is deferred (connection refused).
+        let down = relay::MxTarget {
+            host: "mx.down.example".into(),
+            addr: "127.0.82.26:2525".parse().expect("addr"),
+            system: None,
+        };
+        res.add("down.example", down);
+        cfg.resolver = std::sync::Arc::new(res);
+        cfg.relay_clients = trusted_test_client();
+        cfg.timeouts.queue_lifetime = Duration::ZERO;
+    });
+    let mut c = Client::greet(r.addr);
+    c.send(b"MAIL FROM:<patient@dest.example>\r\nRCPT TO:<b@down.example>\r\nDATA\r\n");
+    c.expect(250);
+    c.expect(250);
+    c.expect(354);
+    c.send(b"Subject: too late\r\n\r\nx\r\n.\r\n");
+    c.expect(250);
+    assert_eq!(r.wait_idle(), 0);
+    let dsn = r.mailbox("patient");
+    assert_eq!(dsn.len(), 1, "one bounce");
+    let text = String::from_utf8_lossy(&dsn[0]);
+    assert!(text.contains("Final-Recipient: rfc822; b@down.example"), "{text}");
+    assert!(text.contains("Status: 5.4.7") && text.contains("expired"), "{text}");
+    assert!(text.contains("connect to 127.0.82.26:2525"), "the last reason is given: {text}");
 }

@@ -221,3 +221,91 @@ fn tls_version_cipher_and_group_are_configurable() {
     let cfg_err = relay::tls::client_config_any_cert(&bad, None).expect_err("unknown suite");
     assert!(cfg_err.to_string().contains("available: TLS_AES_256_GCM_SHA384"), "{cfg_err}");
 }
+
+/// What a server answers to a bare LF, in a command and in DATA: (reply code, reply text
+/// without the host name, closed afterwards).
+fn bare_lf_answers(server: SocketAddr) -> Vec<(u16, String, bool)> {
+    use std::io::{Read, Write};
+    let exchange = |steps: &[&[u8]]| -> (u16, String, bool) {
+        let mut tcp = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(5)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        let mut parser = proto::ReplyParser::new(4096);
+        let mut next = |tcp: &mut std::net::TcpStream| -> Option<proto::Reply> {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(r) = parser.next_reply() {
+                    return r.ok();
+                }
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => parser.extend(&buf[..n]),
+                }
+            }
+        };
+        next(&mut tcp).expect("greeting");
+        let mut last = None;
+        for step in steps {
+            tcp.write_all(step).expect("send");
+            last = next(&mut tcp);
+        }
+        let r = last.expect("a reply to the last step");
+        // The host name differs between the servers; the rest must not.
+        let text = r.summary().split_whitespace().filter(|w| !w.contains(".example")).collect::<Vec<_>>().join(" ");
+        let closed = next(&mut tcp).is_none();
+        (r.code, text, closed)
+    };
+    vec![
+        exchange(&[b"EHLO client.example\r\n", b"NOOP\n"]),
+        exchange(&[
+            b"EHLO client.example\r\n",
+            b"MAIL FROM:<alice@src.example>\r\n",
+            b"RCPT TO:<bob@dest.example>\r\n",
+            b"DATA\r\n",
+            // Postfix reads a message with a bare LF on to the standard end, then refuses it.
+            b"Subject: outer\r\n\r\nhello\n.\nMAIL FROM:<ceo@dest.example>\r\n.\r\n",
+        ]),
+    ]
+}
+
+/// The relay refuses bare LF as Postfix does with `smtpd_forbid_bare_newline = reject` and
+/// `smtpd_forbid_bare_newline_reject_code = 521`: the same code, enhanced status and words, and
+/// the connection closed, in a command (at once) and in DATA (at the standard end of the
+/// message, where `<LF>.<LF>` would have ended it for a lenient server and let a smuggled message
+/// follow).
+#[test]
+fn bare_lf_is_refused_as_postfix_refuses_it() {
+    let scratch = Scratch::new("bare-lf");
+    let dir = &scratch.0;
+    let (postfix_addr, relay_addr) = (addr("127.0.76.63:2627"), addr("127.0.76.62:2626"));
+    let _postfix = Postfix::start(
+        &dir.join("postfix"),
+        "mx.dest.example",
+        postfix_addr,
+        &[
+            "virtual_mailbox_domains = dest.example".into(),
+            "smtpd_forbid_bare_newline = reject".into(),
+            "smtpd_forbid_bare_newline_reject_code = 521".into(),
+            // By default $mynetworks (here all of loopback) is exempt.
+            "smtpd_forbid_bare_newline_exclusions =".into(),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let relay = rt.block_on(start_relay(
+        &dir.join("relay"),
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: InboundTls::May,
+            outbound: OutboundTls::May,
+            tls: false,
+            routes: vec![],
+            local_domains: vec!["dest.example".into()],
+            tls_settings: Default::default(),
+        },
+    ));
+    let from_postfix = bare_lf_answers(postfix_addr);
+    let from_relay = bare_lf_answers(relay_addr);
+    rt.block_on(relay.shutdown(Duration::from_secs(2)));
+    assert_eq!(from_postfix[0].0, 521, "Postfix's own answer: {from_postfix:?}");
+    assert_eq!(from_relay, from_postfix);
+}

@@ -307,6 +307,11 @@ async fn drive(
             bind: Some(ip),
             spool: dir.join("spool"),
             local_domains: vec![sys.domain.clone()],
+            relay_domains: Vec::new(),
+            // The injector submits from 127.0.0.1 (and the link recorder's proxies connect from
+            // there): it stands for the system's users, who may send anywhere. Other systems may
+            // only send mail for this system's own domain.
+            relay_clients: vec![relay::config::IpNet::from(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))],
             mailbox_dir: dir.join("mailboxes"),
             tls_identity,
             tls: sys.tls.clone(),
@@ -326,6 +331,7 @@ async fn drive(
                 server_idle: Duration::from_secs(30),
                 retry_first: Duration::from_secs(1),
                 retry_max: Duration::from_secs(10),
+                ..Default::default()
             },
         };
         match Relay::start(cfg).await {
@@ -397,7 +403,8 @@ async fn drive(
 fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
     // Copied file by file: the key log of a large run is hundreds of MB.
     let keys_io = |source| ScenarioError::Io { what: run_dir.join("keys.log").display().to_string(), source };
-    let mut keys = std::io::BufWriter::new(std::fs::File::create(run_dir.join("keys.log")).map_err(&keys_io)?);
+    // Every session's TLS secrets: owner-only, as the relays write theirs.
+    let mut keys = std::io::BufWriter::new(relay::files::create_private(&run_dir.join("keys.log")).map_err(&keys_io)?);
     let mut systems = Vec::new();
     let mut session_files = Vec::new();
     for (i, sys) in s.systems.iter().enumerate() {
@@ -563,6 +570,9 @@ fn process_args(
         p(&dir.join("mailboxes")),
         "--local-domain".into(),
         sys.domain.clone(),
+        // The injector submits from the root namespace's address on the bridge.
+        "--relay-client".into(),
+        crate::netns::ROOT_ADDR.to_string(),
         "--records".into(),
         p(&dir.join("sessions.jsonl")),
         "--keylog".into(),

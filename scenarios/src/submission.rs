@@ -275,6 +275,8 @@ mod tests {
                 bind: None,
                 spool: dir.join("spool"),
                 local_domains: vec!["a.example".into()],
+                relay_domains: Vec::new(),
+                relay_clients: Vec::new(),
                 mailbox_dir: dir.join("mailboxes"),
                 tls_identity: None,
                 tls: Default::default(),

@@ -138,6 +138,9 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
                 bind: Some(submission.ip()),
                 spool: dir.join(submission.to_string()).join("spool"),
                 local_domains: vec!["alpha.example".into()],
+                relay_domains: Vec::new(),
+                // The submitter connects from 127.0.0.1: the system's user, who may relay.
+                relay_clients: vec![relay::config::parse_client_network("127.0.0.1").expect("network")],
                 mailbox_dir: dir.join(submission.to_string()).join("mailboxes"),
                 tls_identity: None,
                 tls: Default::default(),

@@ -113,6 +113,10 @@ fn plaintext_links_leak_everything_starttls_links_only_volume() {
     let keys = std::fs::read_to_string(dir.join("keys.log")).expect("keys.log");
     let tls_hops = hops.iter().filter(|h| h.starttls_used).count();
     assert!(keys.lines().filter(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 ")).count() >= tls_hops);
+    // Secrets are for the run's owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("keys.log")).expect("keys.log").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "keys.log mode {mode:o}");
     if std::env::var_os("SMTPLAB_KEEP_RUNS").is_none() {
         let _ = std::fs::remove_dir_all(&out);
     }

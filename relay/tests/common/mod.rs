@@ -215,6 +215,10 @@ pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
         bind: Some(spec.listen.ip()),
         spool: dir.join("spool"),
         local_domains: spec.local_domains,
+        relay_domains: Vec::new(),
+        // The test peers (swaks from 127.0.0.1, Postfix A from its own 127.0.x.y) use this relay
+        // as their smarthost: trusted, as a site's `mynetworks`.
+        relay_clients: vec![relay::config::parse_client_network("127.0.0.0/8").expect("network")],
         mailbox_dir: dir.join("mailboxes"),
         tls_identity,
         tls: spec.tls_settings,
