@@ -1073,6 +1073,78 @@ mod tests {
     }
 
     #[test]
+    fn bad_attack_options_name_file_line_and_column() {
+        let d = crate::DEFAULT_SCENARIO;
+        let with = |attack: &str| format!("{d}\n[[attacks]]\n{attack}\n");
+        let line_of = |text: &str, start: &str| {
+            text.lines().collect::<Vec<_>>().iter().rposition(|l| l.starts_with(start)).expect("line") + 1
+        };
+        let check = |attack: &str, key: &str, first: &str, words: &str| {
+            let text = with(attack);
+            let e = Scenario::parse(&text, "a.toml").expect_err(attack).to_string();
+            let line = line_of(&text, first);
+            assert!(e.starts_with("a.toml: ") && e.contains(key) && e.contains(words), "{e}");
+            assert!(e.contains(&format!("(line {line}, column ")), "{e}");
+        };
+        check(
+            "attack = \"strip\"\ndomains = [\"nobody.example\"]",
+            "attacks[0].domains[0]",
+            "domains",
+            "no system has",
+        );
+        check(
+            "attack = \"strip\"\nlinks = [[\"alpha\", \"zeta\"]]",
+            "attacks[0].links[0]",
+            "links",
+            "no system named \"zeta\"",
+        );
+        check(
+            "attack = \"strip\"\nlinks = [[\"beta\", \"beta\"]]",
+            "attacks[0].links[0]",
+            "links",
+            "two different systems",
+        );
+        check("attack = \"strip\"", "attacks[0].attack", "attack", "give the targets");
+        check(
+            "attack = \"454\"\ndomains = [\"beta.example\"]\nshare = 1.5",
+            "attacks[0].share",
+            "share",
+            "between 0 and 1",
+        );
+        check("attack = \"454\"\ndomains = [\"beta.example\"]\nstart = -1", "attacks[0].start", "start", ">= 0");
+        check(
+            "attack = \"strip\"\ndomains = [\"beta.example\"]\ncertificate = \"self-signed\"",
+            "attacks[0].certificate",
+            "certificate",
+            "only a fake-mx",
+        );
+        let two = with(
+            "attack = \"strip\"\ndomains = [\"beta.example\"]\n\n[[attacks]]\nattack = \"454\"\nlinks = [[\"alpha\", \"beta\"]]",
+        );
+        let e = Scenario::parse(&two, "a.toml").expect_err("one domain, two attackers").to_string();
+        assert!(e.contains("attacks[1].domains") && e.contains("already intercepted by attacker1"), "{e}");
+        // Unknown names are the TOML reader's errors, with line and column too.
+        let text = with("attack = \"sslstrip\"\ndomains = [\"beta.example\"]");
+        let e = Scenario::parse(&text, "a.toml").expect_err("unknown attack").to_string();
+        assert!(e.contains(&format!("line {}", line_of(&text, "attack ="))) && e.contains("strip-xxxxxxxa"), "{e}");
+        let text = with("attack = \"fake-mx\"\ndomains = [\"beta.example\"]\ncertificate = \"stolen\"");
+        let e = Scenario::parse(&text, "a.toml").expect_err("unknown certificate").to_string();
+        assert!(e.contains("compromised-ca"), "{e}");
+        let s =
+            Scenario::parse(&with("attack = \"fake-mx\"\nlinks = [[\"alpha\", \"gamma\"]]"), "a.toml").expect("valid");
+        assert_eq!(s.attacks[0].name, "attacker1");
+        assert_eq!(s.interceptions(), vec![("gamma.example".to_string(), 0, Ipv4Addr::new(127, 254, 1, 1))]);
+        let e = Scenario::parse(
+            &with("attack = \"strip\"\ndomains = [\"beta.example\"]")
+                .replace("backend = \"loopback\"", "backend = \"netns\""),
+            "a.toml",
+        )
+        .expect_err("netns")
+        .to_string();
+        assert!(e.contains("attacks") && e.contains("loopback"), "{e}");
+    }
+
+    #[test]
     fn dns_server_address_defaults_and_checks() {
         let text = crate::DEFAULT_SCENARIO.replace("[network]", "[network]\ndns = \"server\"");
         let s = Scenario::parse(&text, "d.toml").expect("valid");

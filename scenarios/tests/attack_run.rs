@@ -287,3 +287,110 @@ fn a_zero_share_passes_everything_through_unread() {
     assert!(ran.to_beta.is_subset(&ran.delivered_at_beta()));
     ran.clean();
 }
+
+/// The attacker placed by the scenario's DNS server (over UDP, not the in-process map), on one
+/// link only: alpha's sessions to beta are attacked, gamma's to beta pass through. A second
+/// attacker on gamma's domain starts an hour into the traffic, so in this run it attacks nothing.
+#[test]
+fn dns_server_placement_links_and_start_time() {
+    let text = r#"
+[scenario]
+name = "attack-links"
+seed = 11
+drain_timeout = 30
+
+[network]
+smtp_port = 17701
+submission_port = 17702
+dns = "server"
+dns_address = "127.0.99.53"
+dns_port = 15399
+
+[traffic]
+messages = 24
+users_per_system = 3
+max_recipients = 2
+intra_system_share = 0.0
+
+[tap]
+capture = "none"
+
+[[systems]]
+name = "alpha"
+domain = "alpha.example"
+address = "127.0.101.1"
+starttls = true
+
+[[systems]]
+name = "beta"
+domain = "beta.example"
+address = "127.0.102.1"
+starttls = true
+
+[[systems]]
+name = "gamma"
+domain = "gamma.example"
+address = "127.0.103.1"
+starttls = true
+
+[[attacks]]
+name = "mallory"
+attack = "strip"
+links = [["alpha", "beta"]]
+
+[[attacks]]
+name = "late"
+attack = "strip"
+domains = ["gamma.example"]
+start = 3600
+"#;
+    let scenario = Scenario::parse(text, "links").expect("valid scenario");
+    let out = std::env::temp_dir().join(format!("smtplab-attack-links-{}", std::process::id()));
+    let outcome = scenarios::run(&scenario, &RunOptions::new(out.clone(), "test")).expect("run");
+    assert!(outcome.stuck.is_empty(), "{:?}", outcome.stuck);
+    let dir = &outcome.run_dir;
+    let truth: Vec<TruthMessage> = read_jsonl(&dir.join("truth/messages.jsonl")).expect("truth");
+    let sessions: Vec<SessionRecord> = read_jsonl(&dir.join("truth/sessions.jsonl")).expect("sessions");
+    let attacker: Vec<AttackerSession> = read_jsonl(&dir.join("truth/attacker.jsonl")).expect("attacker");
+    let sent = |from: &str, to: &str| -> BTreeSet<String> {
+        truth
+            .iter()
+            .filter(|m| m.sender_system == from && m.recipient_systems.iter().any(|s| s == to))
+            .map(|m| m.message_id.clone())
+            .collect()
+    };
+    let hops = |from: &str, to: &str| -> Vec<&SessionRecord> {
+        sessions
+            .iter()
+            .filter(|s| s.direction == "outbound" && s.system == from && s.peer_system.as_deref() == Some(to))
+            .collect()
+    };
+    let (alpha_beta, gamma_beta) = (sent("alpha", "beta"), sent("gamma", "beta"));
+    assert!(!alpha_beta.is_empty() && !gamma_beta.is_empty() && !sent("beta", "gamma").is_empty());
+    // The DNS server sent both of beta's senders to mallory, who attacked alpha's sessions only.
+    for h in hops("alpha", "beta") {
+        assert!(h.peer_addr.starts_with("127.254.1.1:") && !h.starttls_offered && h.outcome == "delivered", "{h:?}");
+    }
+    for h in hops("gamma", "beta") {
+        assert!(h.peer_addr.starts_with("127.254.1.1:") && h.starttls_used && h.outcome == "delivered", "{h:?}");
+    }
+    let mallory: Vec<&AttackerSession> = attacker.iter().filter(|s| s.attacker == "mallory").collect();
+    let read: BTreeSet<String> =
+        mallory.iter().flat_map(|s| s.messages.iter().filter_map(|m| m.message_id.clone())).collect();
+    assert_eq!(read, alpha_beta);
+    for s in &mallory {
+        let from_alpha = s.victim_system.as_deref() == Some("alpha");
+        assert_eq!(s.attacked, from_alpha, "{s:?}");
+        assert_eq!(s.outcome, if from_alpha { "relayed" } else { "passed" }, "{s:?}");
+    }
+    assert!(mallory.iter().any(|s| s.victim_system.as_deref() == Some("gamma")));
+    // The late attacker was on the path to gamma and attacked nothing.
+    let late: Vec<&AttackerSession> = attacker.iter().filter(|s| s.attacker == "late").collect();
+    assert!(!late.is_empty() && late.iter().all(|s| !s.attacked && s.messages.is_empty()), "{late:?}");
+    for h in hops("beta", "gamma") {
+        assert!(h.peer_addr.starts_with("127.254.2.1:") && h.starttls_used, "{h:?}");
+    }
+    if std::env::var_os("SMTPLAB_KEEP_RUNS").is_none() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
