@@ -496,5 +496,26 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         assert!(seen.iter().any(|(o, _)| *o == outcome), "no {outcome} cell in {seen:?}");
     }
     assert!(run.join("analysis/pairs.csv").is_file() && run.join("report/index.html").is_file());
+    // The analysis' matrix: each cell's shares are all-or-nothing here, as worked out above.
+    let cells = table(&run.join("analysis/attack_matrix.csv"));
+    assert!(cells.len() >= 6, "{cells:?}");
+    for c in &cells {
+        let (defense, attack) = (c["defense"].as_str(), c["attack"].as_str());
+        let read = match (attack, defense) {
+            ("none", _) => false,
+            ("strip" | "strip-xxxxxxxa" | "454", "may") => true,
+            ("strip" | "strip-xxxxxxxa" | "454", _) => false,
+            ("fake-mx/self-signed" | "fake-mx/wrong-name", "verify") => false,
+            _ => true,
+        };
+        let deferred = !read && attack != "none";
+        assert!(num(c, "messages") > 0.0, "{c:?}");
+        assert_eq!(num(c, "read_share"), if read { 1.0 } else { 0.0 }, "{c:?}");
+        assert_eq!(num(c, "deferred_share"), if deferred { 1.0 } else { 0.0 }, "{c:?}");
+        assert_eq!(num(c, "delivered_share"), if deferred { 0.0 } else { 1.0 }, "{c:?}");
+        let plaintext = read && matches!(attack, "strip" | "strip-xxxxxxxa" | "454");
+        assert_eq!(num(c, "plaintext_share"), if plaintext { 1.0 } else { 0.0 }, "{c:?}");
+        assert_eq!(c["reported_share"], "", "no TLS-RPT yet: {c:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
