@@ -78,6 +78,7 @@ impl Ran {
             assert_eq!(s.victim_system.as_deref(), Some("alpha"));
             assert_eq!((s.target_domain.as_str(), s.target_system.as_str()), ("beta.example", "beta"));
         }
+        assert!(!self.hops().is_empty());
         for h in self.hops() {
             assert_eq!(h.outcome, "delivered", "{h:?}");
             assert!(h.peer_addr.starts_with("127.254.1.1:"), "alpha really connected to the attacker: {h:?}");
@@ -90,6 +91,7 @@ impl Ran {
             .iter()
             .filter(|s| s.direction == "inbound" && s.system == "beta" && !s.messages.is_empty())
             .collect();
+        assert!(!inbound.is_empty(), "beta received alpha's mail");
         assert!(inbound.iter().all(|s| s.peer_addr.starts_with("127.254.1.1:") && s.starttls_used), "{inbound:?}");
     }
 
@@ -367,7 +369,11 @@ start = 3600
     };
     let (alpha_beta, gamma_beta) = (sent("alpha", "beta"), sent("gamma", "beta"));
     assert!(!alpha_beta.is_empty() && !gamma_beta.is_empty() && !sent("beta", "gamma").is_empty());
-    // The DNS server sent both of beta's senders to mallory, who attacked alpha's sessions only.
+    // The DNS server sent both of beta's senders to mallory, who attacked alpha's sessions only
+    // (the runner names the system behind an attacker's address in the relays' records).
+    assert!(
+        !hops("alpha", "beta").is_empty() && !hops("gamma", "beta").is_empty() && !hops("beta", "gamma").is_empty()
+    );
     for h in hops("alpha", "beta") {
         assert!(h.peer_addr.starts_with("127.254.1.1:") && !h.starttls_offered && h.outcome == "delivered", "{h:?}");
     }
