@@ -53,6 +53,83 @@ pub fn write_attack_tables(layout: &RunLayout) -> Result<bool, AnalysisError> {
     Ok(true)
 }
 
+/// The shares of `attack_matrix` that the sweep table summarises over seeds.
+const SHARES: [&str; 6] =
+    ["read_share", "delivered_share", "deferred_share", "bounced_share", "plaintext_share", "authenticated_share"];
+
+/// A sweep's `analysis/attack_matrix`: per point, defense and attack, the mean of each share
+/// over the point's seeds with its 95% t-interval (`<share>_low`, `<share>_high`), the runs it
+/// is over and the copies they hold. Written when some run of the sweep has an attack matrix;
+/// returns whether it did.
+pub fn write_sweep_attack_matrix(dir: &Path) -> Result<bool, AnalysisError> {
+    // (point, defense, attack) -> (copies, per share: one value per run)
+    type Cell = (u64, Vec<Vec<Option<f64>>>);
+    let mut cells: std::collections::BTreeMap<(String, String, String), Cell> = Default::default();
+    for run in crate::sweep::sweep_runs(dir)? {
+        let layout = RunLayout::new(&run);
+        let path = layout.table_parquet(TABLE_ATTACK_MATRIX);
+        if !path.is_file() {
+            continue;
+        }
+        let point = std::fs::read_to_string(layout.point_json())
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|p| p["point"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let m = crate::table_io::read_parquet(&path, crate::error::HINT_ANALYZE)?;
+        let bad = |column: &str, expected: &'static str| AnalysisError::Column {
+            path: path.clone(),
+            column: column.into(),
+            expected,
+            hint: "rerun smtplab analyze on this run",
+        };
+        let text = |c: &str| m.column(c).ok().and_then(|c| c.str().ok().cloned()).ok_or_else(|| bad(c, "String"));
+        let (defense, attack) = (text("defense")?, text("attack")?);
+        let messages =
+            m.column("messages").ok().and_then(|c| c.u64().ok().cloned()).ok_or_else(|| bad("messages", "UInt64"))?;
+        let shares: Vec<Float64Chunked> = SHARES
+            .iter()
+            .map(|c| m.column(c).ok().and_then(|c| c.f64().ok().cloned()).ok_or_else(|| bad(c, "Float64")))
+            .collect::<Result<_, _>>()?;
+        for i in 0..m.height() {
+            let key = (point.clone(), defense.get(i).unwrap_or("").into(), attack.get(i).unwrap_or("").into());
+            let cell = cells.entry(key).or_insert_with(|| (0, vec![Vec::new(); SHARES.len()]));
+            cell.0 += messages.get(i).unwrap_or(0);
+            for (values, share) in cell.1.iter_mut().zip(&shares) {
+                values.push(share.get(i));
+            }
+        }
+    }
+    if cells.is_empty() {
+        return Ok(false);
+    }
+    let keys: Vec<&(String, String, String)> = cells.keys().collect();
+    let mut columns = vec![
+        str_col("point", keys.iter().map(|k| k.0.as_str())),
+        str_col("defense", keys.iter().map(|k| k.1.as_str())),
+        str_col("attack", keys.iter().map(|k| k.2.as_str())),
+        Column::new("runs".into(), cells.values().map(|c| c.1[0].len() as u64).collect::<Vec<_>>()),
+        Column::new("messages".into(), cells.values().map(|c| c.0).collect::<Vec<_>>()),
+    ];
+    for (j, share) in SHARES.iter().enumerate() {
+        let ci: Vec<crate::MeanCi> = cells.values().map(|c| crate::MeanCi::of(&c.1[j])).collect();
+        columns.push(Column::new((*share).into(), ci.iter().map(|c| c.mean).collect::<Vec<_>>()));
+        columns.push(Column::new(format!("{share}_low").into(), ci.iter().map(|c| c.low).collect::<Vec<_>>()));
+        columns.push(Column::new(format!("{share}_high").into(), ci.iter().map(|c| c.high).collect::<Vec<_>>()));
+    }
+    let out = RunLayout::new(dir);
+    let path = out.table_parquet(TABLE_ATTACK_MATRIX);
+    let mut df = DataFrame::new(columns).map_err(|source| AnalysisError::Table {
+        path: path.clone(),
+        action: "build the table",
+        source,
+        hint: "please report this with the sweep directory",
+    })?;
+    write_parquet(&mut df, &path)?;
+    write_csv(&mut df, &out.table_csv(TABLE_ATTACK_MATRIX))?;
+    Ok(true)
+}
+
 /// One attacker's place in the scenario: its attack's label and the paths it stands on.
 #[derive(Debug, Clone)]
 struct Placement {
@@ -264,6 +341,48 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    /// Two seeds of one point and one of another, with hand-made run matrices: the means and
+    /// t-intervals are worked by hand (t(0.975, 1) = 12.706).
+    #[test]
+    fn sweep_matrix_summarises_each_cell_over_seeds() {
+        let dir = std::env::temp_dir().join(format!("smtplab-attack-sweep-{}", std::process::id()));
+        let run = |name: &str, point: &str, read: f64| {
+            let layout = RunLayout::new(&dir.join(name));
+            std::fs::create_dir_all(layout.truth_dir()).expect("dir");
+            std::fs::write(layout.point_json(), serde_json::json!({"point": point}).to_string()).expect("point");
+            let mut df = DataFrame::new(vec![
+                str_col("defense", ["may"].into_iter()),
+                str_col("attack", ["strip"].into_iter()),
+                Column::new("messages".into(), [10u64]),
+                Column::new("read_share".into(), [read]),
+                Column::new("delivered_share".into(), [1.0]),
+                Column::new("deferred_share".into(), [0.0]),
+                Column::new("bounced_share".into(), [0.0]),
+                Column::new("plaintext_share".into(), [read]),
+                Column::new("authenticated_share".into(), [0.0]),
+            ])
+            .expect("frame");
+            write_parquet(&mut df, &layout.table_parquet(TABLE_ATTACK_MATRIX)).expect("write");
+        };
+        run("a-s1", "half", 0.4);
+        run("a-s2", "half", 0.6);
+        run("b-s1", "all", 1.0);
+        assert!(write_sweep_attack_matrix(&dir).expect("sweep matrix"));
+        let m =
+            crate::table_io::read_parquet(&RunLayout::new(&dir).table_parquet(TABLE_ATTACK_MATRIX), "t").expect("read");
+        let f = |c: &str, i: usize| m.column(c).expect(c).f64().expect("f64").get(i);
+        let points: Vec<&str> = m.column("point").expect("c").str().expect("s").into_no_null_iter().collect();
+        assert_eq!(points, ["all", "half"]);
+        assert_eq!((f("read_share", 0), f("read_share_low", 0)), (Some(1.0), None), "one seed: no interval");
+        // mean 0.5, sd = 0.1414, half width = 12.706 * 0.1414 / sqrt(2) = 1.2706
+        assert!((f("read_share", 1).expect("mean") - 0.5).abs() < 1e-12);
+        let half = f("read_share_high", 1).expect("high") - 0.5;
+        assert!((half - 1.2706).abs() < 1e-3, "{half}");
+        let sums: Vec<u64> = m.column("messages").expect("c").u64().expect("u64").into_no_null_iter().collect();
+        assert_eq!(sums, [10, 20]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A hand-made run: alpha (`may`) and gamma (`verify`) send to beta, behind a strip attacker,

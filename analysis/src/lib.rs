@@ -37,7 +37,9 @@ mod tests;
 
 pub use analytic::{Analytic, LinkMode, TrafficCell, analytic_expectation, link_mode};
 pub use analyze::{UNKNOWN_SYSTEM, analyze, read_run_metrics};
-pub use attack::{NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, write_attack_tables};
+pub use attack::{
+    NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, write_attack_tables, write_sweep_attack_matrix,
+};
 pub use error::AnalysisError;
 pub use exposure::Exposure;
 pub use ingest::ingest;
