@@ -53,6 +53,59 @@ pub fn write_attack_tables(layout: &RunLayout) -> Result<bool, AnalysisError> {
     Ok(true)
 }
 
+/// One cell of a run's `analysis/attack_matrix`, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackCell {
+    pub defense: String,
+    pub attack: String,
+    pub messages: u64,
+    pub read_share: Option<f64>,
+    pub delivered_share: Option<f64>,
+    pub deferred_share: Option<f64>,
+    pub bounced_share: Option<f64>,
+    pub plaintext_share: Option<f64>,
+    pub authenticated_share: Option<f64>,
+}
+
+/// The run's attack matrix as written by [`write_attack_tables`]; `None` for a run without one
+/// (its scenario has no attackers).
+pub fn read_attack_matrix(run_dir: &Path) -> Result<Option<Vec<AttackCell>>, AnalysisError> {
+    let path = RunLayout::new(run_dir).table_parquet(TABLE_ATTACK_MATRIX);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let m = crate::table_io::read_parquet(&path, crate::error::HINT_ANALYZE)?;
+    let bad = |column: &str, expected: &'static str| AnalysisError::Column {
+        path: path.clone(),
+        column: column.into(),
+        expected,
+        hint: "rerun smtplab analyze on this run",
+    };
+    let text = |c: &str| m.column(c).ok().and_then(|c| c.str().ok().cloned()).ok_or_else(|| bad(c, "String"));
+    let share = |c: &str| m.column(c).ok().and_then(|c| c.f64().ok().cloned()).ok_or_else(|| bad(c, "Float64"));
+    let (defense, attack) = (text("defense")?, text("attack")?);
+    let messages =
+        m.column("messages").ok().and_then(|c| c.u64().ok().cloned()).ok_or_else(|| bad("messages", "UInt64"))?;
+    let [read, delivered, deferred, bounced, plaintext, authenticated] = SHARES.map(share);
+    let (read, delivered, deferred, bounced, plaintext, authenticated) =
+        (read?, delivered?, deferred?, bounced?, plaintext?, authenticated?);
+    Ok(Some(
+        (0..m.height())
+            .map(|i| AttackCell {
+                defense: defense.get(i).unwrap_or("").into(),
+                attack: attack.get(i).unwrap_or("").into(),
+                messages: messages.get(i).unwrap_or(0),
+                read_share: read.get(i),
+                delivered_share: delivered.get(i),
+                deferred_share: deferred.get(i),
+                bounced_share: bounced.get(i),
+                plaintext_share: plaintext.get(i),
+                authenticated_share: authenticated.get(i),
+            })
+            .collect(),
+    ))
+}
+
 /// The shares of `attack_matrix` that the sweep table summarises over seeds.
 const SHARES: [&str; 6] =
     ["read_share", "delivered_share", "deferred_share", "bounced_share", "plaintext_share", "authenticated_share"];
@@ -498,11 +551,16 @@ mod tests {
         );
         assert_eq!(f("authenticated_share", 2), Some(1.0));
         assert_eq!(f("reported_share", 0), None, "no TLS-RPT yet");
+        let cells = read_attack_matrix(&dir).expect("read").expect("a matrix");
+        assert_eq!(cells.len(), 4);
+        assert_eq!((cells[1].attack.as_str(), cells[1].messages, cells[1].read_share), ("strip", 2, Some(1.0)));
         let csv = std::fs::read_to_string(layout.table_csv(TABLE_ATTACK_MATRIX)).expect("csv");
         assert!(csv.starts_with("defense,attack,messages,read_share,"), "{csv}");
         // Without attackers in the scenario: no tables.
         std::fs::write(layout.manifest_json(), "{\"scenario\": {}}").expect("manifest");
         assert!(!write_attack_tables(&RunLayout::new(&dir)).expect("no attackers"));
+        std::fs::remove_file(layout.table_parquet(TABLE_ATTACK_MATRIX)).expect("remove");
+        assert_eq!(read_attack_matrix(&dir).expect("no table"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -38,7 +38,8 @@ mod tests;
 pub use analytic::{Analytic, LinkMode, TrafficCell, analytic_expectation, link_mode};
 pub use analyze::{UNKNOWN_SYSTEM, analyze, read_run_metrics};
 pub use attack::{
-    NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, write_attack_tables, write_sweep_attack_matrix,
+    AttackCell, NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, read_attack_matrix,
+    write_attack_tables, write_sweep_attack_matrix,
 };
 pub use error::AnalysisError;
 pub use exposure::Exposure;
