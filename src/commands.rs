@@ -150,8 +150,28 @@ pub fn analyze(dir: &Path) -> Result<()> {
         analysis::ingest(dir)?;
         let summary = analysis::analyze(dir)?;
         println!("{}", analysis::format_table(&summary));
+        if let Some(cells) = analysis::read_attack_matrix(dir)? {
+            print_attack_matrix(&cells);
+        }
     }
     Ok(())
+}
+
+/// The defense × attack matrix of a run with attackers, one line per cell.
+fn print_attack_matrix(cells: &[analysis::AttackCell]) {
+    println!("\nActive attackers: recipient copies per sender policy (defense) and attack on the path");
+    println!("{:<10} {:<24} {:>7} {:>8} {:>10} {:>9}", "defense", "attack", "copies", "read", "delivered", "deferred");
+    for c in cells {
+        println!(
+            "{:<10} {:<24} {:>7} {:>8} {:>10} {:>9}",
+            c.defense,
+            c.attack,
+            c.messages,
+            analysis::format_share(c.read_share),
+            analysis::format_share(c.delivered_share),
+            analysis::format_share(c.deferred_share)
+        );
+    }
 }
 
 /// Renders the report of a run or sweep directory from its saved files.

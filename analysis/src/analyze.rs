@@ -270,6 +270,8 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
     summary.tls_cost = crate::summary::read_tls_cost(&layout.table_parquet(TABLE_TLS_COST))?;
     let timeline_path = layout.table_parquet(TABLE_TIMELINE);
     summary.timeline = crate::summary::timeline_rows(&TableRef { df: &timeline, path: &timeline_path })?;
+    // Active attackers (when the scenario has them): what they read, per message and per cell.
+    crate::attack::write_attack_tables(&layout)?;
     Ok(summary)
 }
 

@@ -15,6 +15,7 @@
 
 mod analytic;
 mod analyze;
+mod attack;
 mod error;
 mod exposure;
 mod ingest;
@@ -36,6 +37,10 @@ mod tests;
 
 pub use analytic::{Analytic, LinkMode, TrafficCell, analytic_expectation, link_mode};
 pub use analyze::{UNKNOWN_SYSTEM, analyze, read_run_metrics};
+pub use attack::{
+    AttackCell, NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, read_attack_matrix,
+    write_attack_tables, write_sweep_attack_matrix,
+};
 pub use error::AnalysisError;
 pub use exposure::Exposure;
 pub use ingest::ingest;

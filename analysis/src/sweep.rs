@@ -238,6 +238,7 @@ fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError
     write_parquet(&mut cost, &out.table_parquet(TABLE_TLS_COST))?;
     write_csv(&mut cost, &out.table_csv(TABLE_TLS_COST))?;
     summary.tls_cost = crate::summary::read_tls_cost(&out.table_parquet(TABLE_TLS_COST))?;
+    crate::attack::write_sweep_attack_matrix(dir)?;
     Ok(summary)
 }
 

@@ -248,6 +248,64 @@ pub struct Attachment {
     pub sha256: String,
 }
 
+/// One SMTP session that an active attacker on the path received (`truth/attacker.jsonl`): the
+/// attacker's own ground truth of what it read, to be joined with the relays' records by message.
+/// Sessions the attacker let through untouched are listed too (`attacked = false`), so the
+/// truth says how much of the targeted traffic it had in hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AttackerSession {
+    /// The attacker's name in the scenario.
+    pub attacker: String,
+    /// `strip`, `strip-xxxxxxxa`, `454` or `fake-mx`.
+    pub attack: String,
+    /// fake-mx only: `self-signed`, `wrong-name` or `compromised-ca`.
+    pub certificate: Option<String>,
+    pub started_at: f64,
+    pub ended_at: f64,
+    /// The system that connected (the victim), named from its address.
+    pub victim_system: Option<String>,
+    pub victim_addr: String,
+    /// The attacker's own address the victim connected to.
+    pub local_addr: String,
+    /// The domain whose MX the victim meant to reach, and the system that owns it.
+    pub target_domain: String,
+    pub target_system: String,
+    /// The real MX the attacker relayed to.
+    pub upstream_addr: String,
+    /// False: the session was passed through byte for byte (before the attack's start, outside
+    /// its share, or from a victim outside its targeted links); nothing was read.
+    pub attacked: bool,
+    /// The victim spoke TLS with the attacker (fake-mx: the victim accepted its certificate).
+    pub victim_tls: bool,
+    /// The attacker's onward leg to the real MX was encrypted.
+    pub upstream_tls: bool,
+    /// The attacker read an envelope (MAIL FROM) in the clear.
+    pub read_envelope: bool,
+    /// The attacker read at least one whole message.
+    pub read_content: bool,
+    pub messages: Vec<AttackerMessage>,
+    /// `passed`, `relayed` (to QUIT), `victim-left` (the victim hung up first, e.g. its policy
+    /// required the TLS the attacker withheld), `victim-refused-tls` (the victim's handshake with
+    /// the attacker's certificate failed), `error`.
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// One message an attacker read whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AttackerMessage {
+    /// The Message-ID header, without angle brackets, when the message has one.
+    pub message_id: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// Size of the unstuffed message as the victim sent it.
+    pub bytes: u64,
+    /// sha256 of that message: equal to the sending relay's `HopMessage::sha256` for this hop.
+    pub sha256: String,
+    /// The real MX's reply to the end of data, passed on to the victim.
+    pub reply: u16,
+}
+
 /// A JSON-lines file could not be read: which file, which line, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

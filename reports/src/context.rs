@@ -43,6 +43,8 @@ pub struct RunContext {
     pub point: Option<String>,
     pub has_control: bool,
     pub status: Option<String>,
+    /// The defense × attack matrix, for a run with active attackers (set by `render`).
+    pub attacks: Option<Vec<analysis::AttackCell>>,
 }
 
 impl RunContext {
@@ -60,6 +62,7 @@ impl RunContext {
             point,
             has_control: run_dir.join("control").join("truth").is_dir(),
             status: manifest["status"].as_str().map(str::to_string),
+            attacks: None,
         }
     }
 

@@ -28,6 +28,12 @@ pub const CLASSES: [(&str, &str); 5] = [
     ("unobserved", "the tap saw nothing of the session (the line was not tapped)"),
 ];
 
+/// What the attack matrix shows, for the HTML and Markdown reports.
+pub const ATTACKERS: &str = "Each active attacker in the scenario stands in front of the MX of the domains it \
+    intercepts (the scenario's DNS sends the senders to it) and relays the mail onward. Per sender policy (the \
+    defense) and attack on the path: the share of recipient copies an attacker read (from its own records), and \
+    what became of them (from the relays' records). A fake MX's copies count as delivered over TLS, and read.";
+
 /// How the eavesdropper's estimates are made, for the volume section.
 pub const ESTIMATOR: &str = "The estimates use the tap's records alone. A plaintext session counts the mail \
 transactions the tap read, and their message sizes. A STARTTLS session counts as one message when the client \
@@ -200,6 +206,12 @@ pub fn index_html(summary: &Summary, provenance: &Provenance, context: &RunConte
          mean bytes on the wire beyond the message itself (TCP payload both ways minus message size), and mean \
          session duration as the tap timed it.",
     );
+
+    if let Some(cells) = &context.attacks {
+        page.h2("Active attackers");
+        page.p(ATTACKERS);
+        page.raw(&tables::attack_matrix(cells).html());
+    }
 
     page.h2("Traffic over time");
     page.figure(

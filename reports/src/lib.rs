@@ -53,7 +53,8 @@ pub fn render(run_dir: &Path, provenance: &Provenance) -> Result<PathBuf, Report
     figs.push("pairs", write_chart(&figures::messages_chart(&summary), &report_dir, "pairs")?);
     figs.push("bytes", write_chart(&figures::bytes_chart(&summary), &report_dir, "bytes")?);
 
-    let context = RunContext::load(run_dir);
+    let mut context = RunContext::load(run_dir);
+    context.attacks = analysis::read_attack_matrix(run_dir)?;
     let index = report_dir.join("index.html");
     write_text(&index, &html::index_html(&summary, provenance, &context, &figs))?;
     write_text(&report_dir.join("summary.md"), &markdown::summary_md(&summary, provenance, &context, &figs))?;

@@ -3,7 +3,7 @@
 use analysis::{Summary, SweepSummary, headline_lines};
 
 use crate::context::{Figures, RunContext, SweepContext};
-use crate::html::{CLASSES, ESTIMATOR, THREAT_MODEL};
+use crate::html::{ATTACKERS, CLASSES, ESTIMATOR, THREAT_MODEL};
 use crate::pair_table;
 use crate::provenance::Provenance;
 use crate::tables;
@@ -52,6 +52,10 @@ pub fn summary_md(summary: &Summary, provenance: &Provenance, context: &RunConte
     md.push_str("\n## Cost of TLS\n\n");
     md.push_str(&tables::tls_cost(&summary.tls_cost).markdown());
     figure(&mut md, figures, "tls_cost", "TLS overhead by message size");
+    if let Some(cells) = &context.attacks {
+        md.push_str(&format!("\n## Active attackers\n\n{ATTACKERS}\n\n"));
+        md.push_str(&tables::attack_matrix(cells).markdown());
+    }
     md.push_str("\n## Traffic over time\n");
     figure(&mut md, figures, "timeline", "traffic over time");
     provenance_md(&mut md, &context.provenance_lines(provenance));

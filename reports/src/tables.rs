@@ -2,8 +2,8 @@
 //! never differ.
 
 use analysis::{
-    PairRow, Summary, SweepSummary, TlsCostRow, format_points, format_rel_err, format_share, format_share_ci,
-    value_text,
+    AttackCell, PairRow, Summary, SweepSummary, TlsCostRow, format_points, format_rel_err, format_share,
+    format_share_ci, value_text,
 };
 
 use crate::html::escape;
@@ -271,4 +271,40 @@ pub fn runs(sweep: &SweepSummary, captures: &[Option<String>], reports: &[Option
     );
     t.links = (0..t.rows.len()).map(|i| reports.get(i).cloned().flatten()).collect();
     t
+}
+
+/// Defense × attack: what the attackers read and what became of the mail (`analysis/attack_matrix`).
+pub fn attack_matrix(cells: &[AttackCell]) -> Table {
+    let rows = cells
+        .iter()
+        .map(|c| {
+            vec![
+                c.defense.clone(),
+                c.attack.clone(),
+                group_digits(c.messages),
+                format_share(c.read_share),
+                format_share(c.delivered_share),
+                format_share(c.deferred_share),
+                format_share(c.bounced_share),
+                format_share(c.plaintext_share),
+                format_share(c.authenticated_share),
+            ]
+        })
+        .collect();
+    Table::new(
+        &[
+            "Defense (sender's policy)",
+            "Attack",
+            "Copies",
+            "Read by attacker",
+            "Delivered",
+            "Deferred",
+            "Bounced",
+            "Delivered in plaintext",
+            "Delivered over verified TLS",
+        ],
+        &[false, false, true, true, true, true, true, true, true],
+        rows,
+        "No mail was sent.",
+    )
 }

@@ -186,6 +186,7 @@ fn report_has_table_charts_and_provenance() {
     assert!(html.contains(&"ab".repeat(32)));
     assert!(html.contains("polars 0.46; plotters 0.3"), "versions in the provenance block");
     assert!(html.contains("One seed: no confidence interval"));
+    assert!(!html.contains("Active attackers"), "no attackers, no attack section");
     // Self-contained: nothing is fetched.
     for external in ["src=\"http", "href=\"http", "<link", "<script", "@import"] {
         assert!(!html.contains(external), "index.html refers to an outside resource: {external}");
@@ -204,6 +205,62 @@ fn report_has_table_charts_and_provenance() {
     }
     let pairs = std::fs::read_to_string(dir.join("report/pairs.svg")).expect("svg");
     assert!(pairs.contains("alpha→beta"), "pairs.svg lacks pair labels");
+}
+
+/// A run whose scenario placed a strip attacker on beta's domain: the report shows the defense ×
+/// attack matrix; a run without attackers has no such section (checked in the test above).
+#[test]
+fn report_shows_the_attack_matrix_of_a_run_with_attackers() {
+    let dir = temp_run_dir("attack");
+    write_run(&dir);
+    let systems = serde_json::json!([
+        {"name": "alpha", "domain": "alpha.example", "starttls": true, "outbound_tls": "may"},
+        {"name": "beta", "domain": "beta.example", "starttls": true},
+        {"name": "gamma", "domain": "gamma.example", "starttls": true},
+    ]);
+    std::fs::write(dir.join("truth/systems.json"), systems.to_string()).expect("systems");
+    let manifest = serde_json::json!({"scenario": {"attacks": [{"attack": "strip", "domains": ["beta.example"]}]}});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    // beta delivered alpha's four messages; the attacker read them.
+    let ids: Vec<String> = (0..4).map(|k| format!("alpha-beta-{k}@alpha.example")).collect();
+    let mut sessions: Vec<SessionRecord> = records::read_jsonl(&dir.join("truth/sessions.jsonl")).expect("sessions");
+    let hop = |id: &String| HopMessage {
+        message_id: id.clone(),
+        rcpt_to: vec!["u@beta.example".into()],
+        ..Default::default()
+    };
+    sessions.push(SessionRecord {
+        direction: "local".into(),
+        system: "beta".into(),
+        outcome: "delivered".into(),
+        messages: ids.iter().map(hop).collect(),
+        ..Default::default()
+    });
+    write_jsonl(&dir.join("truth/sessions.jsonl"), &sessions).expect("sessions");
+    let read = records::AttackerSession {
+        attacker: "attacker1".into(),
+        attacked: true,
+        messages: ids
+            .iter()
+            .map(|id| records::AttackerMessage {
+                message_id: Some(id.clone()),
+                rcpt_to: vec!["u@beta.example".into()],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    write_jsonl(&dir.join("truth/attacker.jsonl"), &[read]).expect("attacker");
+    analysis::ingest(&dir).expect("ingest");
+    analysis::analyze(&dir).expect("analyze");
+    render(&dir, &provenance()).expect("render");
+    let html = std::fs::read_to_string(dir.join("report/index.html")).expect("index.html");
+    let row = "<td>may</td><td>strip</td><td class=\"num\">4</td><td class=\"num\">100.0%</td>\
+               <td class=\"num\">100.0%</td><td class=\"num\">0.0%</td><td class=\"num\">0.0%</td>\
+               <td class=\"num\">100.0%</td><td class=\"num\">0.0%</td>";
+    assert!(html.contains("<h2>Active attackers</h2>") && html.contains(row), "{html}");
+    let md = std::fs::read_to_string(dir.join("report/summary.md")).expect("summary.md");
+    assert!(md.contains("| may | strip | 4 | 100.0% | 100.0% | 0.0% | 0.0% | 100.0% | 0.0% |"), "{md}");
 }
 
 #[test]

@@ -93,12 +93,20 @@ pub fn relay_process_args(s: &Scenario) -> Vec<String> {
         .collect()
 }
 
-/// The scenario's MX records, one per system, in system order.
+/// The scenario's MX records, one per system, in system order. The MX host of a domain an
+/// attacker intercepts has the attacker's address: the victims' DNS is what puts it on the path.
 pub fn entries(s: &Scenario) -> Vec<MxEntry> {
+    let intercepted = s.interceptions();
     s.systems
         .iter()
         .enumerate()
-        .map(|(i, sys)| MxEntry { domain: sys.domain.clone(), mx_host: sys.mx_host(), addr: s.address(i) })
+        .map(|(i, sys)| {
+            let addr = intercepted
+                .iter()
+                .find(|(d, _, _)| d.eq_ignore_ascii_case(&sys.domain))
+                .map_or(s.address(i), |(_, _, a)| *a);
+            MxEntry { domain: sys.domain.clone(), mx_host: sys.mx_host(), addr }
+        })
         .collect()
 }
 

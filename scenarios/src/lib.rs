@@ -1,6 +1,7 @@
 //! Scenarios: what a run is made of (the TOML schema), and the runner that makes it happen with
 //! real relays, real traffic and a real tap.
 
+pub mod attack;
 pub mod dns;
 pub mod error;
 pub mod inject;

@@ -36,6 +36,15 @@ impl Pki {
         Ok((format!("{}{}", cert.pem(), self.ca_pem), key.serialize_pem()))
     }
 
+    /// A self-signed certificate for `host`, trusted by nobody: (certificate PEM, key PEM).
+    pub fn self_signed(host: &str) -> Result<(String, String), ScenarioError> {
+        let mut params = CertificateParams::new(vec![host.to_string()]).map_err(err)?;
+        params.distinguished_name.push(DnType::CommonName, host);
+        let key = KeyPair::generate().map_err(err)?;
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     pub fn write_ca(&self, dir: &Path) -> Result<(), ScenarioError> {
         std::fs::write(dir.join("ca.pem"), &self.ca_pem).map_err(ScenarioError::io(format!("{}/ca.pem", dir.display())))
     }

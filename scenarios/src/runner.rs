@@ -273,6 +273,9 @@ async fn drive(
     } else {
         None
     };
+    // Attackers before the relays: the first delivery to an intercepted domain already meets one.
+    let traffic_start: crate::attack::TrafficStart = Default::default();
+    let attackers = crate::attack::Attackers::start(s, &pki, mx_port, run_dir, traffic_start.clone()).await?;
     let mut relays = Relays::InProcess(Vec::new());
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
@@ -356,6 +359,7 @@ async fn drive(
         ),
         None => format!("{} relays up; submitting {} messages", s.systems.len(), t.message_count()),
     });
+    let _ = traffic_start.set(std::time::Instant::now());
     // Generated, submitted and written to the truth as it goes: never all in memory at once.
     let submitted = crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl")).await;
     let (submitted_at, first_error) = (submitted.times, submitted.error);
@@ -382,6 +386,8 @@ async fn drive(
         net.stop_relays(Duration::from_secs(10));
     }
     let stuck = relays.stop().await;
+    // After the relays: their last sessions through an attacker have ended, and are recorded.
+    attackers.stop(Duration::from_secs(5)).await;
     dns.stop().await;
     let stuck: Vec<String> = stuck
         .into_iter()
@@ -427,14 +433,21 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         }));
     }
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.
-    let by_ip: std::collections::HashMap<String, String> =
+    let mut by_ip: std::collections::HashMap<String, String> =
         (0..s.systems.len()).map(|i| (s.address(i).to_string(), s.systems[i].name.clone())).collect();
+    // A hop to an attacker's address was meant for the system whose MX it stands in for.
+    for (domain, _, addr) in s.interceptions() {
+        if let Some(sys) = s.systems.iter().find(|sys| sys.domain.eq_ignore_ascii_case(&domain)) {
+            by_ip.insert(addr.to_string(), sys.name.clone());
+        }
+    }
     crate::session_merge::merge_sorted(&session_files, &run_dir.join("truth/sessions.jsonl"), |r| {
         if r.peer_system.is_none() && r.direction == "outbound" {
             r.peer_system = by_ip.get(r.peer_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("")).cloned();
         }
     })?;
     std::io::Write::flush(&mut keys).map_err(&keys_io)?;
+    crate::attack::merge_truth(s, run_dir)?;
     // Where the tap sat: every unordered system pair, and whether its line was tapped.
     let tapped: Option<std::collections::HashSet<(usize, usize)>> = s.tapped_links().map(|v| v.into_iter().collect());
     let n = s.systems.len();
@@ -619,7 +632,11 @@ fn capture_filter(s: &Scenario) -> String {
     if s.systems.len() > 300 {
         return with_dns(s, ports);
     }
-    let hosts: Vec<String> = (0..s.systems.len()).map(|i| s.address(i).to_string()).collect();
+    // The attackers' addresses too: both legs of an intercepted session cross the tap.
+    let hosts: Vec<String> = (0..s.systems.len())
+        .map(|i| s.address(i).to_string())
+        .chain(s.interceptions().into_iter().map(|(_, _, a)| a.to_string()))
+        .collect();
     let src = hosts.iter().map(|h| format!("src host {h}")).collect::<Vec<_>>().join(" or ");
     let dst = hosts.iter().map(|h| format!("dst host {h}")).collect::<Vec<_>>().join(" or ");
     with_dns(s, format!("{ports} and ({src}) and ({dst})"))

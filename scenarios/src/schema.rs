@@ -32,6 +32,9 @@ pub struct Scenario {
     pub population: Option<Population>,
     #[serde(default)]
     pub systems: Vec<SystemSpec>,
+    /// Active attackers on the path (`[[attacks]]`): see [`AttackSpec`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<AttackSpec>,
     /// Set by `smtplab sweep` in each point's file: which sweep point this run is (written to
     /// the run directory as point.json).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +140,91 @@ impl Default for Population {
             providers_starttls: true,
             outbound_tls: None,
             outbound_mix: None,
+        }
+    }
+}
+
+/// An active attacker: a program on its own addresses that the scenario's DNS (in process or the
+/// server) puts in front of the MX of each domain it intercepts. It relays every session on to
+/// the real MX so mail is delivered, and attacks a seeded `share` of the targeted sessions that
+/// begin after `start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackSpec {
+    /// Name in the attacker's records; default `attacker1`, `attacker2`, ... in file order.
+    #[serde(default)]
+    pub name: String,
+    pub attack: AttackKind,
+    /// fake-mx: the certificate it presents; default `self-signed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<FakeCertificate>,
+    /// Domains whose every incoming session is targeted.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// `[sender, receiver]` system names: sessions from the sender to the receiver's MX are
+    /// targeted (the receiver's other senders pass through).
+    #[serde(default)]
+    pub links: Vec<[String; 2]>,
+    /// Seconds after traffic starts before the first session is attacked.
+    #[serde(default)]
+    pub start: f64,
+    /// Share of the targeted sessions attacked, drawn per session from the scenario seed.
+    #[serde(default = "one")]
+    pub share: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What an attacker does to a targeted session (the classes measured in the wild: Durumeric et
+/// al., IMC 2015; striptls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttackKind {
+    /// Removes STARTTLS from the EHLO reply.
+    #[serde(rename = "strip")]
+    Strip,
+    /// Overwrites STARTTLS in the EHLO reply with XXXXXXXA, as middleboxes do.
+    #[serde(rename = "strip-xxxxxxxa")]
+    StripXxxxxxxa,
+    /// Answers STARTTLS with `454 4.7.0 TLS not available`.
+    #[serde(rename = "454")]
+    Refuse454,
+    /// Terminates STARTTLS itself with its own certificate, reads, and relays onward over TLS.
+    #[serde(rename = "fake-mx")]
+    FakeMx,
+}
+
+impl AttackKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Strip => "strip",
+            AttackKind::StripXxxxxxxa => "strip-xxxxxxxa",
+            AttackKind::Refuse454 => "454",
+            AttackKind::FakeMx => "fake-mx",
+        }
+    }
+}
+
+/// The certificate of a fake MX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FakeCertificate {
+    /// Self-signed, for the real MX's name: passes `may` and `encrypt`, fails `verify`.
+    SelfSigned,
+    /// Issued by the scenario CA the victims trust, for another name: fails `verify` on the name.
+    WrongName,
+    /// Issued by the scenario CA for the real MX's name (a compromised or coerced CA): passes
+    /// `verify`.
+    CompromisedCa,
+}
+
+impl FakeCertificate {
+    pub fn name(self) -> &'static str {
+        match self {
+            FakeCertificate::SelfSigned => "self-signed",
+            FakeCertificate::WrongName => "wrong-name",
+            FakeCertificate::CompromisedCa => "compromised-ca",
         }
     }
 }
@@ -380,6 +468,8 @@ impl Scenario {
     pub fn plaintext_control(&self) -> Scenario {
         let mut c = self.clone();
         c.scenario.compare_plaintext = false;
+        // The control measures the passive eavesdropper without STARTTLS: no attacker.
+        c.attacks.clear();
         for sys in &mut c.systems {
             sys.starttls = false;
             sys.inbound_tls = Some(InboundTls::None);
@@ -416,7 +506,13 @@ impl Scenario {
         })?;
         let mut s = s;
         s.expand_population(path)?;
+        for (i, a) in s.attacks.iter_mut().enumerate() {
+            if a.name.is_empty() {
+                a.name = format!("attacker{}", i + 1);
+            }
+        }
         s.validate(path)?;
+        s.validate_attacks(path)?;
         // The resolved scenario (written to every run directory) says how much traffic it had.
         if s.traffic.duration.is_none() {
             s.traffic.messages = Some(s.traffic.message_count());
@@ -525,6 +621,120 @@ impl Scenario {
         }
         let (hi, lo) = (index / 254, index % 254);
         self.systems[index].address.unwrap_or(Ipv4Addr::new(127, hi as u8, (lo + 1) as u8, 1))
+    }
+
+    /// The domains attacker `k` intercepts, in order: its `domains`, then its links' receivers.
+    pub fn intercepted_domains(&self, k: usize) -> Vec<String> {
+        let a = &self.attacks[k];
+        let mut out: Vec<String> = Vec::new();
+        let receivers =
+            a.links.iter().filter_map(|[_, r]| self.systems.iter().find(|s| &s.name == r)).map(|s| s.domain.clone());
+        for d in a.domains.iter().cloned().chain(receivers) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&d)) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// The address at which attacker `k` stands in for the MX of its `j`-th intercepted domain:
+    /// 127.254.(k+1).(j+1), a block no generated system uses.
+    pub fn attacker_address(&self, k: usize, j: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, 254, (k + 1) as u8, (j + 1) as u8)
+    }
+
+    /// Where DNS sends each intercepted domain's MX: (domain, attacker index, address).
+    pub fn interceptions(&self) -> Vec<(String, usize, Ipv4Addr)> {
+        (0..self.attacks.len())
+            .flat_map(|k| {
+                self.intercepted_domains(k)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(j, d)| (d, k, self.attacker_address(k, j)))
+            })
+            .collect()
+    }
+
+    fn validate_attacks(&self, path: &str) -> Result<(), ScenarioError> {
+        let bad = |key: String, message: String| ScenarioError::Invalid { path: path.to_string(), key, message };
+        if self.attacks.len() > 254 {
+            return Err(bad("attacks".into(), "at most 254 attackers".into()));
+        }
+        if !self.attacks.is_empty() && self.network.backend != "loopback" {
+            return Err(bad(
+                "attacks".into(),
+                "attackers run in process on the loopback backend; set network.backend = \"loopback\"".into(),
+            ));
+        }
+        let mut taken: Vec<(String, String)> = Vec::new();
+        for (k, a) in self.attacks.iter().enumerate() {
+            let key = |field: &str| format!("attacks[{k}].{field}");
+            if !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(bad(key("name"), format!("{:?}: use letters, digits, - and _", a.name)));
+            }
+            if self.attacks[..k].iter().any(|o| o.name == a.name) {
+                return Err(bad(key("name"), format!("{:?} names two attackers", a.name)));
+            }
+            if a.certificate.is_some() && a.attack != AttackKind::FakeMx {
+                return Err(bad(
+                    key("certificate"),
+                    format!("only a fake-mx presents a certificate; {} never completes TLS", a.attack.name()),
+                ));
+            }
+            if a.domains.is_empty() && a.links.is_empty() {
+                return Err(bad(
+                    key("attack"),
+                    "give the targets: domains = [\"beta.example\"] and/or links = [[\"alpha\", \"beta\"]]".into(),
+                ));
+            }
+            for (i, d) in a.domains.iter().enumerate() {
+                if !self.systems.iter().any(|s| s.domain.eq_ignore_ascii_case(d)) {
+                    return Err(bad(format!("attacks[{k}].domains[{i}]"), format!("no system has the domain {d:?}")));
+                }
+            }
+            for (i, [from, to]) in a.links.iter().enumerate() {
+                for n in [from, to] {
+                    if !self.systems.iter().any(|s| &s.name == n) {
+                        return Err(bad(format!("attacks[{k}].links[{i}]"), format!("no system named {n:?}")));
+                    }
+                }
+                if from == to {
+                    return Err(bad(
+                        format!("attacks[{k}].links[{i}]"),
+                        "a link joins two different systems: [sender, receiver]".into(),
+                    ));
+                }
+            }
+            if !(a.start >= 0.0 && a.start.is_finite()) {
+                return Err(bad(key("start"), format!("{}: seconds after traffic starts, >= 0", a.start)));
+            }
+            if !(0.0..=1.0).contains(&a.share) {
+                return Err(bad(key("share"), format!("{}: a share of sessions between 0 and 1", a.share)));
+            }
+            let domains = self.intercepted_domains(k);
+            if domains.len() > 254 {
+                return Err(bad(key("domains"), "at most 254 intercepted domains per attacker".into()));
+            }
+            for d in domains {
+                if let Some((_, other)) = taken.iter().find(|(t, _)| t.eq_ignore_ascii_case(&d)) {
+                    return Err(bad(
+                        key("domains"),
+                        format!("{d} is already intercepted by {other}: DNS sends a domain to one attacker"),
+                    ));
+                }
+                taken.push((d, a.name.clone()));
+            }
+        }
+        let own: Vec<Ipv4Addr> = (0..self.systems.len()).map(|i| self.address(i)).collect();
+        for (d, k, addr) in self.interceptions() {
+            if own.contains(&addr) || self.dns_server().is_some_and(|dns| dns.ip() == std::net::IpAddr::V4(addr)) {
+                return Err(bad(
+                    format!("attacks[{k}]"),
+                    format!("the attacker's address for {d}, {addr}, is a system's or the DNS server's; move that one"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, path: &str) -> Result<(), ScenarioError> {
@@ -860,6 +1070,78 @@ mod tests {
         let ok =
             d.replacen("starttls = true", "starttls = true\ntls = { versions = [\"1.2\"], groups = [\"x25519\"] }", 1);
         Scenario::parse(&ok, "x.toml").expect("known names pass");
+    }
+
+    #[test]
+    fn bad_attack_options_name_file_line_and_column() {
+        let d = crate::DEFAULT_SCENARIO;
+        let with = |attack: &str| format!("{d}\n[[attacks]]\n{attack}\n");
+        let line_of = |text: &str, start: &str| {
+            text.lines().collect::<Vec<_>>().iter().rposition(|l| l.starts_with(start)).expect("line") + 1
+        };
+        let check = |attack: &str, key: &str, first: &str, words: &str| {
+            let text = with(attack);
+            let e = Scenario::parse(&text, "a.toml").expect_err(attack).to_string();
+            let line = line_of(&text, first);
+            assert!(e.starts_with("a.toml: ") && e.contains(key) && e.contains(words), "{e}");
+            assert!(e.contains(&format!("(line {line}, column ")), "{e}");
+        };
+        check(
+            "attack = \"strip\"\ndomains = [\"nobody.example\"]",
+            "attacks[0].domains[0]",
+            "domains",
+            "no system has",
+        );
+        check(
+            "attack = \"strip\"\nlinks = [[\"alpha\", \"zeta\"]]",
+            "attacks[0].links[0]",
+            "links",
+            "no system named \"zeta\"",
+        );
+        check(
+            "attack = \"strip\"\nlinks = [[\"beta\", \"beta\"]]",
+            "attacks[0].links[0]",
+            "links",
+            "two different systems",
+        );
+        check("attack = \"strip\"", "attacks[0].attack", "attack", "give the targets");
+        check(
+            "attack = \"454\"\ndomains = [\"beta.example\"]\nshare = 1.5",
+            "attacks[0].share",
+            "share",
+            "between 0 and 1",
+        );
+        check("attack = \"454\"\ndomains = [\"beta.example\"]\nstart = -1", "attacks[0].start", "start", ">= 0");
+        check(
+            "attack = \"strip\"\ndomains = [\"beta.example\"]\ncertificate = \"self-signed\"",
+            "attacks[0].certificate",
+            "certificate",
+            "only a fake-mx",
+        );
+        let two = with(
+            "attack = \"strip\"\ndomains = [\"beta.example\"]\n\n[[attacks]]\nattack = \"454\"\nlinks = [[\"alpha\", \"beta\"]]",
+        );
+        let e = Scenario::parse(&two, "a.toml").expect_err("one domain, two attackers").to_string();
+        assert!(e.contains("attacks[1].domains") && e.contains("already intercepted by attacker1"), "{e}");
+        // Unknown names are the TOML reader's errors, with line and column too.
+        let text = with("attack = \"sslstrip\"\ndomains = [\"beta.example\"]");
+        let e = Scenario::parse(&text, "a.toml").expect_err("unknown attack").to_string();
+        assert!(e.contains(&format!("line {}", line_of(&text, "attack ="))) && e.contains("strip-xxxxxxxa"), "{e}");
+        let text = with("attack = \"fake-mx\"\ndomains = [\"beta.example\"]\ncertificate = \"stolen\"");
+        let e = Scenario::parse(&text, "a.toml").expect_err("unknown certificate").to_string();
+        assert!(e.contains("compromised-ca"), "{e}");
+        let s =
+            Scenario::parse(&with("attack = \"fake-mx\"\nlinks = [[\"alpha\", \"gamma\"]]"), "a.toml").expect("valid");
+        assert_eq!(s.attacks[0].name, "attacker1");
+        assert_eq!(s.interceptions(), vec![("gamma.example".to_string(), 0, Ipv4Addr::new(127, 254, 1, 1))]);
+        let e = Scenario::parse(
+            &with("attack = \"strip\"\ndomains = [\"beta.example\"]")
+                .replace("backend = \"loopback\"", "backend = \"netns\""),
+            "a.toml",
+        )
+        .expect_err("netns")
+        .to_string();
+        assert!(e.contains("attacks") && e.contains("loopback"), "{e}");
     }
 
     #[test]
