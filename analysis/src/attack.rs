@@ -466,7 +466,7 @@ mod tests {
             subject: String::new(),
             bytes: 1,
             sha256: String::new(),
-            submitted_at: 0.0,
+            scheduled_at: 0.0,
         };
         let messages = vec![
             msg(0, "alpha", &["b1@beta.example", "d1@delta.example"]),
