@@ -11,6 +11,10 @@
 //! ```
 //! Keys are dotted paths into the scenario; a number selects an element of an array.
 
+pub mod plan;
+pub mod slurm;
+pub mod status;
+
 use std::collections::BTreeMap;
 
 use crate::error::ScenarioError;
