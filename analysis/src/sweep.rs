@@ -35,6 +35,14 @@ pub struct SweepSpec {
     pub points: Vec<SweepPoint>,
 }
 
+impl SweepSpec {
+    /// Each point once, in the order `sweep.json` first lists it (it lists a point once per seed).
+    pub fn distinct_points(&self) -> Vec<&SweepPoint> {
+        let mut seen = std::collections::HashSet::new();
+        self.points.iter().filter(|p| seen.insert(p.point.as_str())).collect()
+    }
+}
+
 /// One point of a sweep: a label and the value of each swept key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SweepPoint {
@@ -189,10 +197,13 @@ fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError
     // Rows in point order (as sweep.json lists them), then seed; the file path says which run.
     let order: Vec<u32> = {
         let points = runs.column("point").ok().and_then(|c| c.str().ok().cloned());
+        let listed = spec.distinct_points();
+        let index: std::collections::HashMap<&str, usize> =
+            listed.iter().enumerate().map(|(i, p)| (p.point.as_str(), i)).collect();
         (0..runs.height())
             .map(|i| {
                 let p = points.as_ref().and_then(|c| c.get(i));
-                spec.points.iter().position(|sp| Some(sp.point.as_str()) == p).unwrap_or(spec.points.len()) as u32
+                p.and_then(|p| index.get(p).copied()).unwrap_or(listed.len()) as u32
             })
             .collect()
     };
@@ -264,12 +275,20 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
     let run_dirs = crate::summary::TableRef { df: runs, path }.strings("run_dir")?;
     let run_dirs: Vec<String> = run_dirs.into_iter().map(Option::unwrap_or_default).collect();
 
-    // Points: those of sweep.json in order, then any other point label the runs carry.
+    // Points: those of sweep.json in order (it lists each point once per seed), then any other
+    // point label the runs carry.
     let mut points: Vec<(String, serde_json::Map<String, serde_json::Value>)> =
-        spec.points.iter().map(|p| (p.point.clone(), p.params.clone())).collect();
+        spec.distinct_points().into_iter().map(|p| (p.point.clone(), p.params.clone())).collect();
+    let listed = points.len();
+    // The runs of each point, found once: a sweep may have 10,000 points.
+    let mut by_point: std::collections::HashMap<&str, Vec<&RunMetrics>> = std::collections::HashMap::new();
+    for r in &rows {
+        by_point.entry(r.point.as_deref().unwrap_or_default()).or_default().push(r);
+    }
+    let mut known: std::collections::HashSet<String> = points.iter().map(|(p, _)| p.clone()).collect();
     for r in &rows {
         let label = r.point.clone().unwrap_or_default();
-        if !points.iter().any(|(p, _)| *p == label) {
+        if known.insert(label.clone()) {
             let params = serde_json::from_str(&r.params).unwrap_or_default();
             points.push((label, params));
         }
@@ -292,8 +311,8 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
 
     let mut summaries = Vec::new();
     for (index, (label, params)) in points.into_iter().enumerate() {
-        let mine: Vec<&RunMetrics> = rows.iter().filter(|r| r.point.as_deref().unwrap_or_default() == label).collect();
-        if mine.is_empty() && index >= spec.points.len() {
+        let mine: &[&RunMetrics] = by_point.get(label.as_str()).map(Vec::as_slice).unwrap_or_default();
+        if mine.is_empty() && index >= listed {
             continue;
         }
         let metrics = SWEEP_METRICS
@@ -315,10 +334,9 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
         });
     }
     let mut missing = Vec::new();
-    for p in &spec.points {
+    for p in summaries.iter().take(listed) {
         for seed in &spec.seeds {
-            let found = rows.iter().any(|r| r.point.as_deref() == Some(p.point.as_str()) && r.seed == Some(*seed));
-            if !found {
+            if !p.seeds.contains(seed) {
                 missing.push((p.point.clone(), *seed));
             }
         }
