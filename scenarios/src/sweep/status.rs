@@ -152,3 +152,49 @@ impl fmt::Display for SweepStatus {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Each state read from the files a sweep leaves, and the log named for each open point.
+    #[test]
+    fn states_and_logs_from_the_directory() {
+        let dir = std::env::temp_dir().join(format!("smtplab-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let point = |name: &str, hash: &str| serde_json::json!({"point": name, "seed": 1, "dir": format!("{name}-s1"), "scenario_sha256": hash});
+        let spec = serde_json::json!({"name": "t", "points": [
+            point("done", "h1"), point("changed", "h2"), point("broke", "h3"), point("lost", "h4")]});
+        write(&dir.join("sweep.json"), &spec.to_string());
+        let run = |name: &str, status: &str, hash: &str| {
+            write(&dir.join(format!("{name}-s1/manifest.json")), &format!(r#"{{"status": "{status}"}}"#));
+            write(&dir.join(format!("{name}-s1/point.json")), &format!(r#"{{"scenario_sha256": "{hash}"}}"#));
+        };
+        run("done", "complete", "h1");
+        run("changed", "complete", "old");
+        run("broke", "failed", "h3");
+        write(&dir.join("broke-s1.log"), "local log");
+        let record = serde_json::json!({"number": 1, "array_job": "7", "final_job": "8", "tasks": 1,
+            "points": ["lost-s1"], "submitted": "", "commands": []});
+        write(&dir.join("slurm/submissions.jsonl"), &format!("{record}\n"));
+
+        let s = read(&dir).expect("status");
+        let states: Vec<&State> = s.points.iter().map(|p| &p.state).collect();
+        assert_eq!(states, [&State::Complete, &State::Stale, &State::Unfinished("failed".into()), &State::NotRun]);
+        assert!(!s.all_complete());
+        assert_eq!(s.points[2].log, Some(dir.join("broke-s1.log")));
+        assert_eq!(s.points[3].log, Some(dir.join("slurm/logs/7_0.log")));
+        let text = s.to_string();
+        assert!(text.contains("sweep t: 1 of 4 points complete"), "{text}");
+        assert!(text.contains(&format!("broke-s1 (seed 1): run failed; log: {}", dir.join("broke-s1.log").display())));
+        assert!(text.contains("lost-s1 (seed 1): not run; no log at") && text.contains("same path"), "{text}");
+        assert!(text.contains("changed-s1 (seed 1): complete, but its scenario changed"), "{text}");
+        assert!(!text.contains("done-s1"), "complete points are not listed: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
