@@ -90,7 +90,7 @@ fn slurm_sweep_equals_local_sweep_and_resumes() {
     std::fs::remove_dir_all(slurm_sweep.join(lost)).expect("remove a point");
     let kept = std::fs::read(slurm_sweep.join("systems.2.starttls=false_traffic.users_per_system=2-s1/manifest.json"))
         .expect("a complete point's manifest");
-    let taken = std::net::TcpListener::bind("127.0.62.1:19525").expect("take beta's port");
+    let taken = std::net::TcpListener::bind("127.0.62.1:27525").expect("take beta's port");
     let again = smtplab(&slurm_args(&["--max-parallel", "1"]), &env);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
@@ -162,14 +162,14 @@ fn assert_same_tables(local: &Path, slurm: &Path) {
 }
 
 /// 4 points (STARTTLS on gamma or not, 2 or 3 users per system) × seeds 1 and 2; 12 messages
-/// each, on ports no other test uses (19525, and 19535 for a second task on the node).
+/// each, on ports no other test uses (27525, and 27535 for a second task on the node).
 fn write_sweep(dir: &Path) -> PathBuf {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/small.toml");
     let text = std::fs::read_to_string(data)
         .expect("small.toml")
         .replace("name = \"cli-small\"", "name = \"slurm-small\"")
-        .replace("smtp_port = 13525", "smtp_port = 19525")
-        .replace("submission_port = 13587", "submission_port = 19526")
+        .replace("smtp_port = 13525", "smtp_port = 27525")
+        .replace("submission_port = 13587", "submission_port = 27526")
         .replace("messages = 40", "messages = 12")
         .replace("127.0.51.1", "127.0.61.1")
         .replace("127.0.52.1", "127.0.62.1")
