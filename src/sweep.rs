@@ -1,6 +1,7 @@
 //! `smtplab sweep`: expands a sweep file, writes one self-contained scenario file per point,
 //! and runs the points (each as `smtplab run POINT.toml --run-dir DIR`, a command a cluster
-//! scheduler could run as well), skipping those already complete.
+//! scheduler could run as well), skipping those already complete; or submits them to Slurm
+//! (`--slurm`), or says where a sweep stands (`--status`). The logic is in `scenarios::sweep`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
