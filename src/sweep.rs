@@ -90,6 +90,10 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
 pub fn submit(file: &Path, out: &Path, opts: &scenarios::sweep::slurm::Options) -> Result<ExitCode> {
     // Tasks and the analysis job run elsewhere: every path they get is absolute.
     let out = std::path::absolute(out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    // Before the point files are written again: an earlier submission's tasks may be reading them.
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read sweep file {}", file.display()))?;
+    let name = scenarios::sweep::expand(&text, &file.display().to_string())?.name;
+    scenarios::sweep::slurm::refuse_if_active(&out.join(name))?;
     let sw = write_plan(file, &out, 1)?;
     let done = scenarios::sweep::slurm::submit(&sw, opts, |s| eprintln!("{s}"))?;
     if let Some(r) = &done.record {

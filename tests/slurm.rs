@@ -67,8 +67,17 @@ fn slurm_sweep_equals_local_sweep_and_resumes() {
     assert!(stderr.contains("8 points, 8 submitted as array job") && stderr.contains("at most 2 at once"), "{stderr}");
     let slurm_sweep = PathBuf::from(String::from_utf8_lossy(&submit.stdout).trim());
     assert_eq!(slurm_sweep, slurm_out.join("slurm-small"));
+    // While it is queued (held here, so that it surely is), the same sweep is not submitted twice.
+    let array_job = last_submission(&slurm_sweep)["array_job"].as_str().expect("array job").to_string();
+    assert!(cluster.slurm("scontrol", &["hold", &array_job]).is_some(), "hold {array_job}");
+    let twice = smtplab(&slurm_args(&[]), &env);
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert!(!twice.status.success() && stderr.contains("still queued or running"), "{stderr}");
+    assert!(stderr.contains(&format!("scancel {array_job}")), "{stderr}");
+    assert!(cluster.slurm("scontrol", &["release", &array_job]).is_some(), "release {array_job}");
     cluster.wait_for_jobs(&slurm_sweep);
     let record = last_submission(&slurm_sweep);
+    assert_eq!(record["number"], 1, "the refused submission left no record");
     let analysis_log = read_analysis_log(&slurm_sweep, &record);
     assert!(analysis_log.contains("8 of 8 points complete"), "{analysis_log}");
     assert!(slurm_sweep.join("report/index.html").is_file(), "the analysis job made the report:\n{analysis_log}");

@@ -102,15 +102,8 @@ pub fn submit(plan: &Plan, opts: &Options, say: impl Fn(&str)) -> Result<Submitt
     if opts.max_parallel == Some(0) {
         return Err(slurm_error("--max-parallel 0 would run nothing; give 1 or more".into()));
     }
+    refuse_if_active(dir)?;
     let earlier = read_submissions(dir)?;
-    let active = active_jobs()?;
-    if let Some(s) = earlier.iter().find(|s| active.iter().any(|id| *id == s.array_job || *id == s.final_job)) {
-        return Err(slurm_error(format!(
-            "submission {} of this sweep is still queued or running (array job {}, analysis job {}): \
-             wait for it (squeue --me) or cancel it (scancel {} {}), then submit again",
-            s.number, s.array_job, s.final_job, s.array_job, s.final_job
-        )));
-    }
     let logs = dir.join(LOG_DIR);
     std::fs::create_dir_all(&logs).map_err(ScenarioError::io(format!("cannot create {}", logs.display())))?;
     let pending = plan.pending();
@@ -204,6 +197,25 @@ pub fn submit(plan: &Plan, opts: &Options, say: impl Fn(&str)) -> Result<Submitt
         pending: pending.len(),
         complete: plan.points.len() - pending.len(),
     })
+}
+
+/// Errs when a submission of the sweep in `dir` is still queued or running: its tasks read the
+/// point files a new submission would rewrite, and run into the directories it would hand out
+/// again. Call it before writing the plan.
+pub fn refuse_if_active(dir: &Path) -> Result<(), ScenarioError> {
+    let earlier = read_submissions(dir)?;
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    let active = active_jobs()?;
+    match earlier.iter().find(|s| active.iter().any(|id| *id == s.array_job || *id == s.final_job)) {
+        Some(s) => Err(slurm_error(format!(
+            "submission {} of this sweep is still queued or running (array job {}, analysis job {}): \
+             wait for it (squeue --me) or cancel it (scancel {} {}), then submit again",
+            s.number, s.array_job, s.final_job, s.array_job, s.final_job
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The submissions of the sweep in `dir`, oldest first (none before its first `--slurm`).
