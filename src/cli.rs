@@ -75,7 +75,13 @@ pub enum Command {
     /// clear, TLS metadata, and the system-to-system volume.
     Tap(crate::tap_cmd::TapArgs),
     /// Analyse a run directory: join ground truth with the tap's records.
-    Analyze { run_dir: PathBuf },
+    Analyze {
+        run_dir: PathBuf,
+        /// With a sweep directory: keep the analysis each complete run already has (`smtplab
+        /// run` made it) and analyse only the other runs, then the sweep.
+        #[arg(long)]
+        reuse_runs: bool,
+    },
     /// Rebuild a run directory's report from its saved files.
     Report { run_dir: PathBuf },
     /// Run one relay on its own, to sit between real MTAs in any testbed.

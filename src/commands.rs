@@ -27,8 +27,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             crate::sweep::sweep(&file, &out, jobs.max(1), plan)
         }
         Command::Tap(args) => tap(args),
-        Command::Analyze { run_dir } => {
-            analyze(&run_dir)?;
+        Command::Analyze { run_dir, reuse_runs } => {
+            analyze_with(&run_dir, reuse_runs)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_dir } => {
@@ -158,8 +158,13 @@ fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
 /// Analyses a run directory, or every run of a sweep directory and the sweep, and prints the
 /// headline table.
 pub fn analyze(dir: &Path) -> Result<()> {
+    analyze_with(dir, false)
+}
+
+/// [`analyze`]; with `reuse_runs`, a sweep's complete runs keep their own analysis.
+fn analyze_with(dir: &Path, reuse_runs: bool) -> Result<()> {
     if analysis::is_sweep(dir) {
-        let summary = analysis::analyze_sweep(dir)?;
+        let summary = analysis::analyze_sweep_with(dir, reuse_runs)?;
         println!("{}", analysis::format_sweep_table(&summary));
     } else {
         analysis::ingest(dir)?;

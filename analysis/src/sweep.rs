@@ -159,16 +159,36 @@ pub fn read_sweep_spec(dir: &Path) -> Result<SweepSpec, AnalysisError> {
 /// Analyses every run of the sweep in `dir` (ingesting its JSON lines first), then the sweep
 /// as a whole; writes `<dir>/analysis/{runs,points,tls_cost}.{parquet,csv}`.
 pub fn analyze_sweep(dir: &Path) -> Result<SweepSummary, AnalysisError> {
+    analyze_sweep_with(dir, false)
+}
+
+/// [`analyze_sweep`], or with `reuse_runs`, keeping the analysis a complete run already has:
+/// `smtplab run` wrote it just before it marked the run complete, so only the other runs are
+/// analysed, then the sweep. The analysis job of a Slurm sweep does this, where analysing
+/// thousands of runs again, one after another, would take longer than running them did.
+pub fn analyze_sweep_with(dir: &Path, reuse_runs: bool) -> Result<SweepSummary, AnalysisError> {
     let spec = read_sweep_spec(dir)?;
     let runs = sweep_runs(dir)?;
     if runs.is_empty() {
         return Err(AnalysisError::EmptySweep { path: dir.to_path_buf() });
     }
     for run in &runs {
+        if reuse_runs && has_own_analysis(run) {
+            continue;
+        }
         crate::ingest(run)?;
         crate::analyze(run)?;
     }
     aggregate(dir, &spec)
+}
+
+/// A complete run (its manifest says so) with its summary table.
+fn has_own_analysis(run: &Path) -> bool {
+    let complete = std::fs::read_to_string(run.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["status"] == "complete");
+    complete && crate::RunLayout::new(run).table_parquet(TABLE_SUMMARY).is_file()
 }
 
 fn glob(dir: &Path, rest: &str) -> String {

@@ -833,6 +833,17 @@ fn sweep_means_and_t_intervals_over_seeds() {
     // Read back for the report without analysing again.
     let again = read_sweep_summary(&dir).expect("read sweep");
     assert_eq!(again, sweep);
+
+    // Reusing runs' analyses: a complete run keeps its own (a table removed here stays away),
+    // a run that is not complete is analysed again; the sweep's tables come out the same.
+    std::fs::write(dir.join("p0-s1/manifest.json"), r#"{"status": "complete"}"#).expect("manifest");
+    for run in ["p0-s1", "p0-s2"] {
+        std::fs::remove_file(dir.join(run).join("analysis/pairs.csv")).expect("remove a table");
+    }
+    let reused = crate::analyze_sweep_with(&dir, true).expect("analyze the sweep, reusing runs");
+    assert!(!dir.join("p0-s1/analysis/pairs.csv").exists(), "the complete run was not analysed again");
+    assert!(dir.join("p0-s2/analysis/pairs.csv").is_file(), "the other run was");
+    assert_eq!(reused, sweep);
 }
 
 #[test]

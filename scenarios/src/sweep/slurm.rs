@@ -315,7 +315,8 @@ exit $status
 }
 
 /// The analysis job's script: names the points that did not complete (with their logs) and
-/// stops there, as a local sweep does; otherwise analyses the sweep and renders its report.
+/// stops there, as a local sweep does; otherwise analyses the sweep (each run keeps the analysis
+/// its task made) and renders its report.
 pub fn analysis_script(dir: &Path, exe: &Path) -> String {
     format!(
         r#"#!/bin/bash
@@ -325,7 +326,7 @@ export CI=1
 sweep={dir}
 smtplab={exe}
 "$smtplab" sweep "$sweep" --status || exit 1
-"$smtplab" analyze "$sweep" && "$smtplab" report "$sweep"
+"$smtplab" analyze "$sweep" --reuse-runs && "$smtplab" report "$sweep"
 "#,
         dir = shell_quote(&dir.display().to_string()),
         exe = shell_quote(&exe.display().to_string()),
