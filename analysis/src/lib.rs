@@ -22,6 +22,7 @@ mod layout;
 mod link_key;
 mod matching;
 mod metrics;
+mod pooled_tls_cost;
 mod record_frames;
 mod sessions;
 mod stats;

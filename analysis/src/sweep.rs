@@ -256,20 +256,23 @@ fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError
     write_parquet(&mut points, &out.table_parquet(TABLE_POINTS))?;
     write_csv(&mut points, &out.table_csv(TABLE_POINTS))?;
 
-    // Every session of every run and every control, pooled.
-    let mut inputs = vec![scan_glob(&glob(dir, &format!("analysis/{TABLE_SESSIONS}.parquet")), false)];
-    if sweep_runs(dir)?.iter().any(|r| r.join("control/analysis").join(format!("{TABLE_SESSIONS}.parquet")).is_file()) {
-        inputs.push(scan_glob(&glob(dir, &format!("control/analysis/{TABLE_SESSIONS}.parquet")), false));
-    }
-    let inputs: Vec<LazyFrame> = inputs.into_iter().collect::<PolarsResult<_>>().map_err(step("reading sessions"))?;
-    let mut cost = concat(inputs, UnionArgs::default())
-        .and_then(crate::sessions::tls_cost_table)
-        .and_then(LazyFrame::collect)
+    // Every session of every run and every control, pooled, a batch of runs at a time.
+    let mut cost = crate::pooled_tls_cost::pooled_tls_cost(&session_tables(dir)?)
         .map_err(step("building the sweep's TLS cost table"))?;
     write_parquet(&mut cost, &out.table_parquet(TABLE_TLS_COST))?;
     write_csv(&mut cost, &out.table_csv(TABLE_TLS_COST))?;
     summary.tls_cost = crate::summary::read_tls_cost(&out.table_parquet(TABLE_TLS_COST))?;
     Ok(summary)
+}
+
+/// The session tables of every run of the sweep and of their controls.
+fn session_tables(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
+    let table = format!("{TABLE_SESSIONS}.parquet");
+    Ok(sweep_runs(dir)?
+        .iter()
+        .flat_map(|r| [r.join("analysis").join(&table), r.join("control/analysis").join(&table)])
+        .filter(|p| p.is_file())
+        .collect())
 }
 
 /// Rebuilds the [`SweepSummary`] of an analysed sweep from `<dir>/analysis/runs.parquet` and
