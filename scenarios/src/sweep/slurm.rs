@@ -460,6 +460,67 @@ mod tests {
         assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
     }
 
+    /// The array script as a task runs it, with bash, flock and awk and a stand-in for smtplab:
+    /// more points than tasks are dealt out by stride, a taken port slot moves the ports, and a
+    /// failed point fails the task after the others ran.
+    #[test]
+    fn array_script_deals_points_claims_a_slot_and_reports_failure() {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("smtplab-array-script-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("locks")).expect("mkdir");
+        let exe = dir.join("fake-smtplab");
+        let calls = dir.join("calls.txt");
+        let fake =
+            format!("#!/bin/bash\necho \"$*\" >> {}\n[ \"$4\" != p3 ]\n", shell_quote(&calls.display().to_string()));
+        std::fs::write(&exe, fake).expect("write");
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let list = dir.join("tasks.txt");
+        std::fs::write(&list, "p1\np2\np3\np4\np5\n").expect("write");
+        let script = dir.join("array.sh");
+        std::fs::write(&script, array_script_text(&dir, &exe, &list, 2)).expect("write");
+        // Slot 0 is taken (by another task on the node): this one takes slot 1.
+        let mut holder = Command::new("flock")
+            .arg(dir.join("locks/smtplab-ports-0.lock"))
+            .args(["-c", "echo held; sleep 60"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("flock");
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "held");
+        let task = |id: &str| {
+            Command::new("bash")
+                .arg(&script)
+                .env("SLURM_ARRAY_TASK_ID", id)
+                .env("SLURM_ARRAY_JOB_ID", "9")
+                .env("SMTPLAB_LOCK_DIR", dir.join("locks"))
+                .output()
+                .expect("bash")
+        };
+        let first = task("0");
+        let second = task("1");
+        let _ = Command::new("kill").arg(holder.id().to_string()).status();
+        let _ = holder.wait();
+        let out = String::from_utf8_lossy(&first.stdout);
+        assert_eq!(first.status.code(), Some(1), "p3 failed: {out}");
+        assert!(out.contains("== point p3 FAILED (exit 1)"), "{out}");
+        assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stdout));
+        let calls = std::fs::read_to_string(&calls).expect("calls");
+        let runs: Vec<&str> = calls.lines().collect();
+        assert_eq!(
+            runs,
+            [
+                "run points/p1.toml --run-dir p1 --port-offset 10",
+                "run points/p3.toml --run-dir p3 --port-offset 10",
+                "run points/p5.toml --run-dir p5 --port-offset 10",
+                "run points/p2.toml --run-dir p2 --port-offset 10",
+                "run points/p4.toml --run-dir p4 --port-offset 10",
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_point_s_log_is_its_task_s() {
         let r = SubmissionRecord {
