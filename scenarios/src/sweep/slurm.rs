@@ -480,9 +480,11 @@ mod tests {
         let script = dir.join("array.sh");
         std::fs::write(&script, array_script_text(&dir, &exe, &list, 2)).expect("write");
         // Slot 0 is taken (by another task on the node): this one takes slot 1.
-        let mut holder = Command::new("flock")
+        // One process holds it (bash becomes the sleep, keeping the locked descriptor), so that
+        // ending that PID frees the slot and leaves nothing behind.
+        let mut holder = Command::new("bash")
+            .args(["-c", "exec 9>\"$0\" && flock 9 && echo held && exec sleep 60"])
             .arg(dir.join("locks/smtplab-ports-0.lock"))
-            .args(["-c", "echo held; sleep 60"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("flock");
