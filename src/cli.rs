@@ -31,10 +31,15 @@ pub enum Command {
         /// replaced. A complete run or anything else in it is refused, never deleted.
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Move the scenario's SMTP, submission and DNS ports up by N, so that several runs share
+        /// one host (Slurm tasks on one node do); the ports change no result.
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
     },
     /// Run every point × seed of a scenario file's [sweep] grid, each into its own run directory;
     /// finished points are skipped, so an interrupted sweep resumes.
     Sweep {
+        /// The sweep file; with --status, the sweep file or its sweep directory.
         file: PathBuf,
         /// Parent directory of sweep directories.
         #[arg(long, default_value = "sweeps")]
@@ -46,12 +51,37 @@ pub enum Command {
         /// cluster scheduler (see SCENARIOS.md).
         #[arg(long)]
         plan: bool,
+        /// Say which points are complete, which failed or never ran (with their logs), and exit
+        /// with failure unless all are complete. Runs nothing.
+        #[arg(long, conflicts_with_all = ["plan", "slurm"])]
+        status: bool,
+        /// Submit the points to Slurm as one array job (one task per pending point × seed) and an
+        /// analysis job after it, instead of running them here. The sweep directory (--out) and
+        /// this binary must be on a file system every node mounts at the same path.
+        #[arg(long, conflicts_with_all = ["plan", "jobs"])]
+        slurm: bool,
+        /// Slurm partition of the jobs (`sinfo -s` lists them); default: the cluster's.
+        #[arg(long, requires = "slurm")]
+        partition: Option<String>,
+        /// At most N array tasks at once (sbatch --array ...%N); default: as many as Slurm gives.
+        #[arg(long, requires = "slurm", value_parser = clap::value_parser!(u32).range(1..))]
+        max_parallel: Option<u32>,
+        /// Time limit of each task (HH:MM:SS, MM:SS, minutes or D-HH:MM:SS); default: the
+        /// partition's.
+        #[arg(long, requires = "slurm")]
+        time: Option<String>,
     },
     /// Dissect a capture (pcap or pcapng), or capture live, as the eavesdropper: SMTP in the
     /// clear, TLS metadata, and the system-to-system volume.
     Tap(crate::tap_cmd::TapArgs),
     /// Analyse a run directory: join ground truth with the tap's records.
-    Analyze { run_dir: PathBuf },
+    Analyze {
+        run_dir: PathBuf,
+        /// With a sweep directory: keep the analysis each complete run already has (`smtplab
+        /// run` made it) and analyse only the other runs, then the sweep.
+        #[arg(long)]
+        reuse_runs: bool,
+    },
     /// Rebuild a run directory's report from its saved files.
     Report { run_dir: PathBuf },
     /// Run one relay on its own, to sit between real MTAs in any testbed.

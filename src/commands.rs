@@ -10,11 +10,25 @@ use crate::cli::{Cli, Command, RelayArgs};
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { scenario, out, run_dir } => run(scenario.as_deref(), &out, run_dir),
-        Command::Sweep { file, out, jobs, plan } => crate::sweep::sweep(&file, &out, jobs.max(1), plan),
+        Command::Run { scenario, out, run_dir, port_offset } => run(scenario.as_deref(), &out, run_dir, port_offset),
+        Command::Sweep { file, out, jobs, plan, status, slurm, partition, max_parallel, time } => {
+            if status {
+                return crate::sweep::status(&file, &out);
+            }
+            if slurm {
+                let opts = scenarios::sweep::slurm::Options {
+                    partition,
+                    max_parallel: max_parallel.map(|n| n as usize),
+                    time,
+                    exe: std::env::current_exe().context("cannot find the smtplab binary")?,
+                };
+                return crate::sweep::submit(&file, &out, &opts);
+            }
+            crate::sweep::sweep(&file, &out, jobs.max(1), plan)
+        }
         Command::Tap(args) => tap(args),
-        Command::Analyze { run_dir } => {
-            analyze(&run_dir)?;
+        Command::Analyze { run_dir, reuse_runs } => {
+            analyze_with(&run_dir, reuse_runs)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_dir } => {
@@ -30,7 +44,7 @@ fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
-fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> Result<ExitCode> {
+fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>, port_offset: u16) -> Result<ExitCode> {
     let (text, source) = match file {
         Some(p) => (
             std::fs::read_to_string(p).with_context(|| format!("cannot read scenario {}", p.display()))?,
@@ -39,7 +53,8 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>) -> 
         None => (scenarios::DEFAULT_SCENARIO.to_string(), "built-in default (scenarios/default.toml)".to_string()),
     };
     scenarios::progress::start_clock();
-    let scenario = scenarios::Scenario::parse(&text, &source)?;
+    let mut scenario = scenarios::Scenario::parse(&text, &source)?;
+    scenario.shift_ports(port_offset).map_err(|why| anyhow::anyhow!("--port-offset {port_offset}: {why}"))?;
     eprintln!("scenario {} (seed {}), from {source}", scenario.scenario.name, scenario.scenario.seed);
     scenarios::interrupt::install();
     let opts = scenarios::RunOptions {
@@ -143,8 +158,13 @@ fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
 /// Analyses a run directory, or every run of a sweep directory and the sweep, and prints the
 /// headline table.
 pub fn analyze(dir: &Path) -> Result<()> {
+    analyze_with(dir, false)
+}
+
+/// [`analyze`]; with `reuse_runs`, a sweep's complete runs keep their own analysis.
+fn analyze_with(dir: &Path, reuse_runs: bool) -> Result<()> {
     if analysis::is_sweep(dir) {
-        let summary = analysis::analyze_sweep(dir)?;
+        let summary = analysis::analyze_sweep_with(dir, reuse_runs)?;
         println!("{}", analysis::format_sweep_table(&summary));
     } else {
         analysis::ingest(dir)?;

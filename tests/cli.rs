@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::split_csv;
+use common::{csv_without, seeded_part};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -313,67 +313,6 @@ fn small_on_port(dir: &Path, port_base: u16, extra: &str) -> PathBuf {
     let path = dir.join(format!("small-{port_base}.toml"));
     std::fs::write(&path, text).expect("write scenario");
     path
-}
-
-fn csv_without(path: &Path, drop: &[&str]) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let rows: Vec<Vec<String>> = text.lines().map(split_csv).collect();
-    let keep: Vec<usize> = (0..rows[0].len()).filter(|&i| !drop.contains(&rows[0][i].as_str())).collect();
-    rows.into_iter().map(|row| keep.iter().map(|&i| row[i].clone()).collect()).collect()
-}
-
-/// Columns of the analysis tables that are not a function of the scenario file and seed, and
-/// are left out of the determinism check (ANALYSIS.md, "Determinism", says the same):
-///
-/// * timing: wall-clock times and durations; the order of sessions and hops, which is the order
-///   in which sessions started (`session_index`, `hop_row`), so those two tables are compared
-///   as sorted rows; the whole `timeline` table (its bins are laid over wall-clock times).
-/// * TLS handshake sizes, on STARTTLS rows only: each run makes fresh ECDSA keys (DER signatures
-///   of 70 to 72 bytes), and whether a connection resumes an earlier TLS session (no certificate
-///   sent: about 830 bytes fewer from the server) depends on whether that earlier session's
-///   ticket had arrived when it started, a race. The client's application data is unaffected, so
-///   `tls_app_bytes_orig` and the estimates built on it are compared.
-const TIMING: &[(&str, &[&str])] = &[
-    ("sessions", &["session_index", "started_at", "ended_at", "tap_ts", "duration"]),
-    ("hops", &["hop_row", "session_index"]),
-    (
-        "tls_cost",
-        &[
-            "plain_duration_ms_mean",
-            "plain_duration_ms_median",
-            "tls_duration_ms_mean",
-            "tls_duration_ms_median",
-            "duration_ratio",
-        ],
-    ),
-];
-const TLS_SIZES: &[(&str, &[&str])] = &[
-    ("pairs", &["bytes_seen"]),
-    ("sessions", &["wire_bytes", "tls_app_bytes_resp"]),
-    ("tls_cost", &["tls_wire_bytes_mean", "tls_overhead_bytes_mean", "tls_extra_bytes_mean", "wire_ratio"]),
-];
-const ORDERED_BY_TIME: &[&str] = &["sessions", "hops"];
-
-/// An analysis table without the columns that may differ between two runs of the same seed.
-fn seeded_part(path: &Path, table: &str) -> Vec<Vec<String>> {
-    let of = |list: &[(&str, &'static [&'static str])]| -> &'static [&'static str] {
-        list.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[])
-    };
-    let mut rows = csv_without(path, of(TIMING));
-    // TLS sizes are blanked on rows whose session(s) used STARTTLS; plaintext rows keep them.
-    let tls_col = rows[0].iter().position(|h| h == "starttls");
-    let blank: Vec<usize> = (0..rows[0].len()).filter(|&i| of(TLS_SIZES).contains(&rows[0][i].as_str())).collect();
-    for row in rows.iter_mut().skip(1) {
-        if tls_col.is_none_or(|c| row[c] == "true") {
-            for &i in &blank {
-                row[i] = "(TLS size)".into();
-            }
-        }
-    }
-    if ORDERED_BY_TIME.contains(&table) {
-        rows[1..].sort();
-    }
-    rows
 }
 
 /// The same file and seed give byte-identical truth and the same analysis tables, timing

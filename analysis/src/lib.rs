@@ -23,6 +23,7 @@ mod layout;
 mod link_key;
 mod matching;
 mod metrics;
+mod pooled_tls_cost;
 mod record_frames;
 mod sessions;
 mod stats;
@@ -53,7 +54,7 @@ pub use stats::{CONFIDENCE, MeanCi, relative_error, share, t_quantile};
 pub use summary::{ExposureCount, PairRow, Summary, TimelineRow, TlsCostRow, percent, read_summary};
 pub use sweep::{
     MetricGetter, MetricStat, PointSummary, SWEEP_METRICS, SweepPoint, SweepSpec, SweepSummary, analyze_sweep,
-    curve_groups, is_sweep, read_sweep_spec, read_sweep_summary, sweep_runs, value_text,
+    analyze_sweep_with, curve_groups, is_sweep, read_sweep_spec, read_sweep_summary, sweep_runs, value_text,
 };
 pub use tap_tables::{TapTableWriter, VolumeRow, write_volume_table};
 pub use text_table::{

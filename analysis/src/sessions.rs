@@ -158,9 +158,7 @@ fn bucket_expr(bytes: Expr) -> Expr {
 /// only sessions the tap saw that moved at least one message count. TLS or not is what the
 /// tap saw (`tap_starttls`).
 pub fn tls_cost_table(sessions: LazyFrame) -> PolarsResult<LazyFrame> {
-    let moved = sessions
-        .filter(col("seen").and(col("messages").gt(lit(0u64))))
-        .with_column(bucket_expr(col("message_bytes")).alias("bucket"));
+    let moved = moved_sessions(sessions);
     let side = |tls: bool, prefix: &str| {
         let name = |s: &str| format!("{prefix}_{s}");
         let filter = if tls { col("tap_starttls") } else { col("tap_starttls").not() };
@@ -175,11 +173,26 @@ pub fn tls_cost_table(sessions: LazyFrame) -> PolarsResult<LazyFrame> {
             (col("duration") * lit(1000.0)).median().alias(name("duration_ms_median")),
         ])
     };
+    tls_cost_from_sides(side(false, "plain"), side(true, "tls"))
+}
+
+/// The sessions [`tls_cost_table`] counts (seen by the tap, with at least one message), with
+/// their size `bucket`.
+pub(crate) fn moved_sessions(sessions: LazyFrame) -> LazyFrame {
+    sessions
+        .filter(col("seen").and(col("messages").gt(lit(0u64))))
+        .with_column(bucket_expr(col("message_bytes")).alias("bucket"))
+}
+
+/// `analysis/tls_cost` from its two sides, one row per bucket each: `bucket`, then
+/// `{plain,tls}_` `sessions`, `message_bytes_mean`, `wire_bytes_mean`, `overhead_bytes_mean`,
+/// `duration_ms_mean`, `duration_ms_median`.
+pub(crate) fn tls_cost_from_sides(plain: LazyFrame, tls: LazyFrame) -> PolarsResult<LazyFrame> {
     let left = JoinArgs::new(JoinType::Left);
     Ok(size_buckets()?
         .lazy()
-        .join(side(false, "plain"), [col("bucket")], [col("bucket")], left.clone())
-        .join(side(true, "tls"), [col("bucket")], [col("bucket")], left)
+        .join(plain, [col("bucket")], [col("bucket")], left.clone())
+        .join(tls, [col("bucket")], [col("bucket")], left)
         .filter(col("plain_sessions").is_not_null().or(col("tls_sessions").is_not_null()))
         .with_columns([
             col("plain_sessions").fill_null(lit(0u64)),

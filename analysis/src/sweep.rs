@@ -35,6 +35,14 @@ pub struct SweepSpec {
     pub points: Vec<SweepPoint>,
 }
 
+impl SweepSpec {
+    /// Each point once, in the order `sweep.json` first lists it (it lists a point once per seed).
+    pub fn distinct_points(&self) -> Vec<&SweepPoint> {
+        let mut seen = std::collections::HashSet::new();
+        self.points.iter().filter(|p| seen.insert(p.point.as_str())).collect()
+    }
+}
+
 /// One point of a sweep: a label and the value of each swept key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SweepPoint {
@@ -151,16 +159,36 @@ pub fn read_sweep_spec(dir: &Path) -> Result<SweepSpec, AnalysisError> {
 /// Analyses every run of the sweep in `dir` (ingesting its JSON lines first), then the sweep
 /// as a whole; writes `<dir>/analysis/{runs,points,tls_cost}.{parquet,csv}`.
 pub fn analyze_sweep(dir: &Path) -> Result<SweepSummary, AnalysisError> {
+    analyze_sweep_with(dir, false)
+}
+
+/// [`analyze_sweep`], or with `reuse_runs`, keeping the analysis a complete run already has:
+/// `smtplab run` wrote it just before it marked the run complete, so only the other runs are
+/// analysed, then the sweep. The analysis job of a Slurm sweep does this, where analysing
+/// thousands of runs again, one after another, would take longer than running them did.
+pub fn analyze_sweep_with(dir: &Path, reuse_runs: bool) -> Result<SweepSummary, AnalysisError> {
     let spec = read_sweep_spec(dir)?;
     let runs = sweep_runs(dir)?;
     if runs.is_empty() {
         return Err(AnalysisError::EmptySweep { path: dir.to_path_buf() });
     }
     for run in &runs {
+        if reuse_runs && has_own_analysis(run) {
+            continue;
+        }
         crate::ingest(run)?;
         crate::analyze(run)?;
     }
     aggregate(dir, &spec)
+}
+
+/// A complete run (its manifest says so) with its summary table.
+fn has_own_analysis(run: &Path) -> bool {
+    let complete = std::fs::read_to_string(run.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["status"] == "complete");
+    complete && crate::RunLayout::new(run).table_parquet(TABLE_SUMMARY).is_file()
 }
 
 fn glob(dir: &Path, rest: &str) -> String {
@@ -189,10 +217,13 @@ fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError
     // Rows in point order (as sweep.json lists them), then seed; the file path says which run.
     let order: Vec<u32> = {
         let points = runs.column("point").ok().and_then(|c| c.str().ok().cloned());
+        let listed = spec.distinct_points();
+        let index: std::collections::HashMap<&str, usize> =
+            listed.iter().enumerate().map(|(i, p)| (p.point.as_str(), i)).collect();
         (0..runs.height())
             .map(|i| {
                 let p = points.as_ref().and_then(|c| c.get(i));
-                spec.points.iter().position(|sp| Some(sp.point.as_str()) == p).unwrap_or(spec.points.len()) as u32
+                p.and_then(|p| index.get(p).copied()).unwrap_or(listed.len()) as u32
             })
             .collect()
     };
@@ -225,21 +256,24 @@ fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError
     write_parquet(&mut points, &out.table_parquet(TABLE_POINTS))?;
     write_csv(&mut points, &out.table_csv(TABLE_POINTS))?;
 
-    // Every session of every run and every control, pooled.
-    let mut inputs = vec![scan_glob(&glob(dir, &format!("analysis/{TABLE_SESSIONS}.parquet")), false)];
-    if sweep_runs(dir)?.iter().any(|r| r.join("control/analysis").join(format!("{TABLE_SESSIONS}.parquet")).is_file()) {
-        inputs.push(scan_glob(&glob(dir, &format!("control/analysis/{TABLE_SESSIONS}.parquet")), false));
-    }
-    let inputs: Vec<LazyFrame> = inputs.into_iter().collect::<PolarsResult<_>>().map_err(step("reading sessions"))?;
-    let mut cost = concat(inputs, UnionArgs::default())
-        .and_then(crate::sessions::tls_cost_table)
-        .and_then(LazyFrame::collect)
+    // Every session of every run and every control, pooled, a batch of runs at a time.
+    let mut cost = crate::pooled_tls_cost::pooled_tls_cost(&session_tables(dir)?)
         .map_err(step("building the sweep's TLS cost table"))?;
     write_parquet(&mut cost, &out.table_parquet(TABLE_TLS_COST))?;
     write_csv(&mut cost, &out.table_csv(TABLE_TLS_COST))?;
     summary.tls_cost = crate::summary::read_tls_cost(&out.table_parquet(TABLE_TLS_COST))?;
     crate::attack::write_sweep_attack_matrix(dir)?;
     Ok(summary)
+}
+
+/// The session tables of every run of the sweep and of their controls.
+fn session_tables(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
+    let table = format!("{TABLE_SESSIONS}.parquet");
+    Ok(sweep_runs(dir)?
+        .iter()
+        .flat_map(|r| [r.join("analysis").join(&table), r.join("control/analysis").join(&table)])
+        .filter(|p| p.is_file())
+        .collect())
 }
 
 /// Rebuilds the [`SweepSummary`] of an analysed sweep from `<dir>/analysis/runs.parquet` and
@@ -265,12 +299,20 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
     let run_dirs = crate::summary::TableRef { df: runs, path }.strings("run_dir")?;
     let run_dirs: Vec<String> = run_dirs.into_iter().map(Option::unwrap_or_default).collect();
 
-    // Points: those of sweep.json in order, then any other point label the runs carry.
+    // Points: those of sweep.json in order (it lists each point once per seed), then any other
+    // point label the runs carry.
     let mut points: Vec<(String, serde_json::Map<String, serde_json::Value>)> =
-        spec.points.iter().map(|p| (p.point.clone(), p.params.clone())).collect();
+        spec.distinct_points().into_iter().map(|p| (p.point.clone(), p.params.clone())).collect();
+    let listed = points.len();
+    // The runs of each point, found once: a sweep may have 10,000 points.
+    let mut by_point: std::collections::HashMap<&str, Vec<&RunMetrics>> = std::collections::HashMap::new();
+    for r in &rows {
+        by_point.entry(r.point.as_deref().unwrap_or_default()).or_default().push(r);
+    }
+    let mut known: std::collections::HashSet<String> = points.iter().map(|(p, _)| p.clone()).collect();
     for r in &rows {
         let label = r.point.clone().unwrap_or_default();
-        if !points.iter().any(|(p, _)| *p == label) {
+        if known.insert(label.clone()) {
             let params = serde_json::from_str(&r.params).unwrap_or_default();
             points.push((label, params));
         }
@@ -293,8 +335,8 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
 
     let mut summaries = Vec::new();
     for (index, (label, params)) in points.into_iter().enumerate() {
-        let mine: Vec<&RunMetrics> = rows.iter().filter(|r| r.point.as_deref().unwrap_or_default() == label).collect();
-        if mine.is_empty() && index >= spec.points.len() {
+        let mine: &[&RunMetrics] = by_point.get(label.as_str()).map(Vec::as_slice).unwrap_or_default();
+        if mine.is_empty() && index >= listed {
             continue;
         }
         let metrics = SWEEP_METRICS
@@ -316,10 +358,9 @@ fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Res
         });
     }
     let mut missing = Vec::new();
-    for p in &spec.points {
+    for p in summaries.iter().take(listed) {
         for seed in &spec.seeds {
-            let found = rows.iter().any(|r| r.point.as_deref() == Some(p.point.as_str()) && r.seed == Some(*seed));
-            if !found {
+            if !p.seeds.contains(seed) {
                 missing.push((p.point.clone(), *seed));
             }
         }

@@ -782,14 +782,21 @@ fn write_sweep_run(dir: &Path, point: &str, adoption: f64, seed: u64, recovered:
 #[test]
 fn sweep_means_and_t_intervals_over_seeds() {
     let dir = temp_run_dir("sweep");
+    // As `smtplab sweep` writes it: every point once per seed.
+    let listed: Vec<serde_json::Value> = [("p0", 0.0), ("p1", 1.0)]
+        .iter()
+        .flat_map(|(point, adoption)| {
+            (1..=4).map(move |seed| {
+                serde_json::json!({"point": point, "params": {"tls.adoption": adoption}, "seed": seed,
+                    "dir": format!("{point}-s{seed}")})
+            })
+        })
+        .collect();
     let spec = serde_json::json!({
         "name": "adoption",
         "keys": ["tls.adoption"],
         "seeds": [1, 2, 3, 4],
-        "points": [
-            {"point": "p0", "params": {"tls.adoption": 0.0}},
-            {"point": "p1", "params": {"tls.adoption": 1.0}},
-        ]
+        "points": listed,
     });
     std::fs::write(dir.join("sweep.json"), spec.to_string()).expect("write sweep.json");
     // p0: 1, 2 and 3 of 5 recovered (0.2, 0.4, 0.6); p1: none of 5 in each seed. Seed 4 is missing.
@@ -804,6 +811,7 @@ fn sweep_means_and_t_intervals_over_seeds() {
     assert_eq!(sweep.runs.len(), 6);
     assert_eq!(sweep.run_dirs, ["p0-s1", "p0-s2", "p0-s3", "p1-s1", "p1-s2", "p1-s3"]);
     assert_eq!(sweep.missing, [("p0".to_string(), 4), ("p1".to_string(), 4)]);
+    assert_eq!(sweep.points.len(), 2, "each point once, whatever its seeds");
     let p0 = &sweep.points[0];
     assert_eq!((p0.point.as_str(), p0.x, p0.seeds.as_slice()), ("p0", Some(0.0), &[1, 2, 3][..]));
     let ci = p0.metric("share_content").expect("content share");
@@ -831,6 +839,17 @@ fn sweep_means_and_t_intervals_over_seeds() {
     // Read back for the report without analysing again.
     let again = read_sweep_summary(&dir).expect("read sweep");
     assert_eq!(again, sweep);
+
+    // Reusing runs' analyses: a complete run keeps its own (a table removed here stays away),
+    // a run that is not complete is analysed again; the sweep's tables come out the same.
+    std::fs::write(dir.join("p0-s1/manifest.json"), r#"{"status": "complete"}"#).expect("manifest");
+    for run in ["p0-s1", "p0-s2"] {
+        std::fs::remove_file(dir.join(run).join("analysis/pairs.csv")).expect("remove a table");
+    }
+    let reused = crate::analyze_sweep_with(&dir, true).expect("analyze the sweep, reusing runs");
+    assert!(!dir.join("p0-s1/analysis/pairs.csv").exists(), "the complete run was not analysed again");
+    assert!(dir.join("p0-s2/analysis/pairs.csv").is_file(), "the other run was");
+    assert_eq!(reused, sweep);
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub enum ScenarioError {
     RunDir { dir: String, message: String },
     #[error("{0}")]
     Run(String),
+    /// Slurm refused or could not be reached; the message says what to do.
+    #[error("{0}")]
+    Slurm(String),
 }
 
 impl ScenarioError {

@@ -478,6 +478,22 @@ impl Scenario {
         c
     }
 
+    /// Moves the SMTP, submission and DNS ports up by `by`, so that several runs share one host
+    /// (sweep workers, Slurm tasks on one node): each listens and captures on ports of its own.
+    /// The ports change no result. Errs, changing nothing, when a port would pass 65535.
+    pub fn shift_ports(&mut self, by: u16) -> Result<(), String> {
+        let net = &mut self.network;
+        let shifted = [net.smtp_port, net.submission_port, net.dns_port].map(|p| p.checked_add(by));
+        let [Some(smtp), Some(submission), Some(dns)] = shifted else {
+            return Err(format!(
+                "ports {by} above smtp_port {}, submission_port {} and dns_port {} pass 65535",
+                net.smtp_port, net.submission_port, net.dns_port
+            ));
+        };
+        (net.smtp_port, net.submission_port, net.dns_port) = (smtp, submission, dns);
+        Ok(())
+    }
+
     /// Parses and checks a scenario; `path` names the source in errors, and an invalid value's
     /// error gives the line and column of its key in `text`.
     pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {

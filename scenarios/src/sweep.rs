@@ -1,7 +1,8 @@
 //! Sweeps: a scenario file with a `[sweep]` table expands into a grid of points × seeds. Each
 //! point becomes a self-contained scenario file and its own run directory, so points can run
 //! here (`--jobs N`), be resumed (finished points are skipped), or be handed to a cluster
-//! scheduler one command line each.
+//! scheduler one command line each: [`plan`] writes the point files and decides what is left to
+//! run, [`slurm`] submits that as a Slurm array job, [`status`] says where a sweep stands.
 //!
 //! ```toml
 //! [sweep]
@@ -10,6 +11,10 @@
 //! "traffic.messages" = [100, 200]
 //! ```
 //! Keys are dotted paths into the scenario; a number selects an element of an array.
+
+pub mod plan;
+pub mod slurm;
+pub mod status;
 
 use std::collections::BTreeMap;
 
