@@ -613,9 +613,11 @@ fn hybrid_post_quantum_group_end_to_end() {
     assert_eq!(groups.len(), tls.len(), "one ServerHello per STARTTLS session: {groups:?}");
     assert!(groups.iter().all(|g| g == "4588"), "{groups:?}");
 
-    let ring = std::fs::read_to_string(&scenario)
-        .expect("scenario")
-        .replacen("groups = [\"X25519MLKEM768\"]", "provider = \"ring\", groups = [\"X25519MLKEM768\"]", 1);
+    let ring = std::fs::read_to_string(&scenario).expect("scenario").replacen(
+        "groups = [\"X25519MLKEM768\"]",
+        "provider = \"ring\", groups = [\"X25519MLKEM768\"]",
+        1,
+    );
     std::fs::write(&scenario, ring).expect("write");
     let r = smtplab(&["run", &scenario.display().to_string(), "--out", &dir.join("ring").display().to_string()]);
     let err = String::from_utf8_lossy(&r.stderr);

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use relay::CryptoBackend;
 use rustls::crypto::SupportedKxGroup;
 use rustls::crypto::ring::kx_group;
-use relay::CryptoBackend;
 use rustls::{ClientConfig, HandshakeKind, NamedGroup, ServerConfig, SupportedProtocolVersion};
 use smtplab_benches::tls::{self, Identity, KeyKind, ServerResumption, Verify};
 

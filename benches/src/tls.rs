@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rustls::client::Resumption;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
-use rustls::{CipherSuite, NamedGroup};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{CipherSuite, NamedGroup};
 use rustls::{
     ClientConfig, ClientConnection, ConnectionCommon, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
     SupportedCipherSuite, SupportedProtocolVersion,

@@ -16,27 +16,17 @@ const DIR_MODE: u32 = 0o700;
 /// Opens `path` for appending, creating it 0600; an existing file is made 0600 too (a key log
 /// left world-readable by an older run would otherwise stay so).
 pub fn open_private_append(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| explain_link(path, e))?;
-    f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-    Ok(f)
+    open_private(path, OpenOptions::new().create(true).append(true))
 }
 
 /// Creates (or empties) `path` for writing, 0600, never through a symbolic link.
 pub fn create_private(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| explain_link(path, e))?;
+    open_private(path, OpenOptions::new().write(true).create(true).truncate(true))
+}
+
+/// Opens with `opts`, 0600 and never through a symbolic link; an existing file is made 0600.
+fn open_private(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
+    let f = opts.mode(FILE_MODE).custom_flags(libc::O_NOFOLLOW).open(path).map_err(|e| explain_link(path, e))?;
     f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
     Ok(f)
 }
