@@ -1099,8 +1099,10 @@ fn finish(flow: &mut Flow, keep_messages: bool) -> Option<Finished> {
         session.notes.insert(0, "http_connect_tunnel".into());
     }
     if implicit_tls {
-        let ct = crate::tls::walk(cd);
-        let st = crate::tls::walk(sd);
+        // Dated by stream offset, exact before the first gap (where record boundaries are lost
+        // anyway).
+        let ct = crate::tls::walk_timed(cd, |i| c.time_at((c_start + i) as u64));
+        let st = crate::tls::walk_timed(sd, |i| s.time_at((s_start + i) as u64));
         session.notes.push("implicit_tls".into());
         session.starttls_used = false;
         let server_not_tls = st.not_tls;
