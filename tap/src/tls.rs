@@ -602,4 +602,20 @@ mod tests {
         assert!(!s.not_tls);
         assert!(walk(b"250 ok\r\n").not_tls);
     }
+
+    /// Application-data records are kept up to the bound, dated by their last byte, and
+    /// counted beyond it; their bytes are all counted.
+    #[test]
+    fn app_records_are_dated_kept_to_the_bound_and_counted_beyond() {
+        let n = records::MAX_TLS_APP_RECORDS + 7;
+        let mut d = vec![22, 3, 3, 0, 1, 0];
+        for _ in 0..n {
+            d.extend_from_slice(&[23, 3, 3, 0, 3, 1, 2, 3]);
+        }
+        let s = walk_timed(&d, |i| i as f64);
+        assert_eq!((s.app_records.len(), s.app_records_beyond), (records::MAX_TLS_APP_RECORDS, 7));
+        assert_eq!(s.app_bytes, 8 * n as u64);
+        // The first ends at byte 6 + 7, the second 8 bytes later.
+        assert_eq!(&s.app_records[..2], &[(13.0, 8), (21.0, 8)]);
+    }
 }
