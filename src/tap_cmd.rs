@@ -30,8 +30,8 @@ pub struct TapArgs {
     #[arg(required_unless_present = "live", conflicts_with = "live")]
     pub capture: Option<PathBuf>,
     /// table: each session, then the system-to-system volume table; jsonl: one JSON object per
-    /// record; parquet: sessions.parquet, transactions.parquet and volume.parquet (the
-    /// system-to-system table) in --out.
+    /// record; parquet: sessions.parquet, transactions.parquet, tls_records.parquet (each TLS
+    /// application-data record) and volume.parquet (the system-to-system table) in --out.
     #[arg(long, value_enum, default_value_t = TapFormat::Table)]
     pub format: TapFormat,
     /// Directory for --format parquet (created if missing; default: the current directory).
@@ -514,12 +514,13 @@ fn human_bytes(b: u64) -> String {
     if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Streams the records into `out/sessions.parquet` and `out/transactions.parquet` a row group
-/// at a time, with the schemas of a run's `tap/*.parquet`.
+/// Streams the records into `out/sessions.parquet`, `out/transactions.parquet` and
+/// `out/tls_records.parquet` a row group at a time, with the schemas of a run's `tap/*.parquet`.
 fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     let (sessions, transactions) = (out.join("sessions.parquet"), out.join("transactions.parquet"));
     let volume_path = out.join("volume.parquet");
-    let mut tables = analysis::TapTableWriter::create(&sessions, &transactions)?;
+    let tls_records = out.join("tls_records.parquet");
+    let mut tables = analysis::TapTableWriter::create(&sessions, &transactions, &tls_records)?;
     let mut volume = Volume::default();
     let mut failed: Option<analysis::AnalysisError> = None;
     let summary = source.read(|r| {
@@ -541,11 +542,12 @@ fn parquet(source: Source, out: &Path) -> Result<tap::ReadSummary> {
     tables.finish()?;
     analysis::write_volume_table(&volume.rows(), &volume_path)?;
     eprintln!(
-        "{}, {}: {}, {} and {}",
+        "{}, {}: {}, {}, {} and {}",
         count(summary.sessions, "SMTP session"),
         count(summary.transactions, "transaction"),
         sessions.display(),
         transactions.display(),
+        tls_records.display(),
         volume_path.display()
     );
     Ok(summary)

@@ -17,7 +17,8 @@ use crate::table_io::{ParquetChunks, write_parquet};
 /// Converts the run's JSON-lines inputs into Parquet beside them:
 /// `truth/messages.parquet`, `truth/submissions.parquet`, `truth/hops.parquet`,
 /// `truth/systems.parquet` (when
-/// `truth/systems.json` exists), `tap/sessions.parquet` and `tap/transactions.parquet`.
+/// `truth/systems.json` exists), `tap/sessions.parquet`, `tap/transactions.parquet` and
+/// `tap/tls_records.parquet`.
 ///
 /// The ground-truth files must exist. The tap files may be missing (the tap saw nothing): they
 /// give empty tables with the full schema.
@@ -72,6 +73,11 @@ fn ingest_run(run_dir: &Path) -> Result<(), AnalysisError> {
     })?;
     convert::<TapTransaction>(&layout.tap_transactions_jsonl(), &layout.tap_transactions_parquet(), |t, _| {
         record_frames::tap_transactions_frame(t)
+    })?;
+    // The sessions' TLS application-data records, one row each (a second pass over the file:
+    // a chunk's records can be many times its sessions).
+    convert::<TapSession>(&layout.tap_sessions_jsonl(), &layout.tap_tls_records_parquet(), |s, _| {
+        record_frames::tap_tls_records_frame(s)
     })?;
     Ok(())
 }

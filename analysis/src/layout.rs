@@ -70,6 +70,9 @@ impl RunLayout {
     pub fn tap_transactions_parquet(&self) -> PathBuf {
         self.tap_dir().join("transactions.parquet")
     }
+    pub fn tap_tls_records_parquet(&self) -> PathBuf {
+        self.tap_dir().join("tls_records.parquet")
+    }
 
     pub fn pairs_parquet(&self) -> PathBuf {
         self.analysis_dir().join("pairs.parquet")

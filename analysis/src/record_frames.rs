@@ -286,6 +286,32 @@ pub fn tap_sessions_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
         opt_str_col("auth_user", s.iter().map(|x| x.auth_user.as_deref())),
         Column::new("auth_cleartext".into(), s.iter().map(|x| x.auth_cleartext).collect::<Vec<_>>()),
         str_list_col("notes", s.iter().map(|x| Some(x.notes.as_slice()))),
+        Column::new("est_messages".into(), s.iter().map(|x| x.est_messages).collect::<Vec<_>>()),
+        u64_list_col("est_message_bytes", s.iter().map(|x| x.est_message_bytes.as_slice())),
+        Column::new("tls_app_records_beyond".into(), s.iter().map(|x| x.tls_app_records_beyond).collect::<Vec<_>>()),
+    ])
+}
+
+/// `tap/tls_records.parquet`: one row per TLS application-data record of each session
+/// (`tls_app_records` of the session records, which `tap/sessions.parquet` leaves out): `uid`,
+/// `seq` (the record's place in its session, from 0, both directions in capture order),
+/// `ts`, `orig` (sent by the client) and `len` (bytes on the wire, header included).
+pub fn tap_tls_records_frame(sessions: &[TapSession]) -> PolarsResult<DataFrame> {
+    let rows = sessions.iter().flat_map(|s| s.tls_app_records.iter().enumerate().map(move |(i, r)| (s, i, r)));
+    let (mut uid, mut seq, mut ts, mut orig, mut len) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (s, i, r) in rows {
+        uid.push(s.uid.as_str());
+        seq.push(i as u32);
+        ts.push(r.ts);
+        orig.push(r.orig);
+        len.push(r.len);
+    }
+    DataFrame::new(vec![
+        Column::new("uid".into(), uid),
+        Column::new("seq".into(), seq),
+        Column::new("ts".into(), ts),
+        Column::new("orig".into(), orig),
+        Column::new("len".into(), len),
     ])
 }
 
@@ -360,6 +386,16 @@ pub(crate) fn str_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item =
     builder.finish().into_series().into()
 }
 
+/// A `List(UInt64)` column, its inner type fixed even when there are no rows.
+fn u64_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = &'a [u64]>) -> Column {
+    let mut builder =
+        ListPrimitiveChunkedBuilder::<UInt64Type>::new(name.into(), values.len(), values.len() * 2, DataType::UInt64);
+    for value in values {
+        builder.append_slice(value);
+    }
+    builder.finish().into_series().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +416,30 @@ mod tests {
         assert_eq!(columns, fields);
         let subject = frame.column("cert_subject").expect("column").str().expect("str").get(0);
         assert_eq!(subject, Some("CN=mx.example.org"));
+    }
+
+    #[test]
+    fn tls_records_are_one_row_each_in_session_order() {
+        let rec = |ts, orig, len| records::TlsAppRecord { ts, orig, len };
+        let a = TapSession {
+            uid: "Ca".into(),
+            tls_app_records: vec![rec(1.0, true, 58), rec(1.5, false, 300)],
+            est_message_bytes: vec![10, 20],
+            ..Default::default()
+        };
+        let b = TapSession { uid: "Cb".into(), tls_app_records: vec![rec(2.0, true, 40)], ..Default::default() };
+        let frame = tap_tls_records_frame(&[a.clone(), TapSession::default(), b]).expect("frame");
+        assert_eq!(frame.height(), 3);
+        let uids: Vec<Option<&str>> = frame.column("uid").expect("uid").str().expect("str").into_iter().collect();
+        assert_eq!(uids, [Some("Ca"), Some("Ca"), Some("Cb")]);
+        let seq: Vec<Option<u32>> = frame.column("seq").expect("seq").u32().expect("u32").into_iter().collect();
+        assert_eq!(seq, [Some(0), Some(1), Some(0)]);
+        let len: Vec<Option<u32>> = frame.column("len").expect("len").u32().expect("u32").into_iter().collect();
+        assert_eq!(len, [Some(58), Some(300), Some(40)]);
+        let sessions = tap_sessions_frame(&[a]).expect("frame");
+        let sizes = sessions.column("est_message_bytes").expect("column").list().expect("list").get_as_series(0);
+        let sizes: Vec<Option<u64>> = sizes.expect("row").u64().expect("u64").into_iter().collect();
+        assert_eq!(sizes, [Some(10), Some(20)]);
+        assert!(tap_tls_records_frame(&[]).expect("empty").height() == 0);
     }
 }

@@ -1,6 +1,7 @@
-//! The tap's two Parquet tables, written as records arrive.
+//! The tap's Parquet tables, written as records arrive.
 //!
-//! A capture of any size must be turned into `sessions.parquet` and `transactions.parquet` in
+//! A capture of any size must be turned into `sessions.parquet`, `transactions.parquet` and
+//! `tls_records.parquet` in
 //! bounded memory, so records are buffered a batch at a time and each batch becomes one Parquet
 //! row group. Both files are written under a temporary name and renamed when finished: a reader
 //! never sees a half-written table, and a read that ends early (a truncated capture) still gives
@@ -12,37 +13,46 @@ use polars::prelude::{DataFrame, PolarsError, PolarsResult};
 use records::{TapRecord, TapSession, TapTransaction};
 
 use crate::error::AnalysisError;
-use crate::record_frames::{tap_sessions_frame, tap_transactions_frame};
+use crate::record_frames::{tap_sessions_frame, tap_tls_records_frame, tap_transactions_frame};
 use crate::table_io::ParquetChunks;
 
 /// Records per row group: large enough for good compression, small enough that a batch of
 /// transactions (a few hundred bytes each) stays a few MB.
 const BATCH: usize = 8192;
 
-/// Writes tap records into `sessions.parquet` and `transactions.parquet`, a batch at a time,
-/// with the schemas [`crate::ingest`] gives them.
+/// Writes tap records into `sessions.parquet`, `transactions.parquet` and
+/// `tls_records.parquet`, a batch at a time, with the schemas [`crate::ingest`] gives them.
 pub struct TapTableWriter {
     sessions: BatchedTable<TapSession>,
     transactions: BatchedTable<TapTransaction>,
+    /// Sessions reduced to their uid and TLS application-data records: the records are held
+    /// once, here, not also with the session's batch.
+    tls_records: BatchedTable<TapSession>,
 }
 
 impl TapTableWriter {
-    /// Creates (or replaces, when finished) the two files.
-    pub fn create(sessions: &Path, transactions: &Path) -> Result<Self, AnalysisError> {
+    /// Creates (or replaces, when finished) the three files.
+    pub fn create(sessions: &Path, transactions: &Path, tls_records: &Path) -> Result<Self, AnalysisError> {
         Ok(TapTableWriter {
             sessions: BatchedTable::create(sessions, tap_sessions_frame)?,
             transactions: BatchedTable::create(transactions, tap_transactions_frame)?,
+            tls_records: BatchedTable::create(tls_records, tap_tls_records_frame)?,
         })
     }
 
     pub fn push(&mut self, record: TapRecord) -> Result<(), AnalysisError> {
         match record {
-            TapRecord::Session(s) => self.sessions.push(s),
+            TapRecord::Session(s) => self.push_session(s),
             TapRecord::Transaction(t) => self.transactions.push(t),
         }
     }
 
-    pub fn push_session(&mut self, session: TapSession) -> Result<(), AnalysisError> {
+    pub fn push_session(&mut self, mut session: TapSession) -> Result<(), AnalysisError> {
+        let records = std::mem::take(&mut session.tls_app_records);
+        if !records.is_empty() {
+            let uid = session.uid.clone();
+            self.tls_records.push(TapSession { uid, tls_app_records: records, ..Default::default() })?;
+        }
         self.sessions.push(session)
     }
 
@@ -50,9 +60,10 @@ impl TapTableWriter {
         self.transactions.push(transaction)
     }
 
-    /// Writes what is buffered and the files' footers, then puts both files in place.
+    /// Writes what is buffered and the files' footers, then puts the files in place.
     pub fn finish(self) -> Result<(), AnalysisError> {
         self.sessions.finish()?;
+        self.tls_records.finish()?;
         self.transactions.finish()
     }
 }
@@ -189,11 +200,13 @@ mod tests {
     #[test]
     fn batches_become_one_table_in_order_with_the_ingest_schema() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (s, t) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"));
-        let mut w = TapTableWriter::create(&s, &t).expect("create");
+        let (s, t, r) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"), dir.path().join("r.parquet"));
+        let mut w = TapTableWriter::create(&s, &t, &r).expect("create");
         let n = BATCH * 2 + 17;
+        let record = |i: usize| records::TlsAppRecord { ts: i as f64, orig: i.is_multiple_of(2), len: 22 + i as u32 };
         for i in 0..n {
-            w.push(TapRecord::Session(session(i))).expect("push");
+            let tls_app_records = if i % 1000 == 1 { vec![record(i), record(i + 1)] } else { Vec::new() };
+            w.push(TapRecord::Session(TapSession { tls_app_records, ..session(i) })).expect("push");
         }
         w.push(TapRecord::Transaction(TapTransaction { uid: "C1".into(), ..Default::default() })).expect("push");
         assert!(!s.exists(), "the table appears only when finished");
@@ -207,6 +220,13 @@ mod tests {
         assert_eq!(read.schema(), whole.schema());
         assert!(read.equals_missing(&whole), "streamed table differs from the one-shot table");
         assert_eq!(read_parquet(&t, "test").expect("read").height(), 1);
+        let tls = read_parquet(&r, "test").expect("read");
+        let with_records: Vec<TapSession> = (0..n)
+            .filter(|i| i % 1000 == 1)
+            .map(|i| TapSession { tls_app_records: vec![record(i), record(i + 1)], ..session(i) })
+            .collect();
+        assert_eq!(tls.height(), 2 * with_records.len());
+        assert!(tls.equals_missing(&tap_tls_records_frame(&with_records).expect("frame")));
     }
 
     #[test]
@@ -232,10 +252,13 @@ mod tests {
     #[test]
     fn no_records_give_empty_tables_with_the_full_schema() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (s, t) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"));
-        TapTableWriter::create(&s, &t).expect("create").finish().expect("finish");
+        let (s, t, r) = (dir.path().join("s.parquet"), dir.path().join("t.parquet"), dir.path().join("r.parquet"));
+        TapTableWriter::create(&s, &t, &r).expect("create").finish().expect("finish");
         let read = read_parquet(&t, "test").expect("read");
         assert_eq!(read.height(), 0);
         assert_eq!(read.schema(), tap_transactions_frame(&[]).expect("frame").schema());
+        let read = read_parquet(&r, "test").expect("read");
+        assert_eq!(read.height(), 0);
+        assert_eq!(read.schema(), tap_tls_records_frame(&[]).expect("frame").schema());
     }
 }

@@ -657,6 +657,7 @@ fn ingest_is_deterministic() {
         layout.truth_systems_parquet(),
         layout.tap_sessions_parquet(),
         layout.tap_transactions_parquet(),
+        layout.tap_tls_records_parquet(),
     ];
     ingest(&dir).expect("first ingest");
     let first: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).expect("parquet written")).collect();

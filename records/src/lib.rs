@@ -197,6 +197,40 @@ pub struct TapSession {
     pub auth_cleartext: bool,
     /// Oddities worth a researcher's attention, Zeek "weird"-style names.
     pub notes: Vec<String>,
+    /// Messages the session carried, as the eavesdropper estimates them: counted from the
+    /// transactions read in the clear, or, in TLS, from the shape of the client's bursts of
+    /// application-data records between the server's (ANALYSIS.md, "Messages and sizes inside
+    /// TLS"). `None` where there is nothing to estimate from (no TLS records, not SMTP).
+    #[serde(default)]
+    pub est_messages: Option<u64>,
+    /// Estimated size of each of those messages, in order, in bytes: in the clear, the
+    /// (unstuffed) message the tap read, as far as it saw it; in TLS, the plaintext the client
+    /// sent after DATA less the final `.<CRLF>` (so a dot added by dot-stuffing counts).
+    #[serde(default)]
+    pub est_message_bytes: Vec<u64>,
+    /// The application-data records of the session's TLS (STARTTLS or implicit), both
+    /// directions in capture order, up to [`MAX_TLS_APP_RECORDS`]; what the estimators read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_app_records: Vec<TlsAppRecord>,
+    /// Application-data records past [`MAX_TLS_APP_RECORDS`]: counted, not kept.
+    #[serde(default)]
+    pub tls_app_records_beyond: u64,
+}
+
+/// Application-data records kept per direction of a TLS session (beyond, they are counted):
+/// 5,000 records of up to 16 KiB carry about 80 MB, more than the relay's 50 MiB message limit,
+/// and hold 80 KB of memory while the session is read.
+pub const MAX_TLS_APP_RECORDS: usize = 5_000;
+
+/// One TLS application-data record (content type 23) as an eavesdropper sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct TlsAppRecord {
+    /// Capture time (UTC epoch seconds) of the packet that completed the record.
+    pub ts: f64,
+    /// Sent by the client (the session's originator); otherwise by the server.
+    pub orig: bool,
+    /// Bytes of the record on the wire, its 5-byte header included.
+    pub len: u32,
 }
 
 /// One mail transaction recovered in the clear, with Zeek smtp.log field names.

@@ -1099,8 +1099,10 @@ fn finish(flow: &mut Flow, keep_messages: bool) -> Option<Finished> {
         session.notes.insert(0, "http_connect_tunnel".into());
     }
     if implicit_tls {
-        let ct = crate::tls::walk(cd);
-        let st = crate::tls::walk(sd);
+        // Dated by stream offset, exact before the first gap (where record boundaries are lost
+        // anyway).
+        let ct = crate::tls::walk_timed(cd, |i| c.time_at((c_start + i) as u64));
+        let st = crate::tls::walk_timed(sd, |i| s.time_at((s_start + i) as u64));
         session.notes.push("implicit_tls".into());
         session.starttls_used = false;
         let server_not_tls = st.not_tls;
@@ -1511,8 +1513,10 @@ mod tests {
                 }
             }
             let mut w = PcapWriter::new(Vec::new(), LinkKind::Ethernet).expect("header");
-            for (ts, f) in &perturbed {
-                w.write_frame(*ts, f).expect("frame");
+            // Each frame a millisecond after the one before (the order they are written in), so
+            // that the TLS records' times tell the frames apart.
+            for (i, (ts, f)) in perturbed.iter().enumerate() {
+                w.write_frame(ts + i as f64 * 0.001, f).expect("frame");
             }
             let bytes = w.into_inner();
             let (skipped, _) = read(&bytes, Limits::default());
@@ -1523,6 +1527,11 @@ mod tests {
                 .filter(|r| matches!(r, TapRecord::Session(s) if s.starttls_used && s.tls_records_orig > 1))
                 .count();
             assert!(tls >= 3, "{tls} sessions went into TLS with records read, every {step} frames");
+            let dated = stored
+                .iter()
+                .any(|r| matches!(r, TapRecord::Session(s) if s.tls_app_records.windows(2).any(|w| w[0].ts < w[1].ts)));
+            // Unperturbed, the records are read whole (perturbed, gaps may end the walks early).
+            assert!(dated || step > 0, "records of a session at different times");
         }
     }
 }

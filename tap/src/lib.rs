@@ -11,6 +11,7 @@ mod decode_fast;
 pub mod defrag;
 pub mod dissect;
 pub mod error;
+pub mod estimate;
 pub mod fuzzing;
 pub mod pcapfile;
 pub mod pcapwrite;

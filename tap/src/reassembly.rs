@@ -178,7 +178,20 @@ impl HalfStream {
             return false;
         }
         let mut walker = TlsWalker::new();
-        walker.feed(&self.data[at..]);
+        // Fed as the segments brought the bytes, each with its time, so that records are dated
+        // as storing them would date them (`time_at`; no gaps here, so offsets are indices).
+        let first = self.marks.partition_point(|(o, _)| *o <= at as u64).saturating_sub(1);
+        let mut from = at;
+        for (i, &(_, ts)) in self.marks.iter().enumerate().skip(first) {
+            let to = self.marks.get(i + 1).map_or(self.data.len(), |(o, _)| (*o as usize).min(self.data.len()));
+            if to > from {
+                walker.feed(&self.data[from..to], ts);
+                from = to;
+            }
+        }
+        if from < self.data.len() {
+            walker.feed(&self.data[from..], self.first_ts.unwrap_or(0.0));
+        }
         let kept = self.data.len() - at;
         self.data.truncate(at);
         self.data.shrink_to_fit();
@@ -271,7 +284,7 @@ impl HalfStream {
         {
             let take = bytes.len().min(room);
             t.kept += take;
-            t.walker.feed(&bytes[..take]);
+            t.walker.feed(&bytes[..take], ts);
         } else if room > 0 {
             if self.tls_candidate.is_none()
                 && self.data.len() < TLS_CANDIDATE_BEFORE

@@ -319,6 +319,8 @@ struct Dissector<'a> {
     done: Vec<TapTransaction>,
     /// Aligned with `done`: the whole message of each, when there is one.
     messages: Vec<Option<Vec<u8>>>,
+    /// Bytes of each message read in the clear (unstuffed; as far as it was seen).
+    sizes: Vec<u64>,
     depth: u32,
     /// A gap was passed in either direction: pair the next command with a reply sent after it.
     resync: bool,
@@ -354,6 +356,7 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
         keep_messages: input.keep_messages,
         done: Vec::new(),
         messages: Vec::new(),
+        sizes: Vec::new(),
         depth: 0,
         resync: false,
         resync_next: false,
@@ -364,6 +367,13 @@ pub fn dissect_session(input: SessionInput<'_>) -> SessionOutput {
     d.run();
     d.finish_tx();
     d.session.transactions = d.done.iter().filter(|t| !t.tls).count() as u64;
+    // Messages read in the clear count as they are; those inside TLS were estimated from its
+    // records (`tls::fill_session`) and come after.
+    let tls = std::mem::take(&mut d.session.est_message_bytes);
+    let in_tls = if d.session.starttls_used { d.session.est_messages } else { Some(0) };
+    d.session.est_messages = in_tls.map(|n| n + d.sizes.len() as u64);
+    d.session.est_message_bytes = std::mem::take(&mut d.sizes);
+    d.session.est_message_bytes.extend(tls);
     SessionOutput { session: d.session, transactions: d.done, messages: d.messages, tls_at: d.tls_at }
 }
 
@@ -741,6 +751,7 @@ impl<'a> Dissector<'a> {
         let Some(mut o) = self.open.take() else { return };
         let mut whole = None;
         if o.has_body {
+            self.sizes.push(o.body.len() as u64);
             read_headers(&o.body, &mut o.tx);
             if !o.body_cut {
                 o.tx.sha256 = Some(sha256_hex(&o.body));
@@ -769,7 +780,11 @@ impl<'a> Dissector<'a> {
         self.tls_at = Some((self.client.pos, self.server.pos));
         // Records are walked up to the first gap: past it, record boundaries are lost. A stream
         // the tap read as TLS while reassembling it has the walk done already.
-        let walk = |c: &Cursor<'_>| c.stream.tls_summary(c.pos).unwrap_or_else(|| crate::tls::walk(c.rest_until_gap()));
+        let walk = |c: &Cursor<'_>| {
+            c.stream
+                .tls_summary(c.pos)
+                .unwrap_or_else(|| crate::tls::walk_timed(c.rest_until_gap(), |i| c.time_at(c.pos + i)))
+        };
         let c = walk(&self.client);
         let s = walk(&self.server);
         if self.client.next_gap().is_some() || self.server.next_gap().is_some() {

@@ -28,11 +28,16 @@ use x509_parser::prelude::{AttributeTypeAndValue, FromDer, GeneralName, X509Cert
 /// (and two records), counted in the tap's memory budget while it waits.
 pub const MAX_HANDSHAKE_MESSAGE: usize = 1 << 20;
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct TlsSummary {
     pub records: u64,
     /// Bytes of application-data records (type 23), headers included: the visible volume.
     pub app_bytes: u64,
+    /// Each application-data record: capture time of the packet that completed it, and its
+    /// length on the wire (header included); the first [`records::MAX_TLS_APP_RECORDS`].
+    pub app_records: Vec<(f64, u32)>,
+    /// Application-data records past that bound: counted only.
+    pub app_records_beyond: u64,
     pub alerts: u64,
     pub sni: Option<String>,
     /// From the ServerHello (supported_versions for TLS 1.3).
@@ -68,6 +73,24 @@ pub struct TlsSummary {
     pub handshake: HandshakeBuffer,
 }
 
+impl TlsSummary {
+    /// An application-data record of `len` bytes (header included), completed at `ts`.
+    pub fn app_record(&mut self, ts: f64, len: usize) {
+        self.app_bytes += len as u64;
+        if self.app_records.len() < records::MAX_TLS_APP_RECORDS {
+            // A u16 length and the header: always fits.
+            self.app_records.push((ts, len as u32));
+        } else {
+            self.app_records_beyond += 1;
+        }
+    }
+
+    /// Memory held for the records kept.
+    pub fn held_bytes(&self) -> usize {
+        self.app_records.capacity() * std::mem::size_of::<(f64, u32)>() + self.handshake.held_bytes()
+    }
+}
+
 /// Reassembly of handshake messages across records, for one direction.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HandshakeBuffer {
@@ -95,8 +118,15 @@ impl HandshakeBuffer {
     }
 }
 
-/// Walks the records of one direction of a TLS stream.
+/// Walks the records of one direction of a TLS stream, its application-data records dated 0
+/// (for [`walk_timed`] with capture times).
 pub fn walk(data: &[u8]) -> TlsSummary {
+    walk_timed(data, |_| 0.0)
+}
+
+/// [`walk`], with `time_of(i)` the capture time of the byte at index `i` of `data`: each
+/// application-data record is dated by its last byte.
+pub fn walk_timed(data: &[u8], time_of: impl Fn(usize) -> f64) -> TlsSummary {
     let mut s = TlsSummary::default();
     let mut pos = 0usize;
     while pos + 5 <= data.len() {
@@ -116,7 +146,7 @@ pub fn walk(data: &[u8]) -> TlsSummary {
             20 => s.handshake.end(),
             21 => s.alerts += 1,
             22 => read_handshake(&data[pos..end], &mut s),
-            23 => s.app_bytes += (5 + len) as u64,
+            23 => s.app_record(time_of(end - 1), 5 + len),
             _ => {}
         }
         pos = end;
@@ -141,6 +171,15 @@ pub fn fill_session(client: TlsSummary, server: TlsSummary, session: &mut record
     session.cert_subject = server.cert_subject;
     session.cert_issuer = server.cert_issuer;
     session.cert_san_dns = server.cert_san_dns;
+    session.tls_app_records = crate::estimate::merge(&client.app_records, &server.app_records);
+    session.tls_app_records_beyond = client.app_records_beyond + server.app_records_beyond;
+    let est = crate::estimate::messages(
+        &session.tls_app_records,
+        session.tls_version.as_deref(),
+        session.tls_cipher.as_deref(),
+    );
+    session.est_messages = est.as_ref().map(|e| e.len() as u64);
+    session.est_message_bytes = est.unwrap_or_default();
     if client.handshake_too_long || server.handshake_too_long {
         session.notes.push("tls_handshake_message_too_long".into());
     }
@@ -562,5 +601,21 @@ mod tests {
         assert_eq!((s.records, s.app_bytes, s.alerts, s.unparsed), (2, 7, 1, 6));
         assert!(!s.not_tls);
         assert!(walk(b"250 ok\r\n").not_tls);
+    }
+
+    /// Application-data records are kept up to the bound, dated by their last byte, and
+    /// counted beyond it; their bytes are all counted.
+    #[test]
+    fn app_records_are_dated_kept_to_the_bound_and_counted_beyond() {
+        let n = records::MAX_TLS_APP_RECORDS + 7;
+        let mut d = vec![22, 3, 3, 0, 1, 0];
+        for _ in 0..n {
+            d.extend_from_slice(&[23, 3, 3, 0, 3, 1, 2, 3]);
+        }
+        let s = walk_timed(&d, |i| i as f64);
+        assert_eq!((s.app_records.len(), s.app_records_beyond), (records::MAX_TLS_APP_RECORDS, 7));
+        assert_eq!(s.app_bytes, 8 * n as u64);
+        // The first ends at byte 6 + 7, the second 8 bytes later.
+        assert_eq!(&s.app_records[..2], &[(13.0, 8), (21.0, 8)]);
     }
 }

@@ -40,7 +40,7 @@ impl TlsWalker {
 
     /// Memory held: the record being read, and the handshake message being reassembled.
     pub fn held_bytes(&self) -> usize {
-        self.partial.capacity() + self.summary.handshake.held_bytes()
+        self.partial.capacity() + self.summary.held_bytes()
     }
 
     /// Nothing more will be fed (the stream stopped storing): reads nothing more and lets go of
@@ -58,7 +58,9 @@ impl TlsWalker {
         s
     }
 
-    pub fn feed(&mut self, mut input: &[u8]) {
+    /// Reads the next bytes of the stream, captured at `ts` (the time given to the records
+    /// they complete).
+    pub fn feed(&mut self, mut input: &[u8], ts: f64) {
         if self.frozen {
             return;
         }
@@ -81,8 +83,8 @@ impl TlsWalker {
             self.fed += take as u64;
             input = &input[take..];
             match self.current {
-                None if self.partial.len() == HEADER => self.header(),
-                Some((_, len)) if self.body_seen == len => self.record_done(),
+                None if self.partial.len() == HEADER => self.header(ts),
+                Some((_, len)) if self.body_seen == len => self.record_done(ts),
                 _ => {}
             }
         }
@@ -91,7 +93,7 @@ impl TlsWalker {
     }
 
     /// The header in `partial` is whole: checks it as `walk` does.
-    fn header(&mut self) {
+    fn header(&mut self, ts: f64) {
         let h = &self.partial;
         let (ctype, major) = (h[0], h[1]);
         let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
@@ -106,18 +108,18 @@ impl TlsWalker {
             self.partial.clear();
         }
         if len == 0 {
-            self.record_done();
+            self.record_done(ts);
         }
     }
 
-    fn record_done(&mut self) {
+    fn record_done(&mut self, ts: f64) {
         let Some((ctype, len)) = self.current.take() else { return };
         self.summary.records += 1;
         match ctype {
             20 => self.summary.handshake.end(),
             21 => self.summary.alerts += 1,
             HANDSHAKE => read_handshake(&self.partial, &mut self.summary),
-            23 => self.summary.app_bytes += (HEADER + len) as u64,
+            23 => self.summary.app_record(ts, HEADER + len),
             _ => {}
         }
         self.partial.clear();
@@ -162,7 +164,7 @@ mod tests {
             for piece in [1, 2, 3, 4, 5, 6, 7, 13, 64, 1000, usize::MAX] {
                 let mut w = TlsWalker::new();
                 for chunk in data.chunks(piece.min(data.len()).max(1)) {
-                    w.feed(chunk);
+                    w.feed(chunk, 0.0);
                 }
                 assert_eq!(w.summary(), want, "pieces of {piece}");
             }
@@ -191,7 +193,7 @@ mod tests {
         for piece in [1, 5, data.len()] {
             let mut w = TlsWalker::new();
             for chunk in data.chunks(piece) {
-                w.feed(chunk);
+                w.feed(chunk, 0.0);
             }
             assert_eq!(w.summary(), want, "pieces of {piece}");
         }
@@ -218,22 +220,22 @@ mod tests {
         let mut most = 0;
         let half = data.len() / 2;
         for chunk in data[..half].chunks(1448) {
-            w.feed(chunk);
+            w.feed(chunk, 0.0);
             most = most.max(w.held_bytes());
         }
         let mut released = TlsWalker::new();
-        released.feed(&data[..half]);
+        released.feed(&data[..half], 0.0);
         assert!(released.held_bytes() > len / 2);
         released.release();
         assert_eq!(released.held_bytes(), 0);
         // All but the last byte: the message is almost whole, and waits.
         let last = data.len() - 1;
         for chunk in data[half..last].chunks(1448) {
-            w.feed(chunk);
+            w.feed(chunk, 0.0);
             most = most.max(w.held_bytes());
         }
         assert!(most > len && most <= len + (64 << 10), "{most}");
-        w.feed(&data[last..]);
+        w.feed(&data[last..], 0.0);
         assert!(w.held_bytes() <= 64 << 10, "{}", w.held_bytes());
         let s = w.summary();
         assert_eq!(s, walk(&data));
@@ -246,9 +248,9 @@ mod tests {
             for cut in [0, 1, 5, 6, data.len() / 3, data.len()] {
                 let cut = cut.min(data.len());
                 let mut w = TlsWalker::new();
-                w.feed(&data[..cut]);
+                w.feed(&data[..cut], 0.0);
                 w.freeze();
-                w.feed(&data[cut..]);
+                w.feed(&data[cut..], 0.0);
                 assert_eq!(w.summary(), walk(&data[..cut]));
             }
         }
