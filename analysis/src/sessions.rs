@@ -56,6 +56,10 @@ pub fn session_table(keyed_hops: LazyFrame, tap_sessions: LazyFrame, tx: LazyFra
         col("tls_app_bytes_orig"),
         col("tls_app_bytes_resp"),
         col("transactions").alias("tap_transactions"),
+        // The tap's own estimate inside TLS (`tap::estimate`, from the records' bursts); null
+        // where it had none (CBC suites, sessions it could not read).
+        col("est_messages").alias("tap_est_messages"),
+        col("est_message_bytes").list().sum().cast(DataType::Int64).alias("tap_est_bytes"),
     ]);
     let tap = if uids { tap } else { tap.unique_stable(Some(vec![TAP_KEY.into()]), UniqueKeepStrategy::First) };
     let clear_bytes = tx
@@ -64,11 +68,18 @@ pub fn session_table(keyed_hops: LazyFrame, tap_sessions: LazyFrame, tx: LazyFra
 
     let seen = col("tap_ts").is_not_null();
     let tls = col("tap_starttls").fill_null(lit(false));
-    let tls_messages =
+    // Inside TLS: the tap's estimate when it made one, else the volume heuristic (one message
+    // per session with enough client data, its bytes less a fixed overhead).
+    let has_est = tls.clone().and(col("tap_est_messages").is_not_null());
+    let heuristic_messages =
         (tls.clone().and(col("tls_app_bytes_orig").gt_eq(lit(TLS_MESSAGE_MIN_CLIENT_BYTES)))).cast(DataType::Int64);
-    let tls_payload =
-        col("tls_app_bytes_orig").cast(DataType::Int64) - tls_messages.clone() * lit(TLS_CLIENT_OVERHEAD_BYTES as i64);
-    let tls_payload = when(tls.clone().and(tls_payload.clone().gt(lit(0i64)))).then(tls_payload).otherwise(lit(0i64));
+    let heuristic_payload = col("tls_app_bytes_orig").cast(DataType::Int64)
+        - heuristic_messages.clone() * lit(TLS_CLIENT_OVERHEAD_BYTES as i64);
+    let heuristic_payload =
+        when(tls.clone().and(heuristic_payload.clone().gt(lit(0i64)))).then(heuristic_payload).otherwise(lit(0i64));
+    let tls_messages =
+        when(has_est.clone()).then(col("tap_est_messages").cast(DataType::Int64)).otherwise(heuristic_messages);
+    let tls_payload = when(has_est).then(col("tap_est_bytes").fill_null(lit(0i64))).otherwise(heuristic_payload);
 
     truth
         .join(tap, [col(TAP_KEY)], [col(TAP_KEY)], JoinArgs::new(JoinType::Left))

@@ -438,6 +438,27 @@ fn eavesdropper_estimates_and_their_errors() {
 }
 
 #[test]
+fn the_taps_own_estimate_inside_tls_replaces_the_volume_heuristic() {
+    let dir = temp_run_dir("tap-estimates");
+    write_mixed_run(&dir);
+    let layout = RunLayout::new(&dir);
+    let mut tap: Vec<TapSession> = records::read_jsonl(&layout.tap_sessions_jsonl()).expect("tap sessions");
+    let tls = tap.iter_mut().find(|s| s.starttls_used).expect("the TLS session");
+    // The heuristic would say 1 message of 4000 - 315 bytes; the tap's record bursts say two
+    // messages of 150 and 149 bytes (one true message of 300: one too many, one byte short).
+    tls.tls_app_bytes_orig = 4000;
+    tls.est_messages = Some(2);
+    tls.est_message_bytes = vec![150, 149];
+    write_jsonl(&layout.tap_sessions_jsonl(), &tap).expect("rewrite tap sessions");
+    ingest(&dir).expect("ingest");
+    let summary = analyze(&dir).expect("analyze");
+    let p = find(&summary, "alpha", "gamma");
+    assert_eq!((p.messages_est, p.bytes_est), (2, 299));
+    assert_eq!(p.messages_est_rel_err, Some(1.0));
+    assert!(close(p.bytes_est_rel_err, -1.0 / 300.0));
+}
+
+#[test]
 fn user_pairs_are_linkable_only_when_both_ends_leak() {
     let (dir, summary) = analysed_mixed_run("users");
     let csv = std::fs::read_to_string(RunLayout::new(&dir).table_csv("user_pairs")).expect("user_pairs.csv");
