@@ -109,6 +109,9 @@ impl Postfix {
             format!("maillog_file_prefixes = {d}"),
             "disable_dns_lookups = yes".into(),
             "smtp_dns_support_level = disabled".into(),
+            // smtpd looks up each client's name before its greeting; 127.0.x.y is not in
+            // /etc/hosts, so the query would leave the machine (and stall 5 s unanswered).
+            "smtpd_peername_lookup = no".into(),
             "alias_maps =".into(),
             "alias_database =".into(),
             "biff = no".into(),
