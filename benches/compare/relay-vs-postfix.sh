@@ -13,7 +13,9 @@
 #   postfix          A opens a new TLS connection per delivery (Postfix's default)
 #   postfix-reuse    A with `smtp_tls_connection_reuse = yes` and the tlsproxy service enabled
 #   smtplab          smtplab in A's place, a new connection (and TLS session) per message
-# PLAIN=1 adds a plaintext A -> B row per MTA.
+# PLAIN=1 adds a plaintext A -> B row per MTA. A Postfix B logs its TLS sessions
+# (smtpd_tls_loglevel = 1): the script prints how many each row made and how many were full
+# handshakes rather than resumptions.
 #
 # B (SINK):
 #   own (default)    each MTA relays to a B of its own kind that delivers to disk (Postfix:
