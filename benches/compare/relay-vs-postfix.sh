@@ -89,7 +89,8 @@ wait_until() { # seconds-limit command... : polls until the command succeeds
   done
 }
 port_open() { (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
-files_at_least() { [ "$(find "$1" -type f 2>/dev/null | wc -l)" -ge "$2" ]; }
+# Delivered smtplab mail only: a mailbox file is written as .tmp and renamed to .eml when synced.
+files_at_least() { [ "$(find "$1" -type f -name '*.eml' 2>/dev/null | wc -l)" -ge "$2" ]; }
 sent_at_least() { [ "$(grep -c 'status=sent' "$1" 2>/dev/null || true)" -ge "$2" ]; }
 
 postfix_instance() { # name listen reuse(yes|no) extra-main.cf-lines...
