@@ -247,7 +247,7 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     stop_postfix "$WORK/pf-$aname"
   else
     [ "$tls" = yes ] && level=encrypt || level=none
-    smtplab_relay "$aname" "$alisten" --route "sink.example=$blisten" --outbound-tls "$level" \
+    smtplab_relay "$aname" "$alisten" --route "sink.example=$blisten" --relay-domain sink.example --outbound-tls "$level" \
       --inbound-tls none --bind "${alisten%:*}"
     local perf_pid=
     if [ -n "${PROFILE:-}" ]; then

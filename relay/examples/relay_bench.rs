@@ -2,7 +2,7 @@
 //! (which pulls polars: 30+ minutes cold on a loaded 2-core machine). Same library entry point
 //! (`Relay::start`) and the same flags, for the subset `benches/compare/relay-vs-postfix.sh`
 //! passes: --listen --hostname --spool --mailbox-dir --local-domain --tls-cert --tls-key
-//! --inbound-tls --outbound-tls --route DOMAIN=ADDR:PORT --bind. Runs until SIGINT.
+//! --relay-domain --inbound-tls --outbound-tls --route DOMAIN=ADDR:PORT --bind. Runs until SIGINT.
 //!
 //!   cargo build --release -p smtplab-relay --example relay_bench
 //!   SMTPLAB=$CARGO_TARGET_DIR/release/examples/relay_bench benches/compare/relay-vs-postfix.sh
@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut listen, mut hostname, mut spool, mut mailbox_dir) = (None, None, None, None);
     let (mut cert, mut key, mut bind) = (None, None, None);
     let (mut inbound, mut outbound) = (relay::InboundTls::default(), relay::OutboundTls::default());
-    let mut local_domains = Vec::new();
+    let (mut local_domains, mut relay_domains) = (Vec::new(), Vec::new());
     let mut resolver = relay::StaticResolver::new();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--spool" => spool = Some(value.into()),
             "--mailbox-dir" => mailbox_dir = Some(value.into()),
             "--local-domain" => local_domains.push(value),
+            "--relay-domain" => relay_domains.push(value),
             "--tls-cert" => cert = Some(std::fs::read_to_string(value)?),
             "--tls-key" => key = Some(std::fs::read_to_string(value)?),
             "--inbound-tls" => inbound = value.parse()?,
@@ -55,6 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bind,
         spool: spool.ok_or("--spool missing")?,
         local_domains,
+        relay_domains,
+        relay_clients: Vec::new(),
         mailbox_dir: mailbox_dir.unwrap_or_else(|| "mailboxes".into()),
         tls_identity,
         tls: relay::TlsSettings::default(),
