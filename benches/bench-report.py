@@ -244,8 +244,8 @@ def openssl_table(est, ossl):
     lines += [f"OpenSSL run: {n}" for n in ossl.get("notes", [])]
     lines += [
         "",
-        "| suite | ours | rustls | openssl mode, buffer | OpenSSL | ratio | target |",
-        "|---|---|---|---|---|---|---|",
+        "| suite | ours | provider | rustls | openssl mode, buffer | OpenSSL | ratio | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     pairs = [
         ("seal", "1KB", "evp", 1024),
@@ -259,15 +259,55 @@ def openssl_table(est, ossl):
     ]
     for suite in SUITES:
         for op, size, mode, obytes in pairs:
-            e = est.get(f"record_protection/{op}/{suite}/{size}")
-            ours = e.bytes_per_sec() if e else None
-            theirs = ossl.get((OPENSSL_NAME[suite], mode, obytes))
-            ratio = ours / theirs if ours and theirs else None
-            r = f"{ratio:.0%}" if ratio is not None else "n/a"
-            ok = verdict(ratio >= OPENSSL_TARGET if ratio is not None else None)
+            for provider, prefix in PROVIDERS:
+                e = est.get(f"record_protection/{prefix}{op}/{suite}/{size}")
+                if e is None and prefix:
+                    continue  # that provider was not benched in this run: no row rather than n/a
+                ours = e.bytes_per_sec() if e else None
+                theirs = ossl.get((OPENSSL_NAME[suite], mode, obytes))
+                ratio = ours / theirs if ours and theirs else None
+                r = f"{ratio:.0%}" if ratio is not None else "n/a"
+                ok = verdict(ratio >= OPENSSL_TARGET if ratio is not None else None)
+                lines.append(
+                    f"| {suite} | {op} {size} | {provider} | {fmt_rate(ours)} | {mode}, {obytes} B "
+                    f"| {fmt_rate(theirs)} | {r} | {ok} |"
+                )
+    return lines
+
+
+# rustls crypto providers benched side by side: the id prefix each one's record-protection ids
+# carry (benches/benches/record_protection.rs).
+PROVIDERS = [("ring", ""), ("aws-lc-rs", "aws-lc-rs/")]
+
+
+def provider_table(est):
+    """ring against aws-lc-rs, same run: handshakes (tls_handshake/provider_*) and record
+    protection, with the aws-lc-rs/ring speed ratio (above 1: aws-lc-rs is faster)."""
+    lines = [
+        "### rustls providers: ring against aws-lc-rs (same run)",
+        "",
+        "| what | ring | aws-lc-rs | aws-lc-rs speed / ring speed |",
+        "|---|---|---|---|",
+    ]
+    for kind in ("provider_full", "provider_resumed"):
+        r = est.get(f"tls_handshake/{kind}/ring-TLS1.3-X25519-ECDSA-P256")
+        a = est.get(f"tls_handshake/{kind}/aws-lc-rs-TLS1.3-X25519-ECDSA-P256")
+        if r and a:
+            lines.append(f"| {kind} TLS1.3-X25519-ECDSA-P256 | {fmt_time(r.mean)} | {fmt_time(a.mean)} | {r.mean / a.mean:.2f} |")
+        h = est.get(f"tls_handshake/{kind}/aws-lc-rs-TLS1.3-X25519MLKEM768-ECDSA-P256")
+        if a and h:
             lines.append(
-                f"| {suite} | {op} {size} | {fmt_rate(ours)} | {mode}, {obytes} B | {fmt_rate(theirs)} | {r} | {ok} |"
+                f"| {kind} X25519MLKEM768 (aws-lc-rs only) | | {fmt_time(h.mean)} | "
+                f"{a.mean / h.mean:.2f} of X25519's speed |"
             )
+    for suite in SUITES:
+        for op in ("seal", "open"):
+            for size in ("1KB", "16KB", "1MB"):
+                r = est.get(f"record_protection/{op}/{suite}/{size}")
+                a = est.get(f"record_protection/aws-lc-rs/{op}/{suite}/{size}")
+                if r and a:
+                    rr, ar = r.bytes_per_sec(), a.bytes_per_sec()
+                    lines.append(f"| {op} {suite} {size} | {fmt_rate(rr)} | {fmt_rate(ar)} | {ar / rr:.2f} |")
     return lines
 
 
@@ -352,7 +392,7 @@ def main():
             f"Statistic: {STAT_NAME[args.stat]}; see BENCHMARKS.md for what each id measures.",
             "",
         ]
-        for section in (new_connection_table, reused_table, handshake_table, record_table, parser_table):
+        for section in (new_connection_table, reused_table, handshake_table, provider_table, record_table, parser_table):
             lines += section(est) + [""]
         if args.openssl:
             lines += openssl_table(est, load_openssl(args.openssl)) + [""]

@@ -18,6 +18,10 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_grou
 use proto::{Command, DataReceiver, DataStatus, Line, LineBuffer, ReplyParser};
 use smtplab_benches::{mail, pcap, test_mode};
 
+/// The allocator the `smtplab` binary runs with (src/main.rs), so the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const COMMANDS: &[&[u8]] = &[
     b"EHLO mail-yw1-f170.google.com",
     b"STARTTLS",

@@ -30,6 +30,10 @@ use smtplab_benches::{mail, size_label, tls};
 use tokio::runtime::Runtime;
 use tokio_rustls::TlsConnector;
 
+/// The allocator the `smtplab` binary runs with (src/main.rs), so the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [usize; 4] = [1 << 10, 10 << 10, 100 << 10, 10 << 20];
 
 struct Env {

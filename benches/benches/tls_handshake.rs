@@ -23,6 +23,10 @@ use rustls::crypto::ring::kx_group;
 use rustls::{ClientConfig, HandshakeKind, NamedGroup, ServerConfig, SupportedProtocolVersion};
 use smtplab_benches::tls::{self, Identity, KeyKind, ServerResumption, Verify};
 
+/// The allocator the `smtplab` binary runs with (src/main.rs), so the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn versions() -> [(&'static str, &'static SupportedProtocolVersion); 2] {
     [("TLS1.3", &rustls::version::TLS13), ("TLS1.2", &rustls::version::TLS12)]
 }
