@@ -4,6 +4,14 @@
 //! Nothing here touches a socket, a clock or a random number generator: callers hand in bytes and
 //! get back parsed items. Checked parsing never panics, whatever the input: the tap feeds these
 //! parsers bytes straight off the wire, from peers that may be broken or hostile.
+//!
+//! That promise is held by the compiler, not by `catch_unwind` at the callers: outside tests,
+//! indexing, slicing, `unwrap`, `expect` and `panic!` are lint errors in this crate.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod command;
 pub mod data;
