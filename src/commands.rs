@@ -112,10 +112,10 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>, por
     // Hashes of everything the run and the analysis wrote; the report is derived from them.
     scenarios::progress::say("hashing the run's files");
     scenarios::runner::update_manifest(dir, |m| {
-        m["status"] = serde_json::json!(if complete { "complete" } else { "incomplete" });
-        m["files"] = serde_json::json!(file_hashes(dir));
+        m.status = if complete { records::RunStatus::Complete } else { records::RunStatus::Incomplete };
+        m.files = file_hashes(dir);
         // What was run, as the file's bytes: a resumed sweep reruns a point whose file changed.
-        m["scenario_sha256"] = serde_json::json!(relay::sha256_hex(text.as_bytes()));
+        m.scenario_sha256 = Some(relay::sha256_hex(text.as_bytes()));
     })
     .map_err(|e| failed(e.into()))?;
     scenarios::progress::say("writing the report");
@@ -196,35 +196,16 @@ fn print_attack_matrix(cells: &[analysis::AttackCell]) {
 
 /// Renders the report of a run or sweep directory from its saved files.
 pub fn report(dir: &Path) -> Result<std::path::PathBuf> {
-    let read_json = |name: &str| -> serde_json::Value {
-        std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
-    };
     if analysis::is_sweep(dir) {
-        let sweep = read_json("sweep.json");
-        let provenance = reports::Provenance {
-            scenario: sweep["name"].as_str().unwrap_or("?").to_string(),
-            seed: 0,
-            command_line: sweep["command_line"].as_str().unwrap_or("").to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capture_sha256: None,
-            started: String::new(),
-        };
-        return Ok(reports::render_sweep(dir, &provenance)?);
+        let sweep = records::read_json_file::<records::SweepFile>(&dir.join("sweep.json"), "a sweep description").ok();
+        return Ok(reports::render_sweep(dir, &reports::Provenance::of_sweep(sweep.as_ref()))?);
     }
-    let manifest = read_json("manifest.json");
+    let manifest = records::read_json_file::<records::Manifest>(&dir.join("manifest.json"), "a run manifest").ok();
+    let mut provenance = reports::Provenance::of_run(manifest.as_ref());
     // The manifest has the capture's hash when `run` made the directory; otherwise hash it here.
-    let capture_sha256 = manifest["files"]["capture.pcap"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| sha256_file(&dir.join("capture.pcap")).ok());
-    let provenance = reports::Provenance {
-        scenario: manifest["scenario"]["scenario"]["name"].as_str().unwrap_or("?").to_string(),
-        seed: manifest["seed"].as_u64().unwrap_or(0),
-        command_line: manifest["command_line"].as_str().unwrap_or("").to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        capture_sha256,
-        started: manifest["started"].as_str().unwrap_or("").to_string(),
-    };
+    if provenance.capture_sha256.is_none() {
+        provenance.capture_sha256 = sha256_file(&dir.join("capture.pcap")).ok();
+    }
     Ok(reports::render(dir, &provenance)?)
 }
 

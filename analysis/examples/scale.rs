@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use analysis::frames;
-use analysis::{RunLayout, SystemEntry};
+use analysis::{RunLayout, SystemInfo};
 use polars::prelude::*;
 use records::{HopMessage, SessionRecord, TapSession, TapTransaction, TruthMessage};
 
@@ -147,8 +147,8 @@ fn generate(dir: &Path, hops: usize, transactions: usize) -> Result<(), String> 
     for d in [layout.truth_dir(), layout.tap_dir()] {
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    let systems: Vec<SystemEntry> = (0..SYSTEMS)
-        .map(|i| SystemEntry {
+    let systems: Vec<SystemInfo> = (0..SYSTEMS)
+        .map(|i| SystemInfo {
             name: system(i),
             domain: format!("{}.example", system(i)),
             address: address(i),

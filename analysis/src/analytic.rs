@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record_frames::SystemEntry;
+use records::SystemInfo;
 
 /// How a message crosses one link, by the two systems' policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ impl LinkMode {
 }
 
 /// The mode of the link from `sender` to `receiver`.
-pub fn link_mode(sender: Option<&SystemEntry>, receiver: Option<&SystemEntry>) -> LinkMode {
+pub fn link_mode(sender: Option<&SystemInfo>, receiver: Option<&SystemInfo>) -> LinkMode {
     let (Some(sender), Some(receiver)) = (sender, receiver) else {
         return LinkMode::Unknown;
     };
@@ -98,7 +98,7 @@ pub struct Analytic {
 }
 
 /// The expectation for `matrix` under the policies of `systems`.
-pub fn analytic_expectation(systems: &[SystemEntry], matrix: &[TrafficCell]) -> Analytic {
+pub fn analytic_expectation(systems: &[SystemInfo], matrix: &[TrafficCell]) -> Analytic {
     let find = |name: &str| systems.iter().find(|s| s.name == name);
     let mut a = Analytic::default();
     for cell in matrix {
@@ -120,8 +120,8 @@ pub fn analytic_expectation(systems: &[SystemEntry], matrix: &[TrafficCell]) -> 
 mod tests {
     use super::*;
 
-    pub(crate) fn system(name: &str, starttls: bool, inbound: Option<&str>, outbound: Option<&str>) -> SystemEntry {
-        SystemEntry {
+    pub(crate) fn system(name: &str, starttls: bool, inbound: Option<&str>, outbound: Option<&str>) -> SystemInfo {
+        SystemInfo {
             name: name.to_string(),
             domain: format!("{name}.example"),
             starttls,

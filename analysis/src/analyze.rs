@@ -22,11 +22,11 @@ use crate::layout::{
 };
 use crate::matching::{self, RANK, address_key};
 use crate::metrics::{ExposureShares, RunMetrics};
-use crate::record_frames::SystemEntry;
 use crate::sessions;
 use crate::stats::{relative_error, share};
 use crate::summary::{Summary, TableRef};
 use crate::table_io::{read_parquet, scan_parquet, write_csv, write_parquet};
+use records::SystemInfo;
 
 /// Prints how long each step took (wall clock and CPU) to stderr when `SMTPLAB_ANALYSIS_TIMING`
 /// is set (for the scale benchmark).
@@ -69,7 +69,7 @@ struct Inputs {
     hops: LazyFrame,
     tap_sessions: LazyFrame,
     tap_transactions: LazyFrame,
-    systems: Vec<SystemEntry>,
+    systems: Vec<SystemInfo>,
 }
 
 impl Inputs {
@@ -276,7 +276,7 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
 }
 
 /// Every ordered pair of the scenario's systems with its [`LinkMode`] and expected content share.
-fn link_mode_frame(systems: &[SystemEntry]) -> PolarsResult<LazyFrame> {
+fn link_mode_frame(systems: &[SystemInfo]) -> PolarsResult<LazyFrame> {
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     let mut modes = Vec::new();
@@ -482,7 +482,7 @@ fn hop_table(hop_exposure: LazyFrame) -> LazyFrame {
 /// `analysis/user_pairs`: one row per (sender address, recipient address) of the ground truth,
 /// as submitted, with how many of their messages the eavesdropper linked (see
 /// [`matching::linked_deliveries`]; addresses are matched there case-insensitively).
-fn user_pair_table(messages: LazyFrame, linked: LazyFrame, systems: &[SystemEntry]) -> PolarsResult<LazyFrame> {
+fn user_pair_table(messages: LazyFrame, linked: LazyFrame, systems: &[SystemInfo]) -> PolarsResult<LazyFrame> {
     let domains = DataFrame::new(vec![
         Column::new("domain".into(), systems.iter().map(|s| s.domain.to_lowercase()).collect::<Vec<_>>()),
         Column::new("domain_system".into(), systems.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()),
@@ -582,26 +582,17 @@ pub(crate) struct RunIdentity {
 }
 
 pub(crate) fn run_identity(layout: &RunLayout) -> Result<RunIdentity, AnalysisError> {
-    let read_json = |path: &Path| -> Result<Option<serde_json::Value>, AnalysisError> {
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| AnalysisError::io(path, e))?;
-        serde_json::from_str(&text).map(Some).map_err(|source| AnalysisError::Json {
-            path: path.to_path_buf(),
-            what: "a JSON object",
-            source,
-        })
-    };
-    let manifest = read_json(&layout.manifest_json())?.unwrap_or_default();
-    let point = read_json(&layout.point_json())?.unwrap_or_default();
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let manifest = records::read_json_file_opt::<records::Manifest>(&layout.manifest_json(), "a run manifest")?;
+    let point = records::read_json_file_opt::<records::PointInfo>(&layout.point_json(), "a sweep point")?;
+    let scenario = manifest.as_ref().map(records::Manifest::scenario_name).unwrap_or_default();
     Ok(RunIdentity {
-        scenario: text(&manifest["scenario"]["scenario"]["name"]).unwrap_or_default(),
-        sweep: text(&point["sweep"]),
-        point: text(&point["point"]),
-        params: if point["params"].is_object() { point["params"].to_string() } else { "{}".to_string() },
-        seed: point["seed"].as_u64().or_else(|| manifest["seed"].as_u64()),
+        scenario: scenario.to_string(),
+        sweep: point.as_ref().map(|p| p.sweep.clone()),
+        point: point.as_ref().map(|p| p.point.clone()),
+        params: point
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |p| serde_json::Value::Object(p.params.clone()).to_string()),
+        seed: point.as_ref().map(|p| p.seed).or_else(|| manifest.as_ref().and_then(|m| m.seed)),
     })
 }
 

@@ -17,8 +17,9 @@ use records::{AttackerSession, JsonlChunks, SessionRecord, TruthMessage};
 
 use crate::error::AnalysisError;
 use crate::layout::RunLayout;
-use crate::record_frames::{SystemEntry, str_col};
+use crate::record_frames::str_col;
 use crate::table_io::{write_csv, write_parquet};
+use records::SystemInfo;
 
 pub const TABLE_ATTACK_OUTCOMES: &str = "attack_outcomes";
 pub const TABLE_ATTACK_MATRIX: &str = "attack_matrix";
@@ -124,10 +125,9 @@ pub fn write_sweep_attack_matrix(dir: &Path) -> Result<bool, AnalysisError> {
         if !path.is_file() {
             continue;
         }
-        let point = std::fs::read_to_string(layout.point_json())
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|p| p["point"].as_str().map(str::to_string))
+        let point = records::read_json_file_opt::<records::PointInfo>(&layout.point_json(), "a sweep point")
+            .map_err(AnalysisError::from)?
+            .map(|p| p.point)
             .unwrap_or_default();
         let m = crate::table_io::read_parquet(&path, crate::error::HINT_ANALYZE)?;
         let bad = |column: &str, expected: &'static str| AnalysisError::Column {
@@ -243,7 +243,7 @@ struct Copy {
 
 /// Every (message, recipient) with what the relays and attackers recorded of it. The relays'
 /// sessions are read a chunk at a time; only per-copy facts are kept.
-fn copies(layout: &RunLayout, systems: &[SystemEntry], placements: &[Placement]) -> Result<Vec<Copy>, AnalysisError> {
+fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) -> Result<Vec<Copy>, AnalysisError> {
     let key = |id: &str, rcpt: &str| (id.to_string(), rcpt.to_ascii_lowercase());
     // Final outcomes (the receiving relay's `local` rows) and the TLS of the sender's hop.
     let mut ended: HashMap<(String, String), bool> = HashMap::new();
@@ -282,7 +282,7 @@ fn copies(layout: &RunLayout, systems: &[SystemEntry], placements: &[Placement])
             }
         }
     }
-    let system_of_domain: HashMap<String, &SystemEntry> =
+    let system_of_domain: HashMap<String, &SystemInfo> =
         systems.iter().map(|s| (s.domain.to_ascii_lowercase(), s)).collect();
     let defense: HashMap<&str, &str> = systems.iter().map(|s| (s.name.as_str(), s.outbound())).collect();
     let mut out = Vec::new();
@@ -404,7 +404,8 @@ mod tests {
         let run = |name: &str, point: &str, read: f64| {
             let layout = RunLayout::new(&dir.join(name));
             std::fs::create_dir_all(layout.truth_dir()).expect("dir");
-            std::fs::write(layout.point_json(), serde_json::json!({"point": point}).to_string()).expect("point");
+            let info = serde_json::json!({"sweep": "s", "point": point, "params": {}, "seed": 1});
+            std::fs::write(layout.point_json(), info.to_string()).expect("point");
             let mut df = DataFrame::new(vec![
                 str_col("defense", ["may"].into_iter()),
                 str_col("attack", ["strip"].into_iter()),

@@ -65,3 +65,14 @@ impl AnalysisError {
         move |source| AnalysisError::Compute { run_dir, step, source }
     }
 }
+
+impl From<records::RunFileError> for AnalysisError {
+    fn from(e: records::RunFileError) -> Self {
+        match e {
+            records::RunFileError::Io { path, source } => AnalysisError::Io { path: path.into(), source },
+            records::RunFileError::Json { path, what, source } => {
+                AnalysisError::Json { path: path.into(), what, source }
+            }
+        }
+    }
+}

@@ -11,8 +11,9 @@ use records::{JsonlChunks, SessionRecord, Submission, TapSession, TapTransaction
 
 use crate::error::{AnalysisError, HINT_RUN};
 use crate::layout::RunLayout;
-use crate::record_frames::{self, SystemEntry};
+use crate::record_frames;
 use crate::table_io::{ParquetChunks, write_parquet};
+use records::SystemInfo;
 
 /// Converts the run's JSON-lines inputs into Parquet beside them:
 /// `truth/messages.parquet`, `truth/submissions.parquet`, `truth/hops.parquet`,
@@ -133,7 +134,7 @@ fn convert<T: serde::de::DeserializeOwned>(
 }
 
 /// The analysis does not need the system list, so an older run without it still ingests.
-pub(crate) fn read_systems(path: &Path) -> Result<Option<Vec<SystemEntry>>, AnalysisError> {
+pub(crate) fn read_systems(path: &Path) -> Result<Option<Vec<SystemInfo>>, AnalysisError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -154,10 +155,8 @@ fn write_frame(frame: PolarsResult<DataFrame>, path: &Path) -> Result<(), Analys
 /// Whether the run's relays recorded final outcomes (`"truth_outcomes": true` in the manifest):
 /// runs made before they did, or without a manifest, give `unknown` outcomes.
 fn outcomes_recorded(layout: &RunLayout) -> bool {
-    std::fs::read_to_string(layout.manifest_json())
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["truth_outcomes"] == true)
+    records::read_json_file::<records::Manifest>(&layout.manifest_json(), "a run manifest")
+        .is_ok_and(|m| m.truth_outcomes)
 }
 
 #[cfg(test)]

@@ -48,12 +48,12 @@ pub use ingest::ingest;
 pub use layout::RunLayout;
 pub use link_key::socket_text;
 pub use metrics::{ExposureShares, RunMetrics};
-pub use record_frames::SystemEntry;
+pub use records::SystemInfo;
 pub use sessions::{SIZE_BUCKET_EDGES, TLS_CLIENT_OVERHEAD_BYTES, TLS_MESSAGE_MIN_CLIENT_BYTES};
 pub use stats::{CONFIDENCE, MeanCi, relative_error, share, t_quantile};
 pub use summary::{ExposureCount, PairRow, Summary, TimelineRow, TlsCostRow, percent, read_summary};
 pub use sweep::{
-    MetricGetter, MetricStat, PointSummary, SWEEP_METRICS, SweepPoint, SweepSpec, SweepSummary, analyze_sweep,
+    MetricGetter, MetricStat, PointSummary, SWEEP_METRICS, SweepEntry, SweepFile, SweepSummary, analyze_sweep,
     analyze_sweep_with, curve_groups, is_sweep, read_sweep_spec, read_sweep_summary, sweep_runs, value_text,
 };
 pub use tap_tables::{TapTableWriter, VolumeRow, write_volume_table};

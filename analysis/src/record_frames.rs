@@ -9,46 +9,7 @@
 //! `List(String)` columns.
 
 use polars::prelude::*;
-use records::{SessionRecord, Submission, TapSession, TapTransaction, TruthMessage};
-use serde::{Deserialize, Serialize};
-
-/// One system of the scenario, as `truth/systems.json` lists it.
-///
-/// `mx`, `inbound_tls` and `outbound_tls` were added later: a run without them gets the
-/// scenario defaults (`may` for a system with STARTTLS, `none` without), see [`SystemEntry::inbound`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SystemEntry {
-    pub name: String,
-    pub domain: String,
-    #[serde(default)]
-    pub address: String,
-    pub starttls: bool,
-    #[serde(default)]
-    pub mx: Option<String>,
-    /// `none`, `may` or `encrypt`.
-    #[serde(default)]
-    pub inbound_tls: Option<String>,
-    /// `none`, `may`, `encrypt` or `verify`.
-    #[serde(default)]
-    pub outbound_tls: Option<String>,
-}
-
-impl SystemEntry {
-    /// The default TLS level of a system that does not name one: `may` with STARTTLS, else `none`.
-    fn default_level(&self) -> &'static str {
-        if self.starttls { "may" } else { "none" }
-    }
-
-    /// The inbound TLS policy, with the scenario default filled in.
-    pub fn inbound(&self) -> &str {
-        self.inbound_tls.as_deref().unwrap_or(self.default_level())
-    }
-
-    /// The outbound TLS policy, with the scenario default filled in.
-    pub fn outbound(&self) -> &str {
-        self.outbound_tls.as_deref().unwrap_or(self.default_level())
-    }
-}
+use records::{SessionRecord, Submission, SystemInfo, TapSession, TapTransaction, TruthMessage};
 
 /// The value of `direction` that marks a relay-to-relay hop in `truth/sessions.jsonl`.
 pub const OUTBOUND: &str = "outbound";
@@ -232,15 +193,15 @@ pub fn truth_outcomes_frame(messages: &[TruthMessage], finals: &FinalOutcomes) -
 }
 
 /// `truth/systems.parquet`: the systems of the scenario, TLS policies with defaults filled in.
-pub fn systems_frame(systems: &[SystemEntry]) -> PolarsResult<DataFrame> {
+pub fn systems_frame(systems: &[SystemInfo]) -> PolarsResult<DataFrame> {
     DataFrame::new(vec![
         str_col("name", systems.iter().map(|s| s.name.as_str())),
         str_col("domain", systems.iter().map(|s| s.domain.as_str())),
         str_col("address", systems.iter().map(|s| s.address.as_str())),
         Column::new("starttls".into(), systems.iter().map(|s| s.starttls).collect::<Vec<_>>()),
         opt_str_col("mx", systems.iter().map(|s| s.mx.as_deref())),
-        str_col("inbound_tls", systems.iter().map(SystemEntry::inbound)),
-        str_col("outbound_tls", systems.iter().map(SystemEntry::outbound)),
+        str_col("inbound_tls", systems.iter().map(SystemInfo::inbound)),
+        str_col("outbound_tls", systems.iter().map(SystemInfo::outbound)),
     ])
 }
 

@@ -22,34 +22,8 @@ use crate::table_io::{read_parquet, write_csv, write_parquet};
 /// File that marks a sweep directory.
 pub const SWEEP_JSON: &str = "sweep.json";
 
-/// `sweep.json` as the runner writes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SweepSpec {
-    pub name: String,
-    /// The scenario key paths the sweep varies, in order.
-    #[serde(default)]
-    pub keys: Vec<String>,
-    #[serde(default)]
-    pub seeds: Vec<u64>,
-    #[serde(default)]
-    pub points: Vec<SweepPoint>,
-}
-
-impl SweepSpec {
-    /// Each point once, in the order `sweep.json` first lists it (it lists a point once per seed).
-    pub fn distinct_points(&self) -> Vec<&SweepPoint> {
-        let mut seen = std::collections::HashSet::new();
-        self.points.iter().filter(|p| seen.insert(p.point.as_str())).collect()
-    }
-}
-
-/// One point of a sweep: a label and the value of each swept key.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SweepPoint {
-    pub point: String,
-    #[serde(default)]
-    pub params: serde_json::Map<String, serde_json::Value>,
-}
+/// `sweep.json` as the sweep planner writes it (`records::SweepFile`).
+pub use records::{SweepEntry, SweepFile};
 
 /// Reads one metric of a run.
 pub type MetricGetter = fn(&RunMetrics) -> Option<f64>;
@@ -147,7 +121,7 @@ pub fn sweep_runs(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
 }
 
 /// Reads `sweep.json`.
-pub fn read_sweep_spec(dir: &Path) -> Result<SweepSpec, AnalysisError> {
+pub fn read_sweep_spec(dir: &Path) -> Result<SweepFile, AnalysisError> {
     let path = dir.join(SWEEP_JSON);
     if !path.is_file() {
         return Err(AnalysisError::Missing { path, hint: "not a sweep directory" });
@@ -184,10 +158,8 @@ pub fn analyze_sweep_with(dir: &Path, reuse_runs: bool) -> Result<SweepSummary, 
 
 /// A complete run (its manifest says so) with its summary table.
 fn has_own_analysis(run: &Path) -> bool {
-    let complete = std::fs::read_to_string(run.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["status"] == "complete");
+    let complete = records::read_json_file::<records::Manifest>(&run.join("manifest.json"), "a run manifest")
+        .is_ok_and(|m| m.status == records::RunStatus::Complete);
     complete && crate::RunLayout::new(run).table_parquet(TABLE_SUMMARY).is_file()
 }
 
@@ -205,7 +177,7 @@ fn scan_glob(pattern: &str, with_paths: bool) -> PolarsResult<LazyFrame> {
 }
 
 /// Sweep-level tables from the runs' saved analysis.
-fn aggregate(dir: &Path, spec: &SweepSpec) -> Result<SweepSummary, AnalysisError> {
+fn aggregate(dir: &Path, spec: &SweepFile) -> Result<SweepSummary, AnalysisError> {
     let step = |what: &'static str| AnalysisError::compute(dir, what);
     let pattern = glob(dir, &format!("analysis/{TABLE_SUMMARY}.parquet"));
     let mut runs = scan_glob(&pattern, true).and_then(LazyFrame::collect).map_err(|source| AnalysisError::Table {
@@ -294,7 +266,7 @@ fn number(v: Option<&serde_json::Value>) -> Option<f64> {
 }
 
 /// Per-point statistics from the runs table.
-fn summarize(dir: &Path, spec: &SweepSpec, runs: &DataFrame, path: &Path) -> Result<SweepSummary, AnalysisError> {
+fn summarize(dir: &Path, spec: &SweepFile, runs: &DataFrame, path: &Path) -> Result<SweepSummary, AnalysisError> {
     let rows = RunMetrics::from_frame(runs, path)?;
     let run_dirs = crate::summary::TableRef { df: runs, path }.strings("run_dir")?;
     let run_dirs: Vec<String> = run_dirs.into_iter().map(Option::unwrap_or_default).collect();

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+pub mod run_files;
+pub use run_files::{
+    CaptureStats, DnsSighting, Manifest, PointInfo, RunFileError, RunStatus, SweepEntry, SweepFile, SystemInfo,
+    TapLink, read_json_file, read_json_file_opt, write_json_file,
+};
+
 /// One message as the traffic generator submitted it: the ground truth of who wrote to whom.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TruthMessage {

@@ -13,18 +13,9 @@ fn main() -> ExitCode {
         eprintln!("usage: render_dir RUN_DIR|SWEEP_DIR");
         return ExitCode::from(2);
     };
-    let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let provenance = reports::Provenance {
-        scenario: manifest["scenario"]["scenario"]["name"].as_str().unwrap_or("").to_string(),
-        seed: manifest["seed"].as_u64().unwrap_or(0),
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        capture_sha256: manifest["files"]["capture.pcap"].as_str().map(str::to_string),
-        started: manifest["started"].as_str().unwrap_or("").to_string(),
-    };
+    let manifest = records::read_json_file::<records::Manifest>(&dir.join("manifest.json"), "a run manifest").ok();
+    let mut provenance = reports::Provenance::of_run(manifest.as_ref());
+    provenance.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let result = if analysis::is_sweep(&dir) {
         analysis::analyze_sweep(&dir).map_err(reports::ReportError::from).and_then(|s| {
             print!("{}", analysis::format_sweep_table(&s));

@@ -29,8 +29,9 @@ impl Figures {
     }
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+/// A run's manifest, if it has a readable one (a report still renders without it).
+fn manifest(run_dir: &Path) -> Option<records::Manifest> {
+    records::read_json_file(&run_dir.join("manifest.json"), "a run manifest").ok()
 }
 
 fn versions(provenance: &Provenance) -> String {
@@ -49,19 +50,15 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn load(run_dir: &Path) -> RunContext {
-        let point = read_json(&run_dir.join("point.json"));
-        let manifest = read_json(&run_dir.join("manifest.json"));
-        let point = point["point"].as_str().map(|label| {
-            let params = point["params"]
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            format!("{} of sweep {} ({params})", label, point["sweep"].as_str().unwrap_or("?"))
+        let point = records::read_json_file::<records::PointInfo>(&run_dir.join("point.json"), "a sweep point").ok();
+        let point = point.map(|p| {
+            let params = p.params.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(", ");
+            format!("{} of sweep {} ({params})", p.point, p.sweep)
         });
         RunContext {
             point,
             has_control: run_dir.join("control").join("truth").is_dir(),
-            status: manifest["status"].as_str().map(str::to_string),
+            status: manifest(run_dir).map(|m| m.status.as_str().to_string()),
             attacks: None,
         }
     }
@@ -100,8 +97,7 @@ impl SweepContext {
         let mut captures = Vec::new();
         let mut reports = Vec::new();
         for run in &sweep.run_dirs {
-            let manifest = read_json(&dir.join(run).join("manifest.json"));
-            captures.push(manifest["files"]["capture.pcap"].as_str().map(str::to_string));
+            captures.push(manifest(&dir.join(run)).and_then(|mut m| m.files.remove("capture.pcap")));
             let report = dir.join(run).join("report").join("index.html");
             reports.push(report.is_file().then(|| format!("../{run}/report/index.html")));
         }

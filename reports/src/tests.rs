@@ -219,7 +219,7 @@ fn report_shows_the_attack_matrix_of_a_run_with_attackers() {
         {"name": "gamma", "domain": "gamma.example", "starttls": true},
     ]);
     std::fs::write(dir.join("truth/systems.json"), systems.to_string()).expect("systems");
-    let manifest = serde_json::json!({"scenario": {"attacks": [{"attack": "strip", "domains": ["beta.example"]}]}});
+    let manifest = serde_json::json!({"status": "complete", "scenario": {"attacks": [{"attack": "strip", "domains": ["beta.example"]}]}});
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
     // beta delivered alpha's four messages; the attacker read them.
     let ids: Vec<String> = (0..4).map(|k| format!("alpha-beta-{k}@alpha.example")).collect();

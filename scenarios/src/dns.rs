@@ -183,21 +183,8 @@ fn catalog(entries: &[MxEntry], ttl: u32) -> Result<Catalog, ScenarioError> {
     Ok(catalog)
 }
 
-/// One DNS message the tap saw on the DNS server's port: what an eavesdropper learns.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct DnsSighting {
-    pub ts: f64,
-    pub src: String,
-    pub dst: String,
-    pub id: u16,
-    pub response: bool,
-    /// `NoError`, `NXDomain`, ... (responses).
-    pub rcode: String,
-    /// `name TYPE`, e.g. `beta.example. MX`.
-    pub questions: Vec<String>,
-    /// `name TYPE data`, e.g. `beta.example. MX 10 mx.beta.example.`.
-    pub answers: Vec<String>,
-}
+/// One DNS message the tap saw on the DNS server's port (`tap/dns.jsonl`).
+pub use records::DnsSighting;
 
 /// Reads the DNS messages over UDP to and from `server` out of a capture. DNS over TCP (only
 /// after a truncated UDP answer, which these small zones never give) is not read.

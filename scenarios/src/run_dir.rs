@@ -33,13 +33,11 @@ pub fn inspect(dir: &Path) -> Existing {
         Ok(false) => {}
         Err(e) => return Existing::Foreign(format!("cannot be read ({e})")),
     }
-    let manifest = std::fs::read_to_string(dir.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let manifest = records::read_json_file::<records::Manifest>(&dir.join("manifest.json"), "a run manifest").ok();
     // A run's manifest names its scenario and status; any other manifest.json is not ours.
-    match manifest.as_ref().filter(|m| m.get("scenario").is_some()).and_then(|m| m["status"].as_str()) {
-        Some("complete") => Existing::Complete,
-        Some(status) => Existing::Unfinished(status.to_string()),
+    match manifest.filter(records::Manifest::is_run).map(|m| m.status) {
+        Some(records::RunStatus::Complete) => Existing::Complete,
+        Some(status) => Existing::Unfinished(status.as_str().to_string()),
         None => Existing::Foreign("is not empty and holds no smtplab run (no run manifest.json)".into()),
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use records::TapRecord;
 use relay::{Relay, RelayConfig, RelayHandle, TlsIdentity};
-use serde_json::json;
 
 use crate::error::ScenarioError;
 use crate::pki::Pki;
@@ -88,21 +87,12 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         std::fs::create_dir_all(run_dir.join(d)).map_err(ScenarioError::io(run_dir.join(d).display().to_string()))?;
     }
     let started = now_rfc3339();
+    let scenario = serde_json::to_value(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?;
     write_manifest(
         &run_dir,
-        &json!({
-            "status": "running",
-            "scenario": s,
-            "source": opts.source,
-            "seed": s.scenario.seed,
-            "command_line": opts.command_line,
-            "version": env!("CARGO_PKG_VERSION"),
-            // The relays write a `local` record for every final delivery and bounce, so
-            // `truth/outcomes` can tell undelivered mail from mail nobody recorded.
-            "truth_outcomes": true,
-            "started": started,
-        }),
+        &records::Manifest::running(scenario, &opts.source, s.scenario.seed, &opts.command_line, started),
     )?;
+
     if let Some(point) = &s.point {
         let text = serde_json::to_string_pretty(point).map_err(|e| ScenarioError::Run(e.to_string()))?;
         std::fs::write(run_dir.join("point.json"), text).map_err(ScenarioError::io("point.json"))?;
@@ -219,16 +209,16 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     }
     let interrupted = crate::interrupt::interrupted();
     update_manifest(&run_dir, |m| {
-        m["status"] = json!(if interrupted {
-            "interrupted"
+        m.status = if interrupted {
+            records::RunStatus::Interrupted
         } else if outcome.stuck.is_empty() || s.scenario.allow_undelivered {
-            "captured"
+            records::RunStatus::Captured
         } else {
-            "incomplete"
-        });
-        m["ended"] = json!(now_rfc3339());
-        m["capture_stats"] = json!(outcome.capture);
-        m["stuck"] = json!(outcome.stuck);
+            records::RunStatus::Incomplete
+        };
+        m.ended = Some(now_rfc3339());
+        m.capture_stats = outcome.capture;
+        m.stuck = outcome.stuck.clone();
     })?;
     Ok(outcome)
 }
@@ -422,15 +412,15 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         if let Ok(mut k) = std::fs::File::open(dir.join("keys.log")) {
             std::io::copy(&mut k, &mut keys).map_err(&keys_io)?;
         }
-        systems.push(json!({
-            "name": sys.name,
-            "domain": sys.domain,
-            "mx": sys.mx_host(),
-            "address": s.address(i).to_string(),
-            "starttls": sys.starttls,
-            "inbound_tls": sys.inbound(),
-            "outbound_tls": sys.outbound(),
-        }));
+        systems.push(records::SystemInfo {
+            name: sys.name.clone(),
+            domain: sys.domain.clone(),
+            mx: Some(sys.mx_host()),
+            address: s.address(i).to_string(),
+            starttls: sys.starttls,
+            inbound_tls: serde_name(&sys.inbound()),
+            outbound_tls: serde_name(&sys.outbound()),
+        });
     }
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.
     let mut by_ip: std::collections::HashMap<String, String> =
@@ -451,18 +441,22 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
     // Where the tap sat: every unordered system pair, and whether its line was tapped.
     let tapped: Option<std::collections::HashSet<(usize, usize)>> = s.tapped_links().map(|v| v.into_iter().collect());
     let n = s.systems.len();
-    let links: Vec<serde_json::Value> = (0..n)
+    let links: Vec<records::TapLink> = (0..n)
         .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
         .map(|(a, b)| {
             let on = tapped.as_ref().is_none_or(|t| t.contains(&(a, b)));
             // Live capture and the recorder both capture a tapped line.
-            json!({"a": s.systems[a].name, "b": s.systems[b].name, "tapped": on && s.tap.capture != "none"})
+            records::TapLink {
+                a: s.systems[a].name.clone(),
+                b: s.systems[b].name.clone(),
+                tapped: on && s.tap.capture != "none",
+            }
         })
         .collect();
-    let links = serde_json::to_string_pretty(&links).map_err(|e| ScenarioError::Run(e.to_string()))?;
-    std::fs::write(run_dir.join("truth/tap_links.json"), links).map_err(ScenarioError::io("truth/tap_links.json"))?;
-    let systems = serde_json::to_string_pretty(&systems).map_err(|e| ScenarioError::Run(e.to_string()))?;
-    std::fs::write(run_dir.join("truth/systems.json"), systems).map_err(ScenarioError::io("truth/systems.json"))
+    records::write_json_file(&run_dir.join("truth/tap_links.json"), &links)
+        .map_err(ScenarioError::io("truth/tap_links.json"))?;
+    records::write_json_file(&run_dir.join("truth/systems.json"), &systems)
+        .map_err(ScenarioError::io("truth/systems.json"))
 }
 
 fn new_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
@@ -482,13 +476,17 @@ fn new_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ScenarioError> {
     unreachable!("the loop above returns")
 }
 
+/// A policy as the scenario file spells it (its serde name): the same word in systems.json.
+fn serde_name(value: &impl serde::Serialize) -> Option<String> {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string))
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), ScenarioError> {
-    let text = serde_json::to_string_pretty(m).map_err(|e| ScenarioError::Run(e.to_string()))?;
-    std::fs::write(run_dir.join("manifest.json"), text).map_err(ScenarioError::io("manifest.json"))
+pub fn write_manifest(run_dir: &Path, m: &records::Manifest) -> Result<(), ScenarioError> {
+    records::write_json_file(&run_dir.join("manifest.json"), m).map_err(ScenarioError::io("manifest.json"))
 }
 
 /// Records in the manifest that the run failed and why, so neither a user nor a resumed sweep
@@ -496,19 +494,18 @@ pub fn write_manifest(run_dir: &Path, m: &serde_json::Value) -> Result<(), Scena
 pub fn mark_failed(run_dir: &Path, error: &str) {
     if run_dir.join("manifest.json").exists() {
         let _ = update_manifest(run_dir, |m| {
-            m["status"] = json!("failed");
-            m["error"] = json!(error);
-            m["ended"] = json!(now_rfc3339());
+            m.status = records::RunStatus::Failed;
+            m.error = Some(error.to_string());
+            m.ended = Some(now_rfc3339());
         });
     }
 }
 
 /// Reads, changes and rewrites `manifest.json`.
-pub fn update_manifest(run_dir: &Path, f: impl FnOnce(&mut serde_json::Value)) -> Result<(), ScenarioError> {
+pub fn update_manifest(run_dir: &Path, f: impl FnOnce(&mut records::Manifest)) -> Result<(), ScenarioError> {
     let path = run_dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(ScenarioError::io(path.display().to_string()))?;
-    let mut m: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ScenarioError::Run(format!("{}: not valid JSON ({e})", path.display())))?;
+    let mut m: records::Manifest =
+        records::read_json_file(&path, "a run manifest").map_err(|e| ScenarioError::Run(e.to_string()))?;
     f(&mut m);
     write_manifest(run_dir, &m)
 }

@@ -229,18 +229,9 @@ impl FakeCertificate {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PointInfo {
-    pub sweep: String,
-    pub point: String,
-    pub params: toml::Table,
-    pub seed: u64,
-    /// sha256 of the point's scenario as the sweep file defines it (set by `smtplab sweep`): a
-    /// resumed sweep reruns a complete point whose scenario changed since.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scenario_sha256: Option<String>,
-}
+/// Which sweep point a scenario is (`[point]`, set by `smtplab sweep`); written to the run
+/// directory as `point.json`.
+pub use records::PointInfo;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -111,9 +111,10 @@ pub fn expand(text: &str, path: &str) -> Result<Sweep, ScenarioError> {
                     message,
                 })?;
             }
-            let mut params = toml::Table::new();
+            let mut params = serde_json::Map::new();
             for (k, v) in combo {
-                params.insert(k.clone(), v.clone());
+                let v = serde_json::to_value(v).map_err(|e| parse_err(format!("sweep.{k}: {e}")))?;
+                params.insert(k.clone(), v);
             }
             let point_name = if label.is_empty() { "base".to_string() } else { label.clone() };
             let dir_name = format!("{}-s{seed}", sanitize(&point_name));

@@ -47,15 +47,8 @@ impl Default for LiveOptions {
     }
 }
 
-/// Counts at the end of a capture.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct CaptureStats {
-    pub packets_written: u64,
-    pub bytes_written: u64,
-    /// Dropped by the kernel for lack of buffer space (libpcap's ps_drop).
-    pub dropped: u64,
-    pub if_dropped: u64,
-}
+/// Counts at the end of a capture (the run's manifest records them).
+pub use records::CaptureStats;
 
 /// A capture running on its own thread, writing every matching packet to a pcap file.
 pub struct LiveCapture {

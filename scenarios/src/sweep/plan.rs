@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::error::ScenarioError;
 
 /// One point × seed of a planned sweep.
@@ -74,14 +72,14 @@ pub fn write(text: &str, source: &str, out: &Path, workers: usize, command_line:
         std::fs::write(&path, toml).map_err(ScenarioError::io(format!("cannot write {}", path.display())))?;
         let run_dir = dir.join(&p.dir_name);
         let info = p.scenario.point.as_ref();
-        entries.push(json!({
-            "point": info.map(|i| i.point.clone()),
-            "params": info.map(|i| i.params.clone()),
-            "seed": p.seed,
-            "dir": p.dir_name,
-            "scenario_sha256": hash,
-            "command": format!("smtplab run {} --run-dir {}", path.display(), run_dir.display()),
-        }));
+        entries.push(records::SweepEntry {
+            point: info.map(|i| i.point.clone()).unwrap_or_default(),
+            params: info.map(|i| i.params.clone()).unwrap_or_default(),
+            seed: p.seed,
+            dir: p.dir_name.clone(),
+            scenario_sha256: hash.clone(),
+            command: format!("smtplab run {} --run-dir {}", path.display(), run_dir.display()),
+        });
         points.push(PlannedPoint {
             point: info.map(|i| i.point.clone()).unwrap_or_default(),
             seed: p.seed,
@@ -92,17 +90,17 @@ pub fn write(text: &str, source: &str, out: &Path, workers: usize, command_line:
             worker,
         });
     }
-    let manifest = json!({
-        "name": sw.name,
-        "keys": sw.keys,
-        "seeds": sw.seeds,
-        "source": source,
-        "command_line": command_line,
-        "points": entries,
-    });
+    let manifest = records::SweepFile {
+        name: sw.name.clone(),
+        keys: sw.keys.clone(),
+        seeds: sw.seeds.clone(),
+        source: source.into(),
+        command_line: command_line.into(),
+        points: entries,
+    };
     let path = dir.join("sweep.json");
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ScenarioError::Run(e.to_string()))?;
-    std::fs::write(&path, text).map_err(ScenarioError::io(format!("cannot write {}", path.display())))?;
+    records::write_json_file(&path, &manifest)
+        .map_err(ScenarioError::io(format!("cannot write {}", path.display())))?;
     Ok(Plan { name: sw.name, dir, keys: sw.keys, seeds: sw.seeds, points })
 }
 
@@ -129,16 +127,20 @@ impl Plan {
 
 /// A run directory whose manifest says it completed.
 pub fn is_complete(dir: &Path) -> bool {
-    read_json(&dir.join("manifest.json")).is_some_and(|m| m["status"] == "complete")
+    read_manifest(dir).is_some_and(|m| m.status == records::RunStatus::Complete)
 }
 
 /// Whether a point's run is complete and ran this very point (the scenario hash its
 /// `point.json` records): a point whose scenario changed since, e.g. a key outside the grid,
 /// must run again.
 pub fn is_current(dir: &Path, hash: &str) -> bool {
-    is_complete(dir) && read_json(&dir.join("point.json")).is_some_and(|p| p["scenario_sha256"] == hash)
+    is_complete(dir)
+        && records::read_json_file::<records::PointInfo>(&dir.join("point.json"), "a sweep point")
+            .is_ok_and(|p| p.scenario_sha256.as_deref() == Some(hash))
 }
 
-pub(crate) fn read_json(path: &Path) -> Option<serde_json::Value> {
-    std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok())
+/// A run directory's manifest; `None` when it has none or one that is not smtplab's (a damaged
+/// manifest makes the point run again, which is what a resumed sweep should do with it).
+pub(crate) fn read_manifest(dir: &Path) -> Option<records::Manifest> {
+    records::read_json_file(&dir.join("manifest.json"), "a run manifest").ok()
 }

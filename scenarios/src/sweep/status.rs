@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::plan::{is_complete, is_current, read_json};
+use super::plan::{is_complete, is_current, read_manifest};
 use super::slurm;
 use crate::error::ScenarioError;
 
@@ -60,48 +60,39 @@ impl SweepStatus {
 /// Reads the status of the sweep in `dir` (which holds `sweep.json`).
 pub fn read(dir: &Path) -> Result<SweepStatus, ScenarioError> {
     let path = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&path).map_err(ScenarioError::io(format!(
-        "cannot read {} (is this a sweep directory? `smtplab sweep FILE --plan` writes it)",
-        path.display()
-    )))?;
-    let spec: serde_json::Value = serde_json::from_str(&text)
+    if !path.is_file() {
+        return Err(ScenarioError::Run(format!(
+            "{} does not exist: is this a sweep directory? (`smtplab sweep FILE --plan` writes it)",
+            path.display()
+        )));
+    }
+    let spec: records::SweepFile = records::read_json_file(&path, "a sweep description")
         .map_err(|e| ScenarioError::Parse { path: path.display().to_string(), message: e.to_string() })?;
     let submissions = slurm::read_submissions(dir)?;
     let mut points = Vec::new();
-    for p in spec["points"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let dir_name = p["dir"].as_str().unwrap_or_default().to_string();
+    for p in &spec.points {
+        let dir_name = p.dir.clone();
         if dir_name.is_empty() {
             continue;
         }
         let run_dir = dir.join(&dir_name);
-        let state = match p["scenario_sha256"].as_str() {
+        let hash = Some(p.scenario_sha256.as_str()).filter(|h| !h.is_empty());
+        let state = match hash {
             Some(hash) if is_current(&run_dir, hash) => State::Complete,
             // A sweep.json from before hashes were listed: complete is all it can say.
             None if is_complete(&run_dir) => State::Complete,
             _ if is_complete(&run_dir) => State::Stale,
-            _ => match read_json(&run_dir.join("manifest.json")).and_then(|m| m["status"].as_str().map(str::to_string))
-            {
-                Some(status) => State::Unfinished(status),
+            _ => match read_manifest(&run_dir) {
+                Some(m) => State::Unfinished(m.status.as_str().to_string()),
                 None => State::NotRun,
             },
         };
         let slurm_log = submissions.iter().rev().find_map(|s| s.log_of(dir, &dir_name));
         let local_log = dir.join(format!("{dir_name}.log"));
         let log = slurm_log.or_else(|| local_log.is_file().then_some(local_log));
-        points.push(PointStatus {
-            point: p["point"].as_str().unwrap_or_default().to_string(),
-            seed: p["seed"].as_u64().unwrap_or_default(),
-            dir: dir_name,
-            state,
-            log,
-        });
+        points.push(PointStatus { point: p.point.clone(), seed: p.seed, dir: dir_name, state, log });
     }
-    Ok(SweepStatus {
-        name: spec["name"].as_str().unwrap_or_default().to_string(),
-        dir: dir.to_path_buf(),
-        points,
-        last_submission: submissions.last().cloned(),
-    })
+    Ok(SweepStatus { name: spec.name, dir: dir.to_path_buf(), points, last_submission: submissions.last().cloned() })
 }
 
 impl fmt::Display for SweepStatus {
@@ -173,7 +164,10 @@ mod tests {
         write(&dir.join("sweep.json"), &spec.to_string());
         let run = |name: &str, status: &str, hash: &str| {
             write(&dir.join(format!("{name}-s1/manifest.json")), &format!(r#"{{"status": "{status}"}}"#));
-            write(&dir.join(format!("{name}-s1/point.json")), &format!(r#"{{"scenario_sha256": "{hash}"}}"#));
+            let point = format!(
+                r#"{{"sweep": "t", "point": "{name}", "params": {{}}, "seed": 1, "scenario_sha256": "{hash}"}}"#
+            );
+            write(&dir.join(format!("{name}-s1/point.json")), &point);
         };
         run("done", "complete", "h1");
         run("changed", "complete", "old");
