@@ -347,6 +347,28 @@ pub struct AttackerMessage {
 }
 
 /// A JSON-lines file could not be read: which file, which line, and why.
+/// One row of the tap's system-to-system volume table: what the eavesdropper learns of an
+/// ordered pair of endpoints even when every session is encrypted (`volume.parquet` of
+/// `smtplab tap --format parquet`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRow {
+    pub client: String,
+    pub server: String,
+    pub sessions: u64,
+    pub starttls_sessions: u64,
+    /// TCP payload bytes client to server, and back.
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    /// Mail transactions seen in the clear.
+    pub transactions: u64,
+    /// Names the eavesdropper can tie to the endpoints: EHLO, the server's banner/EHLO reply,
+    /// the TLS SNI, the certificate's DNS names (TLS 1.2 sends it in the clear).
+    pub helo_names: Vec<String>,
+    pub server_names: Vec<String>,
+    pub sni: Vec<String>,
+    pub cert_names: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("{path}: {source}")]

@@ -21,6 +21,7 @@ pub mod smtp;
 pub mod tls;
 mod tls_stream;
 pub mod unstuff;
+pub mod volume;
 
 mod encoded_words;
 mod message;
