@@ -561,14 +561,15 @@ fn library_mta_sts_tofu_the_cache_stops_only_the_late_attacker() {
     let (run, _) = run_only(&dir, "0", &s);
     let (delivered, read) = delivered_and_read(&run);
     let hops = jsonl(&run, "truth/sessions.jsonl");
-    let hops_of = |id: &str, to: &str| -> Vec<&serde_json::Value> {
-        hops.iter()
-            .filter(|h| h["direction"] == "outbound" && h["system"] == "alpha" && h["peer_system"] == to)
-            .filter(|h| {
-                h["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["message_id"] == id))
-                    || h["outcome"] != "delivered"
-            })
-            .collect()
+    // alpha's hop to `to` that delivered message `id`.
+    let delivered_hop = |id: &str, to: &str| {
+        hops.iter().find(|h| {
+            h["direction"] == "outbound"
+                && h["system"] == "alpha"
+                && h["peer_system"] == to
+                && h["outcome"] == "delivered"
+                && h["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["message_id"] == id))
+        })
     };
     let (mut early, mut late_delivered, mut late_deferred) = (0, 0, 0);
     for m in jsonl(&run, "truth/messages.jsonl") {
@@ -587,10 +588,7 @@ fn library_mta_sts_tofu_the_cache_stops_only_the_late_attacker() {
                     assert!(!read.contains(&key), "{id} to late was read");
                     if delivered.contains(&key) {
                         late_delivered += 1;
-                        let hop = hops_of(id, "late")
-                            .into_iter()
-                            .find(|h| h["outcome"] == "delivered")
-                            .unwrap_or_else(|| panic!("alpha's hop of {id}"));
+                        let hop = delivered_hop(id, "late").unwrap_or_else(|| panic!("alpha's hop of {id}"));
                         assert_eq!(hop["mta_sts_mode"], "enforce", "{hop}");
                         assert!(hop["cert_verified"] == true && hop["starttls_used"] == true, "{hop}");
                     } else {

@@ -10,6 +10,7 @@
 //! | enforce       | fake-mx (self-signed)           | deferred, nothing read, certificate-not-trusted |
 //! | testing       | fake-mx (wrong name)            | delivered, read, certificate-host-mismatch |
 //! | enforce       | strip + policy fetch dropped    | no policy: read (TOFU's weak point)        |
+//! | enforce       | strip + fetch answered, self-signed | no policy: read, sts-webpki-invalid    |
 //! | enforce, malformed file | none                  | no policy, sts-policy-invalid recorded     |
 //!
 //! What was read comes from the attacker's own records; what was sent and delivered from the
@@ -255,6 +256,23 @@ fn an_attacker_from_first_contact_who_drops_the_fetch_reads_everything() {
             ("drop", "beta.example", Some("alpha"))
         );
     }
+    ran.clean();
+}
+
+/// The attacker answers the fetch itself, under a self-signed certificate for the policy host:
+/// the certificate does not validate (`sts-webpki-invalid`), so again no policy, and the mail is
+/// read.
+#[test]
+fn an_attacker_answering_the_fetch_with_its_own_certificate_reads_everything() {
+    let ran = run(
+        "fetch-self-signed",
+        17871,
+        153,
+        r#"{ mode = "enforce" }"#,
+        "attack = \"strip\"\npolicy_fetch = \"self-signed\"",
+    );
+    ran.assert_read_and_delivered();
+    ran.assert_hops(None, "sts-webpki-invalid");
     ran.clean();
 }
 
