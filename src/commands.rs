@@ -298,6 +298,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         inbound_tls: a.inbound_tls.unwrap_or_default(),
         outbound_tls: a.outbound_tls.unwrap_or_default(),
         outbound_tls_by_domain: Vec::new(),
+        mta_sts: None,
         ca_pem: a.ca.as_deref().map(read).transpose()?,
         resolver: match a.dns {
             Some(server) => Arc::new(relay::DnsResolver::new(server, a.bind, a.mx_port.unwrap_or(25))?),

@@ -308,7 +308,7 @@ fn every_library_file_is_run_here() {
     assert_eq!(files, covered, "add a test for each new library file to tests/library.rs");
 }
 
-const LIBRARY: [&str; 8] = [
+const LIBRARY: [&str; 9] = [
     "default.toml",
     "baseline-1997.toml",
     "full-adoption.toml",
@@ -317,6 +317,7 @@ const LIBRARY: [&str; 8] = [
     "provider-concentration.toml",
     "stragglers.toml",
     "attack-matrix.toml",
+    "mta-sts-tofu.toml",
 ];
 
 #[test]
@@ -438,31 +439,18 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         .as_array()
         .expect("systems")
         .iter()
-        .map(|s| (s["name"].as_str().expect("name").into(), s["outbound_tls"].as_str().expect("policy").into()))
+        .map(|s| {
+            // The matrix's label: the outbound policy, `+mta-sts` for a sender honouring it.
+            let label = format!(
+                "{}{}",
+                s["outbound_tls"].as_str().expect("policy"),
+                if s["mta_sts"] == true { "+mta-sts" } else { "" }
+            );
+            (s["name"].as_str().expect("name").into(), label)
+        })
         .collect();
-    // What the relays and attackers recorded.
-    let lines = |path: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(run.join(path))
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
-    };
-    let mut delivered: HashSet<(String, String)> = HashSet::new();
-    for r in lines("truth/sessions.jsonl") {
-        if r["direction"] == "local" && r["outcome"] == "delivered" {
-            for m in r["messages"].as_array().expect("messages") {
-                delivered
-                    .insert((m["message_id"].as_str().expect("id").into(), r["system"].as_str().expect("s").into()));
-            }
-        }
-    }
-    let mut read: HashSet<(String, String)> = HashSet::new();
-    for r in lines("truth/attacker.jsonl") {
-        for m in r["messages"].as_array().expect("messages") {
-            read.insert((m["message_id"].as_str().expect("id").into(), r["target_system"].as_str().expect("t").into()));
-        }
-    }
+    let (delivered, read) = delivered_and_read(&run);
+    let lines = |path: &str| jsonl(&run, path);
     let mut seen: HashSet<(&str, &str)> = HashSet::new();
     for m in lines("truth/messages.jsonl") {
         let (id, from) = (m["message_id"].as_str().expect("id"), m["sender_system"].as_str().expect("sender"));
@@ -470,13 +458,17 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
             let key = (id.to_string(), to.to_string());
             let p = policy[from].as_str();
             // Hand-worked from the RFC and Postfix, not from the code under test.
+            // Every attacked receiver publishes an `enforce` MTA-STS policy (RFC 8461 §5); the
+            // `may+mta-sts` sender fetches it from the real policy server, except behind
+            // `fetchblocked`'s attacker, which drops the fetch from the first contact.
             let expected = match (to, p) {
                 ("clean", _) => "delivered-unread",
-                ("stripped" | "overwritten" | "refused", "may") => "read",
-                ("stripped" | "overwritten" | "refused", _) => "deferred",
-                ("selfsigned" | "wrongname", "verify") => "deferred",
+                ("stripped" | "overwritten" | "refused" | "fetchblocked", "may") => "read",
+                ("fetchblocked", "may+mta-sts") => "read",
+                ("stripped" | "overwritten" | "refused" | "fetchblocked", _) => "deferred",
+                ("selfsigned" | "wrongname", "verify" | "may+mta-sts") => "deferred",
                 ("selfsigned" | "wrongname" | "compromised", _) => "read",
-                ("may" | "encrypt" | "verify", _) => "delivered-unread",
+                ("may" | "encrypt" | "verify" | "mtasts", _) => "delivered-unread",
                 _ => panic!("{to}: a system the matrix does not have"),
             };
             let got = match (read.contains(&key), delivered.contains(&key)) {
@@ -501,8 +493,9 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         let read = match (attack, defense) {
             ("none", _) => false,
             ("strip" | "strip-xxxxxxxa" | "454", "may") => true,
-            ("strip" | "strip-xxxxxxxa" | "454", _) => false,
-            ("fake-mx/self-signed" | "fake-mx/wrong-name", "verify") => false,
+            ("strip+fetch-drop", "may" | "may+mta-sts") => true,
+            ("strip" | "strip-xxxxxxxa" | "454" | "strip+fetch-drop", _) => false,
+            ("fake-mx/self-signed" | "fake-mx/wrong-name", "verify" | "may+mta-sts") => false,
             _ => true,
         };
         let deferred = !read && attack != "none";
@@ -510,9 +503,124 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         assert_eq!(num(c, "read_share"), if read { 1.0 } else { 0.0 }, "{c:?}");
         assert_eq!(num(c, "deferred_share"), if deferred { 1.0 } else { 0.0 }, "{c:?}");
         assert_eq!(num(c, "delivered_share"), if deferred { 0.0 } else { 1.0 }, "{c:?}");
-        let plaintext = read && matches!(attack, "strip" | "strip-xxxxxxxa" | "454");
+        let plaintext = read && matches!(attack, "strip" | "strip-xxxxxxxa" | "454" | "strip+fetch-drop");
         assert_eq!(num(c, "plaintext_share"), if plaintext { 1.0 } else { 0.0 }, "{c:?}");
         assert_eq!(c["reported_share"], "", "no TLS-RPT yet: {c:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run's JSON-lines file as values.
+fn jsonl(run: &Path, path: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// (message id, receiving system) pairs delivered into a mailbox, and read by an attacker.
+type Copies = HashSet<(String, String)>;
+
+fn delivered_and_read(run: &Path) -> (Copies, Copies) {
+    let mut delivered = HashSet::new();
+    for r in jsonl(run, "truth/sessions.jsonl") {
+        if r["direction"] == "local" && r["outcome"] == "delivered" {
+            for m in r["messages"].as_array().expect("messages") {
+                delivered
+                    .insert((m["message_id"].as_str().expect("id").into(), r["system"].as_str().expect("s").into()));
+            }
+        }
+    }
+    let mut read = HashSet::new();
+    for r in jsonl(run, "truth/attacker.jsonl") {
+        for m in r["messages"].as_array().expect("messages") {
+            read.insert((m["message_id"].as_str().expect("id").into(), r["target_system"].as_str().expect("t").into()));
+        }
+    }
+    (delivered, read)
+}
+
+/// MTA-STS trust on first use, shrunk: alpha (`may` + MTA-STS) to `early` (a stripping attacker
+/// that drops the policy fetch from the first contact) is read, every message; to `late` (the
+/// same attacker, 10 s into the traffic) nothing is read: what went before was delivered under
+/// the fetched `enforce` policy over verified TLS, what came after is deferred by the cached
+/// policy (RFC 8461 §5.1, §10.2). Hand-worked from the RFC, checked from the relays' and the
+/// attackers' records. The arrivals are seeded: the shrunk traffic (36 messages at 2/s) has
+/// alpha→late messages on both sides of 10 s.
+#[test]
+fn library_mta_sts_tofu_the_cache_stops_only_the_late_attacker() {
+    assert!(is_root(), "the live tap needs root (CI runs as root)");
+    let file = LIBRARY[8];
+    let k = 8;
+    let dir = scratch(file.trim_end_matches(".toml"));
+    let mut s = runs_of(file, &shrunk(file, "loopback", 23525 + 10 * u16::from(k))).remove(0);
+    for (i, sys) in s.systems.iter_mut().enumerate() {
+        sys.address = Some(Ipv4Addr::new(127, 120 + k, u8::try_from(i + 1).expect("few systems"), 1));
+    }
+    let (run, _) = run_only(&dir, "0", &s);
+    let (delivered, read) = delivered_and_read(&run);
+    let hops = jsonl(&run, "truth/sessions.jsonl");
+    // alpha's hop to `to` that delivered message `id`.
+    let delivered_hop = |id: &str, to: &str| {
+        hops.iter().find(|h| {
+            h["direction"] == "outbound"
+                && h["system"] == "alpha"
+                && h["peer_system"] == to
+                && h["outcome"] == "delivered"
+                && h["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["message_id"] == id))
+        })
+    };
+    let (mut early, mut late_delivered, mut late_deferred) = (0, 0, 0);
+    for m in jsonl(&run, "truth/messages.jsonl") {
+        if m["sender_system"] != "alpha" {
+            continue;
+        }
+        let id = m["message_id"].as_str().expect("id");
+        for to in m["recipient_systems"].as_array().expect("rcpt systems").iter().map(|t| t.as_str().expect("t")) {
+            let key = (id.to_string(), to.to_string());
+            match to {
+                "early" => {
+                    early += 1;
+                    assert!(read.contains(&key) && delivered.contains(&key), "{id} to early: read and delivered");
+                }
+                "late" => {
+                    assert!(!read.contains(&key), "{id} to late was read");
+                    if delivered.contains(&key) {
+                        late_delivered += 1;
+                        let hop = delivered_hop(id, "late").unwrap_or_else(|| panic!("alpha's hop of {id}"));
+                        assert_eq!(hop["mta_sts_mode"], "enforce", "{hop}");
+                        assert!(hop["cert_verified"] == true && hop["starttls_used"] == true, "{hop}");
+                    } else {
+                        late_deferred += 1;
+                    }
+                }
+                other => panic!("alpha sends to {other}: the scenario has no such recipient"),
+            }
+        }
+    }
+    assert!(early > 0 && late_delivered > 0 && late_deferred > 0, "{early} {late_delivered} {late_deferred}");
+    // alpha's deferred attempts to late were under the cached policy, and say why.
+    let deferred: Vec<&serde_json::Value> = hops
+        .iter()
+        .filter(|h| h["direction"] == "outbound" && h["system"] == "alpha" && h["peer_system"] == "late")
+        .filter(|h| h["outcome"] == "deferred")
+        .collect();
+    assert!(!deferred.is_empty());
+    for h in deferred {
+        assert_eq!(
+            (h["mta_sts_mode"].as_str(), h["mta_sts_source"].as_str()),
+            (Some("enforce"), Some("cached")),
+            "{h}"
+        );
+        assert_eq!(h["mta_sts_failure"], "starttls-not-supported", "{h}");
+    }
+    // To early, alpha never had a policy: every hop records the failed fetch.
+    for h in
+        hops.iter().filter(|h| h["direction"] == "outbound" && h["system"] == "alpha" && h["peer_system"] == "early")
+    {
+        assert_eq!(h["mta_sts_failure"], "sts-policy-fetch-error", "{h}");
+        assert!(h.get("mta_sts_mode").is_none_or(|m| m.is_null()), "{h}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

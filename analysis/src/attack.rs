@@ -211,11 +211,15 @@ fn placements(manifest: &Path) -> Result<Option<Vec<Placement>>, AnalysisError> 
             .iter()
             .map(|a| {
                 let attack = a["attack"].as_str().unwrap_or("unknown");
-                let label = if attack == "fake-mx" {
+                let mut label = if attack == "fake-mx" {
                     format!("fake-mx/{}", a["certificate"].as_str().unwrap_or("self-signed"))
                 } else {
                     attack.to_string()
                 };
+                // An attacker that also blocks the MTA-STS policy fetch is a cell of its own.
+                if let Some(block) = a["policy_fetch"].as_str() {
+                    label.push_str(&format!("+fetch-{block}"));
+                }
                 let links = a["links"]
                     .as_array()
                     .map(|l| {
@@ -284,7 +288,7 @@ fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) 
     }
     let system_of_domain: HashMap<String, &SystemInfo> =
         systems.iter().map(|s| (s.domain.to_ascii_lowercase(), s)).collect();
-    let defense: HashMap<&str, &str> = systems.iter().map(|s| (s.name.as_str(), s.outbound())).collect();
+    let defense: HashMap<&str, String> = systems.iter().map(|s| (s.name.as_str(), s.defense())).collect();
     let mut out = Vec::new();
     let mut messages = JsonlChunks::<TruthMessage>::open(&layout.truth_messages_jsonl())?;
     loop {
@@ -319,7 +323,7 @@ fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) 
                     sender_system: m.sender_system.clone(),
                     recipient: r.clone(),
                     recipient_system: to.to_string(),
-                    defense: defense.get(m.sender_system.as_str()).copied().unwrap_or("unknown").to_string(),
+                    defense: defense.get(m.sender_system.as_str()).map_or("unknown", String::as_str).to_string(),
                     attack: attack.to_string(),
                     read_by_attacker: read.contains(&k),
                     outcome,
@@ -436,6 +440,24 @@ mod tests {
         assert!((half - 1.2706).abs() < 1e-3, "{half}");
         let sums: Vec<u64> = m.column("messages").expect("c").u64().expect("u64").into_no_null_iter().collect();
         assert_eq!(sums, [10, 20]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Attack labels: fake-mx carries its certificate, a blocked MTA-STS fetch its own suffix.
+    #[test]
+    fn attack_labels_from_the_manifest() {
+        let dir = std::env::temp_dir().join(format!("smtplab-attack-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let manifest = dir.join("manifest.json");
+        let attacks = serde_json::json!({"scenario": {"attacks": [
+            {"attack": "strip", "domains": ["a.example"]},
+            {"attack": "fake-mx", "certificate": "wrong-name", "domains": ["b.example"]},
+            {"attack": "strip", "policy_fetch": "drop", "domains": ["c.example"]},
+        ]}});
+        std::fs::write(&manifest, attacks.to_string()).expect("manifest");
+        let labels: Vec<String> =
+            placements(&manifest).expect("read").expect("attackers").into_iter().map(|p| p.label).collect();
+        assert_eq!(labels, ["strip", "fake-mx/wrong-name", "strip+fetch-drop"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

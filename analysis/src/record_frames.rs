@@ -104,6 +104,8 @@ pub fn truth_hops_frame_from(sessions: &[SessionRecord], first: u64) -> PolarsRe
         Column::new("bytes".into(), rows.iter().map(|r| r.message.map(|m| m.bytes)).collect::<Vec<_>>()),
         opt_str_col("sha256", rows.iter().map(|r| r.message.map(|m| m.sha256.as_str()))),
         str_col("outcome", rows.iter().map(|r| r.session.outcome.as_str())),
+        opt_str_col("mta_sts_mode", rows.iter().map(|r| r.session.mta_sts_mode.as_deref())),
+        opt_str_col("mta_sts_failure", rows.iter().map(|r| r.session.mta_sts_failure.as_deref())),
         Column::new("started_at".into(), rows.iter().map(|r| r.session.started_at).collect::<Vec<_>>()),
         Column::new("ended_at".into(), rows.iter().map(|r| r.session.ended_at).collect::<Vec<_>>()),
     ])
@@ -202,6 +204,7 @@ pub fn systems_frame(systems: &[SystemInfo]) -> PolarsResult<DataFrame> {
         opt_str_col("mx", systems.iter().map(|s| s.mx.as_deref())),
         str_col("inbound_tls", systems.iter().map(SystemInfo::inbound)),
         str_col("outbound_tls", systems.iter().map(SystemInfo::outbound)),
+        Column::new("mta_sts".into(), systems.iter().map(|s| s.mta_sts).collect::<Vec<_>>()),
     ])
 }
 
@@ -360,6 +363,23 @@ fn u64_list_col<'a>(name: &str, values: impl ExactSizeIterator<Item = &'a [u64]>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attack matrix's defense label: the outbound policy, `+mta-sts` when honoured.
+    #[test]
+    fn defense_labels() {
+        let sys = |outbound: Option<&str>, mta_sts: bool| SystemInfo {
+            starttls: true,
+            outbound_tls: outbound.map(str::to_string),
+            mta_sts,
+            ..Default::default()
+        };
+        assert_eq!(sys(Some("verify"), false).defense(), "verify");
+        assert_eq!(sys(Some("may"), true).defense(), "may+mta-sts");
+        assert_eq!(sys(None, true).defense(), "may+mta-sts", "the default outbound policy fills in");
+        let from_json: SystemInfo =
+            serde_json::from_str(r#"{"name":"a","domain":"a.example","starttls":true,"mta_sts":true}"#).expect("json");
+        assert_eq!(from_json.defense(), "may+mta-sts");
+    }
 
     #[test]
     fn the_sessions_frame_has_every_field_of_the_record() {

@@ -150,6 +150,7 @@ impl BenchRelay {
             inbound_tls: InboundTls::May,
             outbound_tls: OutboundTls::None,
             outbound_tls_by_domain: Vec::new(),
+            mta_sts: None,
             ca_pem: None,
             resolver: Arc::new(StaticResolver::new()),
             records: None,

@@ -84,6 +84,26 @@ pub struct SessionRecord {
     /// `delivered`, `deferred`, `bounced`, `accepted`, `closed`, `error`.
     pub outcome: String,
     pub error: Option<String>,
+    /// Outbound, MTA-STS (RFC 8461): the mode of the policy this delivery was under
+    /// (`enforce`, `testing` or `none`); absent when the sender does not honour MTA-STS or the
+    /// domain had no policy it could find or had cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_mode: Option<String>,
+    /// The policy's id (from the `_mta-sts` TXT record when it was fetched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_policy_id: Option<String>,
+    /// `fetched` (for this delivery) or `cached` (trust on first use at work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_source: Option<String>,
+    /// What failed, as an RFC 8460 (TLS-RPT) result type: `sts-policy-fetch-error`,
+    /// `sts-policy-invalid`, `sts-webpki-invalid`, `starttls-not-supported`,
+    /// `certificate-host-mismatch`, `certificate-expired`, `certificate-not-trusted`,
+    /// `validation-failure`. Under `testing` the session went on regardless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_failure: Option<String>,
+    /// The failure in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_failure_detail: Option<String>,
 }
 
 /// One message within a session.

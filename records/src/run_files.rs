@@ -146,6 +146,13 @@ pub struct SystemInfo {
     /// `none`, `may`, `encrypt` or `verify` (and the policies added since: see SCENARIOS.md).
     #[serde(default)]
     pub outbound_tls: Option<String>,
+    /// Whether the system honours MTA-STS (RFC 8461) when sending (absent in older runs: no).
+    #[serde(default)]
+    pub mta_sts: bool,
+    /// The MTA-STS mode the system publishes for its own domain (`none`, `testing`, `enforce`),
+    /// if it publishes a policy.
+    #[serde(default)]
+    pub mta_sts_policy: Option<String>,
 }
 
 impl SystemInfo {
@@ -162,6 +169,13 @@ impl SystemInfo {
     /// The outbound TLS policy, with the scenario default filled in.
     pub fn outbound(&self) -> &str {
         self.outbound_tls.as_deref().unwrap_or(self.default_level())
+    }
+
+    /// The sender's defense, as the attack matrix labels it: the outbound policy, with
+    /// `+mta-sts` when the system honours MTA-STS on top of it (`may+mta-sts`): MTA-STS raises
+    /// the policy only towards domains that publish one, so the base policy stays in the label.
+    pub fn defense(&self) -> String {
+        if self.mta_sts { format!("{}+mta-sts", self.outbound()) } else { self.outbound().to_string() }
     }
 }
 

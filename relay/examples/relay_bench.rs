@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inbound_tls: inbound,
         outbound_tls: outbound,
         outbound_tls_by_domain: Vec::new(),
+        mta_sts: None,
         ca_pem: None,
         resolver: Arc::new(resolver),
         records: None,

@@ -105,6 +105,8 @@ pub struct RelayConfig {
     pub outbound_tls: OutboundTls,
     /// Per destination domain overrides of `outbound_tls`.
     pub outbound_tls_by_domain: Vec<(String, OutboundTls)>,
+    /// Honour MTA-STS (RFC 8461) on top of the outbound policy: where to find policies.
+    pub mta_sts: Option<crate::mta_sts::MtaStsConfig>,
     /// CA certificates (PEM) trusted by `verify`.
     pub ca_pem: Option<String>,
     pub resolver: Arc<dyn MxResolver>,
@@ -291,6 +293,7 @@ mod tests {
             inbound_tls: InboundTls::May,
             outbound_tls: OutboundTls::May,
             outbound_tls_by_domain: vec![("secure.example".into(), OutboundTls::Verify)],
+            mta_sts: None,
             ca_pem: None,
             resolver: Arc::new(crate::StaticResolver::new()),
             records: None,

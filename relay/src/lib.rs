@@ -14,6 +14,7 @@ pub mod dns;
 pub mod error;
 pub mod files;
 pub mod line_endings;
+pub mod mta_sts;
 pub mod records;
 pub mod resolver;
 pub mod server;

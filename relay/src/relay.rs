@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub tls_server: Option<Arc<ServerConfig>>,
     pub tls_client_any: Arc<ClientConfig>,
     pub tls_client_verify: Option<Arc<ClientConfig>>,
+    /// MTA-STS lookups and the policy cache, when the relay honours MTA-STS.
+    pub mta_sts: Option<crate::mta_sts::MtaSts>,
     /// Queue ids ready for a delivery attempt.
     ready: mpsc::UnboundedSender<String>,
     /// Messages in the spool (accepted, not yet finished).
@@ -77,6 +79,10 @@ impl Relay {
             Some(ca) => Some(tls::client_config_verify(ca, &cfg.tls, keylog)?),
             None => None,
         };
+        let mta_sts = match &cfg.mta_sts {
+            Some(m) => Some(crate::mta_sts::MtaSts::new(m, cfg.bind, &cfg.tls)?),
+            None => None,
+        };
         let records = RecordSink::open(cfg.records.as_deref())
             .map_err(|source| RelayError::Spool { path: cfg.records.clone().unwrap_or_default(), source })?;
         let mx =
@@ -94,6 +100,7 @@ impl Relay {
             tls_server,
             tls_client_any,
             tls_client_verify,
+            mta_sts,
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),
             queue_changed: Notify::new(),

@@ -75,6 +75,7 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
         inbound_tls: InboundTls::May,
         outbound_tls: OutboundTls::May,
         outbound_tls_by_domain: Vec::new(),
+        mta_sts: None,
         ca_pem: None,
         resolver: std::sync::Arc::new(relay::StaticResolver::new()),
         records: Some(dir.join("sessions.jsonl")),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::op::Message;
-use hickory_server::proto::rr::rdata::{A, MX, NS, SOA};
+use hickory_server::proto::rr::rdata::{A, MX, NS, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -58,7 +58,9 @@ impl Dns {
             );
         }
         let server = match s.dns_server() {
-            Some(addr) => Some(DnsServer::start(addr, &entries, s.network.dns_ttl).await?),
+            Some(addr) => {
+                Some(DnsServer::start_with(addr, &entries, &crate::mta_sts::dns_records(s), s.network.dns_ttl).await?)
+            }
             None => None,
         };
         Ok(Dns { map: Arc::new(map), server, mx_port })
@@ -118,7 +120,17 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub async fn start(addr: SocketAddr, entries: &[MxEntry], ttl: u32) -> Result<DnsServer, ScenarioError> {
-        let catalog = catalog(entries, ttl)?;
+        Self::start_with(addr, entries, &[], ttl).await
+    }
+
+    /// [`DnsServer::start`] with more records in the systems' zones (MTA-STS's TXT and A).
+    pub async fn start_with(
+        addr: SocketAddr,
+        entries: &[MxEntry],
+        extra: &[crate::mta_sts::DnsRecord],
+        ttl: u32,
+    ) -> Result<DnsServer, ScenarioError> {
+        let catalog = catalog(entries, extra, ttl)?;
         let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", &e))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", &e))?;
         let mut server = Server::new(catalog);
@@ -152,7 +164,7 @@ fn bind_error(addr: SocketAddr, proto: &str, e: &std::io::Error) -> ScenarioErro
 }
 
 /// One zone per domain, and the root zone for everything else.
-fn catalog(entries: &[MxEntry], ttl: u32) -> Result<Catalog, ScenarioError> {
+fn catalog(entries: &[MxEntry], extra: &[crate::mta_sts::DnsRecord], ttl: u32) -> Result<Catalog, ScenarioError> {
     let name = |text: &str| {
         let fq = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
         Name::from_ascii(&fq).map_err(|e| ScenarioError::Run(format!("{text:?} is not a DNS name: {e}")))
@@ -174,10 +186,17 @@ fn catalog(entries: &[MxEntry], ttl: u32) -> Result<Catalog, ScenarioError> {
     catalog.upsert(LowerName::new(&root), vec![Arc::new(zone(&root, Vec::new())?)]);
     for e in entries {
         let (domain, mx) = (name(&e.domain)?, name(&e.mx_host)?);
-        let records = vec![
+        let mut records = vec![
             Record::from_rdata(domain.clone(), ttl, RData::MX(MX::new(10, mx.clone()))),
             Record::from_rdata(mx, ttl, RData::A(A(e.addr))),
         ];
+        for x in extra.iter().filter(|x| x.zone.eq_ignore_ascii_case(&e.domain)) {
+            let data = match &x.data {
+                crate::mta_sts::DnsData::A(a) => RData::A(A(*a)),
+                crate::mta_sts::DnsData::Txt(t) => RData::TXT(TXT::new(vec![t.clone()])),
+            };
+            records.push(Record::from_rdata(name(&x.name)?, ttl, data));
+        }
         catalog.upsert(LowerName::new(&domain), vec![Arc::new(zone(&domain, records)?)]);
     }
     Ok(catalog)

@@ -7,6 +7,7 @@ pub mod error;
 pub mod inject;
 pub mod interrupt;
 mod locate;
+pub mod mta_sts;
 pub mod netns;
 pub mod pki;
 pub mod progress;

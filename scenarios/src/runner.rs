@@ -249,6 +249,8 @@ async fn drive(
     let recording = s.tap.capture == "recorder";
     let mx_port = if recording { s.network.smtp_port + 2 } else { s.network.smtp_port };
     let dns = crate::dns::Dns::start(s, mx_port).await?;
+    // The MTA-STS policy servers next: a sender's first delivery may fetch a policy at once.
+    let policy_servers = crate::mta_sts::PolicyServers::start(s, &pki).await?;
     let recorder = if recording {
         let proxies = (0..s.systems.len())
             .map(|i| crate::recorder::Proxy {
@@ -311,6 +313,7 @@ async fn drive(
             inbound_tls: sys.inbound(),
             outbound_tls: sys.outbound(),
             outbound_tls_by_domain: Vec::new(),
+            mta_sts: if sys.mta_sts { crate::mta_sts::relay_config(s, &pki.ca_pem) } else { None },
             ca_pem: Some(pki.ca_pem.clone()),
             resolver: dns.resolver_for(ip)?,
             records: Some(dir.join("sessions.jsonl")),
@@ -378,6 +381,7 @@ async fn drive(
     let stuck = relays.stop().await;
     // After the relays: their last sessions through an attacker have ended, and are recorded.
     attackers.stop(Duration::from_secs(5)).await;
+    policy_servers.stop().await;
     dns.stop().await;
     let stuck: Vec<String> = stuck
         .into_iter()
@@ -420,6 +424,8 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
             starttls: sys.starttls,
             inbound_tls: serde_name(&sys.inbound()),
             outbound_tls: serde_name(&sys.outbound()),
+            mta_sts: sys.mta_sts,
+            mta_sts_policy: sys.mta_sts_policy.as_ref().map(|p| p.mode.name().to_string()),
         });
     }
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.

@@ -171,6 +171,10 @@ pub struct AttackSpec {
     /// Share of the targeted sessions attacked, drawn per session from the scenario seed.
     #[serde(default = "one")]
     pub share: f64,
+    /// Also block the MTA-STS policy fetch of the intercepted domains (`"drop"` or
+    /// `"self-signed"`): see [`crate::mta_sts::FetchBlock`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_fetch: Option<crate::mta_sts::FetchBlock>,
 }
 
 fn one() -> f64 {
@@ -285,6 +289,8 @@ pub struct Network {
     pub dns_port: u16,
     /// TTL of every record the server gives, seconds: how long each relay caches an answer.
     pub dns_ttl: u32,
+    /// Port of the MTA-STS policy servers (443 in RFC 8461; moved as SMTP's 25 is).
+    pub https_port: u16,
 }
 
 impl Default for Network {
@@ -299,6 +305,7 @@ impl Default for Network {
             dns_address: None,
             dns_port: 53,
             dns_ttl: 300,
+            https_port: 8443,
         }
     }
 }
@@ -411,6 +418,12 @@ pub struct SystemSpec {
     /// TLS versions, cipher suites and key-exchange groups this system allows.
     #[serde(default)]
     pub tls: relay::TlsSettings,
+    /// Honour MTA-STS (RFC 8461) when sending, on top of `outbound_tls`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mta_sts: bool,
+    /// Publish an MTA-STS policy for this system's domain: see [`crate::mta_sts::PolicySpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts_policy: Option<crate::mta_sts::PolicySpec>,
 }
 
 impl SystemSpec {
@@ -465,6 +478,9 @@ impl Scenario {
             sys.starttls = false;
             sys.inbound_tls = Some(InboundTls::None);
             sys.outbound_tls = Some(OutboundTls::None);
+            // Without TLS there is nothing for MTA-STS to require, or to publish.
+            sys.mta_sts = false;
+            sys.mta_sts_policy = None;
         }
         c
     }
@@ -474,14 +490,14 @@ impl Scenario {
     /// The ports change no result. Errs, changing nothing, when a port would pass 65535.
     pub fn shift_ports(&mut self, by: u16) -> Result<(), String> {
         let net = &mut self.network;
-        let shifted = [net.smtp_port, net.submission_port, net.dns_port].map(|p| p.checked_add(by));
-        let [Some(smtp), Some(submission), Some(dns)] = shifted else {
+        let shifted = [net.smtp_port, net.submission_port, net.dns_port, net.https_port].map(|p| p.checked_add(by));
+        let [Some(smtp), Some(submission), Some(dns), Some(https)] = shifted else {
             return Err(format!(
-                "ports {by} above smtp_port {}, submission_port {} and dns_port {} pass 65535",
-                net.smtp_port, net.submission_port, net.dns_port
+                "ports {by} above smtp_port {}, submission_port {}, dns_port {} and https_port {} pass 65535",
+                net.smtp_port, net.submission_port, net.dns_port, net.https_port
             ));
         };
-        (net.smtp_port, net.submission_port, net.dns_port) = (smtp, submission, dns);
+        (net.smtp_port, net.submission_port, net.dns_port, net.https_port) = (smtp, submission, dns, https);
         Ok(())
     }
 
@@ -520,6 +536,7 @@ impl Scenario {
         }
         s.validate(path)?;
         s.validate_attacks(path)?;
+        crate::mta_sts::validate(&s, path)?;
         // The resolved scenario (written to every run directory) says how much traffic it had.
         if s.traffic.duration.is_none() {
             s.traffic.messages = Some(s.traffic.message_count());
@@ -577,6 +594,8 @@ impl Scenario {
             inbound_tls: None,
             outbound_tls: starttls.then_some(p.outbound_tls.unwrap_or(OutboundTls::May)),
             tls: Default::default(),
+            mta_sts: false,
+            mta_sts_policy: None,
         };
         let first = self.systems.len();
         for i in 0..p.providers {

@@ -283,6 +283,7 @@ mod tests {
                 inbound_tls: relay::InboundTls::None,
                 outbound_tls: relay::OutboundTls::None,
                 outbound_tls_by_domain: Vec::new(),
+                mta_sts: None,
                 ca_pem: None,
                 resolver: Arc::new(StaticResolver::new()),
                 records: None,

@@ -147,6 +147,7 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
                 inbound_tls: relay::InboundTls::None,
                 outbound_tls: relay::OutboundTls::None,
                 outbound_tls_by_domain: Vec::new(),
+                mta_sts: None,
                 ca_pem: None,
                 resolver,
                 records: None,

@@ -228,6 +228,7 @@ pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
         inbound_tls: spec.inbound,
         outbound_tls: spec.outbound,
         outbound_tls_by_domain: Vec::new(),
+        mta_sts: None,
         ca_pem: None,
         resolver: Arc::new(resolver),
         records: Some(dir.join("sessions.jsonl")),

@@ -101,6 +101,7 @@ impl Attackers {
             let dir = run_dir.join("attackers").join(&a.name);
             std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
             let sink = Arc::new(Sink::open(&dir.join("sessions.jsonl"))?);
+            let mut fetch_log = None;
             let rng =
                 Arc::new(Mutex::new(ChaCha20Rng::seed_from_u64(s.scenario.seed ^ 0x6174_7461_636b_0000 ^ (k as u64))));
             for (j, domain) in s.intercepted_domains(k).into_iter().enumerate() {
@@ -117,13 +118,36 @@ impl Attackers {
                     _ => None,
                 };
                 let index = |n: &str| s.systems.iter().position(|sys| sys.name == n);
-                let link_victims = a
+                let link_victims: HashSet<IpAddr> = a
                     .links
                     .iter()
                     .filter(|[_, to]| index(to) == Some(t))
                     .filter_map(|[from, _]| index(from))
                     .map(|i| IpAddr::V4(s.address(i)))
                     .collect();
+                if let Some(block) = a.policy_fetch
+                    && s.systems[t].mta_sts_policy.is_some()
+                {
+                    let (traffic_start, start) = (traffic_start.clone(), Duration::from_secs_f64(a.start));
+                    let whole_domain = a.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain));
+                    let victims: HashSet<IpAddr> = link_victims.clone();
+                    let fetch = crate::mta_sts::FetchPost {
+                        attacker: a.name.clone(),
+                        block,
+                        domain: domain.clone(),
+                        listen: SocketAddr::new(IpAddr::V4(s.attacker_address(k, j)), s.network.https_port),
+                        upstream: SocketAddr::new(IpAddr::V4(s.address(t)), s.network.https_port),
+                        // The fetch is blocked for every targeted victim once the attack has
+                        // started (no share: one blocked fetch is all it takes).
+                        attacking: Arc::new(move |victim| {
+                            (whole_domain || victims.contains(&victim))
+                                && traffic_start.get().is_some_and(|t| t.elapsed() >= start)
+                        }),
+                        systems_by_ip: systems_by_ip.clone(),
+                        log: fetch_log.get_or_insert(crate::mta_sts::FetchPost::open_log(&dir)?).clone(),
+                    };
+                    fetch.run(stop_rx.clone()).await?;
+                }
                 let post = Arc::new(Post {
                     attacker: a.name.clone(),
                     kind: a.attack,

@@ -1,0 +1,332 @@
+//! MTA-STS (RFC 8461) in real runs: real relays, the scenario's DNS server on UDP publishing
+//! `_mta-sts.beta.example` TXT, beta's policy server on real HTTPS with a certificate from the
+//! scenario CA, and an attacker that the DNS puts in front of beta's MX. alpha sends with
+//! `outbound_tls = "may"` and honours MTA-STS. Expected outcomes, from RFC 8461 §5 and RFC 8460:
+//!
+//! | beta's policy | attack                          | expected                                   |
+//! |---------------|---------------------------------|--------------------------------------------|
+//! | enforce       | strip                           | deferred, nothing read, starttls-not-supported |
+//! | testing       | strip                           | delivered in the clear, read, failure recorded |
+//! | enforce       | fake-mx (self-signed)           | deferred, nothing read, certificate-not-trusted |
+//! | testing       | fake-mx (wrong name)            | delivered, read, certificate-host-mismatch |
+//! | enforce       | strip + policy fetch dropped    | no policy: read (TOFU's weak point)        |
+//! | enforce       | strip + fetch answered, self-signed | no policy: read, sts-webpki-invalid    |
+//! | enforce, malformed file | none                  | no policy, sts-policy-invalid recorded     |
+//!
+//! What was read comes from the attacker's own records; what was sent and delivered from the
+//! relays' records.
+
+use std::collections::BTreeSet;
+
+use records::{AttackerSession, SessionRecord, TruthMessage, read_jsonl};
+use scenarios::{RunOptions, Scenario};
+
+struct Ran {
+    out: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    to_beta: BTreeSet<String>,
+    sessions: Vec<SessionRecord>,
+    attacker: Vec<AttackerSession>,
+    stuck: Vec<String>,
+}
+
+impl Ran {
+    fn hops(&self) -> Vec<&SessionRecord> {
+        self.sessions
+            .iter()
+            .filter(|s| s.direction == "outbound" && s.system == "alpha" && s.peer_system.as_deref() == Some("beta"))
+            .collect()
+    }
+
+    fn delivered_at_beta(&self) -> BTreeSet<String> {
+        self.sessions
+            .iter()
+            .filter(|s| s.direction == "local" && s.system == "beta" && s.outcome == "delivered")
+            .flat_map(|s| s.messages.iter().map(|m| m.message_id.clone()))
+            .collect()
+    }
+
+    fn read_ids(&self) -> BTreeSet<String> {
+        self.attacker.iter().flat_map(|s| s.messages.iter().filter_map(|m| m.message_id.clone())).collect()
+    }
+
+    /// Every alpha→beta hop was under `mode` (or no policy for `None`) and recorded `failure`.
+    fn assert_hops(&self, mode: Option<&str>, failure: &str) {
+        let hops = self.hops();
+        assert!(!hops.is_empty(), "alpha tried to deliver to beta");
+        for h in &hops {
+            assert_eq!(h.mta_sts_mode.as_deref(), mode, "{h:?}");
+            assert_eq!(h.mta_sts_failure.as_deref(), Some(failure), "{h:?}");
+            assert!(h.mta_sts_failure_detail.is_some(), "{h:?}");
+        }
+    }
+
+    fn assert_deferred_unread(&self, why: &str) {
+        assert!(!self.to_beta.is_empty(), "the traffic has messages from alpha to beta");
+        for h in self.hops() {
+            assert_eq!(h.outcome, "deferred", "{h:?}");
+            assert!(h.messages.is_empty(), "{h:?}");
+            let e = h.error.as_deref().unwrap_or("");
+            assert!(e.contains(why), "expected {why:?} in alpha's error: {e}");
+        }
+        for id in &self.to_beta {
+            assert!(self.stuck.iter().any(|s| s.starts_with("alpha:") && s.contains(id.as_str())), "{id} not queued");
+        }
+        assert!(self.delivered_at_beta().is_disjoint(&self.to_beta));
+        assert!(!self.attacker.is_empty(), "alpha's attempts met the attacker");
+        for s in &self.attacker {
+            assert!(s.attacked && !s.read_envelope && !s.read_content && s.messages.is_empty(), "{s:?}");
+        }
+    }
+
+    fn assert_read_and_delivered(&self) {
+        assert!(!self.to_beta.is_empty(), "the traffic has messages from alpha to beta");
+        assert!(self.stuck.is_empty(), "stuck: {:?}", self.stuck);
+        assert_eq!(self.read_ids(), self.to_beta, "the attacker read every message alpha sent to beta");
+        assert!(self.to_beta.is_subset(&self.delivered_at_beta()));
+    }
+
+    /// A policy fetched once is used from the cache afterwards: every hop that started after
+    /// a fetched hop had ended says `cached`.
+    fn assert_cached_after_first_fetch(&self) {
+        let hops = self.hops();
+        let first_end = hops
+            .iter()
+            .filter(|h| h.mta_sts_source.as_deref() == Some("fetched"))
+            .map(|h| h.ended_at)
+            .fold(f64::INFINITY, f64::min);
+        assert!(first_end.is_finite(), "one hop fetched the policy: {hops:?}");
+        for h in hops.iter().filter(|h| h.started_at > first_end) {
+            assert_eq!(h.mta_sts_source.as_deref(), Some("cached"), "{h:?}");
+        }
+    }
+
+    fn clean(self) {
+        if std::env::var_os("SMTPLAB_KEEP_RUNS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.out);
+        }
+    }
+}
+
+/// alpha (`may`, honouring MTA-STS) and beta (publishing `policy`), with `attack` (a TOML
+/// fragment, may be empty) on beta's domain. Each test has its own ports and addresses.
+fn run(name: &str, port: u16, octet: u8, policy: &str, attack: &str) -> Ran {
+    let attack = if attack.is_empty() {
+        String::new()
+    } else {
+        format!("[[attacks]]\n{attack}\ndomains = [\"beta.example\"]\n")
+    };
+    let text = format!(
+        r#"
+[scenario]
+name = "sts-{name}"
+seed = 7
+drain_timeout = 4
+allow_undelivered = true
+
+[network]
+smtp_port = {port}
+submission_port = {sub}
+dns = "server"
+dns_port = {dns}
+https_port = {https}
+
+[traffic]
+messages = 12
+users_per_system = 3
+max_recipients = 2
+intra_system_share = 0.0
+
+[tap]
+capture = "none"
+
+[[systems]]
+name = "alpha"
+domain = "alpha.example"
+address = "127.0.{octet}.1"
+starttls = true
+outbound_tls = "may"
+mta_sts = true
+
+[[systems]]
+name = "beta"
+domain = "beta.example"
+address = "127.0.{next}.1"
+starttls = true
+mta_sts_policy = {policy}
+
+{attack}
+"#,
+        sub = port + 1,
+        dns = port + 3,
+        https = port + 4,
+        next = octet + 1,
+    );
+    let scenario = Scenario::parse(&text, name).expect("valid scenario");
+    let out = std::env::temp_dir().join(format!("smtplab-sts-{name}-{}", std::process::id()));
+    let outcome = scenarios::run(&scenario, &RunOptions::new(out.clone(), "test")).expect("run");
+    let dir = outcome.run_dir.clone();
+    let truth: Vec<TruthMessage> = read_jsonl(&dir.join("truth/messages.jsonl")).expect("truth");
+    let to_beta = truth
+        .iter()
+        .filter(|m| m.sender_system == "alpha" && m.recipient_systems.iter().any(|s| s == "beta"))
+        .map(|m| m.message_id.clone())
+        .collect();
+    Ran {
+        sessions: read_jsonl(&dir.join("truth/sessions.jsonl")).expect("sessions"),
+        attacker: read_jsonl(&dir.join("truth/attacker.jsonl")).expect("truth/attacker.jsonl"),
+        dir,
+        out,
+        to_beta,
+        stuck: outcome.stuck,
+    }
+}
+
+#[test]
+fn enforce_against_strip_is_deferred_unread_and_uses_the_cache() {
+    let ran = run("enforce-strip", 17811, 141, r#"{ mode = "enforce", id = "e1" }"#, r#"attack = "strip""#);
+    ran.assert_deferred_unread("does not offer STARTTLS");
+    ran.assert_hops(Some("enforce"), "starttls-not-supported");
+    ran.assert_cached_after_first_fetch();
+    for h in ran.hops() {
+        assert_eq!(h.mta_sts_policy_id.as_deref(), Some("e1"), "{h:?}");
+    }
+    // The scenario's record of what beta publishes and what alpha honours.
+    let systems: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ran.dir.join("truth/systems.json")).expect("systems.json"))
+            .expect("JSON");
+    assert_eq!(systems[0]["mta_sts"], true);
+    assert_eq!(systems[1]["mta_sts_policy"], "enforce");
+    ran.clean();
+}
+
+#[test]
+fn testing_against_strip_is_delivered_read_and_the_failure_recorded() {
+    let ran = run("testing-strip", 17821, 143, r#"{ mode = "testing" }"#, r#"attack = "strip""#);
+    ran.assert_read_and_delivered();
+    ran.assert_hops(Some("testing"), "starttls-not-supported");
+    for h in ran.hops() {
+        assert!(!h.starttls_used, "in the clear: {h:?}");
+    }
+    ran.clean();
+}
+
+#[test]
+fn enforce_against_a_self_signed_fake_mx_is_deferred_and_unread() {
+    let ran = run("enforce-fake", 17831, 145, r#"{ mode = "enforce" }"#, r#"attack = "fake-mx""#);
+    ran.assert_deferred_unread("UnknownIssuer");
+    ran.assert_hops(Some("enforce"), "certificate-not-trusted");
+    assert!(ran.attacker.iter().all(|s| s.outcome == "victim-refused-tls"), "{:?}", ran.attacker);
+    ran.clean();
+}
+
+/// `testing` lets the fake MX's certificate pass (alpha's own policy is `may`) and records why
+/// it would not have under `enforce`.
+#[test]
+fn testing_against_a_wrong_name_fake_mx_is_read_and_the_mismatch_recorded() {
+    let ran = run(
+        "testing-wrongname",
+        17841,
+        147,
+        r#"{ mode = "testing" }"#,
+        "attack = \"fake-mx\"\ncertificate = \"wrong-name\"",
+    );
+    ran.assert_read_and_delivered();
+    ran.assert_hops(Some("testing"), "certificate-host-mismatch");
+    for h in ran.hops() {
+        assert!(h.starttls_used && !h.cert_verified, "{h:?}");
+    }
+    ran.clean();
+}
+
+/// The attacker is on the path from the first contact and drops every policy fetch: alpha never
+/// learns beta's policy, falls back to `may`, and the stripped mail is read (RFC 8461 §10.2).
+#[test]
+fn an_attacker_from_first_contact_who_drops_the_fetch_reads_everything() {
+    let ran =
+        run("fetch-dropped", 17851, 149, r#"{ mode = "enforce" }"#, "attack = \"strip\"\npolicy_fetch = \"drop\"");
+    ran.assert_read_and_delivered();
+    ran.assert_hops(None, "sts-policy-fetch-error");
+    let fetches: Vec<scenarios::mta_sts::InterceptedFetch> =
+        read_jsonl(&ran.dir.join("attackers/attacker1/policy_fetches.jsonl")).expect("the attacker's fetch log");
+    assert!(!fetches.is_empty());
+    for f in &fetches {
+        assert_eq!(
+            (f.action.as_str(), f.domain.as_str(), f.victim_system.as_deref()),
+            ("drop", "beta.example", Some("alpha"))
+        );
+    }
+    ran.clean();
+}
+
+/// The attacker answers the fetch itself, under a self-signed certificate for the policy host:
+/// the certificate does not validate (`sts-webpki-invalid`), so again no policy, and the mail is
+/// read.
+#[test]
+fn an_attacker_answering_the_fetch_with_its_own_certificate_reads_everything() {
+    let ran = run(
+        "fetch-self-signed",
+        17871,
+        153,
+        r#"{ mode = "enforce" }"#,
+        "attack = \"strip\"\npolicy_fetch = \"self-signed\"",
+    );
+    ran.assert_read_and_delivered();
+    ran.assert_hops(None, "sts-webpki-invalid");
+    ran.clean();
+}
+
+/// A malformed policy file is no policy (RFC 8461 §3.2): mail goes as `may` says (TLS here, no
+/// attacker) and every hop records sts-policy-invalid.
+#[test]
+fn a_malformed_policy_is_no_policy_and_is_recorded() {
+    let ran = run(
+        "malformed",
+        17861,
+        151,
+        r#"{ mode = "enforce", body = "version: STSv2\nmode: enforce\nmx: mx.beta.example\nmax_age: 600\n" }"#,
+        "",
+    );
+    assert!(ran.stuck.is_empty(), "{:?}", ran.stuck);
+    assert!(ran.to_beta.is_subset(&ran.delivered_at_beta()));
+    ran.assert_hops(None, "sts-policy-invalid");
+    for h in ran.hops() {
+        assert!(h.starttls_used && h.outcome == "delivered", "{h:?}");
+        assert!(h.mta_sts_failure_detail.as_deref().unwrap_or("").contains("STSv1"), "{h:?}");
+    }
+    ran.clean();
+}
+
+/// Bad MTA-STS knobs are refused before the run with the file, key, line and column.
+#[test]
+fn bad_knobs_name_file_key_and_line() {
+    let base = |network: &str, alpha: &str, beta: &str, attack: &str| {
+        format!(
+            "[scenario]\nname = \"k\"\n\n[network]\n{network}\n\n[[systems]]\nname = \"alpha\"\ndomain = \"alpha.example\"\nstarttls = true\n{alpha}\n\n[[systems]]\nname = \"beta\"\ndomain = \"beta.example\"\nstarttls = true\n{beta}\n{attack}"
+        )
+    };
+    let dns = "dns = \"server\"\ndns_port = 15999";
+    let cases = [
+        (base("", "mta_sts = true", "", ""), "systems[0].mta_sts (line 11", "network.dns"),
+        (base(dns, "", "mta_sts_policy = { mode = \"strict\" }", ""), "line 18", "unknown variant `strict`"),
+        (base(dns, "", "mta_sts_policy = { mode = \"enforce\", max_age = 31557601 }", ""), "line 18", "max_age"),
+        (base(dns, "", "mta_sts_policy = { mode = \"enforce\", id = \"a-b\" }", ""), "line 18", "id"),
+        (base(dns, "", "mta_sts_policy = { mode = \"enforce\", mx = [\"a..b\"] }", ""), "line 18", "mx"),
+        (base(dns, "", "mta_sts_policy = { mode = \"enforce\", color = 1 }", ""), "line 18", "unknown field `color`"),
+        (
+            base(dns, "", "", "[[attacks]]\nattack = \"strip\"\npolicy_fetch = \"drop\"\ndomains = [\"beta.example\"]"),
+            "attacks[0].policy_fetch (line 21",
+            "publishes",
+        ),
+        (
+            base(&format!("{dns}\nhttps_port = 2525"), "", "mta_sts_policy = { mode = \"enforce\" }", ""),
+            "network.https_port (line 7",
+            "a port of their own",
+        ),
+    ];
+    for (text, place, what) in cases {
+        let e = Scenario::parse(&text, "bad.toml").expect_err(&text).to_string();
+        assert!(e.starts_with("bad.toml"), "{e}");
+        assert!(e.contains(place) && e.contains(what), "expected {place:?} and {what:?} in: {e}\n{text}");
+    }
+}
