@@ -258,7 +258,31 @@ async fn drive(
     // With the link recorder, every system's MX is a proxy in front of its relay.
     let recording = s.tap.capture == "recorder";
     let mx_port = if recording { s.network.smtp_port + 2 } else { s.network.smtp_port };
-    let dns = crate::dns::Dns::start(s, mx_port).await?;
+    // Certificates before DNS: a system's TLSA record is made from its certificate.
+    let identities = s
+        .systems
+        .iter()
+        .map(|sys| {
+            sys.starttls
+                .then(|| {
+                    pki.issue(&sys.mx_host()).map(|(cert_chain_pem, key_pem)| TlsIdentity { cert_chain_pem, key_pem })
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let security = s
+        .systems
+        .iter()
+        .zip(&identities)
+        .map(|(sys, id)| {
+            let tlsa = match id {
+                Some(id) => crate::dane::tlsa_for(sys.dane, &id.cert_chain_pem)?,
+                None => None,
+            };
+            Ok(crate::dns::ZoneSecurity { domain: sys.domain.clone(), dnssec: sys.dnssec, tlsa })
+        })
+        .collect::<Result<Vec<_>, ScenarioError>>()?;
+    let dns = crate::dns::Dns::start(s, mx_port, &security).await?;
     let recorder = if recording {
         let proxies = (0..s.systems.len())
             .map(|i| crate::recorder::Proxy {
@@ -280,12 +304,7 @@ async fn drive(
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
         let ip = IpAddr::V4(s.address(i));
-        let tls_identity = if sys.starttls {
-            let (cert_chain_pem, key_pem) = pki.issue(&sys.mx_host())?;
-            Some(TlsIdentity { cert_chain_pem, key_pem })
-        } else {
-            None
-        };
+        let tls_identity = identities[i].clone();
         if let Some(net) = network.as_mut() {
             let exe =
                 relay_exe.ok_or_else(|| ScenarioError::Run("the netns backend runs the smtplab binary".into()))?;
