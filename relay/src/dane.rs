@@ -355,6 +355,92 @@ mod tests {
         assert!(!rec(3, 1, 3, 32).usable(), "unknown matching type");
     }
 
+    /// A CA and a leaf for `host` it issued, valid until `not_after` (year): DER each.
+    fn chain(host: &str, not_after: i32) -> (Vec<u8>, Vec<u8>) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "dane test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let mut leaf = rcgen::CertificateParams::new(vec![host.to_string()]).expect("leaf params");
+        leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).expect("leaf");
+        (ca_cert.der().to_vec(), leaf_cert.der().to_vec())
+    }
+
+    fn verify(records: Vec<Tlsa>, leaf: &[u8], intermediates: &[&[u8]], name: &str) -> Result<(), DaneFailure> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let v = DaneVerifier::new(name, records, provider);
+        let intermediates: Vec<CertificateDer<'_>> = intermediates.iter().map(|d| CertificateDer::from(*d)).collect();
+        let name = ServerName::try_from(name.to_string()).expect("name");
+        let result = v.verify_server_cert(&CertificateDer::from(leaf), &intermediates, &name, &[], UnixTime::now());
+        let slot = v.failure_slot();
+        let failure = slot.lock().expect("slot").take();
+        match (result, failure) {
+            (Ok(_), None) => Ok(()),
+            (Err(_), Some(f)) => Err(f),
+            other => panic!("verifier result and recorded failure disagree: {other:?}"),
+        }
+    }
+
+    /// The `3 1 1` data as the usual recipe makes it with OpenSSL (RFC 7671 §5.1 practice:
+    /// `openssl x509 -pubkey | openssl pkey -pubin -outform DER | sha256`), from outside this code.
+    fn openssl_3_1_1(der: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let run = |args: &[&str], input: &[u8]| {
+            let mut child = Command::new("openssl")
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("openssl must be installed for this test (Debian package openssl, in TEST_PACKAGES)");
+            child.stdin.take().expect("stdin").write_all(input).expect("write to openssl");
+            let out = child.wait_with_output().expect("openssl ran");
+            assert!(out.status.success(), "openssl {args:?} failed");
+            out.stdout
+        };
+        let pubkey_pem = run(&["x509", "-inform", "DER", "-pubkey", "-noout"], der);
+        let spki = run(&["pkey", "-pubin", "-outform", "DER"], &pubkey_pem);
+        run(&["dgst", "-sha256", "-binary"], &spki)
+    }
+
+    #[test]
+    fn spki_sha256_matches_openssl() {
+        let (ca, leaf) = chain("mx.d.example", 2999);
+        for der in [&ca, &leaf] {
+            let t = Tlsa::spki_sha256(3, der).expect("certificate");
+            assert_eq!(t.data, openssl_3_1_1(der));
+            assert!(t.usable() && t.matches(der));
+        }
+        assert!(!Tlsa::spki_sha256(3, &leaf).expect("leaf").matches(&ca));
+    }
+
+    /// DANE-EE ignores the name and the dates (RFC 7672 §3.1.1); DANE-TA checks both below the
+    /// anchor, which must be in the chain the server sent (§3.1.2).
+    #[test]
+    fn dane_ee_ignores_name_and_expiry_dane_ta_checks_the_chain() {
+        let (ca, leaf) = chain("mx.d.example", 2001);
+        let ee = Tlsa::spki_sha256(3, &leaf).expect("leaf");
+        assert_eq!(verify(vec![ee.clone()], &leaf, &[], "another.example"), Ok(()), "expired, other name: fine");
+        let (ca2, fresh) = chain("mx.d.example", 2999);
+        let ta = Tlsa::spki_sha256(2, &ca2).expect("ca");
+        assert_eq!(verify(vec![ta.clone()], &fresh, &[&ca2], "mx.d.example"), Ok(()));
+        let wrong_name = verify(vec![ta.clone()], &fresh, &[&ca2], "mx.other.example").expect_err("name");
+        assert_eq!(wrong_name.result_type(), "certificate-host-mismatch", "{wrong_name}");
+        let expired = verify(vec![Tlsa::spki_sha256(2, &ca).expect("ca")], &leaf, &[&ca], "mx.d.example")
+            .expect_err("the leaf expired in 2001");
+        assert_eq!(expired.result_type(), "validation-failure", "{expired}");
+        let absent = verify(vec![ta], &fresh, &[], "mx.d.example").expect_err("anchor not in the chain");
+        assert_eq!(absent.result_type(), "tlsa-invalid", "{absent}");
+        // A self-signed certificate (a fake MX) matches neither record.
+        let (_, other) = chain("mx.d.example", 2999);
+        let fake = verify(vec![ee, Tlsa::spki_sha256(2, &ca2).expect("ca")], &other, &[], "mx.d.example");
+        assert_eq!(fake.map_err(|e| e.result_type()), Err("tlsa-invalid"));
+    }
+
     /// RFC 7672 §2.2's table, row by row.
     #[test]
     fn plans_follow_rfc_7672() {
