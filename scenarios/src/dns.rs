@@ -95,6 +95,11 @@ impl Dns {
         })
     }
 
+    /// The signed root's DNSKEY record (trust anchor file contents), when any zone is signed.
+    pub fn anchor_record(&self) -> Option<&str> {
+        self.server.as_ref().and_then(|s| s.anchor_record.as_deref())
+    }
+
     /// Stops the server (after the relays: a relay still retrying would otherwise see timeouts).
     pub async fn stop(self) {
         if let Some(server) = self.server {
@@ -137,6 +142,9 @@ pub struct DnsServer {
     pub addr: SocketAddr,
     /// The signed root's key, when any zone is signed: what validating resolvers trust.
     pub anchor: Option<Arc<TrustAnchors>>,
+    /// The same key as a DNSKEY record in presentation format, the trust anchor file format of
+    /// unbound (`trust-anchor-file`) and of hickory (`TrustAnchors::from_str`).
+    pub anchor_record: Option<String>,
     server: Server<Zones>,
 }
 
@@ -154,12 +162,14 @@ impl DnsServer {
         ttl: u32,
     ) -> Result<DnsServer, ScenarioError> {
         let (catalog, anchor) = catalog(entries, security, ttl)?;
+        let anchor_record = anchor.as_ref().map(|(_, record)| record.clone());
+        let anchor = anchor.map(|(anchors, _)| Arc::new(anchors));
         let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", &e))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", &e))?;
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 << 10);
-        Ok(DnsServer { addr, anchor: anchor.map(Arc::new), server })
+        Ok(DnsServer { addr, anchor, anchor_record, server })
     }
 
     pub async fn stop(mut self) {
@@ -213,7 +223,7 @@ fn catalog(
     entries: &[MxEntry],
     security: &[ZoneSecurity],
     ttl: u32,
-) -> Result<(Zones, Option<TrustAnchors>), ScenarioError> {
+) -> Result<(Zones, Option<(TrustAnchors, String)>), ScenarioError> {
     let name = |text: &str| {
         let fq = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
         Name::from_ascii(&fq).map_err(|e| ScenarioError::Run(format!("{text:?} is not a DNS name: {e}")))
@@ -290,9 +300,12 @@ fn catalog(
     parents.upsert(LowerName::new(&root), vec![root_zone]);
     let anchor = match &root_key {
         Some(key) => {
+            let public = key.public()?;
             let mut anchors = TrustAnchors::empty();
-            anchors.insert(&key.public()?);
-            Some(anchors)
+            anchors.insert(&public);
+            let dnskey =
+                Record::from_rdata(root.clone(), ttl, RData::DNSSEC(DNSSECRData::DNSKEY(DNSKEY::from_key(&public))));
+            Some((anchors, format!("{dnskey}\n")))
         }
         None => None,
     };
@@ -442,6 +455,53 @@ mod tests {
         let r = DnsResolver::new("127.0.64.53:15354".parse().expect("addr"), None, 25).expect("resolver");
         let e = r.resolve("alpha.example").await.expect_err("nobody answers");
         assert!(e.to_string().contains("temporary DNS failure"), "{e}");
+    }
+
+    /// The relay's validating lookup against the signed server, through the trust anchor file
+    /// the run writes: a signed zone's TLSA is secure and exactly what was published, an unsigned
+    /// zone's is not secure (a proven insecure delegation), a bogus zone's fails validation, and
+    /// a name with no TLSA in a signed zone is securely absent.
+    #[tokio::test]
+    async fn tlsa_is_secure_insecure_or_bogus_as_the_zone_is_signed() {
+        use relay::dane::{Tlsa, TlsaAnswer};
+        let addr: SocketAddr = "127.0.64.55:15356".parse().expect("addr");
+        let mut zones = entries();
+        zones.push(MxEntry {
+            domain: "gamma.example".into(),
+            mx_host: "mx.gamma.example".into(),
+            addr: Ipv4Addr::new(127, 0, 66, 1),
+        });
+        zones.push(MxEntry {
+            domain: "delta.example".into(),
+            mx_host: "mx.delta.example".into(),
+            addr: Ipv4Addr::new(127, 0, 67, 1),
+        });
+        let tlsa = |byte: u8| Some(Tlsa { usage: 3, selector: 1, matching: 1, data: vec![byte; 32] });
+        let security = [
+            ZoneSecurity { domain: "alpha.example".into(), dnssec: Dnssec::Signed, tlsa: tlsa(0xa1) },
+            ZoneSecurity { domain: "beta.example".into(), dnssec: Dnssec::Unsigned, tlsa: tlsa(0xb2) },
+            ZoneSecurity { domain: "gamma.example".into(), dnssec: Dnssec::Bogus, tlsa: tlsa(0xc3) },
+            ZoneSecurity { domain: "delta.example".into(), dnssec: Dnssec::Signed, tlsa: None },
+        ];
+        let server = DnsServer::start_secured(addr, &zones, &security, 60).await.expect("server");
+        let record = server.anchor_record.clone().expect("a signed root has an anchor");
+        assert!(record.starts_with(". 60 IN DNSKEY 257 3 13 "), "{record}");
+        let anchor: TrustAnchors = record.parse().expect("the anchor file parses");
+        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 25)
+            .expect("resolver")
+            .with_trust_anchor(Arc::new(anchor))
+            .expect("validating resolver");
+        assert_eq!(r.tlsa("mx.alpha.example").await, Ok(TlsaAnswer::Secure(vec![tlsa(0xa1).expect("record")])));
+        assert_eq!(r.tlsa("mx.beta.example").await, Ok(TlsaAnswer::NotSecure));
+        let bogus = r.tlsa("mx.gamma.example").await.expect_err("bogus");
+        assert_eq!(bogus.result_type(), "dnssec-invalid", "{bogus}");
+        assert_eq!(r.tlsa("mx.delta.example").await, Ok(TlsaAnswer::NotSecure));
+        // MX lookups stay unvalidated and work for every zone, signed or not.
+        assert_eq!(r.resolve("gamma.example").await.expect("MX").len(), 1);
+        // Without the anchor nothing is secure: the same signed TLSA is not used.
+        let plain = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 25).expect("resolver");
+        assert_eq!(plain.tlsa("mx.alpha.example").await, Ok(TlsaAnswer::NotSecure));
+        server.stop().await;
     }
 
     #[tokio::test]

@@ -283,6 +283,11 @@ async fn drive(
         })
         .collect::<Result<Vec<_>, ScenarioError>>()?;
     let dns = crate::dns::Dns::start(s, mx_port, &security).await?;
+    if let Some(anchor) = dns.anchor_record() {
+        // For anyone validating the run's DNS afterwards (unbound's trust-anchor-file, dig).
+        let path = run_dir.join("pki/dnssec-root.key");
+        std::fs::write(&path, anchor).map_err(ScenarioError::io(path.display().to_string()))?;
+    }
     let recorder = if recording {
         let proxies = (0..s.systems.len())
             .map(|i| crate::recorder::Proxy {
