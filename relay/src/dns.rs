@@ -49,6 +49,13 @@ impl DnsResolver {
         Ok(self)
     }
 
+    /// [`DnsResolver::with_trust_anchor`] from a file of DNSKEY records in presentation format.
+    pub fn with_trust_anchor_file(self, path: &std::path::Path) -> Result<Self, RelayError> {
+        let anchor = TrustAnchors::from_file(path)
+            .map_err(|e| RelayError::Dns(format!("trust anchor file {}: {e}", path.display())))?;
+        self.with_trust_anchor(Arc::new(anchor))
+    }
+
     async fn lookup_tlsa(&self, host: &str) -> Result<TlsaAnswer, DaneFailure> {
         let Some(validating) = &self.validating else { return Ok(TlsaAnswer::NotSecure) };
         let host = host.trim_end_matches('.');

@@ -314,7 +314,10 @@ async fn drive(
             let exe =
                 relay_exe.ok_or_else(|| ScenarioError::Run("the netns backend runs the smtplab binary".into()))?;
             std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
-            let args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            let mut args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            if dns.anchor_record().is_some() {
+                args.extend(["--trust-anchor".into(), run_dir.join("pki/dnssec-root.key").display().to_string()]);
+            }
             net.start_relay(i, exe, &args, &dir.join("relay.log"), SocketAddr::new(ip, s.network.submission_port))?;
             if let Relays::InProcess(v) = &relays
                 && v.is_empty()

@@ -704,12 +704,6 @@ impl Scenario {
                         .into(),
                 ));
             }
-            if used && self.network.backend != "loopback" {
-                return Err(bad(
-                    field,
-                    "DANE runs on the loopback backend for now: set network.backend = \"loopback\"".into(),
-                ));
-            }
         }
         if s.dane != DaneRecord::None && !s.starttls {
             return Err(bad(
