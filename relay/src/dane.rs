@@ -186,7 +186,12 @@ pub enum DaneFailure {
     /// A DANE-TA record matched an issuer in the chain, but the chain below it does not name
     /// the MX host (or is otherwise invalid).
     #[error("DANE: {host}'s chain matches its DANE-TA record but fails below it: {why}")]
-    TrustAnchorChain { host: String, why: String },
+    TrustAnchorChain {
+        host: String,
+        why: String,
+        /// The chain is valid but does not name the MX host.
+        wrong_name: bool,
+    },
 }
 
 impl DaneFailure {
@@ -199,8 +204,8 @@ impl DaneFailure {
             DaneFailure::StarttlsNotSupported { .. } => "starttls-not-supported",
             // RFC 8460: "None of the records in the RRset were found to be valid."
             DaneFailure::TlsaMismatch { .. } => "tlsa-invalid",
-            DaneFailure::TrustAnchorChain { why, .. } if why.contains("NotValidForName") => "certificate-host-mismatch",
-            DaneFailure::TrustAnchorChain { .. } => "validation-failure",
+            DaneFailure::TrustAnchorChain { wrong_name: true, .. } => "certificate-host-mismatch",
+            DaneFailure::TrustAnchorChain { wrong_name: false, .. } => "validation-failure",
         }
     }
 }
@@ -246,11 +251,21 @@ impl DaneVerifier {
             }
             match self.verify_below(ta, end_entity, &intermediates[..i], server_name, now) {
                 Ok(()) => return Ok(()),
-                Err(why) => chain_error = Some(why),
+                Err(e) => chain_error = Some(e),
             }
         }
         Err(match chain_error {
-            Some(why) => DaneFailure::TrustAnchorChain { host: self.host.clone(), why },
+            Some(e) => DaneFailure::TrustAnchorChain {
+                host: self.host.clone(),
+                why: e.to_string(),
+                wrong_name: matches!(
+                    e,
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForName
+                            | rustls::CertificateError::NotValidForNameContext { .. }
+                    )
+                ),
+            },
             None => DaneFailure::TlsaMismatch {
                 host: self.host.clone(),
                 why: format!(
@@ -269,13 +284,13 @@ impl DaneVerifier {
         between: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), rustls::Error> {
         let mut roots = RootCertStore::empty();
-        roots.add(ta.clone().into_owned()).map_err(|e| format!("trust anchor certificate: {e}"))?;
+        roots.add(ta.clone().into_owned())?;
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
-            .map_err(|e| format!("verifier: {e}"))?;
-        webpki.verify_server_cert(end_entity, between, server_name, &[], now).map(|_| ()).map_err(|e| format!("{e:?}"))
+            .map_err(|e| rustls::Error::General(format!("DANE-TA verifier: {e}")))?;
+        webpki.verify_server_cert(end_entity, between, server_name, &[], now).map(|_| ())
     }
 }
 
