@@ -20,4 +20,4 @@ ensure_packages() {
 # What building and running smtplab needs.
 RUNTIME_PACKAGES=(libpcap-dev pkg-config iproute2)
 # What the test suite needs besides: real peers and tools it checks against.
-TEST_PACKAGES=(tshark postfix postfix-mta-sts-resolver swaks libnet-ssleay-perl libio-socket-ssl-perl openssl chromium util-linux slurm-wlm munge)
+TEST_PACKAGES=(tshark postfix postfix-mta-sts-resolver swaks libnet-ssleay-perl libio-socket-ssl-perl openssl chromium util-linux slurm-wlm munge unbound)

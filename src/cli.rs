@@ -140,7 +140,8 @@ pub struct RelayArgs {
     /// none, may (default) or encrypt.
     #[arg(long)]
     pub inbound_tls: Option<relay::InboundTls>,
-    /// none, may (default), encrypt or verify.
+    /// none, may (default), encrypt, verify, dane or dane-only (DANE needs --dns and
+    /// --trust-anchor; without an anchor no TLSA answer is secure and dane is may).
     #[arg(long)]
     pub outbound_tls: Option<relay::OutboundTls>,
     /// CA certificates (PEM) for `--outbound-tls verify`.
@@ -158,6 +159,10 @@ pub struct RelayArgs {
     /// With --dns: the SMTP port to connect to at the addresses DNS gives (default 25).
     #[arg(long, requires = "dns")]
     pub mx_port: Option<u16>,
+    /// With --dns: a DNSKEY trust anchor file (a run's pki/dnssec-root.key; unbound's
+    /// trust-anchor-file format) against which TLSA lookups are validated (DANE).
+    #[arg(long, requires = "dns")]
+    pub trust_anchor: Option<PathBuf>,
     /// Domains delivered into --mailbox-dir.
     #[arg(long = "local-domain")]
     #[serde(rename = "local_domain")]
@@ -228,6 +233,7 @@ impl RelayArgs {
             routes: if self.routes.is_empty() { file.routes } else { self.routes },
             dns: self.dns.or(file.dns),
             mx_port: self.mx_port.or(file.mx_port),
+            trust_anchor: self.trust_anchor.or(file.trust_anchor),
             local_domains: if self.local_domains.is_empty() { file.local_domains } else { self.local_domains },
             mailbox_dir: self.mailbox_dir.or(file.mailbox_dir),
             relay_domains: if self.relay_domains.is_empty() { file.relay_domains } else { self.relay_domains },

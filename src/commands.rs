@@ -301,7 +301,13 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
         mta_sts: None,
         ca_pem: a.ca.as_deref().map(read).transpose()?,
         resolver: match a.dns {
-            Some(server) => Arc::new(relay::DnsResolver::new(server, a.bind, a.mx_port.unwrap_or(25))?),
+            Some(server) => {
+                let dns = relay::DnsResolver::new(server, a.bind, a.mx_port.unwrap_or(25))?;
+                Arc::new(match &a.trust_anchor {
+                    Some(path) => dns.with_trust_anchor_file(path)?,
+                    None => dns,
+                })
+            }
             None => Arc::new(resolver),
         },
         records: a.records,

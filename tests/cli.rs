@@ -68,6 +68,7 @@ fn run_small_scenario_on_netns() {
             assert!(sightings.is_empty(), "in-process resolution puts nothing on the wire");
         }
     }
+    dane_on_netns(&out);
     // The only test of this binary using namespaces (tests/library.rs has one too; test binaries
     // run one after the other): none may be left behind.
     let ns = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
@@ -75,6 +76,64 @@ fn run_small_scenario_on_netns() {
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
     assert!(!String::from_utf8_lossy(&links.stdout).contains(": smtplab"), "bridge torn down");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// DANE across namespaces: each relay process validates TLSA answers against the run's
+/// `pki/dnssec-root.key` (`smtplab relay --trust-anchor`). alpha sends with `dane-only` to beta,
+/// whose signed zone publishes `2 1 1` for the scenario CA: every hop is delivered and
+/// DANE-authenticated (without the anchor, `dane-only` would defer them all).
+fn dane_on_netns(out: &Path) {
+    let text = r#"
+[scenario]
+name = "cli-dane-netns"
+seed = 5
+drain_timeout = 10
+
+[network]
+backend = "netns"
+dns = "server"
+smtp_port = 13525
+submission_port = 13587
+
+[traffic]
+messages = 16
+users_per_system = 2
+intra_system_share = 0.0
+
+[tap]
+capture = "none"
+
+[[systems]]
+name = "alpha"
+domain = "alpha.example"
+starttls = true
+dnssec = true
+outbound_tls = "dane-only"
+
+[[systems]]
+name = "beta"
+domain = "beta.example"
+starttls = true
+dnssec = true
+dane = "2 1 1"
+"#;
+    let path = out.join("netns-dane.toml");
+    std::fs::write(&path, text).expect("write");
+    let runs = out.join("runs-dane");
+    let r = smtplab(&["run", &path.display().to_string(), "--out", &runs.display().to_string()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let run = only_child(&runs);
+    assert!(run.join("pki/dnssec-root.key").is_file());
+    let sessions = std::fs::read_to_string(run.join("truth/sessions.jsonl")).expect("sessions");
+    let hops: Vec<serde_json::Value> = sessions
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|s: &serde_json::Value| s["direction"] == "outbound" && s["system"] == "alpha")
+        .collect();
+    assert!(!hops.is_empty(), "alpha sent to beta");
+    for h in &hops {
+        assert_eq!((&h["outcome"], &h["dane_authenticated"]), (&"delivered".into(), &true.into()), "{h}");
+    }
 }
 
 /// Without privileges, the link recorder writes the capture: the same facts hold.

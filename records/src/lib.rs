@@ -73,8 +73,17 @@ pub struct SessionRecord {
     pub starttls_used: bool,
     pub tls_version: Option<String>,
     pub tls_cipher: Option<String>,
-    /// Whether the peer's certificate was verified against a CA and name (outbound `verify`).
+    /// Whether the peer was authenticated: its certificate verified against a CA and name
+    /// (outbound `verify`) or matched by its DNSSEC-secure TLSA records (`dane`, `dane-only`).
     pub cert_verified: bool,
+    /// Whether the peer was authenticated by DANE (RFC 7672): its certificate matched a usable
+    /// TLSA record from a DNSSEC-secure RRset. Absent in records written before DANE: false.
+    #[serde(default)]
+    pub dane_authenticated: bool,
+    /// Why DANE held the session back, as the RFC 8460 result type (`dnssec-invalid`,
+    /// `tlsa-invalid`, `dane-required`, `starttls-not-supported`, ...); none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dane_failure: Option<String>,
     /// The messages moved in this session.
     pub messages: Vec<HopMessage>,
     pub bytes_in: u64,

@@ -36,6 +36,12 @@ pub enum OutboundTls {
     Encrypt,
     /// STARTTLS required and the certificate must chain to the configured CA and name the MX.
     Verify,
+    /// DANE (RFC 7672, [`crate::dane`]): authenticate by the MX host's TLSA records where they
+    /// are DNSSEC-secure, else as `may`; a bogus TLSA answer defers.
+    Dane,
+    /// DANE required: mail waits unless the MX host has DNSSEC-secure TLSA records.
+    #[serde(rename = "dane-only")]
+    DaneOnly,
 }
 
 impl std::str::FromStr for InboundTls {
@@ -58,7 +64,9 @@ impl std::str::FromStr for OutboundTls {
             "may" => Ok(Self::May),
             "encrypt" => Ok(Self::Encrypt),
             "verify" => Ok(Self::Verify),
-            _ => Err(format!("unknown outbound TLS policy {s:?}: use none, may, encrypt or verify")),
+            "dane" => Ok(Self::Dane),
+            "dane-only" => Ok(Self::DaneOnly),
+            _ => Err(format!("unknown outbound TLS policy {s:?}: use none, may, encrypt, verify, dane or dane-only")),
         }
     }
 }

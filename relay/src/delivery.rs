@@ -140,6 +140,12 @@ pub(crate) async fn deliver_remote(
     rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(last.why.clone()))).collect()
 }
 
+/// Records a DANE failure's RFC 8460 result type in the session and defers.
+fn dane_failure(rec: &mut SessionRecord, f: crate::dane::DaneFailure) -> Failure {
+    rec.dane_failure = Some(f.result_type().to_string());
+    Failure::transient(f.to_string())
+}
+
 fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
     if outcomes.iter().all(|(_, o)| *o == RcptOutcome::Delivered) {
         "delivered"
@@ -176,6 +182,11 @@ impl<'r> Client<'r> {
         rec: &'r mut SessionRecord,
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
         let cfg = &shared.cfg;
+        // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
+        let (policy, dane) = match crate::dane::plan_for(shared, target, policy).await {
+            Ok(planned) => planned,
+            Err(f) => return Err(dane_failure(rec, f)),
+        };
         let socket = if target.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| Failure::transient(format!("socket: {e}")))?;
         if let Some(ip) = cfg.bind {
@@ -213,7 +224,7 @@ impl<'r> Client<'r> {
             _ if caps.starttls() => {
                 let r = c.command("STARTTLS").await?;
                 if r.code == 220 {
-                    c.upgrade(shared, target, policy, sts).await?;
+                    c.upgrade(shared, target, policy, sts, &dane).await?;
                     caps = c.ehlo(&cfg.hostname).await?;
                 } else {
                     if under_sts {
@@ -221,19 +232,15 @@ impl<'r> Client<'r> {
                         mta_sts::record_failure(c.rec, &StsFailure::StartTlsNotSupported(why));
                     }
                     if policy != OutboundTls::May {
-                        return Err(Failure::transient(format!(
-                            "STARTTLS refused ({}); policy {policy:?} requires TLS",
-                            r.summary()
-                        )));
+                        let why = format!("STARTTLS refused ({}); policy {policy:?} requires TLS", r.summary());
+                        return Err(c.tls_required(&dane, target, why));
                     }
                 }
             }
             OutboundTls::May => {}
-            OutboundTls::Encrypt | OutboundTls::Verify => {
-                return Err(Failure::transient(format!(
-                    "{} does not offer STARTTLS; policy {policy:?} requires TLS",
-                    target.host
-                )));
+            _ => {
+                let why = format!("{} does not offer STARTTLS; policy {policy:?} requires TLS", target.host);
+                return Err(c.tls_required(&dane, target, why));
             }
         }
         let outcomes = c.transaction(&caps, env, rcpts, message, cfg.timeouts.data_end).await?;
@@ -242,20 +249,35 @@ impl<'r> Client<'r> {
         Ok(outcomes)
     }
 
+    /// A policy that requires TLS did not get it; under DANE that is a report-worthy failure.
+    fn tls_required(&mut self, dane: &crate::dane::DanePlan, target: &MxTarget, why: String) -> Failure {
+        if *dane == crate::dane::DanePlan::Opportunistic {
+            return Failure::transient(why);
+        }
+        dane_failure(self.rec, crate::dane::DaneFailure::StarttlsNotSupported { host: target.host.clone(), why })
+    }
+
     async fn upgrade(
         &mut self,
         shared: &Shared,
         target: &MxTarget,
         policy: OutboundTls,
         sts: Option<Mode>,
+        dane: &crate::dane::DanePlan,
     ) -> Result<(), Failure> {
         if self.replies.pending() > 0 {
             // The server sent more after its 220 in plaintext: response injection (the NO
             // STARTTLS study). Whatever it says must not be believed after the handshake.
             return Err(Failure::transient("server sent data after its 220 to STARTTLS (response injection)"));
         }
-        let config = match policy {
-            OutboundTls::Verify => shared.tls_client_verify.clone().ok_or_else(|| {
+        let mut dane_slot = None;
+        let config = match (policy, dane) {
+            (_, crate::dane::DanePlan::Authenticate(records)) => {
+                let (config, slot) = crate::dane::client_config(&shared.tls_client_any, &target.host, records);
+                dane_slot = Some(slot);
+                config
+            }
+            (OutboundTls::Verify, _) => shared.tls_client_verify.clone().ok_or_else(|| {
                 Failure::transient("policy verify needs a CA (--ca or the scenario CA) and none is configured")
             })?,
             _ => shared.tls_client_any.clone(),
@@ -265,17 +287,26 @@ impl<'r> Client<'r> {
         let Some(tcp) = self.io.take_plain() else {
             return Err(Failure::transient("STARTTLS on an encrypted connection"));
         };
-        let stream = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
+        let handshake = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
             .await
-            .map_err(|_| Failure::transient("TLS handshake timed out"))?
-            .map_err(|e| {
+            .map_err(|_| Failure::transient("TLS handshake timed out"))?;
+        let stream = match handshake {
+            Ok(stream) => stream,
+            Err(e) => {
                 if sts.is_some_and(|m| m != Mode::None)
                     && let Some(f) = StsFailure::from_handshake(&e)
                 {
                     mta_sts::record_failure(self.rec, &f);
                 }
-                Failure::transient(format!("TLS handshake with {}: {e}", target.host))
-            })?;
+                // The DANE verifier left the typed reason of its refusal; the handshake error only
+                // carries its text.
+                let refused = dane_slot.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+                return Err(match refused {
+                    Some(f) => dane_failure(self.rec, f),
+                    None => Failure::transient(format!("TLS handshake with {}: {e}", target.host)),
+                });
+            }
+        };
         let conn = stream.get_ref().1;
         // `testing` accepted whatever certificate came: check it now, for the record only.
         if sts == Some(Mode::Testing)
@@ -286,7 +317,8 @@ impl<'r> Client<'r> {
             mta_sts::record_failure(self.rec, &f);
         }
         self.rec.starttls_used = true;
-        self.rec.cert_verified = policy == OutboundTls::Verify;
+        self.rec.dane_authenticated = matches!(dane, crate::dane::DanePlan::Authenticate(_));
+        self.rec.cert_verified = policy == OutboundTls::Verify || self.rec.dane_authenticated;
         self.rec.tls_version = conn.protocol_version().map(crate::tls::version_name);
         self.rec.tls_cipher = conn.negotiated_cipher_suite().map(crate::tls::cipher_name);
         self.io = Transport::Tls(Box::new(stream));

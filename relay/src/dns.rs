@@ -8,21 +8,29 @@
 //! cache), as a real MTA's stub resolver or local cache would.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{Name, RData};
 
+use crate::dane::{DaneFailure, Tlsa, TlsaAnswer};
 use crate::error::RelayError;
-use crate::resolver::{MxResolver, MxTarget, Resolving, TemporaryFailure};
+use crate::resolver::{LookingUpTlsa, MxResolver, MxTarget, Resolving, TemporaryFailure};
 
 /// Resolves MX, then A, through `server` only; connects to the addresses found on `smtp_port`
 /// (DNS names hosts, not ports).
 pub struct DnsResolver {
     resolver: TokioResolver,
+    /// The same server asked through hickory's DNSSEC validator, for TLSA (DANE): built only
+    /// when the relay was given a trust anchor.
+    validating: Option<TokioResolver>,
+    server: SocketAddr,
+    bind: Option<IpAddr>,
     smtp_port: u16,
 }
 
@@ -30,28 +38,60 @@ impl DnsResolver {
     /// `bind`: the source address of the queries (the system's own address, so an eavesdropper
     /// can attribute each query to the system that asked, as on a real network).
     pub fn new(server: SocketAddr, bind: Option<IpAddr>, smtp_port: u16) -> Result<Self, RelayError> {
-        let connection = |mut c: ConnectionConfig| {
-            c.port = server.port();
-            c.bind_addr = bind.map(|ip| SocketAddr::new(ip, 0));
-            c
-        };
-        let ns = NameServerConfig::new(
-            server.ip(),
-            true,
-            vec![connection(ConnectionConfig::udp()), connection(ConnectionConfig::tcp())],
-        );
-        let config = ResolverConfig::from_parts(None, Vec::new(), vec![ns]);
-        let mut opts = ResolverOpts::default();
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.timeout = Duration::from_secs(2);
-        opts.attempts = 2;
-        // Names are always fully qualified here: no search list, no ndots games.
-        opts.ndots = 0;
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| RelayError::Dns(format!("resolver for {server}: {e}")))?;
-        Ok(Self { resolver, smtp_port })
+        let resolver = build(server, bind, None)?;
+        Ok(Self { resolver, validating: None, server, bind, smtp_port })
+    }
+
+    /// Validates TLSA answers against `anchor` (the scenario's signed root, as unbound's
+    /// `trust-anchor-file` would), so DANE can tell secure, insecure and bogus apart.
+    pub fn with_trust_anchor(mut self, anchor: Arc<TrustAnchors>) -> Result<Self, RelayError> {
+        self.validating = Some(build(self.server, self.bind, Some(anchor))?);
+        Ok(self)
+    }
+
+    /// [`DnsResolver::with_trust_anchor`] from a file of DNSKEY records in presentation format.
+    pub fn with_trust_anchor_file(self, path: &std::path::Path) -> Result<Self, RelayError> {
+        let anchor = TrustAnchors::from_file(path)
+            .map_err(|e| RelayError::Dns(format!("trust anchor file {}: {e}", path.display())))?;
+        self.with_trust_anchor(Arc::new(anchor))
+    }
+
+    async fn lookup_tlsa(&self, host: &str) -> Result<TlsaAnswer, DaneFailure> {
+        let Some(validating) = &self.validating else { return Ok(TlsaAnswer::NotSecure) };
+        let host = host.trim_end_matches('.');
+        let failed = |why: String| DaneFailure::LookupFailed { host: host.into(), why };
+        let name = fqdn(&format!("_{}._tcp.{host}", crate::dane::TLSA_PORT))
+            .ok_or_else(|| failed("the MX host is not a DNS name".into()))?;
+        match validating.tlsa_lookup(name).await {
+            Ok(lookup) => {
+                let mut records = Vec::new();
+                let mut proofs = Vec::new();
+                for r in lookup.answers() {
+                    if let RData::TLSA(t) = &r.data {
+                        proofs.push(r.proof);
+                        records.push(Tlsa {
+                            usage: u8::from(t.cert_usage),
+                            selector: u8::from(t.selector),
+                            matching: u8::from(t.matching),
+                            data: t.cert_data.clone(),
+                        });
+                    }
+                }
+                if proofs.is_empty() || proofs.iter().all(|p| *p == Proof::Insecure) {
+                    Ok(TlsaAnswer::NotSecure)
+                } else if proofs.iter().all(|p| *p == Proof::Secure) {
+                    Ok(TlsaAnswer::Secure(records))
+                } else {
+                    Err(DaneFailure::DnssecInvalid { host: host.into(), why: format!("TLSA proofs {proofs:?}") })
+                }
+            }
+            // No TLSA, securely denied or in an unsigned zone: no DANE for this host either way.
+            Err(e) if e.is_no_records_found() => Ok(TlsaAnswer::NotSecure),
+            Err(e) if is_dnssec_failure(&e) => {
+                Err(DaneFailure::DnssecInvalid { host: host.into(), why: e.to_string() })
+            }
+            Err(e) => Err(failed(e.to_string())),
+        }
     }
 
     async fn lookup(&self, domain: &str) -> Result<Vec<MxTarget>, TemporaryFailure> {
@@ -104,6 +144,46 @@ impl MxResolver for DnsResolver {
     fn resolve<'a>(&'a self, domain: &'a str) -> Resolving<'a> {
         Box::pin(self.lookup(domain))
     }
+
+    fn tlsa<'a>(&'a self, host: &'a str) -> LookingUpTlsa<'a> {
+        Box::pin(self.lookup_tlsa(host))
+    }
+}
+
+/// A resolver asking `server` only; validating against `anchor` when given.
+fn build(
+    server: SocketAddr,
+    bind: Option<IpAddr>,
+    anchor: Option<Arc<TrustAnchors>>,
+) -> Result<TokioResolver, RelayError> {
+    let connection = |mut c: ConnectionConfig| {
+        c.port = server.port();
+        c.bind_addr = bind.map(|ip| SocketAddr::new(ip, 0));
+        c
+    };
+    let ns = NameServerConfig::new(
+        server.ip(),
+        true,
+        vec![connection(ConnectionConfig::udp()), connection(ConnectionConfig::tcp())],
+    );
+    let config = ResolverConfig::from_parts(None, Vec::new(), vec![ns]);
+    let mut opts = ResolverOpts::default();
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.timeout = Duration::from_secs(2);
+    opts.attempts = 2;
+    // Names are always fully qualified here: no search list, no ndots games.
+    opts.ndots = 0;
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).with_options(opts);
+    if let Some(anchor) = anchor {
+        builder = builder.with_trust_anchor(anchor);
+    }
+    builder.build().map_err(|e| RelayError::Dns(format!("resolver for {server}: {e}")))
+}
+
+/// A DNSSEC validation failure (bogus), as opposed to no answer at all.
+fn is_dnssec_failure(e: &NetError) -> bool {
+    use hickory_resolver::net::DnsError;
+    matches!(e, NetError::Dns(DnsError::Nsec { .. } | DnsError::DnssecBogus)) || e.to_string().contains("DNSSEC")
 }
 
 fn fqdn(domain: &str) -> Option<Name> {

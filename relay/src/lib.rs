@@ -9,6 +9,7 @@
 
 pub mod bounce;
 pub mod config;
+pub mod dane;
 pub mod delivery;
 pub mod dns;
 pub mod error;

@@ -30,10 +30,20 @@ impl std::fmt::Display for TemporaryFailure {
 /// A lookup in progress. Boxed so the trait stays object safe (relays hold `Arc<dyn MxResolver>`).
 pub type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Vec<MxTarget>, TemporaryFailure>> + Send + 'a>>;
 
+/// A TLSA lookup in progress (DANE, [`crate::dane`]).
+pub type LookingUpTlsa<'a> =
+    Pin<Box<dyn Future<Output = Result<crate::dane::TlsaAnswer, crate::dane::DaneFailure>> + Send + 'a>>;
+
 pub trait MxResolver: Send + Sync {
     /// MX targets for `domain` in preference order. Empty when the domain does not exist or has
     /// no mail host (mail to it bounces); an error when no answer can be had now (mail waits).
     fn resolve<'a>(&'a self, domain: &'a str) -> Resolving<'a>;
+
+    /// The DNSSEC-validated TLSA records of `_25._tcp.<host>`. A resolver that validates
+    /// nothing can vouch for nothing: every answer is [`crate::dane::TlsaAnswer::NotSecure`].
+    fn tlsa<'a>(&'a self, _host: &'a str) -> LookingUpTlsa<'a> {
+        Box::pin(std::future::ready(Ok(crate::dane::TlsaAnswer::NotSecure)))
+    }
 }
 
 /// A fixed map from domain to MX target.

@@ -14,14 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
-use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::dnssec::NxProofKind;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_server::proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS};
+use hickory_server::proto::dnssec::{Algorithm, DigestType, DnssecSigner, PublicKeyBuf, SigningKey, TrustAnchors};
 use hickory_server::proto::op::Message;
-use hickory_server::proto::rr::rdata::{A, MX, NS, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_server::proto::rr::rdata::{A, MX, NS, SOA, TLSA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use relay::{DnsResolver, MxResolver, MxTarget, StaticResolver};
 
+use crate::dane::Dnssec;
 use crate::error::ScenarioError;
 use crate::schema::Scenario;
 
@@ -31,6 +38,15 @@ pub struct MxEntry {
     pub domain: String,
     pub mx_host: String,
     pub addr: Ipv4Addr,
+}
+
+/// What a zone publishes beyond its MX and A records (DANE, RFC 7672): its DNSSEC and the
+/// TLSA record of its MX host.
+#[derive(Debug, Clone)]
+pub struct ZoneSecurity {
+    pub domain: String,
+    pub dnssec: Dnssec,
+    pub tlsa: Option<relay::dane::Tlsa>,
 }
 
 /// The run's name resolution: the in-process map, and the DNS server when there is one.
@@ -44,7 +60,7 @@ pub struct Dns {
 impl Dns {
     /// Builds the map and, for `network.dns = "server"`, starts the server: before any relay,
     /// so the first lookup already has an answer.
-    pub async fn start(s: &Scenario, mx_port: u16) -> Result<Dns, ScenarioError> {
+    pub async fn start(s: &Scenario, mx_port: u16, security: &[ZoneSecurity]) -> Result<Dns, ScenarioError> {
         let entries = entries(s);
         let mut map = StaticResolver::new();
         for (e, sys) in entries.iter().zip(&s.systems) {
@@ -59,7 +75,8 @@ impl Dns {
         }
         let server = match s.dns_server() {
             Some(addr) => {
-                Some(DnsServer::start_with(addr, &entries, &crate::mta_sts::dns_records(s), s.network.dns_ttl).await?)
+                let extra = crate::mta_sts::dns_records(s);
+                Some(DnsServer::start_secured(addr, &entries, &extra, security, s.network.dns_ttl).await?)
             }
             None => None,
         };
@@ -70,9 +87,20 @@ impl Dns {
     /// queries sent from `ip`).
     pub fn resolver_for(&self, ip: IpAddr) -> Result<Arc<dyn MxResolver>, ScenarioError> {
         Ok(match &self.server {
-            Some(server) => Arc::new(DnsResolver::new(server.addr, Some(ip), self.mx_port)?),
+            Some(server) => {
+                let resolver = DnsResolver::new(server.addr, Some(ip), self.mx_port)?;
+                Arc::new(match &server.anchor {
+                    Some(anchor) => resolver.with_trust_anchor(anchor.clone())?,
+                    None => resolver,
+                })
+            }
             None => self.map.clone(),
         })
+    }
+
+    /// The signed root's DNSKEY record (trust anchor file contents), when any zone is signed.
+    pub fn anchor_record(&self) -> Option<&str> {
+        self.server.as_ref().and_then(|s| s.anchor_record.as_deref())
     }
 
     /// Stops the server (after the relays: a relay still retrying would otherwise see timeouts).
@@ -115,28 +143,37 @@ pub fn entries(s: &Scenario) -> Vec<MxEntry> {
 /// An authoritative DNS server on UDP and TCP, serving the scenario's zones.
 pub struct DnsServer {
     pub addr: SocketAddr,
-    server: Server<Catalog>,
+    /// The signed root's key, when any zone is signed: what validating resolvers trust.
+    pub anchor: Option<Arc<TrustAnchors>>,
+    /// The same key as a DNSKEY record in presentation format, the trust anchor file format of
+    /// unbound (`trust-anchor-file`) and of hickory (`TrustAnchors::from_str`).
+    pub anchor_record: Option<String>,
+    server: Server<Zones>,
 }
 
 impl DnsServer {
     pub async fn start(addr: SocketAddr, entries: &[MxEntry], ttl: u32) -> Result<DnsServer, ScenarioError> {
-        Self::start_with(addr, entries, &[], ttl).await
+        Self::start_secured(addr, entries, &[], &[], ttl).await
     }
 
-    /// [`DnsServer::start`] with more records in the systems' zones (MTA-STS's TXT and A).
-    pub async fn start_with(
+    /// Also publishes `extra` records in the systems' zones (MTA-STS's TXT and A) and the TLSA
+    /// records in `security`, and signs the root and the zones it says are signed when any is.
+    pub async fn start_secured(
         addr: SocketAddr,
         entries: &[MxEntry],
         extra: &[crate::mta_sts::DnsRecord],
+        security: &[ZoneSecurity],
         ttl: u32,
     ) -> Result<DnsServer, ScenarioError> {
-        let catalog = catalog(entries, extra, ttl)?;
+        let (catalog, anchor) = catalog(entries, extra, security, ttl)?;
+        let anchor_record = anchor.as_ref().map(|(_, record)| record.clone());
+        let anchor = anchor.map(|(anchors, _)| Arc::new(anchors));
         let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", &e))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", &e))?;
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 << 10);
-        Ok(DnsServer { addr, server })
+        Ok(DnsServer { addr, anchor, anchor_record, server })
     }
 
     pub async fn stop(mut self) {
@@ -163,32 +200,73 @@ fn bind_error(addr: SocketAddr, proto: &str, e: &std::io::Error) -> ScenarioErro
     ScenarioError::Run(format!("cannot start the scenario's DNS server on {addr} ({proto}): {e}; {fix}"))
 }
 
-/// One zone per domain, and the root zone for everything else.
-fn catalog(entries: &[MxEntry], extra: &[crate::mta_sts::DnsRecord], ttl: u32) -> Result<Catalog, ScenarioError> {
+/// The zones, answering a DS query from the parent side of the zone cut (RFC 4035 §3.1.4.1):
+/// hickory's catalog hands every query to the deepest zone it holds, and a child zone has no DS
+/// for its own apex; the root zone holds the delegations and their DS records.
+pub struct Zones {
+    all: Catalog,
+    parents: Catalog,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Zones {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        let ds = request.request_info().is_ok_and(|info| info.query.query_type() == RecordType::DS);
+        let zones = if ds { &self.parents } else { &self.all };
+        zones.handle_request::<R, T>(request, response_handle).await
+    }
+}
+
+/// How long signatures hold: longer than any run, so none expires mid-run.
+const SIGNATURE_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One zone per domain, and the root zone for everything else. When any zone is signed, the root
+/// is signed too and delegates every domain (with a DS for each signed one, and NSEC proving
+/// that the unsigned ones have none); its key is the trust anchor returned.
+fn catalog(
+    entries: &[MxEntry],
+    extra: &[crate::mta_sts::DnsRecord],
+    security: &[ZoneSecurity],
+    ttl: u32,
+) -> Result<(Zones, Option<(TrustAnchors, String)>), ScenarioError> {
     let name = |text: &str| {
         let fq = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
         Name::from_ascii(&fq).map_err(|e| ScenarioError::Run(format!("{text:?} is not a DNS name: {e}")))
     };
+    let security_of = |domain: &str| security.iter().find(|z| z.domain.eq_ignore_ascii_case(domain));
+    let signing = security.iter().any(|z| z.dnssec != Dnssec::Unsigned);
     let ns_host = name("ns.smtplab.invalid")?;
-    let zone = |origin: &Name, records: Vec<Record>| {
+    let zone = |origin: &Name, records: Vec<Record>, key: Option<&ZoneKey>| {
+        let nx = key.map(|_| NxProofKind::Nsec);
         let mut z =
-            InMemoryZoneHandler::<TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+            InMemoryZoneHandler::<TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny, nx);
         let soa = SOA::new(ns_host.clone(), name("hostmaster.smtplab.invalid")?, 1, 3600, 600, 86400, ttl);
         z.upsert_mut(Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)), 1);
         z.upsert_mut(Record::from_rdata(origin.clone(), ttl, RData::NS(NS(ns_host.clone()))), 1);
         for r in records {
             z.upsert_mut(r, 1);
         }
+        if let Some(key) = key {
+            let signer = DnssecSigner::new(
+                DNSKEY::from_key(&key.public()?),
+                Box::new(key.signing()?),
+                origin.clone(),
+                SIGNATURE_LIFETIME,
+            );
+            z.add_zone_signing_key_mut(signer).map_err(|e| dnssec_error(origin, &e))?;
+            z.secure_zone_mut().map_err(|e| dnssec_error(origin, &e))?;
+        }
         Ok::<_, ScenarioError>(z)
     };
-    let mut catalog = Catalog::new();
+    let mut all = Catalog::new();
     let root = Name::root();
-    catalog.upsert(LowerName::new(&root), vec![Arc::new(zone(&root, Vec::new())?)]);
+    let root_key = if signing { Some(ZoneKey::new()?) } else { None };
+    let mut delegations = Vec::new();
     for e in entries {
         let (domain, mx) = (name(&e.domain)?, name(&e.mx_host)?);
         let mut records = vec![
             Record::from_rdata(domain.clone(), ttl, RData::MX(MX::new(10, mx.clone()))),
-            Record::from_rdata(mx, ttl, RData::A(A(e.addr))),
+            Record::from_rdata(mx.clone(), ttl, RData::A(A(e.addr))),
         ];
         for x in extra.iter().filter(|x| x.zone.eq_ignore_ascii_case(&e.domain)) {
             let data = match &x.data {
@@ -197,9 +275,79 @@ fn catalog(entries: &[MxEntry], extra: &[crate::mta_sts::DnsRecord], ttl: u32) -
             };
             records.push(Record::from_rdata(name(&x.name)?, ttl, data));
         }
-        catalog.upsert(LowerName::new(&domain), vec![Arc::new(zone(&domain, records)?)]);
+        let zone_security = security_of(&e.domain);
+        if let Some(t) = zone_security.and_then(|z| z.tlsa.as_ref()) {
+            let owner = name(&format!("_{}._tcp.{}", relay::dane::TLSA_PORT, e.mx_host))?;
+            let tlsa = TLSA::new(
+                CertUsage::from(t.usage),
+                Selector::from(t.selector),
+                Matching::from(t.matching),
+                t.data.clone(),
+            );
+            records.push(Record::from_rdata(owner, ttl, RData::TLSA(tlsa)));
+        }
+        let dnssec = zone_security.map_or(Dnssec::Unsigned, |z| z.dnssec);
+        let key = match dnssec {
+            Dnssec::Unsigned => None,
+            Dnssec::Signed | Dnssec::Bogus => Some(ZoneKey::new()?),
+        };
+        if signing {
+            delegations.push(Record::from_rdata(domain.clone(), ttl, RData::NS(NS(ns_host.clone()))));
+            if let Some(key) = &key {
+                // The parent vouches for this key; a bogus zone then signs with another one.
+                let ds =
+                    DS::from_key(&key.public()?, &domain, DigestType::SHA256).map_err(|e| dnssec_error(&domain, &e))?;
+                delegations.push(Record::from_rdata(domain.clone(), ttl, RData::DNSSEC(DNSSECRData::DS(ds))));
+            }
+        }
+        let signing_key = match dnssec {
+            Dnssec::Bogus => Some(ZoneKey::new()?),
+            _ => key,
+        };
+        all.upsert(LowerName::new(&domain), vec![Arc::new(zone(&domain, records, signing_key.as_ref())?)]);
     }
-    Ok(catalog)
+    let root_zone = Arc::new(zone(&root, delegations, root_key.as_ref())?);
+    all.upsert(LowerName::new(&root), vec![root_zone.clone()]);
+    let mut parents = Catalog::new();
+    parents.upsert(LowerName::new(&root), vec![root_zone]);
+    let anchor = match &root_key {
+        Some(key) => {
+            let public = key.public()?;
+            let mut anchors = TrustAnchors::empty();
+            anchors.insert(&public);
+            let dnskey =
+                Record::from_rdata(root.clone(), ttl, RData::DNSSEC(DNSSECRData::DNSKEY(DNSKEY::from_key(&public))));
+            Some((anchors, format!("{dnskey}\n")))
+        }
+        None => None,
+    };
+    Ok((Zones { all, parents }, anchor))
+}
+
+/// A zone's key, made fresh per run as the scenario CA is: ECDSA P-256 (algorithm 13), which
+/// every validator (hickory, unbound) supports. Kept as PKCS#8: ring's key pairs cannot be
+/// cloned, and the key both signs its zone and makes its DS in the parent.
+struct ZoneKey(rustls::pki_types::PrivatePkcs8KeyDer<'static>);
+
+impl ZoneKey {
+    fn new() -> Result<ZoneKey, ScenarioError> {
+        EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256)
+            .map(ZoneKey)
+            .map_err(|e| ScenarioError::Run(format!("DNSSEC key generation failed: {e}")))
+    }
+
+    fn signing(&self) -> Result<EcdsaSigningKey, ScenarioError> {
+        EcdsaSigningKey::from_pkcs8(&self.0, Algorithm::ECDSAP256SHA256)
+            .map_err(|e| ScenarioError::Run(format!("DNSSEC key: {e}")))
+    }
+
+    fn public(&self) -> Result<PublicKeyBuf, ScenarioError> {
+        self.signing()?.to_public_key().map_err(|e| ScenarioError::Run(format!("DNSSEC public key: {e}")))
+    }
+}
+
+fn dnssec_error(zone: &Name, e: &dyn std::fmt::Display) -> ScenarioError {
+    ScenarioError::Run(format!("signing zone {zone}: {e}"))
 }
 
 /// One DNS message the tap saw on the DNS server's port (`tap/dns.jsonl`).
@@ -306,6 +454,53 @@ mod tests {
         let r = DnsResolver::new("127.0.64.53:15354".parse().expect("addr"), None, 25).expect("resolver");
         let e = r.resolve("alpha.example").await.expect_err("nobody answers");
         assert!(e.to_string().contains("temporary DNS failure"), "{e}");
+    }
+
+    /// The relay's validating lookup against the signed server, through the trust anchor file
+    /// the run writes: a signed zone's TLSA is secure and exactly what was published, an unsigned
+    /// zone's is not secure (a proven insecure delegation), a bogus zone's fails validation, and
+    /// a name with no TLSA in a signed zone is securely absent.
+    #[tokio::test]
+    async fn tlsa_is_secure_insecure_or_bogus_as_the_zone_is_signed() {
+        use relay::dane::{Tlsa, TlsaAnswer};
+        let addr: SocketAddr = "127.0.64.55:15356".parse().expect("addr");
+        let mut zones = entries();
+        zones.push(MxEntry {
+            domain: "gamma.example".into(),
+            mx_host: "mx.gamma.example".into(),
+            addr: Ipv4Addr::new(127, 0, 66, 1),
+        });
+        zones.push(MxEntry {
+            domain: "delta.example".into(),
+            mx_host: "mx.delta.example".into(),
+            addr: Ipv4Addr::new(127, 0, 67, 1),
+        });
+        let tlsa = |byte: u8| Some(Tlsa { usage: 3, selector: 1, matching: 1, data: vec![byte; 32] });
+        let security = [
+            ZoneSecurity { domain: "alpha.example".into(), dnssec: Dnssec::Signed, tlsa: tlsa(0xa1) },
+            ZoneSecurity { domain: "beta.example".into(), dnssec: Dnssec::Unsigned, tlsa: tlsa(0xb2) },
+            ZoneSecurity { domain: "gamma.example".into(), dnssec: Dnssec::Bogus, tlsa: tlsa(0xc3) },
+            ZoneSecurity { domain: "delta.example".into(), dnssec: Dnssec::Signed, tlsa: None },
+        ];
+        let server = DnsServer::start_secured(addr, &zones, &[], &security, 60).await.expect("server");
+        let record = server.anchor_record.clone().expect("a signed root has an anchor");
+        assert!(record.starts_with(". 60 IN DNSKEY 257 3 13 "), "{record}");
+        let anchor: TrustAnchors = record.parse().expect("the anchor file parses");
+        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 25)
+            .expect("resolver")
+            .with_trust_anchor(Arc::new(anchor))
+            .expect("validating resolver");
+        assert_eq!(r.tlsa("mx.alpha.example").await, Ok(TlsaAnswer::Secure(vec![tlsa(0xa1).expect("record")])));
+        assert_eq!(r.tlsa("mx.beta.example").await, Ok(TlsaAnswer::NotSecure));
+        let bogus = r.tlsa("mx.gamma.example").await.expect_err("bogus");
+        assert_eq!(bogus.result_type(), "dnssec-invalid", "{bogus}");
+        assert_eq!(r.tlsa("mx.delta.example").await, Ok(TlsaAnswer::NotSecure));
+        // MX lookups stay unvalidated and work for every zone, signed or not.
+        assert_eq!(r.resolve("gamma.example").await.expect("MX").len(), 1);
+        // Without the anchor nothing is secure: the same signed TLSA is not used.
+        let plain = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 25).expect("resolver");
+        assert_eq!(plain.tlsa("mx.alpha.example").await, Ok(TlsaAnswer::NotSecure));
+        server.stop().await;
     }
 
     #[tokio::test]

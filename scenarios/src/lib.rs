@@ -2,6 +2,7 @@
 //! real relays, real traffic and a real tap.
 
 pub mod attack;
+pub mod dane;
 pub mod dns;
 pub mod error;
 pub mod inject;

@@ -248,7 +248,36 @@ async fn drive(
     // With the link recorder, every system's MX is a proxy in front of its relay.
     let recording = s.tap.capture == "recorder";
     let mx_port = if recording { s.network.smtp_port + 2 } else { s.network.smtp_port };
-    let dns = crate::dns::Dns::start(s, mx_port).await?;
+    // Certificates before DNS: a system's TLSA record is made from its certificate.
+    let identities = s
+        .systems
+        .iter()
+        .map(|sys| {
+            sys.starttls
+                .then(|| {
+                    pki.issue(&sys.mx_host()).map(|(cert_chain_pem, key_pem)| TlsIdentity { cert_chain_pem, key_pem })
+                })
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let security = s
+        .systems
+        .iter()
+        .zip(&identities)
+        .map(|(sys, id)| {
+            let tlsa = match id {
+                Some(id) => crate::dane::tlsa_for(sys.dane, &id.cert_chain_pem)?,
+                None => None,
+            };
+            Ok(crate::dns::ZoneSecurity { domain: sys.domain.clone(), dnssec: sys.dnssec, tlsa })
+        })
+        .collect::<Result<Vec<_>, ScenarioError>>()?;
+    let dns = crate::dns::Dns::start(s, mx_port, &security).await?;
+    if let Some(anchor) = dns.anchor_record() {
+        // For anyone validating the run's DNS afterwards (unbound's trust-anchor-file, dig).
+        let path = run_dir.join("pki/dnssec-root.key");
+        std::fs::write(&path, anchor).map_err(ScenarioError::io(path.display().to_string()))?;
+    }
     // The MTA-STS policy servers next: a sender's first delivery may fetch a policy at once.
     let policy_servers = crate::mta_sts::PolicyServers::start(s, &pki).await?;
     let recorder = if recording {
@@ -272,17 +301,15 @@ async fn drive(
     for (i, sys) in s.systems.iter().enumerate() {
         let dir = run_dir.join("systems").join(&sys.name);
         let ip = IpAddr::V4(s.address(i));
-        let tls_identity = if sys.starttls {
-            let (cert_chain_pem, key_pem) = pki.issue(&sys.mx_host())?;
-            Some(TlsIdentity { cert_chain_pem, key_pem })
-        } else {
-            None
-        };
+        let tls_identity = identities[i].clone();
         if let Some(net) = network.as_mut() {
             let exe =
                 relay_exe.ok_or_else(|| ScenarioError::Run("the netns backend runs the smtplab binary".into()))?;
             std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
-            let args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            let mut args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            if dns.anchor_record().is_some() {
+                args.extend(["--trust-anchor".into(), run_dir.join("pki/dnssec-root.key").display().to_string()]);
+            }
             net.start_relay(i, exe, &args, &dir.join("relay.log"), SocketAddr::new(ip, s.network.submission_port))?;
             if let Relays::InProcess(v) = &relays
                 && v.is_empty()

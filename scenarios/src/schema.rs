@@ -424,6 +424,13 @@ pub struct SystemSpec {
     /// Publish an MTA-STS policy for this system's domain: see [`crate::mta_sts::PolicySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mta_sts_policy: Option<crate::mta_sts::PolicySpec>,
+    /// Whether the scenario's DNS server signs this system's zone: `false` (default), `true`, or
+    /// `"bogus"` (signed with a key its parent does not vouch for). Needs `network.dns = "server"`.
+    #[serde(default)]
+    pub dnssec: crate::dane::Dnssec,
+    /// The TLSA record published for its MX: `"3 1 1"`, `"2 1 1"` or `"none"` (default).
+    #[serde(default)]
+    pub dane: crate::dane::DaneRecord,
 }
 
 impl SystemSpec {
@@ -596,6 +603,8 @@ impl Scenario {
             tls: Default::default(),
             mta_sts: false,
             mta_sts_policy: None,
+            dnssec: Default::default(),
+            dane: Default::default(),
         };
         let first = self.systems.len();
         for i in 0..p.providers {
@@ -679,6 +688,40 @@ impl Scenario {
                     .map(move |(j, d)| (d, k, self.attacker_address(k, j)))
             })
             .collect()
+    }
+
+    /// DANE needs the DNS server (the relays validate its answers) and a certificate to publish.
+    fn validate_dane(&self, i: usize, path: &str) -> Result<(), ScenarioError> {
+        use crate::dane::{DaneRecord, Dnssec};
+        let s = &self.systems[i];
+        let bad = |field: &str, message: String| ScenarioError::Invalid {
+            path: path.to_string(),
+            key: format!("systems[{i}].{field}"),
+            message,
+        };
+        let no_server = self.network.dns != "server";
+        let dane_policy = matches!(s.outbound(), OutboundTls::Dane | OutboundTls::DaneOnly);
+        for (field, used) in [
+            ("dnssec", s.dnssec != Dnssec::Unsigned),
+            ("dane", s.dane != DaneRecord::None),
+            ("outbound_tls", dane_policy),
+        ] {
+            if used && no_server {
+                return Err(bad(
+                    field,
+                    "DANE and DNSSEC live in DNS: set network.dns = \"server\" so the scenario's DNS server \
+                     publishes (and signs) the zones the relays validate"
+                        .into(),
+                ));
+            }
+        }
+        if s.dane != DaneRecord::None && !s.starttls {
+            return Err(bad(
+                "dane",
+                "a system without STARTTLS has no certificate to publish a TLSA record for".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_attacks(&self, path: &str) -> Result<(), ScenarioError> {
@@ -805,6 +848,7 @@ impl Scenario {
             if self.systems[..i].iter().any(|o| o.name == s.name || o.domain == s.domain) {
                 return Err(bad(&key, format!("name {:?} or domain {:?} is used twice", s.name, s.domain)));
             }
+            self.validate_dane(i, path)?;
             if !s.starttls && (s.inbound() != InboundTls::None || s.outbound() != OutboundTls::None) {
                 return Err(bad(
                     &format!("{key}.starttls"),

@@ -114,7 +114,7 @@ fn fetch_outcomes_follow_rfc_8461() {
         let dns: SocketAddr = DNS.parse().expect("addr");
         let (entries, extra) = records(&sites, Some("v=STSv1; id=1;"), policy_addr(0));
         // TTL 1: the id change below is seen within a second.
-        let server = DnsServer::start_with(dns, &entries, &extra, 1).await.expect("DNS server");
+        let server = DnsServer::start_secured(dns, &entries, &extra, &[], 1).await.expect("DNS server");
         let cfg = MtaStsConfig {
             dns,
             https_port: HTTPS_PORT,
@@ -159,7 +159,7 @@ fn fetch_outcomes_follow_rfc_8461() {
         // answers. The cached policy still applies.
         server.stop().await;
         let (entries, extra) = records(&sites, None, Ipv4Addr::new(127, 0, 160, 250));
-        let server = DnsServer::start_with(dns, &entries, &extra, 1).await.expect("DNS server");
+        let server = DnsServer::start_secured(dns, &entries, &extra, &[], 1).await.expect("DNS server");
         // Nothing in the lookup's result shows the TXT record is gone: wait out the resolver's
         // cache of the old answer (TTL 1 s) instead.
         tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -170,7 +170,7 @@ fn fetch_outcomes_follow_rfc_8461() {
         // A new id whose policy cannot be fetched: the old policy holds, the failure is recorded.
         server.stop().await;
         let (entries, extra) = records(&sites, Some("v=STSv1; id=2;"), Ipv4Addr::new(127, 0, 160, 250));
-        let server = DnsServer::start_with(dns, &entries, &extra, 1).await.expect("DNS server");
+        let server = DnsServer::start_secured(dns, &entries, &extra, &[], 1).await.expect("DNS server");
         let held = wait_for(&sts, |l| l.failure.is_some()).await;
         assert_eq!(held.failure.map(|f| f.result_type()), Some("sts-policy-fetch-error"));
         assert_eq!(held.applied.map(|a| (a.source, a.id)), Some((Source::Cached, "1".to_string())));
@@ -178,7 +178,7 @@ fn fetch_outcomes_follow_rfc_8461() {
         // A new id whose policy can be fetched: fetched and cached under the new id.
         server.stop().await;
         let (entries, extra) = records(&sites, Some("v=STSv1; id=2;"), policy_addr(0));
-        let server = DnsServer::start_with(dns, &entries, &extra, 1).await.expect("DNS server");
+        let server = DnsServer::start_secured(dns, &entries, &extra, &[], 1).await.expect("DNS server");
         let renewed = wait_for(&sts, |l| l.applied.as_ref().is_some_and(|a| a.id == "2")).await;
         assert_eq!(renewed.applied.map(|a| a.source), Some(Source::Fetched));
         assert_eq!(renewed.failure, None);

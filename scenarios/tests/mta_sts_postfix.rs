@@ -245,7 +245,7 @@ mta_sts_policy = {{ mode = "enforce", id = "pf1" }}
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let result = rt.block_on(async {
         let pki = Pki::new(&s.scenario.name).expect("CA");
-        let dns = scenarios::dns::Dns::start(&s, port).await.expect("DNS");
+        let dns = scenarios::dns::Dns::start(&s, port, &[]).await.expect("DNS");
         let policies = scenarios::mta_sts::PolicyServers::start(&s, &pki).await.expect("policy server");
         let attack_on: scenarios::attack::TrafficStart = Default::default();
         let _ = attack_on.set(Instant::now());

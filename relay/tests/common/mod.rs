@@ -46,7 +46,7 @@ pub fn certificate(host: &str) -> (String, String, String) {
     (cert.pem(), key.serialize_pem(), ca_cert.pem())
 }
 
-fn require(tool: &str) {
+pub fn require(tool: &str) {
     let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success());
     assert!(found.unwrap_or(false), "{tool} is not installed: run scripts/test, which installs the test peers");
 }
@@ -55,12 +55,26 @@ fn require(tool: &str) {
 pub struct Postfix {
     pub dir: PathBuf,
     pub listen: SocketAddr,
+    /// A resolv.conf for this instance alone: Postfix asks the system resolver, so its master
+    /// starts in a mount namespace of its own where this file is /etc/resolv.conf.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl Postfix {
     /// Starts Postfix listening on `listen`, with `main_cf` lines added to a minimal config that
     /// keeps every delivery on loopback. Mail for `virtual_domain` lands in `<dir>/mail/inbox/`.
     pub fn start(dir: &Path, hostname: &str, listen: SocketAddr, main_cf: &[String]) -> Postfix {
+        Self::start_with_resolver(dir, hostname, listen, main_cf, None)
+    }
+
+    /// [`Postfix::start`] with its own resolv.conf (see [`Postfix::resolv_conf`]).
+    pub fn start_with_resolver(
+        dir: &Path,
+        hostname: &str,
+        listen: SocketAddr,
+        main_cf: &[String],
+        resolv_conf: Option<&Path>,
+    ) -> Postfix {
         require("postfix");
         let etc = dir.join("etc");
         for d in ["etc", "queue", "data", "mail"] {
@@ -127,7 +141,7 @@ impl Postfix {
         ];
         main.extend(main_cf.iter().cloned());
         std::fs::write(etc.join("main.cf"), main.join("\n") + "\n").expect("main.cf");
-        let pf = Postfix { dir: dir.to_path_buf(), listen };
+        let pf = Postfix { dir: dir.to_path_buf(), listen, resolv_conf: resolv_conf.map(Path::to_path_buf) };
         let out = pf.postfix("start");
         assert!(out.0, "postfix start failed: {}\n{}", out.1, pf.log());
         pf.wait_listening();
@@ -136,7 +150,13 @@ impl Postfix {
 
     fn postfix(&self, verb: &str) -> (bool, String) {
         // Postfix exits 1 silently when stderr is not a terminal: run it under script(1).
-        let cmd = format!("postfix -c {} {verb}", self.dir.join("etc").display());
+        let mut cmd = format!("postfix -c {} {verb}", self.dir.join("etc").display());
+        if let (Some(resolv), "start") = (&self.resolv_conf, verb) {
+            require("unshare");
+            // util-linux's unshare makes the new namespace's mounts private: the bind mount
+            // never reaches the machine's own /etc/resolv.conf.
+            cmd = format!("unshare -m sh -c 'mount --bind {} /etc/resolv.conf && {cmd}'", resolv.display());
+        }
         let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script(1)");
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
