@@ -842,6 +842,15 @@ impl Scenario {
         if !matches!(n.dns.as_str(), "in-process" | "server") {
             return Err(bad("network.dns", format!("{:?}: use \"in-process\" or \"server\"", n.dns)));
         }
+        if n.backend == "shadow" && n.loss_percent != 0.0 {
+            return Err(bad(
+                "network.loss_percent",
+                "the shadow backend cannot lose packets: Shadow's Rust TCP stack, the one whose pcaps number bytes \
+                 (see SCENARIOS.md), does not retransmit yet, so a lost segment stalls its connection; set \
+                 loss_percent = 0, or use the netns backend for loss"
+                    .into(),
+            ));
+        }
         if n.backend == "shadow" && n.dns == "server" {
             return Err(bad(
                 "network.dns",
