@@ -86,6 +86,10 @@ pub enum Command {
     Report { run_dir: PathBuf },
     /// Run one relay on its own, to sit between real MTAs in any testbed.
     Relay(RelayArgs),
+    /// The traffic generator of a run under Shadow (network.backend = "shadow"): submits the
+    /// traffic of RUN_DIR/scenario.toml and writes its truth. Shadow starts it; not for people.
+    #[command(hide = true)]
+    Inject { run_dir: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -37,6 +37,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Relay(args) => relay(args),
+        Command::Inject { run_dir } => {
+            let n = scenarios::shadow::inject(&run_dir).with_context(|| format!("injecting {}", run_dir.display()))?;
+            println!("submitted {n} messages");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

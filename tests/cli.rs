@@ -136,6 +136,81 @@ dane = "2 1 1"
     }
 }
 
+/// The same facts under Shadow: each system a host of the simulation running the real relay
+/// binary, the traffic generator a process on a host of its own, the capture merged from the
+/// hosts' own pcaps. Fails when Shadow is not installed (scripts/install-shadow builds it).
+#[test]
+fn run_small_scenario_on_shadow() {
+    let out = scratch("shadow");
+    let scenario = shadow_scenario(&out);
+    let runs = out.join("runs");
+    let r = smtplab(&["run", &scenario.display().to_string(), "--out", &runs.display().to_string()]);
+    assert!(
+        r.status.success(),
+        "smtplab run under Shadow failed:\n{}\n{}",
+        String::from_utf8_lossy(&r.stderr),
+        String::from_utf8_lossy(&r.stdout)
+    );
+    // Checked before the common checks, which remove the run.
+    let capture = only_child(&runs).join("capture.pcap");
+    // tshark, not the tap, on the merged capture: the STARTTLS commands it finds are the relays'
+    // own TLS hops, and each packet is there once (a packet kept from both hosts' pcaps would be
+    // a duplicate to tshark's TCP analysis; the links lose nothing, so nothing is retransmitted).
+    let tshark = |filter: &str| -> usize {
+        let o = Command::new("tshark")
+            .args(["-r", &capture.display().to_string(), "-d", "tcp.port==13525,smtp", "-Y", filter])
+            .output()
+            .expect("tshark (Debian package tshark)");
+        assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let sessions: Vec<serde_json::Value> = std::fs::read_to_string(only_child(&runs).join("truth/sessions.jsonl"))
+        .expect("sessions")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let tls_hops = sessions.iter().filter(|s| s["direction"] == "outbound" && s["starttls_used"] == true).count();
+    assert!(tls_hops > 0, "alpha and beta use STARTTLS");
+    assert_eq!(tshark("smtp.req.command == \"STAR\""), tls_hops, "STARTTLS commands on the wire");
+    assert_eq!(tshark("tcp.analysis.retransmission or tcp.analysis.duplicate_ack"), 0, "each packet once");
+    check_small_run_on(&runs, &r, Clock::Simulated);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A Shadow that is not where it is said to be: the run fails at once, saying how to install it.
+#[test]
+fn shadow_backend_without_shadow_says_how_to_install_it() {
+    let out = scratch("no-shadow");
+    let scenario = shadow_scenario(&out);
+    let r = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["run", &scenario.display().to_string(), "--out", &out.join("runs").display().to_string()])
+        .env("SMTPLAB_SHADOW", "/nonexistent/shadow")
+        .env("CI", "1")
+        .output()
+        .expect("run smtplab");
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(stderr.contains("scripts/install-shadow") && stderr.contains("SMTPLAB_SHADOW"), "{stderr}");
+    let manifest = std::fs::read_to_string(only_child(&out.join("runs")).join("manifest.json")).expect("manifest");
+    assert!(manifest.contains("\"failed\""), "the run is marked failed: {manifest}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `small.toml` on the shadow backend, with 10 ms between systems (the backend assigns the
+/// addresses).
+fn shadow_scenario(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(data("small.toml"))
+        .expect("small.toml")
+        .replace("[network]", "[network]\nbackend = \"shadow\"\ndelay_ms = 10.0")
+        .lines()
+        .filter(|l| !l.starts_with("address = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.join("shadow.toml");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
 /// Without privileges, the link recorder writes the capture: the same facts hold.
 #[test]
 fn recorder_needs_no_privileges() {
@@ -159,6 +234,17 @@ fn recorder_needs_no_privileges() {
 }
 
 fn check_small_run(out: &Path, r: &Output) {
+    check_small_run_on(out, r, Clock::Wall)
+}
+
+/// Whose clock the run's records keep: the machine's, or Shadow's simulated one.
+#[derive(PartialEq)]
+enum Clock {
+    Wall,
+    Simulated,
+}
+
+fn check_small_run_on(out: &Path, r: &Output, clock: Clock) {
     let stderr = String::from_utf8_lossy(&r.stderr);
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert!(r.status.success(), "smtplab run failed:\n{stderr}\n{stdout}");
@@ -273,10 +359,19 @@ fn check_small_run(out: &Path, r: &Output) {
         let out = Command::new("date").args(["-u", "-d", text, "+%s"]).output().expect("date");
         String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().expect("epoch seconds")
     };
-    let run_span = rfc3339("ended") - rfc3339("started");
-    let bins = timeline.len() - 1;
-    let width: f64 = timeline[1][tcol("bin_width_s")].parse().expect("bin width");
-    assert!(bins as f64 * width <= run_span + width + 1.0, "{bins} bins of {width} s for a run of {run_span} s");
+    if clock == Clock::Wall {
+        let run_span = rfc3339("ended") - rfc3339("started");
+        let bins = timeline.len() - 1;
+        let width: f64 = timeline[1][tcol("bin_width_s")].parse().expect("bin width");
+        assert!(bins as f64 * width <= run_span + width + 1.0, "{bins} bins of {width} s for a run of {run_span} s");
+    } else {
+        // Shadow's clock starts at 2000-01-01T00:00:00Z (946684800; its documentation, "Shadow's
+        // simulated time"), whatever the wall clock says: every record is dated in that run.
+        for s in jsonl("truth/submissions.jsonl") {
+            let at = s["submitted_at"].as_f64().expect("submitted_at");
+            assert!((946_684_800.0..946_684_800.0 + 86_400.0).contains(&at), "not simulated time: {s}");
+        }
+    }
 
     // `analyze` and `report` rebuild from the saved files alone.
     let again = smtplab(&["report", &run.display().to_string()]);

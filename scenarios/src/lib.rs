@@ -17,6 +17,7 @@ pub mod run_dir;
 pub mod runner;
 pub mod schema;
 pub mod session_merge;
+pub mod shadow;
 pub mod submission;
 pub mod sweep;
 pub mod traffic;

@@ -103,58 +103,12 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
     )
     .map_err(ScenarioError::io("scenario.toml"))?;
 
-    // The netns backend's network first: the tap captures on its bridge.
-    let mut network = if s.network.backend == "netns" {
-        say(&format!("building {} network namespaces", s.systems.len()));
-        Some(crate::netns::Network::create(s.systems.len(), s.network.delay_ms, s.network.loss_percent)?)
+    let (messages, stuck, capture_stats) = if s.network.backend == "shadow" {
+        let ran = crate::shadow::run(s, &run_dir, opts.relay_exe.as_deref())?;
+        (ran.messages, ran.stuck, ran.capture)
     } else {
-        None
+        run_live(s, &run_dir, opts)?
     };
-    let device = network.as_ref().map(|n| n.bridge.clone()).unwrap_or_else(|| s.tap.device.clone());
-    // The tap next: if capture is not permitted, fail before anything else happens.
-    let capture = if s.tap.capture == "live" {
-        let filter = capture_filter(s);
-        let links = s.tapped_links().map(|pairs| {
-            pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
-        });
-        let promisc = network.is_some();
-        let opts = tap::LiveOptions { device, filter, links, promisc, ..Default::default() };
-        match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                // Nothing happened yet: leave no half-made run directory behind.
-                let _ = std::fs::remove_dir_all(&run_dir);
-                return Err(e.into());
-            }
-        }
-    } else {
-        None
-    };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ScenarioError::io("tokio runtime"))?;
-    let users = Arc::new(traffic::users(s));
-    // The traffic is generated while it is submitted; a generator that cannot start fails here,
-    // before any relay does.
-    traffic::Generator::new(s, &users)?;
-    let mut recorded = None;
-    let driven = runtime.block_on(drive(s, &run_dir, users, &mut network, opts.relay_exe.as_deref(), &mut recorded));
-    // Stop the capture whatever happened: what was captured is kept.
-    let capture_stats = match capture {
-        Some(c) => {
-            std::thread::sleep(Duration::from_millis(200));
-            Some(c.stop()?)
-        }
-        None => recorded,
-    };
-    // Namespaces go only after the capture on their bridge has stopped.
-    drop(network);
-    let (messages, submissions, stuck) = driven?;
-    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
-        .map_err(|e| ScenarioError::Run(e.to_string()))?;
     merge_system_files(s, &run_dir)?;
 
     let mut outcome = RunOutcome {
@@ -221,6 +175,69 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         m.stuck = outcome.stuck.clone();
     })?;
     Ok(outcome)
+}
+
+/// The loopback and netns backends: network, live tap (or recorder), relays and traffic in real
+/// time; returns the messages submitted, what stayed queued and the capture's statistics.
+fn run_live(
+    s: &Scenario,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<(usize, Vec<String>, Option<tap::capture::CaptureStats>), ScenarioError> {
+    let run_dir = run_dir.to_path_buf();
+    // The netns backend's network first: the tap captures on its bridge.
+    let mut network = if s.network.backend == "netns" {
+        say(&format!("building {} network namespaces", s.systems.len()));
+        Some(crate::netns::Network::create(s.systems.len(), s.network.delay_ms, s.network.loss_percent)?)
+    } else {
+        None
+    };
+    let device = network.as_ref().map(|n| n.bridge.clone()).unwrap_or_else(|| s.tap.device.clone());
+    // The tap next: if capture is not permitted, fail before anything else happens.
+    let capture = if s.tap.capture == "live" {
+        let filter = capture_filter(s);
+        let links = s.tapped_links().map(|pairs| {
+            pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
+        });
+        let promisc = network.is_some();
+        let opts = tap::LiveOptions { device, filter, links, promisc, ..Default::default() };
+        match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Nothing happened yet: leave no half-made run directory behind.
+                let _ = std::fs::remove_dir_all(&run_dir);
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ScenarioError::io("tokio runtime"))?;
+    let users = Arc::new(traffic::users(s));
+    // The traffic is generated while it is submitted; a generator that cannot start fails here,
+    // before any relay does.
+    traffic::Generator::new(s, &users)?;
+    let mut recorded = None;
+    let driven = runtime.block_on(drive(s, &run_dir, users, &mut network, opts.relay_exe.as_deref(), &mut recorded));
+    // Stop the capture whatever happened: what was captured is kept.
+    let capture_stats = match capture {
+        Some(c) => {
+            std::thread::sleep(Duration::from_millis(200));
+            Some(c.stop()?)
+        }
+        None => recorded,
+    };
+    // Namespaces go only after the capture on their bridge has stopped.
+    drop(network);
+    let (messages, submissions, stuck) = driven?;
+    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
+        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    Ok((messages, stuck, capture_stats))
 }
 
 /// Writes the tap's records as `tap/sessions.jsonl` and `tap/transactions.jsonl`.
@@ -585,8 +602,8 @@ impl Relays {
     }
 }
 
-/// Command-line arguments of `smtplab relay` for system `i` of a netns run.
-fn process_args(
+/// Command-line arguments of `smtplab relay` for system `i` of a netns or Shadow run.
+pub(crate) fn process_args(
     s: &Scenario,
     i: usize,
     dir: &Path,

@@ -269,14 +269,17 @@ fn default_drain() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
-    /// "loopback" (each system on its own 127.x address, in process) or "netns" (root: each
-    /// system a relay process in its own network namespace, on a bridge the tap captures).
+    /// "loopback" (each system on its own 127.x address, in process), "netns" (root: each
+    /// system a relay process in its own network namespace, on a bridge the tap captures) or
+    /// "shadow" (each system a relay process on its own host of a Shadow simulation, in
+    /// simulated time: see `scenarios::shadow`).
     pub backend: String,
     pub smtp_port: u16,
     pub submission_port: u16,
-    /// netns only: one-way delay added to every system's link (netem), milliseconds.
+    /// netns and shadow: one-way delay added to every system's link (netem, or the Shadow
+    /// network graph), milliseconds.
     pub delay_ms: f64,
-    /// netns only: packet loss on every system's link (netem), percent.
+    /// netns and shadow: packet loss on every system's link (netem, or the graph), percent.
     pub loss_percent: f64,
     /// How relays find each other's MX: "in-process" (a map in each relay, nothing on the
     /// wire) or "server" (a real DNS server the runner starts, queried over UDP: the capture
@@ -639,7 +642,7 @@ impl Scenario {
             return None;
         }
         let ip = self.network.dns_address.unwrap_or_else(|| {
-            if self.network.backend == "netns" {
+            if self.uses_netns_addresses() {
                 crate::netns::ROOT_ADDR
             } else {
                 let [a, b, c, _] = self.address(0).octets();
@@ -651,11 +654,17 @@ impl Scenario {
 
     /// The system's own address: 127.0.N.1 for the N-th system up to 254, then 127.M.N.1.
     pub fn address(&self, index: usize) -> Ipv4Addr {
-        if self.network.backend == "netns" {
+        if self.uses_netns_addresses() {
             return crate::netns::address(index);
         }
         let (hi, lo) = (index / 254, index % 254);
         self.systems[index].address.unwrap_or(Ipv4Addr::new(127, hi as u8, (lo + 1) as u8, 1))
+    }
+
+    /// The netns backend's addresses (10.233.0.0/16, the injector at the root address) are the
+    /// Shadow backend's too: its relays then take the same flags as netns relay processes.
+    fn uses_netns_addresses(&self) -> bool {
+        matches!(self.network.backend.as_str(), "netns" | "shadow")
     }
 
     /// The domains attacker `k` intercepts, in order: its `domains`, then its links' receivers.
@@ -861,25 +870,48 @@ impl Scenario {
             if !self.address(i).is_loopback() && self.network.backend == "loopback" {
                 return Err(bad(&format!("{key}.address"), "the loopback backend needs 127.x.y.z addresses".into()));
             }
-            if s.address.is_some() && self.network.backend == "netns" {
+            if s.address.is_some() && self.uses_netns_addresses() {
                 return Err(bad(
                     &format!("{key}.address"),
-                    "the netns backend assigns addresses itself (10.233.0.0/16)".into(),
+                    "the netns and shadow backends assign addresses themselves (10.233.0.0/16)".into(),
                 ));
             }
         }
-        if !matches!(self.network.backend.as_str(), "loopback" | "netns") {
-            return Err(bad("network.backend", format!("{:?}: use \"loopback\" or \"netns\"", self.network.backend)));
+        if !matches!(self.network.backend.as_str(), "loopback" | "netns" | "shadow") {
+            return Err(bad(
+                "network.backend",
+                format!("{:?}: use \"loopback\", \"netns\" or \"shadow\"", self.network.backend),
+            ));
         }
         let n = &self.network;
         if n.backend == "loopback" && (n.delay_ms != 0.0 || n.loss_percent != 0.0) {
-            return Err(bad("network.delay_ms", "delay and loss need the netns backend (netem on veth links)".into()));
+            return Err(bad(
+                "network.delay_ms",
+                "delay and loss need the netns backend (netem on veth links) or the shadow backend".into(),
+            ));
         }
         if !(n.delay_ms >= 0.0 && (0.0..=100.0).contains(&n.loss_percent)) {
             return Err(bad("network.delay_ms", "delay_ms >= 0 and loss_percent between 0 and 100".into()));
         }
         if !matches!(n.dns.as_str(), "in-process" | "server") {
             return Err(bad("network.dns", format!("{:?}: use \"in-process\" or \"server\"", n.dns)));
+        }
+        if n.backend == "shadow" && n.loss_percent != 0.0 {
+            return Err(bad(
+                "network.loss_percent",
+                "the shadow backend cannot lose packets: Shadow's Rust TCP stack, the one whose pcaps number bytes \
+                 (see SCENARIOS.md), does not retransmit yet, so a lost segment stalls its connection; set \
+                 loss_percent = 0, or use the netns backend for loss"
+                    .into(),
+            ));
+        }
+        if n.backend == "shadow" && n.dns == "server" {
+            return Err(bad(
+                "network.dns",
+                "the shadow backend runs no DNS server process yet: use dns = \"in-process\" (relays get every \
+                 system's MX as a route)"
+                    .into(),
+            ));
         }
         if let Some(dns) = self.dns_server() {
             if n.backend == "netns" && n.dns_address.is_some_and(|a| a != crate::netns::ROOT_ADDR) {
