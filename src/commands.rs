@@ -334,6 +334,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
                 ..d
             }
         },
+        delivery: Default::default(),
     };
     rt.block_on(async {
         let handle = relay::Relay::start(cfg).await?;

@@ -67,6 +67,10 @@ pub struct SessionRecord {
     pub starttls_used: bool,
     pub tls_version: Option<String>,
     pub tls_cipher: Option<String>,
+    /// Whether the TLS handshake resumed an earlier session (a session ID, ticket or PSK):
+    /// outbound, as rustls reports it.
+    #[serde(default)]
+    pub tls_resumed: bool,
     /// Whether the peer's certificate was verified against a CA and name (outbound `verify`).
     pub cert_verified: bool,
     /// The messages moved in this session.

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{Capabilities, Reply, ReplyParser, dot_stuff};
-use records::{HopMessage, SessionRecord};
+use records::SessionRecord;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::config::OutboundTls;
+use crate::outbound_session::Session;
 use crate::relay::Shared;
 use crate::resolver::MxTarget;
 use crate::spool::Envelope;
@@ -29,9 +30,9 @@ pub enum RcptOutcome {
 
 /// A failure of the whole session.
 #[derive(Debug)]
-struct Failure {
-    permanent: bool,
-    why: String,
+pub(crate) struct Failure {
+    pub permanent: bool,
+    pub why: String,
 }
 
 impl Failure {
@@ -40,9 +41,44 @@ impl Failure {
     }
 }
 
-/// Delivers `message` to `rcpts`, all in `domain`, and writes the session record.
+/// Delivers `message` to `rcpts`, all in `domain`, over a cached session to the domain when
+/// there is one (connection reuse, `crate::connection_cache`) or a new one, and writes the
+/// session record when the session ends.
 pub(crate) async fn deliver_remote(
     shared: &Arc<Shared>,
+    env: &Envelope,
+    domain: &str,
+    rcpts: &[String],
+    message: &[u8],
+) -> Vec<(String, RcptOutcome)> {
+    let dest = crate::config::normalize_domain(domain);
+    let (lease, cached) = shared.connections.checkout(&dest).await;
+    if let Some(mut session) = cached {
+        match session.deliver(env, rcpts, message, true).await {
+            Ok(outcomes) => {
+                session.keep_or_close(&dest).await;
+                drop(lease);
+                return outcomes;
+            }
+            // The cached session was found dead before the server heard of this message
+            // (no reply to RSET or MAIL): Postfix then opens a new one, and so does this.
+            Err(f) if session.unanswered() => session.fail(&f),
+            Err(f) => {
+                session.fail(&f);
+                drop(lease);
+                return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(f.why.clone()))).collect();
+            }
+        }
+    }
+    let outcomes = deliver_new(shared, &dest, env, domain, rcpts, message).await;
+    drop(lease);
+    outcomes
+}
+
+/// Opens a session to the first of `domain`'s MX targets that answers, and delivers over it.
+async fn deliver_new(
+    shared: &Arc<Shared>,
+    dest: &str,
     env: &Envelope,
     domain: &str,
     rcpts: &[String],
@@ -62,7 +98,7 @@ pub(crate) async fn deliver_remote(
     let policy = shared.cfg.outbound_policy(domain);
     let mut last = Failure::transient("no MX target tried");
     for target in &targets {
-        let mut rec = SessionRecord {
+        let rec = SessionRecord {
             direction: "outbound".into(),
             system: shared.cfg.system.clone(),
             peer_system: target.system.clone(),
@@ -72,27 +108,31 @@ pub(crate) async fn deliver_remote(
             ehlo_name: Some(shared.cfg.hostname.clone()),
             ..Default::default()
         };
-        let result = Client::session(shared, target, policy, env, rcpts, message, &mut rec).await;
-        rec.ended_at = crate::now_secs();
-        match result {
-            Ok(outcomes) => {
-                let delivered: Vec<String> =
-                    outcomes.iter().filter(|(_, o)| *o == RcptOutcome::Delivered).map(|(r, _)| r.clone()).collect();
-                if !delivered.is_empty() {
-                    rec.messages.push(HopMessage {
-                        message_id: env.message_id.clone(),
-                        queue_id: env.qid.clone(),
-                        mail_from: env.mail_from.clone(),
-                        rcpt_to: delivered,
-                        bytes: message.len() as u64,
-                        sha256: crate::sha256_hex(message),
-                        reply: *rec.replies.iter().rev().nth(1).unwrap_or(&0),
-                    });
+        let opened = std::time::Instant::now();
+        let result = match Client::session(shared, target, policy, rec).await {
+            Ok((client, caps)) => {
+                let mut session = Session::new(shared, client, caps, opened);
+                match session.deliver(env, rcpts, message, false).await {
+                    Ok(outcomes) => {
+                        session.keep_or_close(dest).await;
+                        Ok(outcomes)
+                    }
+                    Err(f) => {
+                        session.fail(&f);
+                        Err(f)
+                    }
                 }
-                rec.outcome = summarize(&outcomes).into();
-                shared.records.write(&rec);
-                return outcomes;
             }
+            Err((mut rec, f)) => {
+                rec.ended_at = crate::now_secs();
+                rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
+                rec.error = Some(f.why.clone());
+                shared.records.write(&rec);
+                Err(f)
+            }
+        };
+        match result {
+            Ok(outcomes) => return outcomes,
             Err(f) => {
                 tracing::warn!(
                     "{}: delivery to {} ({}) deferred: {}",
@@ -101,9 +141,6 @@ pub(crate) async fn deliver_remote(
                     target.addr,
                     f.why
                 );
-                rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
-                rec.error = Some(f.why.clone());
-                shared.records.write(&rec);
                 if f.permanent {
                     return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(f.why.clone()))).collect();
                 }
@@ -114,7 +151,7 @@ pub(crate) async fn deliver_remote(
     rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(last.why.clone()))).collect()
 }
 
-fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
+pub(crate) fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
     if outcomes.iter().all(|(_, o)| *o == RcptOutcome::Delivered) {
         "delivered"
     } else if outcomes.iter().any(|(_, o)| *o == RcptOutcome::Delivered) {
@@ -126,26 +163,46 @@ fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
     }
 }
 
-/// One client connection, plaintext or upgraded.
-struct Client<'r> {
+/// How one transaction is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransactionMode {
+    /// Pipeline MAIL, RCPT and DATA when the server offers PIPELINING.
+    pub pipelining: bool,
+    /// The session was reused: RSET first.
+    pub reset: bool,
+}
+
+/// One client connection, plaintext or upgraded, with the record of its session.
+pub(crate) struct Client {
     io: Transport<TlsStream<TcpStream>>,
     replies: ReplyParser,
-    rec: &'r mut SessionRecord,
+    pub(crate) rec: SessionRecord,
     timeout: Duration,
     /// Bytes one reply may take, all its lines together (`Limits::max_reply_bytes`).
     max_reply_bytes: usize,
 }
 
-impl<'r> Client<'r> {
+impl Client {
+    /// Connects, reads the greeting, says EHLO and does STARTTLS per `policy`: a session
+    /// ready for its first transaction, with the server's capabilities. On failure the
+    /// record comes back so that the caller writes it.
     async fn session(
         shared: &Arc<Shared>,
         target: &MxTarget,
         policy: OutboundTls,
-        env: &Envelope,
-        rcpts: &[String],
-        message: &[u8],
-        rec: &'r mut SessionRecord,
-    ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
+        mut rec: SessionRecord,
+    ) -> Result<(Client, Capabilities), (SessionRecord, Failure)> {
+        let mut c = match Self::connect(shared, target, &mut rec).await {
+            Ok(c) => c,
+            Err(f) => return Err((rec, f)),
+        };
+        match c.greet(shared, target, policy).await {
+            Ok(caps) => Ok((c, caps)),
+            Err(f) => Err((c.rec, f)),
+        }
+    }
+
+    async fn connect(shared: &Arc<Shared>, target: &MxTarget, rec: &mut SessionRecord) -> Result<Client, Failure> {
         let cfg = &shared.cfg;
         let socket = if target.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| Failure::transient(format!("socket: {e}")))?;
@@ -160,13 +217,23 @@ impl<'r> Client<'r> {
             .map_err(|e| Failure::transient(format!("connect to {}: {e}", target.addr)))?;
         rec.local_addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let _ = tcp.set_nodelay(true);
-        let mut c = Client {
+        Ok(Client {
             io: Transport::Plain(tcp),
             replies: ReplyParser::new(cfg.limits.max_line),
-            rec,
+            rec: std::mem::take(rec),
             timeout: cfg.timeouts.command,
             max_reply_bytes: cfg.limits.max_reply_bytes,
-        };
+        })
+    }
+
+    async fn greet(
+        &mut self,
+        shared: &Arc<Shared>,
+        target: &MxTarget,
+        policy: OutboundTls,
+    ) -> Result<Capabilities, Failure> {
+        let cfg = &shared.cfg;
+        let c = self;
         let greeting = c.reply_within(cfg.timeouts.greeting).await?;
         if greeting.code != 220 {
             return Err(Failure { permanent: greeting.code >= 500, why: format!("greeting {}", greeting.summary()) });
@@ -195,10 +262,13 @@ impl<'r> Client<'r> {
                 )));
             }
         }
-        let outcomes = c.transaction(&caps, env, rcpts, message, cfg.timeouts.data_end).await?;
-        let _ = c.command("QUIT").await;
-        let _ = c.io.shutdown().await;
-        Ok(outcomes)
+        Ok(caps)
+    }
+
+    /// Says QUIT and closes, as a session ends.
+    pub(crate) async fn quit(&mut self) {
+        let _ = self.command("QUIT").await;
+        let _ = self.io.shutdown().await;
     }
 
     async fn upgrade(&mut self, shared: &Shared, target: &MxTarget, policy: OutboundTls) -> Result<(), Failure> {
@@ -227,6 +297,7 @@ impl<'r> Client<'r> {
         self.rec.cert_verified = policy == OutboundTls::Verify;
         self.rec.tls_version = conn.protocol_version().map(crate::tls::version_name);
         self.rec.tls_cipher = conn.negotiated_cipher_suite().map(crate::tls::cipher_name);
+        self.rec.tls_resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         self.io = Transport::Tls(Box::new(stream));
         Ok(())
     }
@@ -239,8 +310,10 @@ impl<'r> Client<'r> {
         Ok(Capabilities::from_reply(&r))
     }
 
-    async fn transaction(
+    /// One mail transaction, in the way `mode` says.
+    pub(crate) async fn transaction(
         &mut self,
+        mode: TransactionMode,
         caps: &Capabilities,
         env: &Envelope,
         rcpts: &[String],
@@ -251,20 +324,40 @@ impl<'r> Client<'r> {
         let mut commands = vec![format!("MAIL FROM:<{}>{size}", env.mail_from)];
         commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
         commands.push("DATA".into());
-        let replies = if caps.pipelining() {
-            // RFC 2920: the whole group in one write, replies read in order.
+        let TransactionMode { pipelining, reset } = mode;
+        let replies = if pipelining && caps.pipelining() {
+            // RFC 2920: the whole group in one write, replies read in order. RSET may lead a
+            // group (§3.1), so a reused session's RSET adds no round trip and no burst of its
+            // own for an eavesdropper to tell apart.
             let mut batch = String::new();
+            if reset {
+                batch.push_str("RSET\r\n");
+            }
             for c in &commands {
                 batch.push_str(c);
                 batch.push_str("\r\n");
             }
             self.send(batch.as_bytes()).await?;
+            if reset {
+                let r = self.reply_within(self.timeout).await?;
+                if r.code != 250 {
+                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
+                }
+            }
             let mut replies = Vec::new();
             for _ in &commands {
                 replies.push(self.reply_within(self.timeout).await?);
             }
             replies
         } else {
+            // Postfix's lone RSET before reusing a cached session ("to verify that a cached
+            // session is still usable", postconf(5) smtp_rset_timeout).
+            if reset {
+                let r = self.command("RSET").await?;
+                if r.code != 250 {
+                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
+                }
+            }
             let mut replies = Vec::new();
             for c in &commands {
                 let r = self.command(c).await?;
@@ -323,7 +416,7 @@ impl<'r> Client<'r> {
         Ok(outcomes)
     }
 
-    async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
+    pub(crate) async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
         let mut bytes = line.as_bytes().to_vec();
         bytes.extend_from_slice(b"\r\n");
         self.send(&bytes).await?;

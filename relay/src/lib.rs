@@ -9,11 +9,13 @@
 
 pub mod bounce;
 pub mod config;
+mod connection_cache;
 pub mod delivery;
 pub mod dns;
 pub mod error;
 pub mod files;
 pub mod line_endings;
+mod outbound_session;
 pub mod records;
 pub mod resolver;
 pub mod server;
@@ -23,7 +25,7 @@ pub mod transport;
 
 mod relay;
 
-pub use config::{InboundTls, OutboundTls, RelayConfig, TlsIdentity};
+pub use config::{ConnectionReuse, DeliveryOptions, InboundTls, OutboundTls, RelayConfig, TlsIdentity};
 pub use dns::DnsResolver;
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};

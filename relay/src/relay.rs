@@ -13,8 +13,10 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{RelayConfig, normalize_domain};
+use crate::connection_cache::ConnectionCache;
 use crate::delivery::{RcptOutcome, deliver_remote};
 use crate::error::RelayError;
+use crate::outbound_session::Session;
 use crate::records::RecordSink;
 use crate::server::{Listener, serve};
 use crate::spool::{Envelope, Spool};
@@ -28,6 +30,8 @@ pub(crate) struct Shared {
     pub tls_server: Option<Arc<ServerConfig>>,
     pub tls_client_any: Arc<ClientConfig>,
     pub tls_client_verify: Option<Arc<ClientConfig>>,
+    /// Outbound sessions kept for reuse, and the per-destination concurrency while reuse is on.
+    pub connections: ConnectionCache<Session>,
     /// Queue ids ready for a delivery attempt.
     ready: mpsc::UnboundedSender<String>,
     /// Messages in the spool (accepted, not yet finished).
@@ -61,6 +65,7 @@ pub struct RelayHandle {
 impl Relay {
     /// Binds the listeners, picks up whatever the spool holds, and starts serving.
     pub async fn start(cfg: RelayConfig) -> Result<RelayHandle, RelayError> {
+        cfg.delivery.check().map_err(|(field, why)| RelayError::Config(format!("delivery.{field}: {why}")))?;
         let spool = Spool::open(&cfg.spool)?;
         crate::files::create_private_dir_all(&cfg.mailbox_dir)
             .map_err(|source| RelayError::Spool { path: cfg.mailbox_dir.clone(), source })?;
@@ -87,6 +92,7 @@ impl Relay {
         };
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let backlog = spool.list()?;
+        let cfg_delivery = cfg.delivery.clone();
         let shared = Arc::new(Shared {
             cfg,
             spool,
@@ -94,6 +100,7 @@ impl Relay {
             tls_server,
             tls_client_any,
             tls_client_verify,
+            connections: ConnectionCache::new(cfg_delivery),
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),
             queue_changed: Notify::new(),
@@ -152,6 +159,8 @@ impl RelayHandle {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         self.tasks.abort_all();
+        // Cached sessions say QUIT and their records are written; deliveries are over by now.
+        let _ = tokio::time::timeout(grace, self.shared.connections.close_all()).await;
     }
 }
 

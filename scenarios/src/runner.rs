@@ -336,6 +336,7 @@ async fn drive(
                 retry_max: Duration::from_secs(10),
                 ..Default::default()
             },
+            delivery: Default::default(),
         };
         match Relay::start(cfg).await {
             Ok(h) => {
