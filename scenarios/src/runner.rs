@@ -336,7 +336,7 @@ async fn drive(
                 retry_max: Duration::from_secs(10),
                 ..Default::default()
             },
-            delivery: Default::default(),
+            delivery: sys.delivery.clone(),
         };
         match Relay::start(cfg).await {
             Ok(h) => {
@@ -431,6 +431,7 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
             "starttls": sys.starttls,
             "inbound_tls": sys.inbound(),
             "outbound_tls": sys.outbound(),
+            "delivery": sys.delivery,
         }));
     }
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.

@@ -420,6 +420,10 @@ pub struct SystemSpec {
     /// TLS versions, cipher suites and key-exchange groups this system allows.
     #[serde(default)]
     pub tls: relay::TlsSettings,
+    /// How its relay uses outbound sessions: connection reuse and its limits (Postfix's names
+    /// and defaults), pipelining. SCENARIOS.md, "Outbound sessions".
+    #[serde(default)]
+    pub delivery: relay::DeliveryOptions,
 }
 
 impl SystemSpec {
@@ -586,6 +590,7 @@ impl Scenario {
             inbound_tls: None,
             outbound_tls: starttls.then_some(p.outbound_tls.unwrap_or(OutboundTls::May)),
             tls: Default::default(),
+            delivery: Default::default(),
         };
         let first = self.systems.len();
         for i in 0..p.providers {
@@ -803,6 +808,15 @@ impl Scenario {
             }
             if let Err((list, why)) = s.tls.check() {
                 return Err(bad(&format!("{key}.tls.{list}"), why));
+            }
+            if let Err((field, why)) = s.delivery.check() {
+                return Err(bad(&format!("{key}.delivery.{field}"), why));
+            }
+            if s.delivery != relay::DeliveryOptions::default() && self.network.backend == "netns" {
+                return Err(bad(
+                    &format!("{key}.delivery"),
+                    "delivery options reach in-process relays only: use the loopback backend".into(),
+                ));
             }
             if !self.address(i).is_loopback() && self.network.backend == "loopback" {
                 return Err(bad(&format!("{key}.address"), "the loopback backend needs 127.x.y.z addresses".into()));
