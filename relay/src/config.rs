@@ -180,6 +180,18 @@ pub enum ConnectionReuse {
     Always,
 }
 
+impl std::str::FromStr for ConnectionReuse {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "on-demand" => Ok(Self::OnDemand),
+            "always" => Ok(Self::Always),
+            _ => Err(format!("unknown connection reuse {s:?}: use off, on-demand or always")),
+        }
+    }
+}
+
 /// Outbound session behaviour, one knob per Postfix parameter where Postfix has one (named on
 /// each field, with Postfix's default). Times are seconds, as scenarios write them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -202,6 +214,11 @@ pub struct DeliveryOptions {
     /// Pipeline MAIL, RCPT and DATA (RFC 2920) when the server offers PIPELINING. Off is what
     /// Postfix does with `smtp_discard_ehlo_keywords = pipelining`.
     pub pipelining: bool,
+    /// Size padding inside TLS: NOOP filler after each message up to a bucket of the
+    /// transaction's client bytes (`crate::padding`; no Postfix equivalent).
+    pub padding: crate::padding::Padding,
+    /// The bucket of `padding = "fixed"`, bytes.
+    pub padding_bucket: u64,
 }
 
 impl Default for DeliveryOptions {
@@ -213,6 +230,8 @@ impl Default for DeliveryOptions {
             connection_reuse_time_limit: 300.0,
             destination_concurrency_limit: 20,
             pipelining: true,
+            padding: crate::padding::Padding::None,
+            padding_bucket: 4096,
         }
     }
 }
@@ -229,6 +248,9 @@ impl DeliveryOptions {
         };
         seconds("connection_cache_time_limit", self.connection_cache_time_limit)?;
         seconds("connection_reuse_time_limit", self.connection_reuse_time_limit)?;
+        if self.padding == crate::padding::Padding::Fixed && self.padding_bucket < 512 {
+            return Err(("padding_bucket", format!("{} bytes: a bucket is at least 512 bytes", self.padding_bucket)));
+        }
         if self.destination_concurrency_limit == 0 {
             return Err(("destination_concurrency_limit", "must be at least 1".into()));
         }

@@ -170,6 +170,9 @@ pub(crate) struct TransactionMode {
     pub pipelining: bool,
     /// The session was reused: RSET first.
     pub reset: bool,
+    /// Size padding inside TLS (`crate::padding`), and its fixed bucket in bytes.
+    pub padding: crate::padding::Padding,
+    pub padding_bucket: u64,
 }
 
 /// One client connection, plaintext or upgraded, with the record of its session.
@@ -324,7 +327,9 @@ impl Client {
         let mut commands = vec![format!("MAIL FROM:<{}>{size}", env.mail_from)];
         commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
         commands.push("DATA".into());
-        let TransactionMode { pipelining, reset } = mode;
+        let TransactionMode { pipelining, reset, padding, padding_bucket } = mode;
+        // The transaction's client bytes start here, for padding to a bucket.
+        let start = self.rec.bytes_out;
         let replies = if pipelining && caps.pipelining() {
             // RFC 2920: the whole group in one write, replies read in order. RSET may lead a
             // group (§3.1), so a reused session's RSET adds no round trip and no burst of its
@@ -399,8 +404,14 @@ impl Client {
             }
             return Ok(outcomes);
         }
-        self.send(&dot_stuff(message)).await?;
-        let end = self.reply_within(data_timeout).await?;
+        let content = dot_stuff(message);
+        let noops = if self.io.is_tls() {
+            let used = self.rec.bytes_out - start + content.len() as u64;
+            crate::padding::noop_lines(crate::padding::target(padding, padding_bucket, used) - used)
+        } else {
+            Vec::new()
+        };
+        let end = self.send_content(content, noops, pipelining && caps.pipelining(), data_timeout).await?;
         if end.code != 250 {
             let why = format!("message refused: {}", end.summary());
             for (_, o) in &mut outcomes {
@@ -414,6 +425,36 @@ impl Client {
             }
         }
         Ok(outcomes)
+    }
+
+    /// Sends the message (dot-stuffed, with its end of data) and then the padding NOOPs, and
+    /// returns the reply to the end of data. With pipelining the first NOOP rides behind the
+    /// message, last in its group (RFC 2920 §3.1), so it is part of the message's burst on the
+    /// wire. A NOOP that fails after the message was taken does not fail the transaction: the
+    /// message is delivered, and a session broken by it fails at its next use.
+    async fn send_content(
+        &mut self,
+        mut content: Vec<u8>,
+        noops: Vec<String>,
+        pipelining: bool,
+        data_timeout: Duration,
+    ) -> Result<Reply, Failure> {
+        let mut noops = noops.into_iter();
+        let behind = if pipelining { noops.next() } else { None };
+        if let Some(line) = &behind {
+            content.extend_from_slice(line.as_bytes());
+        }
+        self.send(&content).await?;
+        let end = self.reply_within(data_timeout).await?;
+        if behind.is_some() && self.reply_within(self.timeout).await.is_err() {
+            return Ok(end);
+        }
+        for line in noops {
+            if self.send(line.as_bytes()).await.is_err() || self.reply_within(self.timeout).await.is_err() {
+                break;
+            }
+        }
+        Ok(end)
     }
 
     pub(crate) async fn command(&mut self, line: &str) -> Result<Reply, Failure> {

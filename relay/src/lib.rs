@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod line_endings;
 mod outbound_session;
+pub mod padding;
 pub mod records;
 pub mod resolver;
 pub mod server;

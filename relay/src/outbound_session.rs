@@ -50,7 +50,12 @@ impl Session {
         let outcomes = self
             .client
             .transaction(
-                TransactionMode { pipelining: cfg.delivery.pipelining, reset: reused },
+                TransactionMode {
+                    pipelining: cfg.delivery.pipelining,
+                    reset: reused,
+                    padding: cfg.delivery.padding,
+                    padding_bucket: cfg.delivery.padding_bucket,
+                },
                 &self.caps,
                 env,
                 rcpts,

@@ -1,5 +1,5 @@
-//! Outbound connection reuse between two real relays on loopback, with STARTTLS, seen three
-//! ways: the sending relay's session records (ground truth), the receiving relay's records,
+//! Outbound connection reuse, and size padding, between two real relays on loopback, with
+//! STARTTLS, seen three ways: the sending relay's session records (ground truth), the receiving relay's records,
 //! and a live libpcap capture read by the tap (the eavesdropper). Needs root or CAP_NET_RAW
 //! for the capture (CI runs as root); without it the tests fail and say so.
 //!
@@ -26,6 +26,8 @@ struct Seen {
     tap: Vec<TapSession>,
     /// The messages the test submitted, by Message-ID, in submission order.
     submitted: Vec<String>,
+    /// The mailbox files B wrote.
+    delivered: Vec<Vec<u8>>,
 }
 
 struct Case {
@@ -33,6 +35,8 @@ struct Case {
     /// Third octet of the pair's loopback addresses, unique per test (the capture filters on it).
     net: u8,
     tls_version: &'static str,
+    /// The one cipher suite both relays allow (empty: rustls' defaults).
+    cipher: &'static str,
     delivery: DeliveryOptions,
     sizes: Vec<usize>,
 }
@@ -55,7 +59,11 @@ fn run(case: &Case) -> Seen {
     let dir = Scratch::new(&format!("reuse-{}", case.name));
     let a_ip: IpAddr = format!("127.0.{}.1", case.net).parse().expect("ip");
     let b_ip: IpAddr = format!("127.0.{}.2", case.net).parse().expect("ip");
-    let tls_settings = relay::TlsSettings { versions: vec![case.tls_version.into()], ..Default::default() };
+    let tls_settings = relay::TlsSettings {
+        versions: vec![case.tls_version.into()],
+        ciphers: if case.cipher.is_empty() { Vec::new() } else { vec![case.cipher.into()] },
+        ..Default::default()
+    };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let pcap = dir.0.join("hop.pcap");
     let capture = tap::LiveCapture::start(
@@ -115,7 +123,34 @@ fn run(case: &Case) -> Seen {
     let received: Vec<SessionRecord> = outbound(&b_dir).into_iter().filter(|r| r.direction == "inbound").collect();
     let b_port = received.first().map(|r| r.local_addr.clone()).unwrap_or_default();
     let tap = dissection.sessions.into_iter().filter(|s| format!("{}:{}", s.resp_h, s.resp_p) == b_port).collect();
-    Seen { sent, received, tap, submitted }
+    let mut delivered = Vec::new();
+    let mut dirs = vec![b_dir.join("mailboxes")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("mailbox dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "eml") {
+                delivered.push(std::fs::read(&p).expect("mailbox file"));
+            }
+        }
+    }
+    Seen { sent, received, tap, submitted, delivered }
+}
+
+/// `message` without its first header field (the Received line the receiver put on top,
+/// continuation lines included).
+fn without_first_field(message: &[u8]) -> &[u8] {
+    let mut at = 0;
+    let mut first = true;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if !first && !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            break;
+        }
+        first = false;
+        at += line.len();
+    }
+    &message[at..]
 }
 
 /// Submits one message of each size to `a` over one plaintext session, for users of
@@ -216,6 +251,7 @@ fn reuse_tls13_pipelined_one_session_estimates_hold() {
         name: "13p",
         net: 131,
         tls_version: "TLSv1.3",
+        cipher: "",
         delivery: reuse(true),
         sizes: SIZES.to_vec(),
     });
@@ -227,6 +263,7 @@ fn reuse_tls13_without_pipelining_one_session_estimates_hold() {
         name: "13n",
         net: 132,
         tls_version: "TLSv1.3",
+        cipher: "",
         delivery: reuse(false),
         sizes: SIZES.to_vec(),
     });
@@ -238,6 +275,7 @@ fn reuse_tls12_pipelined_one_session_estimates_hold() {
         name: "12p",
         net: 133,
         tls_version: "TLSv1.2",
+        cipher: "",
         delivery: reuse(true),
         sizes: SIZES.to_vec(),
     });
@@ -249,6 +287,7 @@ fn reuse_tls12_without_pipelining_one_session_estimates_hold() {
         name: "12n",
         net: 134,
         tls_version: "TLSv1.2",
+        cipher: "",
         delivery: reuse(false),
         sizes: SIZES.to_vec(),
     });
@@ -265,6 +304,7 @@ fn reuse_count_limit_three_splits_seven_messages_four_and_three_and_resumes_tls(
         name: "count",
         net: 135,
         tls_version: "TLSv1.3",
+        cipher: "",
         delivery: DeliveryOptions { connection_reuse_count_limit: 3, ..reuse(true) },
         sizes: vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000],
     };
@@ -286,6 +326,7 @@ fn reuse_time_limit_zero_closes_after_each_delivery_and_tls12_resumes() {
         name: "time12",
         net: 136,
         tls_version: "TLSv1.2",
+        cipher: "",
         // A reuse time limit of 0: no connection is young enough to be kept.
         delivery: DeliveryOptions { connection_reuse_time_limit: 0.0, ..reuse(true) },
         sizes: vec![1_000, 2_000, 3_000],
@@ -296,4 +337,88 @@ fn reuse_time_limit_zero_closes_after_each_delivery_and_tls12_resumes() {
     assert_eq!(seen.tap.len(), 3);
     let resumed: Vec<bool> = seen.sent.iter().map(|s| s.tls_resumed).collect();
     assert_eq!(resumed, vec![false, true, true]);
+}
+
+/// Padding: every transaction's client bytes inside TLS end on a bucket. From the capture: a
+/// session's client application-data records, each less the record overhead worked by hand
+/// (TLS 1.3 AES-128-GCM: 5-byte header + 1 inner content type + 16-byte tag = 22; TLS 1.2
+/// AES-128-GCM: 5 + 8-byte explicit nonce + 16 = 29), less what is not the transaction: in
+/// TLS 1.3 the client's Finished (4 + 32 = 36 bytes) and its close_notify (2), and in both the
+/// EHLO after STARTTLS and QUIT (6). One message per session (reuse off), so a session's
+/// remainder is one transaction. The message arrives unchanged (the receiver's hash of what it
+/// took is the sender's). `hides`: whether the eavesdropper's size estimate is off by more than
+/// its tolerance. With pipelining the first NOOP rides in the message's burst and it is; without,
+/// every NOOP is a burst of its own after the message's reply, the DATA rule still reads the
+/// message's burst alone, and the estimate stays exact: padding after the message pads the
+/// transaction, not the burst an eavesdropper sizes.
+fn padded_transactions_fall_on_buckets(case: Case, on_bucket: fn(u64) -> bool, hides: bool) {
+    let (tls13, overhead) = match case.tls_version {
+        "TLSv1.3" => (true, 22),
+        _ => (false, 29),
+    };
+    let ehlo = "EHLO mx.alpha.example\r\n".len() as u64;
+    let seen = run(&case);
+    assert_eq!(seen.sent.len(), case.sizes.len(), "one session per message");
+    assert_eq!(seen.tap.len(), case.sizes.len());
+    for hop in &seen.sent {
+        let t = seen
+            .tap
+            .iter()
+            .find(|t| format!("{}:{}", t.orig_h, t.orig_p) == hop.local_addr)
+            .expect("the tap saw the hop");
+        let mut client: Vec<u64> =
+            t.tls_app_records.iter().filter(|r| r.orig).map(|r| u64::from(r.len) - overhead).collect();
+        if tls13 {
+            assert_eq!(client.first(), Some(&36), "TLS 1.3 Finished");
+            assert_eq!(client.last(), Some(&2), "close_notify");
+            client.remove(0);
+            client.pop();
+        }
+        assert_eq!(client.first(), Some(&ehlo), "EHLO");
+        assert_eq!(client.last(), Some(&6), "QUIT");
+        let transaction: u64 = client[1..client.len() - 1].iter().sum();
+        let m = &hop.messages[0];
+        assert!(transaction > m.bytes && on_bucket(transaction), "{transaction} B for a {} B message", m.bytes);
+        let stored: Vec<String> = seen.delivered.iter().map(|f| relay::sha256_hex(without_first_field(f))).collect();
+        assert!(stored.contains(&m.sha256), "delivered byte for byte as the sender relayed it");
+        let est = t.est_message_bytes.first().copied().unwrap_or(0);
+        assert_eq!(!within_tolerance(est, m.bytes), hides, "estimated {est} B for {} B", m.bytes);
+    }
+}
+
+#[test]
+fn padding_to_powers_of_two_tls13_pipelined() {
+    padded_transactions_fall_on_buckets(
+        Case {
+            name: "pad13",
+            net: 137,
+            tls_version: "TLSv1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+            delivery: DeliveryOptions { padding: relay::padding::Padding::PowerOfTwo, ..Default::default() },
+            sizes: vec![3_000, 5_000, 20_000],
+        },
+        u64::is_power_of_two,
+        true,
+    );
+}
+
+#[test]
+fn padding_to_fixed_4k_buckets_tls12_without_pipelining() {
+    padded_transactions_fall_on_buckets(
+        Case {
+            name: "pad12",
+            net: 138,
+            tls_version: "TLSv1.2",
+            cipher: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            delivery: DeliveryOptions {
+                padding: relay::padding::Padding::Fixed,
+                padding_bucket: 4096,
+                pipelining: false,
+                ..Default::default()
+            },
+            sizes: vec![3_000, 5_000, 20_000],
+        },
+        |n| n % 4096 == 0,
+        false,
+    );
 }
