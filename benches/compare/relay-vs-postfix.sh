@@ -252,7 +252,8 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     [ "$tls" = yes ] && level=encrypt || level=none
     local reuse_flags=()
     # shellcheck disable=SC2206 # word splitting of the flags is meant
-    [ "$reuse" = yes ] && reuse_flags=(${REUSE_FLAGS:---connection-reuse on-demand --destination-concurrency 5})
+    [ "$reuse" = yes ] && reuse_flags=(${REUSE_FLAGS:---connection-reuse on-demand --destination-concurrency 5}
+      --records "$WORK/sl-$aname.sessions.jsonl")
     smtplab_relay "$aname" "$alisten" --route "sink.example=$blisten" --relay-domain sink.example --outbound-tls "$level" \
       --inbound-tls none --bind "${alisten%:*}" "${reuse_flags[@]}"
     local perf_pid=
@@ -270,6 +271,13 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     fi
     [ -n "$BLOG" ] && echo "    TLS sessions A->B: $(tls_sessions)"
     kill -INT "${PIDS[-1]}" 2>/dev/null || true
+    if [ "$reuse" = yes ]; then
+      # Cached sessions write their records when they close: at the latest when A stops.
+      wait_until 30 grep -q . "$WORK/sl-$aname.sessions.jsonl" || true
+      sleep 1
+      echo "    A's outbound sessions: $(grep -c '"direction":"outbound"' "$WORK/sl-$aname.sessions.jsonl" || true)" \
+        "for $N messages, $(grep -c '"tls_resumed":true' "$WORK/sl-$aname.sessions.jsonl" || true) of them resumed"
+    fi
   fi
   # Stop this row's own B so it does not compete with the next row.
   if [ "$SINK" = own ]; then

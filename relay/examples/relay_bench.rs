@@ -4,7 +4,8 @@
 //! passes: --listen --hostname --spool --mailbox-dir --local-domain --tls-cert --tls-key
 //! --relay-domain --inbound-tls --outbound-tls --route DOMAIN=ADDR:PORT --bind. Runs until SIGINT.
 //! Beyond them (not in `smtplab relay`): --connection-reuse off|on-demand|always and
-//! --destination-concurrency N, the `[systems.delivery]` knobs of the same names.
+//! --destination-concurrency N, the `[systems.delivery]` knobs of the same names, and --records
+//! FILE (session records, to count the sessions a run made).
 //!
 //!   cargo build --release -p smtplab-relay --example relay_bench
 //!   SMTPLAB=$CARGO_TARGET_DIR/release/examples/relay_bench benches/compare/relay-vs-postfix.sh
@@ -23,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut local_domains, mut relay_domains) = (Vec::new(), Vec::new());
     let mut resolver = relay::StaticResolver::new();
     let mut delivery = relay::DeliveryOptions::default();
+    let mut records = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -37,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--inbound-tls" => inbound = value.parse()?,
             "--outbound-tls" => outbound = value.parse()?,
             "--bind" => bind = Some(value.parse()?),
+            "--records" => records = Some(std::path::PathBuf::from(value)),
             "--connection-reuse" => delivery.connection_reuse = value.parse()?,
             "--destination-concurrency" => delivery.destination_concurrency_limit = value.parse()?,
             "--route" => {
@@ -71,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         outbound_tls_by_domain: Vec::new(),
         ca_pem: None,
         resolver: Arc::new(resolver),
-        records: None,
+        records,
         keylog: None,
         limits: Default::default(),
         timeouts: Default::default(),
