@@ -219,6 +219,11 @@ pub struct DeliveryOptions {
     pub padding: crate::padding::Padding,
     /// The bucket of `padding = "fixed"`, bytes.
     pub padding_bucket: u64,
+    /// Batching (`crate::batching`): hold outbound mail per destination until this many
+    /// deliveries wait (0: no size trigger) ...
+    pub batch_size: usize,
+    /// ... or this many seconds since the first began to wait (0: no time trigger).
+    pub batch_interval: f64,
 }
 
 impl Default for DeliveryOptions {
@@ -232,6 +237,8 @@ impl Default for DeliveryOptions {
             pipelining: true,
             padding: crate::padding::Padding::None,
             padding_bucket: 4096,
+            batch_size: 0,
+            batch_interval: 0.0,
         }
     }
 }
@@ -248,8 +255,13 @@ impl DeliveryOptions {
         };
         seconds("connection_cache_time_limit", self.connection_cache_time_limit)?;
         seconds("connection_reuse_time_limit", self.connection_reuse_time_limit)?;
+        seconds("batch_interval", self.batch_interval)?;
         if self.padding == crate::padding::Padding::Fixed && self.padding_bucket < 512 {
             return Err(("padding_bucket", format!("{} bytes: a bucket is at least 512 bytes", self.padding_bucket)));
+        }
+        // Held deliveries keep their delivery workers (32): a larger batch could never fill.
+        if self.batch_size > 32 {
+            return Err(("batch_size", format!("{}: at most 32 (the relay's delivery workers)", self.batch_size)));
         }
         if self.destination_concurrency_limit == 0 {
             return Err(("destination_concurrency_limit", "must be at least 1".into()));
@@ -259,6 +271,10 @@ impl DeliveryOptions {
 
     pub fn cache_time_limit(&self) -> Duration {
         Duration::from_secs_f64(self.connection_cache_time_limit.clamp(0.0, 86_400.0))
+    }
+
+    pub fn batch_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.batch_interval.clamp(0.0, 86_400.0))
     }
 
     pub fn reuse_time_limit(&self) -> Duration {

@@ -52,6 +52,7 @@ pub(crate) async fn deliver_remote(
     message: &[u8],
 ) -> Vec<(String, RcptOutcome)> {
     let dest = crate::config::normalize_domain(domain);
+    shared.batches.hold(&dest).await;
     let (lease, cached) = shared.connections.checkout(&dest).await;
     if let Some(mut session) = cached {
         match session.deliver(env, rcpts, message, true).await {

@@ -7,6 +7,7 @@
 //! Every SMTP session, inbound and outbound, becomes one JSON line in the records file: the
 //! ground truth of what crossed each line.
 
+mod batching;
 pub mod bounce;
 pub mod config;
 mod connection_cache;

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub tls_client_verify: Option<Arc<ClientConfig>>,
     /// Outbound sessions kept for reuse, and the per-destination concurrency while reuse is on.
     pub connections: ConnectionCache<Session>,
+    /// Outbound mail held per destination until its batch goes (off by default).
+    pub batches: crate::batching::Batcher,
     /// Queue ids ready for a delivery attempt.
     ready: mpsc::UnboundedSender<String>,
     /// Messages in the spool (accepted, not yet finished).
@@ -100,6 +102,7 @@ impl Relay {
             tls_server,
             tls_client_any,
             tls_client_verify,
+            batches: crate::batching::Batcher::new(cfg_delivery.batch_size, cfg_delivery.batch_interval()),
             connections: ConnectionCache::new(cfg_delivery),
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),

@@ -28,6 +28,8 @@ struct Seen {
     submitted: Vec<String>,
     /// The mailbox files B wrote.
     delivered: Vec<Vec<u8>>,
+    /// Wall-clock time (epoch seconds) just before each message's MAIL FROM was sent to A.
+    submit_started: Vec<f64>,
 }
 
 struct Case {
@@ -72,7 +74,7 @@ fn run(case: &Case) -> Seen {
     )
     .expect("live capture on lo (needs root or CAP_NET_RAW)");
     let (a_dir, b_dir) = (dir.0.join("a"), dir.0.join("b"));
-    let submitted = rt.block_on(async {
+    let (submitted, submit_started) = rt.block_on(async {
         let b = Relay::start(relay_config(
             &b_dir,
             RelaySpec {
@@ -135,7 +137,7 @@ fn run(case: &Case) -> Seen {
             }
         }
     }
-    Seen { sent, received, tap, submitted, delivered }
+    Seen { sent, received, tap, submitted, delivered, submit_started }
 }
 
 /// `message` without its first header field (the Received line the receiver put on top,
@@ -155,8 +157,9 @@ fn without_first_field(message: &[u8]) -> &[u8] {
 
 /// Submits one message of each size to `a` over one plaintext session, for users of
 /// beta.example. Each message is lines of 70 letters (no line starts with a dot, so the size
-/// on the wire is the size plus the end of data). Returns the Message-IDs in order.
-async fn submit(a: SocketAddr, sizes: &[usize]) -> Vec<String> {
+/// on the wire is the size plus the end of data). Returns the Message-IDs in order, and the time
+/// just before each message's MAIL FROM.
+async fn submit(a: SocketAddr, sizes: &[usize]) -> (Vec<String>, Vec<f64>) {
     let tcp = TcpStream::connect(a).await.expect("connect to A");
     let (r, mut w) = tcp.into_split();
     let mut r = BufReader::new(r);
@@ -182,7 +185,7 @@ async fn submit(a: SocketAddr, sizes: &[usize]) -> Vec<String> {
     };
     assert!(reply(&mut r).await.starts_with("220"));
     say(&mut w, &mut r, "EHLO submit.alpha.example", "250").await;
-    let mut ids = Vec::new();
+    let (mut ids, mut started) = (Vec::new(), Vec::new());
     for (i, &size) in sizes.iter().enumerate() {
         // Records name a message by its Message-ID without the angle brackets.
         let id = format!("reuse-{i}@alpha.example");
@@ -191,6 +194,7 @@ async fn submit(a: SocketAddr, sizes: &[usize]) -> Vec<String> {
             msg.push_str(&"x".repeat(70));
             msg.push_str("\r\n");
         }
+        started.push(relay::now_secs());
         say(&mut w, &mut r, &format!("MAIL FROM:<u{i}@alpha.example>"), "250").await;
         say(&mut w, &mut r, &format!("RCPT TO:<v{i}@beta.example>"), "250").await;
         say(&mut w, &mut r, "DATA", "354").await;
@@ -201,7 +205,7 @@ async fn submit(a: SocketAddr, sizes: &[usize]) -> Vec<String> {
         ids.push(id);
     }
     say(&mut w, &mut r, "QUIT", "221").await;
-    ids
+    (ids, started)
 }
 
 /// ANALYSIS.md's tolerance for the estimated size: 1% + 8 bytes.
@@ -421,4 +425,30 @@ fn padding_to_fixed_4k_buckets_tls12_without_pipelining() {
         |n| n % 4096 == 0,
         false,
     );
+}
+
+/// Batching by size: with `batch_size = 3` (no interval, reuse off) no message leaves A before
+/// the last of its batch is submitted. A causal fact, no timing: every session to B starts after
+/// the test began to submit the third message (first batch) or the sixth (second batch).
+#[test]
+fn batching_holds_each_destinations_mail_until_its_batch_is_full() {
+    let case = Case {
+        name: "batch",
+        net: 139,
+        tls_version: "TLSv1.3",
+        cipher: "",
+        delivery: DeliveryOptions { batch_size: 3, ..Default::default() },
+        sizes: vec![1_000; 6],
+    };
+    let seen = run(&case);
+    assert_eq!(seen.received.len(), 6, "six sessions, one per message (reuse off)");
+    for r in &seen.received {
+        let id = &r.messages[0].message_id;
+        let i: usize = id.trim_start_matches("reuse-").split('@').next().and_then(|n| n.parse().ok()).expect("id");
+        let last_of_batch = (i / 3) * 3 + 2;
+        assert!(
+            r.started_at > seen.submit_started[last_of_batch],
+            "message {i} left before message {last_of_batch} of its batch was submitted"
+        );
+    }
 }
