@@ -327,6 +327,7 @@ fn relay(a: RelayArgs) -> Result<ExitCode> {
                 ..d
             }
         },
+        delivery: Default::default(),
     };
     rt.block_on(async {
         let handle = relay::Relay::start(cfg).await?;

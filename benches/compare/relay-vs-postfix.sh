@@ -13,6 +13,9 @@
 #   postfix          A opens a new TLS connection per delivery (Postfix's default)
 #   postfix-reuse    A with `smtp_tls_connection_reuse = yes` and the tlsproxy service enabled
 #   smtplab          smtplab in A's place, a new connection (and TLS session) per message
+#   smtplab-reuse    smtplab A with Postfix-like on-demand connection reuse
+#                    (REUSE_FLAGS, default "--connection-reuse on-demand --destination-concurrency 5";
+#                    these flags exist in relay_bench only: SMTPLAB=.../examples/relay_bench)
 # PLAIN=1 adds a plaintext A -> B row per MTA. A Postfix B logs its TLS sessions
 # (smtpd_tls_loglevel = 1): the script prints how many each row made and how many were full
 # handshakes rather than resumptions.
@@ -247,8 +250,12 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     stop_postfix "$WORK/pf-$aname"
   else
     [ "$tls" = yes ] && level=encrypt || level=none
+    local reuse_flags=()
+    # shellcheck disable=SC2206 # word splitting of the flags is meant
+    [ "$reuse" = yes ] && reuse_flags=(${REUSE_FLAGS:---connection-reuse on-demand --destination-concurrency 5}
+      --records "$WORK/sl-$aname.sessions.jsonl")
     smtplab_relay "$aname" "$alisten" --route "sink.example=$blisten" --relay-domain sink.example --outbound-tls "$level" \
-      --inbound-tls none --bind "${alisten%:*}"
+      --inbound-tls none --bind "${alisten%:*}" "${reuse_flags[@]}"
     local perf_pid=
     if [ -n "${PROFILE:-}" ]; then
       # PROFILE=FILE: perf samples of relay A (all threads) while the load runs, with DWARF
@@ -264,6 +271,13 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     fi
     [ -n "$BLOG" ] && echo "    TLS sessions A->B: $(tls_sessions)"
     kill -INT "${PIDS[-1]}" 2>/dev/null || true
+    if [ "$reuse" = yes ]; then
+      # Cached sessions write their records when they close: at the latest when A stops.
+      wait_until 30 grep -q . "$WORK/sl-$aname.sessions.jsonl" || true
+      sleep 1
+      echo "    A's outbound sessions: $(grep -c '"direction":"outbound"' "$WORK/sl-$aname.sessions.jsonl" || true)" \
+        "for $N messages, $(grep -c '"tls_resumed":true' "$WORK/sl-$aname.sessions.jsonl" || true) of them resumed"
+    fi
   fi
   # Stop this row's own B so it does not compete with the next row.
   if [ "$SINK" = own ]; then
@@ -280,7 +294,8 @@ for r in $ROWS; do
     postfix) row postfix postfix yes no "$a" "$b" ;;
     postfix-reuse) row postfix-reuse postfix yes yes "$a" "$b" ;;
     smtplab) row smtplab smtplab yes no "$a" "$b" ;;
-    *) echo "unknown row '$r' (postfix, postfix-reuse, smtplab)" >&2; exit 1 ;;
+    smtplab-reuse) row smtplab-reuse smtplab yes yes "$a" "$b" ;;
+    *) echo "unknown row '$r' (postfix, postfix-reuse, smtplab, smtplab-reuse)" >&2; exit 1 ;;
   esac
 done
 if [ -n "${PLAIN:-}" ]; then
@@ -294,5 +309,6 @@ awk '
   { rate[$1] = $2 / $4 }
   END {
     if (rate["postfix"] && rate["smtplab"]) printf "ratio smtplab/postfix (STARTTLS required, new connection per message): %.2fx\n", rate["smtplab"] / rate["postfix"]
+    if (rate["postfix-reuse"] && rate["smtplab-reuse"]) printf "ratio smtplab-reuse/postfix-reuse (connection reuse on both):          %.2fx\n", rate["smtplab-reuse"] / rate["postfix-reuse"]
     if (rate["postfix-reuse"] && rate["smtplab"]) printf "ratio smtplab/postfix-reuse (TLS connection reuse on Postfix only):    %.2fx\n", rate["smtplab"] / rate["postfix-reuse"]
   }' "$ROWS_OUT"

@@ -157,6 +157,7 @@ impl BenchRelay {
             keylog: None,
             limits: Default::default(),
             timeouts: Default::default(),
+            delivery: Default::default(),
         };
         let handle = Relay::start(cfg).await.expect("bench relay starts");
         let addr = handle.listen;

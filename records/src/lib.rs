@@ -73,6 +73,10 @@ pub struct SessionRecord {
     pub starttls_used: bool,
     pub tls_version: Option<String>,
     pub tls_cipher: Option<String>,
+    /// Whether the TLS handshake resumed an earlier session (a session ID, ticket or PSK):
+    /// outbound, as rustls reports it.
+    #[serde(default)]
+    pub tls_resumed: bool,
     /// Whether the peer was authenticated: its certificate verified against a CA and name
     /// (outbound `verify`) or matched by its DNSSEC-secure TLSA records (`dane`, `dane-only`).
     pub cert_verified: bool,

@@ -153,6 +153,11 @@ pub struct SystemInfo {
     /// if it publishes a policy.
     #[serde(default)]
     pub mta_sts_policy: Option<String>,
+    /// How its relay uses outbound sessions (connection reuse, pipelining, padding, batching):
+    /// the relay's `DeliveryOptions` as the scenario gives them; that type lives in `relay`,
+    /// which `records` cannot import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<serde_json::Value>,
 }
 
 impl SystemInfo {

@@ -3,6 +3,9 @@
 //! (`Relay::start`) and the same flags, for the subset `benches/compare/relay-vs-postfix.sh`
 //! passes: --listen --hostname --spool --mailbox-dir --local-domain --tls-cert --tls-key
 //! --relay-domain --inbound-tls --outbound-tls --route DOMAIN=ADDR:PORT --bind. Runs until SIGINT.
+//! Beyond them (not in `smtplab relay`): --connection-reuse off|on-demand|always and
+//! --destination-concurrency N, the `[systems.delivery]` knobs of the same names, and --records
+//! FILE (session records, to count the sessions a run made).
 //!
 //!   cargo build --release -p smtplab-relay --example relay_bench
 //!   SMTPLAB=$CARGO_TARGET_DIR/release/examples/relay_bench benches/compare/relay-vs-postfix.sh
@@ -20,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut inbound, mut outbound) = (relay::InboundTls::default(), relay::OutboundTls::default());
     let (mut local_domains, mut relay_domains) = (Vec::new(), Vec::new());
     let mut resolver = relay::StaticResolver::new();
+    let mut delivery = relay::DeliveryOptions::default();
+    let mut records = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -34,6 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--inbound-tls" => inbound = value.parse()?,
             "--outbound-tls" => outbound = value.parse()?,
             "--bind" => bind = Some(value.parse()?),
+            "--records" => records = Some(std::path::PathBuf::from(value)),
+            "--connection-reuse" => delivery.connection_reuse = value.parse()?,
+            "--destination-concurrency" => delivery.destination_concurrency_limit = value.parse()?,
             "--route" => {
                 let (domain, target) = value.split_once('=').ok_or("--route DOMAIN=ADDR:PORT")?;
                 let addr = target.to_socket_addrs()?.next().ok_or("route target has no address")?;
@@ -67,10 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mta_sts: None,
         ca_pem: None,
         resolver: Arc::new(resolver),
-        records: None,
+        records,
         keylog: None,
         limits: Default::default(),
         timeouts: Default::default(),
+        delivery,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {

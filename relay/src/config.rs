@@ -124,6 +124,8 @@ pub struct RelayConfig {
     pub keylog: Option<PathBuf>,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    /// How outbound sessions are used: connection reuse, pipelining, size padding.
+    pub delivery: DeliveryOptions,
 }
 
 /// Bounds on what one peer can make the relay hold. Defaults are Postfix's where it has the
@@ -167,6 +169,126 @@ impl Default for Limits {
             max_logged_replies: 1000,
             max_reply_bytes: 64 << 10,
         }
+    }
+}
+
+/// When a delivered-to connection is kept for further mail to the same destination, as
+/// Postfix's SMTP client connection cache decides it (CONNECTION_CACHE_README).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionReuse {
+    /// One connection per delivery (the lab's historical behaviour, and Postfix with
+    /// `smtp_connection_cache_on_demand = no`).
+    #[default]
+    Off,
+    /// Postfix's default, `smtp_connection_cache_on_demand = yes`: a connection is kept only
+    /// while more mail for its destination is waiting (here: another delivery to the same
+    /// destination waits for a connection when this one finishes).
+    OnDemand,
+    /// Every connection is kept, as Postfix does for the destinations in
+    /// `smtp_connection_cache_destinations`.
+    Always,
+}
+
+impl std::str::FromStr for ConnectionReuse {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "on-demand" => Ok(Self::OnDemand),
+            "always" => Ok(Self::Always),
+            _ => Err(format!("unknown connection reuse {s:?}: use off, on-demand or always")),
+        }
+    }
+}
+
+/// Outbound session behaviour, one knob per Postfix parameter where Postfix has one (named on
+/// each field, with Postfix's default). Times are seconds, as scenarios write them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryOptions {
+    pub connection_reuse: ConnectionReuse,
+    /// How long an unused cached connection stays open (`smtp_connection_cache_time_limit`, 2 s).
+    pub connection_cache_time_limit: f64,
+    /// Times a session may be reused before it is closed, 0 for no limit
+    /// (`smtp_connection_reuse_count_limit`, 0): with a limit of N a connection carries up to
+    /// N + 1 deliveries.
+    pub connection_reuse_count_limit: u32,
+    /// How long after it was opened a connection may still be reused
+    /// (`smtp_connection_reuse_time_limit`, 300 s).
+    pub connection_reuse_time_limit: f64,
+    /// Deliveries at once to one destination domain while reuse is on
+    /// (`default_destination_concurrency_limit`, 20). With reuse off the relay keeps its
+    /// historical behaviour: only the 32 delivery workers bound it.
+    pub destination_concurrency_limit: usize,
+    /// Pipeline MAIL, RCPT and DATA (RFC 2920) when the server offers PIPELINING. Off is what
+    /// Postfix does with `smtp_discard_ehlo_keywords = pipelining`.
+    pub pipelining: bool,
+    /// Size padding inside TLS: NOOP filler after each message up to a bucket of the
+    /// transaction's client bytes (`crate::padding`; no Postfix equivalent).
+    pub padding: crate::padding::Padding,
+    /// The bucket of `padding = "fixed"`, bytes.
+    pub padding_bucket: u64,
+    /// Batching (`crate::batching`): hold outbound mail per destination until this many
+    /// deliveries wait (0: no size trigger) ...
+    pub batch_size: usize,
+    /// ... or this many seconds since the first began to wait (0: no time trigger).
+    pub batch_interval: f64,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        Self {
+            connection_reuse: ConnectionReuse::Off,
+            connection_cache_time_limit: 2.0,
+            connection_reuse_count_limit: 0,
+            connection_reuse_time_limit: 300.0,
+            destination_concurrency_limit: 20,
+            pipelining: true,
+            padding: crate::padding::Padding::None,
+            padding_bucket: 4096,
+            batch_size: 0,
+            batch_interval: 0.0,
+        }
+    }
+}
+
+impl DeliveryOptions {
+    /// Checks values a scenario may get wrong; the error names the field.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let seconds = |name: &'static str, v: f64| {
+            if (0.0..=86_400.0).contains(&v) {
+                Ok(())
+            } else {
+                Err((name, format!("{v} is not a time in seconds from 0 to 86400")))
+            }
+        };
+        seconds("connection_cache_time_limit", self.connection_cache_time_limit)?;
+        seconds("connection_reuse_time_limit", self.connection_reuse_time_limit)?;
+        seconds("batch_interval", self.batch_interval)?;
+        if self.padding == crate::padding::Padding::Fixed && self.padding_bucket < 512 {
+            return Err(("padding_bucket", format!("{} bytes: a bucket is at least 512 bytes", self.padding_bucket)));
+        }
+        // Held deliveries keep their delivery workers (32): a larger batch could never fill.
+        if self.batch_size > 32 {
+            return Err(("batch_size", format!("{}: at most 32 (the relay's delivery workers)", self.batch_size)));
+        }
+        if self.destination_concurrency_limit == 0 {
+            return Err(("destination_concurrency_limit", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn cache_time_limit(&self) -> Duration {
+        Duration::from_secs_f64(self.connection_cache_time_limit.clamp(0.0, 86_400.0))
+    }
+
+    pub fn batch_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.batch_interval.clamp(0.0, 86_400.0))
+    }
+
+    pub fn reuse_time_limit(&self) -> Duration {
+        Duration::from_secs_f64(self.connection_reuse_time_limit.clamp(0.0, 86_400.0))
     }
 }
 
@@ -308,6 +430,7 @@ mod tests {
             keylog: None,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            delivery: DeliveryOptions::default(),
         };
         for spelling in ["secure.example", "Secure.Example", "SECURE.EXAMPLE.", "secure.example."] {
             assert_eq!(cfg.outbound_policy(spelling), OutboundTls::Verify, "{spelling}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{Capabilities, Reply, ReplyParser, dot_stuff};
-use records::{HopMessage, SessionRecord};
+use records::SessionRecord;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -13,6 +13,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::config::OutboundTls;
 use crate::mta_sts::{self, Mode, StsFailure};
+use crate::outbound_session::Session;
 use crate::relay::Shared;
 use crate::resolver::MxTarget;
 use crate::spool::Envelope;
@@ -30,9 +31,9 @@ pub enum RcptOutcome {
 
 /// A failure of the whole session.
 #[derive(Debug)]
-struct Failure {
-    permanent: bool,
-    why: String,
+pub(crate) struct Failure {
+    pub permanent: bool,
+    pub why: String,
 }
 
 impl Failure {
@@ -41,9 +42,45 @@ impl Failure {
     }
 }
 
-/// Delivers `message` to `rcpts`, all in `domain`, and writes the session record.
+/// Delivers `message` to `rcpts`, all in `domain`, over a cached session to the domain when
+/// there is one (connection reuse, `crate::connection_cache`) or a new one, and writes the
+/// session record when the session ends.
 pub(crate) async fn deliver_remote(
     shared: &Arc<Shared>,
+    env: &Envelope,
+    domain: &str,
+    rcpts: &[String],
+    message: &[u8],
+) -> Vec<(String, RcptOutcome)> {
+    let dest = crate::config::normalize_domain(domain);
+    shared.batches.hold(&dest).await;
+    let (lease, cached) = shared.connections.checkout(&dest).await;
+    if let Some(mut session) = cached {
+        match session.deliver(env, rcpts, message, true).await {
+            Ok(outcomes) => {
+                session.keep_or_close(&dest).await;
+                drop(lease);
+                return outcomes;
+            }
+            // The cached session was found dead before the server heard of this message
+            // (no reply to RSET or MAIL): Postfix then opens a new one, and so does this.
+            Err(f) if session.unanswered() => session.fail(&f),
+            Err(f) => {
+                session.fail(&f);
+                drop(lease);
+                return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(f.why.clone()))).collect();
+            }
+        }
+    }
+    let outcomes = deliver_new(shared, &dest, env, domain, rcpts, message).await;
+    drop(lease);
+    outcomes
+}
+
+/// Opens a session to the first of `domain`'s MX targets that answers, and delivers over it.
+async fn deliver_new(
+    shared: &Arc<Shared>,
+    dest: &str,
     env: &Envelope,
     domain: &str,
     rcpts: &[String],
@@ -98,27 +135,31 @@ pub(crate) async fn deliver_remote(
                 continue;
             }
         }
-        let result = Client::session(shared, target, policy, sts.mode(), env, rcpts, message, &mut rec).await;
-        rec.ended_at = crate::now_secs();
-        match result {
-            Ok(outcomes) => {
-                let delivered: Vec<String> =
-                    outcomes.iter().filter(|(_, o)| *o == RcptOutcome::Delivered).map(|(r, _)| r.clone()).collect();
-                if !delivered.is_empty() {
-                    rec.messages.push(HopMessage {
-                        message_id: env.message_id.clone(),
-                        queue_id: env.qid.clone(),
-                        mail_from: env.mail_from.clone(),
-                        rcpt_to: delivered,
-                        bytes: message.len() as u64,
-                        sha256: crate::sha256_hex(message),
-                        reply: *rec.replies.iter().rev().nth(1).unwrap_or(&0),
-                    });
+        let opened = std::time::Instant::now();
+        let result = match Client::session(shared, target, policy, sts.mode(), rec).await {
+            Ok((client, caps)) => {
+                let mut session = Session::new(shared, client, caps, opened);
+                match session.deliver(env, rcpts, message, false).await {
+                    Ok(outcomes) => {
+                        session.keep_or_close(dest).await;
+                        Ok(outcomes)
+                    }
+                    Err(f) => {
+                        session.fail(&f);
+                        Err(f)
+                    }
                 }
-                rec.outcome = summarize(&outcomes).into();
-                shared.records.write(&rec);
-                return outcomes;
             }
+            Err((mut rec, f)) => {
+                rec.ended_at = crate::now_secs();
+                rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
+                rec.error = Some(f.why.clone());
+                shared.records.write(&rec);
+                Err(f)
+            }
+        };
+        match result {
+            Ok(outcomes) => return outcomes,
             Err(f) => {
                 tracing::warn!(
                     "{}: delivery to {} ({}) deferred: {}",
@@ -127,9 +168,6 @@ pub(crate) async fn deliver_remote(
                     target.addr,
                     f.why
                 );
-                rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
-                rec.error = Some(f.why.clone());
-                shared.records.write(&rec);
                 if f.permanent {
                     return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(f.why.clone()))).collect();
                 }
@@ -146,7 +184,7 @@ fn dane_failure(rec: &mut SessionRecord, f: crate::dane::DaneFailure) -> Failure
     Failure::transient(f.to_string())
 }
 
-fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
+pub(crate) fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
     if outcomes.iter().all(|(_, o)| *o == RcptOutcome::Delivered) {
         "delivered"
     } else if outcomes.iter().any(|(_, o)| *o == RcptOutcome::Delivered) {
@@ -158,35 +196,59 @@ fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
     }
 }
 
-/// One client connection, plaintext or upgraded.
-struct Client<'r> {
+/// How one transaction is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransactionMode {
+    /// Pipeline MAIL, RCPT and DATA when the server offers PIPELINING.
+    pub pipelining: bool,
+    /// The session was reused: RSET first.
+    pub reset: bool,
+    /// Size padding inside TLS (`crate::padding`), and its fixed bucket in bytes.
+    pub padding: crate::padding::Padding,
+    pub padding_bucket: u64,
+}
+
+/// One client connection, plaintext or upgraded, with the record of its session.
+pub(crate) struct Client {
     io: Transport<TlsStream<TcpStream>>,
     replies: ReplyParser,
-    rec: &'r mut SessionRecord,
+    pub(crate) rec: SessionRecord,
     timeout: Duration,
     /// Bytes one reply may take, all its lines together (`Limits::max_reply_bytes`).
     max_reply_bytes: usize,
 }
 
-impl<'r> Client<'r> {
-    // One argument more than clippy likes: the MTA-STS mode joined the session's inputs.
-    #[allow(clippy::too_many_arguments)]
+impl Client {
+    /// Connects, reads the greeting, says EHLO and does STARTTLS per `policy`: a session
+    /// ready for its first transaction, with the server's capabilities. On failure the
+    /// record comes back so that the caller writes it.
     async fn session(
         shared: &Arc<Shared>,
         target: &MxTarget,
         policy: OutboundTls,
         sts: Option<Mode>,
-        env: &Envelope,
-        rcpts: &[String],
-        message: &[u8],
-        rec: &'r mut SessionRecord,
-    ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
-        let cfg = &shared.cfg;
+        mut rec: SessionRecord,
+    ) -> Result<(Client, Capabilities), (SessionRecord, Failure)> {
         // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
         let (policy, dane) = match crate::dane::plan_for(shared, target, policy).await {
             Ok(planned) => planned,
-            Err(f) => return Err(dane_failure(rec, f)),
+            Err(f) => {
+                let f = dane_failure(&mut rec, f);
+                return Err((rec, f));
+            }
         };
+        let mut c = match Self::connect(shared, target, &mut rec).await {
+            Ok(c) => c,
+            Err(f) => return Err((rec, f)),
+        };
+        match c.greet(shared, target, policy, sts, &dane).await {
+            Ok(caps) => Ok((c, caps)),
+            Err(f) => Err((c.rec, f)),
+        }
+    }
+
+    async fn connect(shared: &Arc<Shared>, target: &MxTarget, rec: &mut SessionRecord) -> Result<Client, Failure> {
+        let cfg = &shared.cfg;
         let socket = if target.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| Failure::transient(format!("socket: {e}")))?;
         if let Some(ip) = cfg.bind {
@@ -200,13 +262,25 @@ impl<'r> Client<'r> {
             .map_err(|e| Failure::transient(format!("connect to {}: {e}", target.addr)))?;
         rec.local_addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let _ = tcp.set_nodelay(true);
-        let mut c = Client {
+        Ok(Client {
             io: Transport::Plain(tcp),
             replies: ReplyParser::new(cfg.limits.max_line),
-            rec,
+            rec: std::mem::take(rec),
             timeout: cfg.timeouts.command,
             max_reply_bytes: cfg.limits.max_reply_bytes,
-        };
+        })
+    }
+
+    async fn greet(
+        &mut self,
+        shared: &Arc<Shared>,
+        target: &MxTarget,
+        policy: OutboundTls,
+        sts: Option<Mode>,
+        dane: &crate::dane::DanePlan,
+    ) -> Result<Capabilities, Failure> {
+        let cfg = &shared.cfg;
+        let c = self;
         let greeting = c.reply_within(cfg.timeouts.greeting).await?;
         if greeting.code != 220 {
             return Err(Failure { permanent: greeting.code >= 500, why: format!("greeting {}", greeting.summary()) });
@@ -217,36 +291,39 @@ impl<'r> Client<'r> {
         // reportable failure, whether or not the outbound policy lets the mail go on.
         let under_sts = matches!(sts, Some(Mode::Enforce | Mode::Testing));
         if under_sts && policy != OutboundTls::None && !caps.starttls() {
-            mta_sts::record_failure(c.rec, &StsFailure::StartTlsNotSupported(target.host.clone()));
+            mta_sts::record_failure(&mut c.rec, &StsFailure::StartTlsNotSupported(target.host.clone()));
         }
         match policy {
             OutboundTls::None => {}
             _ if caps.starttls() => {
                 let r = c.command("STARTTLS").await?;
                 if r.code == 220 {
-                    c.upgrade(shared, target, policy, sts, &dane).await?;
+                    c.upgrade(shared, target, policy, sts, dane).await?;
                     caps = c.ehlo(&cfg.hostname).await?;
                 } else {
                     if under_sts {
                         let why = format!("{} (STARTTLS refused: {})", target.host, r.summary());
-                        mta_sts::record_failure(c.rec, &StsFailure::StartTlsNotSupported(why));
+                        mta_sts::record_failure(&mut c.rec, &StsFailure::StartTlsNotSupported(why));
                     }
                     if policy != OutboundTls::May {
                         let why = format!("STARTTLS refused ({}); policy {policy:?} requires TLS", r.summary());
-                        return Err(c.tls_required(&dane, target, why));
+                        return Err(c.tls_required(dane, target, why));
                     }
                 }
             }
             OutboundTls::May => {}
             _ => {
                 let why = format!("{} does not offer STARTTLS; policy {policy:?} requires TLS", target.host);
-                return Err(c.tls_required(&dane, target, why));
+                return Err(c.tls_required(dane, target, why));
             }
         }
-        let outcomes = c.transaction(&caps, env, rcpts, message, cfg.timeouts.data_end).await?;
-        let _ = c.command("QUIT").await;
-        let _ = c.io.shutdown().await;
-        Ok(outcomes)
+        Ok(caps)
+    }
+
+    /// Says QUIT and closes, as a session ends.
+    pub(crate) async fn quit(&mut self) {
+        let _ = self.command("QUIT").await;
+        let _ = self.io.shutdown().await;
     }
 
     /// A policy that requires TLS did not get it; under DANE that is a report-worthy failure.
@@ -254,7 +331,7 @@ impl<'r> Client<'r> {
         if *dane == crate::dane::DanePlan::Opportunistic {
             return Failure::transient(why);
         }
-        dane_failure(self.rec, crate::dane::DaneFailure::StarttlsNotSupported { host: target.host.clone(), why })
+        dane_failure(&mut self.rec, crate::dane::DaneFailure::StarttlsNotSupported { host: target.host.clone(), why })
     }
 
     async fn upgrade(
@@ -296,13 +373,13 @@ impl<'r> Client<'r> {
                 if sts.is_some_and(|m| m != Mode::None)
                     && let Some(f) = StsFailure::from_handshake(&e)
                 {
-                    mta_sts::record_failure(self.rec, &f);
+                    mta_sts::record_failure(&mut self.rec, &f);
                 }
                 // The DANE verifier left the typed reason of its refusal; the handshake error only
                 // carries its text.
                 let refused = dane_slot.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
                 return Err(match refused {
-                    Some(f) => dane_failure(self.rec, f),
+                    Some(f) => dane_failure(&mut self.rec, f),
                     None => Failure::transient(format!("TLS handshake with {}: {e}", target.host)),
                 });
             }
@@ -314,13 +391,14 @@ impl<'r> Client<'r> {
             && let Some(m) = &shared.mta_sts
             && let Err(f) = m.check_certificate(conn, &target.host)
         {
-            mta_sts::record_failure(self.rec, &f);
+            mta_sts::record_failure(&mut self.rec, &f);
         }
         self.rec.starttls_used = true;
         self.rec.dane_authenticated = matches!(dane, crate::dane::DanePlan::Authenticate(_));
         self.rec.cert_verified = policy == OutboundTls::Verify || self.rec.dane_authenticated;
         self.rec.tls_version = conn.protocol_version().map(crate::tls::version_name);
         self.rec.tls_cipher = conn.negotiated_cipher_suite().map(crate::tls::cipher_name);
+        self.rec.tls_resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         self.io = Transport::Tls(Box::new(stream));
         Ok(())
     }
@@ -333,8 +411,10 @@ impl<'r> Client<'r> {
         Ok(Capabilities::from_reply(&r))
     }
 
-    async fn transaction(
+    /// One mail transaction, in the way `mode` says.
+    pub(crate) async fn transaction(
         &mut self,
+        mode: TransactionMode,
         caps: &Capabilities,
         env: &Envelope,
         rcpts: &[String],
@@ -345,20 +425,42 @@ impl<'r> Client<'r> {
         let mut commands = vec![format!("MAIL FROM:<{}>{size}", env.mail_from)];
         commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
         commands.push("DATA".into());
-        let replies = if caps.pipelining() {
-            // RFC 2920: the whole group in one write, replies read in order.
+        let TransactionMode { pipelining, reset, padding, padding_bucket } = mode;
+        // The transaction's client bytes start here, for padding to a bucket.
+        let start = self.rec.bytes_out;
+        let replies = if pipelining && caps.pipelining() {
+            // RFC 2920: the whole group in one write, replies read in order. RSET may lead a
+            // group (§3.1), so a reused session's RSET adds no round trip and no burst of its
+            // own for an eavesdropper to tell apart.
             let mut batch = String::new();
+            if reset {
+                batch.push_str("RSET\r\n");
+            }
             for c in &commands {
                 batch.push_str(c);
                 batch.push_str("\r\n");
             }
             self.send(batch.as_bytes()).await?;
+            if reset {
+                let r = self.reply_within(self.timeout).await?;
+                if r.code != 250 {
+                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
+                }
+            }
             let mut replies = Vec::new();
             for _ in &commands {
                 replies.push(self.reply_within(self.timeout).await?);
             }
             replies
         } else {
+            // Postfix's lone RSET before reusing a cached session ("to verify that a cached
+            // session is still usable", postconf(5) smtp_rset_timeout).
+            if reset {
+                let r = self.command("RSET").await?;
+                if r.code != 250 {
+                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
+                }
+            }
             let mut replies = Vec::new();
             for c in &commands {
                 let r = self.command(c).await?;
@@ -400,8 +502,14 @@ impl<'r> Client<'r> {
             }
             return Ok(outcomes);
         }
-        self.send(&dot_stuff(message)).await?;
-        let end = self.reply_within(data_timeout).await?;
+        let content = dot_stuff(message);
+        let noops = if self.io.is_tls() {
+            let used = self.rec.bytes_out - start + content.len() as u64;
+            crate::padding::noop_lines(crate::padding::target(padding, padding_bucket, used) - used)
+        } else {
+            Vec::new()
+        };
+        let end = self.send_content(content, noops, pipelining && caps.pipelining(), data_timeout).await?;
         if end.code != 250 {
             let why = format!("message refused: {}", end.summary());
             for (_, o) in &mut outcomes {
@@ -417,7 +525,37 @@ impl<'r> Client<'r> {
         Ok(outcomes)
     }
 
-    async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
+    /// Sends the message (dot-stuffed, with its end of data) and then the padding NOOPs, and
+    /// returns the reply to the end of data. With pipelining the first NOOP rides behind the
+    /// message, last in its group (RFC 2920 §3.1), so it is part of the message's burst on the
+    /// wire. A NOOP that fails after the message was taken does not fail the transaction: the
+    /// message is delivered, and a session broken by it fails at its next use.
+    async fn send_content(
+        &mut self,
+        mut content: Vec<u8>,
+        noops: Vec<String>,
+        pipelining: bool,
+        data_timeout: Duration,
+    ) -> Result<Reply, Failure> {
+        let mut noops = noops.into_iter();
+        let behind = if pipelining { noops.next() } else { None };
+        if let Some(line) = &behind {
+            content.extend_from_slice(line.as_bytes());
+        }
+        self.send(&content).await?;
+        let end = self.reply_within(data_timeout).await?;
+        if behind.is_some() && self.reply_within(self.timeout).await.is_err() {
+            return Ok(end);
+        }
+        for line in noops {
+            if self.send(line.as_bytes()).await.is_err() || self.reply_within(self.timeout).await.is_err() {
+                break;
+            }
+        }
+        Ok(end)
+    }
+
+    pub(crate) async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
         let mut bytes = line.as_bytes().to_vec();
         bytes.extend_from_slice(b"\r\n");
         self.send(&bytes).await?;

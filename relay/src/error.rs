@@ -14,6 +14,8 @@ pub enum RelayError {
     TlsConfig(String),
     #[error("{path}: {why}")]
     BadFile { path: PathBuf, why: String },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("DNS: {0}")]
     Dns(String),
     #[error("I/O: {0}")]

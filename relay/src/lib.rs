@@ -7,8 +7,10 @@
 //! Every SMTP session, inbound and outbound, becomes one JSON line in the records file: the
 //! ground truth of what crossed each line.
 
+mod batching;
 pub mod bounce;
 pub mod config;
+mod connection_cache;
 pub mod dane;
 pub mod delivery;
 pub mod dns;
@@ -16,6 +18,8 @@ pub mod error;
 pub mod files;
 pub mod line_endings;
 pub mod mta_sts;
+mod outbound_session;
+pub mod padding;
 pub mod records;
 pub mod resolver;
 pub mod server;
@@ -25,7 +29,7 @@ pub mod transport;
 
 mod relay;
 
-pub use config::{InboundTls, OutboundTls, RelayConfig, TlsIdentity};
+pub use config::{ConnectionReuse, DeliveryOptions, InboundTls, OutboundTls, RelayConfig, TlsIdentity};
 pub use dns::DnsResolver;
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};

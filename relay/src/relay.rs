@@ -13,8 +13,10 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{RelayConfig, normalize_domain};
+use crate::connection_cache::ConnectionCache;
 use crate::delivery::{RcptOutcome, deliver_remote};
 use crate::error::RelayError;
+use crate::outbound_session::Session;
 use crate::records::RecordSink;
 use crate::server::{Listener, serve};
 use crate::spool::{Envelope, Spool};
@@ -30,6 +32,10 @@ pub(crate) struct Shared {
     pub tls_client_verify: Option<Arc<ClientConfig>>,
     /// MTA-STS lookups and the policy cache, when the relay honours MTA-STS.
     pub mta_sts: Option<crate::mta_sts::MtaSts>,
+    /// Outbound sessions kept for reuse, and the per-destination concurrency while reuse is on.
+    pub connections: ConnectionCache<Session>,
+    /// Outbound mail held per destination until its batch goes (off by default).
+    pub batches: crate::batching::Batcher,
     /// Queue ids ready for a delivery attempt.
     ready: mpsc::UnboundedSender<String>,
     /// Messages in the spool (accepted, not yet finished).
@@ -63,6 +69,7 @@ pub struct RelayHandle {
 impl Relay {
     /// Binds the listeners, picks up whatever the spool holds, and starts serving.
     pub async fn start(cfg: RelayConfig) -> Result<RelayHandle, RelayError> {
+        cfg.delivery.check().map_err(|(field, why)| RelayError::Config(format!("delivery.{field}: {why}")))?;
         let spool = Spool::open(&cfg.spool)?;
         crate::files::create_private_dir_all(&cfg.mailbox_dir)
             .map_err(|source| RelayError::Spool { path: cfg.mailbox_dir.clone(), source })?;
@@ -93,6 +100,7 @@ impl Relay {
         };
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let backlog = spool.list()?;
+        let cfg_delivery = cfg.delivery.clone();
         let shared = Arc::new(Shared {
             cfg,
             spool,
@@ -101,6 +109,8 @@ impl Relay {
             tls_client_any,
             tls_client_verify,
             mta_sts,
+            batches: crate::batching::Batcher::new(cfg_delivery.batch_size, cfg_delivery.batch_interval()),
+            connections: ConnectionCache::new(cfg_delivery),
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),
             queue_changed: Notify::new(),
@@ -159,6 +169,8 @@ impl RelayHandle {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         self.tasks.abort_all();
+        // Cached sessions say QUIT and their records are written; deliveries are over by now.
+        let _ = tokio::time::timeout(grace, self.shared.connections.close_all()).await;
     }
 }
 

@@ -103,6 +103,7 @@ fn test_config(dir: &std::path::Path, addr: SocketAddr) -> relay::RelayConfig {
             retry_max: Duration::from_secs(2),
             queue_lifetime: Duration::from_secs(3600),
         },
+        delivery: Default::default(),
     }
 }
 

@@ -309,3 +309,83 @@ fn bare_lf_is_refused_as_postfix_refuses_it() {
     assert_eq!(from_postfix[0].0, 521, "Postfix's own answer: {from_postfix:?}");
     assert_eq!(from_relay, from_postfix);
 }
+
+/// The relay's countermeasure and connection reuse against a real Postfix: three messages sent
+/// to Postfix B over one reused STARTTLS connection, each padded to a power of two with NOOP
+/// filler after the message (the first NOOP pipelined behind the end of data). Postfix answers
+/// every command, NOOPs with their filler arguments included, with a success code (the relay's
+/// record of B's replies), logs one TLS connection, and delivers each message byte for byte.
+#[test]
+fn postfix_accepts_padded_reused_sessions() {
+    let scratch = Scratch::new("interop-padding");
+    let dir = &scratch.0;
+    let (relay_addr, b_addr) = (addr("127.0.78.62:2626"), addr("127.0.78.63:2627"));
+    let (b_cert, b_key, _) = certificate("mx.dest.example");
+    std::fs::create_dir_all(dir.join("b")).expect("dir");
+    std::fs::write(dir.join("b/cert.pem"), b_cert).expect("cert");
+    std::fs::write(dir.join("b/key.pem"), b_key).expect("key");
+    let b = Postfix::start(
+        &dir.join("b"),
+        "mx.dest.example",
+        b_addr,
+        &[
+            "virtual_mailbox_domains = dest.example".into(),
+            format!("smtpd_tls_cert_file = {}/b/cert.pem", dir.display()),
+            format!("smtpd_tls_key_file = {}/b/key.pem", dir.display()),
+            "smtpd_tls_security_level = may".into(),
+            "smtpd_tls_loglevel = 1".into(),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut cfg = relay_config(
+        &dir.join("relay"),
+        RelaySpec {
+            listen: relay_addr,
+            hostname: "relay.test.example".into(),
+            inbound: InboundTls::None,
+            outbound: OutboundTls::Encrypt,
+            tls: false,
+            routes: vec![("dest.example".into(), b_addr)],
+            local_domains: vec![],
+            tls_settings: Default::default(),
+        },
+    );
+    cfg.delivery = relay::DeliveryOptions {
+        connection_reuse: relay::ConnectionReuse::Always,
+        connection_cache_time_limit: 600.0,
+        destination_concurrency_limit: 1,
+        padding: relay::padding::Padding::PowerOfTwo,
+        ..Default::default()
+    };
+    let relay = rt.block_on(async { relay::Relay::start(cfg).await.expect("relay starts") });
+    let msg_path = dir.join("message.eml");
+    std::fs::write(&msg_path, MESSAGE.strip_suffix("\r\n").unwrap_or(MESSAGE)).expect("message");
+    for _ in 0..3 {
+        let out = swaks(relay_addr, "alice@src.example", "bob@dest.example", &msg_path, &[]);
+        assert!(out.status.success(), "swaks to the relay: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let mail = b.wait_for_mail(3, Duration::from_secs(60));
+    rt.block_on(relay.shutdown(Duration::from_secs(5)));
+    assert_eq!(mail.len(), 3, "delivered to B.\nB log:\n{}", b.log());
+    for m in &mail {
+        assert_eq!(
+            String::from_utf8_lossy(&lf(&strip_trace_headers(m))),
+            String::from_utf8_lossy(&lf(MESSAGE.as_bytes())),
+            "byte-identical apart from trace headers"
+        );
+    }
+    let outbound: Vec<_> =
+        relay_records(&dir.join("relay")).into_iter().filter(|r| r.direction == "outbound").collect();
+    assert_eq!(outbound.len(), 1, "one session carried the three: {outbound:?}");
+    let hop = &outbound[0];
+    assert_eq!(hop.messages.len(), 3);
+    assert!(hop.starttls_used);
+    // Greeting, EHLO, STARTTLS, EHLO; per message (RSET,) MAIL, RCPT, DATA, end of data, NOOPs;
+    // QUIT: every one a success. A refused NOOP (501) would show here.
+    assert!(hop.replies.iter().all(|c| matches!(c, 220 | 221 | 250 | 354)), "B's replies: {:?}", hop.replies);
+    let noops_and_more = hop.replies.iter().filter(|&&c| c == 250).count();
+    // Without NOOPs: EHLO twice, and per message MAIL, RCPT, end of data, plus RSET twice = 13.
+    assert!(noops_and_more > 13, "NOOPs were sent and answered: {} replies of 250", noops_and_more);
+    let tls = b.log().matches("TLS connection established from").count();
+    assert_eq!(tls, 1, "B's log: one TLS connection\n{}", b.log());
+}

@@ -373,6 +373,7 @@ async fn drive(
                 retry_max: Duration::from_secs(10),
                 ..Default::default()
             },
+            delivery: sys.delivery.clone(),
         };
         match Relay::start(cfg).await {
             Ok(h) => {
@@ -470,6 +471,7 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
             outbound_tls: serde_name(&sys.outbound()),
             mta_sts: sys.mta_sts,
             mta_sts_policy: sys.mta_sts_policy.as_ref().map(|p| p.mode.name().to_string()),
+            delivery: serde_json::to_value(&sys.delivery).ok(),
         });
     }
     // Relay processes (netns) do not know the names of the systems they talk to: the runner does.

@@ -434,6 +434,10 @@ pub struct SystemSpec {
     /// The TLSA record published for its MX: `"3 1 1"`, `"2 1 1"` or `"none"` (default).
     #[serde(default)]
     pub dane: crate::dane::DaneRecord,
+    /// How its relay uses outbound sessions: connection reuse and its limits (Postfix's names
+    /// and defaults), pipelining. SCENARIOS.md, "Outbound sessions".
+    #[serde(default)]
+    pub delivery: relay::DeliveryOptions,
 }
 
 impl SystemSpec {
@@ -608,6 +612,7 @@ impl Scenario {
             mta_sts_policy: None,
             dnssec: Default::default(),
             dane: Default::default(),
+            delivery: Default::default(),
         };
         let first = self.systems.len();
         for i in 0..p.providers {
@@ -866,6 +871,15 @@ impl Scenario {
             }
             if let Err((list, why)) = s.tls.check() {
                 return Err(bad(&format!("{key}.tls.{list}"), why));
+            }
+            if let Err((field, why)) = s.delivery.check() {
+                return Err(bad(&format!("{key}.delivery.{field}"), why));
+            }
+            if s.delivery != relay::DeliveryOptions::default() && self.network.backend == "netns" {
+                return Err(bad(
+                    &format!("{key}.delivery"),
+                    "delivery options reach in-process relays only: use the loopback backend".into(),
+                ));
             }
             if !self.address(i).is_loopback() && self.network.backend == "loopback" {
                 return Err(bad(&format!("{key}.address"), "the loopback backend needs 127.x.y.z addresses".into()));

@@ -290,6 +290,7 @@ mod tests {
                 keylog: None,
                 limits: Default::default(),
                 timeouts: relay::config::Timeouts { server_idle: Duration::from_secs(1), ..Default::default() },
+                delivery: Default::default(),
             };
             let relay = Relay::start(cfg).await.expect("relay starts");
             let addr = relay.submission.expect("submission listener");

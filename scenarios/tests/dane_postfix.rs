@@ -101,6 +101,7 @@ fn relay_config(dir: &std::path::Path, name: &str, listen: SocketAddr, identity:
         limits: Default::default(),
         timeouts: Default::default(),
         mta_sts: None,
+        delivery: Default::default(),
     }
 }
 

@@ -154,6 +154,7 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
                 keylog: None,
                 limits: Default::default(),
                 timeouts: Default::default(),
+                delivery: Default::default(),
             }
         };
         let via_dns = relay::DnsResolver::new(dns, Some("127.0.66.1".parse().expect("ip")), 17525).expect("resolver");

@@ -309,6 +309,7 @@ fn beta_config(s: &Scenario, pki: &Pki, dns: &scenarios::dns::Dns, dir: &Path) -
         keylog: None,
         limits: Default::default(),
         timeouts: Default::default(),
+        delivery: Default::default(),
     }
 }
 

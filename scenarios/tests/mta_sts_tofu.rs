@@ -177,6 +177,7 @@ fn config(s: &Scenario, i: usize, pki: &Pki, dns: &scenarios::dns::Dns, dir: &Pa
             retry_max: Duration::from_secs(2),
             ..Default::default()
         },
+        delivery: Default::default(),
     }
 }
 

@@ -93,6 +93,12 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
                 out.push(bursts[i + 1].0.saturating_sub(END_OF_DATA));
                 // The message's own last record cannot announce another.
                 i += 2;
+                // Nor can a lone 6-byte command right after a message: DATA always follows
+                // MAIL and RCPT, so that is RSET (a reused session, as Postfix sends it before
+                // its next transaction), NOOP or QUIT.
+                if i + 1 < n && bursts[i].0 == DATA_COMMAND {
+                    i += 1;
+                }
             } else {
                 i += 1;
             }
@@ -171,6 +177,38 @@ mod tests {
             (true, 2),
         ]);
         assert_eq!(messages(&r, Some(V13.0), Some(V13.1)), Some(vec![1000, 17000]));
+    }
+
+    /// A reused session without pipelining: RSET (6 bytes, like DATA) starts each further
+    /// transaction, and must not make the MAIL after it a message.
+    #[test]
+    fn a_lone_rset_after_a_message_is_not_data() {
+        let r = recs(&[
+            (true, 36),
+            (true, 20),
+            (false, 200),
+            (true, 30),
+            (false, 10),
+            (true, 25),
+            (false, 10),
+            (true, 6),
+            (false, 30),
+            (true, 703),
+            (false, 20),
+            (true, 6),
+            (false, 10),
+            (true, 30),
+            (false, 10),
+            (true, 25),
+            (false, 10),
+            (true, 6),
+            (false, 30),
+            (true, 403),
+            (false, 20),
+            (true, 6),
+            (false, 10),
+        ]);
+        assert_eq!(messages(&r, Some(V13.0), Some(V13.1)), Some(vec![700, 400]));
     }
 
     #[test]

@@ -222,6 +222,11 @@ pub struct RelaySpec {
 }
 
 pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
+    Relay::start(relay_config(dir, spec)).await.expect("relay starts")
+}
+
+/// The configuration [`start_relay`] starts, for a test to change before starting it.
+pub fn relay_config(dir: &Path, spec: RelaySpec) -> RelayConfig {
     let mut resolver = StaticResolver::new();
     for (domain, addr) in &spec.routes {
         resolver.add(domain, relay::MxTarget { host: format!("mx.{domain}"), addr: *addr, system: None });
@@ -230,7 +235,7 @@ pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
         let (cert_chain_pem, key_pem, _) = certificate(&spec.hostname);
         TlsIdentity { cert_chain_pem, key_pem }
     });
-    let cfg = RelayConfig {
+    RelayConfig {
         system: "relay".into(),
         hostname: spec.hostname,
         listen: spec.listen,
@@ -260,8 +265,8 @@ pub async fn start_relay(dir: &Path, spec: RelaySpec) -> RelayHandle {
             server_idle: Duration::from_secs(10),
             ..Default::default()
         },
-    };
-    Relay::start(cfg).await.expect("relay starts")
+        delivery: Default::default(),
+    }
 }
 
 pub fn relay_records(dir: &Path) -> Vec<records::SessionRecord> {

@@ -1,0 +1,152 @@
+//! One outbound SMTP session over its whole life: opened for a delivery, possibly kept in the
+//! connection cache and reused for further deliveries to the same destination, then closed.
+//! Its record, written once when it ends, lists every message it carried in order: the
+//! ground truth an eavesdropper's per-session estimates are checked against.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use proto::Capabilities;
+use records::HopMessage;
+
+use crate::connection_cache::CachedSession;
+use crate::delivery::{Client, Failure, RcptOutcome, TransactionMode, summarize};
+use crate::relay::Shared;
+use crate::spool::Envelope;
+
+pub(crate) struct Session {
+    client: Client,
+    caps: Capabilities,
+    opened: Instant,
+    /// Transactions attempted over this session.
+    uses: u32,
+    shared: Arc<Shared>,
+    /// Each transaction's outcome ("delivered", "partial", ...), for the session's.
+    outcomes: Vec<&'static str>,
+    /// Replies recorded before the current transaction: none since means the server never
+    /// answered it, so a dead cached session can be replaced without a doubt about the mail.
+    replies_before: usize,
+}
+
+impl Session {
+    pub fn new(shared: &Arc<Shared>, client: Client, caps: Capabilities, opened: Instant) -> Self {
+        Self { client, caps, opened, uses: 0, shared: shared.clone(), outcomes: Vec::new(), replies_before: 0 }
+    }
+
+    /// One transaction for `message`. `reused`: the session comes from the cache, and RSET
+    /// goes first, as Postfix sends it.
+    pub async fn deliver(
+        &mut self,
+        env: &Envelope,
+        rcpts: &[String],
+        message: &[u8],
+        reused: bool,
+    ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
+        self.uses += 1;
+        self.replies_before = self.client.rec.replies.len();
+        let cfg = &self.shared.cfg;
+        let outcomes = self
+            .client
+            .transaction(
+                TransactionMode {
+                    pipelining: cfg.delivery.pipelining,
+                    reset: reused,
+                    padding: cfg.delivery.padding,
+                    padding_bucket: cfg.delivery.padding_bucket,
+                },
+                &self.caps,
+                env,
+                rcpts,
+                message,
+                cfg.timeouts.data_end,
+            )
+            .await?;
+        let delivered: Vec<String> =
+            outcomes.iter().filter(|(_, o)| *o == RcptOutcome::Delivered).map(|(r, _)| r.clone()).collect();
+        if !delivered.is_empty() {
+            let rec = &mut self.client.rec;
+            let reply = rec.replies.last().copied().unwrap_or(0);
+            rec.messages.push(HopMessage {
+                message_id: env.message_id.clone(),
+                queue_id: env.qid.clone(),
+                mail_from: env.mail_from.clone(),
+                rcpt_to: delivered,
+                bytes: message.len() as u64,
+                sha256: crate::sha256_hex(message),
+                reply,
+            });
+        }
+        self.outcomes.push(summarize(&outcomes));
+        Ok(outcomes)
+    }
+
+    /// Whether the server sent nothing in answer to the last transaction.
+    pub fn unanswered(&self) -> bool {
+        self.client.rec.replies.len() == self.replies_before
+    }
+
+    /// Offers the session to the cache; closes it when the cache does not keep it.
+    pub async fn keep_or_close(self, dest: &str) {
+        let shared = self.shared.clone();
+        if let Some(s) = shared.connections.checkin(dest, self) {
+            s.close_now().await;
+        }
+    }
+
+    /// The session broke: its record is written with the failure, the connection dropped.
+    pub fn fail(mut self, f: &Failure) {
+        self.outcomes.push(if f.permanent { "bounced" } else { "deferred" });
+        self.finish(Some(f.why.clone()));
+    }
+
+    async fn close_now(mut self) {
+        self.client.quit().await;
+        self.finish(None);
+    }
+
+    fn finish(mut self, error: Option<String>) {
+        let rec = &mut self.client.rec;
+        rec.ended_at = crate::now_secs();
+        rec.outcome = session_outcome(&self.outcomes).into();
+        rec.error = error;
+        self.shared.records.write(rec);
+    }
+}
+
+/// A session's outcome from its transactions': theirs when they agree, else `partial`.
+fn session_outcome(outcomes: &[&'static str]) -> &'static str {
+    match outcomes.split_first() {
+        None => "closed",
+        Some((first, rest)) if rest.iter().all(|o| o == first) => first,
+        Some(_) => "partial",
+    }
+}
+
+impl CachedSession for Session {
+    fn opened(&self) -> Instant {
+        self.opened
+    }
+
+    fn uses(&self) -> u32 {
+        self.uses
+    }
+
+    fn close(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.close_now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_outcome_is_its_transactions_when_they_agree() {
+        assert_eq!(session_outcome(&["delivered", "delivered"]), "delivered");
+        assert_eq!(session_outcome(&["delivered", "deferred"]), "partial");
+        assert_eq!(session_outcome(&["deferred"]), "deferred");
+        assert_eq!(session_outcome(&[]), "closed");
+    }
+}
