@@ -8,10 +8,7 @@
 //! That promise is held by the compiler, not by `catch_unwind` at the callers: outside tests,
 //! indexing, slicing, `unwrap`, `expect` and `panic!` are lint errors in this crate.
 
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod command;
 pub mod data;
