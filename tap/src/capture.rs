@@ -259,8 +259,9 @@ impl Read for PacketStream {
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        // Reading from a byte slice copies what fits and cannot fail.
+        let mut rest = self.chunk.get(self.pos..).unwrap_or_default();
+        let n = rest.read(buf)?;
         self.pos += n;
         Ok(n)
     }

@@ -125,8 +125,7 @@ pub(crate) fn slice(link: Link, frame: &[u8]) -> Result<SlicedPacket<'_>, Skip> 
         Link::Ethernet => SlicedPacket::from_ethernet(frame),
         Link::LinuxSll => SlicedPacket::from_linux_sll(frame),
         Link::Null | Link::Loop => {
-            let family = frame.get(..4).ok_or(Skip::Malformed)?;
-            let family = [family[0], family[1], family[2], family[3]];
+            let (&family, ip) = frame.split_first_chunk::<4>().ok_or(Skip::Malformed)?;
             let family = if link == Link::Loop {
                 u32::from_be_bytes(family)
             } else {
@@ -138,16 +137,13 @@ pub(crate) fn slice(link: Link, frame: &[u8]) -> Result<SlicedPacket<'_>, Skip> 
             if !matches!(family, 2 | 10 | 24 | 28 | 30) {
                 return Err(Skip::NotTcp);
             }
-            SlicedPacket::from_ip(&frame[4..])
+            SlicedPacket::from_ip(ip)
         }
         Link::LinuxSll2 => {
             // SLL2: the protocol type (an EtherType) is the first field of its 20-byte header.
-            let proto = frame.get(..2).ok_or(Skip::Malformed)?;
-            if frame.len() < 20 {
-                return Err(Skip::Malformed);
-            }
-            match u16::from_be_bytes([proto[0], proto[1]]) {
-                0x0800 | 0x86dd => SlicedPacket::from_ip(&frame[20..]),
+            let (header, ip) = frame.split_first_chunk::<20>().ok_or(Skip::Malformed)?;
+            match u16::from_be_bytes([header[0], header[1]]) {
+                0x0800 | 0x86dd => SlicedPacket::from_ip(ip),
                 _ => return Err(Skip::NotTcp),
             }
         }

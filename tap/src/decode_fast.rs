@@ -28,34 +28,38 @@ pub fn ethernet_ipv4_tcp(frame: &[u8]) -> Option<Segment<'_>> {
 /// An unfragmented IPv4 packet carrying TCP, from its first byte.
 #[inline]
 pub fn ipv4_tcp(ip: &[u8]) -> Option<Segment<'_>> {
-    let first = *ip.first()?;
-    let header_len = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || header_len < 20 || ip.len() < header_len {
+    // The fixed headers are read as arrays: one length check each, then constant offsets.
+    let fixed: &[u8; 20] = ip.first_chunk()?;
+    let header_len = usize::from(fixed[0] & 0x0f) * 4;
+    if fixed[0] >> 4 != 4 || header_len < 20 {
         return None;
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let total = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
     // Flags and fragment offset: more-fragments set, or an offset, is a fragment.
-    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-    if total < header_len || total > ip.len() || fragment || ip[9] != TCP {
+    let fragment = u16::from_be_bytes([fixed[6], fixed[7]]) & 0x3fff != 0;
+    if total < header_len || fragment || fixed[9] != TCP {
         return None;
     }
-    let tcp = &ip[header_len..total];
-    let tcp_header = usize::from(*tcp.get(12)? >> 4) * 4;
-    if tcp.len() < 20 || tcp_header < 20 || tcp.len() < tcp_header {
+    // `None` when the header or the total length does not fit in the packet.
+    let tcp = ip.get(header_len..total)?;
+    let th: &[u8; 20] = tcp.first_chunk()?;
+    let tcp_header = usize::from(th[12] >> 4) * 4;
+    if tcp_header < 20 {
         return None;
     }
-    let flags = tcp[13];
+    let payload = tcp.get(tcp_header..)?;
+    let flags = th[13];
     Some(Segment {
-        src: IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
-        sport: u16::from_be_bytes([tcp[0], tcp[1]]),
-        dport: u16::from_be_bytes([tcp[2], tcp[3]]),
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        src: IpAddr::V4(Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19])),
+        sport: u16::from_be_bytes([th[0], th[1]]),
+        dport: u16::from_be_bytes([th[2], th[3]]),
+        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
         fin: flags & 0x01 != 0,
         syn: flags & 0x02 != 0,
         rst: flags & 0x04 != 0,
         ack: flags & 0x10 != 0,
-        payload: &tcp[tcp_header..],
+        payload,
         // Tagged frames are left to etherparse.
         vlans: [0, 0],
     })

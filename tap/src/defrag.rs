@@ -266,14 +266,16 @@ impl Datagram {
         let mut new_pieces: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut at = offset;
         for (o, e) in covered.iter().copied().chain(std::iter::once((end, end))) {
-            if o > at {
-                new_pieces.push((at, data[at - offset..o.min(end) - offset].to_vec()));
+            if o > at
+                && let Some(piece) = data.get(at - offset..o.min(end) - offset)
+            {
+                new_pieces.push((at, piece.to_vec()));
             }
             // Compare the overlapped bytes with those kept.
             let (s, t) = (o.max(offset), e.min(end));
             if s < t
                 && let Some(kept) = self.pieces.get(&o)
-                && kept[s - o..t - o] != data[s - offset..t - offset]
+                && kept.get(s - o..t - o) != data.get(s - offset..t - offset)
             {
                 differs = true;
             }
@@ -310,7 +312,8 @@ impl Datagram {
             if *o >= end {
                 break;
             }
-            payload.extend_from_slice(&p[..p.len().min(end - o)]);
+            // The piece up to the datagram's end, or all of it.
+            payload.extend_from_slice(p.get(..end - o).unwrap_or(p));
         }
         let mut packet = Vec::with_capacity(payload.len() + 40);
         match (self.src, self.dst) {

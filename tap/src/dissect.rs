@@ -157,13 +157,48 @@ impl std::hash::Hash for Key {
 /// flooding a table with chosen colliding addresses impractical.
 type FlowMap<V> = HashMap<Key, V, foldhash::fast::RandomState>;
 
+/// A direction of a flow: what its `first` endpoint sent, or what its `second` sent. State kept
+/// per direction is a `[T; 2]` read through [`Dir::of`], so no index can fall outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    First,
+    Second,
+}
+
+impl Dir {
+    fn of<T>(self, pair: &[T; 2]) -> &T {
+        let [first, second] = pair;
+        match self {
+            Dir::First => first,
+            Dir::Second => second,
+        }
+    }
+
+    fn of_mut<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [first, second] = pair;
+        match self {
+            Dir::First => first,
+            Dir::Second => second,
+        }
+    }
+
+    /// This direction's element of `pair`, then the other direction's.
+    fn and_other<T>(self, pair: &[T; 2]) -> (&T, &T) {
+        let [first, second] = pair;
+        match self {
+            Dir::First => (first, second),
+            Dir::Second => (second, first),
+        }
+    }
+}
+
 struct Flow {
     /// The endpoint that sent the first packet seen; `streams[0]` is what it sent.
     first: SocketAddr,
     second: SocketAddr,
     streams: [HalfStream; 2],
     /// Which direction sent a SYN without ACK: the client.
-    syn_from: Option<usize>,
+    syn_from: Option<Dir>,
     /// Initial sequence number of each direction, from its first SYN.
     isn: [Option<u32>; 2],
     fins: [bool; 2],
@@ -219,7 +254,7 @@ impl Flow {
     /// finish a flow at once), or when this flow's client SYN, if any was seen, had another
     /// sequence number (a flow seen without its SYN, mid-stream, is always replaced).
     fn reused_by(&self, isn: u32) -> bool {
-        let client_isn = self.syn_from.and_then(|d| self.isn[d]);
+        let client_isn = self.syn_from.and_then(|d| *d.of(&self.isn));
         self.fins[0] || self.fins[1] || client_isn != Some(isn)
     }
 
@@ -229,14 +264,14 @@ impl Flow {
     /// reused 4-tuple grow, RFC 6528 and Linux's TIME-WAIT reuse rule), or a bare ACK/FIN from
     /// the side that has not answered the SYN yet. Data is never judged stale by the second
     /// rule: a capture that lost the SYN-ACK keeps the server's bytes.
-    fn stale(&self, dir: usize, seg: &crate::decode::Segment<'_>) -> bool {
+    fn stale(&self, dir: Dir, seg: &crate::decode::Segment<'_>) -> bool {
         if seg.syn || self.syn_from.is_none() {
             return false;
         }
-        match self.isn[dir] {
+        match *dir.of(&self.isn) {
             // Past 1 GiB a sequence number of this connection may lie "before" its ISN in the
             // signed 32-bit sense: the rule is only sound early, where late packets come.
-            Some(isn) if self.streams[dir].delivered < 1 << 30 => {
+            Some(isn) if dir.of(&self.streams).delivered < 1 << 30 => {
                 (seg.seq.wrapping_sub(isn.wrapping_add(1)) as i32) < 0
             }
             Some(_) => false,
@@ -257,9 +292,10 @@ impl Flow {
             return;
         }
         let client = client_side(self);
-        let mid_stream = !self.streams[client].saw_syn;
-        let (c, s) = (&self.streams[client].data, &self.streams[1 - client].data);
-        let resp = if client == 0 { self.second } else { self.first };
+        let (c, s) = client.and_other(&self.streams);
+        let mid_stream = !c.saw_syn;
+        let (c, s) = (&c.data, &s.data);
+        let resp = if client == Dir::First { self.second } else { self.first };
         let smtp = looks_smtp(c, s, mid_stream);
         let implicit_tls = resp.port() == 465 && c.first() == Some(&0x16);
         if !smtp && !implicit_tls && mid_stream && c.len().max(s.len()) < MID_STREAM_LOOK {
@@ -293,8 +329,8 @@ impl Flow {
         }
         self.tls_tries += 1;
         let client = client_side(self);
-        let (c, s) = (&self.streams[client], &self.streams[1 - client]);
-        let resp = if client == 0 { self.second } else { self.first };
+        let (c, s) = client.and_other(&self.streams);
+        let resp = if client == Dir::First { self.second } else { self.first };
         let implicit_tls = resp.port() == 465 && c.data.first() == Some(&0x16);
         let smtp = looks_smtp(&c.data, &s.data, !c.saw_syn);
         if starts_connect(&c.data) || starts_connect(&s.data) || implicit_tls || !smtp {
@@ -308,7 +344,7 @@ impl Flow {
             server_start: 0,
             keep_messages: false,
         };
-        let (at_c, at_s) = if client == 0 { (at_a, at_b) } else { (at_b, at_a) };
+        let (&at_c, &at_s) = client.and_other(&[at_a, at_b]);
         // This runs on the reading thread: a panic in a parser must not end the read. The flow
         // then stays stored, and its dissection (isolated on a worker) fails alone.
         let Ok(tried) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dissect_session(input))) else {
@@ -316,8 +352,10 @@ impl Flow {
             return;
         };
         if tried.tls_at == Some((at_c, at_s)) {
-            self.streams[client].skip_tls_from(at_c);
-            self.streams[1 - client].skip_tls_from(at_s);
+            // `at_a` is where the first direction's TLS starts, whichever side is the client.
+            for (half, at) in self.streams.iter_mut().zip([at_a, at_b]) {
+                half.skip_tls_from(at);
+            }
         } else {
             // Not where the session turned to TLS (a record-like line in a message, say): look
             // for a later start.
@@ -850,7 +888,7 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
             let after_close = tap.closed.remove(&k).is_some() && !seg.syn;
             tap.flows.entry(k).or_insert_with(|| Flow { after_close, ..Flow::new(src, dst, seg.vlans) })
         };
-        let dir = usize::from(src != flow.first);
+        let dir = if src == flow.first { Dir::First } else { Dir::Second };
         if flow.stale(dir, &seg) {
             // A late packet of the connection these ports carried before (its last ACK or a
             // retransmitted FIN): it must not date, extend or close the new one.
@@ -859,11 +897,9 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
         }
         flow.last_seen = flow.last_seen.max(ts);
         flow.frag_overlap |= frag_overlap;
-        let half = &mut flow.streams[dir];
+        let half = dir.of_mut(&mut flow.streams);
         if seg.syn {
-            if flow.isn[dir].is_none() {
-                flow.isn[dir] = Some(seg.seq);
-            }
+            dir.of_mut(&mut flow.isn).get_or_insert(seg.seq);
             half.syn(seg.seq);
             if !seg.ack {
                 flow.syn_from = Some(dir);
@@ -873,7 +909,7 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
         half.segment(seq, seg.payload, ts);
         if seg.fin {
             half.set_fin();
-            flow.fins[dir] = true;
+            *dir.of_mut(&mut flow.fins) = true;
         }
         flow.reset |= seg.rst;
         let closing = seg.rst || (flow.fins[0] && flow.fins[1]);
@@ -888,14 +924,14 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
             flow.stored = flow.stored_bytes();
             tap.stored = (tap.stored + flow.stored).saturating_sub(was);
             let max_total = tap.limits.max_total;
-            if tap.stored > max_total && !flow.streams[dir].truncated() {
+            if tap.stored > max_total && !dir.of(&flow.streams).truncated() {
                 // Over budget: flows being dissected give their memory back first; if that is
                 // not enough, this stream stops storing.
                 while tap.stored > max_total && tap.wait_one() {}
                 if tap.stored > max_total
                     && let Some(flow) = tap.flows.get_mut(&k)
                 {
-                    flow.streams[dir].stop_storing();
+                    dir.of_mut(&mut flow.streams).stop_storing();
                     tap.summary.memory_limited += 1;
                     let was = flow.stored;
                     flow.stored = flow.stored_bytes();
@@ -933,8 +969,8 @@ fn looks_smtp(c: &[u8], s: &[u8], mid_stream: bool) -> bool {
         return true;
     }
     let later_line = |d: &[u8], f: fn(&[u8]) -> bool| {
-        let head = &d[..d.len().min(MID_STREAM_LOOK)];
-        f(d) || memchr::memchr_iter(b'\n', head).any(|i| f(&d[i + 1..]))
+        let head = d.get(..MID_STREAM_LOOK).unwrap_or(d);
+        f(d) || memchr::memchr_iter(b'\n', head).any(|i| d.get(i + 1..).is_some_and(f))
     };
     mid_stream && (later_line(s, starts_reply) || later_line(c, starts_any_cmd))
 }
@@ -963,7 +999,8 @@ fn starts_any_cmd(d: &[u8]) -> bool {
 }
 
 fn starts_reply(d: &[u8]) -> bool {
-    d.len() >= 4 && d[..3].iter().all(u8::is_ascii_digit) && matches!(d[3], b' ' | b'-')
+    let Some(&[a, b, c, sep]) = d.first_chunk::<4>() else { return false };
+    [a, b, c].iter().all(u8::is_ascii_digit) && matches!(sep, b' ' | b'-')
 }
 
 fn starts_connect(d: &[u8]) -> bool {
@@ -972,7 +1009,7 @@ fn starts_connect(d: &[u8]) -> bool {
 
 /// End of an HTTP head (the empty line), searched in its first 8 KiB.
 fn http_head_end(d: &[u8]) -> Option<usize> {
-    let d = &d[..d.len().min(8192)];
+    let d = d.get(..8192).unwrap_or(d);
     let crlf = d.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
     let lf = d.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
     match (crlf, lf) {
@@ -990,9 +1027,10 @@ pub fn tunnel_prefix(client: &[u8], server: &[u8]) -> Option<(usize, usize)> {
     let c = http_head_end(client)?;
     if server.is_empty() {
         // One-sided: believe it only if a command follows.
-        return starts_cmd(&client[c..]).then_some((c, 0));
+        return client.get(c..).is_some_and(starts_cmd).then_some((c, 0));
     }
-    let status = server.get(..12)?;
+    // `HTTP/1.x 2xx`.
+    let status = server.first_chunk::<12>()?;
     if !status.starts_with(b"HTTP/1.") || status[9] != b'2' {
         return None;
     }
@@ -1001,20 +1039,22 @@ pub fn tunnel_prefix(client: &[u8], server: &[u8]) -> Option<(usize, usize)> {
 
 /// Which direction is the client's: the one that sent the SYN, else the one that speaks first
 /// as a client (or whose peer answers as a server), else the one from the higher port.
-fn client_side(flow: &Flow) -> usize {
+fn client_side(flow: &Flow) -> Dir {
     let [a, b] = &flow.streams;
     flow.syn_from.unwrap_or_else(|| {
         if starts_cmd(&a.data) || starts_connect(&a.data) || starts_reply(&b.data) || b.data.starts_with(b"HTTP/1.") {
-            0
+            Dir::First
         } else if starts_cmd(&b.data)
             || starts_connect(&b.data)
             || starts_reply(&a.data)
             || a.data.starts_with(b"HTTP/1.")
         {
-            1
-        } else {
+            Dir::Second
+        } else if flow.first.port() < flow.second.port() {
             // Neither side says: the higher port is the client.
-            usize::from(flow.first.port() < flow.second.port())
+            Dir::Second
+        } else {
+            Dir::First
         }
     })
 }
@@ -1024,8 +1064,8 @@ fn client_side(flow: &Flow) -> usize {
 /// dissection failed: every TCP session the tap sees yields a record.
 fn bare_session(flow: &Flow) -> TapSession {
     let client = client_side(flow);
-    let (c, s) = (&flow.streams[client], &flow.streams[1 - client]);
-    let (orig, resp) = if client == 0 { (flow.first, flow.second) } else { (flow.second, flow.first) };
+    let (c, s) = client.and_other(&flow.streams);
+    let (&orig, &resp) = client.and_other(&[flow.first, flow.second]);
     let ts = c.first_ts.unwrap_or(0.0).min(s.first_ts.unwrap_or(f64::MAX));
     let end = c.last_ts.max(s.last_ts);
     let mut session = TapSession {
@@ -1082,11 +1122,14 @@ fn finish(flow: &mut Flow, keep_messages: bool) -> Option<Finished> {
         return not_smtp(session, flow.after_close);
     }
     let client = client_side(flow);
-    let (c, s) = (&flow.streams[client], &flow.streams[1 - client]);
-    let resp = if client == 0 { flow.second } else { flow.first };
+    let (c, s) = client.and_other(&flow.streams);
+    let resp = if client == Dir::First { flow.second } else { flow.first };
     let tunnel = tunnel_prefix(&c.data, &s.data);
     let (c_start, s_start) = tunnel.unwrap_or((0, 0));
-    let (cd, sd) = (&c.data[c_start..], &s.data[s_start..]);
+    // Both within their streams: the ends of the HTTP heads found there.
+    let (Some(cd), Some(sd)) = (c.data.get(c_start..), s.data.get(s_start..)) else {
+        return not_smtp(session, flow.after_close);
+    };
     // A stand-in for a parser bug, so that a test can see what a panic costs.
     #[cfg(test)]
     assert!(!cd.starts_with(tests::PANIC_HELO), "test panic");

@@ -3,7 +3,10 @@
 //!
 //! Checked parsing never panics: every byte here comes from the wire or from a file someone
 //! else wrote. A malformed packet is counted and skipped; a corrupt file ends the read with an
-//! error that names the byte offset, and the records found before it are kept.
+//! error that names the byte offset, and the records found before it are kept. The lints below
+//! hold that promise in the code (outside tests): no indexing or slicing that may panic, no
+//! `unwrap`, `expect` or `panic!`.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod capture;
 pub mod decode;
@@ -11,6 +14,8 @@ mod decode_fast;
 pub mod defrag;
 pub mod dissect;
 pub mod error;
+// converted after the connection-reuse work lands
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod estimate;
 pub mod fuzzing;
 pub mod pcapfile;

@@ -32,12 +32,13 @@ pub fn top_level_headers(bytes: &[u8]) -> Vec<(String, String)> {
             continue;
         }
         in_header = false;
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
+        let mut name_value = line.splitn(2, |&b| b == b':');
+        let (Some(name), Some(value)) = (name_value.next(), name_value.next()) else { continue };
+        let name = String::from_utf8_lossy(name).trim().to_string();
         if name.is_empty() || name.contains([' ', '\t']) {
             continue;
         }
-        out.push((name, String::from_utf8_lossy(&line[colon + 1..]).to_string()));
+        out.push((name, String::from_utf8_lossy(value).to_string()));
         in_header = true;
     }
     for (_, v) in &mut out {

@@ -125,7 +125,9 @@ impl<R: Read> Input<R> {
             self.buf.resize(size.max(n), 0);
         }
         while self.end < n && !self.eof {
-            match self.inner.read(&mut self.buf[self.end..]) {
+            // `end < n <= buf.len()`: there is room to read into.
+            let Some(room) = self.buf.get_mut(self.end..) else { break };
+            match self.inner.read(room) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -153,7 +155,8 @@ impl<R: Read> Input<R> {
         }
         let at = self.pos;
         self.pos += n;
-        Ok(&self.buf[at..at + n])
+        // `fill` gave `n` bytes from `pos`.
+        self.buf.get(at..at + n).ok_or(have)
     }
 
     /// The error that ended the input early, if one did.
@@ -304,7 +307,7 @@ impl<R: Read> Reader<R> {
             }
             None => 0,
         };
-        match self.input.read_full(&mut head[have..]) {
+        match self.input.read_full(head.get_mut(have..).unwrap_or_default()) {
             Ok(()) => {}
             Err(0) if have == 0 => return self.clean_end(start),
             Err(n) => return Err(corrupt(start, format!("block header cut short ({} of 8 bytes)", have + n))),
@@ -339,14 +342,20 @@ impl<R: Read> Reader<R> {
             return Err(corrupt(start, format!("block length {total} is too short for its type")));
         }
         self.buf.resize(body_len + 4, 0);
-        if let Err(n) = self.input.read_full(&mut self.buf[already..]) {
+        // `already <= body_len + 4`, the buffer's length, checked above.
+        let Some(rest) = self.buf.get_mut(already..) else {
+            return Err(corrupt(start, format!("block length {total} is too short for its type")));
+        };
+        if let Err(n) = self.input.read_full(rest) {
             return Err(corrupt(start, format!("block cut short ({} of {total} bytes)", 8 + already + n)));
         }
         if u32_at(&self.buf, body_len, be) != Some(total) {
             return Err(corrupt(start, "block lengths at its start and end differ"));
         }
         self.offset += u64::from(total);
-        let body = &self.buf[..body_len];
+        let Some(body) = self.buf.get(..body_len) else {
+            return Err(corrupt(start, format!("block length {total} is not valid")));
+        };
         let Kind::Ng { big_endian, ifaces } = &mut self.kind else { return Ok(Some(None)) };
         match btype {
             SHB => {

@@ -95,8 +95,8 @@ pub fn file_header(dlt: u32, snaplen: u32) -> [u8; 24] {
 /// The 16-byte header of one record of a [`file_header`] file.
 pub fn record_header(secs: u32, micros: u32, caplen: u32, len: u32) -> [u8; 16] {
     let mut h = [0u8; 16];
-    for (i, v) in [secs, micros, caplen, len].into_iter().enumerate() {
-        h[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    for (field, v) in h.as_chunks_mut::<4>().0.iter_mut().zip([secs, micros, caplen, len]) {
+        *field = v.to_le_bytes();
     }
     h
 }

@@ -94,17 +94,20 @@ impl ReadAhead {
         if self.len - self.pos >= n {
             let at = self.pos;
             self.pos += n;
-            return Ok(&self.chunk[at..at + n]);
+            // `pos + n <= len <= chunk.len()`; were it not, nothing could be read.
+            return self.chunk.get(at..at + n).ok_or(0);
         }
         self.spill.clear();
-        self.spill.extend_from_slice(&self.chunk[self.pos..self.len]);
+        let Some(ahead) = self.chunk.get(self.pos..self.len) else { return Err(0) };
+        self.spill.extend_from_slice(ahead);
         self.pos = self.len;
         while self.spill.len() < n {
             if self.done || !self.next_chunk() {
                 return Err(self.spill.len());
             }
             let k = (n - self.spill.len()).min(self.len);
-            self.spill.extend_from_slice(&self.chunk[..k]);
+            let Some(next) = self.chunk.get(..k) else { return Err(self.spill.len()) };
+            self.spill.extend_from_slice(next);
             self.pos = k;
         }
         Ok(&self.spill)

@@ -128,7 +128,8 @@ impl HalfStream {
         // Bytes before `delivered` were delivered already: first data wins, drop them.
         let skip = (self.delivered as i64 - off).max(0) as usize;
         self.retransmitted += skip as u64;
-        let data = &payload[skip..];
+        // `end > delivered` above: some of the payload is new, so `skip` is within it.
+        let Some(data) = payload.get(skip..) else { return };
         let start = self.delivered + (off - self.delivered as i64).max(0) as u64;
         let end = start + data.len() as u64;
         // Ranges already buffered were received first and win too: keep only the uncovered pieces.
@@ -142,8 +143,9 @@ impl HalfStream {
         let mut at = start;
         let mut kept = 0usize;
         for (o, e) in covered.into_iter().chain(std::iter::once((end, end))) {
-            if o > at {
-                let piece = &data[(at - start) as usize..(o.min(end) - start) as usize];
+            if o > at
+                && let Some(piece) = data.get((at - start) as usize..(o.min(end) - start) as usize)
+            {
                 kept += piece.len();
                 self.pending_bytes += piece.len();
                 self.pending.insert(at, (piece.to_vec(), ts));
@@ -184,13 +186,17 @@ impl HalfStream {
         let mut from = at;
         for (i, &(_, ts)) in self.marks.iter().enumerate().skip(first) {
             let to = self.marks.get(i + 1).map_or(self.data.len(), |(o, _)| (*o as usize).min(self.data.len()));
-            if to > from {
-                walker.feed(&self.data[from..to], ts);
+            if to > from
+                && let Some(piece) = self.data.get(from..to)
+            {
+                walker.feed(piece, ts);
                 from = to;
             }
         }
-        if from < self.data.len() {
-            walker.feed(&self.data[from..], self.first_ts.unwrap_or(0.0));
+        if let Some(rest) = self.data.get(from..)
+            && !rest.is_empty()
+        {
+            walker.feed(rest, self.first_ts.unwrap_or(0.0));
         }
         let kept = self.data.len() - at;
         self.data.truncate(at);
@@ -268,9 +274,11 @@ impl HalfStream {
             let Some((bytes, ts)) = self.pending.remove(&off) else { break };
             self.pending_bytes -= bytes.len();
             let end = off + bytes.len() as u64;
-            if end > self.delivered {
-                let skip = (self.delivered - off) as usize;
-                self.append(&bytes[skip..], ts);
+            // `off <= delivered < end`: the bytes from `delivered` on are new.
+            if end > self.delivered
+                && let Some(new) = bytes.get((self.delivered - off) as usize..)
+            {
+                self.append(new, ts);
             } else {
                 self.retransmitted += bytes.len() as u64;
             }
@@ -282,9 +290,10 @@ impl HalfStream {
         if room > 0
             && let Some(t) = self.tls.as_mut()
         {
-            let take = bytes.len().min(room);
-            t.kept += take;
-            t.walker.feed(&bytes[..take], ts);
+            // At most `room` bytes: all of them when they fit.
+            let take = bytes.get(..room).unwrap_or(bytes);
+            t.kept += take.len();
+            t.walker.feed(take, ts);
         } else if room > 0 {
             if self.tls_candidate.is_none()
                 && self.data.len() < TLS_CANDIDATE_BEFORE
@@ -295,17 +304,17 @@ impl HalfStream {
             }
             // Times are only asked of stored bytes: no marks once storing stopped.
             self.marks.push((self.delivered, ts));
-            let take = bytes.len().min(room);
-            if self.data.capacity() - self.data.len() < take {
+            let take = bytes.get(..room).unwrap_or(bytes);
+            if self.data.capacity() - self.data.len() < take.len() {
                 // Grow fourfold rather than twofold while the stream is small: each reallocation
                 // copies the stream so far, and copying is most of what reassembly costs. Large
                 // streams double, so that reserved but unused memory stays modest.
                 let cap = self.data.capacity();
                 let grown = if cap < 256 << 10 { cap * 4 } else { cap * 2 };
-                let want = grown.max(self.data.len() + take).max(16 << 10).min(self.max_stream);
-                self.data.reserve_exact(want.max(self.data.len() + take) - self.data.len());
+                let want = grown.max(self.data.len() + take.len()).max(16 << 10).min(self.max_stream);
+                self.data.reserve_exact(want.max(self.data.len() + take.len()) - self.data.len());
             }
-            self.data.extend_from_slice(&bytes[..take]);
+            self.data.extend_from_slice(take);
         }
         self.advance(bytes.len() as u64);
     }
@@ -319,10 +328,11 @@ impl HalfStream {
 
     /// Time of the byte at `offset`.
     pub fn time_at(&self, offset: u64) -> f64 {
+        // The last mark at or before `offset`; none before the first mark.
         let i = self.marks.partition_point(|(o, _)| *o <= offset);
-        match i {
-            0 => self.first_ts.unwrap_or(0.0),
-            i => self.marks[i - 1].1,
+        match i.checked_sub(1).and_then(|last| self.marks.get(last)) {
+            Some(&(_, ts)) => ts,
+            None => self.first_ts.unwrap_or(0.0),
         }
     }
 

@@ -133,11 +133,11 @@ impl<'a> Cursor<'a> {
     fn line(&mut self) -> Option<Line<'a>> {
         let rest = self.rest();
         let end = rest.iter().position(|&b| b == b'\n')?;
+        let mut line = rest.get(..end)?;
         let start = self.pos;
         let broken = self.next_gap().is_some_and(|(i, _)| i > start && i <= start + end);
         let after_gap = self.advance_to(start + end + 1) > 0;
         // Any number of CRs before the LF end the line (Zeek accepts `\r*\n` too).
-        let mut line = &rest[..end];
         while let Some(l) = line.strip_suffix(b"\r") {
             line = l;
         }
@@ -229,7 +229,7 @@ impl Cursor<'_> {
         if self.gaps.iter().any(|(i, _)| *i > line_start && *i < at) {
             return None;
         }
-        let mut line = &data[line_start..at - 1];
+        let mut line = data.get(line_start..at - 1)?;
         while let Some(l) = line.strip_suffix(b"\r") {
             line = l;
         }
@@ -288,12 +288,24 @@ pub fn parse_bdat_arg(arg: &[u8]) -> Result<(u64, bool), &'static str> {
 
 /// The argument of a command line: what follows the verb and the blanks after it.
 fn argument(line: &[u8]) -> &[u8] {
-    let verb = line.iter().position(|b| matches!(b, b' ' | b'\t')).unwrap_or(line.len());
-    let rest = &line[verb..];
-    let blanks = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
-    let arg = &rest[blanks..];
-    let trailing = arg.iter().rev().take_while(|b| matches!(b, b' ' | b'\t')).count();
-    &arg[..arg.len() - trailing]
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let mut rest = line;
+    while let [b, after @ ..] = rest
+        && !blank(b)
+    {
+        rest = after;
+    }
+    while let [b, after @ ..] = rest
+        && blank(b)
+    {
+        rest = after;
+    }
+    while let [before @ .., b] = rest
+        && blank(b)
+    {
+        rest = before;
+    }
+    rest
 }
 
 /// Transaction being assembled.
@@ -638,9 +650,10 @@ impl<'a> Dissector<'a> {
         let piece = self.client.rest_until_gap();
         if let Some((len, consumed)) = crate::unstuff::plain_body(piece)
             && len <= MAX_MESSAGE
+            && let Some(body) = piece.get(..len)
         {
             self.client.advance_to(self.client.pos + consumed);
-            self.add_body_whole(Cow::Borrowed(&piece[..len]), false, len as u64);
+            self.add_body_whole(Cow::Borrowed(body), false, len as u64);
             return;
         }
         let mut rx = Unstuffer::new(MAX_MESSAGE);
@@ -726,8 +739,10 @@ impl<'a> Dissector<'a> {
                     if piece.is_empty() {
                         break;
                     }
-                    let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(piece.len());
-                    self.add_body(&piece[..take], false, take as u64);
+                    // The chunk's rest, or the piece when the chunk goes on past it.
+                    let body = piece.get(..usize::try_from(remaining).unwrap_or(usize::MAX)).unwrap_or(piece);
+                    let take = body.len();
+                    self.add_body(body, false, take as u64);
                     self.client.advance_to(self.client.pos + take);
                     remaining -= take as u64;
                 }

@@ -129,23 +129,20 @@ pub fn walk(data: &[u8]) -> TlsSummary {
 pub fn walk_timed(data: &[u8], time_of: impl Fn(usize) -> f64) -> TlsSummary {
     let mut s = TlsSummary::default();
     let mut pos = 0usize;
-    while pos + 5 <= data.len() {
-        let ctype = data[pos];
-        let major = data[pos + 1];
-        let len = u16::from_be_bytes([data[pos + 3], data[pos + 4]]) as usize;
+    while let Some(&[ctype, major, _, len_hi, len_lo]) = data.get(pos..).and_then(<[u8]>::first_chunk::<5>) {
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
         if !(20..=24).contains(&ctype) || major != 3 {
             s.not_tls = s.records == 0;
             break;
         }
         let end = pos + 5 + len;
-        if end > data.len() {
-            break;
-        }
+        // A record cut by the end of the data: left unparsed, as below.
+        let Some(record) = data.get(pos..end) else { break };
         s.records += 1;
         match ctype {
             20 => s.handshake.end(),
             21 => s.alerts += 1,
-            22 => read_handshake(&data[pos..end], &mut s),
+            22 => read_handshake(record, &mut s),
             23 => s.app_record(time_of(end - 1), 5 + len),
             _ => {}
         }
@@ -198,14 +195,14 @@ pub fn read_handshake(record: &[u8], s: &mut TlsSummary) {
     if s.handshake.pending.is_empty() {
         // Whole messages straight from the record, no copy; only a cut one is kept.
         let used = read_messages(body, s);
-        s.handshake.pending.extend_from_slice(&body[used..]);
+        s.handshake.pending.extend_from_slice(body.get(used..).unwrap_or_default());
     } else {
         let mut buf = std::mem::take(&mut s.handshake.pending);
         let want = buf.len() + body.len();
         if want > buf.capacity() {
             // Double as usual, but not past the end of the message being reassembled: a 1 MiB
             // certificate chain holds 1 MiB, not 2.
-            let end = buf.get(..4).map_or(0, |h| 4 + u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize);
+            let end = buf.first_chunk::<4>().map_or(0, |&[_, a, b, c]| 4 + u32::from_be_bytes([0, a, b, c]) as usize);
             let grown = (buf.capacity() * 2).min(end).max(want);
             buf.reserve_exact(grown - buf.len());
         }
@@ -225,8 +222,8 @@ pub fn read_handshake(record: &[u8], s: &mut TlsSummary) {
 /// Reads the whole messages at the start of `data`; returns the bytes they took.
 fn read_messages(data: &[u8], s: &mut TlsSummary) -> usize {
     let mut pos = 0;
-    while let Some(head) = data.get(pos..pos + 4) {
-        let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
+    while let Some(&[_, a, b, c]) = data.get(pos..).and_then(<[u8]>::first_chunk::<4>) {
+        let len = u32::from_be_bytes([0, a, b, c]) as usize;
         if len > MAX_HANDSHAKE_MESSAGE {
             s.handshake.done = true;
             s.handshake_too_long = true;
@@ -481,25 +478,27 @@ fn decode_value(value: &Any<'_>) -> Option<Vec<Unit>> {
             d.iter().map(|&b| Unit::Char(char::from(b))).collect()
         }
         Tag::BmpString => {
-            let units = d.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+            let (pairs, odd) = d.as_chunks::<2>();
+            let units = pairs.iter().map(|&p| u16::from_be_bytes(p));
             let mut out: Vec<Unit> = char::decode_utf16(units)
                 .flat_map(|c| match c {
                     Ok(c) => vec![Unit::Char(c)],
                     Err(e) => e.unpaired_surrogate().to_be_bytes().map(Unit::Byte).to_vec(),
                 })
                 .collect();
-            out.extend(d.chunks_exact(2).remainder().iter().map(|&b| Unit::Byte(b)));
+            out.extend(odd.iter().map(|&b| Unit::Byte(b)));
             out
         }
         Tag::UniversalString => {
-            let mut out: Vec<Unit> = d
-                .chunks_exact(4)
-                .flat_map(|p| match char::from_u32(u32::from_be_bytes([p[0], p[1], p[2], p[3]])) {
+            let (quads, rest) = d.as_chunks::<4>();
+            let mut out: Vec<Unit> = quads
+                .iter()
+                .flat_map(|&p| match char::from_u32(u32::from_be_bytes(p)) {
                     Some(c) => vec![Unit::Char(c)],
                     None => p.iter().map(|&b| Unit::Byte(b)).collect(),
                 })
                 .collect();
-            out.extend(d.chunks_exact(4).remainder().iter().map(|&b| Unit::Byte(b)));
+            out.extend(rest.iter().map(|&b| Unit::Byte(b)));
             out
         }
         _ => return None,

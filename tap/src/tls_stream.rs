@@ -65,23 +65,23 @@ impl TlsWalker {
             return;
         }
         while !input.is_empty() && !self.garbage {
-            let take = match self.current {
-                None => {
-                    let take = (HEADER - self.partial.len()).min(input.len());
-                    self.partial.extend_from_slice(&input[..take]);
-                    take
-                }
-                Some((ctype, len)) => {
-                    let take = (len - self.body_seen).min(input.len());
-                    if ctype == HANDSHAKE {
-                        self.partial.extend_from_slice(&input[..take]);
-                    }
-                    self.body_seen += take;
-                    take
-                }
+            // What the header or the record body still needs, or all the input if less.
+            let want = match self.current {
+                None => HEADER - self.partial.len(),
+                Some((_, len)) => len - self.body_seen,
             };
-            self.fed += take as u64;
-            input = &input[take..];
+            let (take, rest) = input.split_at_checked(want).unwrap_or((input, &[]));
+            match self.current {
+                None => self.partial.extend_from_slice(take),
+                Some((ctype, _)) => {
+                    if ctype == HANDSHAKE {
+                        self.partial.extend_from_slice(take);
+                    }
+                    self.body_seen += take.len();
+                }
+            }
+            self.fed += take.len() as u64;
+            input = rest;
             match self.current {
                 None if self.partial.len() == HEADER => self.header(ts),
                 Some((_, len)) if self.body_seen == len => self.record_done(ts),
@@ -94,9 +94,13 @@ impl TlsWalker {
 
     /// The header in `partial` is whole: checks it as `walk` does.
     fn header(&mut self, ts: f64) {
-        let h = &self.partial;
-        let (ctype, major) = (h[0], h[1]);
-        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        // Called with `HEADER` bytes in `partial`; fewer would be no record header either.
+        let Some(&[ctype, major, _, len_hi, len_lo]) = self.partial.first_chunk::<HEADER>() else {
+            self.summary.not_tls = self.summary.records == 0;
+            self.garbage = true;
+            return;
+        };
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
         if !(20..=24).contains(&ctype) || major != 3 {
             self.summary.not_tls = self.summary.records == 0;
             self.garbage = true;

@@ -44,22 +44,25 @@ impl Unstuffer {
     fn push(&mut self, bytes: &[u8]) {
         self.message_bytes += bytes.len() as u64;
         let room = self.limit.saturating_sub(self.message.len());
-        self.message.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        // The first `room` bytes, or all of them when they fit.
+        self.message.extend_from_slice(bytes.get(..room).unwrap_or(bytes));
     }
 
     pub fn feed(&mut self, input: &[u8]) -> DataStatus {
-        let mut i = 0;
-        while i < input.len() {
-            let b = input[i];
+        // `rest` is what is left of `input`; its first byte is `b`.
+        let mut rest = input;
+        while let Some((&b, after)) = rest.split_first() {
             match self.state {
                 State::LineStart if b == b'.' => {
                     self.state = State::Dot;
-                    i += 1;
+                    rest = after;
                 }
-                State::Dot | State::DotCr if b == b'\n' => return DataStatus::Done { consumed: i + 1 },
+                State::Dot | State::DotCr if b == b'\n' => {
+                    return DataStatus::Done { consumed: input.len() - after.len() };
+                }
                 State::Dot if b == b'\r' => {
                     self.state = State::DotCr;
-                    i += 1;
+                    rest = after;
                 }
                 State::Dot | State::DotCr => {
                     // A stuffed dot (dropped); after `.CR`, the CR was content.
@@ -72,16 +75,17 @@ impl Unstuffer {
                 State::LineStart | State::Mid => {
                     // Copy through the next line that starts with a dot (its dot excluded), or to
                     // the end of the input: lines without a leading dot need no look at all.
-                    match memchr::memmem::find(&input[i..], b"\n.") {
-                        Some(n) => {
-                            self.push(&input[i..=i + n]);
+                    // The line end stays with the line; the dot after it is `dot_on`'s first byte.
+                    match memchr::memmem::find(rest, b"\n.").and_then(|n| rest.split_at_checked(n + 1)) {
+                        Some((line, dot_on)) => {
+                            self.push(line);
                             self.state = State::Dot;
-                            i += n + 2;
+                            rest = dot_on.get(1..).unwrap_or_default();
                         }
                         None => {
-                            self.push(&input[i..]);
+                            self.push(rest);
                             self.state = if input.last() == Some(&b'\n') { State::LineStart } else { State::Mid };
-                            i = input.len();
+                            rest = &[];
                         }
                     }
                 }
