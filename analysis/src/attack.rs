@@ -467,6 +467,7 @@ mod tests {
             bytes: 1,
             sha256: String::new(),
             scheduled_at: 0.0,
+            requiretls: false,
         };
         let messages = vec![
             msg(0, "alpha", &["b1@beta.example", "d1@delta.example"]),

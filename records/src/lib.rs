@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+pub mod tlsrpt;
+
 /// One message as the traffic generator submitted it: the ground truth of who wrote to whom.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TruthMessage {
@@ -32,6 +34,10 @@ pub struct TruthMessage {
     /// `submitted_at`, which is still read.
     #[serde(alias = "submitted_at")]
     pub scheduled_at: f64,
+    /// The sender asked for REQUIRETLS (RFC 8689): the injector submitted it with
+    /// `MAIL FROM:<...> REQUIRETLS`. Absent (false) in runs made before it existed.
+    #[serde(default)]
+    pub requiretls: bool,
 }
 
 /// `truth/submissions.jsonl`: when the sender's system accepted a message (its 250 reply to the

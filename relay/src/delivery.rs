@@ -13,8 +13,10 @@ use tokio_rustls::client::TlsStream;
 
 use crate::config::OutboundTls;
 use crate::relay::Shared;
+use crate::requiretls::{HopAuthentication, MessageTls};
 use crate::resolver::MxTarget;
 use crate::spool::Envelope;
+use crate::tlsrpt::{FailureDetails, ResultType};
 use crate::transport::Transport;
 
 /// What became of one recipient.
@@ -32,11 +34,27 @@ pub enum RcptOutcome {
 struct Failure {
     permanent: bool,
     why: String,
+    kind: FailureKind,
+}
+
+/// What a failed session says about TLS (for REQUIRETLS and TLS-RPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// Not about TLS (connection, timeouts, replies).
+    Other,
+    /// The TLS the policy asks for could not be had (RFC 8460's result type).
+    Tls(ResultType),
+    /// TLS was fine, but the next hop does not offer REQUIRETLS for a message that needs it.
+    NoRequireTls,
 }
 
 impl Failure {
     fn transient(why: impl Into<String>) -> Self {
-        Self { permanent: false, why: why.into() }
+        Self { permanent: false, why: why.into(), kind: FailureKind::Other }
+    }
+
+    fn tls(why: impl Into<String>, result: ResultType) -> Self {
+        Self { permanent: false, why: why.into(), kind: FailureKind::Tls(result) }
     }
 }
 
@@ -59,8 +77,14 @@ pub(crate) async fn deliver_remote(
         let why = format!("no MX route for domain {domain}");
         return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(why.clone()))).collect();
     }
-    let policy = shared.cfg.outbound_policy(domain);
+    // The message's own demand (REQUIRETLS, `TLS-Required: No`) over the relay's policy.
+    let demand = MessageTls::of(env.requiretls, message);
+    let policy = demand.policy(shared.cfg.outbound_policy(domain));
+    let requiretls = demand == MessageTls::RequireTls;
     let mut last = Failure::transient("no MX target tried");
+    // RFC 8689 §4.2.1: an MX that cannot keep a REQUIRETLS message on verified TLS is skipped;
+    // when none can, the message bounces rather than waits.
+    let mut requiretls_refusals = 0;
     for target in &targets {
         let mut rec = SessionRecord {
             direction: "outbound".into(),
@@ -74,6 +98,7 @@ pub(crate) async fn deliver_remote(
         };
         let result = Client::session(shared, target, policy, env, rcpts, message, &mut rec).await;
         rec.ended_at = crate::now_secs();
+        report_tls(shared, domain, target, policy, &rec, result.as_ref().err().map(|f| f.kind));
         match result {
             Ok(outcomes) => {
                 let delivered: Vec<String> =
@@ -93,9 +118,16 @@ pub(crate) async fn deliver_remote(
                 shared.records.write(&rec);
                 return outcomes;
             }
-            Err(f) => {
+            Err(mut f) => {
+                if requiretls && f.kind != FailureKind::Other {
+                    requiretls_refusals += 1;
+                    f.why = match f.kind {
+                        FailureKind::NoRequireTls => crate::requiretls::no_requiretls(&target.host),
+                        _ => crate::requiretls::no_tls(&target.host, &f.why),
+                    };
+                }
                 tracing::warn!(
-                    "{}: delivery to {} ({}) deferred: {}",
+                    "{}: delivery to {} ({}) failed: {}",
                     shared.cfg.system,
                     target.host,
                     target.addr,
@@ -111,7 +143,48 @@ pub(crate) async fn deliver_remote(
             }
         }
     }
+    if requiretls && requiretls_refusals == targets.len() {
+        return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(last.why.clone()))).collect();
+    }
     rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(last.why.clone()))).collect()
+}
+
+/// Adds one session to the TLS-RPT aggregate, by the rules in [`crate::tlsrpt`]: `none` never
+/// reports; TLS as the policy asks is a success; a TLS failure the policy noticed is a failure;
+/// a plaintext fallback of `may` (no published policy) and a failure unrelated to TLS before
+/// any TLS are not counted. `failure` is the session's, if it failed.
+fn report_tls(
+    shared: &Shared,
+    domain: &str,
+    target: &MxTarget,
+    policy: OutboundTls,
+    rec: &SessionRecord,
+    failure: Option<FailureKind>,
+) {
+    if policy == OutboundTls::None {
+        return;
+    }
+    let reported = crate::tlsrpt::no_policy_found(domain, &target.host);
+    match failure {
+        Some(FailureKind::Tls(result_type)) => {
+            let sending = rec.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string());
+            shared.tlsrpt.failure(
+                &reported,
+                FailureDetails {
+                    result_type,
+                    sending_mta_ip: sending.or_else(|| shared.cfg.bind.map(|ip| ip.to_string())),
+                    receiving_mx_hostname: Some(target.host.clone()),
+                    receiving_mx_helo: None,
+                    receiving_ip: Some(target.addr.ip().to_string()),
+                    failed_session_count: 1,
+                    additional_information: None,
+                    failure_reason_code: rec.error.clone(),
+                },
+            );
+        }
+        _ if rec.starttls_used => shared.tlsrpt.success(&reported),
+        _ => {}
+    }
 }
 
 fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
@@ -147,6 +220,8 @@ impl<'r> Client<'r> {
         rec: &'r mut SessionRecord,
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
         let cfg = &shared.cfg;
+        // The envelope's flag is the whole of REQUIRETLS (`policy` already says verify).
+        let requiretls = env.requiretls;
         let socket = if target.addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|e| Failure::transient(format!("socket: {e}")))?;
         if let Some(ip) = cfg.bind {
@@ -169,7 +244,11 @@ impl<'r> Client<'r> {
         };
         let greeting = c.reply_within(cfg.timeouts.greeting).await?;
         if greeting.code != 220 {
-            return Err(Failure { permanent: greeting.code >= 500, why: format!("greeting {}", greeting.summary()) });
+            return Err(Failure {
+                permanent: greeting.code >= 500,
+                why: format!("greeting {}", greeting.summary()),
+                kind: FailureKind::Other,
+            });
         }
         let mut caps = c.ehlo(&cfg.hostname).await?;
         c.rec.starttls_offered = caps.starttls();
@@ -181,21 +260,32 @@ impl<'r> Client<'r> {
                     c.upgrade(shared, target, policy).await?;
                     caps = c.ehlo(&cfg.hostname).await?;
                 } else if policy != OutboundTls::May {
-                    return Err(Failure::transient(format!(
-                        "STARTTLS refused ({}); policy {policy:?} requires TLS",
-                        r.summary()
-                    )));
+                    return Err(Failure::tls(
+                        format!("STARTTLS refused ({}); policy {policy:?} requires TLS", r.summary()),
+                        ResultType::StarttlsNotSupported,
+                    ));
                 }
             }
             OutboundTls::May => {}
             OutboundTls::Encrypt | OutboundTls::Verify => {
-                return Err(Failure::transient(format!(
-                    "{} does not offer STARTTLS; policy {policy:?} requires TLS",
-                    target.host
-                )));
+                return Err(Failure::tls(
+                    format!("{} does not offer STARTTLS; policy {policy:?} requires TLS", target.host),
+                    ResultType::StarttlsNotSupported,
+                ));
             }
         }
-        let outcomes = c.transaction(&caps, env, rcpts, message, cfg.timeouts.data_end).await?;
+        if requiretls {
+            // The DANE code sets `HopAuthentication::Dane` for a hop it authenticated.
+            let auth = c.rec.cert_verified.then_some(HopAuthentication::WebPki);
+            if !crate::requiretls::satisfies_requiretls(auth) {
+                return Err(Failure::tls("the server was not authenticated", ResultType::ValidationFailure));
+            }
+            if !caps.has(crate::requiretls::KEYWORD) {
+                let _ = c.command("QUIT").await;
+                return Err(Failure { permanent: false, why: "no REQUIRETLS".into(), kind: FailureKind::NoRequireTls });
+            }
+        }
+        let outcomes = c.transaction(&caps, env, rcpts, message, requiretls, cfg.timeouts.data_end).await?;
         let _ = c.command("QUIT").await;
         let _ = c.io.shutdown().await;
         Ok(outcomes)
@@ -209,7 +299,10 @@ impl<'r> Client<'r> {
         }
         let config = match policy {
             OutboundTls::Verify => shared.tls_client_verify.clone().ok_or_else(|| {
-                Failure::transient("policy verify needs a CA (--ca or the scenario CA) and none is configured")
+                Failure::tls(
+                    "policy verify needs a CA (--ca or the scenario CA) and none is configured",
+                    ResultType::ValidationFailure,
+                )
             })?,
             _ => shared.tls_client_any.clone(),
         };
@@ -220,8 +313,10 @@ impl<'r> Client<'r> {
         };
         let stream = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
             .await
-            .map_err(|_| Failure::transient("TLS handshake timed out"))?
-            .map_err(|e| Failure::transient(format!("TLS handshake with {}: {e}", target.host)))?;
+            .map_err(|_| Failure::tls("TLS handshake timed out", ResultType::ValidationFailure))?
+            .map_err(|e| {
+                Failure::tls(format!("TLS handshake with {}: {e}", target.host), crate::tlsrpt::handshake_result(&e))
+            })?;
         let conn = stream.get_ref().1;
         self.rec.starttls_used = true;
         self.rec.cert_verified = policy == OutboundTls::Verify;
@@ -234,7 +329,11 @@ impl<'r> Client<'r> {
     async fn ehlo(&mut self, name: &str) -> Result<Capabilities, Failure> {
         let r = self.command(&format!("EHLO {name}")).await?;
         if r.code != 250 {
-            return Err(Failure { permanent: r.code >= 500, why: format!("EHLO refused: {}", r.summary()) });
+            return Err(Failure {
+                permanent: r.code >= 500,
+                why: format!("EHLO refused: {}", r.summary()),
+                kind: FailureKind::Other,
+            });
         }
         Ok(Capabilities::from_reply(&r))
     }
@@ -245,10 +344,13 @@ impl<'r> Client<'r> {
         env: &Envelope,
         rcpts: &[String],
         message: &[u8],
+        requiretls: bool,
         data_timeout: Duration,
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
         let size = if caps.has("SIZE") { format!(" SIZE={}", message.len()) } else { String::new() };
-        let mut commands = vec![format!("MAIL FROM:<{}>{size}", env.mail_from)];
+        // Passed on to the next hop, which then owes the message the same care (RFC 8689 §4.1).
+        let requiretls = if requiretls { " REQUIRETLS" } else { "" };
+        let mut commands = vec![format!("MAIL FROM:<{}>{size}{requiretls}", env.mail_from)];
         commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
         commands.push("DATA".into());
         let replies = if caps.pipelining() {

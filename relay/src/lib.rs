@@ -15,10 +15,12 @@ pub mod error;
 pub mod files;
 pub mod line_endings;
 pub mod records;
+pub mod requiretls;
 pub mod resolver;
 pub mod server;
 pub mod spool;
 pub mod tls;
+pub mod tlsrpt;
 pub mod transport;
 
 mod relay;
