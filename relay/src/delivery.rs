@@ -98,7 +98,7 @@ pub(crate) async fn deliver_remote(
         };
         let result = Client::session(shared, target, policy, env, rcpts, message, &mut rec).await;
         rec.ended_at = crate::now_secs();
-        report_tls(shared, domain, target, policy, &rec, result.as_ref().err().map(|f| f.kind));
+        report_tls(shared, domain, target, policy, &rec, result.as_ref().err());
         match result {
             Ok(outcomes) => {
                 let delivered: Vec<String> =
@@ -159,14 +159,14 @@ fn report_tls(
     target: &MxTarget,
     policy: OutboundTls,
     rec: &SessionRecord,
-    failure: Option<FailureKind>,
+    failure: Option<&Failure>,
 ) {
     if policy == OutboundTls::None {
         return;
     }
     let reported = crate::tlsrpt::no_policy_found(domain, &target.host);
-    match failure {
-        Some(FailureKind::Tls(result_type)) => {
+    match failure.map(|f| (f.kind, f)) {
+        Some((FailureKind::Tls(result_type), f)) => {
             let sending = rec.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string());
             shared.tlsrpt.failure(
                 &reported,
@@ -178,7 +178,8 @@ fn report_tls(
                     receiving_ip: Some(target.addr.ip().to_string()),
                     failed_session_count: 1,
                     additional_information: None,
-                    failure_reason_code: rec.error.clone(),
+                    // The relay's own words, as RFC 8460 §4.4 allows implementations to add.
+                    failure_reason_code: Some(f.why.clone()),
                 },
             );
         }

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ::records::tlsrpt::{DateRange, PolicyReport, Summary};
-pub use ::records::tlsrpt::{FailureDetails, Policy, PolicyType, Report, ResultType};
+use records::tlsrpt::{DateRange, PolicyReport, Summary};
+pub use records::tlsrpt::{FailureDetails, Policy, PolicyType, Report, ResultType};
 
 /// Whether a plaintext fallback of an opportunistic sender is a failure to report: only when
 /// the recipient domain published a policy that asked for TLS.
