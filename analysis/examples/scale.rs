@@ -174,6 +174,7 @@ fn generate(dir: &Path, hops: usize, transactions: usize) -> Result<(), String> 
                     bytes: h.bytes - 200,
                     sha256: sha(i + 1),
                     scheduled_at: h.started - 0.05 - T0,
+                    requiretls: false,
                 }
             })
             .collect();

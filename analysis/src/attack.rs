@@ -66,6 +66,8 @@ pub struct AttackCell {
     pub bounced_share: Option<f64>,
     pub plaintext_share: Option<f64>,
     pub authenticated_share: Option<f64>,
+    /// Share of the cell's copies whose attack shows in the sender's TLS-RPT report.
+    pub reported_share: Option<f64>,
 }
 
 /// The run's attack matrix as written by [`write_attack_tables`]; `None` for a run without one
@@ -87,9 +89,9 @@ pub fn read_attack_matrix(run_dir: &Path) -> Result<Option<Vec<AttackCell>>, Ana
     let (defense, attack) = (text("defense")?, text("attack")?);
     let messages =
         m.column("messages").ok().and_then(|c| c.u64().ok().cloned()).ok_or_else(|| bad("messages", "UInt64"))?;
-    let [read, delivered, deferred, bounced, plaintext, authenticated] = SHARES.map(share);
-    let (read, delivered, deferred, bounced, plaintext, authenticated) =
-        (read?, delivered?, deferred?, bounced?, plaintext?, authenticated?);
+    let [read, delivered, deferred, bounced, plaintext, authenticated, reported] = SHARES.map(share);
+    let (read, delivered, deferred, bounced, plaintext, authenticated, reported) =
+        (read?, delivered?, deferred?, bounced?, plaintext?, authenticated?, reported?);
     Ok(Some(
         (0..m.height())
             .map(|i| AttackCell {
@@ -102,14 +104,22 @@ pub fn read_attack_matrix(run_dir: &Path) -> Result<Option<Vec<AttackCell>>, Ana
                 bounced_share: bounced.get(i),
                 plaintext_share: plaintext.get(i),
                 authenticated_share: authenticated.get(i),
+                reported_share: reported.get(i),
             })
             .collect(),
     ))
 }
 
 /// The shares of `attack_matrix` that the sweep table summarises over seeds.
-const SHARES: [&str; 6] =
-    ["read_share", "delivered_share", "deferred_share", "bounced_share", "plaintext_share", "authenticated_share"];
+const SHARES: [&str; 7] = [
+    "read_share",
+    "delivered_share",
+    "deferred_share",
+    "bounced_share",
+    "plaintext_share",
+    "authenticated_share",
+    "reported_share",
+];
 
 /// A sweep's `analysis/attack_matrix`: per point, defense and attack, the mean of each share
 /// over the point's seeds with its 95% t-interval (`<share>_low`, `<share>_high`), the runs it
@@ -243,6 +253,9 @@ struct Copy {
     attack: String,
     read_by_attacker: bool,
     outcome: &'static str,
+    /// The attack on this copy's path shows in a TLS-RPT report of the sender for the
+    /// recipient's domain: a failed session at an address where an attacker listened.
+    reported: bool,
 }
 
 /// Every (message, recipient) with what the relays and attackers recorded of it. The relays'
@@ -286,6 +299,7 @@ fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) 
             }
         }
     }
+    let reported_pairs = reported_pairs(layout)?;
     let system_of_domain: HashMap<String, &SystemInfo> =
         systems.iter().map(|s| (s.domain.to_ascii_lowercase(), s)).collect();
     let defense: HashMap<&str, String> = systems.iter().map(|s| (s.name.as_str(), s.defense())).collect();
@@ -327,7 +341,48 @@ fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) 
                     attack: attack.to_string(),
                     read_by_attacker: read.contains(&k),
                     outcome,
+                    reported: attack != NO_ATTACK
+                        && reported_pairs.contains(&(m.sender_system.clone(), domain.clone())),
                 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (sending system, policy domain) whose TLS-RPT report (`tlsrpt/<system>/<domain>.json`)
+/// counts a failed session at an address some attacker listened on (`truth/attacker.jsonl`'s
+/// `local_addr`). TLS-RPT is an aggregate: the victim domain learns of failures per sender and
+/// MX address, not per message, so a copy counts as reported when its path's attack does.
+fn reported_pairs(layout: &RunLayout) -> Result<HashSet<(String, String)>, AnalysisError> {
+    let mut out = HashSet::new();
+    let attacker_path = layout.truth_dir().join("attacker.jsonl");
+    if !attacker_path.exists() {
+        return Ok(out);
+    }
+    let attacker_ips: HashSet<String> = records::read_jsonl::<AttackerSession>(&attacker_path)?
+        .iter()
+        .filter_map(|s| s.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string()))
+        .collect();
+    let root = layout.truth_dir().parent().map(|p| p.join("tlsrpt")).unwrap_or_default();
+    let Ok(senders) = std::fs::read_dir(&root) else { return Ok(out) };
+    for sender in senders.flatten() {
+        let system = sender.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(sender.path()).into_iter().flatten().flatten() {
+            let path = file.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| AnalysisError::io(&path, e))?;
+            let report: records::tlsrpt::Report = serde_json::from_str(&text)
+                .map_err(|source| AnalysisError::Json { path: path.clone(), what: "a TLS-RPT report", source })?;
+            for p in &report.policies {
+                let seen = p.failure_details.iter().any(|f| {
+                    f.failed_session_count > 0 && f.receiving_ip.as_ref().is_some_and(|ip| attacker_ips.contains(ip))
+                });
+                if seen {
+                    out.insert((system.clone(), p.policy.policy_domain.to_ascii_lowercase()));
+                }
             }
         }
     }
@@ -344,11 +399,12 @@ fn copies_frame(copies: &[Copy]) -> PolarsResult<DataFrame> {
         str_col("attack", copies.iter().map(|c| c.attack.as_str())),
         Column::new("read_by_attacker".into(), copies.iter().map(|c| c.read_by_attacker).collect::<Vec<_>>()),
         str_col("outcome", copies.iter().map(|c| c.outcome)),
+        Column::new("reported".into(), copies.iter().map(|c| c.reported).collect::<Vec<_>>()),
     ])
 }
 
-/// Defense × attack: the copies of each cell and the shares read, delivered, deferred and
-/// bounced. `reported_share` is null until relays write TLS-RPT reports.
+/// Defense × attack: the copies of each cell and the shares read, delivered, deferred,
+/// bounced and reported (TLS-RPT).
 fn matrix_frame(copies: &DataFrame) -> PolarsResult<DataFrame> {
     let share = |e: Expr, name: &str| e.cast(DataType::Float64).mean().alias(name);
     let delivered = ["encrypted-unauthenticated", "authenticated", "local"]
@@ -366,8 +422,8 @@ fn matrix_frame(copies: &DataFrame) -> PolarsResult<DataFrame> {
             share(col("outcome").eq(lit("bounced")), "bounced_share"),
             share(col("outcome").eq(lit("plaintext")), "plaintext_share"),
             share(col("outcome").eq(lit("authenticated")), "authenticated_share"),
+            share(col("reported"), "reported_share"),
         ])
-        .with_column(lit(NULL).cast(DataType::Float64).alias("reported_share"))
         .sort(["defense", "attack"], SortMultipleOptions::default())
         .collect()
 }
@@ -420,6 +476,7 @@ mod tests {
                 Column::new("bounced_share".into(), [0.0]),
                 Column::new("plaintext_share".into(), [read]),
                 Column::new("authenticated_share".into(), [0.0]),
+                Column::new("reported_share".into(), [0.0]),
             ])
             .expect("frame");
             write_parquet(&mut df, &layout.table_parquet(TABLE_ATTACK_MATRIX)).expect("write");
@@ -490,6 +547,7 @@ mod tests {
             bytes: 1,
             sha256: String::new(),
             scheduled_at: 0.0,
+            requiretls: false,
         };
         let messages = vec![
             msg(0, "alpha", &["b1@beta.example", "d1@delta.example"]),
@@ -512,8 +570,19 @@ mod tests {
             session("local", "beta", "m3", &["b2@beta.example"], "bounced", (false, false)),
         ];
         records::write_jsonl(&layout.truth_sessions_jsonl(), &sessions).expect("sessions");
+        let gamma_report = serde_json::json!({
+            "organization-name": "gamma", "contact-info": "t@gamma.example", "report-id": "r",
+            "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T00:00:01Z"},
+            "policies": [{"policy": {"policy-type": "no-policy-found", "policy-domain": "beta.example"},
+                "summary": {"total-successful-session-count": 0, "total-failure-session-count": 1},
+                "failure-details": [{"result-type": "starttls-not-supported", "receiving-ip": "127.254.1.1",
+                    "failed-session-count": 1}]}]
+        });
+        std::fs::create_dir_all(dir.join("tlsrpt/gamma")).expect("tlsrpt dir");
+        std::fs::write(dir.join("tlsrpt/gamma/beta.example.json"), gamma_report.to_string()).expect("report");
         let read = vec![AttackerSession {
             attacker: "m".into(),
+            local_addr: "127.254.1.1:25".into(),
             messages: vec![
                 AttackerMessage {
                     message_id: Some("m0".into()),
@@ -573,7 +642,10 @@ mod tests {
             (Some(0.0), Some(1.0), Some(0.0))
         );
         assert_eq!(f("authenticated_share", 2), Some(1.0));
-        assert_eq!(f("reported_share", 0), None, "no TLS-RPT yet");
+        // alpha (may) reported nothing; gamma's (verify) report for beta.example counts a
+        // failure at the attacker's 127.254.1.1: its one strip copy is reported.
+        assert_eq!((f("reported_share", 1), f("reported_share", 3)), (Some(0.0), Some(1.0)));
+        assert_eq!(f("reported_share", 2), Some(0.0), "no attack, nothing to report");
         let cells = read_attack_matrix(&dir).expect("read").expect("a matrix");
         assert_eq!(cells.len(), 4);
         assert_eq!((cells[1].attack.as_str(), cells[1].messages, cells[1].read_share), ("strip", 2, Some(1.0)));

@@ -57,6 +57,7 @@ fn truth(seq: u64, id: &str, from: &str, to: &str) -> TruthMessage {
         sha256: format!("{seq:064x}"),
         // An offset from the start of traffic, as the generator writes it: never on the run's clock.
         scheduled_at: seq as f64 * 0.25,
+        requiretls: false,
     }
 }
 

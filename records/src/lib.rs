@@ -14,6 +14,7 @@ pub use run_files::{
     CaptureStats, DnsSighting, Manifest, PointInfo, RunFileError, RunStatus, SweepEntry, SweepFile, SystemInfo,
     TapLink, read_json_file, read_json_file_opt, write_json_file,
 };
+pub mod tlsrpt;
 
 /// One message as the traffic generator submitted it: the ground truth of who wrote to whom.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,10 @@ pub struct TruthMessage {
     /// `submitted_at`, which is still read.
     #[serde(alias = "submitted_at")]
     pub scheduled_at: f64,
+    /// The sender asked for REQUIRETLS (RFC 8689): the injector submitted it with
+    /// `MAIL FROM:<...> REQUIRETLS`. Absent (false) in runs made before it existed.
+    #[serde(default)]
+    pub requiretls: bool,
 }
 
 /// `truth/submissions.jsonl`: when the sender's system accepted a message (its 250 reply to the

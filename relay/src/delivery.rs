@@ -15,8 +15,10 @@ use crate::config::OutboundTls;
 use crate::mta_sts::{self, Mode, StsFailure};
 use crate::outbound_session::Session;
 use crate::relay::Shared;
+use crate::requiretls::{HopAuthentication, MessageTls};
 use crate::resolver::MxTarget;
 use crate::spool::Envelope;
+use crate::tlsrpt::{FailureDetails, ResultType};
 use crate::transport::Transport;
 
 /// What became of one recipient.
@@ -34,11 +36,27 @@ pub enum RcptOutcome {
 pub(crate) struct Failure {
     pub permanent: bool,
     pub why: String,
+    pub kind: FailureKind,
+}
+
+/// What a failed session says about TLS (for REQUIRETLS and TLS-RPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// Not about TLS (connection, timeouts, replies).
+    Other,
+    /// The TLS the policy asks for could not be had (RFC 8460's result type).
+    Tls(ResultType),
+    /// TLS was fine, but the next hop does not offer REQUIRETLS for a message that needs it.
+    NoRequireTls,
 }
 
 impl Failure {
-    fn transient(why: impl Into<String>) -> Self {
-        Self { permanent: false, why: why.into() }
+    pub(crate) fn transient(why: impl Into<String>) -> Self {
+        Self { permanent: false, why: why.into(), kind: FailureKind::Other }
+    }
+
+    fn tls(why: impl Into<String>, result: ResultType) -> Self {
+        Self { permanent: false, why: why.into(), kind: FailureKind::Tls(result) }
     }
 }
 
@@ -55,6 +73,8 @@ pub(crate) async fn deliver_remote(
     let dest = crate::config::normalize_domain(domain);
     shared.batches.hold(&dest).await;
     let (lease, cached) = shared.connections.checkout(&dest).await;
+    // A REQUIRETLS message goes over a cached session only if that session could carry it.
+    let cached = cached.filter(|s| !env.requiretls || s.carries_requiretls());
     if let Some(mut session) = cached {
         match session.deliver(env, rcpts, message, true).await {
             Ok(outcomes) => {
@@ -103,11 +123,17 @@ async fn deliver_new(
         Some(m) => m.lookup(domain).await,
         None => mta_sts::Lookup::default(),
     };
-    let mut policy = shared.cfg.outbound_policy(domain);
-    if sts.mode() == Some(Mode::Enforce) {
+    // The message's own demand (REQUIRETLS, `TLS-Required: No`) over the relay's policy.
+    let demand = MessageTls::of(env.requiretls, message);
+    let mut policy = demand.policy(shared.cfg.outbound_policy(domain));
+    if sts.mode() == Some(Mode::Enforce) && demand != MessageTls::NotRequired {
         policy = OutboundTls::Verify;
     }
+    let requiretls = demand == MessageTls::RequireTls;
     let mut last = Failure::transient("no MX target tried");
+    // RFC 8689 §4.2.1: an MX that cannot keep a REQUIRETLS message on verified TLS is skipped;
+    // when none can, the message bounces rather than waits.
+    let mut requiretls_refusals = 0;
     for target in &targets {
         let mut rec = SessionRecord {
             direction: "outbound".into(),
@@ -136,8 +162,9 @@ async fn deliver_new(
             }
         }
         let opened = std::time::Instant::now();
-        let result = match Client::session(shared, target, policy, sts.mode(), rec).await {
+        let result = match Client::session(shared, target, policy, sts.mode(), requiretls, rec).await {
             Ok((client, caps)) => {
+                report_tls(shared, domain, target, policy, &client.rec, None);
                 let mut session = Session::new(shared, client, caps, opened);
                 match session.deliver(env, rcpts, message, false).await {
                     Ok(outcomes) => {
@@ -151,6 +178,7 @@ async fn deliver_new(
                 }
             }
             Err((mut rec, f)) => {
+                report_tls(shared, domain, target, policy, &rec, Some(&f));
                 rec.ended_at = crate::now_secs();
                 rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
                 rec.error = Some(f.why.clone());
@@ -160,9 +188,16 @@ async fn deliver_new(
         };
         match result {
             Ok(outcomes) => return outcomes,
-            Err(f) => {
+            Err(mut f) => {
+                if requiretls && f.kind != FailureKind::Other {
+                    requiretls_refusals += 1;
+                    f.why = match f.kind {
+                        FailureKind::NoRequireTls => crate::requiretls::no_requiretls(&target.host),
+                        _ => crate::requiretls::no_tls(&target.host, &f.why),
+                    };
+                }
                 tracing::warn!(
-                    "{}: delivery to {} ({}) deferred: {}",
+                    "{}: delivery to {} ({}) failed: {}",
                     shared.cfg.system,
                     target.host,
                     target.addr,
@@ -175,13 +210,60 @@ async fn deliver_new(
             }
         }
     }
+    if requiretls && requiretls_refusals == targets.len() {
+        return rcpts.iter().map(|r| (r.clone(), RcptOutcome::Failed(last.why.clone()))).collect();
+    }
     rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(last.why.clone()))).collect()
+}
+
+/// Adds one session to the TLS-RPT aggregate, by the rules in [`crate::tlsrpt`]: `none` never
+/// reports; TLS as the policy asks is a success; a TLS failure the policy noticed is a failure;
+/// a plaintext fallback of `may` (no published policy) and a failure unrelated to TLS before
+/// any TLS are not counted. `failure` is the session's, if it failed. Sessions are counted when
+/// they open (a reused session is one session), as RFC 8460 counts sessions, not messages.
+fn report_tls(
+    shared: &Shared,
+    domain: &str,
+    target: &MxTarget,
+    policy: OutboundTls,
+    rec: &SessionRecord,
+    failure: Option<&Failure>,
+) {
+    if policy == OutboundTls::None {
+        return;
+    }
+    let reported = crate::tlsrpt::no_policy_found(domain, &target.host);
+    match failure.map(|f| (f.kind, f)) {
+        Some((FailureKind::Tls(result_type), f)) => {
+            let sending = rec.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string());
+            shared.tlsrpt.failure(
+                &reported,
+                FailureDetails {
+                    result_type,
+                    sending_mta_ip: sending.or_else(|| shared.cfg.bind.map(|ip| ip.to_string())),
+                    receiving_mx_hostname: Some(target.host.clone()),
+                    receiving_mx_helo: None,
+                    receiving_ip: Some(target.addr.ip().to_string()),
+                    failed_session_count: 1,
+                    additional_information: None,
+                    // The relay's own words, as RFC 8460 §4.4 allows implementations to add.
+                    failure_reason_code: Some(f.why.clone()),
+                },
+            );
+        }
+        _ if rec.starttls_used => shared.tlsrpt.success(&reported),
+        _ => {}
+    }
 }
 
 /// Records a DANE failure's RFC 8460 result type in the session and defers.
 fn dane_failure(rec: &mut SessionRecord, f: crate::dane::DaneFailure) -> Failure {
     rec.dane_failure = Some(f.result_type().to_string());
-    Failure::transient(f.to_string())
+    let result = ResultType::ALL
+        .into_iter()
+        .find(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(|t| t == f.result_type())) == Some(true))
+        .unwrap_or(ResultType::ValidationFailure);
+    Failure::tls(f.to_string(), result)
 }
 
 pub(crate) fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
@@ -227,6 +309,7 @@ impl Client {
         target: &MxTarget,
         policy: OutboundTls,
         sts: Option<Mode>,
+        requiretls: bool,
         mut rec: SessionRecord,
     ) -> Result<(Client, Capabilities), (SessionRecord, Failure)> {
         // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
@@ -241,9 +324,35 @@ impl Client {
             Ok(c) => c,
             Err(f) => return Err((rec, f)),
         };
-        match c.greet(shared, target, policy, sts, &dane).await {
-            Ok(caps) => Ok((c, caps)),
-            Err(f) => Err((c.rec, f)),
+        let caps = match c.greet(shared, target, policy, sts, &dane).await {
+            Ok(caps) => caps,
+            Err(f) => return Err((c.rec, f)),
+        };
+        if requiretls {
+            // RFC 8689 §4.2.1: a verified server (WebPKI or DANE) that offers REQUIRETLS, or
+            // none: the message is not handed over.
+            if !crate::requiretls::satisfies_requiretls(c.authentication()) {
+                let f = Failure::tls("the server was not authenticated", ResultType::ValidationFailure);
+                c.quit().await;
+                return Err((c.rec, f));
+            }
+            if !caps.has(crate::requiretls::KEYWORD) {
+                c.quit().await;
+                return Err((
+                    c.rec,
+                    Failure { permanent: false, why: "no REQUIRETLS".into(), kind: FailureKind::NoRequireTls },
+                ));
+            }
+        }
+        Ok((c, caps))
+    }
+
+    /// How this session authenticated its server, if it did.
+    pub(crate) fn authentication(&self) -> Option<HopAuthentication> {
+        if self.rec.dane_authenticated {
+            Some(HopAuthentication::Dane)
+        } else {
+            self.rec.cert_verified.then_some(HopAuthentication::WebPki)
         }
     }
 
@@ -283,7 +392,11 @@ impl Client {
         let c = self;
         let greeting = c.reply_within(cfg.timeouts.greeting).await?;
         if greeting.code != 220 {
-            return Err(Failure { permanent: greeting.code >= 500, why: format!("greeting {}", greeting.summary()) });
+            return Err(Failure {
+                permanent: greeting.code >= 500,
+                why: format!("greeting {}", greeting.summary()),
+                kind: FailureKind::Other,
+            });
         }
         let mut caps = c.ehlo(&cfg.hostname).await?;
         c.rec.starttls_offered = caps.starttls();
@@ -329,7 +442,7 @@ impl Client {
     /// A policy that requires TLS did not get it; under DANE that is a report-worthy failure.
     fn tls_required(&mut self, dane: &crate::dane::DanePlan, target: &MxTarget, why: String) -> Failure {
         if *dane == crate::dane::DanePlan::Opportunistic {
-            return Failure::transient(why);
+            return Failure::tls(why, ResultType::StarttlsNotSupported);
         }
         dane_failure(&mut self.rec, crate::dane::DaneFailure::StarttlsNotSupported { host: target.host.clone(), why })
     }
@@ -355,7 +468,10 @@ impl Client {
                 config
             }
             (OutboundTls::Verify, _) => shared.tls_client_verify.clone().ok_or_else(|| {
-                Failure::transient("policy verify needs a CA (--ca or the scenario CA) and none is configured")
+                Failure::tls(
+                    "policy verify needs a CA (--ca or the scenario CA) and none is configured",
+                    ResultType::ValidationFailure,
+                )
             })?,
             _ => shared.tls_client_any.clone(),
         };
@@ -366,7 +482,7 @@ impl Client {
         };
         let handshake = tokio::time::timeout(self.timeout, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
             .await
-            .map_err(|_| Failure::transient("TLS handshake timed out"))?;
+            .map_err(|_| Failure::tls("TLS handshake timed out", ResultType::ValidationFailure))?;
         let stream = match handshake {
             Ok(stream) => stream,
             Err(e) => {
@@ -380,7 +496,10 @@ impl Client {
                 let refused = dane_slot.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
                 return Err(match refused {
                     Some(f) => dane_failure(&mut self.rec, f),
-                    None => Failure::transient(format!("TLS handshake with {}: {e}", target.host)),
+                    None => Failure::tls(
+                        format!("TLS handshake with {}: {e}", target.host),
+                        crate::tlsrpt::handshake_result(&e),
+                    ),
                 });
             }
         };
@@ -406,7 +525,11 @@ impl Client {
     async fn ehlo(&mut self, name: &str) -> Result<Capabilities, Failure> {
         let r = self.command(&format!("EHLO {name}")).await?;
         if r.code != 250 {
-            return Err(Failure { permanent: r.code >= 500, why: format!("EHLO refused: {}", r.summary()) });
+            return Err(Failure {
+                permanent: r.code >= 500,
+                why: format!("EHLO refused: {}", r.summary()),
+                kind: FailureKind::Other,
+            });
         }
         Ok(Capabilities::from_reply(&r))
     }
@@ -422,7 +545,9 @@ impl Client {
         data_timeout: Duration,
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
         let size = if caps.has("SIZE") { format!(" SIZE={}", message.len()) } else { String::new() };
-        let mut commands = vec![format!("MAIL FROM:<{}>{size}", env.mail_from)];
+        // Passed on to the next hop, which then owes the message the same care (RFC 8689 §4.1).
+        let requiretls = if env.requiretls { " REQUIRETLS" } else { "" };
+        let mut commands = vec![format!("MAIL FROM:<{}>{size}{requiretls}", env.mail_from)];
         commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
         commands.push("DATA".into());
         let TransactionMode { pipelining, reset, padding, padding_bucket } = mode;

@@ -21,10 +21,12 @@ pub mod mta_sts;
 mod outbound_session;
 pub mod padding;
 pub mod records;
+pub mod requiretls;
 pub mod resolver;
 pub mod server;
 pub mod spool;
 pub mod tls;
+pub mod tlsrpt;
 pub mod transport;
 
 mod relay;

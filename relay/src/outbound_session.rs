@@ -82,6 +82,13 @@ impl Session {
         Ok(outcomes)
     }
 
+    /// Whether a REQUIRETLS message may go over this session: its server was authenticated and
+    /// offers REQUIRETLS (RFC 8689 §4.2.1), as for a new session.
+    pub fn carries_requiretls(&self) -> bool {
+        crate::requiretls::satisfies_requiretls(self.client.authentication())
+            && self.caps.has(crate::requiretls::KEYWORD)
+    }
+
     /// Whether the server sent nothing in answer to the last transaction.
     pub fn unanswered(&self) -> bool {
         self.client.rec.replies.len() == self.replies_before

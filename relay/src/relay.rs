@@ -21,6 +21,7 @@ use crate::records::RecordSink;
 use crate::server::{Listener, serve};
 use crate::spool::{Envelope, Spool};
 use crate::tls::{self, KeyLogFile};
+use crate::tlsrpt::TlsReporter;
 
 /// State shared by every session and delivery task of one relay.
 pub(crate) struct Shared {
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     queue_changed: Notify,
     /// Local deliveries found already done after a restart (at-least-once made visible).
     pub duplicates: AtomicUsize,
+    /// Outbound TLS results for the TLS-RPT reports written at shutdown.
+    pub tlsrpt: TlsReporter,
 }
 
 impl Shared {
@@ -101,6 +104,8 @@ impl Relay {
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let backlog = spool.list()?;
         let cfg_delivery = cfg.delivery.clone();
+        let contact = format!("tlsrpt@{}", cfg.local_domains.first().unwrap_or(&cfg.hostname));
+        let tlsrpt = TlsReporter::new(&cfg.system, &contact);
         let shared = Arc::new(Shared {
             cfg,
             spool,
@@ -115,6 +120,7 @@ impl Relay {
             queued: AtomicUsize::new(backlog.len()),
             queue_changed: Notify::new(),
             duplicates: AtomicUsize::new(0),
+            tlsrpt,
         });
         for env in backlog {
             let _ = shared.ready.send(env.qid);
@@ -164,13 +170,28 @@ impl RelayHandle {
     }
 
     /// Stops accepting, lets sessions and deliveries in flight finish (up to `grace`), then
-    /// returns. Whatever is still queued stays in the spool for the next start.
+    /// returns. Whatever is still queued stays in the spool for the next start. With a records
+    /// file, the TLS-RPT reports of the relay's life are written to `tlsrpt/` beside it.
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         self.tasks.abort_all();
         // Cached sessions say QUIT and their records are written; deliveries are over by now.
         let _ = tokio::time::timeout(grace, self.shared.connections.close_all()).await;
+        if let Some(dir) = self.tls_report_dir() {
+            let sh = self.shared.clone();
+            let written = tokio::task::spawn_blocking(move || sh.tlsrpt.write(&dir).map_err(|e| (dir, e))).await;
+            if let Ok(Err((dir, e))) = written {
+                tracing::error!("{}: cannot write TLS-RPT reports to {}: {e}", self.shared.cfg.system, dir.display());
+            }
+        }
+    }
+
+    /// Where [`RelayHandle::shutdown`] writes the TLS-RPT reports: `tlsrpt/` in the directory of
+    /// the records file; none without records.
+    pub fn tls_report_dir(&self) -> Option<std::path::PathBuf> {
+        let records = self.shared.cfg.records.as_ref()?;
+        Some(records.parent().unwrap_or(std::path::Path::new(".")).join("tlsrpt"))
     }
 }
 
@@ -459,6 +480,9 @@ fn finish_attempt(
             received_at: crate::now_secs(),
             attempts: 0,
             deliveries: 0,
+            // RFC 8689 §5: the non-delivery report of a REQUIRETLS message is REQUIRETLS too
+            // (it carries only the original's header section).
+            requiretls: env.requiretls,
         };
         if let Err(e) = shared.enqueue(&dsn_env, &dsn) {
             tracing::error!("{}: cannot queue the bounce for {qid}: {e}", shared.cfg.system);

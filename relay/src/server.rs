@@ -30,6 +30,8 @@ pub enum Listener {
 struct Transaction {
     from: String,
     rcpts: Vec<String>,
+    /// `MAIL FROM:<...> REQUIRETLS` (RFC 8689), accepted only inside TLS.
+    requiretls: bool,
 }
 
 /// How a session ended, for the record.
@@ -163,7 +165,8 @@ impl Session<'_> {
                     Command::Mail { from, params } => {
                         let r = self.mail(&helo, &tx, io.is_tls(), &params);
                         if r.code == 250 {
-                            tx = Some(Transaction { from, rcpts: Vec::new() });
+                            let requiretls = crate::requiretls::in_mail_params(&params);
+                            tx = Some(Transaction { from, rcpts: Vec::new(), requiretls });
                         }
                         self.reply(&mut out, r);
                     }
@@ -462,6 +465,10 @@ impl Session<'_> {
         if !tls_active && self.shared.tls_server.is_some() && cfg.inbound_tls != InboundTls::None {
             keywords.push(("STARTTLS".into(), vec![]));
         }
+        // RFC 8689 §2: offered only inside TLS, where the client can trust the offer.
+        if tls_active {
+            keywords.push((crate::requiretls::KEYWORD.into(), vec![]));
+        }
         proto::Capabilities { server_name: cfg.hostname.clone(), keywords }
     }
 
@@ -482,6 +489,11 @@ impl Session<'_> {
             .and_then(|s| s.parse::<u64>().ok());
         if size.is_some_and(|s| s > cfg.limits.max_message_bytes as u64) {
             return Reply::new(552, "5.3.4 Error: message size exceeds fixed limit");
+        }
+        // Not offered in the clear (RFC 8689 §2), so there an unrecognised parameter (RFC 5321
+        // §4.1.1.11): the client must not send the message without TLS.
+        if crate::requiretls::in_mail_params(params) && !tls_active {
+            return Reply::new(555, "5.5.4 REQUIRETLS is offered only after STARTTLS");
         }
         Reply::new(250, "2.1.0 Ok")
     }
@@ -550,6 +562,7 @@ impl Session<'_> {
             received_at: crate::now_secs(),
             attempts: 0,
             deliveries: 0,
+            requiretls: t.requiretls,
         };
         // The fsyncs run on the blocking pool: on the async workers they would stall every
         // other session of every relay in the process.

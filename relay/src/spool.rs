@@ -30,6 +30,11 @@ pub struct Envelope {
     /// How often this message was handed to a next hop or mailbox before (a restart that finds
     /// `delivered` recipients still pending counts a duplicate).
     pub deliveries: u32,
+    /// Received with the REQUIRETLS MAIL parameter (RFC 8689): every onward hop must be
+    /// verified TLS to a next hop offering REQUIRETLS, or the message bounces
+    /// ([`crate::requiretls`]). Absent in envelopes spooled before it existed: false.
+    #[serde(default)]
+    pub requiretls: bool,
 }
 
 pub struct Spool {
@@ -147,6 +152,7 @@ mod tests {
             received_at: 1.0,
             attempts: 0,
             deliveries: 0,
+            requiretls: true,
         };
         spool.store(&env, b"hello\r\n").expect("store");
         std::fs::write(root.join("queue/ORPHAN.msg"), b"x").expect("debris");
@@ -154,6 +160,12 @@ mod tests {
         assert!(!root.join("queue/ORPHAN.msg").exists());
         let listed = spool.list().expect("list");
         assert_eq!(listed.len(), 1);
+        assert!(listed[0].requiretls, "the REQUIRETLS flag survives a restart");
+        let old: Envelope = serde_json::from_str(
+            r#"{"qid":"Q","message_id":"","mail_from":"","pending":[],"received_at":0,"attempts":0,"deliveries":0}"#,
+        )
+        .expect("an envelope spooled before the flag");
+        assert!(!old.requiretls);
         assert_eq!(spool.message(&env.qid).expect("read"), b"hello\r\n");
         spool.remove(&env.qid).expect("remove");
         assert!(spool.list().expect("list").is_empty());

@@ -76,6 +76,7 @@ pub(crate) fn write_run(dir: &Path) {
                 bytes,
                 sha256: sha.clone(),
                 scheduled_at: n,
+                requiretls: false,
             });
             sessions.push(SessionRecord {
                 direction: "outbound".to_string(),
@@ -335,6 +336,7 @@ impl Synthetic<'_> {
                         bytes: bytes - 150,
                         sha256: format!("{n:064x}"),
                         scheduled_at: t - 1_800_000_000.0,
+                        requiretls: false,
                     });
                     submissions.push(records::Submission { seq: n as u64, submitted_at: t });
                     let port = 30_000 + n as u16;

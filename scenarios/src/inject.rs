@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proto::{Reply, ReplyParser, dot_stuff};
+use std::sync::Arc;
+
+use proto::{Capabilities, Reply, ReplyParser, dot_stuff};
+use relay::transport::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,11 +18,22 @@ pub struct Submission<'a> {
     pub from: &'a str,
     pub to: Vec<&'a str>,
     pub bytes: &'a [u8],
+    /// Sent with `MAIL FROM:<...> REQUIRETLS` (RFC 8689); needs a session over TLS.
+    pub requiretls: bool,
+}
+
+/// How a submitter protects its session: STARTTLS verified against the scenario CA, as a mail
+/// client would, so that REQUIRETLS can be asked for (it is offered only inside TLS).
+#[derive(Clone)]
+pub struct SubmissionTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the submission server's certificate carries (the system's MX host).
+    pub server_name: String,
 }
 
 /// A minimal SMTP client for submission.
 pub struct Submitter {
-    tcp: TcpStream,
+    tcp: Transport<tokio_rustls::client::TlsStream<TcpStream>>,
     replies: ReplyParser,
     server: SocketAddr,
 }
@@ -28,20 +42,52 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Submitter {
     pub async fn connect(server: SocketAddr, helo: &str) -> Result<Self, ScenarioError> {
+        Self::connect_with(server, helo, None).await
+    }
+
+    /// Connects and, with `tls`, upgrades by STARTTLS when the server offers it (a system
+    /// without STARTTLS stays in plaintext; a REQUIRETLS submission to it is then refused).
+    pub async fn connect_with(
+        server: SocketAddr,
+        helo: &str,
+        tls: Option<&SubmissionTls>,
+    ) -> Result<Self, ScenarioError> {
         let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(server))
             .await
             .map_err(|_| ScenarioError::Run(format!("submission to {server}: connect timed out")))?
             .map_err(ScenarioError::io(format!("submission to {server}")))?;
         let _ = tcp.set_nodelay(true);
-        let mut s = Self { tcp, replies: ReplyParser::new(4096), server };
+        let mut s = Self { tcp: Transport::Plain(tcp), replies: ReplyParser::new(4096), server };
         s.expect(220, "greeting").await?;
-        s.command(&format!("EHLO {helo}"), 250).await?;
+        let caps = s.command(&format!("EHLO {helo}"), 250).await?;
+        if let Some(tls) = tls
+            && Capabilities::from_reply(&caps).starttls()
+        {
+            s.command("STARTTLS", 220).await?;
+            let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone()).map_err(|e| {
+                ScenarioError::Run(format!("submission to {server}: bad name {}: {e}", tls.server_name))
+            })?;
+            let tcp = s.tcp.take_plain().ok_or_else(|| ScenarioError::Run("STARTTLS twice".into()))?;
+            let stream =
+                tokio::time::timeout(TIMEOUT, tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, tcp))
+                    .await
+                    .map_err(|_| ScenarioError::Run(format!("submission to {server}: TLS handshake timed out")))?
+                    .map_err(ScenarioError::io(format!("submission to {server}: TLS handshake")))?;
+            s.tcp = Transport::Tls(Box::new(stream));
+            s.command(&format!("EHLO {helo}"), 250).await?;
+        }
         Ok(s)
+    }
+
+    /// Whether the session runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tcp.is_tls()
     }
 
     /// Submits one message; returns once the server said 250 (it is then durably queued).
     pub async fn submit(&mut self, m: &Submission<'_>) -> Result<(), ScenarioError> {
-        self.command(&format!("MAIL FROM:<{}>", m.from), 250).await?;
+        let param = if m.requiretls { " REQUIRETLS" } else { "" };
+        self.command(&format!("MAIL FROM:<{}>{param}", m.from), 250).await?;
         for r in &m.to {
             self.command(&format!("RCPT TO:<{r}>"), 250).await?;
         }
@@ -61,10 +107,13 @@ impl Submitter {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ScenarioError> {
-        tokio::time::timeout(TIMEOUT, self.tcp.write_all(bytes))
-            .await
-            .map_err(|_| ScenarioError::Run(format!("submission to {}: write timed out", self.server)))?
-            .map_err(ScenarioError::io(format!("submission to {}", self.server)))
+        tokio::time::timeout(TIMEOUT, async {
+            self.tcp.write_all(bytes).await?;
+            self.tcp.flush().await
+        })
+        .await
+        .map_err(|_| ScenarioError::Run(format!("submission to {}: write timed out", self.server)))?
+        .map_err(ScenarioError::io(format!("submission to {}", self.server)))
     }
 
     async fn expect(&mut self, want: u16, after: &str) -> Result<Reply, ScenarioError> {

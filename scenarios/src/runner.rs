@@ -399,7 +399,16 @@ async fn drive(
     });
     let _ = traffic_start.set(std::time::Instant::now());
     // Generated, submitted and written to the truth as it goes: never all in memory at once.
-    let submitted = crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl")).await;
+    // REQUIRETLS is asked for inside TLS only: then the injector's sessions use STARTTLS,
+    // verified against the scenario CA as a mail client would.
+    let submission_tls = if s.traffic.requiretls_share > 0.0 {
+        let config = relay::tls::client_config_verify(&pki.ca_pem, &Default::default(), None)?;
+        Some(crate::inject::SubmissionTls { config, server_name: String::new() })
+    } else {
+        None
+    };
+    let submitted =
+        crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl"), submission_tls).await;
     let (submitted_at, first_error) = (submitted.times, submitted.error);
     let total = submitted_at.len();
 
@@ -444,6 +453,20 @@ async fn drive(
     Ok((total, submissions, stuck))
 }
 
+/// Copies the TLS-RPT reports a relay wrote at shutdown (`systems/<name>/tlsrpt/*.json`) to
+/// the run's `tlsrpt/<name>/`, where analysis finds each sender's reports.
+fn gather_tls_reports(from: &Path, to: &Path) -> Result<(), ScenarioError> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    std::fs::create_dir_all(to).map_err(ScenarioError::io(to.display().to_string()))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            std::fs::copy(&path, to.join(e.file_name())).map_err(ScenarioError::io(path.display().to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Concatenates each system's session records and key log into the run's truth files.
 fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError> {
     // Copied file by file: the key log of a large run is hundreds of MB.
@@ -461,6 +484,7 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         if let Ok(mut k) = std::fs::File::open(dir.join("keys.log")) {
             std::io::copy(&mut k, &mut keys).map_err(&keys_io)?;
         }
+        gather_tls_reports(&dir.join("tlsrpt"), &run_dir.join("tlsrpt").join(&sys.name))?;
         systems.push(records::SystemInfo {
             name: sys.name.clone(),
             domain: sys.domain.clone(),

@@ -341,6 +341,11 @@ pub struct Traffic {
     pub correspondents: String,
     /// Exponent of the Zipf choice.
     pub zipf_exponent: f64,
+    /// Share of users who send every message with REQUIRETLS (RFC 8689): the injector submits
+    /// it over STARTTLS with `MAIL FROM:<...> REQUIRETLS`, and each hop must then be verified
+    /// TLS to a REQUIRETLS relay or the message bounces. Which users, is drawn from the seed
+    /// apart from the rest of the traffic (the messages of a seed stay the same at any share).
+    pub requiretls_share: f64,
 }
 
 impl Default for Traffic {
@@ -358,6 +363,7 @@ impl Default for Traffic {
             attachment_median: 20_000.0,
             correspondents: "uniform".into(),
             zipf_exponent: 1.0,
+            requiretls_share: 0.0,
         }
     }
 }
@@ -919,6 +925,14 @@ impl Scenario {
                     .into(),
             ));
         }
+        if n.backend == "shadow" && self.traffic.requiretls_share > 0.0 {
+            return Err(bad(
+                "traffic.requiretls_share",
+                "the shadow backend's injector submits without TLS, and REQUIRETLS needs TLS on submission: set \
+                 requiretls_share = 0, or use the loopback backend"
+                    .into(),
+            ));
+        }
         if n.backend == "shadow" && n.dns == "server" {
             return Err(bad(
                 "network.dns",
@@ -1047,6 +1061,9 @@ impl Scenario {
             || t.zipf_exponent <= 0.0
         {
             return Err(bad("traffic.correspondents", "\"uniform\" or \"zipf\" (with zipf_exponent > 0)".into()));
+        }
+        if !(0.0..=1.0).contains(&t.requiretls_share) {
+            return Err(bad("traffic.requiretls_share", "a share between 0 and 1".into()));
         }
         if !(0.0..=1.0).contains(&t.intra_system_share) {
             return Err(bad("traffic.intra_system_share", "a share between 0 and 1".into()));

@@ -169,7 +169,13 @@ pub fn inject(run_dir: &Path) -> Result<usize, ScenarioError> {
         .enable_all()
         .build()
         .map_err(ScenarioError::io("tokio runtime"))?;
-    let submitted = runtime.block_on(crate::submission::submit_all(&s, users, &run_dir.join("truth/messages.jsonl")));
+    let submitted = runtime.block_on(crate::submission::submit_all(
+        &s,
+        users,
+        &run_dir.join("truth/messages.jsonl"),
+        // Plain submission: the schema refuses REQUIRETLS traffic on this backend.
+        None,
+    ));
     let submissions: Vec<records::Submission> =
         submitted.times.iter().map(|(&seq, &submitted_at)| records::Submission { seq, submitted_at }).collect();
     // What was accepted is kept even when a later submission failed.

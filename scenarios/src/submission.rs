@@ -42,7 +42,15 @@ pub struct Submitted {
 /// Generates the scenario's traffic and submits it, each message at its scheduled time counted
 /// from this call; writes the truth of every generated message to `truth_path` in sequence
 /// order, then keeps only what was submitted (an interrupted or failed run stops early).
-pub async fn submit_all(s: &Scenario, users: Arc<Vec<User>>, truth_path: &Path) -> Submitted {
+///
+/// With `tls` (the runner gives it when some users send with REQUIRETLS), every submission
+/// session upgrades by STARTTLS where the system offers it.
+pub async fn submit_all(
+    s: &Scenario,
+    users: Arc<Vec<User>>,
+    truth_path: &Path,
+    tls: Option<crate::inject::SubmissionTls>,
+) -> Submitted {
     let expected = match Generator::new(s, &users) {
         Ok(g) => g.expected(),
         Err(e) => return Submitted { times: BTreeMap::new(), error: Some(e) },
@@ -57,7 +65,8 @@ pub async fn submit_all(s: &Scenario, users: Arc<Vec<User>>, truth_path: &Path) 
         let (tx, rx) = mpsc::unbounded_channel();
         senders.push(tx);
         let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
-        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT));
+        let tls = tls.clone().map(|t| crate::inject::SubmissionTls { server_name: s.systems[sys].mx_host(), ..t });
+        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT, tls));
     }
     let producer = {
         let (s, users, path) = (Arc::new(s.clone()), users.clone(), truth_path.to_path_buf());
@@ -148,6 +157,7 @@ fn truth_of(s: &Scenario, users: &[User], g: &Generated) -> TruthMessage {
         bytes: g.bytes.len() as u64,
         sha256: relay::sha256_hex(&g.bytes),
         scheduled_at: g.scheduled_at,
+        requiretls: g.requiretls,
     }
 }
 
@@ -161,6 +171,7 @@ async fn submit_system(
     start: tokio::time::Instant,
     pb: indicatif::ProgressBar,
     idle: Duration,
+    tls: Option<crate::inject::SubmissionTls>,
 ) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let mut client: Option<Submitter> = None;
     let mut times = Vec::new();
@@ -198,12 +209,13 @@ async fn submit_system(
         }
         let c = match &mut client {
             Some(c) => c,
-            None => client.insert(Submitter::connect(addr, "submitter.localhost").await?),
+            None => client.insert(Submitter::connect_with(addr, "submitter.localhost", tls.as_ref()).await?),
         };
         let sub = Submission {
             from: &users[g.sender].address,
             to: g.recipients.iter().map(|&r| users[r].address.as_str()).collect(),
             bytes: &g.bytes,
+            requiretls: g.requiretls,
         };
         c.submit(&sub).await?;
         times.push((g.seq, relay::now_secs()));
@@ -305,13 +317,14 @@ mod tests {
                     subject: "s".into(),
                     bytes: format!("Message-ID: <{seq}@a.example>\r\nSubject: s\r\n\r\nhello\r\n").into_bytes(),
                     scheduled_at: 0.0,
+                    requiretls: false,
                 },
                 _budget: budget.clone().try_acquire_owned().expect("budget"),
             };
             let (tx, rx) = mpsc::unbounded_channel();
             let pb = indicatif::ProgressBar::hidden();
             let idle = Duration::from_millis(300);
-            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle));
+            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle, None));
             assert!(tx.send(message(0)).is_ok());
             // Longer than the relay's idle timeout: a connection kept open would be cut.
             tokio::time::sleep(Duration::from_millis(2500)).await;

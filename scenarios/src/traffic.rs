@@ -34,6 +34,8 @@ pub struct Generated {
     /// Seconds after the start of traffic at which the message is submitted (Poisson arrivals;
     /// all zero when `traffic.rate` is 0). Deterministic for a seed.
     pub scheduled_at: f64,
+    /// The sender is one of the `traffic.requiretls_share` of users who use REQUIRETLS.
+    pub requiretls: bool,
 }
 
 const FIRST: &[&str] = &[
@@ -127,6 +129,8 @@ pub struct Generator<'a> {
     /// Users by popularity rank (Zipf draws a rank; the shuffle keeps rank independent of system).
     popularity: Vec<usize>,
     zipf: Option<Zipf<f64>>,
+    /// Per user: sends with REQUIRETLS.
+    requiretls: Vec<bool>,
     /// Arrival time of the last message, seconds after the start of traffic.
     clock: f64,
     next_seq: u64,
@@ -153,9 +157,14 @@ impl<'a> Generator<'a> {
         } else {
             None
         };
+        // Its own generator: the main one's draws, and so every message of a seed, do not move
+        // when the share changes.
+        let mut choice = ChaCha20Rng::seed_from_u64(s.scenario.seed ^ 0x7265_7175_6972_6574);
+        let requiretls = (0..users.len()).map(|_| choice.random_bool(t.requiretls_share)).collect();
         Ok(Self {
             s,
             users,
+            requiretls,
             rng,
             sizes,
             attachment_sizes,
@@ -246,7 +255,8 @@ impl<'a> Generator<'a> {
         }
         let bytes = builder.write_to_vec().map_err(|e| bad(&format!("building message {seq}"), &e))?;
         let bytes = fix_boundaries(bytes, seq);
-        Ok(Generated { seq, sender, recipients, message_id, subject, bytes, scheduled_at })
+        let requiretls = self.requiretls[sender];
+        Ok(Generated { seq, sender, recipients, message_id, subject, bytes, scheduled_at, requiretls })
     }
 }
 

@@ -162,7 +162,7 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
         let msg = b"Subject: x\r\n\r\nhello\r\n";
         let submit = |to: &'static str| async move {
             let mut c = Submitter::connect("127.0.66.1:17527".parse().expect("addr"), "t").await.expect("connect");
-            c.submit(&Submission { from: "a@alpha.example", to: vec![to], bytes: msg }).await
+            c.submit(&Submission { from: "a@alpha.example", to: vec![to], bytes: msg, requiretls: false }).await
         };
         let e = submit("x@nobody.example").await.expect_err("NXDOMAIN").to_string();
         assert!(e.contains("554"), "{e}");
@@ -175,7 +175,7 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
         let r = relay::Relay::start(start("127.0.66.2:17527", Arc::new(silent))).await.expect("relay");
         let mut c = Submitter::connect("127.0.66.2:17527".parse().expect("addr"), "t").await.expect("connect");
         let e = c
-            .submit(&Submission { from: "a@alpha.example", to: vec!["b@beta.example"], bytes: msg })
+            .submit(&Submission { from: "a@alpha.example", to: vec!["b@beta.example"], bytes: msg, requiretls: false })
             .await
             .expect_err("no DNS answer")
             .to_string();

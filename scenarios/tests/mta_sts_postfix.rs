@@ -258,9 +258,14 @@ mta_sts_policy = {{ mode = "enforce", id = "pf1" }}
         });
         let body = format!("Message-ID: <pf-{name}@alpha.example>\r\nSubject: sts\r\n\r\npolicy or not\r\n");
         let mut c = Submitter::connect(listen, "client").await.expect("connect to Postfix");
-        c.submit(&Submission { from: "a@alpha.example", to: vec!["b@beta.example"], bytes: body.as_bytes() })
-            .await
-            .expect("Postfix accepted");
+        c.submit(&Submission {
+            from: "a@alpha.example",
+            to: vec!["b@beta.example"],
+            bytes: body.as_bytes(),
+            requiretls: false,
+        })
+        .await
+        .expect("Postfix accepted");
         c.quit().await;
         tokio::task::block_in_place(|| peers.wait_log(settle));
         let log = peers.log();
