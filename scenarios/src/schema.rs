@@ -165,6 +165,15 @@ pub struct AttackSpec {
     /// targeted (the receiver's other senders pass through).
     #[serde(default)]
     pub links: Vec<[String; 2]>,
+    /// The attacker's effort as a share of all the scenario's domains: it also intercepts
+    /// round(share × domains) of them, drawn from the scenario seed among those no earlier
+    /// attacker intercepts. The draw takes the first domains of one seeded order, so at one seed
+    /// a larger share targets a superset of a smaller one (an effort sweep adds targets, it does
+    /// not reshuffle them). The drawn domains are added to `domains` when the scenario is read,
+    /// and drawing again from the result adds nothing, so the resolved scenario in a run
+    /// directory runs the same. `0` is an attacker with no targets: the baseline of a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_share: Option<f64>,
     /// Seconds after traffic starts before the first session is attacked.
     #[serde(default)]
     pub start: f64,
@@ -554,6 +563,7 @@ impl Scenario {
                 a.name = format!("attacker{}", i + 1);
             }
         }
+        s.draw_attacked_domains(path)?;
         s.validate(path)?;
         s.validate_attacks(path)?;
         crate::mta_sts::validate(&s, path)?;
@@ -744,6 +754,40 @@ impl Scenario {
         Ok(())
     }
 
+    /// Adds to each attacker with a `domain_share` the domains it draws (see
+    /// [`AttackSpec::domain_share`]).
+    fn draw_attacked_domains(&mut self, path: &str) -> Result<(), ScenarioError> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let all: Vec<String> = self.systems.iter().map(|s| s.domain.clone()).collect();
+        for k in 0..self.attacks.len() {
+            let Some(share) = self.attacks[k].domain_share else { continue };
+            if !(0.0..=1.0).contains(&share) {
+                return Err(ScenarioError::Invalid {
+                    path: path.to_string(),
+                    key: format!("attacks[{k}].domain_share"),
+                    message: format!("{share}: a share of the scenario's domains between 0 and 1"),
+                });
+            }
+            // Earlier attackers are already drawn: a domain goes to one attacker only.
+            let taken: Vec<String> = (0..k).flat_map(|j| self.intercepted_domains(j)).collect();
+            let count = (share * all.len() as f64).round() as usize;
+            let mut order = all.clone();
+            order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(
+                self.scenario.seed ^ 0x6566_666f_7274_0000 ^ k as u64,
+            ));
+            let drawn: Vec<String> =
+                order.into_iter().filter(|d| !taken.iter().any(|t| t.eq_ignore_ascii_case(d))).take(count).collect();
+            let a = &mut self.attacks[k];
+            for d in drawn {
+                if !a.domains.iter().any(|o| o.eq_ignore_ascii_case(&d)) {
+                    a.domains.push(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_attacks(&self, path: &str) -> Result<(), ScenarioError> {
         let bad = |key: String, message: String| ScenarioError::Invalid { path: path.to_string(), key, message };
         if self.attacks.len() > 254 {
@@ -770,10 +814,12 @@ impl Scenario {
                     format!("only a fake-mx presents a certificate; {} never completes TLS", a.attack.name()),
                 ));
             }
-            if a.domains.is_empty() && a.links.is_empty() {
+            if a.domains.is_empty() && a.links.is_empty() && a.domain_share.is_none() {
                 return Err(bad(
                     key("attack"),
-                    "give the targets: domains = [\"beta.example\"] and/or links = [[\"alpha\", \"beta\"]]".into(),
+                    "give the targets: domains = [\"beta.example\"], links = [[\"alpha\", \"beta\"]] and/or \
+                     domain_share = 0.25"
+                        .into(),
                 ));
             }
             for (i, d) in a.domains.iter().enumerate() {
@@ -1275,6 +1321,40 @@ mod tests {
         .expect_err("netns")
         .to_string();
         assert!(e.contains("attacks") && e.contains("loopback"), "{e}");
+    }
+
+    /// `domain_share`: round(share × domains) targets, nested across shares at one seed, drawn
+    /// again from the resolved scenario to the same list, never a domain of an earlier attacker.
+    #[test]
+    fn domain_share_draws_nested_targets_from_the_seed() {
+        // 20 generated systems: 0.25 of them is 5 domains, 0.5 is 10, 0.33 rounds to 7.
+        let base = "[scenario]\nname = \"effort\"\nseed = 7\n\n[population]\nsystems = 20\nusers = 40\n\
+                    starttls_share = 1.0\n\n[[attacks]]\nattack = \"strip\"\n";
+        let parse = |share: &str| {
+            Scenario::parse(&format!("{base}domain_share = {share}\n"), "e.toml").expect("valid").attacks[0]
+                .domains
+                .clone()
+        };
+        let (quarter, half, third) = (parse("0.25"), parse("0.5"), parse("0.33"));
+        assert_eq!((quarter.len(), half.len(), third.len()), (5, 10, 7));
+        assert_eq!(&half[..5], &quarter[..], "a larger share adds targets to the smaller one's");
+        assert!(parse("0").is_empty(), "share 0: an attacker with no targets, the sweep's baseline");
+        let other_seed =
+            Scenario::parse(&format!("{base}domain_share = 0.5\n").replace("seed = 7", "seed = 8"), "e.toml")
+                .expect("valid");
+        assert_ne!(other_seed.attacks[0].domains, half, "another seed draws other domains");
+        // The resolved scenario (as a run directory keeps it) draws nothing more.
+        let resolved = Scenario::parse(&format!("{base}domain_share = 0.5\n"), "e.toml").expect("valid");
+        let again =
+            Scenario::parse_generated(&toml::to_string_pretty(&resolved).expect("toml"), "r.toml").expect("valid");
+        assert_eq!(again.attacks[0].domains, half);
+        // A second attacker draws among the domains the first left.
+        let two = format!("{base}domain_share = 0.5\n\n[[attacks]]\nattack = \"454\"\ndomain_share = 0.5\n");
+        let s = Scenario::parse(&two, "e.toml").expect("valid");
+        assert_eq!((s.attacks[0].domains.len(), s.attacks[1].domains.len()), (10, 10));
+        assert!(s.attacks[1].domains.iter().all(|d| !s.attacks[0].domains.contains(d)));
+        let e = Scenario::parse(&format!("{base}domain_share = 1.5\n"), "e.toml").expect_err("1.5").to_string();
+        assert!(e.contains("attacks[0].domain_share") && e.contains("line 12") && e.contains("between 0 and 1"), "{e}");
     }
 
     #[test]
