@@ -195,14 +195,14 @@ pub fn write_sweep_attack_matrix(dir: &Path) -> Result<bool, AnalysisError> {
 
 /// One attacker's place in the scenario: its attack's label and the paths it stands on.
 #[derive(Debug, Clone)]
-struct Placement {
+pub(crate) struct Placement {
     label: String,
-    domains: Vec<String>,
-    links: Vec<(String, String)>,
+    pub(crate) domains: Vec<String>,
+    pub(crate) links: Vec<(String, String)>,
 }
 
 /// The attackers of the run's resolved scenario (`manifest.json`); `None` without any.
-fn placements(manifest: &Path) -> Result<Option<Vec<Placement>>, AnalysisError> {
+pub(crate) fn placements(manifest: &Path) -> Result<Option<Vec<Placement>>, AnalysisError> {
     if !manifest.exists() {
         return Ok(None);
     }

@@ -235,6 +235,7 @@ fn aggregate(dir: &Path, spec: &SweepFile) -> Result<SweepSummary, AnalysisError
     write_csv(&mut cost, &out.table_csv(TABLE_TLS_COST))?;
     summary.tls_cost = crate::summary::read_tls_cost(&out.table_parquet(TABLE_TLS_COST))?;
     crate::attack::write_sweep_attack_matrix(dir)?;
+    crate::effort::write_sweep_attack_effort(dir)?;
     Ok(summary)
 }
 

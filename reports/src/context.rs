@@ -90,6 +90,8 @@ impl RunContext {
 pub struct SweepContext {
     pub captures: Vec<Option<String>>,
     pub reports: Vec<Option<String>>,
+    /// The effort curve's points, for a sweep whose runs have attackers (set by `render_sweep`).
+    pub effort: Vec<analysis::EffortPoint>,
 }
 
 impl SweepContext {
@@ -101,7 +103,7 @@ impl SweepContext {
             let report = dir.join(run).join("report").join("index.html");
             reports.push(report.is_file().then(|| format!("../{run}/report/index.html")));
         }
-        SweepContext { captures, reports }
+        SweepContext { captures, reports, effort: Vec::new() }
     }
 
     /// Headline sentences of a sweep.

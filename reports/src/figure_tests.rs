@@ -116,7 +116,7 @@ fn exposure_chart_stacks_to_one_per_link_with_the_known_classes() {
 fn volume_heatmap_cells_are_the_links_counts_and_bytes() {
     let (_dir, summary) = analysed_run("fig-volume");
     let map = figures::volume_heatmap(&summary);
-    assert_eq!(map.systems, ["alpha", "beta", "gamma"]);
+    assert_eq!(map.rows, ["alpha", "beta", "gamma"]);
     let cell = |m: usize, r: usize, c: usize| map.matrices[m].values[r][c];
     // Truth: alpha→beta 4, alpha→gamma 3, beta→gamma 2; no other pair.
     assert_eq!((cell(0, 0, 1), cell(0, 0, 2), cell(0, 1, 2)), (Some(4.0), Some(3.0), Some(2.0)));
@@ -165,4 +165,48 @@ fn adoption_chart_spans_the_swept_values_with_distinct_labels() {
         let sum: f64 = exposure.layers.iter().map(|l| l.shares[i].unwrap_or(0.0)).sum();
         assert!(close(sum, 1.0), "point {i}: mean shares add up to {sum}");
     }
+}
+
+/// The defense × attack heatmaps draw the matrix's cells where the table has them: rows in the
+/// table's order, the attack-free column first, a dash for an empty cell, held back = deferred +
+/// bounced, all on one 0–100% scale.
+#[test]
+fn attack_heatmap_cells_are_the_matrix_shares() {
+    let cell =
+        |defense: &str, attack: &str, messages: u64, read: f64, deferred: f64, bounced: f64| analysis::AttackCell {
+            defense: defense.into(),
+            attack: attack.into(),
+            messages,
+            read_share: Some(read),
+            delivered_share: Some(1.0 - deferred - bounced),
+            deferred_share: Some(deferred),
+            bounced_share: Some(bounced),
+            plaintext_share: Some(read),
+            authenticated_share: Some(0.0),
+            reported_share: Some(deferred),
+        };
+    let cells = [
+        cell("may", "strip", 10, 1.0, 0.0, 0.0),
+        cell("may", "none", 5, 0.0, 0.0, 0.0),
+        cell("encrypt", "strip", 8, 0.0, 0.75, 0.25),
+        cell("encrypt", "none", 0, 0.0, 0.0, 0.0),
+    ];
+    let map = figures::attack_heatmap(&cells);
+    assert_eq!(map.rows, ["may", "encrypt"]);
+    assert_eq!(map.columns, ["none", "strip"]);
+    assert_eq!(map.scale_max, Some(1.0));
+    let titles: Vec<&str> = map.matrices.iter().map(|m| m.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Read by the attacker",
+            "Delivered",
+            "Held back (deferred or bounced)",
+            "Shown in the sender's TLS-RPT report"
+        ]
+    );
+    let read = &map.matrices[0].values;
+    assert_eq!(read, &vec![vec![Some(0.0), Some(1.0)], vec![None, Some(0.0)]], "encrypt × none has no copies: a dash");
+    assert_eq!(map.matrices[2].values[1][1], Some(1.0), "0.75 deferred + 0.25 bounced");
+    assert_eq!(map.matrices[3].values[1][1], Some(0.75));
 }

@@ -1,6 +1,6 @@
 //! The charts of the reports, built from the analysis summaries.
 
-use analysis::{Exposure, PairRow, Summary, SweepSummary, TlsCostRow, curve_groups};
+use analysis::{AttackCell, EffortPoint, Exposure, PairRow, Summary, SweepSummary, TlsCostRow, curve_groups};
 use plotters::style::RGBColor;
 
 use crate::charts::{BarSeries, FOURTH_COLOR, GroupedBarChart, SEEN_COLOR, Stack, THIRD_COLOR, TRUTH_COLOR};
@@ -221,7 +221,68 @@ fn volume_heatmap_of(pairs: &[PairRow]) -> HeatmapFigure {
                 scale_group: 1,
             },
         ],
-        systems,
+        columns: systems.clone(),
+        rows: systems,
+        axes: ("from", "to"),
+        scale_max: None,
+        fit_columns: false,
+        per_row: 2,
+    }
+}
+
+/// The defense × attack matrix (`analysis/attack_matrix`) as four heatmaps on one 0–100% scale:
+/// what the attackers read, what was delivered, what was held back (deferred or bounced), and
+/// what the senders' TLS-RPT reports showed. Rows keep the table's order of defenses; the
+/// attack-free column comes first, as the baseline each row is read against.
+pub fn attack_heatmap(cells: &[AttackCell]) -> HeatmapFigure {
+    let mut rows: Vec<String> = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for c in cells {
+        if !rows.contains(&c.defense) {
+            rows.push(c.defense.clone());
+        }
+        if !columns.contains(&c.attack) {
+            columns.push(c.attack.clone());
+        }
+    }
+    if let Some(i) = columns.iter().position(|a| a == analysis::NO_ATTACK) {
+        let none = columns.remove(i);
+        columns.insert(0, none);
+    }
+    let matrix = |title: &str, share: fn(&AttackCell) -> Option<f64>| Matrix {
+        title: title.to_string(),
+        values: rows
+            .iter()
+            .map(|d| {
+                columns
+                    .iter()
+                    .map(|a| {
+                        let cell = cells.iter().find(|c| &c.defense == d && &c.attack == a)?;
+                        if cell.messages == 0 { None } else { share(cell) }
+                    })
+                    .collect()
+            })
+            .collect(),
+        value_text: share_text,
+        scale_group: 0,
+    };
+    let held = |c: &AttackCell| match (c.deferred_share, c.bounced_share) {
+        (None, None) => None,
+        (d, b) => Some(d.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    HeatmapFigure {
+        title: "Which defense stops which attack: shares of the recipient copies in each cell".to_string(),
+        matrices: vec![
+            matrix("Read by the attacker", |c| c.read_share),
+            matrix("Delivered", |c| c.delivered_share),
+            matrix("Held back (deferred or bounced)", held),
+            matrix("Shown in the sender's TLS-RPT report", |c| c.reported_share),
+        ],
+        rows,
+        columns,
+        axes: ("defense", "attack"),
+        scale_max: Some(1.0),
+        fit_columns: true,
         per_row: 2,
     }
 }
@@ -407,6 +468,63 @@ pub fn adoption_chart(sweep: &SweepSummary) -> Option<LineChart> {
     })
 }
 
+/// The "grand scale" curves (`analysis/attack_effort`): against the share of domains attacked,
+/// the share of all mail the attackers read (top) and the share the senders' TLS-RPT reports
+/// would have shown attacked (bottom), one curve per defense with its 95% band over seeds, and
+/// all senders pooled as a dashed black line. `None` when the sweep has no attackers.
+pub fn effort_chart(points: &[EffortPoint]) -> Option<Stack<LineChart, LineChart>> {
+    if points.is_empty() {
+        return None;
+    }
+    let colors = [SEEN_COLOR, TRUTH_COLOR, THIRD_COLOR, FOURTH_COLOR];
+    let mut defenses: Vec<&str> = points.iter().map(|p| p.defense.as_str()).collect();
+    defenses.dedup();
+    // The pooled row last, drawn over the others.
+    defenses.sort_by_key(|d| *d == analysis::ALL_DEFENSES);
+    let curves = |measure: fn(&EffortPoint) -> analysis::MeanInterval| -> Vec<Curve> {
+        defenses
+            .iter()
+            .enumerate()
+            .map(|(i, &defense)| {
+                let own: Vec<&EffortPoint> = points.iter().filter(|p| p.defense == defense).collect();
+                let all = defense == analysis::ALL_DEFENSES;
+                Curve {
+                    label: if all { "all senders".to_string() } else { defense.to_string() },
+                    color: if all { RGBColor(0, 0, 0) } else { colors[i % colors.len()] },
+                    stroke: if all || i >= colors.len() { Stroke::Dashed } else { Stroke::Solid },
+                    markers: true,
+                    points: own.iter().filter_map(|p| Some((p.effort, measure(p).0?))).collect(),
+                    band: own.iter().filter_map(|p| Some((p.effort, measure(p).1?, measure(p).2?))).collect(),
+                }
+            })
+            .collect()
+    };
+    let one_seed = points.iter().all(|p| p.runs < 2);
+    let chart = |title: &str, y_desc: &str, series: Vec<Curve>| LineChart {
+        title: title.to_string(),
+        x_desc: "effort: share of the domains whose MX an attacker intercepts".to_string(),
+        y_desc: y_desc.to_string(),
+        series,
+        y_range: Some((0.0, 1.05)),
+        y_text: share_text,
+        x_text: share_text,
+        empty: "No run of this sweep has an attack matrix.".to_string(),
+        band_label: Some(if one_seed {
+            "95% interval (needs 2+ seeds)".to_string()
+        } else {
+            "95% t-interval over seeds".to_string()
+        }),
+    };
+    Some(Stack {
+        top: chart("Grand scale: share of all mail the attackers read", "read by an attacker", curves(|p| p.read)),
+        bottom: chart(
+            "What the victims would have seen: share of all mail whose attack a TLS-RPT report shows",
+            "shown in the senders' TLS-RPT reports",
+            curves(|p| p.reported),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,9 +546,9 @@ mod tests {
             .map(|i| pair(&format!("s{i:02}"), &format!("s{:02}", (i + 1) % 40), if i == 0 { 1000 } else { 1 + i }))
             .collect();
         let fig = volume_heatmap_of(&pairs);
-        assert_eq!(fig.systems.len(), MAX_SYSTEMS_MAPPED);
-        assert_eq!(fig.systems.last().map(String::as_str), Some("17 others"));
-        assert!(fig.systems.contains(&"s00".to_string()) && fig.systems.contains(&"s01".to_string()));
+        assert_eq!(fig.rows.len(), MAX_SYSTEMS_MAPPED);
+        assert_eq!(fig.rows.last().map(String::as_str), Some("17 others"));
+        assert!(fig.rows.contains(&"s00".to_string()) && fig.rows.contains(&"s01".to_string()));
         let total = |m: &Matrix| m.values.iter().flatten().flatten().sum::<f64>();
         let truth: u64 = pairs.iter().map(|p| p.messages).sum();
         assert_eq!(total(&fig.matrices[0]), truth as f64, "pooling keeps every message");
@@ -443,7 +561,7 @@ mod tests {
     fn a_heatmap_of_few_systems_draws_each() {
         let pairs = vec![pair("a", "b", 3), pair("b", "c", 2)];
         let fig = volume_heatmap_of(&pairs);
-        assert_eq!(fig.systems, ["a", "b", "c"]);
+        assert_eq!(fig.rows, ["a", "b", "c"]);
         assert_eq!(fig.matrices[0].values[0], vec![None, Some(3.0), None]);
         assert!(!fig.title.contains("pooled"));
     }

@@ -28,6 +28,19 @@ pub const CLASSES: [(&str, &str); 5] = [
     ("unobserved", "the tap saw nothing of the session (the line was not tapped)"),
 ];
 
+/// The caption of the defense × attack heatmaps.
+pub const ATTACK_HEATMAP: &str = "Each row is the outbound TLS policy of the sending systems (the defense), each column \
+    the attack on the path to the recipient's MX (`none`: no attacker there). A cell's share is of that cell's recipient \
+    copies; a dash: no copy fell in it. Read together: a defense works where the first panel is pale; what it costs \
+    shows in the third; whether the victim would notice, in the fourth.";
+
+/// The caption of the sweep's effort curves.
+pub const EFFORT: &str = "The 1997 proposal bet that an active attacker cannot read mail \"on a grand scale\". Each \
+    point is a sweep point: the share of the scenario's domains whose MX an attacker intercepts (its effort) against \
+    the share of all mail a defense's senders sent that an attacker read (top) and that their TLS-RPT reports would \
+    have shown attacked (bottom), mean over seeds with its 95% band; `all senders` pools every policy. A defense \
+    that holds keeps its top curve flat at zero at any effort; what it costs is the held-back share in the table.";
+
 /// What the attack matrix shows, for the HTML and Markdown reports.
 pub const ATTACKERS: &str = "Each active attacker in the scenario stands in front of the MX of the domains it \
     intercepts (the scenario's DNS sends the senders to it) and relays the mail onward. Per sender policy (the \
@@ -210,6 +223,7 @@ pub fn index_html(summary: &Summary, provenance: &Provenance, context: &RunConte
     if let Some(cells) = &context.attacks {
         page.h2("Active attackers");
         page.p(ATTACKERS);
+        page.figure(figures.svg("attacks"), ATTACK_HEATMAP);
         page.raw(&tables::attack_matrix(cells).html());
     }
 
@@ -274,6 +288,12 @@ pub fn sweep_html(sweep: &SweepSummary, provenance: &Provenance, context: &Sweep
         "Per message-size bucket, sessions with STARTTLS against plaintext sessions over every run of the sweep: \
          mean bytes on the wire beyond the message, and mean session duration.",
     );
+
+    if let Some(svg) = figures.get("effort") {
+        page.h2("Active attackers: the grand-scale curve");
+        page.figure(svg, EFFORT);
+        page.raw(&tables::effort(&context.effort).html());
+    }
 
     page.h2("Runs");
     page.raw(&tables::runs(sweep, &context.captures, &context.reports).html());

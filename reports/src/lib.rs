@@ -55,6 +55,9 @@ pub fn render(run_dir: &Path, provenance: &Provenance) -> Result<PathBuf, Report
 
     let mut context = RunContext::load(run_dir);
     context.attacks = analysis::read_attack_matrix(run_dir)?;
+    if let Some(cells) = &context.attacks {
+        figs.push("attacks", write_chart(&figures::attack_heatmap(cells), &report_dir, "attacks")?);
+    }
     let index = report_dir.join("index.html");
     write_text(&index, &html::index_html(&summary, provenance, &context, &figs))?;
     write_text(&report_dir.join("summary.md"), &markdown::summary_md(&summary, provenance, &context, &figs))?;
@@ -76,8 +79,13 @@ pub fn render_sweep(sweep_dir: &Path, provenance: &Provenance) -> Result<PathBuf
     }
     figs.push("exposure", write_chart(&figures::sweep_exposure_chart(&sweep), &report_dir, "exposure")?);
     figs.push("tls_cost", write_chart(&figures::tls_cost_chart(&sweep.tls_cost), &report_dir, "tls_cost")?);
+    let effort = analysis::read_attack_effort(sweep_dir)?.unwrap_or_default();
+    if let Some(chart) = figures::effort_chart(&effort) {
+        figs.push("effort", write_chart(&chart, &report_dir, "effort")?);
+    }
 
-    let context = SweepContext::load(sweep_dir, &sweep);
+    let mut context = SweepContext::load(sweep_dir, &sweep);
+    context.effort = effort;
     let index = report_dir.join("index.html");
     write_text(&index, &html::sweep_html(&sweep, provenance, &context, &figs))?;
     write_text(&report_dir.join("summary.md"), &markdown::sweep_md(&sweep, provenance, &context, &figs))?;

@@ -3,7 +3,7 @@
 use analysis::{Summary, SweepSummary, headline_lines};
 
 use crate::context::{Figures, RunContext, SweepContext};
-use crate::html::{ATTACKERS, CLASSES, ESTIMATOR, THREAT_MODEL};
+use crate::html::{ATTACK_HEATMAP, ATTACKERS, CLASSES, EFFORT, ESTIMATOR, THREAT_MODEL};
 use crate::pair_table;
 use crate::provenance::Provenance;
 use crate::tables;
@@ -53,7 +53,9 @@ pub fn summary_md(summary: &Summary, provenance: &Provenance, context: &RunConte
     md.push_str(&tables::tls_cost(&summary.tls_cost).markdown());
     figure(&mut md, figures, "tls_cost", "TLS overhead by message size");
     if let Some(cells) = &context.attacks {
-        md.push_str(&format!("\n## Active attackers\n\n{ATTACKERS}\n\n"));
+        md.push_str(&format!("\n## Active attackers\n\n{ATTACKERS}\n"));
+        figure(&mut md, figures, "attacks", "defense × attack heatmaps");
+        md.push_str(&format!("\n{ATTACK_HEATMAP}\n\n"));
         md.push_str(&tables::attack_matrix(cells).markdown());
     }
     md.push_str("\n## Traffic over time\n");
@@ -85,6 +87,12 @@ pub fn sweep_md(sweep: &SweepSummary, provenance: &Provenance, context: &SweepCo
     md.push_str("\n## Cost of TLS (all runs and controls pooled)\n\n");
     md.push_str(&tables::tls_cost(&sweep.tls_cost).markdown());
     figure(&mut md, figures, "tls_cost", "TLS overhead by message size");
+    if figures.get("effort").is_some() {
+        md.push_str("\n## Active attackers: the grand-scale curve\n");
+        figure(&mut md, figures, "effort", "share of mail read against the share of domains attacked");
+        md.push_str(&format!("\n{EFFORT}\n\n"));
+        md.push_str(&tables::effort(&context.effort).markdown());
+    }
     md.push_str("\n## Runs\n\n");
     md.push_str(&tables::runs(sweep, &context.captures, &context.reports).markdown());
     provenance_md(&mut md, &context.provenance_lines(sweep, provenance));

@@ -2,7 +2,7 @@
 //! never differ.
 
 use analysis::{
-    AttackCell, PairRow, Summary, SweepSummary, TlsCostRow, format_points, format_rel_err, format_share,
+    AttackCell, EffortPoint, PairRow, Summary, SweepSummary, TlsCostRow, format_points, format_rel_err, format_share,
     format_share_ci, value_text,
 };
 
@@ -242,6 +242,45 @@ pub fn points(sweep: &SweepSummary) -> Table {
     Table::new(&headings, &numeric, rows, "No point of this sweep has been analysed.")
 }
 
+/// The effort curve's points (`analysis/attack_effort`): per defense and sweep point, the shares
+/// of all its senders' mail read, held back and reported, mean over seeds with its 95% interval.
+pub fn effort(points: &[EffortPoint]) -> Table {
+    let ci = |(mean, low, high): analysis::MeanInterval| match (mean, low, high) {
+        (Some(m), Some(l), Some(h)) => format!("{:.1}% [{:.1}%, {:.1}%]", m * 100.0, l * 100.0, h * 100.0),
+        (m, _, _) => format_share(m),
+    };
+    let rows = points
+        .iter()
+        .map(|p| {
+            vec![
+                p.defense.clone(),
+                p.point.clone(),
+                format!("{:.1}%", p.effort * 100.0),
+                p.runs.to_string(),
+                group_digits(p.messages),
+                ci(p.read),
+                ci(p.held),
+                ci(p.reported),
+            ]
+        })
+        .collect();
+    Table::new(
+        &[
+            "Defense",
+            "Point",
+            "Domains attacked",
+            "Seeds",
+            "Copies",
+            "Read by attacker (95% CI)",
+            "Held back",
+            "Shown in TLS-RPT",
+        ],
+        &[false, false, true, true, true, true, true, true],
+        rows,
+        "No run of this sweep has an attack matrix.",
+    )
+}
+
 /// One row per run of a sweep; `captures[i]` is the sha256 of run i's capture, if known, and
 /// `reports[i]` the relative path of its own report, if it has one.
 pub fn runs(sweep: &SweepSummary, captures: &[Option<String>], reports: &[Option<String>]) -> Table {
@@ -288,6 +327,7 @@ pub fn attack_matrix(cells: &[AttackCell]) -> Table {
                 format_share(c.bounced_share),
                 format_share(c.plaintext_share),
                 format_share(c.authenticated_share),
+                format_share(c.reported_share),
             ]
         })
         .collect();
@@ -302,8 +342,9 @@ pub fn attack_matrix(cells: &[AttackCell]) -> Table {
             "Bounced",
             "Delivered in plaintext",
             "Delivered over verified TLS",
+            "Shown in TLS-RPT",
         ],
-        &[false, false, true, true, true, true, true, true, true],
+        &[false, false, true, true, true, true, true, true, true, true],
         rows,
         "No mail was sent.",
     )

@@ -258,10 +258,18 @@ fn report_shows_the_attack_matrix_of_a_run_with_attackers() {
     let html = std::fs::read_to_string(dir.join("report/index.html")).expect("index.html");
     let row = "<td>may</td><td>strip</td><td class=\"num\">4</td><td class=\"num\">100.0%</td>\
                <td class=\"num\">100.0%</td><td class=\"num\">0.0%</td><td class=\"num\">0.0%</td>\
-               <td class=\"num\">100.0%</td><td class=\"num\">0.0%</td>";
+               <td class=\"num\">100.0%</td><td class=\"num\">0.0%</td><td class=\"num\">0.0%</td>";
     assert!(html.contains("<h2>Active attackers</h2>") && html.contains(row), "{html}");
+    // No sender wrote a TLS-RPT report in this hand-made run: nothing was shown to the victim.
     let md = std::fs::read_to_string(dir.join("report/summary.md")).expect("summary.md");
-    assert!(md.contains("| may | strip | 4 | 100.0% | 100.0% | 0.0% | 0.0% | 100.0% | 0.0% |"), "{md}");
+    assert!(md.contains("| may | strip | 4 | 100.0% | 100.0% | 0.0% | 0.0% | 100.0% | 0.0% | 0.0% |"), "{md}");
+    // The heatmaps are drawn, linked from the Markdown and inlined in the page.
+    assert!(md.contains("(attacks.png)"), "{md}");
+    let png = std::fs::read(dir.join("report/attacks.png")).expect("attacks.png");
+    assert!(png.len() > 10_000, "attacks.png is only {} bytes", png.len());
+    let svg = std::fs::read_to_string(dir.join("report/attacks.svg")).expect("attacks.svg");
+    // The panel title is in the SVG only (the table's column says "Read by attacker").
+    assert!(svg.contains("Read by the attacker") && html.contains("Read by the attacker"), "heatmap not in the page");
 }
 
 #[test]
