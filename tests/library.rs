@@ -308,7 +308,7 @@ fn every_library_file_is_run_here() {
     assert_eq!(files, covered, "add a test for each new library file to tests/library.rs");
 }
 
-const LIBRARY: [&str; 10] = [
+const LIBRARY: [&str; 11] = [
     "default.toml",
     "baseline-1997.toml",
     "full-adoption.toml",
@@ -319,6 +319,7 @@ const LIBRARY: [&str; 10] = [
     "attack-matrix.toml",
     "mta-sts-tofu.toml",
     "reuse-realistic.toml",
+    "grand-scale.toml",
 ];
 
 /// Connection reuse as Postfix does it: every line is TLS, and the eavesdropper still counts
@@ -542,6 +543,76 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         };
         assert_eq!(num(c, "reported_share"), if reported { 1.0 } else { 0.0 }, "{c:?}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The grand-scale sweep, shrunk to its ends (no domain attacked, every domain attacked) and one
+/// seed, run by `smtplab sweep` as a user runs it, whose analysis writes the effort curve. Worked
+/// by hand (RFC 3207, Postfix's levels): with no target nothing is read; with every domain's MX
+/// taken over by the self-signed fake MX, `may` and `encrypt` senders (which accept any
+/// certificate) lose every copy, `verify` senders none and hold them all back, and only
+/// `verify`'s failures show in a TLS-RPT report. The `all senders` row is the share of copies
+/// sent by `may` and `encrypt` systems, counted here from the ground truth's messages.
+#[test]
+fn library_grand_scale_effort_curve_from_none_to_every_domain() {
+    assert!(is_root(), "the live tap needs root (CI runs as root)");
+    let file = LIBRARY[10];
+    let dir = scratch(file.trim_end_matches(".toml"));
+    let t = shrunk(file, "loopback", 23525 + 10 * 10);
+    let sweep_file = dir.join(file);
+    std::fs::write(&sweep_file, toml::to_string(&t).expect("serialise")).expect("write");
+    let out = dir.join("sweeps");
+    let r = Command::new(env!("CARGO_BIN_EXE_smtplab"))
+        .args(["sweep", &sweep_file.display().to_string(), "--out", &out.display().to_string()])
+        .env("CI", "1")
+        .output()
+        .expect("smtplab sweep");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let sweep = out.join("grand-scale");
+    let rows = table(&sweep.join("analysis/attack_effort.csv"));
+    let row = |effort: f64, defense: &str| {
+        rows.iter()
+            .find(|r| num(r, "effort") == effort && r["defense"] == defense)
+            .unwrap_or_else(|| panic!("no {defense} row at effort {effort}: {rows:?}"))
+    };
+    // Copies, one per (message, recipient) as ANALYSIS.md counts them, by sender policy at the
+    // full-effort point, from the ground truth alone.
+    let full = std::fs::read_dir(&sweep)
+        .expect("sweep dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("domain_share=1")) && p.is_dir())
+        .expect("the full-effort run");
+    let policy: HashMap<String, String> = json(&full.join("truth/systems.json"))
+        .as_array()
+        .expect("systems")
+        .iter()
+        .map(|s| (s["name"].as_str().expect("name").into(), s["outbound_tls"].as_str().expect("policy").into()))
+        .collect();
+    let mut copies: HashMap<String, f64> = HashMap::new();
+    for m in jsonl(&full, "truth/messages.jsonl") {
+        let n = m["recipients"].as_array().expect("recipients").len() as f64;
+        *copies.entry(policy[m["sender_system"].as_str().expect("sender")].clone()).or_default() += n;
+    }
+    let total: f64 = copies.values().sum();
+    for defense in ["may", "encrypt", "verify", "all"] {
+        let none = row(0.0, defense);
+        assert_eq!((num(none, "read_share"), num(none, "held_share")), (0.0, 0.0), "{none:?}");
+        let every = row(1.0, defense);
+        let (read, held, reported) = match defense {
+            "may" | "encrypt" => (1.0, 0.0, 0.0),
+            "verify" => (0.0, 1.0, 1.0),
+            _ => {
+                let lost = (copies["may"] + copies["encrypt"]) / total;
+                (lost, 1.0 - lost, 1.0 - lost)
+            }
+        };
+        assert!((num(every, "read_share") - read).abs() < 1e-9, "{every:?}");
+        assert!((num(every, "held_share") - held).abs() < 1e-9, "{every:?}");
+        assert!((num(every, "reported_share") - reported).abs() < 1e-9, "{every:?}");
+    }
+    let html = std::fs::read_to_string(sweep.join("report/index.html")).expect("sweep report");
+    assert!(html.contains("the grand-scale curve") && sweep.join("report/effort.png").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
