@@ -484,6 +484,11 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
                 ("stripped" | "overwritten" | "refused" | "fetchblocked", "may") => "read",
                 ("fetchblocked", "may+mta-sts") => "read",
                 ("stripped" | "overwritten" | "refused" | "fetchblocked", _) => "deferred",
+                // The injection attacks meet refusals before any policy could be read: the
+                // receiving relay's 554 and close after plaintext pipelined behind STARTTLS
+                // (`may` falls back and finds the connection gone), and the sending relay's own
+                // refusal of data after the 220 (CVE-2011-0411 and its client-side twin).
+                ("cmdinjected" | "respinjected", _) => "deferred",
                 ("selfsigned" | "wrongname", "verify" | "may+mta-sts") => "deferred",
                 // RFC 7672: every zone is signed with a 3 1 1 record for the real MX key, which
                 // no fake MX has, the compromised CA's certificate included.
@@ -509,10 +514,14 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
     // The analysis' matrix: each cell's shares are all-or-nothing here, as worked out above.
     let cells = table(&run.join("analysis/attack_matrix.csv"));
     assert!(cells.len() >= 6, "{cells:?}");
+    for attack in ["inject-command", "inject-response"] {
+        assert!(cells.iter().any(|c| c["attack"] == attack), "the shrunk traffic reaches {attack}: {cells:?}");
+    }
     for c in &cells {
         let (defense, attack) = (c["defense"].as_str(), c["attack"].as_str());
         let read = match (attack, defense) {
             ("none", _) => false,
+            ("inject-command" | "inject-response", _) => false,
             (_, "dane" | "dane-only") => false,
             ("strip" | "strip-xxxxxxxa" | "454", "may") => true,
             ("strip+fetch-drop", "may" | "may+mta-sts") => true,
@@ -534,6 +543,9 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         // learned the policy; always under DANE, which refused every attack here.
         let reported = match (attack, defense) {
             ("none", _) => false,
+            // The client's refusal of an injected reply is a failure before TLS, not a TLS
+            // result (SCENARIOS.md: only failures a policy noticed count), under every policy.
+            ("inject-response", _) => false,
             (_, "dane" | "dane-only") => true,
             (_, "may") => false,
             ("strip+fetch-drop", "may+mta-sts") => false,

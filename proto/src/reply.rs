@@ -74,6 +74,20 @@ impl ReplyParser {
         self.lines.pending() + usize::from(self.partial.is_some())
     }
 
+    /// Takes every byte received that is not part of a finished reply, for a relay that stops
+    /// reading replies here (to copy a TLS session after STARTTLS). The lines of an unfinished
+    /// multi-line reply come back as `code-text\r\n`.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(p) = self.partial.take() {
+            for l in &p.lines {
+                out.extend_from_slice(format!("{}-{l}\r\n", p.code).as_bytes());
+            }
+        }
+        out.extend(self.lines.take_rest());
+        out
+    }
+
     pub fn next_reply(&mut self) -> Option<Result<Reply, ReplyError>> {
         loop {
             let line = match self.lines.next_line()? {
@@ -110,6 +124,19 @@ mod tests {
         p.extend(&bytes[7..]);
         assert_eq!(p.next_reply(), Some(Ok(r)));
         assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn the_rest_after_a_reply_is_handed_back() {
+        let mut p = ReplyParser::new(512);
+        p.extend(b"220 2.0.0 Ready\r\n250-injected\r\n250 AU");
+        assert_eq!(p.next_reply(), Some(Ok(Reply::new(220, "2.0.0 Ready"))));
+        assert_eq!(p.next_reply(), None);
+        assert!(p.pending() > 0);
+        assert_eq!(p.take_rest(), b"250-injected\r\n250 AU");
+        assert_eq!((p.pending(), p.next_reply()), (0, None));
+        p.extend(b"\x16\x03\x01");
+        assert_eq!(p.take_rest(), b"\x16\x03\x01");
     }
 
     #[test]

@@ -334,7 +334,7 @@ pub struct Attachment {
 pub struct AttackerSession {
     /// The attacker's name in the scenario.
     pub attacker: String,
-    /// `strip`, `strip-xxxxxxxa`, `454` or `fake-mx`.
+    /// `strip`, `strip-xxxxxxxa`, `454`, `fake-mx`, `inject-command` or `inject-response`.
     pub attack: String,
     /// fake-mx only: `self-signed`, `wrong-name` or `compromised-ca`.
     pub certificate: Option<String>,
@@ -364,9 +364,30 @@ pub struct AttackerSession {
     pub messages: Vec<AttackerMessage>,
     /// `passed`, `relayed` (to QUIT), `victim-left` (the victim hung up first, e.g. its policy
     /// required the TLS the attacker withheld), `victim-refused-tls` (the victim's handshake with
-    /// the attacker's certificate failed), `error`.
+    /// the attacker's certificate failed), `injection-refused` (inject-command: the real MX did
+    /// not answer STARTTLS and the commands behind it with `220`; inject-response: the victim
+    /// did not start its TLS handshake after the `220` and the reply behind it),
+    /// `injection-not-refused` (the attacked side went on into TLS with the injected bytes in
+    /// place; the attacker then copied the end-to-end TLS, unread), `error`.
     pub outcome: String,
     pub error: Option<String>,
+    /// inject-command and inject-response: what the attacker injected, as text (the commands
+    /// it wrote behind the victim's STARTTLS, or the reply it wrote behind the real MX's `220`);
+    /// none for the other attacks and for sessions where the victim never said STARTTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected: Option<String>,
+    /// Whether the attacked side refused the injection: inject-command, the real MX did not
+    /// answer `220` to STARTTLS with the injected commands behind it (smtplab's relay answers
+    /// `554` and closes, the CVE-2011-0411 defence); inject-response, the victim did not start
+    /// a TLS handshake after the `220` with the injected reply behind it. `false` says only that
+    /// TLS went ahead: whether the peer then believed the injected bytes happens inside the
+    /// end-to-end TLS, which the attacker cannot read. None when nothing was injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_refused: Option<bool>,
+    /// What the attacker saw of the reaction, in a few words: `554 reply and close`,
+    /// `victim hung up before TLS`, `TLS handshake`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_reaction: Option<String>,
 }
 
 /// One message an attacker read whole.
@@ -507,6 +528,27 @@ mod tests {
         }
         let back: TapRecord = serde_json::from_value(j).expect("older records read");
         assert_eq!(back, TapRecord::Session(TapSession::default()));
+    }
+
+    #[test]
+    fn attacker_sessions_written_before_injection_attacks_still_read() {
+        let injected = AttackerSession {
+            attack: "inject-command".into(),
+            injected: Some("MAIL FROM:<a@b.example>\r\n".into()),
+            injection_refused: Some(true),
+            injection_reaction: Some("554 reply and close".into()),
+            ..Default::default()
+        };
+        let mut j = serde_json::to_value(&injected).expect("serializable");
+        let obj = j.as_object_mut().expect("an object");
+        for k in ["injected", "injection_refused", "injection_reaction"] {
+            assert!(obj.remove(k).is_some(), "{k} is a field");
+        }
+        let back: AttackerSession = serde_json::from_value(j).expect("older records read");
+        assert_eq!(back, AttackerSession { attack: "inject-command".into(), ..Default::default() });
+        // Other attacks' records do not carry the fields at all.
+        let plain = serde_json::to_value(AttackerSession::default()).expect("serializable");
+        assert!(plain.get("injected").is_none() && plain.get("injection_refused").is_none(), "{plain}");
     }
 
     #[test]

