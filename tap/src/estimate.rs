@@ -13,8 +13,11 @@
 //!    which the client waits for replies (RFC 5321; with PIPELINING, RFC 2920, at DATA and at
 //!    the end of the message).
 //! 4. The burst after a burst whose last record carries exactly `DATA<CRLF>` (6 bytes) is a
-//!    message. When no such burst is seen, the client pipelined its commands into one record:
-//!    after the EHLO burst, bursts alternate command group, message, group, message, ...
+//!    message. When no such burst is seen, or when that reading leaves more than one command
+//!    line after its last message (a lone 6-byte burst was an RSET: Postfix's shape), the
+//!    client pipelined its commands into one record: after the EHLO burst, bursts alternate
+//!    command group, message, group, message, ..., a lone 6-byte burst after a message (RSET
+//!    before the next transaction, or QUIT) left out.
 //! 5. A message's size is its burst's plaintext less the `.<CRLF>` that ends DATA.
 
 use records::TlsAppRecord;
@@ -40,8 +43,10 @@ pub fn merge(client: &[(f64, u32)], server: &[(f64, u32)]) -> Vec<TlsAppRecord> 
     out
 }
 
-/// Plaintext bytes of `DATA<CRLF>`.
+/// Plaintext bytes of `DATA<CRLF>` (and of `RSET<CRLF>`, `QUIT<CRLF>`, `NOOP<CRLF>`).
 const DATA_COMMAND: u64 = 6;
+/// The longest command line, CRLF included (RFC 5321 §4.5.3.1.4).
+const COMMAND_LINE_MAX: u64 = 512;
 /// `.<CRLF>`, the end of the message inside DATA.
 const END_OF_DATA: u64 = 3;
 
@@ -83,31 +88,60 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
             open = true;
         }
     }
+    let data_seen = (0..bursts.len().saturating_sub(1)).any(|i| bursts[i].1 == DATA_COMMAND);
+    if data_seen && let Some(out) = data_alone(&bursts) {
+        return Some(out);
+    }
+    Some(pipelined(&bursts))
+}
+
+/// Messages when the client writes `DATA<CRLF>` on its own (bursts as (plaintext, plaintext of
+/// the last record)): each burst after one that ends in a 6-byte record. `None` when this reading
+/// leaves a burst of more than one command line after its last message: the 6-byte bursts were
+/// not DATA but RSETs between pipelined transactions (Postfix reusing a connection sends RSET on
+/// its own, then MAIL, RCPT and DATA in one record), and the last message was left over. A
+/// client that sends DATA alone ends with QUIT, RSET, NOOP, a transaction refused before DATA, or
+/// nothing.
+fn data_alone(bursts: &[(u64, u64)]) -> Option<Vec<u64>> {
     let n = bursts.len();
     let mut out = Vec::new();
-    let data_seen = (0..n.saturating_sub(1)).any(|i| bursts[i].1 == DATA_COMMAND);
-    if data_seen {
-        let mut i = 0;
-        while i + 1 < n {
-            if bursts[i].1 == DATA_COMMAND {
-                out.push(bursts[i + 1].0.saturating_sub(END_OF_DATA));
-                // The message's own last record cannot announce another.
-                i += 2;
-                // Nor can a lone 6-byte command right after a message: DATA always follows
-                // MAIL and RCPT, so that is RSET (a reused session, as Postfix sends it before
-                // its next transaction), NOOP or QUIT.
-                if i + 1 < n && bursts[i].0 == DATA_COMMAND {
-                    i += 1;
-                }
-            } else {
+    let mut after_last = 0;
+    let mut i = 0;
+    while i + 1 < n {
+        if bursts[i].1 == DATA_COMMAND {
+            out.push(bursts[i + 1].0.saturating_sub(END_OF_DATA));
+            // The message's own last record cannot announce another.
+            i += 2;
+            after_last = i;
+            // Nor can a lone 6-byte command right after a message: DATA always follows
+            // MAIL and RCPT, so that is RSET (a reused session, as Postfix sends it before
+            // its next transaction), NOOP or QUIT.
+            if i + 1 < n && bursts[i].0 == DATA_COMMAND {
                 i += 1;
             }
+        } else {
+            i += 1;
         }
-    } else {
-        // EHLO, then group, message, group, message, ...: a message's slot is even.
-        out.extend((2..n).step_by(2).map(|i| bursts[i].0.saturating_sub(END_OF_DATA)));
     }
-    Some(out)
+    let left_over = bursts.get(after_last..).unwrap_or_default();
+    left_over.iter().all(|b| b.0 <= COMMAND_LINE_MAX).then_some(out)
+}
+
+/// Messages when the client pipelines MAIL, RCPT and DATA into one record: after EHLO, bursts
+/// alternate command group and message; a lone 6-byte burst right after a message (RSET before
+/// the next transaction, as Postfix sends it on a reused connection, or QUIT) is neither.
+fn pipelined(bursts: &[(u64, u64)]) -> Vec<u64> {
+    let n = bursts.len();
+    let mut out = Vec::new();
+    let mut group = 1;
+    while group + 1 < n {
+        out.push(bursts[group + 1].0.saturating_sub(END_OF_DATA));
+        group += 2;
+        if group < n && bursts[group].0 == DATA_COMMAND {
+            group += 1;
+        }
+    }
+    out
 }
 
 /// Bytes a record adds to the plaintext it carries: the 5-byte header (RFC 8446 §5.1, RFC 5246
@@ -209,6 +243,59 @@ mod tests {
             (false, 10),
         ]);
         assert_eq!(messages(&r, Some(V13.0), Some(V13.1)), Some(vec![700, 400]));
+    }
+
+    /// Postfix 3.7 reusing a TLS connection (`smtp_tls_connection_reuse = yes`, through
+    /// tlsproxy), as captured by `tests/postfix_reuse_tap.rs` (TLS 1.3, AES-256-GCM-SHA384, so a
+    /// 52-byte Finished): MAIL, RCPT and DATA in one record, the message in records of 4,096
+    /// bytes (tlsproxy's), then RSET alone before the next transaction; the cached connection
+    /// was closed on idle with close_notify and no QUIT. The lone RSETs must not be read as DATA.
+    #[test]
+    fn postfix_reused_connection_rset_alone_between_pipelined_transactions() {
+        let mut parts = vec![(false, 6), (false, 437), (false, 78), (false, 52), (true, 52), (false, 233)];
+        parts.extend([(true, 23), (false, 152)]);
+        let mut forty_k = vec![4096; 9];
+        forty_k.push(3301);
+        let bodies = [vec![1065], forty_k, vec![4096, 4096, 972], vec![4096, 4096, 4096, 2877]];
+        for (k, records) in bodies.iter().enumerate() {
+            if k > 0 {
+                parts.extend([(true, 6), (false, 14)]);
+            }
+            parts.extend([(true, 102), (false, 65)]);
+            parts.extend(records.iter().map(|&p| (true, p)));
+            parts.push((false, 37));
+        }
+        parts.push((true, 2));
+        let got = messages(&recs(&parts), Some("TLSv1.3"), Some("TLS_AES_256_GCM_SHA384"));
+        let want: Vec<u64> = bodies.iter().map(|m| m.iter().sum::<u64>() - 3).collect();
+        assert_eq!(want, [1062, 40162, 9161, 15162], "worked by hand");
+        assert_eq!(got, Some(want));
+    }
+
+    /// Without pipelining a session may end in a transaction refused before DATA: the commands
+    /// after the last message are single lines, and the DATA-alone reading stands.
+    #[test]
+    fn data_alone_with_a_last_transaction_refused_before_data() {
+        let r = recs(&[
+            (true, 36),
+            (true, 20),
+            (false, 200),
+            (true, 30),
+            (false, 10),
+            (true, 25),
+            (false, 10),
+            (true, 6),
+            (false, 30),
+            (true, 2003),
+            (false, 20),
+            (true, 30),
+            (false, 10),
+            (true, 25),
+            (false, 40),
+            (true, 6),
+            (false, 10),
+        ]);
+        assert_eq!(messages(&r, Some(V13.0), Some(V13.1)), Some(vec![2000]));
     }
 
     #[test]

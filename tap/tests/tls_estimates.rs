@@ -180,9 +180,22 @@ fn sizes(n: usize) -> Vec<usize> {
     (0..n).map(|k| 300 + (k * 7919 + 1234) % 70_000).collect()
 }
 
-/// A STARTTLS session carrying messages of `sizes` over `tls`, commands pipelined (one write
-/// for MAIL, RCPT and DATA, one for their replies) or each on its own turn.
-fn session(tls: Tls, sizes: &[usize], pipelined: bool) -> (records::TapSession, Vec<TlsAppRecord>) {
+/// How the client writes its commands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    /// Each command on its own turn (no PIPELINING), QUIT at the end.
+    OneByOne,
+    /// MAIL, RCPT and DATA in one write, one write for their replies; QUIT at the end.
+    Pipelined,
+    /// Postfix reusing a cached connection: MAIL, RCPT and DATA in one write, RSET on its own
+    /// turn before each further transaction, and the connection closed with close_notify and no
+    /// QUIT (the cache's idle limit).
+    PostfixReuse,
+}
+
+/// A STARTTLS session carrying messages of `sizes` over `tls`, its commands written as `shape`
+/// says.
+fn session(tls: Tls, sizes: &[usize], shape: Shape) -> (records::TapSession, Vec<TlsAppRecord>) {
     let mut wire = Wire::new();
     wire.send(0, Flags { syn: true, ..Default::default() }, b"");
     wire.send(1, Flags { syn: true, ack: true, ..Default::default() }, b"");
@@ -221,7 +234,10 @@ fn session(tls: Tls, sizes: &[usize], pipelined: bool) -> (records::TapSession, 
     for (k, &size) in sizes.iter().enumerate() {
         let mail = format!("MAIL FROM:<a{k}@client.example> SIZE={size}\r\n");
         let rcpt = format!("RCPT TO:<b{k}@{HOST}>\r\n");
-        if pipelined {
+        if shape == Shape::PostfixReuse && k > 0 {
+            turn(&mut wire, &mut c, &mut s, b"RSET\r\n", b"250 2.0.0 Ok\r\n");
+        }
+        if shape != Shape::OneByOne {
             let group = [mail.as_bytes(), rcpt.as_bytes(), b"DATA\r\n"].concat();
             turn(
                 &mut wire,
@@ -238,7 +254,9 @@ fn session(tls: Tls, sizes: &[usize], pipelined: bool) -> (records::TapSession, 
         let body = [message(k, size).as_slice(), b".\r\n"].concat();
         turn(&mut wire, &mut c, &mut s, &body, format!("250 2.0.0 Ok: queued as Q{k}\r\n").as_bytes());
     }
-    turn(&mut wire, &mut c, &mut s, b"QUIT\r\n", b"221 2.0.0 Bye\r\n");
+    if shape != Shape::PostfixReuse {
+        turn(&mut wire, &mut c, &mut s, b"QUIT\r\n", b"221 2.0.0 Bye\r\n");
+    }
     c.send_close_notify();
     pump(&mut wire, 0, &mut c, &mut s);
     s.send_close_notify();
@@ -255,11 +273,11 @@ fn session(tls: Tls, sizes: &[usize], pipelined: bool) -> (records::TapSession, 
 #[test]
 fn messages_and_their_sizes_are_recovered_from_tls_records() {
     for tls in variants() {
-        for pipelined in [false, true] {
+        for shape in [Shape::OneByOne, Shape::Pipelined, Shape::PostfixReuse] {
             for n in [1, 3, 10] {
                 let want = sizes(n);
-                let (s, records) = session(tls, &want, pipelined);
-                let case = format!("{:?} {} pipelined={pipelined} n={n}", tls.version.version, tls.name);
+                let (s, records) = session(tls, &want, shape);
+                let case = format!("{:?} {} {shape:?} n={n}", tls.version.version, tls.name);
                 assert!(s.starttls_used, "{case}");
                 assert_eq!(s.tls_cipher.as_deref(), Some(tls.name), "{case}");
                 // The records the test wrote, dated as sent (a pcap keeps microseconds).

@@ -75,6 +75,29 @@ impl Postfix {
         main_cf: &[String],
         resolv_conf: Option<&Path>,
     ) -> Postfix {
+        Self::start_full(dir, hostname, listen, main_cf, &[], resolv_conf)
+    }
+
+    /// [`Postfix::start`] with `master_cf` lines added to master.cf: services Debian's master.cf
+    /// leaves out, such as `tlsproxy` (which TLS connection reuse needs).
+    pub fn start_with_services(
+        dir: &Path,
+        hostname: &str,
+        listen: SocketAddr,
+        main_cf: &[String],
+        master_cf: &[String],
+    ) -> Postfix {
+        Self::start_full(dir, hostname, listen, main_cf, master_cf, None)
+    }
+
+    fn start_full(
+        dir: &Path,
+        hostname: &str,
+        listen: SocketAddr,
+        main_cf: &[String],
+        master_cf: &[String],
+        resolv_conf: Option<&Path>,
+    ) -> Postfix {
         require("postfix");
         let etc = dir.join("etc");
         for d in ["etc", "queue", "data", "mail"] {
@@ -103,6 +126,7 @@ impl Postfix {
                 f[4] = "n".into();
                 f.join(" ")
             })
+            .chain(master_cf.iter().cloned())
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(etc.join("master.cf"), master + "\n").expect("master.cf");
@@ -170,6 +194,11 @@ impl Postfix {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("postfix did not listen on {}: {}", self.listen, self.log());
+    }
+
+    /// The instance's configuration directory, for `postqueue -c` and the like.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.join("etc")
     }
 
     pub fn log(&self) -> String {
