@@ -169,9 +169,9 @@ pub struct AttackSpec {
     /// round(share × domains) of them, drawn from the scenario seed among those no earlier
     /// attacker intercepts. The draw takes the first domains of one seeded order, so at one seed
     /// a larger share targets a superset of a smaller one (an effort sweep adds targets, it does
-    /// not reshuffle them). The drawn domains are added to `domains` when the scenario is read,
-    /// and drawing again from the result adds nothing, so the resolved scenario in a run
-    /// directory runs the same. `0` is an attacker with no targets: the baseline of a sweep.
+    /// not reshuffle them). The drawn domains are added to `domains` when the scenario is read
+    /// and the share is dropped (kept only when it drew nothing), so the resolved scenario in a
+    /// run directory runs the same under any seed. `0` is an attacker with no targets: the baseline of a sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_share: Option<f64>,
     /// Seconds after traffic starts before the first session is attacked.
@@ -803,6 +803,12 @@ impl Scenario {
                     a.domains.push(d);
                 }
             }
+            // Drawn once: the resolved scenario lists the domains and forgets the recipe, as
+            // `expand_population` does, so parsing it again (under any seed) draws nothing more.
+            // A share that drew nothing stays: it is what keeps a target-less attacker valid.
+            if count > 0 {
+                a.domain_share = None;
+            }
         }
         Ok(())
     }
@@ -1362,10 +1368,11 @@ mod tests {
             Scenario::parse(&format!("{base}domain_share = 0.5\n").replace("seed = 7", "seed = 8"), "e.toml")
                 .expect("valid");
         assert_ne!(other_seed.attacks[0].domains, half, "another seed draws other domains");
-        // The resolved scenario (as a run directory keeps it) draws nothing more.
+        // The resolved scenario (as a run directory keeps it) draws nothing more, even when its
+        // seed is changed afterwards (as `smtplab run --seed` or an older sweep did).
         let resolved = Scenario::parse(&format!("{base}domain_share = 0.5\n"), "e.toml").expect("valid");
-        let again =
-            Scenario::parse_generated(&toml::to_string_pretty(&resolved).expect("toml"), "r.toml").expect("valid");
+        let text = toml::to_string_pretty(&resolved).expect("toml").replace("seed = 7", "seed = 8");
+        let again = Scenario::parse_generated(&text, "r.toml").expect("valid");
         assert_eq!(again.attacks[0].domains, half);
         // A second attacker draws among the domains the first left.
         let two = format!("{base}domain_share = 0.5\n\n[[attacks]]\nattack = \"454\"\ndomain_share = 0.5\n");

@@ -104,6 +104,13 @@ pub fn expand(text: &str, path: &str) -> Result<Sweep, ScenarioError> {
         let label = combo.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(",");
         for &seed in &seeds {
             let mut t = table.clone();
+            // The point's seed before anything is drawn: a seed replicates every seeded choice
+            // (population, attacked domains, tap placement, traffic), not only the traffic.
+            if let toml::Value::Table(meta) =
+                t.entry("scenario").or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                meta.insert("seed".into(), toml::Value::Integer(i64::try_from(seed).unwrap_or(i64::MAX)));
+            }
             for (k, v) in combo {
                 set_path(&mut t, k, v.clone()).map_err(|message| ScenarioError::Invalid {
                     path: path.into(),
