@@ -56,7 +56,7 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
     let (version, cipher) = (version?, cipher?);
     let overhead = overhead(version, cipher)?;
     let plain = |r: &TlsAppRecord| u64::from(r.len).saturating_sub(overhead);
-    let clients: Vec<usize> = (0..records.len()).filter(|&i| records[i].orig).collect();
+    let clients: Vec<(usize, &TlsAppRecord)> = records.iter().enumerate().filter(|(_, r)| r.orig).collect();
     if clients.is_empty() {
         return None;
     }
@@ -65,10 +65,10 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
         // Certificate and CertificateVerify (when the client authenticates), then Finished:
         // 4 bytes of handshake header and the suite's hash.
         let finished = 4 + if cipher.contains("SHA384") { 48 } else { 32 };
-        let end = clients.iter().take(3).position(|&i| plain(&records[i]) == finished).unwrap_or(0);
-        skip.extend(clients.iter().take(end + 1).copied());
-        if let Some(&last) = clients.last()
-            && plain(&records[last]) == 2
+        let end = clients.iter().take(3).position(|(_, r)| plain(r) == finished).unwrap_or(0);
+        skip.extend(clients.iter().take(end + 1).map(|(i, _)| *i));
+        if let Some(&(last, r)) = clients.last()
+            && plain(r) == 2
         {
             skip.insert(last);
         }
@@ -88,7 +88,8 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
             open = true;
         }
     }
-    let data_seen = (0..bursts.len().saturating_sub(1)).any(|i| bursts[i].1 == DATA_COMMAND);
+    // A burst ending in DATA that some burst follows.
+    let data_seen = bursts.iter().take(bursts.len().saturating_sub(1)).any(|b| b.1 == DATA_COMMAND);
     if data_seen && let Some(out) = data_alone(&bursts) {
         return Some(out);
     }
@@ -103,20 +104,19 @@ pub fn messages(records: &[TlsAppRecord], version: Option<&str>, cipher: Option<
 /// client that sends DATA alone ends with QUIT, RSET, NOOP, a transaction refused before DATA, or
 /// nothing.
 fn data_alone(bursts: &[(u64, u64)]) -> Option<Vec<u64>> {
-    let n = bursts.len();
     let mut out = Vec::new();
     let mut after_last = 0;
     let mut i = 0;
-    while i + 1 < n {
-        if bursts[i].1 == DATA_COMMAND {
-            out.push(bursts[i + 1].0.saturating_sub(END_OF_DATA));
+    while let (Some(burst), Some(next)) = (bursts.get(i), bursts.get(i + 1)) {
+        if burst.1 == DATA_COMMAND {
+            out.push(next.0.saturating_sub(END_OF_DATA));
             // The message's own last record cannot announce another.
             i += 2;
             after_last = i;
             // Nor can a lone 6-byte command right after a message: DATA always follows
             // MAIL and RCPT, so that is RSET (a reused session, as Postfix sends it before
             // its next transaction), NOOP or QUIT.
-            if i + 1 < n && bursts[i].0 == DATA_COMMAND {
+            if bursts.get(i + 1).is_some() && bursts.get(i).is_some_and(|b| b.0 == DATA_COMMAND) {
                 i += 1;
             }
         } else {
@@ -131,13 +131,12 @@ fn data_alone(bursts: &[(u64, u64)]) -> Option<Vec<u64>> {
 /// alternate command group and message; a lone 6-byte burst right after a message (RSET before
 /// the next transaction, as Postfix sends it on a reused connection, or QUIT) is neither.
 fn pipelined(bursts: &[(u64, u64)]) -> Vec<u64> {
-    let n = bursts.len();
     let mut out = Vec::new();
     let mut group = 1;
-    while group + 1 < n {
-        out.push(bursts[group + 1].0.saturating_sub(END_OF_DATA));
+    while let Some(message) = bursts.get(group + 1) {
+        out.push(message.0.saturating_sub(END_OF_DATA));
         group += 2;
-        if group < n && bursts[group].0 == DATA_COMMAND {
+        if bursts.get(group).is_some_and(|b| b.0 == DATA_COMMAND) {
             group += 1;
         }
     }

@@ -14,8 +14,6 @@ mod decode_fast;
 pub mod defrag;
 pub mod dissect;
 pub mod error;
-// converted after the connection-reuse work lands
-#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod estimate;
 pub mod fuzzing;
 pub mod pcapfile;
