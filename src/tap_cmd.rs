@@ -1,6 +1,6 @@
 //! `smtplab tap`: the eavesdropper on its own, on a capture file or live on an interface.
 //!
-//! Records are streamed from the tap ([`tap::dissect_file_with`], [`tap::dissect_reader_with`])
+//! Records are streamed from the tap ([`tap::stream_file`], [`tap::stream_reader`])
 //! as each TCP session ends, from a file, from standard input or from a live capture, so any
 //! amount of traffic is read in bounded memory: JSON lines are written as they come, the
 //! table prints each session as it ends and the system-to-system volume table at the end, and
@@ -107,8 +107,10 @@ impl Source {
     fn read(self, mut on_record: impl FnMut(TapRecord) -> ControlFlow<()>) -> Result<tap::ReadSummary> {
         let Some(dir) = self.extract else {
             return Ok(match self.input {
-                Input::File(path) => tap::dissect_file_with(&path, on_record)?,
-                Input::Stream { name, input } => tap::dissect_stream_with(&name, input, on_record)?,
+                Input::File(path) => tap::stream_file(&path, tap::Options::default(), |r, _| on_record(r))?,
+                Input::Stream { name, input } => {
+                    tap::stream_reader(&name, input, tap::Options { live: true, messages: false }, |r, _| on_record(r))?
+                }
             });
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -126,8 +128,10 @@ impl Source {
             on_record(r)
         };
         let summary = match self.input {
-            Input::File(path) => tap::dissect_file_with_messages(&path, &mut each)?,
-            Input::Stream { name, input } => tap::dissect_with_messages(&name, input, true, &mut each)?,
+            Input::File(path) => tap::stream_file(&path, tap::Options { live: false, messages: true }, &mut each)?,
+            Input::Stream { name, input } => {
+                tap::stream_reader(&name, input, tap::Options { live: true, messages: true }, &mut each)?
+            }
         };
         if let Some(e) = failed {
             return Err(e);

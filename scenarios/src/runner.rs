@@ -130,7 +130,7 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
             (open("sessions.jsonl").map_err(io)?, open("transactions.jsonl").map_err(io)?);
         let mut write_error = None;
         let mut clear = 0usize;
-        let summary = tap::dissect_file_with(&run_dir.join("capture.pcap"), |record| {
+        let summary = tap::stream_file(&run_dir.join("capture.pcap"), tap::Options::default(), |record, _| {
             use std::io::Write;
             let (out, line) = match &record {
                 TapRecord::Session(_) => (&mut sessions, serde_json::to_string(&record)),

@@ -6,10 +6,10 @@
 //! cargo run --release -p smtplab-tap --example dissect_jsonl -- [--messages|--stream] CAPTURE.pcap > OUT.jsonl
 //! ```
 //!
-//! - no flag: `dissect_file_with` (as the `jsonl` example and `smtplab tap FILE`);
-//! - `--messages`: `dissect_file_with_messages`, each record followed by a line with the
+//! - no flag: `stream_file` (as the `jsonl` example and `smtplab tap FILE`);
+//! - `--messages`: `stream_file` with `Options::messages`, each record followed by a line with the
 //!   SHA-256 and length of the message kept with it (or `-`);
-//! - `--stream`: `dissect_stream_with` on the file read as a stream (records emitted as flows
+//! - `--stream`: `stream_reader` with `Options::live` on the file read as a stream (records emitted as flows
 //!   end, as on a live capture).
 //!
 //! The read summary goes to stderr.
@@ -51,15 +51,18 @@ fn main() -> ExitCode {
         }
     };
     let summary = match mode {
-        "--messages" => tap::dissect_file_with_messages(path, |r, m| on(r, Some(m))),
+        "--messages" => tap::stream_file(path, tap::Options { live: false, messages: true }, |r, m| on(r, Some(m))),
         "--stream" => match std::fs::File::open(path) {
-            Ok(file) => tap::dissect_stream_with(&path.display().to_string(), file, |r| on(r, None)),
+            Ok(file) => {
+                let live = tap::Options { live: true, messages: false };
+                tap::stream_reader(&path.display().to_string(), file, live, |r, _| on(r, None))
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         },
-        _ => tap::dissect_file_with(path, |r| on(r, None)),
+        _ => tap::stream_file(path, tap::Options::default(), |r, _| on(r, None)),
     };
     if let Some(e) = failed.or_else(|| out.flush().err()) {
         eprintln!("error: writing to standard output: {e}");

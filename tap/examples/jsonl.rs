@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut failed = None;
-    let summary = tap::dissect_file_with(std::path::Path::new(&path), |r| {
+    let summary = tap::stream_file(std::path::Path::new(&path), tap::Options::default(), |r, _| {
         match serde_json::to_writer(&mut out, &r).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n")) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {

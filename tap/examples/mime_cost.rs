@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
     };
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(20).max(1);
     let mut messages: Vec<Vec<u8>> = Vec::new();
-    if let Err(e) = tap::dissect_file_with_messages(Path::new(&path), |_, m| {
+    if let Err(e) = tap::stream_file(Path::new(&path), tap::Options { live: false, messages: true }, |_, m| {
         messages.extend(m);
         ControlFlow::Continue(())
     }) {

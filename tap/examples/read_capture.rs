@@ -1,4 +1,4 @@
-//! Reads a capture with `tap::dissect_file_with`, records counted and dropped, and prints the
+//! Reads a capture with `tap::stream_file`, records counted and dropped, and prints the
 //! time taken: the tap's own cost without any output format (BENCHMARKS.md).
 //!
 //! ```sh
@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
     };
     let started = Instant::now();
     let mut records = 0u64;
-    let summary = match tap::dissect_file_with(Path::new(&path), |_| {
+    let summary = match tap::stream_file(Path::new(&path), tap::Options::default(), |_, _| {
         records += 1;
         ControlFlow::Continue(())
     }) {

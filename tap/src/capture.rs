@@ -76,7 +76,7 @@ impl LiveCapture {
     }
 
     /// Like [`LiveCapture::start`], and the packets are also handed, as they are captured, to
-    /// the returned [`PacketStream`]: a pcap byte stream that [`crate::dissect_reader_with`]
+    /// the returned [`PacketStream`]: a pcap byte stream that [`crate::stream_reader`]
     /// reads, so records come out while the capture runs. `out` is optional here (a long live
     /// session need not fill a disk). The stream ends when the capture stops; if its reader
     /// goes away first, the capture goes on writing the file.

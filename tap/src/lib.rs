@@ -33,8 +33,7 @@ mod mime_parts;
 
 pub use capture::{LiveCapture, LiveOptions, PacketStream};
 pub use dissect::{
-    Dissection, ReadSummary, dissect_bytes, dissect_file, dissect_file_with, dissect_file_with_messages,
-    dissect_reader, dissect_reader_with, dissect_stream_with, dissect_with_messages,
+    Dissection, Options, ReadSummary, dissect_bytes, dissect_file, dissect_reader, stream_file, stream_reader,
 };
 pub use error::TapError;
 /// The per-message reading (header fields, subject, attachments) on its own, for the

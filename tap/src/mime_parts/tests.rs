@@ -69,7 +69,7 @@ fn capture_messages(dir: &Path, out: &mut Vec<Vec<u8>>) {
         if p.is_dir() {
             capture_messages(&p, out);
         } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
-            let _ = crate::dissect_file_with_messages(&p, |_, m| {
+            let _ = crate::stream_file(&p, crate::Options { live: false, messages: true }, |_, m| {
                 out.extend(m);
                 std::ops::ControlFlow::Continue(())
             });
