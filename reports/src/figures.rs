@@ -271,7 +271,7 @@ pub fn attack_heatmap(cells: &[AttackCell]) -> HeatmapFigure {
         (d, b) => Some(d.unwrap_or(0.0) + b.unwrap_or(0.0)),
     };
     HeatmapFigure {
-        title: "Which defense stops which attack: shares of the recipient copies in each cell".to_string(),
+        title: "Which defense stops which attack (share of the copies per cell)".to_string(),
         matrices: vec![
             matrix("Read by the attacker", |c| c.read_share),
             matrix("Delivered", |c| c.delivered_share),
