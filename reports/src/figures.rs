@@ -270,6 +270,9 @@ pub fn attack_heatmap(cells: &[AttackCell]) -> HeatmapFigure {
         (None, None) => None,
         (d, b) => Some(d.unwrap_or(0.0) + b.unwrap_or(0.0)),
     };
+    // Side by side only while both panels stay legible: a full matrix (ten attacks) takes the
+    // page's width alone.
+    let per_row = if columns.len() > 5 { 1 } else { 2 };
     HeatmapFigure {
         title: "Which defense stops which attack (share of the copies per cell)".to_string(),
         matrices: vec![
@@ -283,7 +286,7 @@ pub fn attack_heatmap(cells: &[AttackCell]) -> HeatmapFigure {
         axes: ("defense", "attack"),
         scale_max: Some(1.0),
         fit_columns: true,
-        per_row: 2,
+        per_row,
     }
 }
 
