@@ -12,6 +12,7 @@
 //! | enforce       | strip + policy fetch dropped    | no policy: read (TOFU's weak point)        |
 //! | enforce       | strip + fetch answered, self-signed | no policy: read, sts-webpki-invalid    |
 //! | enforce, malformed file | none                  | no policy, sts-policy-invalid recorded     |
+//! | enforce, mx `*.mail.beta.example` | none        | MX refused unconnected: deferred, validation-failure |
 //!
 //! What was read comes from the attacker's own records; what was sent and delivered from the
 //! relays' records.
@@ -157,8 +158,14 @@ impl Ran {
 }
 
 /// alpha (`may`, honouring MTA-STS) and beta (publishing `policy`), with `attack` (a TOML
-/// fragment, may be empty) on beta's domain. Each test has its own ports and addresses.
+/// fragment, may be empty) on beta's domain. Each test has its own ports and addresses:
+/// alpha at 127.0.`octet`.1, beta at 127.0.`octet + 1`.1.
 fn run(name: &str, port: u16, octet: u8, policy: &str, attack: &str) -> Ran {
+    run_at(name, port, [format!("127.0.{octet}.1"), format!("127.0.{}.1", octet + 1)], policy, attack)
+}
+
+/// [`run`] with alpha's and beta's addresses given.
+fn run_at(name: &str, port: u16, [alpha, beta]: [String; 2], policy: &str, attack: &str) -> Ran {
     let attack = if attack.is_empty() {
         String::new()
     } else {
@@ -191,7 +198,7 @@ capture = "none"
 [[systems]]
 name = "alpha"
 domain = "alpha.example"
-address = "127.0.{octet}.1"
+address = "{alpha}"
 starttls = true
 outbound_tls = "may"
 mta_sts = true
@@ -199,7 +206,7 @@ mta_sts = true
 [[systems]]
 name = "beta"
 domain = "beta.example"
-address = "127.0.{next}.1"
+address = "{beta}"
 starttls = true
 mta_sts_policy = {policy}
 
@@ -208,7 +215,6 @@ mta_sts_policy = {policy}
         sub = port + 1,
         dns = port + 3,
         https = port + 4,
-        next = octet + 1,
     );
     let scenario = Scenario::parse(&text, name).expect("valid scenario");
     let out = std::env::temp_dir().join(format!("smtplab-sts-{name}-{}", std::process::id()));
@@ -363,6 +369,29 @@ fn a_malformed_policy_is_no_policy_and_is_recorded() {
     // failure, at beta's own address (127.0.152.1).
     let mx = ["mx.beta.example"];
     ran.assert_report(PolicyType::NoPolicyFound, &[], &mx, ResultType::StsPolicyInvalid, "127.0.152.1");
+    ran.clean();
+}
+
+/// An `enforce` policy whose one MX pattern (`*.mail.beta.example`) does not match beta's MX
+/// host (`mx.beta.example`: the wildcard stands for one label before `mail.beta.example`,
+/// RFC 8461 §4.1): alpha never connects and defers, and each refusal is a failure of the `sts`
+/// policy in its TLS-RPT report, `validation-failure` (RFC 8460 has no type of its own for it)
+/// at the MX address alpha was given, beta's. The report's `mx-host` is the policy's pattern,
+/// not the MX host (RFC 8460 §4.4), and its `policy-string` the policy's lines.
+#[test]
+fn an_mx_outside_the_enforce_policy_is_refused_and_reported_under_sts() {
+    let policy = r#"{ mode = "enforce", mx = ["*.mail.beta.example"] }"#;
+    let ran = run_at("mx-outside", 27100, ["127.0.71.1".into(), "127.0.71.2".into()], policy, "");
+    assert!(!ran.to_beta.is_empty(), "the traffic has messages from alpha to beta");
+    assert!(ran.delivered_at_beta().is_disjoint(&ran.to_beta));
+    for h in ran.hops() {
+        assert_eq!((h.outcome.as_str(), h.bytes_out), ("deferred", 0), "never connected: {h:?}");
+    }
+    ran.assert_hops(Some("enforce"), "validation-failure");
+    let lines: Vec<String> =
+        ["version: STSv1", "mode: enforce", "mx: *.mail.beta.example", "max_age: 86400"].map(String::from).into();
+    let pattern = ["*.mail.beta.example"];
+    ran.assert_report(PolicyType::Sts, &lines, &pattern, ResultType::ValidationFailure, "127.0.71.2");
     ran.clean();
 }
 
