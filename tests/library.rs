@@ -451,6 +451,11 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
     let mut s = runs_of(file, &shrunk(file, "loopback", 23525 + 10 * u16::from(k))).remove(0);
     for (i, sys) in s.systems.iter_mut().enumerate() {
         sys.address = Some(Ipv4Addr::new(127, 120 + k, u8::try_from(i + 1).expect("few systems"), 1));
+        // More users at fetchblocked, so that the shrunk traffic has `may+mta-sts` mail to it:
+        // the one cell whose TLS-RPT outcome rests on a policy fetch that never succeeded.
+        if sys.name == "fetchblocked" {
+            sys.users = Some(24);
+        }
     }
     let (run, _) = run_only(&dir, "0", &s);
     let policy: HashMap<String, String> = json(&run.join("truth/systems.json"))
@@ -511,12 +516,74 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         assert!(seen.iter().any(|(o, _)| *o == outcome), "no {outcome} cell in {seen:?}");
     }
     assert!(run.join("analysis/pairs.csv").is_file() && run.join("report/index.html").is_file());
+    // The policy each sender's TLS-RPT reports are filed under (RFC 8460 §4.4), worked by hand:
+    // every zone is signed with a 3 1 1 record, so the DANE senders report `tlsa` with that one
+    // record for `mx.<domain>`; `may+mta-sts` reports `sts` with the receiver's enforce policy
+    // (the scenario's defaults: its MX host, max_age 86400) where it fetched one, and
+    // `no-policy-found` where a domain publishes none or, at fetchblocked, the fetch was dropped
+    // (each session an sts-policy-fetch-error); every other sender `no-policy-found`.
+    let publishes: HashSet<String> = json(&run.join("truth/systems.json"))
+        .as_array()
+        .expect("systems")
+        .iter()
+        .filter(|s| s["mta_sts_policy"] == "enforce")
+        .map(|s| s["domain"].as_str().expect("domain").to_string())
+        .collect();
+    let mut types_seen: HashSet<String> = HashSet::new();
+    for sender in std::fs::read_dir(run.join("tlsrpt")).expect("tlsrpt/").flatten() {
+        let name = sender.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(sender.path()).expect("a sender's reports").flatten() {
+            let domain = file.file_name().to_string_lossy().trim_end_matches(".json").to_string();
+            let report = json(&file.path());
+            let policies = report["policies"].as_array().expect("policies");
+            assert!(!policies.is_empty(), "{report}");
+            for p in policies {
+                let (t, strings) = (p["policy"]["policy-type"].as_str().expect("type"), &p["policy"]["policy-string"]);
+                assert_eq!(p["policy"]["policy-domain"], domain.as_str(), "{name}: {p}");
+                let mx = format!("mx.{domain}");
+                assert_eq!(p["policy"]["mx-host"], serde_json::json!([mx]), "{name}: {p}");
+                match policy[&name].as_str() {
+                    "dane" | "dane-only" => {
+                        assert_eq!(t, "tlsa", "{name} to {domain}: {p}");
+                        let rrset = strings.as_array().expect("the TLSA RRset");
+                        assert_eq!(rrset.len(), 1, "{name} to {domain}: {p}");
+                        let text = rrset[0].as_str().expect("a record");
+                        assert!(text.starts_with("3 1 1 ") && text.len() == 6 + 64, "{name} to {domain}: {p}");
+                    }
+                    "may+mta-sts" if publishes.contains(&domain) && domain != "fetchblocked.example" => {
+                        assert_eq!(t, "sts", "{name} to {domain}: {p}");
+                        let lines = [
+                            "version: STSv1".to_string(),
+                            "mode: enforce".into(),
+                            format!("mx: {mx}"),
+                            "max_age: 86400".into(),
+                        ];
+                        assert_eq!(strings, &serde_json::json!(lines), "{name} to {domain}: {p}");
+                    }
+                    label => {
+                        assert_eq!(t, "no-policy-found", "{name} ({label}) to {domain}: {p}");
+                        assert!(strings.is_null(), "no policy-string without a policy: {p}");
+                        if label == "may+mta-sts" && domain == "fetchblocked.example" {
+                            let details = p["failure-details"].as_array().expect("the dropped fetches");
+                            assert!(details.iter().all(|d| d["result-type"] == "sts-policy-fetch-error"), "{p}");
+                        }
+                    }
+                }
+                types_seen.insert(t.to_string());
+            }
+        }
+    }
+    assert_eq!(types_seen.len(), 3, "tlsa, sts and no-policy-found reports: {types_seen:?}");
     // The analysis' matrix: each cell's shares are all-or-nothing here, as worked out above.
     let cells = table(&run.join("analysis/attack_matrix.csv"));
     assert!(cells.len() >= 6, "{cells:?}");
     for attack in ["inject-command", "inject-response"] {
         assert!(cells.iter().any(|c| c["attack"] == attack), "the shrunk traffic reaches {attack}: {cells:?}");
     }
+    assert!(
+        cells.iter().any(|c| c["attack"] == "strip+fetch-drop" && c["defense"] == "may+mta-sts"),
+        "the shrunk traffic reaches fetchblocked from may+mta-sts: {cells:?}"
+    );
     for c in &cells {
         let (defense, attack) = (c["defense"].as_str(), c["attack"].as_str());
         let read = match (attack, defense) {
@@ -538,9 +605,15 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
         assert_eq!(num(c, "plaintext_share"), if plaintext { 1.0 } else { 0.0 }, "{c:?}");
         // TLS-RPT (RFC 8460, counted as SCENARIOS.md states): a session fails in the sender's
         // report only when its policy noticed: never under `may` (a plaintext fallback or any
-        // certificate is no failure to it), not for a certificate the policy accepts (any under
-        // `encrypt`, the compromised CA's under `verify` and MTA-STS), not when MTA-STS never
-        // learned the policy; always under DANE, which refused every attack here.
+        // certificate is no failure to it, and a `may` sender that implements neither DANE nor
+        // MTA-STS knows of no published policy to fail), not for a certificate the policy
+        // accepts (any under `encrypt`, the compromised CA's under `verify` and MTA-STS); always
+        // under DANE, which refused every attack here. MTA-STS that never learned the policy
+        // still reports: `_mta-sts.fetchblocked.example` TXT announces a policy, the attacker
+        // drops every fetch of it, so each session of `may+mta-sts` there is an
+        // `sts-policy-fetch-error` failure (under `no-policy-found`, no policy being in force)
+        // at the MX address the scenario's DNS gave, the attacker's: reported, although the
+        // mail was read (RFC 8461 §10.2 defeats the policy, not the report).
         let reported = match (attack, defense) {
             ("none", _) => false,
             // The client's refusal of an injected reply is a failure before TLS, not a TLS
@@ -548,7 +621,7 @@ fn library_attack_matrix_each_policy_stops_what_it_should() {
             ("inject-response", _) => false,
             (_, "dane" | "dane-only") => true,
             (_, "may") => false,
-            ("strip+fetch-drop", "may+mta-sts") => false,
+            ("strip+fetch-drop", "may+mta-sts") => true,
             ("fake-mx/compromised-ca", _) => false,
             ("fake-mx/self-signed" | "fake-mx/wrong-name", "encrypt") => false,
             _ => true,

@@ -352,7 +352,9 @@ fn copies(layout: &RunLayout, systems: &[SystemInfo], placements: &[Placement]) 
 
 /// (sending system, policy domain) whose TLS-RPT report (`tlsrpt/<system>/<domain>.json`)
 /// counts a failed session at an address some attacker listened on (`truth/attacker.jsonl`'s
-/// `local_addr`). TLS-RPT is an aggregate: the victim domain learns of failures per sender and
+/// `local_addr`), under any of its policies (`tlsa`, `sts` or `no-policy-found`: the domain
+/// receives them all; a failed MTA-STS policy fetch counts too, filed at the MX address the
+/// sender was given). TLS-RPT is an aggregate: the victim domain learns of failures per sender and
 /// MX address, not per message, so a copy counts as reported when its path's attack does.
 fn reported_pairs(layout: &RunLayout) -> Result<HashSet<(String, String)>, AnalysisError> {
     let mut out = HashSet::new();
@@ -570,16 +572,32 @@ mod tests {
             session("local", "beta", "m3", &["b2@beta.example"], "bounced", (false, false)),
         ];
         records::write_jsonl(&layout.truth_sessions_jsonl(), &sessions).expect("sessions");
+        // gamma's report for beta.example: a DANE policy (the reported key is the policy domain,
+        // whatever the policy type).
         let gamma_report = serde_json::json!({
             "organization-name": "gamma", "contact-info": "t@gamma.example", "report-id": "r",
             "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T00:00:01Z"},
-            "policies": [{"policy": {"policy-type": "no-policy-found", "policy-domain": "beta.example"},
+            "policies": [{"policy": {"policy-type": "tlsa", "policy-domain": "beta.example",
+                    "policy-string": ["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"],
+                    "mx-host": ["mx.beta.example"]},
                 "summary": {"total-successful-session-count": 0, "total-failure-session-count": 1},
                 "failure-details": [{"result-type": "starttls-not-supported", "receiving-ip": "127.254.1.1",
                     "failed-session-count": 1}]}]
         });
         std::fs::create_dir_all(dir.join("tlsrpt/gamma")).expect("tlsrpt dir");
         std::fs::write(dir.join("tlsrpt/gamma/beta.example.json"), gamma_report.to_string()).expect("report");
+        // alpha's report for beta.example: a policy in force (sts) whose sessions all met it,
+        // at the attacker's address too. Successes are no sign of the attack, whatever the type.
+        let alpha_report = serde_json::json!({
+            "organization-name": "alpha", "contact-info": "t@alpha.example", "report-id": "s",
+            "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T00:00:01Z"},
+            "policies": [{"policy": {"policy-type": "sts", "policy-domain": "beta.example",
+                    "policy-string": ["version: STSv1", "mode: testing", "mx: mx.beta.example", "max_age: 60"],
+                    "mx-host": ["mx.beta.example"]},
+                "summary": {"total-successful-session-count": 2, "total-failure-session-count": 0}}]
+        });
+        std::fs::create_dir_all(dir.join("tlsrpt/alpha")).expect("tlsrpt dir");
+        std::fs::write(dir.join("tlsrpt/alpha/beta.example.json"), alpha_report.to_string()).expect("report");
         let read = vec![AttackerSession {
             attacker: "m".into(),
             local_addr: "127.254.1.1:25".into(),
@@ -642,7 +660,7 @@ mod tests {
             (Some(0.0), Some(1.0), Some(0.0))
         );
         assert_eq!(f("authenticated_share", 2), Some(1.0));
-        // alpha (may) reported nothing; gamma's (verify) report for beta.example counts a
+        // alpha (may) reported only successes; gamma's (verify) report for beta.example counts a
         // failure at the attacker's 127.254.1.1: its one strip copy is reported.
         assert_eq!((f("reported_share", 1), f("reported_share", 3)), (Some(0.0), Some(1.0)));
         assert_eq!(f("reported_share", 2), Some(0.0), "no attack, nothing to report");

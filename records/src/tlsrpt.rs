@@ -51,6 +51,35 @@ impl ResultType {
         ResultType::StsPolicyInvalid,
         ResultType::StsWebpkiInvalid,
     ];
+
+    /// The name RFC 8460 §4.3 gives it (its JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultType::StarttlsNotSupported => "starttls-not-supported",
+            ResultType::CertificateHostMismatch => "certificate-host-mismatch",
+            ResultType::CertificateExpired => "certificate-expired",
+            ResultType::CertificateNotTrusted => "certificate-not-trusted",
+            ResultType::ValidationFailure => "validation-failure",
+            ResultType::TlsaInvalid => "tlsa-invalid",
+            ResultType::DnssecInvalid => "dnssec-invalid",
+            ResultType::DaneRequired => "dane-required",
+            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
+            ResultType::StsPolicyInvalid => "sts-policy-invalid",
+            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
+        }
+    }
+
+    /// The result type of an RFC 8460 name (as session records keep it); `None` for any other
+    /// text.
+    pub fn from_name(name: &str) -> Option<ResultType> {
+        ResultType::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// The MTA-STS policy failures (RFC 8460 §4.3.2.2): the policy could not be had, as
+    /// opposed to a session that failed it.
+    pub fn is_sts_policy_failure(self) -> bool {
+        matches!(self, ResultType::StsPolicyFetchError | ResultType::StsPolicyInvalid | ResultType::StsWebpkiInvalid)
+    }
 }
 
 /// One report: one reporting organisation (the sending system), one policy domain.
@@ -150,6 +179,13 @@ mod tests {
                 "sts-webpki-invalid",
             ]
         );
+        // The hand-written names agree with the JSON ones, and read back.
+        for r in ResultType::ALL {
+            assert_eq!(serde_json::to_value(r).expect("json"), r.as_str());
+            assert_eq!(ResultType::from_name(r.as_str()), Some(r));
+        }
+        assert_eq!(ResultType::from_name("no-policy-found"), None);
+        assert_eq!(ResultType::from_name(""), None);
         let types: Vec<serde_json::Value> = [PolicyType::Tlsa, PolicyType::Sts, PolicyType::NoPolicyFound]
             .iter()
             .map(|p| serde_json::to_value(p).expect("json"))

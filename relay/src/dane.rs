@@ -32,6 +32,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use sha2::Digest;
 
 use crate::config::OutboundTls;
+use crate::tlsrpt::ResultType;
 
 /// The port in the TLSA owner name: SMTP between MXs is port 25 (RFC 7672 §2.2.3), whatever
 /// port a lab runs its relays on.
@@ -124,6 +125,18 @@ impl DanePlan {
     }
 }
 
+/// What the TLSA lookup decided for one session to one MX host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Planned {
+    /// The policy the session runs under.
+    pub policy: OutboundTls,
+    pub plan: DanePlan,
+    /// The DNSSEC-secure TLSA RRset the plan rests on, every record of it, usable or not: the
+    /// DANE policy in force, which TLS-RPT reports as `tlsa` (RFC 8460 §4.4). `None` when no
+    /// secure RRset was used (the policy is not DANE, or the answer was insecure).
+    pub rrset: Option<Vec<Tlsa>>,
+}
+
 /// The policy a session to `target` runs under and its DANE plan: `dane` and `dane-only` look up
 /// the host's TLSA records and become `may` (no DANE), `encrypt` (secure but unusable records)
 /// or stay as they are with records to authenticate; other policies pass through untouched.
@@ -131,20 +144,24 @@ pub(crate) async fn plan_for(
     shared: &crate::relay::Shared,
     target: &crate::resolver::MxTarget,
     policy: OutboundTls,
-) -> Result<(OutboundTls, DanePlan), DaneFailure> {
+) -> Result<Planned, DaneFailure> {
     let only = match policy {
         OutboundTls::Dane => false,
         OutboundTls::DaneOnly => true,
-        other => return Ok((other, DanePlan::Opportunistic)),
+        other => return Ok(Planned { policy: other, plan: DanePlan::Opportunistic, rrset: None }),
     };
     let answer = shared.cfg.resolver.tlsa(&target.host).await?;
+    let rrset = match &answer {
+        TlsaAnswer::Secure(records) => Some(records.clone()),
+        TlsaAnswer::NotSecure => None,
+    };
     let plan = DanePlan::decide(&target.host, answer, only)?;
     let effective = match &plan {
         DanePlan::Opportunistic => OutboundTls::May,
         DanePlan::EncryptOnly => OutboundTls::Encrypt,
         DanePlan::Authenticate(_) => policy,
     };
-    Ok((effective, plan))
+    Ok(Planned { policy: effective, plan, rrset })
 }
 
 /// A client config for one DANE session: the relay's own (versions, suites, key log) with the
@@ -195,18 +212,23 @@ pub enum DaneFailure {
 }
 
 impl DaneFailure {
-    /// The RFC 8460 §4.3 result type.
-    pub fn result_type(&self) -> &'static str {
+    /// The RFC 8460 §4.3 result type, which TLS-RPT files under the `tlsa` policy.
+    pub fn tlsrpt_result(&self) -> ResultType {
         match self {
-            DaneFailure::DnssecInvalid { .. } => "dnssec-invalid",
-            DaneFailure::LookupFailed { .. } => "validation-failure",
-            DaneFailure::DaneRequired { .. } => "dane-required",
-            DaneFailure::StarttlsNotSupported { .. } => "starttls-not-supported",
+            DaneFailure::DnssecInvalid { .. } => ResultType::DnssecInvalid,
+            DaneFailure::LookupFailed { .. } => ResultType::ValidationFailure,
+            DaneFailure::DaneRequired { .. } => ResultType::DaneRequired,
+            DaneFailure::StarttlsNotSupported { .. } => ResultType::StarttlsNotSupported,
             // RFC 8460: "None of the records in the RRset were found to be valid."
-            DaneFailure::TlsaMismatch { .. } => "tlsa-invalid",
-            DaneFailure::TrustAnchorChain { wrong_name: true, .. } => "certificate-host-mismatch",
-            DaneFailure::TrustAnchorChain { wrong_name: false, .. } => "validation-failure",
+            DaneFailure::TlsaMismatch { .. } => ResultType::TlsaInvalid,
+            DaneFailure::TrustAnchorChain { wrong_name: true, .. } => ResultType::CertificateHostMismatch,
+            DaneFailure::TrustAnchorChain { wrong_name: false, .. } => ResultType::ValidationFailure,
         }
+    }
+
+    /// The result type's name, as session records keep it (`dane_failure`).
+    pub fn result_type(&self) -> &'static str {
+        self.tlsrpt_result().as_str()
     }
 }
 

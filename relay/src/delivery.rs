@@ -130,6 +130,12 @@ async fn deliver_new(
         policy = OutboundTls::Verify;
     }
     let requiretls = demand == MessageTls::RequireTls;
+    // The MTA-STS policy TLS-RPT reports sessions under when DANE does not take them: one in
+    // force in a mode that asks for TLS, for a message that does not opt out of it.
+    let sts_in_force = sts
+        .applied
+        .as_ref()
+        .filter(|a| matches!(a.policy.mode, Mode::Enforce | Mode::Testing) && demand != MessageTls::NotRequired);
     let mut last = Failure::transient("no MX target tried");
     // RFC 8689 §4.2.1: an MX that cannot keep a REQUIRETLS message on verified TLS is skipped;
     // when none can, the message bounces rather than waits.
@@ -152,7 +158,11 @@ async fn deliver_new(
             let f = StsFailure::MxNotInPolicy(target.host.clone());
             mta_sts::record_failure(&mut rec, &f);
             if a.policy.mode == Mode::Enforce {
-                // Never connected: the record says which MX was refused and why.
+                // Never connected: the record says which MX was refused and why, and the
+                // policy's report counts the refusal (the MX the sender was given is not one
+                // the domain vouches for: a misconfiguration or a forged MX record).
+                let refused = Failure::tls(f.to_string(), f.tlsrpt_result());
+                report_tls(shared, &crate::tlsrpt::sts(domain, &a.policy), target, policy, &rec, Some(&refused));
                 rec.ended_at = crate::now_secs();
                 rec.outcome = "deferred".into();
                 rec.error = Some(f.to_string());
@@ -161,10 +171,27 @@ async fn deliver_new(
                 continue;
             }
         }
+        // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
+        let planned = crate::dane::plan_for(shared, target, policy).await;
+        let reported = match &planned {
+            Ok(crate::dane::Planned { rrset: Some(rrset), .. }) => crate::tlsrpt::tlsa(domain, &target.host, rrset),
+            Err(_) => crate::tlsrpt::tlsa(domain, &target.host, &[]),
+            Ok(_) => match sts_in_force {
+                Some(a) => crate::tlsrpt::sts(domain, &a.policy),
+                None => crate::tlsrpt::no_policy_found(domain, &target.host),
+            },
+        };
         let opened = std::time::Instant::now();
-        let result = match Client::session(shared, target, policy, sts.mode(), requiretls, rec).await {
+        let session = match planned {
+            Ok(p) => Client::session(shared, target, p.policy, &p.plan, sts.mode(), requiretls, rec).await,
+            Err(f) => {
+                let f = dane_failure(&mut rec, f);
+                Err((rec, f))
+            }
+        };
+        let result = match session {
             Ok((client, caps)) => {
-                report_tls(shared, domain, target, policy, &client.rec, None);
+                report_tls(shared, &reported, target, policy, &client.rec, None);
                 let mut session = Session::new(shared, client, caps, opened);
                 match session.deliver(env, rcpts, message, false).await {
                     Ok(outcomes) => {
@@ -178,7 +205,7 @@ async fn deliver_new(
                 }
             }
             Err((mut rec, f)) => {
-                report_tls(shared, domain, target, policy, &rec, Some(&f));
+                report_tls(shared, &reported, target, policy, &rec, Some(&f));
                 rec.ended_at = crate::now_secs();
                 rec.outcome = if f.permanent { "bounced" } else { "deferred" }.into();
                 rec.error = Some(f.why.clone());
@@ -216,54 +243,75 @@ async fn deliver_new(
     rcpts.iter().map(|r| (r.clone(), RcptOutcome::Deferred(last.why.clone()))).collect()
 }
 
-/// Adds one session to the TLS-RPT aggregate, by the rules in [`crate::tlsrpt`]: `none` never
-/// reports; TLS as the policy asks is a success; a TLS failure the policy noticed is a failure;
-/// a plaintext fallback of `may` (no published policy) and a failure unrelated to TLS before
-/// any TLS are not counted. `failure` is the session's, if it failed. Sessions are counted when
-/// they open (a reused session is one session), as RFC 8460 counts sessions, not messages.
+/// Adds one session to the TLS-RPT aggregate under `reported`, the policy it ran under, by the
+/// rules in [`crate::tlsrpt`]: `none` never reports; a TLS failure the policy noticed is a
+/// failure; then what MTA-STS recorded in the session (a `testing` policy's would-be failure,
+/// or a policy that could not be fetched); then a plaintext fallback under a published policy;
+/// TLS that met the policy is a success; a failure unrelated to TLS before any TLS is not
+/// counted. `policy` is the sender's policy for the message, `failure` the session's, if it
+/// failed. Sessions are counted when they open (a reused session is one session), as RFC 8460
+/// counts sessions, not messages.
 fn report_tls(
     shared: &Shared,
-    domain: &str,
+    reported: &crate::tlsrpt::Policy,
     target: &MxTarget,
     policy: OutboundTls,
     rec: &SessionRecord,
     failure: Option<&Failure>,
 ) {
+    use crate::tlsrpt::PolicyType;
     if policy == OutboundTls::None {
         return;
     }
-    let reported = crate::tlsrpt::no_policy_found(domain, &target.host);
+    let failed = |result_type: ResultType, why: Option<String>| {
+        let sending = rec.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string());
+        shared.tlsrpt.failure(
+            reported,
+            FailureDetails {
+                result_type,
+                sending_mta_ip: sending.or_else(|| shared.cfg.bind.map(|ip| ip.to_string())),
+                receiving_mx_hostname: Some(target.host.clone()),
+                receiving_mx_helo: None,
+                receiving_ip: Some(target.addr.ip().to_string()),
+                failed_session_count: 1,
+                additional_information: None,
+                // The relay's own words, as RFC 8460 §4.4 allows implementations to add.
+                failure_reason_code: why,
+            },
+        );
+    };
+    // What MTA-STS recorded: a failure to get the policy counts under `sts` (a cached policy)
+    // or `no-policy-found`; a session's failure of a `testing` policy only under `sts`. Under
+    // DANE the MTA-STS policy was not applied.
+    let sts_failure =
+        rec.mta_sts_failure.as_deref().and_then(ResultType::from_name).filter(|r| match reported.policy_type {
+            PolicyType::Sts => true,
+            PolicyType::NoPolicyFound => r.is_sts_policy_failure(),
+            PolicyType::Tlsa => false,
+        });
     match failure.map(|f| (f.kind, f)) {
-        Some((FailureKind::Tls(result_type), f)) => {
-            let sending = rec.local_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip().to_string());
-            shared.tlsrpt.failure(
-                &reported,
-                FailureDetails {
-                    result_type,
-                    sending_mta_ip: sending.or_else(|| shared.cfg.bind.map(|ip| ip.to_string())),
-                    receiving_mx_hostname: Some(target.host.clone()),
-                    receiving_mx_helo: None,
-                    receiving_ip: Some(target.addr.ip().to_string()),
-                    failed_session_count: 1,
-                    additional_information: None,
-                    // The relay's own words, as RFC 8460 §4.4 allows implementations to add.
-                    failure_reason_code: Some(f.why.clone()),
-                },
-            );
+        Some((FailureKind::Tls(result_type), f)) => failed(result_type, Some(f.why.clone())),
+        Some((FailureKind::Other, _)) => {}
+        // Established, or refused for lack of REQUIRETLS after TLS.
+        _ => {
+            if let Some(result_type) = sts_failure {
+                failed(result_type, rec.mta_sts_failure_detail.clone());
+            } else if !rec.starttls_used && crate::tlsrpt::counts_plaintext(reported.policy_type) {
+                failed(
+                    ResultType::StarttlsNotSupported,
+                    Some(format!("{} went on in plaintext (policy {policy:?})", target.host)),
+                );
+            } else if rec.starttls_used {
+                shared.tlsrpt.success(reported);
+            }
         }
-        _ if rec.starttls_used => shared.tlsrpt.success(&reported),
-        _ => {}
     }
 }
 
 /// Records a DANE failure's RFC 8460 result type in the session and defers.
 fn dane_failure(rec: &mut SessionRecord, f: crate::dane::DaneFailure) -> Failure {
     rec.dane_failure = Some(f.result_type().to_string());
-    let result = ResultType::ALL
-        .into_iter()
-        .find(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(|t| t == f.result_type())) == Some(true))
-        .unwrap_or(ResultType::ValidationFailure);
-    Failure::tls(f.to_string(), result)
+    Failure::tls(f.to_string(), f.tlsrpt_result())
 }
 
 pub(crate) fn summarize(outcomes: &[(String, RcptOutcome)]) -> &'static str {
@@ -301,30 +349,24 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// Connects, reads the greeting, says EHLO and does STARTTLS per `policy`: a session
-    /// ready for its first transaction, with the server's capabilities. On failure the
-    /// record comes back so that the caller writes it.
+    /// Connects, reads the greeting, says EHLO and does STARTTLS per `policy` and its DANE plan
+    /// (`dane::plan_for`, made by the caller before connecting): a session ready for its first
+    /// transaction, with the server's capabilities. On failure the record comes back so that
+    /// the caller writes it.
     async fn session(
         shared: &Arc<Shared>,
         target: &MxTarget,
         policy: OutboundTls,
+        dane: &crate::dane::DanePlan,
         sts: Option<Mode>,
         requiretls: bool,
         mut rec: SessionRecord,
     ) -> Result<(Client, Capabilities), (SessionRecord, Failure)> {
-        // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
-        let (policy, dane) = match crate::dane::plan_for(shared, target, policy).await {
-            Ok(planned) => planned,
-            Err(f) => {
-                let f = dane_failure(&mut rec, f);
-                return Err((rec, f));
-            }
-        };
         let mut c = match Self::connect(shared, target, &mut rec).await {
             Ok(c) => c,
             Err(f) => return Err((rec, f)),
         };
-        let caps = match c.greet(shared, target, policy, sts, &dane).await {
+        let caps = match c.greet(shared, target, policy, sts, dane).await {
             Ok(caps) => caps,
             Err(f) => return Err((c.rec, f)),
         };

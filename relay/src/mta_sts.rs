@@ -31,6 +31,7 @@ use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 
 use crate::error::RelayError;
+use crate::tlsrpt::ResultType;
 
 /// Bytes a policy body may have. The RFC leaves the limit to the sender; 64 KiB is
 /// postfix-mta-sts-resolver's, and a real policy is a few hundred bytes.
@@ -153,6 +154,16 @@ impl Policy {
         Ok(Policy { mode, max_age, mx })
     }
 
+    /// The policy as lines of its file, in RFC 8461 §3.2's order (`version`, `mode`, each `mx`,
+    /// `max_age`; the order of RFC 8460's report example and of smtplab's policy servers): the
+    /// `policy-string` of a TLS-RPT report. Keys the parser ignores are not kept.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec!["version: STSv1".to_string(), format!("mode: {}", self.mode.name())];
+        lines.extend(self.mx.iter().map(|m| format!("mx: {m}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+
     /// Whether `host` (an MX host name) matches a pattern (RFC 8461 §4.1): equal ignoring case
     /// and a root dot, or `*.suffix` with exactly one label before the suffix.
     pub fn matches_mx(&self, host: &str) -> bool {
@@ -234,19 +245,24 @@ pub enum StsFailure {
 
 impl StsFailure {
     /// The RFC 8460 result type.
-    pub fn result_type(&self) -> &'static str {
+    pub fn tlsrpt_result(&self) -> ResultType {
         match self {
-            StsFailure::PolicyFetch(_) => "sts-policy-fetch-error",
-            StsFailure::PolicyInvalid(_) => "sts-policy-invalid",
-            StsFailure::WebPkiInvalid(_) => "sts-webpki-invalid",
-            StsFailure::StartTlsNotSupported(_) => "starttls-not-supported",
-            StsFailure::CertificateHostMismatch(_) => "certificate-host-mismatch",
-            StsFailure::CertificateExpired(_) => "certificate-expired",
-            StsFailure::CertificateNotTrusted(_) => "certificate-not-trusted",
+            StsFailure::PolicyFetch(_) => ResultType::StsPolicyFetchError,
+            StsFailure::PolicyInvalid(_) => ResultType::StsPolicyInvalid,
+            StsFailure::WebPkiInvalid(_) => ResultType::StsWebpkiInvalid,
+            StsFailure::StartTlsNotSupported(_) => ResultType::StarttlsNotSupported,
+            StsFailure::CertificateHostMismatch(_) => ResultType::CertificateHostMismatch,
+            StsFailure::CertificateExpired(_) => ResultType::CertificateExpired,
+            StsFailure::CertificateNotTrusted(_) => ResultType::CertificateNotTrusted,
             // RFC 8460 has no result type of its own for an MX outside the policy: it is the
             // general "validation-failure".
-            StsFailure::MxNotInPolicy(_) | StsFailure::ValidationFailure(_) => "validation-failure",
+            StsFailure::MxNotInPolicy(_) | StsFailure::ValidationFailure(_) => ResultType::ValidationFailure,
         }
+    }
+
+    /// The result type's name, as session records keep it (`mta_sts_failure`).
+    pub fn result_type(&self) -> &'static str {
+        self.tlsrpt_result().as_str()
     }
 
     /// A failed certificate check of the MX, sorted into the RFC 8460 types.
@@ -565,6 +581,18 @@ mod tests {
         assert_eq!(p.mode, Mode::Enforce);
         assert_eq!(p.max_age, 604_800);
         assert_eq!(p.mx, ["mail.example.com", "*.example.net", "backupmx.example.com"]);
+        // Its TLS-RPT policy-string: the file's lines without their CRLF (RFC 8460 §4.4).
+        assert_eq!(
+            p.lines(),
+            [
+                "version: STSv1",
+                "mode: enforce",
+                "mx: mail.example.com",
+                "mx: *.example.net",
+                "mx: backupmx.example.com",
+                "max_age: 604800"
+            ]
+        );
         let lf =
             parse("version: STSv1\nmode:   testing\nmx:mx.b.example\nmax_age: 86400\nfuture_key: x\n").expect("LF");
         assert_eq!((lf.mode, lf.max_age, lf.mx.as_slice()), (Mode::Testing, 86_400, &["mx.b.example".to_string()][..]));

@@ -4,23 +4,52 @@
 //! scenario run gathers them into `tlsrpt/<system>/`). The report's schema is
 //! [`records::tlsrpt::Report`].
 //!
-//! Which sessions count (RFC 8460 §4.3 reports failures "to negotiate" the policy the sender
-//! applies; a sender that never meant to use TLS has nothing to report):
-//! - a sender with policy `none` records nothing;
-//! - a TLS session that met the sender's check is a success (`may` and `encrypt`: any
-//!   certificate; `verify` and REQUIRETLS: a verified one);
-//! - a failure the sender noticed is a failure: no STARTTLS offered or STARTTLS refused
-//!   (`starttls-not-supported`) under `encrypt`, `verify` or REQUIRETLS; a certificate refused
-//!   under `verify` (`certificate-not-trusted`, `-host-mismatch`, `-expired`); a handshake that
-//!   failed otherwise (`validation-failure`, under any policy: the session could not go on);
-//! - a `may` sender that fell back to plaintext did not notice anything and records nothing,
-//!   unless the recipient domain publishes a policy (DANE or MTA-STS: [`counts_plaintext`]),
-//!   whose failure it then reports against that policy. So a stripping attacker against a
-//!   `may` sender with no published policy goes unreported, as it would in the wild;
-//! - a TCP connection that failed before any SMTP is not a TLS result and is not counted.
+//! Under which policy a session is reported (RFC 8460 §4.4 `policy-type`; the sender's
+//! delivery code, `crate::delivery`, picks it per MX host before connecting):
+//! - [`tlsa`]: the sender does DANE (`dane`, `dane-only`) and used the MX host's DNSSEC-secure
+//!   TLSA RRset (usable records or not: RFC 7672 §2.2 makes TLS mandatory either way). The
+//!   `policy-string` is the RRset in presentation form (`3 1 1 <hex>`), `mx-host` the MX host.
+//!   DANE's own failures before any RRset could be used (`dnssec-invalid` for a bogus answer,
+//!   `dane-required` under `dane-only`, `validation-failure` for a lookup with no answer) are
+//!   also filed under `tlsa`, with no `policy-string`: there is no validated RRset to show.
+//! - [`sts`]: no DANE RRset, and an MTA-STS policy in force (fetched or cached) in mode
+//!   `enforce` or `testing`. The `policy-string` is the policy's lines, `mx-host` its MX patterns
+//!   (RFC 8460 §4.4). Mode `none` is no policy (RFC 8461 §5).
+//! - [`no_policy_found`]: neither; the sender applied its own policy (`may`, `encrypt`,
+//!   `verify`, REQUIRETLS). A message with `TLS-Required: No` goes as `may` whatever the
+//!   recipient publishes (RFC 8689 §3, §4.2.2; `crate::requiretls`), so it is reported here too.
 //!
-//! The DANE and MTA-STS code record their own results through [`TlsReporter::success`] and
-//! [`TlsReporter::failure`] with a [`Policy`] of type `tlsa` or `sts`.
+//! Which sessions count, and how (one session, one count, as RFC 8460 counts sessions):
+//! - a sender with policy `none` records nothing;
+//! - a failure the sender's policy noticed is a failure, with its result type: no STARTTLS
+//!   offered or STARTTLS refused (`starttls-not-supported`) under `encrypt`, `verify`, DANE,
+//!   MTA-STS `enforce` or REQUIRETLS; a certificate refused under `verify` or `enforce`
+//!   (`certificate-not-trusted`, `-host-mismatch`, `-expired`); DANE's refusals
+//!   (`tlsa-invalid`, `dnssec-invalid`, `dane-required`, ...); a handshake that failed
+//!   otherwise (`validation-failure`, under any policy: the session could not go on); an MX
+//!   host that matches no `mx` pattern of an `enforce` policy, refused without connecting
+//!   (`validation-failure`);
+//! - under an MTA-STS policy in `testing` mode, what would have failed under `enforce` is a
+//!   failure although the mail went on (RFC 8461 §5: testing is for reports);
+//! - a failure to get the MTA-STS policy a domain's TXT record announces
+//!   (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`, RFC 8460 §4.3.2.2)
+//!   is the session's failure when nothing else failed it: under `sts` when a cached policy is
+//!   still in force (RFC 8461 §5.1), under `no-policy-found` when none is. So an attacker who
+//!   blocks the first fetch still shows in the victim domain's reports;
+//! - a `may` sender that fell back to plaintext did not notice anything and records nothing,
+//!   unless the recipient domain publishes a policy in force ([`counts_plaintext`]:
+//!   `tlsa` or `sts`), whose failure (`starttls-not-supported`) it then reports against that
+//!   policy. So a stripping attacker against a `may` sender with no published policy goes
+//!   unreported, as it would in the wild;
+//! - a TLS session that met the check of the policy it is reported under is a success;
+//! - a session that failed before any TLS result for reasons that are not TLS (a TCP connection
+//!   refused, a greeting or EHLO refused, a reply injected behind the `220` to STARTTLS) is not
+//!   counted.
+//!
+//! The DANE code types its refusals ([`crate::dane::DaneFailure::tlsrpt_result`]) and the
+//! MTA-STS code its failures ([`crate::mta_sts::StsFailure::tlsrpt_result`], kept in the
+//! session record's `mta_sts_failure`); `crate::delivery` files them through
+//! [`TlsReporter::success`] and [`TlsReporter::failure`] under the [`Policy`] it picked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +71,28 @@ pub fn no_policy_found(domain: &str, mx_host: &str) -> Policy {
         policy_string: Vec::new(),
         policy_domain: crate::config::normalize_domain(domain),
         mx_host: vec![mx_host.to_string()],
+    }
+}
+
+/// DANE for mail to `domain` through `mx_host`: its DNSSEC-secure TLSA RRset in presentation
+/// form (`3 1 1 <hex>`), empty when DANE failed before it had one.
+pub fn tlsa(domain: &str, mx_host: &str, rrset: &[crate::dane::Tlsa]) -> Policy {
+    Policy {
+        policy_type: PolicyType::Tlsa,
+        policy_string: rrset.iter().map(crate::dane::Tlsa::to_text).collect(),
+        policy_domain: crate::config::normalize_domain(domain),
+        mx_host: vec![mx_host.to_string()],
+    }
+}
+
+/// `domain`'s MTA-STS policy in force: its lines, and its MX patterns as `mx-host`
+/// (RFC 8460 §4.4: "the pattern of MX hostnames from the applied policy").
+pub fn sts(domain: &str, policy: &crate::mta_sts::Policy) -> Policy {
+    Policy {
+        policy_type: PolicyType::Sts,
+        policy_string: policy.lines(),
+        policy_domain: crate::config::normalize_domain(domain),
+        mx_host: policy.mx.clone(),
     }
 }
 
@@ -212,6 +263,48 @@ mod tests {
         assert!(reports[1].policies[0].failure_details.is_empty());
         assert!(reports[0].date_range.start_datetime.ends_with('Z'), "{:?}", reports[0].date_range);
         assert!(!counts_plaintext(PolicyType::NoPolicyFound) && counts_plaintext(PolicyType::Sts));
+    }
+
+    /// The `policy` objects of the three policy types as RFC 8460 §4.4 spells them, written out
+    /// by hand: `tlsa` with the RRset in presentation form and the MX host, `sts` with the
+    /// policy's lines and its MX patterns as `mx-host`, `no-policy-found` without a string.
+    #[test]
+    fn policies_of_each_type_as_the_rfc_spells_them() {
+        let rrset = [
+            crate::dane::Tlsa { usage: 3, selector: 1, matching: 1, data: vec![0xab; 32] },
+            crate::dane::Tlsa { usage: 2, selector: 0, matching: 2, data: vec![0x01; 64] },
+        ];
+        let tlsa = serde_json::to_value(tlsa("B.Example.", "mx.b.example", &rrset)).expect("json");
+        assert_eq!(
+            tlsa,
+            serde_json::json!({
+                "policy-type": "tlsa",
+                "policy-string": [format!("3 1 1 {}", "ab".repeat(32)), format!("2 0 2 {}", "01".repeat(64))],
+                "policy-domain": "b.example",
+                "mx-host": ["mx.b.example"],
+            })
+        );
+        let no_rrset = serde_json::to_value(super::tlsa("b.example", "mx.b.example", &[])).expect("json");
+        assert!(no_rrset.get("policy-string").is_none(), "{no_rrset}");
+        let policy = crate::mta_sts::Policy {
+            mode: crate::mta_sts::Mode::Testing,
+            max_age: 86400,
+            mx: vec!["mx.b.example".into(), "*.mail.b.example".into()],
+        };
+        assert_eq!(
+            serde_json::to_value(sts("b.example", &policy)).expect("json"),
+            serde_json::json!({
+                "policy-type": "sts",
+                "policy-string": ["version: STSv1", "mode: testing", "mx: mx.b.example", "mx: *.mail.b.example", "max_age: 86400"],
+                "policy-domain": "b.example",
+                "mx-host": ["mx.b.example", "*.mail.b.example"],
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(no_policy_found("b.example", "mx.b.example")).expect("json"),
+            serde_json::json!({"policy-type": "no-policy-found", "policy-domain": "b.example", "mx-host": ["mx.b.example"]})
+        );
+        assert!(counts_plaintext(PolicyType::Tlsa) && counts_plaintext(PolicyType::Sts));
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! | inject-command          | may           | beta refuses (554, closes): deferred, unread   |
 //! | inject-response         | may           | alpha refuses (hangs up): deferred, unread     |
 //!
+//! beta publishes neither DANE nor MTA-STS, so alpha's TLS-RPT reports (RFC 8460 §4.4) are
+//! `no-policy-found` for `mx.beta.example`: a `may` sender stripped into plaintext reports
+//! nothing; `verify` refusing the fake MX reports each session as a certificate failure.
+//!
 //! What was read comes from the attacker's own records; what was sent and delivered from the
 //! relays' records (the sender's outbound hops, the receiver's local deliveries), so the two
 //! sides check each other. The first test also runs the live tap (root or CAP_NET_RAW, as CI
@@ -113,6 +117,12 @@ impl Ran {
             let e = h.error.as_deref().unwrap_or("");
             assert!(e.contains(why), "expected {why:?} in alpha's error: {e}");
         }
+    }
+
+    /// alpha's TLS-RPT report for beta.example, if it wrote one.
+    fn report(&self) -> Option<records::tlsrpt::Report> {
+        let bytes = std::fs::read(self.dir.join("tlsrpt/alpha/beta.example.json")).ok()?;
+        Some(serde_json::from_slice(&bytes).expect("a TLS-RPT report"))
     }
 
     /// Asserts nothing alpha sent to beta left alpha's queue, and the attacker read nothing.
@@ -232,6 +242,8 @@ fn strip_xxxxxxxa_against_may_is_read_and_delivered() {
     let ran = run("xxx-may", 17621, 83, "may", r#"attack = "strip-xxxxxxxa""#, "none");
     ran.assert_read_and_delivered();
     assert!(ran.hops().iter().all(|h| !h.starttls_offered));
+    // `may` noticed nothing and beta publishes no policy: nothing to report.
+    assert_eq!(ran.report(), None);
     ran.clean();
 }
 
@@ -269,6 +281,22 @@ fn fake_mx_self_signed_against_verify_is_deferred_and_unread() {
     let ran = run("fake-verify", 17661, 91, "verify", r#"attack = "fake-mx""#, "none");
     ran.assert_deferred_unread("UnknownIssuer");
     assert!(ran.attacker.iter().all(|s| s.outcome == "victim-refused-tls"), "{:?}", ran.attacker);
+    let report = ran.report().expect("alpha's report for beta.example");
+    assert_eq!(report.policies.len(), 1, "{report:#?}");
+    let p = &report.policies[0];
+    assert_eq!(p.policy.policy_type, records::tlsrpt::PolicyType::NoPolicyFound);
+    assert!(p.policy.policy_string.is_empty(), "{report:#?}");
+    assert_eq!(
+        (p.policy.policy_domain.as_str(), p.policy.mx_host.as_slice()),
+        ("beta.example", &["mx.beta.example".to_string()][..])
+    );
+    let sessions = ran.hops().len() as u64;
+    assert_eq!((p.summary.total_successful_session_count, p.summary.total_failure_session_count), (0, sessions));
+    for d in &p.failure_details {
+        assert_eq!(d.result_type, records::tlsrpt::ResultType::CertificateNotTrusted, "{d:?}");
+        assert_eq!(d.receiving_ip.as_deref(), Some("127.254.1.1"), "{d:?}");
+    }
+    assert_eq!(p.failure_details.iter().map(|d| d.failed_session_count).sum::<u64>(), sessions);
     ran.clean();
 }
 

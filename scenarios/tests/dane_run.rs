@@ -16,18 +16,60 @@
 //! alpha's own zone is always signed, so the root is signed and an unsigned beta is a proven
 //! insecure delegation (NSEC), not a mere absence of signatures. Outcomes come from the relays'
 //! records and the attacker's own records, checked against each other.
+//!
+//! alpha's TLS-RPT report for beta.example (RFC 8460 §4.4): wherever alpha used beta's
+//! DNSSEC-secure TLSA RRset, the policy is `tlsa`, its `policy-string` that RRset in
+//! presentation form (the one record beta publishes) and its `mx-host` `mx.beta.example`; every
+//! session the table defers is a failure of the row's result type, every delivered one a
+//! success. DANE's refusals before any secure RRset (bogus, `dane-only` to an unsigned zone) are
+//! `tlsa` failures with no `policy-string`. With the RRset insecure, `dane` is `may` under no
+//! policy: `no-policy-found`, and the fake MX's TLS counts as a success, as `may` counts it.
 
 use std::collections::BTreeSet;
 
+use records::tlsrpt::{PolicyType, Report, ResultType};
 use records::{AttackerSession, SessionRecord, TruthMessage, read_jsonl};
 use scenarios::{RunOptions, Scenario};
 
 struct Ran {
     out: std::path::PathBuf,
+    dir: std::path::PathBuf,
     to_beta: BTreeSet<String>,
     sessions: Vec<SessionRecord>,
     attacker: Vec<AttackerSession>,
     stuck: Vec<String>,
+    /// alpha's address, the sending MTA of its reports.
+    alpha_ip: String,
+}
+
+/// A `3 1 1` record's presentation form: usage, selector, matching type and 64 hex digits.
+fn is_dane_ee_spki_sha256(text: &str) -> bool {
+    text.strip_prefix("3 1 1 ")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// The `2 1 1` record for the scenario CA (`pki/ca.pem`), made with OpenSSL as RFC 7671 §5.1
+/// practice makes it (SHA-256 of the DER SubjectPublicKeyInfo), from outside smtplab's code.
+fn openssl_2_1_1(ca_pem: &std::path::Path) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl must be installed for this test (Debian package openssl)");
+        child.stdin.take().expect("stdin").write_all(input).expect("write to openssl");
+        let out = child.wait_with_output().expect("openssl ran");
+        assert!(out.status.success(), "openssl {args:?} failed");
+        out.stdout
+    };
+    let pem = std::fs::read(ca_pem).expect("pki/ca.pem");
+    let pubkey = run(&["x509", "-pubkey", "-noout"], &pem);
+    let spki = run(&["pkey", "-pubin", "-outform", "DER"], &pubkey);
+    let digest = run(&["dgst", "-sha256", "-binary"], &spki);
+    format!("2 1 1 {}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 impl Ran {
@@ -84,6 +126,47 @@ impl Ran {
         for s in &self.attacker {
             assert!(!s.read_envelope && !s.read_content, "{s:?}");
         }
+    }
+
+    /// alpha's TLS-RPT report for beta.example: its one policy is of `policy_type` for
+    /// `mx.beta.example`, and counts every alpha→beta session as a failure of `failure` (at
+    /// `receiving_ip`), or, with `None`, as a success. Returns the policy-string.
+    fn assert_report(&self, policy_type: PolicyType, failure: Option<ResultType>, receiving_ip: &str) -> Vec<String> {
+        let path = self.dir.join("tlsrpt/alpha/beta.example.json");
+        let report: Report =
+            serde_json::from_slice(&std::fs::read(&path).expect("alpha's report for beta.example")).expect("a report");
+        assert_eq!(report.policies.len(), 1, "{report:#?}");
+        let p = &report.policies[0];
+        assert_eq!(p.policy.policy_type, policy_type, "{report:#?}");
+        assert_eq!(
+            (p.policy.policy_domain.as_str(), p.policy.mx_host.as_slice()),
+            ("beta.example", &["mx.beta.example".to_string()][..])
+        );
+        let sessions = self.hops().len() as u64;
+        assert!(sessions > 0);
+        match failure {
+            None => {
+                assert_eq!(
+                    (p.summary.total_successful_session_count, p.summary.total_failure_session_count),
+                    (sessions, 0)
+                );
+                assert!(p.failure_details.is_empty(), "{report:#?}");
+            }
+            Some(result_type) => {
+                assert_eq!(
+                    (p.summary.total_successful_session_count, p.summary.total_failure_session_count),
+                    (0, sessions)
+                );
+                assert!(!p.failure_details.is_empty(), "{report:#?}");
+                for d in &p.failure_details {
+                    assert_eq!(d.result_type, result_type, "{d:?}");
+                    assert_eq!(d.receiving_ip.as_deref(), Some(receiving_ip), "{d:?}");
+                    assert_eq!(d.sending_mta_ip.as_deref(), Some(self.alpha_ip.as_str()), "{d:?}");
+                }
+                assert_eq!(p.failure_details.iter().map(|d| d.failed_session_count).sum::<u64>(), sessions);
+            }
+        }
+        p.policy.policy_string.clone()
     }
 
     fn clean(self) {
@@ -159,9 +242,11 @@ starttls = true
     Ran {
         sessions: read_jsonl(&dir.join("truth/sessions.jsonl")).expect("sessions"),
         attacker: if attacker_file.exists() { read_jsonl(&attacker_file).expect("attacker") } else { Vec::new() },
+        dir,
         out,
         to_beta,
         stuck: outcome.stuck,
+        alpha_ip: format!("127.0.{octet}.1"),
     }
 }
 
@@ -171,6 +256,8 @@ fn fake_mx_against_dane_with_signed_tlsa_is_deferred_and_unread() {
     ran.assert_deferred_unread("tlsa-invalid", "no TLSA record of mx.beta.example matches");
     assert!(!ran.attacker.is_empty(), "alpha's attempts met the attacker");
     assert!(ran.attacker.iter().all(|s| s.outcome == "victim-refused-tls"), "{:?}", ran.attacker);
+    let rrset = ran.assert_report(PolicyType::Tlsa, Some(ResultType::TlsaInvalid), "127.254.1.1");
+    assert!(rrset.len() == 1 && is_dane_ee_spki_sha256(&rrset[0]), "{rrset:?}");
     ran.clean();
 }
 
@@ -181,6 +268,8 @@ fn fake_mx_against_dane_with_unsigned_zone_is_read() {
     let ran = run("fake-unsigned", 17821, 123, "dane", "dnssec = false\ndane = \"3 1 1\"", r#"attack = "fake-mx""#);
     ran.assert_delivered(|h| h.starttls_used && !h.cert_verified && !h.dane_authenticated && h.dane_failure.is_none());
     assert_eq!(ran.read_ids(), ran.to_beta, "the attacker read every message to beta");
+    // No DANE policy in force: the attacked sessions look like `may`'s successes.
+    assert!(ran.assert_report(PolicyType::NoPolicyFound, None, "").is_empty());
     ran.clean();
 }
 
@@ -188,6 +277,8 @@ fn fake_mx_against_dane_with_unsigned_zone_is_read() {
 fn strip_against_dane_with_signed_tlsa_is_deferred_and_unread() {
     let ran = run("strip-signed", 17831, 125, "dane", "dnssec = true\ndane = \"3 1 1\"", r#"attack = "strip""#);
     ran.assert_deferred_unread("starttls-not-supported", "did not offer STARTTLS");
+    let rrset = ran.assert_report(PolicyType::Tlsa, Some(ResultType::StarttlsNotSupported), "127.254.1.1");
+    assert!(rrset.len() == 1 && is_dane_ee_spki_sha256(&rrset[0]), "{rrset:?}");
     ran.clean();
 }
 
@@ -195,6 +286,8 @@ fn strip_against_dane_with_signed_tlsa_is_deferred_and_unread() {
 fn honest_path_with_dane_ee_is_delivered_authenticated() {
     let ran = run("honest-311", 17841, 127, "dane", "dnssec = true\ndane = \"3 1 1\"", "");
     ran.assert_delivered(|h| h.starttls_used && h.cert_verified && h.dane_authenticated);
+    let rrset = ran.assert_report(PolicyType::Tlsa, None, "");
+    assert!(rrset.len() == 1 && is_dane_ee_spki_sha256(&rrset[0]), "{rrset:?}");
     ran.clean();
 }
 
@@ -202,6 +295,9 @@ fn honest_path_with_dane_ee_is_delivered_authenticated() {
 fn honest_path_with_dane_ta_is_delivered_authenticated() {
     let ran = run("honest-211", 17851, 129, "dane", "dnssec = true\ndane = \"2 1 1\"", "");
     ran.assert_delivered(|h| h.starttls_used && h.cert_verified && h.dane_authenticated);
+    // The one record beta publishes, for the scenario CA's key, computed here with OpenSSL.
+    let expected = openssl_2_1_1(&ran.dir.join("pki/ca.pem"));
+    assert_eq!(ran.assert_report(PolicyType::Tlsa, None, ""), [expected]);
     ran.clean();
 }
 
@@ -211,6 +307,8 @@ fn honest_path_with_dane_ta_is_delivered_authenticated() {
 fn bogus_signature_defers() {
     let ran = run("bogus", 17861, 131, "dane", "dnssec = \"bogus\"\ndane = \"3 1 1\"", "");
     ran.assert_deferred_unread("dnssec-invalid", "DNSSEC-bogus");
+    // No validated RRset to show; beta's real MX at 127.0.132.1 was never contacted.
+    assert!(ran.assert_report(PolicyType::Tlsa, Some(ResultType::DnssecInvalid), "127.0.132.1").is_empty());
     ran.clean();
 }
 
@@ -218,6 +316,7 @@ fn bogus_signature_defers() {
 fn dane_only_to_an_unsigned_zone_defers() {
     let ran = run("only-unsigned", 17871, 133, "dane-only", "dane = \"3 1 1\"", "");
     ran.assert_deferred_unread("dane-required", "no DNSSEC-secure TLSA");
+    assert!(ran.assert_report(PolicyType::Tlsa, Some(ResultType::DaneRequired), "127.0.134.1").is_empty());
     ran.clean();
 }
 

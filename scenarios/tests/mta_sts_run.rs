@@ -12,14 +12,30 @@
 //! | enforce       | strip + policy fetch dropped    | no policy: read (TOFU's weak point)        |
 //! | enforce       | strip + fetch answered, self-signed | no policy: read, sts-webpki-invalid    |
 //! | enforce, malformed file | none                  | no policy, sts-policy-invalid recorded     |
+//! | enforce, mx `*.mail.beta.example` | none        | MX refused unconnected: deferred, validation-failure |
 //!
 //! What was read comes from the attacker's own records; what was sent and delivered from the
 //! relays' records.
+//!
+//! alpha's TLS-RPT report for beta.example (RFC 8460 §4.4), one session one count: under a
+//! policy in force (`enforce`, `testing`) the policy is `sts`, its `policy-string` the policy's
+//! lines as the scenario makes them (`version: STSv1`, `mode: ...`, `mx: mx.beta.example`, the
+//! default `max_age: 86400`) and its `mx-host` the policy's one MX pattern; every attacked
+//! session is a failure (`testing` reports what would have failed: RFC 8461 §5). Without a
+//! policy (the fetch dropped or answered falsely, the file malformed) it is `no-policy-found`
+//! for `mx.beta.example`, and each session a failure of the policy fetch's result type.
 
 use std::collections::BTreeSet;
 
+use records::tlsrpt::{PolicyType, Report, ResultType};
 use records::{AttackerSession, SessionRecord, TruthMessage, read_jsonl};
 use scenarios::{RunOptions, Scenario};
+
+/// beta's MTA-STS policy as lines, worked by hand from RFC 8461 §3.2 and the scenario's keys.
+fn policy_lines(mode: &str) -> Vec<String> {
+    ["version: STSv1".to_string(), format!("mode: {mode}"), "mx: mx.beta.example".into(), "max_age: 86400".into()]
+        .into()
+}
 
 struct Ran {
     out: std::path::PathBuf,
@@ -101,6 +117,39 @@ impl Ran {
         }
     }
 
+    /// alpha's TLS-RPT report for beta.example has one policy, of `policy_type` with
+    /// `policy_string` and `mx_host`, and counts every alpha→beta session as a `failure` (at
+    /// `receiving_ip`), none as a success.
+    fn assert_report(
+        &self,
+        policy_type: PolicyType,
+        policy_string: &[String],
+        mx_host: &[&str],
+        failure: ResultType,
+        receiving_ip: &str,
+    ) {
+        let path = self.dir.join("tlsrpt/alpha/beta.example.json");
+        let report: Report =
+            serde_json::from_slice(&std::fs::read(&path).expect("alpha's report for beta.example")).expect("a report");
+        assert_eq!(report.policies.len(), 1, "{report:#?}");
+        let p = &report.policies[0];
+        assert_eq!(p.policy.policy_type, policy_type, "{report:#?}");
+        assert_eq!(p.policy.policy_string, policy_string, "{report:#?}");
+        assert_eq!(p.policy.policy_domain, "beta.example");
+        assert_eq!(p.policy.mx_host, mx_host, "{report:#?}");
+        let sessions = self.hops().len() as u64;
+        assert_eq!((p.summary.total_successful_session_count, p.summary.total_failure_session_count), (0, sessions));
+        // Details are told apart by the relay's own reason text too (a fetch reset by the
+        // peer, or cut during the handshake), so there may be several, all of one type.
+        assert!(!p.failure_details.is_empty(), "{report:#?}");
+        for d in &p.failure_details {
+            assert_eq!(d.result_type, failure, "{d:?}");
+            assert_eq!(d.receiving_ip.as_deref(), Some(receiving_ip), "{d:?}");
+            assert_eq!(d.receiving_mx_hostname.as_deref(), Some("mx.beta.example"), "{d:?}");
+        }
+        assert_eq!(p.failure_details.iter().map(|d| d.failed_session_count).sum::<u64>(), sessions);
+    }
+
     fn clean(self) {
         if std::env::var_os("SMTPLAB_KEEP_RUNS").is_none() {
             let _ = std::fs::remove_dir_all(&self.out);
@@ -109,8 +158,14 @@ impl Ran {
 }
 
 /// alpha (`may`, honouring MTA-STS) and beta (publishing `policy`), with `attack` (a TOML
-/// fragment, may be empty) on beta's domain. Each test has its own ports and addresses.
+/// fragment, may be empty) on beta's domain. Each test has its own ports and addresses:
+/// alpha at 127.0.`octet`.1, beta at 127.0.`octet + 1`.1.
 fn run(name: &str, port: u16, octet: u8, policy: &str, attack: &str) -> Ran {
+    run_at(name, port, [format!("127.0.{octet}.1"), format!("127.0.{}.1", octet + 1)], policy, attack)
+}
+
+/// [`run`] with alpha's and beta's addresses given.
+fn run_at(name: &str, port: u16, [alpha, beta]: [String; 2], policy: &str, attack: &str) -> Ran {
     let attack = if attack.is_empty() {
         String::new()
     } else {
@@ -143,7 +198,7 @@ capture = "none"
 [[systems]]
 name = "alpha"
 domain = "alpha.example"
-address = "127.0.{octet}.1"
+address = "{alpha}"
 starttls = true
 outbound_tls = "may"
 mta_sts = true
@@ -151,7 +206,7 @@ mta_sts = true
 [[systems]]
 name = "beta"
 domain = "beta.example"
-address = "127.0.{next}.1"
+address = "{beta}"
 starttls = true
 mta_sts_policy = {policy}
 
@@ -160,7 +215,6 @@ mta_sts_policy = {policy}
         sub = port + 1,
         dns = port + 3,
         https = port + 4,
-        next = octet + 1,
     );
     let scenario = Scenario::parse(&text, name).expect("valid scenario");
     let out = std::env::temp_dir().join(format!("smtplab-sts-{name}-{}", std::process::id()));
@@ -188,6 +242,9 @@ fn enforce_against_strip_is_deferred_unread_and_uses_the_cache() {
     ran.assert_deferred_unread("does not offer STARTTLS");
     ran.assert_hops(Some("enforce"), "starttls-not-supported");
     ran.assert_cached_after_first_fetch();
+    let lines = policy_lines("enforce");
+    let mx = ["mx.beta.example"];
+    ran.assert_report(PolicyType::Sts, &lines, &mx, ResultType::StarttlsNotSupported, "127.254.1.1");
     for h in ran.hops() {
         assert_eq!(h.mta_sts_policy_id.as_deref(), Some("e1"), "{h:?}");
     }
@@ -208,6 +265,9 @@ fn testing_against_strip_is_delivered_read_and_the_failure_recorded() {
     for h in ran.hops() {
         assert!(!h.starttls_used, "in the clear: {h:?}");
     }
+    // The plaintext fallback under a policy in force is reported, although it went ahead.
+    let lines = policy_lines("testing");
+    ran.assert_report(PolicyType::Sts, &lines, &["mx.beta.example"], ResultType::StarttlsNotSupported, "127.254.1.1");
     ran.clean();
 }
 
@@ -216,6 +276,8 @@ fn enforce_against_a_self_signed_fake_mx_is_deferred_and_unread() {
     let ran = run("enforce-fake", 17831, 145, r#"{ mode = "enforce" }"#, r#"attack = "fake-mx""#);
     ran.assert_deferred_unread("UnknownIssuer");
     ran.assert_hops(Some("enforce"), "certificate-not-trusted");
+    let lines = policy_lines("enforce");
+    ran.assert_report(PolicyType::Sts, &lines, &["mx.beta.example"], ResultType::CertificateNotTrusted, "127.254.1.1");
     assert!(ran.attacker.iter().all(|s| s.outcome == "victim-refused-tls"), "{:?}", ran.attacker);
     ran.clean();
 }
@@ -236,6 +298,9 @@ fn testing_against_a_wrong_name_fake_mx_is_read_and_the_mismatch_recorded() {
     for h in ran.hops() {
         assert!(h.starttls_used && !h.cert_verified, "{h:?}");
     }
+    let lines = policy_lines("testing");
+    let mx = ["mx.beta.example"];
+    ran.assert_report(PolicyType::Sts, &lines, &mx, ResultType::CertificateHostMismatch, "127.254.1.1");
     ran.clean();
 }
 
@@ -247,6 +312,10 @@ fn an_attacker_from_first_contact_who_drops_the_fetch_reads_everything() {
         run("fetch-dropped", 17851, 149, r#"{ mode = "enforce" }"#, "attack = \"strip\"\npolicy_fetch = \"drop\"");
     ran.assert_read_and_delivered();
     ran.assert_hops(None, "sts-policy-fetch-error");
+    // No policy in force: the failed fetch is reported under no-policy-found, at the MX
+    // address alpha was given (the attacker's), so beta.example learns of it.
+    let mx = ["mx.beta.example"];
+    ran.assert_report(PolicyType::NoPolicyFound, &[], &mx, ResultType::StsPolicyFetchError, "127.254.1.1");
     let fetches: Vec<scenarios::mta_sts::InterceptedFetch> =
         read_jsonl(&ran.dir.join("attackers/attacker1/policy_fetches.jsonl")).expect("the attacker's fetch log");
     assert!(!fetches.is_empty());
@@ -273,6 +342,8 @@ fn an_attacker_answering_the_fetch_with_its_own_certificate_reads_everything() {
     );
     ran.assert_read_and_delivered();
     ran.assert_hops(None, "sts-webpki-invalid");
+    let mx = ["mx.beta.example"];
+    ran.assert_report(PolicyType::NoPolicyFound, &[], &mx, ResultType::StsWebpkiInvalid, "127.254.1.1");
     ran.clean();
 }
 
@@ -294,6 +365,33 @@ fn a_malformed_policy_is_no_policy_and_is_recorded() {
         assert!(h.starttls_used && h.outcome == "delivered", "{h:?}");
         assert!(h.mta_sts_failure_detail.as_deref().unwrap_or("").contains("STSv1"), "{h:?}");
     }
+    // Each session negotiated TLS, but the domain's announced policy could not be had: a
+    // failure, at beta's own address (127.0.152.1).
+    let mx = ["mx.beta.example"];
+    ran.assert_report(PolicyType::NoPolicyFound, &[], &mx, ResultType::StsPolicyInvalid, "127.0.152.1");
+    ran.clean();
+}
+
+/// An `enforce` policy whose one MX pattern (`*.mail.beta.example`) does not match beta's MX
+/// host (`mx.beta.example`: the wildcard stands for one label before `mail.beta.example`,
+/// RFC 8461 §4.1): alpha never connects and defers, and each refusal is a failure of the `sts`
+/// policy in its TLS-RPT report, `validation-failure` (RFC 8460 has no type of its own for it)
+/// at the MX address alpha was given, beta's. The report's `mx-host` is the policy's pattern,
+/// not the MX host (RFC 8460 §4.4), and its `policy-string` the policy's lines.
+#[test]
+fn an_mx_outside_the_enforce_policy_is_refused_and_reported_under_sts() {
+    let policy = r#"{ mode = "enforce", mx = ["*.mail.beta.example"] }"#;
+    let ran = run_at("mx-outside", 27100, ["127.0.71.1".into(), "127.0.71.2".into()], policy, "");
+    assert!(!ran.to_beta.is_empty(), "the traffic has messages from alpha to beta");
+    assert!(ran.delivered_at_beta().is_disjoint(&ran.to_beta));
+    for h in ran.hops() {
+        assert_eq!((h.outcome.as_str(), h.bytes_out), ("deferred", 0), "never connected: {h:?}");
+    }
+    ran.assert_hops(Some("enforce"), "validation-failure");
+    let lines: Vec<String> =
+        ["version: STSv1", "mode: enforce", "mx: *.mail.beta.example", "max_age: 86400"].map(String::from).into();
+    let pattern = ["*.mail.beta.example"];
+    ran.assert_report(PolicyType::Sts, &lines, &pattern, ResultType::ValidationFailure, "127.0.71.2");
     ran.clean();
 }
 

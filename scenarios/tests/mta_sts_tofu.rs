@@ -9,11 +9,18 @@
 //!   defer the next message instead of sending it in the clear. Nothing is read.
 //! - attacker from first contact: the fetch is dropped, alpha has no policy, its `may` falls back
 //!   to plaintext when STARTTLS is stripped, and the attacker reads the message.
+//!
+//! alpha's TLS-RPT report for beta.example (RFC 8460) tells the two apart: after first contact,
+//! every session ran under the `sts` policy alpha fetched then cached (its lines, its one MX
+//! pattern), the first a success and each stripped one a `starttls-not-supported` failure; from
+//! first contact there never was a policy, and the one session is a `sts-policy-fetch-error`
+//! failure under `no-policy-found`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use records::tlsrpt::{PolicyType, Report, ResultType};
 use records::{AttackerSession, SessionRecord, read_jsonl};
 use relay::{Relay, RelayConfig, TlsIdentity};
 use scenarios::Scenario;
@@ -25,6 +32,23 @@ struct Outcome {
     attacker: Vec<AttackerSession>,
     /// Message ids in beta's mailboxes (its `local` records).
     delivered: Vec<String>,
+    /// alpha's TLS-RPT report for beta.example.
+    report: Report,
+}
+
+/// The one policy of alpha's report: its type, string, domain and MX hosts, worked by hand.
+fn assert_policy<'a>(
+    report: &'a Report,
+    policy_type: PolicyType,
+    policy_string: &[&str],
+) -> &'a records::tlsrpt::PolicyReport {
+    assert_eq!(report.policies.len(), 1, "{report:#?}");
+    let p = &report.policies[0];
+    assert_eq!(p.policy.policy_type, policy_type, "{report:#?}");
+    assert_eq!(p.policy.policy_string, policy_string, "{report:#?}");
+    assert_eq!(p.policy.policy_domain, "beta.example");
+    assert_eq!(p.policy.mx_host, ["mx.beta.example"], "{report:#?}");
+    p
 }
 
 /// Runs alpha (`may` + MTA-STS) → beta (`enforce`) with the attacker arriving before the first
@@ -134,6 +158,10 @@ domains = ["beta.example"]
         Outcome {
             alpha: read_jsonl(&dir.join("alpha/sessions.jsonl")).expect("alpha's records"),
             attacker: read_jsonl(&dir.join("attackers/attacker1/sessions.jsonl")).expect("attacker's records"),
+            report: serde_json::from_slice(
+                &std::fs::read(dir.join("alpha/tlsrpt/beta.example.json")).expect("alpha's report for beta.example"),
+            )
+            .expect("a report"),
             delivered: beta
                 .iter()
                 .filter(|r| r.direction == "local" && r.outcome == "delivered")
@@ -215,6 +243,16 @@ fn an_attacker_after_first_contact_is_stopped_by_the_cached_policy() {
     for a in &o.attacker {
         assert!(!a.read_envelope && !a.read_content && a.messages.is_empty(), "{a:?}");
     }
+    // One policy throughout, fetched then cached: the first session a success, each stripped
+    // one a failure at the attacker's address.
+    let lines = ["version: STSv1", "mode: enforce", "mx: mx.beta.example", "max_age: 86400"];
+    let p = assert_policy(&o.report, PolicyType::Sts, &lines);
+    let failed = deferred.len() as u64;
+    assert_eq!((p.summary.total_successful_session_count, p.summary.total_failure_session_count), (1, failed));
+    for d in &p.failure_details {
+        assert_eq!((d.result_type, d.receiving_ip.as_deref()), (ResultType::StarttlsNotSupported, Some("127.254.1.1")));
+    }
+    assert_eq!(p.failure_details.iter().map(|d| d.failed_session_count).sum::<u64>(), failed);
 }
 
 #[test]
@@ -230,4 +268,12 @@ fn an_attacker_from_first_contact_who_drops_the_fetch_reads_the_mail() {
     let read: Vec<String> =
         o.attacker.iter().flat_map(|a| a.messages.iter().filter_map(|m| m.message_id.clone())).collect();
     assert_eq!(read, ["first@alpha.example"]);
+    // The plaintext session had no policy to fail, but the fetch the TXT record called for did.
+    let p = assert_policy(&o.report, PolicyType::NoPolicyFound, &[]);
+    assert_eq!((p.summary.total_successful_session_count, p.summary.total_failure_session_count), (0, 1));
+    let d = &p.failure_details[0];
+    assert_eq!(
+        (d.result_type, d.receiving_ip.as_deref(), d.failed_session_count),
+        (ResultType::StsPolicyFetchError, Some("127.254.1.1"), 1)
+    );
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use records::tlsrpt::{Report, ResultType};
+use records::tlsrpt::{PolicyType, Report, ResultType};
 use records::{AttackerSession, SessionRecord, TapRecord, TruthMessage, read_jsonl};
 use scenarios::{RunOptions, Scenario};
 
@@ -140,7 +140,15 @@ fn requiretls_against_strip_bounces_and_is_never_in_the_clear() {
     // TLS-RPT: alpha reports one starttls-not-supported failure per attempt, at the attacker.
     let report = ran.report();
     assert_eq!(report.organization_name, "alpha");
+    assert_eq!(report.policies.len(), 1, "{report:#?}");
     let p = &report.policies[0];
+    // beta publishes neither DANE nor MTA-STS: REQUIRETLS is alpha's own policy (RFC 8460 §4.4).
+    assert_eq!(p.policy.policy_type, PolicyType::NoPolicyFound);
+    assert!(p.policy.policy_string.is_empty());
+    assert_eq!(
+        (p.policy.policy_domain.as_str(), p.policy.mx_host.as_slice()),
+        ("beta.example", &["mx.beta.example".to_string()][..])
+    );
     assert_eq!(p.summary.total_failure_session_count, sent.len() as u64);
     assert_eq!(p.summary.total_successful_session_count, 0);
     assert_eq!(p.failure_details.len(), 1);
