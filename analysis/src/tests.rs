@@ -70,6 +70,7 @@ fn hop(id: &str, from: &str, to: &str, bytes: u64, sha: &str) -> HopMessage {
         bytes,
         sha256: sha.to_string(),
         reply: 250,
+        cover: false,
     }
 }
 
