@@ -134,8 +134,9 @@ fn cover_traffic_and_the_pool_mix_in_a_scenario_run() {
         "one message per hop session (reuse off), so the tapped sessions count mail and cover"
     );
 
-    // The pool mix's bound: alpha's mail leaves within pool_max_rounds × batch_interval of its
-    // submission (4 s; 2 s more for a busy machine), never before it.
+    // The pool mix's bound: alpha's mail leaves within pool_max_rounds × batch_interval (4 s)
+    // per destination of its submission, and a message has at most 2 recipient systems, which
+    // the relay serves one after the other: 8 s (2 s more for a busy machine), never before it.
     let submitted: HashMap<u64, f64> = read_jsonl::<Submission>(&dir.join("truth/submissions.jsonl"))
         .expect("submissions")
         .into_iter()
@@ -147,7 +148,7 @@ fn cover_traffic_and_the_pool_mix_in_a_scenario_run() {
         for m in s.messages.iter().filter(|m| !m.cover) {
             let at = submitted[&seq_of[m.message_id.as_str()]];
             let delay = s.started_at - at;
-            assert!((0.0..=6.0).contains(&delay), "{}: left {delay:.2} s after submission", m.message_id);
+            assert!((0.0..=10.0).contains(&delay), "{}: left {delay:.2} s after submission", m.message_id);
             alpha_hops += 1;
         }
     }
