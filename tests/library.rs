@@ -756,7 +756,8 @@ fn library_mta_sts_tofu_the_cache_stops_only_the_late_attacker() {
 fn library_countermeasures_cover_is_seen_as_mail_and_counted_apart() {
     let Runs { runs, .. } = &run_library_file(LIBRARY[11], 11);
     assert_eq!(runs.len(), 4, "two corners of each key");
-    let mut by_fraction: BTreeMap<String, Vec<(f64, HashMap<String, String>)>> = BTreeMap::new();
+    type Row = HashMap<String, String>;
+    let mut by_fraction: BTreeMap<String, Vec<(f64, Row)>> = BTreeMap::new();
     for run in runs {
         let s = summary(run);
         let params: serde_json::Value = serde_json::from_str(&s["params"]).expect("params");

@@ -618,7 +618,7 @@ impl Relays {
                 rate: d.cover_rate,
                 sizes,
                 destinations: destinations.collect(),
-                seed: system_seed(s.scenario.seed, i) ^ 0x636f_7665_72,
+                seed: system_seed(s.scenario.seed, i) ^ 0x0063_6f76_6572,
             };
             h.start_cover(cfg).map_err(|e| ScenarioError::Run(format!("{}: cover traffic: {e}", s.systems[i].name)))?;
         }
