@@ -308,7 +308,7 @@ fn every_library_file_is_run_here() {
     assert_eq!(files, covered, "add a test for each new library file to tests/library.rs");
 }
 
-const LIBRARY: [&str; 11] = [
+const LIBRARY: [&str; 12] = [
     "default.toml",
     "baseline-1997.toml",
     "full-adoption.toml",
@@ -320,6 +320,7 @@ const LIBRARY: [&str; 11] = [
     "mta-sts-tofu.toml",
     "reuse-realistic.toml",
     "grand-scale.toml",
+    "countermeasures-sweep.toml",
 ];
 
 /// Connection reuse as Postfix does it: every line is TLS, and the eavesdropper still counts
@@ -814,4 +815,43 @@ fn library_mta_sts_tofu_the_cache_stops_only_the_late_attacker() {
         assert!(h.get("mta_sts_mode").is_none_or(|m| m.is_null()), "{h}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The countermeasures sweep, shrunk to its corners (cover 0 or 8 per second, pool fraction 1
+/// or 0.2, one seed): mail is counted apart from cover (the common facts hold: every pair's hop
+/// messages are the truth's mail), and the same seed's mail gives the same hop messages,
+/// exposure and delivered copies with and without cover; every line is STARTTLS, so only
+/// volume is exposed; the eavesdropper counts each cover message as at least one message (the
+/// tap's estimate rises by at least the cover count), each in a session of its own (reuse
+/// off); and the pool holds a message at most 8 rounds of 1 s per destination, a message has
+/// at most 2 recipient systems (`max_recipients = 2`), so 16 s (plus 5 s for a busy machine).
+#[test]
+fn library_countermeasures_cover_is_seen_as_mail_and_counted_apart() {
+    let Runs { runs, .. } = &run_library_file(LIBRARY[11], 11);
+    assert_eq!(runs.len(), 4, "two corners of each key");
+    type Row = HashMap<String, String>;
+    let mut by_fraction: BTreeMap<String, Vec<(f64, Row)>> = BTreeMap::new();
+    for run in runs {
+        let s = summary(run);
+        let params: serde_json::Value = serde_json::from_str(&s["params"]).expect("params");
+        let rate = params["systems.0.delivery.cover_rate"].as_f64().expect("cover_rate");
+        let fraction = params["systems.0.delivery.pool_fraction"].to_string();
+        assert_eq!(modes(run), HashSet::from(["tls".into()]));
+        assert_eq!(s["share_volume"], "1.0", "{run:?}: only volume is exposed");
+        let cover = num(&s, "cover_messages");
+        assert_eq!(cover > 0.0, rate > 0.0, "{run:?}: cover_rate {rate}, {cover} cover messages");
+        assert_eq!(num(&s, "cover_sessions"), cover, "{run:?}: a session per cover message");
+        assert_eq!(num(&s, "cover_wire_bytes") > 0.0, rate > 0.0, "{run:?}");
+        assert!(num(&s, "delivery_latency_max") <= 2.0 * 8.0 + 5.0, "{run:?}: {s:?}");
+        by_fraction.entry(fraction).or_default().push((rate, s));
+    }
+    for (fraction, mut pair) in by_fraction {
+        pair.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let [(_, plain), (_, cover)] = &pair[..] else { panic!("fraction {fraction}: {pair:?}") };
+        for col in ["hop_messages", "messages_total", "bytes_true", "share_volume", "copies_delivered"] {
+            assert_eq!(plain[col], cover[col], "fraction {fraction}: {col} moved with cover");
+        }
+        let seen_more = num(cover, "messages_est") - num(plain, "messages_est");
+        assert!(seen_more >= num(cover, "cover_messages"), "fraction {fraction}: the tap saw {seen_more} more");
+    }
 }

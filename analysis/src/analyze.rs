@@ -97,12 +97,14 @@ impl Inputs {
         Ok(!missing(&self.tap_sessions)? && !missing(&self.tap_transactions)?)
     }
 
-    /// Every hop row (message-less sessions included), numbered, with a non-null receiver.
-    fn keyed_hops(&self) -> LazyFrame {
-        self.hops
-            .clone()
-            .with_row_index("hop_row", None)
-            .with_column(col("receiver_system").fill_null(lit(UNKNOWN_SYSTEM)))
+    /// Every hop row (message-less sessions and cover messages included), numbered, with a
+    /// non-null receiver and a `cover` flag (false in hops ingested before cover traffic).
+    fn keyed_hops(&self) -> PolarsResult<LazyFrame> {
+        let mut hops = self.hops.clone();
+        if hops.collect_schema()?.get("cover").is_none() {
+            hops = hops.with_column(lit(false).alias("cover"));
+        }
+        Ok(hops.with_row_index("hop_row", None).with_column(col("receiver_system").fill_null(lit(UNKNOWN_SYSTEM))))
     }
 }
 
@@ -125,20 +127,24 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
     // Materialised once: each is used by several tables.
     let uids = inputs.tap_uids_complete().map_err(step("reading the tap's session ids"))?;
     laps.lap("uids");
-    let hops = inputs.keyed_hops().collect().map_err(step("reading the hops"))?.lazy();
+    let hops = inputs.keyed_hops().and_then(LazyFrame::collect).map_err(step("reading the hops"))?.lazy();
     laps.lap("reading hops");
     let assigned = matching::assign_tap_sessions(hops.clone(), inputs.tap_sessions.clone(), uids)
         .and_then(LazyFrame::collect)
         .map_err(step("matching hop sessions to tap sessions"))?
         .lazy();
     laps.lap("assignment");
-    let keyed_hops = hops
+    // Every hop session, cover traffic included: what crossed the lines, which the session
+    // table joins to the tap (the eavesdropper counts cover as mail).
+    let all_hops = hops
         .join(assigned, [col("session_index")], [col("session_index")], JoinArgs::new(JoinType::Left))
         .collect()
         .map_err(step("matching hop sessions to tap sessions"))?
         .lazy();
+    // The mail: every table of truth (exposure, volume, messages, user pairs) counts these only.
+    let keyed_hops = all_hops.clone().filter(col("cover").not());
     laps.lap("hops and tap assignment");
-    let keys = keyed_hops
+    let keys = all_hops
         .clone()
         .select([col(matching::TAP_KEY)])
         .collect()
@@ -153,7 +159,7 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
     let tap_sessions = matching::tap_sessions_on_hops(inputs.tap_sessions.clone(), &keys, uids);
     let (exposed, session_rows) = std::thread::scope(|scope| {
         let sessions = scope.spawn(|| {
-            sessions::session_table(keyed_hops.clone(), tap_sessions, tx.clone(), uids)
+            sessions::session_table(all_hops.clone(), tap_sessions, tx.clone(), uids)
                 .collect()
                 .map_err(step("joining hop sessions to the tap"))
         });
@@ -263,6 +269,7 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
 
     let mut summary = Summary::from_tables(&pairs, &layout.pairs_parquet(), &messages, &layout.messages_parquet())?;
     summary.run = run_metrics(&layout, &summary, &messages, &user_pairs, analytic, control)?;
+    summary.run.costs = crate::costs::countermeasure_costs(&layout, &session_rows)?;
     let mut run_frame =
         RunMetrics::to_frame(std::slice::from_ref(&summary.run)).map_err(step("writing the summary"))?;
     write(&mut run_frame, TABLE_SUMMARY)?;
@@ -673,6 +680,7 @@ fn run_metrics(
         copies_delivered,
         copies_bounced,
         copies_undelivered,
+        costs: Default::default(),
     })
 }
 

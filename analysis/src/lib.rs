@@ -16,6 +16,7 @@
 mod analytic;
 mod analyze;
 mod attack;
+mod costs;
 mod effort;
 mod error;
 mod exposure;
@@ -43,6 +44,7 @@ pub use attack::{
     AttackCell, NO_ATTACK, OUTCOMES, TABLE_ATTACK_MATRIX, TABLE_ATTACK_OUTCOMES, read_attack_matrix,
     write_attack_tables, write_sweep_attack_matrix,
 };
+pub use costs::CountermeasureCosts;
 pub use effort::{ALL_DEFENSES, EffortPoint, MeanInterval, TABLE_ATTACK_EFFORT, read_attack_effort};
 pub use error::AnalysisError;
 pub use exposure::Exposure;

@@ -106,6 +106,9 @@ pub struct RunMetrics {
     pub copies_delivered: Option<u64>,
     pub copies_bounced: Option<u64>,
     pub copies_undelivered: Option<u64>,
+    /// What the countermeasures cost: cover traffic's bytes, delivery latency.
+    #[serde(default)]
+    pub costs: crate::costs::CountermeasureCosts,
 }
 
 fn shares_columns(prefix: &str, rows: &[RunMetrics], pick: fn(&RunMetrics) -> &ExposureShares) -> Vec<Column> {
@@ -172,6 +175,15 @@ impl RunMetrics {
             ou("copies_delivered", |r| r.copies_delivered),
             ou("copies_bounced", |r| r.copies_bounced),
             ou("copies_undelivered", |r| r.copies_undelivered),
+            u("cover_messages", |r| r.costs.cover_messages),
+            u("cover_bytes", |r| r.costs.cover_bytes),
+            u("cover_sessions", |r| r.costs.cover_sessions),
+            u("cover_wire_bytes", |r| r.costs.cover_wire_bytes),
+            u("wire_bytes", |r| r.costs.wire_bytes),
+            of("cover_wire_share", |r| r.costs.cover_wire_share),
+            of("delivery_latency_p50", |r| r.costs.delivery_latency_p50),
+            of("delivery_latency_p99", |r| r.costs.delivery_latency_p99),
+            of("delivery_latency_max", |r| r.costs.delivery_latency_max),
         ]);
         DataFrame::new(cols)
     }
@@ -227,6 +239,23 @@ impl RunMetrics {
         let diff = f("content_share_diff")?;
         let oc = |name| t.opt_counts(name);
         let (cd, cb, cu) = (oc("copies_delivered")?, oc("copies_bounced")?, oc("copies_undelivered")?);
+        // Summaries written before the countermeasure costs lack their columns: zeros and nulls.
+        let has = |name: &str| df.column(name).is_ok();
+        let oc0 = |name: &str| if has(name) { t.counts(name) } else { Ok(vec![0; df.height()]) };
+        let of0 = |name: &str| if has(name) { t.floats(name) } else { Ok(vec![None; df.height()]) };
+        let (cm, cby, cs, cw, wb) = (
+            oc0("cover_messages")?,
+            oc0("cover_bytes")?,
+            oc0("cover_sessions")?,
+            oc0("cover_wire_bytes")?,
+            oc0("wire_bytes")?,
+        );
+        let (cws, l50, l99, lmax) = (
+            of0("cover_wire_share")?,
+            of0("delivery_latency_p50")?,
+            of0("delivery_latency_p99")?,
+            of0("delivery_latency_max")?,
+        );
         Ok((0..df.height())
             .map(|i| RunMetrics {
                 scenario: scenario[i].clone().unwrap_or_default(),
@@ -265,6 +294,17 @@ impl RunMetrics {
                 copies_delivered: cd[i],
                 copies_bounced: cb[i],
                 copies_undelivered: cu[i],
+                costs: crate::costs::CountermeasureCosts {
+                    cover_messages: cm[i],
+                    cover_bytes: cby[i],
+                    cover_sessions: cs[i],
+                    cover_wire_bytes: cw[i],
+                    wire_bytes: wb[i],
+                    cover_wire_share: cws[i],
+                    delivery_latency_p50: l50[i],
+                    delivery_latency_p99: l99[i],
+                    delivery_latency_max: lmax[i],
+                },
             })
             .collect())
     }

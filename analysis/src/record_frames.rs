@@ -103,6 +103,8 @@ pub fn truth_hops_frame_from(sessions: &[SessionRecord], first: u64) -> PolarsRe
         str_list_col("rcpt_to", rows.iter().map(|r| r.message.map(|m| m.rcpt_to.as_slice()))),
         Column::new("bytes".into(), rows.iter().map(|r| r.message.map(|m| m.bytes)).collect::<Vec<_>>()),
         opt_str_col("sha256", rows.iter().map(|r| r.message.map(|m| m.sha256.as_str()))),
+        // A cover message (a countermeasure's dummy): on the wire, never mail.
+        Column::new("cover".into(), rows.iter().map(|r| r.message.is_some_and(|m| m.cover)).collect::<Vec<_>>()),
         str_col("outcome", rows.iter().map(|r| r.session.outcome.as_str())),
         opt_str_col("mta_sts_mode", rows.iter().map(|r| r.session.mta_sts_mode.as_deref())),
         opt_str_col("mta_sts_failure", rows.iter().map(|r| r.session.mta_sts_failure.as_deref())),

@@ -42,8 +42,11 @@ pub fn session_table(keyed_hops: LazyFrame, tap_sessions: LazyFrame, tx: LazyFra
         col("starttls_used").first().alias("starttls"),
         col("started_at").first(),
         col("ended_at").first(),
-        col("message_id").count().cast(DataType::UInt64).alias("messages"),
-        col("bytes").sum().cast(DataType::UInt64).alias("message_bytes"),
+        // Mail only: a cover message (a countermeasure's dummy) is counted apart.
+        col("message_id").filter(col("cover").not()).count().cast(DataType::UInt64).alias("messages"),
+        col("bytes").filter(col("cover").not()).sum().cast(DataType::UInt64).alias("message_bytes"),
+        col("message_id").filter(col("cover")).count().cast(DataType::UInt64).alias("cover_messages"),
+        col("bytes").filter(col("cover")).sum().cast(DataType::UInt64).alias("cover_bytes"),
     ]);
     // A key names one tap session; should tap output without uids log a 4-tuple twice, the
     // first is kept so a hop is never counted twice.
@@ -88,6 +91,8 @@ pub fn session_table(keyed_hops: LazyFrame, tap_sessions: LazyFrame, tx: LazyFra
             seen.clone().alias("seen"),
             col("messages").fill_null(lit(0u64)),
             col("message_bytes").fill_null(lit(0u64)),
+            col("cover_messages").fill_null(lit(0u64)),
+            col("cover_bytes").fill_null(lit(0u64)),
             when(seen.clone())
                 .then(col("tap_transactions").cast(DataType::Int64) + tls_messages)
                 .otherwise(lit(0i64))
@@ -118,6 +123,8 @@ pub fn session_table(keyed_hops: LazyFrame, tap_sessions: LazyFrame, tx: LazyFra
             col("tap_transactions"),
             col("messages_est"),
             col("bytes_est"),
+            col("cover_messages"),
+            col("cover_bytes"),
         ])
 }
 

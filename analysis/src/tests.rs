@@ -70,6 +70,7 @@ fn hop(id: &str, from: &str, to: &str, bytes: u64, sha: &str) -> HopMessage {
         bytes,
         sha256: sha.to_string(),
         reply: 250,
+        cover: false,
     }
 }
 
@@ -1007,4 +1008,94 @@ fn outcomes_follow_the_relays_final_records() {
     let old = truth_outcomes_frame(&messages, &finals(&sessions[..1], false)).expect("frame");
     let outcomes: Vec<Option<&str>> = old.column("outcome").expect("outcome").str().expect("str").into_iter().collect();
     assert_eq!(outcomes, [Some("unknown"); 3]);
+}
+
+/// Cover traffic changes what the eavesdropper sees and nothing of the mail: the mixed run,
+/// with and without one STARTTLS cover session alpha→gamma (a 1,000-byte cover message; the tap
+/// saw 2,000 + 500 bytes, 1,000 + 315 of client application data: one message by the volume
+/// heuristic). Exposure, volume, outcomes and user pairs are the same; the eavesdropper's
+/// message estimate is one higher; the cover is counted apart with its bytes. Latency is
+/// worked by hand from the delivery records added to both runs.
+#[test]
+fn cover_traffic_is_counted_apart_from_mail() {
+    let with_deliveries = |dir: &Path, cover: bool| {
+        write_mixed_run(dir);
+        let layout = RunLayout::new(dir);
+        let manifest = records::Manifest::running(serde_json::json!({}), "test", 1, "test", "now".into());
+        records::write_json_file(&layout.manifest_json(), &manifest).expect("manifest");
+        let mut sessions: Vec<SessionRecord> = records::read_jsonl(&layout.truth_sessions_jsonl()).expect("read");
+        // Submitted at T0 + seq: m1 (seq 0) delivered after 10 s, m2 (1) after 2 s, m4 (3) after 0.5 s.
+        for (id, to, at) in
+            [("m1@alpha.example", "beta", 10.0), ("m2@alpha.example", "gamma", 3.0), ("m4@beta.example", "alpha", 3.5)]
+        {
+            sessions.push(SessionRecord {
+                direction: "local".into(),
+                system: to.into(),
+                started_at: T0 + at,
+                ended_at: T0 + at,
+                messages: vec![hop(id, "x", to, 1, "x")],
+                outcome: "delivered".into(),
+                ..Default::default()
+            });
+        }
+        if cover {
+            let mut c = outbound(
+                "alpha",
+                "gamma",
+                "127.0.1.1:40009",
+                "127.0.1.3:25",
+                true,
+                vec![HopMessage {
+                    mail_from: "smtplab-cover@alpha.example".into(),
+                    rcpt_to: vec!["smtplab-cover@gamma.example".into()],
+                    cover: true,
+                    ..hop("cover.0@mx.alpha.example", "alpha", "gamma", 1000, "c0c0")
+                }],
+            );
+            c.started_at = T0 + 5.5;
+            c.ended_at = T0 + 5.6;
+            sessions.push(c);
+            let mut tap: Vec<TapSession> = records::read_jsonl(&layout.tap_sessions_jsonl()).expect("tap sessions");
+            tap.push(TapSession {
+                ts: T0 + 5.6,
+                duration: 0.02,
+                tls_app_bytes_orig: 1000 + 315,
+                ..tap_session((ALPHA, 40009), (GAMMA, 25), true, 2000, 500)
+            });
+            write_jsonl(&layout.tap_sessions_jsonl(), &tap).expect("tap sessions");
+        }
+        write_jsonl(&layout.truth_sessions_jsonl(), &sessions).expect("sessions");
+        ingest(dir).expect("ingest");
+        analyze(dir).expect("analyze").run
+    };
+    let (a, b) = (temp_run_dir("cover-off"), temp_run_dir("cover-on"));
+    let (plain, cover) = (with_deliveries(&a, false), with_deliveries(&b, true));
+    assert_eq!(plain.costs.cover_messages, 0);
+    for (what, x, y) in [
+        ("hop_messages", plain.hop_messages, cover.hop_messages),
+        ("messages_crossing", plain.messages_crossing, cover.messages_crossing),
+        ("bytes_true", plain.bytes_true, cover.bytes_true),
+        ("user_pairs_linkable", plain.user_pairs_linkable, cover.user_pairs_linkable),
+    ] {
+        assert_eq!(x, y, "{what} unchanged by cover");
+    }
+    assert_eq!(plain.hop_shares, cover.hop_shares);
+    assert_eq!(plain.worst_shares, cover.worst_shares);
+    assert_eq!((plain.copies_delivered, plain.copies_undelivered), (Some(3), Some(3)));
+    assert_eq!((cover.copies_delivered, cover.copies_undelivered), (Some(3), Some(3)));
+    assert_eq!(cover.messages_est, plain.messages_est + 1, "the eavesdropper counts the cover as mail");
+    assert_eq!(cover.sessions_true, plain.sessions_true + 1, "the cover session crossed the line");
+    let c = &cover.costs;
+    assert_eq!((c.cover_messages, c.cover_bytes, c.cover_sessions, c.cover_wire_bytes), (1, 1000, 1, 2500));
+    assert_eq!(c.wire_bytes, plain.costs.wire_bytes + 2500);
+    assert_eq!(c.cover_wire_share, Some(2500.0 / c.wire_bytes as f64));
+    // Latencies 10, 2 and 0.5 s: nearest-rank median 2 s, 99th percentile and maximum 10 s.
+    for run in [&plain, &cover] {
+        assert_eq!(run.costs.delivery_latency_p50, Some(2.0));
+        assert_eq!(run.costs.delivery_latency_p99, Some(10.0));
+        assert_eq!(run.costs.delivery_latency_max, Some(10.0));
+    }
+    // The summary table carries the costs and reads back.
+    let back = read_run_metrics(&b).expect("summary reads back");
+    assert_eq!(back.costs, cover.costs);
 }

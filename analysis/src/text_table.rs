@@ -144,6 +144,22 @@ pub fn headline_lines(run: &RunMetrics) -> Vec<String> {
         run.bytes_est,
         format_rel_err(run.bytes_est_rel_err)
     ));
+    let c = &run.costs;
+    if c.cover_messages > 0 {
+        lines.push(format!(
+            "Cover traffic (counted apart from mail): {} messages, {} bytes; {} cover-only sessions carried {} of the {} \
+             bytes the tap saw on hop sessions ({}).",
+            c.cover_messages,
+            c.cover_bytes,
+            c.cover_sessions,
+            c.cover_wire_bytes,
+            c.wire_bytes,
+            format_share(c.cover_wire_share)
+        ));
+    }
+    if let (Some(p50), Some(p99)) = (c.delivery_latency_p50, c.delivery_latency_p99) {
+        lines.push(format!("Delivery latency, submission to mailbox: median {p50:.2} s, 99th percentile {p99:.2} s."));
+    }
     lines.push(
         "One seed: no confidence interval (intervals over seeds come from a sweep with several seeds).".to_string(),
     );

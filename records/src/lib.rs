@@ -137,6 +137,11 @@ pub struct HopMessage {
     pub sha256: String,
     /// Final reply to the end of data.
     pub reply: u16,
+    /// A cover message (a countermeasure's dummy, never delivered to a mailbox): the sending
+    /// relay made it up, the receiving relay dropped it. Analysis keeps these out of every
+    /// count of mail. Absent (false) for mail, and in records written before cover traffic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cover: bool,
 }
 
 /// What the tap reports: both kinds share one JSON-lines stream, told apart by `record`.

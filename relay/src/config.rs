@@ -232,9 +232,89 @@ pub struct DeliveryOptions {
     /// Batching (`crate::batching`): hold outbound mail per destination until this many
     /// deliveries wait (0: no size trigger) ...
     pub batch_size: usize,
-    /// ... or this many seconds since the first began to wait (0: no time trigger).
+    /// ... or this many seconds since the first began to wait (0: no time trigger). In
+    /// `batch_mode = "pool"`, the time between two flush rounds.
     pub batch_interval: f64,
+    /// `threshold` (the batch goes whole when a trigger fires) or `pool` (a timed pool mix: every
+    /// `batch_interval` seconds a seeded random part of the held mail goes, the rest waits).
+    pub batch_mode: BatchMode,
+    /// Pool mix: messages per destination that stay in the pool at a round (unless forced out
+    /// by `pool_max_rounds`).
+    pub pool_min: usize,
+    /// Pool mix: the share of a destination's held messages sent at each round (rounded up),
+    /// never dipping below `pool_min`.
+    pub pool_fraction: f64,
+    /// Pool mix: a message held this many rounds goes at that round whatever the draw, so
+    /// nothing is held longer than `pool_max_rounds × batch_interval` after it began to wait.
+    pub pool_max_rounds: u32,
+    /// Cover traffic (`crate::cover`): dummy messages per second this system sends to the other
+    /// systems (Poisson arrivals, destinations uniform), once the caller starts it. 0: none.
+    pub cover_rate: f64,
+    /// Cover traffic sizes: drawn like the scenario's real traffic, or a fixed size in bytes.
+    pub cover_size: CoverSize,
+    /// Seeds the pool-mix draws and the cover traffic: set by whoever starts the relay (the
+    /// scenario runner, from the scenario's seed), not a scenario key.
+    #[serde(skip)]
+    pub seed: u64,
 }
+
+/// How held outbound mail is released (`crate::batching`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchMode {
+    /// The whole batch goes when `batch_size` deliveries wait or `batch_interval` has passed.
+    #[default]
+    Threshold,
+    /// A timed pool mix (Serjantov and Danezis's "timed dynamic pool"): see `pool_*`.
+    Pool,
+}
+
+/// The sizes of cover messages: `"traffic"` or a number of bytes in a scenario file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "CoverSizeRepr", into = "CoverSizeRepr")]
+pub enum CoverSize {
+    /// Drawn from the scenario's own size distribution (log-normal, its median and sigma).
+    #[default]
+    Traffic,
+    /// Every cover message this many bytes (as submitted: headers and body).
+    Fixed(u64),
+}
+
+/// How a scenario file writes a [`CoverSize`].
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum CoverSizeRepr {
+    Word(String),
+    Bytes(i64),
+}
+
+impl TryFrom<CoverSizeRepr> for CoverSize {
+    type Error = String;
+    fn try_from(r: CoverSizeRepr) -> Result<Self, String> {
+        match r {
+            CoverSizeRepr::Word(w) if w == "traffic" => Ok(CoverSize::Traffic),
+            CoverSizeRepr::Word(w) => Err(format!("cover_size {w:?}: use \"traffic\" or a size in bytes")),
+            CoverSizeRepr::Bytes(n) => u64::try_from(n)
+                .map(CoverSize::Fixed)
+                .map_err(|_| format!("cover_size {n}: a size in bytes is not negative")),
+        }
+    }
+}
+
+impl From<CoverSize> for CoverSizeRepr {
+    fn from(c: CoverSize) -> Self {
+        match c {
+            CoverSize::Traffic => CoverSizeRepr::Word("traffic".into()),
+            CoverSize::Fixed(n) => CoverSizeRepr::Bytes(i64::try_from(n).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// Cover messages are at least this big (a header section) and at most the relay's message limit.
+pub const COVER_MIN_BYTES: u64 = 300;
+pub const COVER_MAX_BYTES: u64 = 50 << 20;
+/// The most cover messages per second a system may be asked for.
+pub const COVER_MAX_RATE: f64 = 1000.0;
 
 impl Default for DeliveryOptions {
     fn default() -> Self {
@@ -249,6 +329,13 @@ impl Default for DeliveryOptions {
             padding_bucket: 4096,
             batch_size: 0,
             batch_interval: 0.0,
+            batch_mode: BatchMode::Threshold,
+            pool_min: 0,
+            pool_fraction: 0.5,
+            pool_max_rounds: 10,
+            cover_rate: 0.0,
+            cover_size: CoverSize::Traffic,
+            seed: 0,
         }
     }
 }
@@ -272,6 +359,37 @@ impl DeliveryOptions {
         // Held deliveries keep their delivery workers (32): a larger batch could never fill.
         if self.batch_size > 32 {
             return Err(("batch_size", format!("{}: at most 32 (the relay's delivery workers)", self.batch_size)));
+        }
+        if self.batch_mode == BatchMode::Pool {
+            if self.batch_interval <= 0.0 {
+                return Err(("batch_interval", "batch_mode = \"pool\" needs the time between rounds: above 0".into()));
+            }
+            if self.batch_size != 0 {
+                return Err(("batch_size", "a pool mix sends by rounds, not by size: leave batch_size at 0".into()));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.pool_fraction) {
+            return Err(("pool_fraction", format!("{} is not a share between 0 and 1", self.pool_fraction)));
+        }
+        if self.pool_max_rounds == 0 {
+            return Err(("pool_max_rounds", "must be at least 1 (mail must leave the pool)".into()));
+        }
+        if self.pool_min > 32 {
+            return Err(("pool_min", format!("{}: at most 32 (the relay's delivery workers)", self.pool_min)));
+        }
+        if !(0.0..=COVER_MAX_RATE).contains(&self.cover_rate) {
+            return Err((
+                "cover_rate",
+                format!("{} is not a rate in messages per second from 0 to {COVER_MAX_RATE}", self.cover_rate),
+            ));
+        }
+        if let CoverSize::Fixed(n) = self.cover_size
+            && !(COVER_MIN_BYTES..=COVER_MAX_BYTES).contains(&n)
+        {
+            return Err((
+                "cover_size",
+                format!("{n} bytes: use \"traffic\" or a size from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes"),
+            ));
         }
         if self.destination_concurrency_limit == 0 {
             return Err(("destination_concurrency_limit", "must be at least 1".into()));

@@ -11,6 +11,7 @@ mod batching;
 pub mod bounce;
 pub mod config;
 mod connection_cache;
+pub mod cover;
 pub mod dane;
 pub mod delivery;
 pub mod dns;
@@ -31,7 +32,9 @@ pub mod transport;
 
 mod relay;
 
-pub use config::{ConnectionReuse, DeliveryOptions, InboundTls, OutboundTls, RelayConfig, TlsIdentity};
+pub use config::{
+    BatchMode, ConnectionReuse, CoverSize, DeliveryOptions, InboundTls, OutboundTls, RelayConfig, TlsIdentity,
+};
 pub use dns::DnsResolver;
 pub use error::RelayError;
 pub use relay::{Relay, RelayHandle};

@@ -65,6 +65,8 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Stops the cover traffic generator (`crate::cover`), when one was started.
+    cover_stop: watch::Sender<bool>,
     pub listen: std::net::SocketAddr,
     pub submission: Option<std::net::SocketAddr>,
 }
@@ -114,7 +116,7 @@ impl Relay {
             tls_client_any,
             tls_client_verify,
             mta_sts,
-            batches: crate::batching::Batcher::new(cfg_delivery.batch_size, cfg_delivery.batch_interval()),
+            batches: crate::batching::Batcher::new(&cfg_delivery),
             connections: ConnectionCache::new(cfg_delivery),
             ready: ready_tx,
             queued: AtomicUsize::new(backlog.len()),
@@ -134,7 +136,8 @@ impl Relay {
             tasks.spawn(accept_loop(shared.clone(), l, Listener::Submission, stop_rx.clone()));
         }
         tasks.spawn(queue_runner(shared.clone(), ready_rx, stop_rx));
-        Ok(RelayHandle { shared, stop, tasks, listen, submission: submission_addr })
+        let (cover_stop, _) = watch::channel(false);
+        Ok(RelayHandle { shared, stop, tasks, cover_stop, listen, submission: submission_addr })
     }
 }
 
@@ -159,6 +162,21 @@ impl RelayHandle {
         }
     }
 
+    /// Starts sending cover traffic (`crate::cover`): dummy messages queued at `cfg.rate` per
+    /// second until [`RelayHandle::stop_cover`] or shutdown. A scenario starts it when its
+    /// traffic starts and stops it when the traffic ends, so the drain is bounded.
+    pub fn start_cover(&mut self, cfg: crate::cover::CoverConfig) -> Result<(), RelayError> {
+        cfg.check().map_err(RelayError::Config)?;
+        let _ = self.cover_stop.send(false);
+        self.tasks.spawn(crate::cover::generate(self.shared.clone(), cfg, self.cover_stop.subscribe()));
+        Ok(())
+    }
+
+    /// Stops the cover traffic: no new cover message is queued; those queued are delivered.
+    pub fn stop_cover(&self) {
+        let _ = self.cover_stop.send(true);
+    }
+
     /// Deliveries recognised as repeats of one made before a crash (local mailboxes).
     pub fn duplicates(&self) -> usize {
         self.shared.duplicates.load(Ordering::SeqCst)
@@ -173,6 +191,7 @@ impl RelayHandle {
     /// returns. Whatever is still queued stays in the spool for the next start. With a records
     /// file, the TLS-RPT reports of the relay's life are written to `tlsrpt/` beside it.
     pub async fn shutdown(mut self, grace: Duration) {
+        self.stop_cover();
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         self.tasks.abort_all();
@@ -436,6 +455,7 @@ fn record_final_outcomes(
             bytes: message.len() as u64,
             sha256: crate::sha256_hex(message),
             reply,
+            cover: false,
         }]
     };
     let record = |outcome: &str, messages, error| records::SessionRecord {

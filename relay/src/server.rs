@@ -554,6 +554,24 @@ impl Session<'_> {
         );
         let mut message = received.into_bytes();
         message.extend_from_slice(&body);
+        // Cover traffic (`crate::cover`) for this system: answered as mail is, then dropped,
+        // never spooled, so never in a mailbox. Its record says so.
+        if self.listener == Listener::Mx
+            && crate::cover::is_cover(&t.rcpts)
+            && t.rcpts.iter().all(|r| r.rsplit_once('@').is_some_and(|(_, d)| self.shared.cfg.is_local(d)))
+        {
+            self.rec.messages.push(records::HopMessage {
+                message_id: message_id(&message).unwrap_or_default(),
+                queue_id: qid.clone(),
+                mail_from: t.from,
+                rcpt_to: t.rcpts,
+                bytes: message.len() as u64,
+                sha256: crate::sha256_hex(&message),
+                reply: 250,
+                cover: true,
+            });
+            return Reply::new(250, format!("2.0.0 Ok: queued as {qid}"));
+        }
         let env = Envelope {
             qid: qid.clone(),
             message_id: message_id(&message).unwrap_or_default(),
@@ -580,6 +598,7 @@ impl Session<'_> {
                     bytes: message.len() as u64,
                     sha256: crate::sha256_hex(&message),
                     reply: 250,
+                    cover: false,
                 });
                 Reply::new(250, format!("2.0.0 Ok: queued as {qid}"))
             }

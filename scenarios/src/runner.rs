@@ -373,7 +373,7 @@ async fn drive(
                 retry_max: Duration::from_secs(10),
                 ..Default::default()
             },
-            delivery: sys.delivery.clone(),
+            delivery: relay::DeliveryOptions { seed: system_seed(s.scenario.seed, i), ..sys.delivery.clone() },
         };
         match Relay::start(cfg).await {
             Ok(h) => {
@@ -407,8 +407,12 @@ async fn drive(
     } else {
         None
     };
+    // Cover traffic runs while the real traffic does: started with it, stopped when the last
+    // message is submitted, so the drain that follows is bounded.
+    relays.start_cover(s)?;
     let submitted =
         crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl"), submission_tls).await;
+    relays.stop_cover();
     let (submitted_at, first_error) = (submitted.times, submitted.error);
     let total = submitted_at.len();
 
@@ -594,6 +598,39 @@ enum Relays {
 }
 
 impl Relays {
+    /// Starts the cover traffic of every system with `cover_rate > 0`, towards every other
+    /// system's domain, sized as the scenario says (`traffic`: the traffic's own log-normal).
+    fn start_cover(&mut self, s: &Scenario) -> Result<(), ScenarioError> {
+        let Relays::InProcess(handles) = self else { return Ok(()) };
+        for (i, h) in handles.iter_mut().enumerate() {
+            let d = &s.systems[i].delivery;
+            if d.cover_rate <= 0.0 {
+                continue;
+            }
+            let sizes = match d.cover_size {
+                relay::CoverSize::Fixed(n) => relay::cover::CoverSizes::Fixed(n),
+                relay::CoverSize::Traffic => {
+                    relay::cover::CoverSizes::LogNormal { median: s.traffic.size_median, sigma: s.traffic.size_sigma }
+                }
+            };
+            let destinations = s.systems.iter().filter(|o| o.name != s.systems[i].name).map(|o| o.domain.clone());
+            let cfg = relay::cover::CoverConfig {
+                rate: d.cover_rate,
+                sizes,
+                destinations: destinations.collect(),
+                seed: system_seed(s.scenario.seed, i) ^ 0x0063_6f76_6572,
+            };
+            h.start_cover(cfg).map_err(|e| ScenarioError::Run(format!("{}: cover traffic: {e}", s.systems[i].name)))?;
+        }
+        Ok(())
+    }
+
+    fn stop_cover(&self) {
+        if let Relays::InProcess(handles) = self {
+            handles.iter().for_each(RelayHandle::stop_cover);
+        }
+    }
+
     fn queued(&self) -> usize {
         match self {
             Relays::InProcess(v) => v.iter().map(RelayHandle::queued).sum(),
@@ -626,6 +663,12 @@ impl Relays {
                 .collect(),
         }
     }
+}
+
+/// The seed of system `i`'s own draws (its pool-mix rounds, its cover traffic): the scenario's
+/// seed and the system's place, so systems draw apart and the same scenario draws the same.
+fn system_seed(seed: u64, i: usize) -> u64 {
+    seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Command-line arguments of `smtplab relay` for system `i` of a netns or Shadow run.

@@ -952,7 +952,7 @@ impl Scenario {
             if let Err((field, why)) = s.delivery.check() {
                 return Err(bad(&format!("{key}.delivery.{field}"), why));
             }
-            if s.delivery != relay::DeliveryOptions::default() && self.network.backend == "netns" {
+            if s.delivery != relay::DeliveryOptions::default() && self.uses_netns_addresses() {
                 return Err(bad(
                     &format!("{key}.delivery"),
                     "delivery options reach in-process relays only: use the loopback backend".into(),
