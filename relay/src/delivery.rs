@@ -126,7 +126,11 @@ async fn deliver_new(
     // The message's own demand (REQUIRETLS, `TLS-Required: No`) over the relay's policy.
     let demand = MessageTls::of(env.requiretls, message);
     let mut policy = demand.policy(shared.cfg.outbound_policy(domain));
-    if sts.mode() == Some(Mode::Enforce) && demand != MessageTls::NotRequired {
+    let sts_enforces = sts.mode() == Some(Mode::Enforce) && demand != MessageTls::NotRequired;
+    // RFC 8461 §2: a sender that implements DANE and MTA-STS lets DANE decide where the MX host
+    // has a DNSSEC-secure TLSA RRset; `enforce` applies (as `verify`) where it has none, below.
+    let dane_sender = matches!(policy, OutboundTls::Dane | OutboundTls::DaneOnly);
+    if sts_enforces && !dane_sender {
         policy = OutboundTls::Verify;
     }
     let requiretls = demand == MessageTls::RequireTls;
@@ -172,7 +176,14 @@ async fn deliver_new(
             }
         }
         // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
-        let planned = crate::dane::plan_for(shared, target, policy).await;
+        let mut planned = crate::dane::plan_for(shared, target, policy).await;
+        if let Ok(p) = &mut planned
+            && sts_enforces
+            && p.rrset.is_none()
+        {
+            // No DANE for this host: the MTA-STS policy in force governs it.
+            p.policy = OutboundTls::Verify;
+        }
         let reported = match &planned {
             Ok(crate::dane::Planned { rrset: Some(rrset), .. }) => crate::tlsrpt::tlsa(domain, &target.host, rrset),
             Err(_) => crate::tlsrpt::tlsa(domain, &target.host, &[]),

@@ -291,6 +291,22 @@ fn honest_path_with_dane_ee_is_delivered_authenticated() {
     ran.clean();
 }
 
+/// RFC 8461 §2: a sender that implements both DANE and MTA-STS lets DANE decide for an MX host
+/// with a DNSSEC-secure TLSA RRset, even when the domain also publishes an `enforce` policy:
+/// the hop is authenticated by the TLSA record and reported under `tlsa`. (The policy's own MX
+/// pattern admits the host; `enforce` alone would have made the hop `verify` by the CA.)
+#[test]
+fn dane_takes_precedence_over_mta_sts_enforce() {
+    // alpha honours MTA-STS too (the line after `outbound_tls` is commented out by the `#`).
+    let policy = "dane\"\nmta_sts = true #";
+    let beta = "dnssec = true\ndane = \"3 1 1\"\nmta_sts_policy = { mode = \"enforce\" }";
+    let ran = run("dane-and-sts", 17891, 137, policy, beta, "");
+    ran.assert_delivered(|h| h.starttls_used && h.dane_authenticated && h.mta_sts_mode.as_deref() == Some("enforce"));
+    let rrset = ran.assert_report(PolicyType::Tlsa, None, "");
+    assert!(rrset.len() == 1 && is_dane_ee_spki_sha256(&rrset[0]), "{rrset:?}");
+    ran.clean();
+}
+
 #[test]
 fn honest_path_with_dane_ta_is_delivered_authenticated() {
     let ran = run("honest-211", 17851, 129, "dane", "dnssec = true\ndane = \"2 1 1\"", "");
