@@ -69,6 +69,8 @@ const TIMING: &[(&str, &[&str])] = &[
     ("sessions", &["session_index", "started_at", "ended_at", "tap_ts", "duration"]),
     ("hops", &["hop_row", "session_index"]),
     ("summary", &["delivery_latency_p50", "delivery_latency_p99", "delivery_latency_max"]),
+    // A sweep's `runs` table is its runs' summaries, one row each.
+    ("runs", &["delivery_latency_p50", "delivery_latency_p99", "delivery_latency_max"]),
     (
         "tls_cost",
         &[
@@ -83,6 +85,7 @@ const TIMING: &[(&str, &[&str])] = &[
 const TLS_SIZES: &[(&str, &[&str])] = &[
     ("pairs", &["bytes_seen"]),
     ("summary", &["wire_bytes", "cover_wire_bytes", "cover_wire_share"]),
+    ("runs", &["wire_bytes", "cover_wire_bytes", "cover_wire_share"]),
     ("sessions", &["wire_bytes", "tls_app_bytes_resp"]),
     ("tls_cost", &["tls_wire_bytes_mean", "tls_overhead_bytes_mean", "tls_extra_bytes_mean", "wire_ratio"]),
 ];
