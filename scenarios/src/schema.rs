@@ -423,6 +423,13 @@ pub struct TapSpec {
     pub pairs: Vec<[String; 2]>,
     /// Share of system pairs tapped for `links = "fraction"`.
     pub fraction: f64,
+    /// Share of users whose access line (their submission sessions to their own system) is
+    /// tapped too, drawn from the seed. Above 0, every user submits from an address of its own
+    /// (`access_addresses` + its index), one connection per message, as a mail client would.
+    pub access_share: f64,
+    /// The first user's source address when `access_share` > 0; user `k` (systems in order,
+    /// then their users) gets this address + `k`.
+    pub access_addresses: Ipv4Addr,
 }
 
 impl Default for TapSpec {
@@ -434,6 +441,8 @@ impl Default for TapSpec {
             links: "all".into(),
             pairs: Vec::new(),
             fraction: 1.0,
+            access_share: 0.0,
+            access_addresses: Ipv4Addr::new(127, 224, 0, 1),
         }
     }
 }
@@ -514,6 +523,24 @@ impl Scenario {
             }
             _ => None,
         }
+    }
+
+    /// Per user (in the order of `traffic::users`): the source address of its submission
+    /// sessions and whether its access line is tapped; empty unless `tap.access_share` > 0.
+    /// Exactly round(share × users) lines are tapped, drawn from the seed.
+    pub fn access_taps(&self) -> Vec<(Ipv4Addr, bool)> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        if self.tap.access_share <= 0.0 {
+            return Vec::new();
+        }
+        let n = self.systems.iter().map(|s| s.users.unwrap_or(self.traffic.users_per_system)).sum::<usize>();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x6163_6365_7373));
+        order.truncate((self.tap.access_share * n as f64).round() as usize);
+        let tapped: std::collections::HashSet<usize> = order.into_iter().collect();
+        let base = u32::from(self.tap.access_addresses);
+        (0..n).map(|k| (Ipv4Addr::from(base.saturating_add(k as u32)), tapped.contains(&k))).collect()
     }
 
     /// The paired control: the same scenario and seed with STARTTLS off on every system.
@@ -1041,6 +1068,40 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&self.tap.fraction) {
             return Err(bad("tap.fraction", "a share between 0 and 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.tap.access_share) {
+            return Err(bad("tap.access_share", "a share between 0 and 1".into()));
+        }
+        if self.tap.access_share > 0.0 {
+            if self.network.backend != "loopback" || self.tap.capture != "live" {
+                return Err(bad(
+                    "tap.access_share",
+                    "access taps need the loopback backend and the live capture (users submit from 127.x.y.z \
+                     addresses of their own)"
+                        .into(),
+                ));
+            }
+            let users = self.systems.iter().map(|s| s.users.unwrap_or(self.traffic.users_per_system)).sum::<usize>();
+            let first = u32::from(self.tap.access_addresses);
+            let last = u32::try_from(users).ok().and_then(|n| first.checked_add(n.saturating_sub(1)));
+            let own: std::collections::HashSet<Ipv4Addr> = (0..self.systems.len()).map(|i| self.address(i)).collect();
+            let clash = last.and_then(|last| (first..=last).map(Ipv4Addr::from).find(|a| own.contains(a)));
+            if self.tap.access_addresses.octets()[0] != 127 || last.is_none_or(|l| Ipv4Addr::from(l).octets()[0] != 127)
+            {
+                return Err(bad(
+                    "tap.access_addresses",
+                    format!(
+                        "{users} users from {} leave 127.0.0.0/8: choose a lower first address",
+                        self.tap.access_addresses
+                    ),
+                ));
+            }
+            if let Some(a) = clash {
+                return Err(bad(
+                    "tap.access_addresses",
+                    format!("{a} is a system's address: the users' addresses must be their own"),
+                ));
+            }
         }
         if !matches!(self.tap.capture.as_str(), "live" | "recorder" | "none") {
             return Err(bad("tap.capture", format!("{:?}: use \"live\", \"recorder\" or \"none\"", self.tap.capture)));
