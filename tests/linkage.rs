@@ -160,7 +160,12 @@ fn starttls_timing_links_a_lone_message_and_crowds_hide_it() {
     let crowd = run(
         &dir,
         "link-crowd",
-        &scenario("link-crowd", 27320, true, "messages = 40\nusers_per_system = 5\nsize_median = 3000\nsize_sigma = 0.3"),
+        &scenario(
+            "link-crowd",
+            27320,
+            true,
+            "messages = 40\nusers_per_system = 5\nsize_median = 3000\nsize_sigma = 0.3",
+        ),
     );
     let rows = check_every_message_found(&crowd);
     assert!(rows.iter().all(|r| r["link_tls"] == "tls"));
