@@ -799,4 +799,8 @@ fn library_access_taps_linkage_against_truth() {
         assert_eq!((num(p, "precision"), num(p, "recall")), (1.0, 1.0), "{p:?}");
     }
     assert!(scopes.contains_key("all"));
+    // The report has its section and figure, only because this run tapped access lines.
+    assert!(run.join("report/linkage.svg").is_file() && run.join("report/linkage.png").is_file());
+    let md = std::fs::read_to_string(run.join("report/summary.md")).expect("summary.md");
+    assert!(md.contains("## Linkage across hops"), "{md}");
 }
