@@ -313,6 +313,9 @@ pub fn write_linkage_tables(layout: &RunLayout) -> Result<Option<Vec<LinkageSumm
     Ok(Some(summary))
 }
 
+/// A transaction read in plaintext: its time, `MAIL FROM` and `Message-ID`.
+type Read = (f64, Option<String>, Option<String>);
+
 /// What the matching needs, read from the run's tables.
 struct Inputs {
     access: Vec<AccessMessage>,
@@ -352,7 +355,7 @@ fn read_inputs(layout: &RunLayout, users: &HashMap<String, &records::AccessTap>)
     let t = TableRef { df: &tx, path: &tx_path };
     let (uids, ts, from, ids) =
         (t.strings("uid")?, t.floats("ts")?, t.opt_strings("mailfrom")?, t.opt_strings("msg_id")?);
-    let mut read: HashMap<String, Vec<(f64, Option<String>, Option<String>)>> = HashMap::new();
+    let mut read: HashMap<String, Vec<Read>> = HashMap::new();
     for (((u, ts), f), id) in uids.into_iter().zip(ts).zip(from).zip(ids) {
         read.entry(u.unwrap_or_default()).or_default().push((ts.unwrap_or_default(), f, id));
     }

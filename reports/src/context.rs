@@ -48,8 +48,11 @@ pub struct RunContext {
     pub attacks: Option<Vec<analysis::AttackCell>>,
     /// Linkage across hops, for a run with access taps (set by `render`): the summary rows
     /// and each message's (`link_tls`, anonymity set).
-    pub linkage: Option<(Vec<analysis::LinkageSummary>, Vec<(String, u64)>)>,
+    pub linkage: Option<Linkage>,
 }
+
+/// `analysis/linkage_summary` rows, and (`link_tls`, anonymity set) per message.
+pub type Linkage = (Vec<analysis::LinkageSummary>, Vec<(String, u64)>);
 
 impl RunContext {
     pub fn load(run_dir: &Path) -> RunContext {

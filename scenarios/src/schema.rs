@@ -1293,6 +1293,33 @@ mod tests {
         assert!(e.contains("population.outbound_mix"), "{e}");
     }
 
+    /// Access taps: exactly round(share × users) lines, the same ones for the same seed, each
+    /// user at its own address; bad values are errors naming the key and its line.
+    #[test]
+    fn access_taps_are_seeded_exact_and_checked() {
+        let d = crate::DEFAULT_SCENARIO;
+        let with = |extra: &str| d.replace("access_lines = false", &format!("access_lines = false\n{extra}"));
+        let text = with("access_share = 0.3");
+        let s = Scenario::parse(&text, "x.toml").expect("valid");
+        let taps = s.access_taps();
+        let users: usize = s.systems.iter().map(|x| x.users.unwrap_or(s.traffic.users_per_system)).sum();
+        assert_eq!(taps.len(), users);
+        assert_eq!(taps.iter().filter(|t| t.1).count(), (0.3 * users as f64).round() as usize);
+        assert_eq!(taps[0].0, Ipv4Addr::new(127, 224, 0, 1));
+        assert_eq!(taps, Scenario::parse(&text, "x.toml").expect("valid").access_taps(), "seeded");
+        assert!(Scenario::parse(d, "x.toml").expect("valid").access_taps().is_empty(), "off by default");
+        let line = |t: &str, key: &str| t.lines().position(|l| l.starts_with(key)).expect("line") + 1;
+        let bad = with("access_share = 1.5");
+        let e = Scenario::parse(&bad, "x.toml").expect_err("share").to_string();
+        assert!(e.contains("tap.access_share") && e.contains(&format!("line {}", line(&bad, "access_share"))), "{e}");
+        let clash = with("access_share = 1.0\naccess_addresses = \"127.0.1.1\"");
+        let e = Scenario::parse(&clash, "x.toml").expect_err("clash").to_string();
+        assert!(e.contains("tap.access_addresses") && e.contains("a system's address"), "{e}");
+        let out = with("access_share = 1.0\naccess_addresses = \"127.255.255.250\"");
+        let e = Scenario::parse(&out, "x.toml").expect_err("range").to_string();
+        assert!(e.contains("leave 127.0.0.0/8"), "{e}");
+    }
+
     /// Values that pass the type check but used to panic or exhaust memory in the run: each is
     /// an error naming the file, the key and (where the key is written) its line.
     #[test]

@@ -79,8 +79,8 @@ pub async fn submit_all_from(
         senders.push(tx);
         let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
         let tls = tls.clone().map(|t| crate::inject::SubmissionTls { server_name: s.systems[sys].mx_host(), ..t });
-        let from = sources.clone();
-        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT, tls, from));
+        let client = Client { tls, sources: sources.clone() };
+        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT, client));
     }
     let producer = {
         let (s, users, path) = (Arc::new(s.clone()), users.clone(), truth_path.to_path_buf());
@@ -175,6 +175,13 @@ fn truth_of(s: &Scenario, users: &[User], g: &Generated) -> TruthMessage {
     }
 }
 
+/// How a system's submitter connects: STARTTLS or not, and each user's own source address
+/// (by user index) when users submit from addresses of their own.
+struct Client {
+    tls: Option<crate::inject::SubmissionTls>,
+    sources: Option<Arc<Vec<IpAddr>>>,
+}
+
 /// One system's users submitting, in order, each message at its scheduled time, over a
 /// connection closed when idle for `idle`. Returns the wall-clock time of each 250 reply by
 /// sequence number.
@@ -185,8 +192,7 @@ async fn submit_system(
     start: tokio::time::Instant,
     pb: indicatif::ProgressBar,
     idle: Duration,
-    tls: Option<crate::inject::SubmissionTls>,
-    sources: Option<Arc<Vec<IpAddr>>>,
+    Client { tls, sources }: Client,
 ) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let mut client: Option<Submitter> = None;
     let mut times = Vec::new();
@@ -347,7 +353,8 @@ mod tests {
             let (tx, rx) = mpsc::unbounded_channel();
             let pb = indicatif::ProgressBar::hidden();
             let idle = Duration::from_millis(300);
-            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle, None, None));
+            let client = Client { tls: None, sources: None };
+            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle, client));
             assert!(tx.send(message(0)).is_ok());
             // Longer than the relay's idle timeout: a connection kept open would be cut.
             tokio::time::sleep(Duration::from_millis(2500)).await;
