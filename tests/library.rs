@@ -308,7 +308,7 @@ fn every_library_file_is_run_here() {
     assert_eq!(files, covered, "add a test for each new library file to tests/library.rs");
 }
 
-const LIBRARY: [&str; 12] = [
+const LIBRARY: [&str; 13] = [
     "default.toml",
     "baseline-1997.toml",
     "full-adoption.toml",
@@ -321,6 +321,7 @@ const LIBRARY: [&str; 12] = [
     "reuse-realistic.toml",
     "grand-scale.toml",
     "countermeasures-sweep.toml",
+    "access-taps.toml",
 ];
 
 /// Connection reuse as Postfix does it: every line is TLS, and the eavesdropper still counts
@@ -854,4 +855,65 @@ fn library_countermeasures_cover_is_seen_as_mail_and_counted_apart() {
         let seen_more = num(cover, "messages_est") - num(plain, "messages_est");
         assert!(seen_more >= num(cover, "cover_messages"), "fraction {fraction}: the tap saw {seen_more} more");
     }
+}
+
+/// Access taps: 30% of users' lines (exactly round(0.3 × users), as `truth/access_taps.json`
+/// places them) with the whole backbone. Every message of a tapped user is a row of
+/// `analysis/linkage` and none of another; each row's own hops are among its candidates (the
+/// backbone is tapped whole); plaintext rows link the user to its systems outright. Runs on
+/// 127.0.73.0/24 (systems .1–.8, users from .100) and ports 27330–27331.
+#[test]
+fn library_access_taps_linkage_against_truth() {
+    require_root("the live tap");
+    let file = LIBRARY[12];
+    let dir = scratch("access-taps");
+    let mut t = shrunk(file, "loopback", 27330);
+    if let Some(toml::Value::Table(tap)) = t.get_mut("tap") {
+        tap.insert("access_addresses".into(), "127.0.73.100".into());
+    }
+    let mut s = runs_of(file, &t).remove(0);
+    for (i, sys) in s.systems.iter_mut().enumerate() {
+        sys.address = Some(Ipv4Addr::new(127, 0, 73, u8::try_from(i + 1).expect("few systems")));
+    }
+    let (run, _) = run_and_check(&dir, "0", &s);
+    let _cleanup = Runs { dir, runs: vec![run.clone()] };
+
+    let taps = json(&run.join("truth/access_taps.json"));
+    let taps = taps.as_array().expect("access taps");
+    let tapped: HashSet<&str> =
+        taps.iter().filter(|t| t["tapped"] == true).filter_map(|t| t["user"].as_str()).collect();
+    assert_eq!(tapped.len(), (0.3 * taps.len() as f64).round() as usize, "round(share × users) lines tapped");
+    let truth = std::fs::read_to_string(run.join("truth/messages.jsonl")).expect("truth");
+    let mut expected: HashMap<String, usize> = HashMap::new();
+    for line in truth.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("truth line");
+        if tapped.contains(m["sender"].as_str().expect("sender")) {
+            let own = m["sender_system"].as_str().expect("sender system");
+            let others = m["recipient_systems"].as_array().expect("systems").iter().filter(|r| *r != own).count();
+            expected.insert(m["message_id"].as_str().expect("id").to_string(), others);
+        }
+    }
+    let rows = table(&run.join("analysis/linkage.csv"));
+    assert_eq!(rows.len(), expected.len(), "one row per message of a tapped user");
+    for r in &rows {
+        let hops = expected.get(&r["message_id"]).copied().unwrap_or_else(|| panic!("not a tapped user's: {r:?}"));
+        assert!(tapped.contains(r["user"].as_str()), "{r:?}");
+        if r["link_tls"] == "tls" || r["link_tls"] == "plaintext" {
+            assert_eq!(num(r, "true_candidates") as usize, hops, "its own hops are candidates: {r:?}");
+        }
+        if r["link_tls"] == "plaintext" {
+            assert_eq!(r["guessed_systems"], r["recipient_systems"], "plaintext names the systems: {r:?}");
+        }
+    }
+    let scopes: HashMap<String, HashMap<String, String>> =
+        table(&run.join("analysis/linkage_summary.csv")).into_iter().map(|r| (r["scope"].clone(), r)).collect();
+    eprintln!("access-taps linkage summary: {scopes:?}");
+    if let Some(p) = scopes.get("plaintext") {
+        assert_eq!((num(p, "precision"), num(p, "recall")), (1.0, 1.0), "{p:?}");
+    }
+    assert!(scopes.contains_key("all"));
+    // The report has its section and figure, only because this run tapped access lines.
+    assert!(run.join("report/linkage.svg").is_file() && run.join("report/linkage.png").is_file());
+    let md = std::fs::read_to_string(run.join("report/summary.md")).expect("summary.md");
+    assert!(md.contains("## Linkage across hops"), "{md}");
 }

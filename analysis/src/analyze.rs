@@ -279,6 +279,8 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
     summary.timeline = crate::summary::timeline_rows(&TableRef { df: &timeline, path: &timeline_path })?;
     // Active attackers (when the scenario has them): what they read, per message and per cell.
     crate::attack::write_attack_tables(&layout)?;
+    // Access lines tapped (when the scenario taps some): linkage of users to recipient systems.
+    crate::linkage::write_linkage_tables(&layout)?;
     Ok(summary)
 }
 

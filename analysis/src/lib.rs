@@ -23,6 +23,7 @@ mod exposure;
 mod ingest;
 mod layout;
 mod link_key;
+mod linkage;
 mod matching;
 mod metrics;
 mod pooled_tls_cost;
@@ -51,6 +52,11 @@ pub use exposure::Exposure;
 pub use ingest::ingest;
 pub use layout::RunLayout;
 pub use link_key::socket_text;
+pub use linkage::{
+    AccessMessage, LinkageRule, LinkageSummary, MessageLinkage, OutboundMessage, SIZE_ABOVE, SIZE_BELOW, TABLE_LINKAGE,
+    TABLE_LINKAGE_SUMMARY, TABLE_LINKAGE_USERS, UserScore, WINDOW_SECS, consistent, link, read_anonymity_sets,
+    read_linkage_summary, summarise, user_scores, write_linkage_tables,
+};
 pub use metrics::{ExposureShares, RunMetrics};
 pub use records::SystemInfo;
 pub use sessions::{SIZE_BUCKET_EDGES, TLS_CLIENT_OVERHEAD_BYTES, TLS_MESSAGE_MIN_CLIENT_BYTES};

@@ -11,8 +11,8 @@ use std::path::Path;
 
 pub mod run_files;
 pub use run_files::{
-    CaptureStats, DnsSighting, Manifest, PointInfo, RunFileError, RunStatus, SweepEntry, SweepFile, SystemInfo,
-    TapLink, read_json_file, read_json_file_opt, write_json_file,
+    AccessTap, CaptureStats, DnsSighting, Manifest, PointInfo, RunFileError, RunStatus, SweepEntry, SweepFile,
+    SystemInfo, TapLink, read_json_file, read_json_file_opt, write_json_file,
 };
 pub mod tlsrpt;
 

@@ -192,6 +192,21 @@ pub struct TapLink {
     pub tapped: bool,
 }
 
+/// `truth/access_taps.json`: every user, the address its access line (its submission sessions
+/// to its own system) comes from, and whether the tap sat on that line (`tap.access_share`).
+/// An eavesdropper on a user's access line knows whose line it is: the analysis uses `user` for
+/// the tapped lines only (ANALYSIS.md, "Linkage across hops").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTap {
+    /// The user's mail address.
+    pub user: String,
+    /// The user's own system.
+    pub system: String,
+    /// The source address of the user's submission sessions.
+    pub address: String,
+    pub tapped: bool,
+}
+
 /// `tap/dns.jsonl`: one DNS message the tap saw on the DNS server's port, what an eavesdropper
 /// learns before each SMTP connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -46,7 +46,13 @@ pub struct RunContext {
     pub status: Option<String>,
     /// The defense × attack matrix, for a run with active attackers (set by `render`).
     pub attacks: Option<Vec<analysis::AttackCell>>,
+    /// Linkage across hops, for a run with access taps (set by `render`): the summary rows
+    /// and each message's (`link_tls`, anonymity set).
+    pub linkage: Option<Linkage>,
 }
+
+/// `analysis/linkage_summary` rows, and (`link_tls`, anonymity set) per message.
+pub type Linkage = (Vec<analysis::LinkageSummary>, Vec<(String, u64)>);
 
 impl RunContext {
     pub fn load(run_dir: &Path) -> RunContext {
@@ -60,6 +66,7 @@ impl RunContext {
             has_control: run_dir.join("control").join("truth").is_dir(),
             status: manifest(run_dir).map(|m| m.status.as_str().to_string()),
             attacks: None,
+            linkage: None,
         }
     }
 

@@ -528,6 +528,34 @@ pub fn effort_chart(points: &[EffortPoint]) -> Option<Stack<LineChart, LineChart
     })
 }
 
+/// Anonymity sets above this are drawn in one last bar.
+const LINKAGE_MAX_SET: u64 = 10;
+
+/// How many messages seen on tapped access lines had each anonymity-set size, plaintext
+/// lines beside STARTTLS lines (`analysis/linkage`'s `link_tls`).
+pub fn linkage_chart(sets: &[(String, u64)]) -> GroupedBarChart {
+    let top = sets.iter().map(|s| s.1).max().unwrap_or(0).min(LINKAGE_MAX_SET);
+    let categories: Vec<String> =
+        (0..=top).map(|n| if n == LINKAGE_MAX_SET { format!("{n}+") } else { n.to_string() }).collect();
+    let count = |class: &str| -> Vec<f64> {
+        (0..=top)
+            .map(|n| sets.iter().filter(|s| s.0 == class && s.1.min(LINKAGE_MAX_SET) == n).count() as f64)
+            .collect()
+    };
+    GroupedBarChart {
+        title: "Anonymity set of each message seen on a tapped access line".to_string(),
+        x_desc: "consistent outbound observations (anonymity set)".to_string(),
+        y_desc: "messages".to_string(),
+        categories: if sets.is_empty() { Vec::new() } else { categories },
+        series: vec![
+            BarSeries { label: "plaintext hops".into(), color: SEEN_COLOR, values: count("plaintext") },
+            BarSeries { label: "STARTTLS hops".into(), color: TRUTH_COLOR, values: count("tls") },
+        ],
+        value_text: count_text,
+        empty: "No message was seen on a tapped access line.".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,15 @@ pub fn index_html(summary: &Summary, provenance: &Provenance, context: &RunConte
         page.raw(&tables::attack_matrix(cells).html());
     }
 
+    if let Some((rows, _)) = &context.linkage {
+        page.h2("Linkage across hops: users to recipient systems");
+        page.p(crate::markdown::LINKAGE);
+        for line in crate::markdown::linkage_lines(rows) {
+            page.p(&line);
+        }
+        page.figure(figures.svg("linkage"), crate::markdown::LINKAGE_FIGURE);
+    }
+
     page.h2("Traffic over time");
     page.figure(
         figures.svg("timeline"),

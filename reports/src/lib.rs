@@ -58,6 +58,12 @@ pub fn render(run_dir: &Path, provenance: &Provenance) -> Result<PathBuf, Report
     if let Some(cells) = &context.attacks {
         figs.push("attacks", write_chart(&figures::attack_heatmap(cells), &report_dir, "attacks")?);
     }
+    if let (Some(rows), Some(sets)) =
+        (analysis::read_linkage_summary(run_dir)?, analysis::read_anonymity_sets(run_dir)?)
+    {
+        figs.push("linkage", write_chart(&figures::linkage_chart(&sets), &report_dir, "linkage")?);
+        context.linkage = Some((rows, sets));
+    }
     let index = report_dir.join("index.html");
     write_text(&index, &html::index_html(&summary, provenance, &context, &figs))?;
     write_text(&report_dir.join("summary.md"), &markdown::summary_md(&summary, provenance, &context, &figs))?;

@@ -188,6 +188,7 @@ fn report_has_table_charts_and_provenance() {
     assert!(html.contains("polars 0.46; plotters 0.3"), "versions in the provenance block");
     assert!(html.contains("One seed: no confidence interval"));
     assert!(!html.contains("Active attackers"), "no attackers, no attack section");
+    assert!(!html.contains("Linkage across hops"), "no access taps, no linkage section");
     // Self-contained: nothing is fetched.
     for external in ["src=\"http", "href=\"http", "<link", "<script", "@import"] {
         assert!(!html.contains(external), "index.html refers to an outside resource: {external}");

@@ -52,7 +52,28 @@ impl Submitter {
         helo: &str,
         tls: Option<&SubmissionTls>,
     ) -> Result<Self, ScenarioError> {
-        let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(server))
+        Self::connect_from(server, None, helo, tls).await
+    }
+
+    /// [`Submitter::connect_with`] from the source address `bind` (a user's own access line).
+    pub async fn connect_from(
+        server: SocketAddr,
+        bind: Option<std::net::IpAddr>,
+        helo: &str,
+        tls: Option<&SubmissionTls>,
+    ) -> Result<Self, ScenarioError> {
+        let connect = async {
+            match bind {
+                None => TcpStream::connect(server).await,
+                Some(ip) => {
+                    let socket =
+                        if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                    socket.bind(SocketAddr::new(ip, 0))?;
+                    socket.connect(server).await
+                }
+            }
+        };
+        let tcp = tokio::time::timeout(TIMEOUT, connect)
             .await
             .map_err(|_| ScenarioError::Run(format!("submission to {server}: connect timed out")))?
             .map_err(ScenarioError::io(format!("submission to {server}")))?;

@@ -196,9 +196,28 @@ fn run_live(
     // The tap next: if capture is not permitted, fail before anything else happens.
     let capture = if s.tap.capture == "live" {
         let filter = capture_filter(s);
-        let links = s.tapped_links().map(|pairs| {
+        let mut links: Option<std::collections::HashSet<(IpAddr, IpAddr)>> = s.tapped_links().map(|pairs| {
             pairs.iter().map(|&(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b)))).collect()
         });
+        // Access taps place the tap on chosen users' lines: the system pairs (all of them, when
+        // no placement says otherwise) and each tapped user's line to its own system.
+        let access = s.access_taps();
+        if !access.is_empty() {
+            let n = s.systems.len();
+            let all = || {
+                (0..n)
+                    .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+                    .map(|(a, b)| tap::capture::link(IpAddr::V4(s.address(a)), IpAddr::V4(s.address(b))))
+                    .collect()
+            };
+            let set = links.get_or_insert_with(all);
+            let users = traffic::users(s);
+            for (user, &(addr, tapped)) in users.iter().zip(&access) {
+                if tapped {
+                    set.insert(tap::capture::link(IpAddr::V4(addr), IpAddr::V4(s.address(user.system))));
+                }
+            }
+        }
         let promisc = network.is_some();
         let opts = tap::LiveOptions { device, filter, links, promisc, ..Default::default() };
         match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
@@ -350,7 +369,11 @@ async fn drive(
             // The injector submits from 127.0.0.1 (and the link recorder's proxies connect from
             // there): it stands for the system's users, who may send anywhere. Other systems may
             // only send mail for this system's own domain.
-            relay_clients: vec![relay::config::IpNet::from(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))],
+            // With access taps each user submits from an address of its own: those too.
+            relay_clients: std::iter::once(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+                .chain(s.access_taps().into_iter().map(|(a, _)| IpAddr::V4(a)))
+                .map(relay::config::IpNet::from)
+                .collect(),
             mailbox_dir: dir.join("mailboxes"),
             tls_identity,
             tls: sys.tls.clone(),
@@ -410,8 +433,11 @@ async fn drive(
     // Cover traffic runs while the real traffic does: started with it, stopped when the last
     // message is submitted, so the drain that follows is bounded.
     relays.start_cover(s)?;
+    let sources = s.access_taps();
+    let sources = (!sources.is_empty()).then(|| Arc::new(sources.into_iter().map(|(a, _)| IpAddr::V4(a)).collect()));
     let submitted =
-        crate::submission::submit_all(s, users, &run_dir.join("truth/messages.jsonl"), submission_tls).await;
+        crate::submission::submit_all_from(s, users, &run_dir.join("truth/messages.jsonl"), submission_tls, sources)
+            .await;
     relays.stop_cover();
     let (submitted_at, first_error) = (submitted.times, submitted.error);
     let total = submitted_at.len();
@@ -535,6 +561,22 @@ fn merge_system_files(s: &Scenario, run_dir: &Path) -> Result<(), ScenarioError>
         .collect();
     records::write_json_file(&run_dir.join("truth/tap_links.json"), &links)
         .map_err(ScenarioError::io("truth/tap_links.json"))?;
+    let access = s.access_taps();
+    if !access.is_empty() {
+        let users = traffic::users(s);
+        let taps: Vec<records::AccessTap> = users
+            .iter()
+            .zip(&access)
+            .map(|(u, &(addr, tapped))| records::AccessTap {
+                user: u.address.clone(),
+                system: s.systems[u.system].name.clone(),
+                address: addr.to_string(),
+                tapped: tapped && s.tap.capture != "none",
+            })
+            .collect();
+        records::write_json_file(&run_dir.join("truth/access_taps.json"), &taps)
+            .map_err(ScenarioError::io("truth/access_taps.json"))?;
+    }
     records::write_json_file(&run_dir.join("truth/systems.json"), &systems)
         .map_err(ScenarioError::io("truth/systems.json"))
 }
@@ -738,7 +780,7 @@ pub(crate) fn process_args(
 /// lines), between the scenario's own addresses only, so other traffic on the same interface
 /// and port (another run, a test) never enters the capture.
 fn capture_filter(s: &Scenario) -> String {
-    let ports = if s.tap.access_lines {
+    let ports = if s.tap.access_lines || s.tap.access_share > 0.0 {
         format!("(tcp port {} or tcp port {})", s.network.smtp_port, s.network.submission_port)
     } else {
         format!("tcp port {}", s.network.smtp_port)
@@ -752,7 +794,11 @@ fn capture_filter(s: &Scenario) -> String {
     let hosts: Vec<String> = (0..s.systems.len())
         .map(|i| s.address(i).to_string())
         .chain(s.interceptions().into_iter().map(|(_, _, a)| a.to_string()))
+        .chain(s.access_taps().into_iter().filter(|t| t.1).map(|(a, _)| a.to_string()))
         .collect();
+    if hosts.len() > 300 {
+        return with_dns(s, ports);
+    }
     let src = hosts.iter().map(|h| format!("src host {h}")).collect::<Vec<_>>().join(" or ");
     let dst = hosts.iter().map(|h| format!("dst host {h}")).collect::<Vec<_>>().join(" or ");
     with_dns(s, format!("{ports} and ({src}) and ({dst})"))

@@ -423,6 +423,13 @@ pub struct TapSpec {
     pub pairs: Vec<[String; 2]>,
     /// Share of system pairs tapped for `links = "fraction"`.
     pub fraction: f64,
+    /// Share of users whose access line (their submission sessions to their own system) is
+    /// tapped too, drawn from the seed. Above 0, every user submits from an address of its own
+    /// (`access_addresses` + its index), one connection per message, as a mail client would.
+    pub access_share: f64,
+    /// The first user's source address when `access_share` > 0; user `k` (systems in order,
+    /// then their users) gets this address + `k`.
+    pub access_addresses: Ipv4Addr,
 }
 
 impl Default for TapSpec {
@@ -434,6 +441,8 @@ impl Default for TapSpec {
             links: "all".into(),
             pairs: Vec::new(),
             fraction: 1.0,
+            access_share: 0.0,
+            access_addresses: Ipv4Addr::new(127, 224, 0, 1),
         }
     }
 }
@@ -514,6 +523,24 @@ impl Scenario {
             }
             _ => None,
         }
+    }
+
+    /// Per user (in the order of `traffic::users`): the source address of its submission
+    /// sessions and whether its access line is tapped; empty unless `tap.access_share` > 0.
+    /// Exactly round(share × users) lines are tapped, drawn from the seed.
+    pub fn access_taps(&self) -> Vec<(Ipv4Addr, bool)> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        if self.tap.access_share <= 0.0 {
+            return Vec::new();
+        }
+        let n = self.systems.iter().map(|s| s.users.unwrap_or(self.traffic.users_per_system)).sum::<usize>();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(self.scenario.seed ^ 0x6163_6365_7373));
+        order.truncate((self.tap.access_share * n as f64).round() as usize);
+        let tapped: std::collections::HashSet<usize> = order.into_iter().collect();
+        let base = u32::from(self.tap.access_addresses);
+        (0..n).map(|k| (Ipv4Addr::from(base.saturating_add(k as u32)), tapped.contains(&k))).collect()
     }
 
     /// The paired control: the same scenario and seed with STARTTLS off on every system.
@@ -1048,6 +1075,40 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.tap.fraction) {
             return Err(bad("tap.fraction", "a share between 0 and 1".into()));
         }
+        if !(0.0..=1.0).contains(&self.tap.access_share) {
+            return Err(bad("tap.access_share", "a share between 0 and 1".into()));
+        }
+        if self.tap.access_share > 0.0 {
+            if self.network.backend != "loopback" || self.tap.capture != "live" {
+                return Err(bad(
+                    "tap.access_share",
+                    "access taps need the loopback backend and the live capture (users submit from 127.x.y.z \
+                     addresses of their own)"
+                        .into(),
+                ));
+            }
+            let users = self.systems.iter().map(|s| s.users.unwrap_or(self.traffic.users_per_system)).sum::<usize>();
+            let first = u32::from(self.tap.access_addresses);
+            let last = u32::try_from(users).ok().and_then(|n| first.checked_add(n.saturating_sub(1)));
+            let own: std::collections::HashSet<Ipv4Addr> = (0..self.systems.len()).map(|i| self.address(i)).collect();
+            let clash = last.and_then(|last| (first..=last).map(Ipv4Addr::from).find(|a| own.contains(a)));
+            if self.tap.access_addresses.octets()[0] != 127 || last.is_none_or(|l| Ipv4Addr::from(l).octets()[0] != 127)
+            {
+                return Err(bad(
+                    "tap.access_addresses",
+                    format!(
+                        "{users} users from {} leave 127.0.0.0/8: choose a lower first address",
+                        self.tap.access_addresses
+                    ),
+                ));
+            }
+            if let Some(a) = clash {
+                return Err(bad(
+                    "tap.access_addresses",
+                    format!("{a} is a system's address: the users' addresses must be their own"),
+                ));
+            }
+        }
         if !matches!(self.tap.capture.as_str(), "live" | "recorder" | "none") {
             return Err(bad("tap.capture", format!("{:?}: use \"live\", \"recorder\" or \"none\"", self.tap.capture)));
         }
@@ -1236,6 +1297,33 @@ mod tests {
         let both = MIXED.replace("starttls_share = 0.6", "starttls_share = 0.6\noutbound_tls = \"may\"");
         let e = Scenario::parse(&both, "mix.toml").expect_err("both").to_string();
         assert!(e.contains("population.outbound_mix"), "{e}");
+    }
+
+    /// Access taps: exactly round(share × users) lines, the same ones for the same seed, each
+    /// user at its own address; bad values are errors naming the key and its line.
+    #[test]
+    fn access_taps_are_seeded_exact_and_checked() {
+        let d = crate::DEFAULT_SCENARIO;
+        let with = |extra: &str| d.replace("access_lines = false", &format!("access_lines = false\n{extra}"));
+        let text = with("access_share = 0.3");
+        let s = Scenario::parse(&text, "x.toml").expect("valid");
+        let taps = s.access_taps();
+        let users: usize = s.systems.iter().map(|x| x.users.unwrap_or(s.traffic.users_per_system)).sum();
+        assert_eq!(taps.len(), users);
+        assert_eq!(taps.iter().filter(|t| t.1).count(), (0.3 * users as f64).round() as usize);
+        assert_eq!(taps[0].0, Ipv4Addr::new(127, 224, 0, 1));
+        assert_eq!(taps, Scenario::parse(&text, "x.toml").expect("valid").access_taps(), "seeded");
+        assert!(Scenario::parse(d, "x.toml").expect("valid").access_taps().is_empty(), "off by default");
+        let line = |t: &str, key: &str| t.lines().position(|l| l.starts_with(key)).expect("line") + 1;
+        let bad = with("access_share = 1.5");
+        let e = Scenario::parse(&bad, "x.toml").expect_err("share").to_string();
+        assert!(e.contains("tap.access_share") && e.contains(&format!("line {}", line(&bad, "access_share"))), "{e}");
+        let clash = with("access_share = 1.0\naccess_addresses = \"127.0.1.1\"");
+        let e = Scenario::parse(&clash, "x.toml").expect_err("clash").to_string();
+        assert!(e.contains("tap.access_addresses") && e.contains("a system's address"), "{e}");
+        let out = with("access_share = 1.0\naccess_addresses = \"127.255.255.250\"");
+        let e = Scenario::parse(&out, "x.toml").expect_err("range").to_string();
+        assert!(e.contains("leave 127.0.0.0/8"), "{e}");
     }
 
     /// Values that pass the type check but used to panic or exhaust memory in the run: each is

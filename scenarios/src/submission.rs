@@ -51,6 +51,19 @@ pub async fn submit_all(
     truth_path: &Path,
     tls: Option<crate::inject::SubmissionTls>,
 ) -> Submitted {
+    submit_all_from(s, users, truth_path, tls, None).await
+}
+
+/// [`submit_all`] with, in `sources`, each user's own source address (by user index): then
+/// every message is submitted over a connection of its own from its sender's address, so each
+/// user's access line carries that user's mail only (`tap.access_share`).
+pub async fn submit_all_from(
+    s: &Scenario,
+    users: Arc<Vec<User>>,
+    truth_path: &Path,
+    tls: Option<crate::inject::SubmissionTls>,
+    sources: Option<Arc<Vec<IpAddr>>>,
+) -> Submitted {
     let expected = match Generator::new(s, &users) {
         Ok(g) => g.expected(),
         Err(e) => return Submitted { times: BTreeMap::new(), error: Some(e) },
@@ -66,7 +79,8 @@ pub async fn submit_all(
         senders.push(tx);
         let addr = SocketAddr::new(IpAddr::V4(s.address(sys)), s.network.submission_port);
         let tls = tls.clone().map(|t| crate::inject::SubmissionTls { server_name: s.systems[sys].mx_host(), ..t });
-        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT, tls));
+        let client = Client { tls, sources: sources.clone() };
+        tasks.spawn(submit_system(addr, rx, users.clone(), start, pb.clone(), IDLE_RECONNECT, client));
     }
     let producer = {
         let (s, users, path) = (Arc::new(s.clone()), users.clone(), truth_path.to_path_buf());
@@ -161,6 +175,13 @@ fn truth_of(s: &Scenario, users: &[User], g: &Generated) -> TruthMessage {
     }
 }
 
+/// How a system's submitter connects: STARTTLS or not, and each user's own source address
+/// (by user index) when users submit from addresses of their own.
+struct Client {
+    tls: Option<crate::inject::SubmissionTls>,
+    sources: Option<Arc<Vec<IpAddr>>>,
+}
+
 /// One system's users submitting, in order, each message at its scheduled time, over a
 /// connection closed when idle for `idle`. Returns the wall-clock time of each 250 reply by
 /// sequence number.
@@ -171,7 +192,7 @@ async fn submit_system(
     start: tokio::time::Instant,
     pb: indicatif::ProgressBar,
     idle: Duration,
-    tls: Option<crate::inject::SubmissionTls>,
+    Client { tls, sources }: Client,
 ) -> Result<Vec<(u64, f64)>, ScenarioError> {
     let mut client: Option<Submitter> = None;
     let mut times = Vec::new();
@@ -207,9 +228,12 @@ async fn submit_system(
         if !wait_until(due).await {
             break;
         }
+        // A user of its own address: one connection per message, from that address (it is
+        // closed after each message, so none is open here then).
+        let bind = sources.as_ref().and_then(|v| v.get(g.sender).copied());
         let c = match &mut client {
             Some(c) => c,
-            None => client.insert(Submitter::connect_with(addr, "submitter.localhost", tls.as_ref()).await?),
+            None => client.insert(Submitter::connect_from(addr, bind, "submitter.localhost", tls.as_ref()).await?),
         };
         let sub = Submission {
             from: &users[g.sender].address,
@@ -219,6 +243,11 @@ async fn submit_system(
         };
         c.submit(&sub).await?;
         times.push((g.seq, relay::now_secs()));
+        if bind.is_some()
+            && let Some(c) = client.take()
+        {
+            c.quit().await;
+        }
         pb.inc(1);
     }
     if let Some(c) = client {
@@ -324,7 +353,8 @@ mod tests {
             let (tx, rx) = mpsc::unbounded_channel();
             let pb = indicatif::ProgressBar::hidden();
             let idle = Duration::from_millis(300);
-            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle, None));
+            let client = Client { tls: None, sources: None };
+            let task = tokio::spawn(submit_system(addr, rx, users, tokio::time::Instant::now(), pb, idle, client));
             assert!(tx.send(message(0)).is_ok());
             // Longer than the relay's idle timeout: a connection kept open would be cut.
             tokio::time::sleep(Duration::from_millis(2500)).await;
