@@ -269,7 +269,12 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
 
     let mut summary = Summary::from_tables(&pairs, &layout.pairs_parquet(), &messages, &layout.messages_parquet())?;
     summary.run = run_metrics(&layout, &summary, &messages, &user_pairs, analytic, control)?;
-    summary.run.costs = crate::costs::countermeasure_costs(&layout, &session_rows)?;
+    summary.run.costs = crate::costs::countermeasure_costs(&layout, &session_rows, summary.run.bytes_true)?;
+    // Access lines tapped (when the scenario taps some): linkage of users to recipient systems,
+    // its `tls` figures carried into the summary.
+    if let Some(rows) = crate::linkage::write_linkage_tables(&layout)? {
+        summary.run.linkage = crate::metrics::LinkageMetrics::from_summary(&rows);
+    }
     let mut run_frame =
         RunMetrics::to_frame(std::slice::from_ref(&summary.run)).map_err(step("writing the summary"))?;
     write(&mut run_frame, TABLE_SUMMARY)?;
@@ -279,8 +284,6 @@ fn analyze_run(run_dir: &Path, control: Option<&Summary>) -> Result<Summary, Ana
     summary.timeline = crate::summary::timeline_rows(&TableRef { df: &timeline, path: &timeline_path })?;
     // Active attackers (when the scenario has them): what they read, per message and per cell.
     crate::attack::write_attack_tables(&layout)?;
-    // Access lines tapped (when the scenario taps some): linkage of users to recipient systems.
-    crate::linkage::write_linkage_tables(&layout)?;
     Ok(summary)
 }
 
@@ -683,6 +686,7 @@ fn run_metrics(
         copies_bounced,
         copies_undelivered,
         costs: Default::default(),
+        linkage: Default::default(),
     })
 }
 

@@ -34,12 +34,19 @@ pub struct CountermeasureCosts {
     pub delivery_latency_p50: Option<f64>,
     pub delivery_latency_p99: Option<f64>,
     pub delivery_latency_max: Option<f64>,
+    /// `wire_bytes / bytes_true`: bytes on the wire per byte of mail the hops carried (mail
+    /// only, cover excluded). Without countermeasures this is SMTP's and TLS's own overhead
+    /// (about 1.1 for 4 KB messages over STARTTLS); padding and cover add to it. The cost axis
+    /// of the sweep report's leak-versus-cost figure.
+    #[serde(default)]
+    pub wire_per_mail_byte: Option<f64>,
 }
 
 /// The costs of the run at `layout`, from its session table (`analysis/sessions`, as built).
 pub(crate) fn countermeasure_costs(
     layout: &RunLayout,
     sessions: &DataFrame,
+    mail_bytes: u64,
 ) -> Result<CountermeasureCosts, AnalysisError> {
     let path = layout.table_parquet(crate::layout::TABLE_SESSIONS);
     let t = TableRef { df: sessions, path: &path };
@@ -58,6 +65,7 @@ pub(crate) fn countermeasure_costs(
         }
     }
     c.cover_wire_share = crate::stats::share(c.cover_wire_bytes, c.wire_bytes);
+    c.wire_per_mail_byte = (mail_bytes > 0).then(|| c.wire_bytes as f64 / mail_bytes as f64);
     let mut latencies = delivery_latencies(layout)?;
     latencies.sort_by(f64::total_cmp);
     c.delivery_latency_p50 = nearest_rank(&latencies, 0.5);

@@ -57,7 +57,7 @@ pub use linkage::{
     TABLE_LINKAGE_SUMMARY, TABLE_LINKAGE_USERS, UserScore, WINDOW_SECS, consistent, link, read_anonymity_sets,
     read_linkage_summary, summarise, user_scores, write_linkage_tables,
 };
-pub use metrics::{ExposureShares, RunMetrics};
+pub use metrics::{ExposureShares, LinkageMetrics, RunMetrics};
 pub use records::SystemInfo;
 pub use sessions::{SIZE_BUCKET_EDGES, TLS_CLIENT_OVERHEAD_BYTES, TLS_MESSAGE_MIN_CLIENT_BYTES};
 pub use stats::{CONFIDENCE, MeanCi, relative_error, share, t_quantile};

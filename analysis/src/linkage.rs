@@ -79,6 +79,9 @@ pub struct OutboundMessage {
     /// Read in plaintext: `MAIL FROM` and `Message-ID`.
     pub mail_from: Option<String>,
     pub msg_id: Option<String>,
+    /// Read in plaintext: the scenario's systems whose domains the `To` and `Cc` headers name
+    /// (every recipient but `Bcc`'s), empty when none is read.
+    pub named_systems: BTreeSet<String>,
     /// Ground truth, for scoring only.
     pub message_id: Option<String>,
 }
@@ -116,6 +119,14 @@ pub fn consistent(a: &AccessMessage, o: &OutboundMessage, rule: &LinkageRule) ->
     in_time && in_size && from_ok && id_ok
 }
 
+/// Whether the plaintext hop `o` carries the message `a` by its Message-ID, read on both lines.
+fn identified(a: &AccessMessage, o: &OutboundMessage) -> bool {
+    match (&a.msg_id, &o.msg_id) {
+        (Some(x), Some(y)) => !o.tls && x.trim() == y.trim(),
+        _ => false,
+    }
+}
+
 /// An address compared the way SMTP compares it in practice: without `<>` and case.
 fn address_key(s: &str) -> String {
     s.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase()
@@ -146,10 +157,22 @@ pub fn link(access: &[AccessMessage], outbound: &[OutboundMessage], rule: &Linka
     access
         .iter()
         .map(|a| {
-            let candidates: Vec<usize> = by_system
+            let mut candidates: Vec<usize> = by_system
                 .get(a.system.as_str())
                 .map(|v| v.iter().copied().filter(|&i| consistent(a, &outbound[i], rule)).collect())
                 .unwrap_or_default();
+            // A plaintext hop that the Message-ID read on the access line identifies shows the
+            // message's To and Cc: the systems they name are its recipients' (Bcc's aside), so
+            // every candidate to another system, STARTTLS ones included, is dropped.
+            let named: BTreeSet<&String> = candidates
+                .iter()
+                .map(|&i| &outbound[i])
+                .filter(|o| identified(a, o))
+                .flat_map(|o| o.named_systems.iter())
+                .collect();
+            if !named.is_empty() {
+                candidates.retain(|&i| named.contains(&outbound[i].receiver_system));
+            }
             let mut systems: BTreeMap<String, usize> = BTreeMap::new();
             for &i in &candidates {
                 *systems.entry(outbound[i].receiver_system.clone()).or_default() += 1;
@@ -314,7 +337,8 @@ pub fn write_linkage_tables(layout: &RunLayout) -> Result<Option<Vec<LinkageSumm
 }
 
 /// A transaction read in plaintext: its time, `MAIL FROM` and `Message-ID`.
-type Read = (f64, Option<String>, Option<String>);
+/// A plaintext transaction as read: time, MAIL FROM, Message-ID, systems named by To and Cc.
+type Read = (f64, Option<String>, Option<String>, BTreeSet<String>);
 
 /// What the matching needs, read from the run's tables.
 struct Inputs {
@@ -355,9 +379,20 @@ fn read_inputs(layout: &RunLayout, users: &HashMap<String, &records::AccessTap>)
     let t = TableRef { df: &tx, path: &tx_path };
     let (uids, ts, from, ids) =
         (t.strings("uid")?, t.floats("ts")?, t.opt_strings("mailfrom")?, t.opt_strings("msg_id")?);
+    let (to, cc) = (string_lists(&t, "to")?, string_lists(&t, "cc")?);
+    let by_domain: HashMap<String, &str> =
+        systems.iter().map(|s| (s.domain.to_ascii_lowercase(), s.name.as_str())).collect();
+    let named = |to: &[String], cc: &[String]| -> BTreeSet<String> {
+        to.iter()
+            .chain(cc)
+            .filter_map(|addr| header_domain(addr))
+            .filter_map(|d| by_domain.get(&d).map(|s| s.to_string()))
+            .collect()
+    };
     let mut read: HashMap<String, Vec<Read>> = HashMap::new();
-    for (((u, ts), f), id) in uids.into_iter().zip(ts).zip(from).zip(ids) {
-        read.entry(u.unwrap_or_default()).or_default().push((ts.unwrap_or_default(), f, id));
+    for (i, (((u, ts), f), id)) in uids.into_iter().zip(ts).zip(from).zip(ids).enumerate() {
+        let names = named(to.get(i).map_or(&[][..], Vec::as_slice), cc.get(i).map_or(&[][..], Vec::as_slice));
+        read.entry(u.unwrap_or_default()).or_default().push((ts.unwrap_or_default(), f, id, names));
     }
     for v in read.values_mut() {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -417,6 +452,7 @@ fn read_inputs(layout: &RunLayout, users: &HashMap<String, &records::AccessTap>)
                     tls: used_tls,
                     mail_from: seen.and_then(|p| p.1.clone()),
                     msg_id: seen.and_then(|p| p.2.clone()),
+                    named_systems: seen.map(|p| p.3.clone()).unwrap_or_default(),
                     message_id: truth_of(k),
                 });
             }
@@ -461,6 +497,18 @@ fn read_inputs(layout: &RunLayout, users: &HashMap<String, &records::AccessTap>)
         })
         .collect();
     Ok(Inputs { access, outbound, truth, classes })
+}
+
+/// The domain of an address as a To or Cc header gives it (`Name <user@Domain>` or
+/// `user@domain`), lower case; `None` without an `@`.
+fn header_domain(addr: &str) -> Option<String> {
+    let inner = match (addr.rfind('<'), addr.rfind('>')) {
+        (Some(l), Some(r)) if l < r => addr.get(l + 1..r)?,
+        _ => addr,
+    };
+    let (_, domain) = inner.trim().rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
 }
 
 /// A list-of-u64 column, one vector per row (null rows empty).
@@ -612,6 +660,7 @@ mod tests {
             tls,
             mail_from: None,
             msg_id: None,
+            named_systems: BTreeSet::new(),
             message_id: Some(id.into()),
         }
     }
@@ -719,5 +768,45 @@ mod tests {
         assert!(links[0].candidates.is_empty() && links[0].entropy_bits.is_none());
         let scores = user_scores(&a, &links, &[BTreeSet::from(["b".to_string()])], &["tls".into()]);
         assert_eq!((scores[0].precision, scores[0].recall), (None, Some(0.0)));
+    }
+
+    /// To and Cc read on an identified plaintext hop. dan@c sends m5 (plaintext access line,
+    /// Message-ID <m5@c>, 3000 bytes at t=400) to b and d. Observations of c, all within the
+    /// window and size rule: 0: c→b t=400.2 3200 plain, <m5@c>, To names b.example and
+    /// "D <x@D.Example.>" (systems b and d); 1: c→d t=400.3 3180 TLS (m5's other hop);
+    /// 2: c→e t=400.4 3150 TLS (another user's message). Without the headers all three are
+    /// candidates (TLS hops cannot be told apart): guesses {b, d, e}, precision 2/3. With them,
+    /// e is not named: {0, 1}, guesses {b, d}, precision 1. A To naming a domain outside the
+    /// scenario names no system and changes nothing.
+    #[test]
+    fn to_and_cc_of_an_identified_plaintext_hop_narrow_the_set() {
+        let mut m5 = access("dan@c", "c", 400.0, 3000, "m5");
+        m5.tls = false;
+        m5.msg_id = Some("<m5@c>".into());
+        let plain = |named: &[&str]| OutboundMessage {
+            mail_from: Some("<dan@c>".into()),
+            msg_id: Some(" <m5@c>".into()),
+            named_systems: named.iter().map(|s| s.to_string()).collect(),
+            ..hop("c", "b", 400.2, 3200, false, "m5")
+        };
+        let tls = [hop("c", "d", 400.3, 3180, true, "m5"), hop("c", "e", 400.4, 3150, true, "other")];
+        let run = |first: OutboundMessage| {
+            let outbound = [vec![first], tls.to_vec()].concat();
+            link(std::slice::from_ref(&m5), &outbound, &LinkageRule::default()).remove(0)
+        };
+        let blind = run(plain(&[]));
+        assert_eq!(blind.candidates, [0, 1, 2]);
+        let read = run(plain(&["b", "d"]));
+        assert_eq!(read.candidates, [0, 1]);
+        assert_eq!(read.systems.keys().collect::<Vec<_>>(), ["b", "d"]);
+        assert_eq!(read.true_candidates, 2);
+        // A hop whose Message-ID differs identifies nothing: its headers are not used.
+        let mut other = plain(&["b"]);
+        other.msg_id = Some("<other@c>".into());
+        assert_eq!(run(other).candidates, [1, 2], "the other Message-ID's hop is no candidate");
+
+        assert_eq!(header_domain("D <x@D.Example.>").as_deref(), Some("d.example"));
+        assert_eq!(header_domain("b@b.example").as_deref(), Some("b.example"));
+        assert_eq!(header_domain("undisclosed-recipients:;"), None);
     }
 }

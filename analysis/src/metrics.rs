@@ -109,6 +109,39 @@ pub struct RunMetrics {
     /// What the countermeasures cost: cover traffic's bytes, delivery latency.
     #[serde(default)]
     pub costs: crate::costs::CountermeasureCosts,
+    /// What size and timing still link users to the systems they wrote to, over the messages of
+    /// tapped access lines whose every hop used STARTTLS (`analysis/linkage_summary`, scope
+    /// `tls`); all `None` for a run without access taps.
+    #[serde(default)]
+    pub linkage: LinkageMetrics,
+}
+
+/// The `tls` row of `analysis/linkage_summary`, as `link_*` columns of `analysis/summary`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkageMetrics {
+    /// Tapped access-line messages whose hops were all STARTTLS.
+    pub messages: Option<u64>,
+    pub median_anonymity_set: Option<f64>,
+    pub mean_entropy_bits: Option<f64>,
+    /// User→system guesses: correct over guessed (precision) and over true (recall), pooled.
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+}
+
+impl LinkageMetrics {
+    /// The `tls` row of a run's linkage summary (empty when there is none).
+    pub fn from_summary(rows: &[crate::LinkageSummary]) -> LinkageMetrics {
+        rows.iter()
+            .find(|r| r.scope == "tls")
+            .map(|r| LinkageMetrics {
+                messages: Some(r.messages),
+                median_anonymity_set: r.median_anonymity_set,
+                mean_entropy_bits: r.mean_entropy_bits,
+                precision: r.precision,
+                recall: r.recall,
+            })
+            .unwrap_or_default()
+    }
 }
 
 fn shares_columns(prefix: &str, rows: &[RunMetrics], pick: fn(&RunMetrics) -> &ExposureShares) -> Vec<Column> {
@@ -184,6 +217,12 @@ impl RunMetrics {
             of("delivery_latency_p50", |r| r.costs.delivery_latency_p50),
             of("delivery_latency_p99", |r| r.costs.delivery_latency_p99),
             of("delivery_latency_max", |r| r.costs.delivery_latency_max),
+            of("wire_per_mail_byte", |r| r.costs.wire_per_mail_byte),
+            ou("link_messages", |r| r.linkage.messages),
+            of("link_median_anonymity_set", |r| r.linkage.median_anonymity_set),
+            of("link_mean_entropy_bits", |r| r.linkage.mean_entropy_bits),
+            of("link_precision", |r| r.linkage.precision),
+            of("link_recall", |r| r.linkage.recall),
         ]);
         DataFrame::new(cols)
     }
@@ -256,6 +295,16 @@ impl RunMetrics {
             of0("delivery_latency_p99")?,
             of0("delivery_latency_max")?,
         );
+        // Summaries written before the wire overhead and linkage columns: nulls.
+        let oc0n = |name: &str| if has(name) { t.opt_counts(name) } else { Ok(vec![None; df.height()]) };
+        let wpm = of0("wire_per_mail_byte")?;
+        let (lm, lset, lent, lp, lr) = (
+            oc0n("link_messages")?,
+            of0("link_median_anonymity_set")?,
+            of0("link_mean_entropy_bits")?,
+            of0("link_precision")?,
+            of0("link_recall")?,
+        );
         Ok((0..df.height())
             .map(|i| RunMetrics {
                 scenario: scenario[i].clone().unwrap_or_default(),
@@ -304,6 +353,14 @@ impl RunMetrics {
                     delivery_latency_p50: l50[i],
                     delivery_latency_p99: l99[i],
                     delivery_latency_max: lmax[i],
+                    wire_per_mail_byte: wpm[i],
+                },
+                linkage: LinkageMetrics {
+                    messages: lm[i],
+                    median_anonymity_set: lset[i],
+                    mean_entropy_bits: lent[i],
+                    precision: lp[i],
+                    recall: lr[i],
                 },
             })
             .collect())

@@ -29,7 +29,7 @@ pub use records::{SweepEntry, SweepFile};
 pub type MetricGetter = fn(&RunMetrics) -> Option<f64>;
 
 /// The metrics summarised per point, as (column of `analysis/summary`, how to read it).
-pub const SWEEP_METRICS: [(&str, MetricGetter); 15] = [
+pub const SWEEP_METRICS: [(&str, MetricGetter); 24] = [
     ("share_content", |r| r.hop_shares.content),
     ("share_headers", |r| r.hop_shares.headers),
     ("share_envelope", |r| r.hop_shares.envelope),
@@ -43,8 +43,17 @@ pub const SWEEP_METRICS: [(&str, MetricGetter); 15] = [
     ("linkable_share", |r| r.linkable_share),
     ("messages_est_rel_err", |r| r.messages_est_rel_err),
     ("bytes_est_rel_err", |r| r.bytes_est_rel_err),
+    ("messages_est_abs_err", |r| r.messages_est_rel_err.map(f64::abs)),
     ("hop_messages", |r| Some(r.hop_messages as f64)),
     ("messages_crossing", |r| Some(r.messages_crossing as f64)),
+    ("cover_wire_share", |r| r.costs.cover_wire_share),
+    ("wire_per_mail_byte", |r| r.costs.wire_per_mail_byte),
+    ("delivery_latency_p50", |r| r.costs.delivery_latency_p50),
+    ("delivery_latency_p99", |r| r.costs.delivery_latency_p99),
+    ("link_median_anonymity_set", |r| r.linkage.median_anonymity_set),
+    ("link_mean_entropy_bits", |r| r.linkage.mean_entropy_bits),
+    ("link_precision", |r| r.linkage.precision),
+    ("link_recall", |r| r.linkage.recall),
 ];
 
 /// One metric of one point over its seeds.

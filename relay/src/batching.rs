@@ -74,6 +74,7 @@ impl Batcher {
                 max_rounds: opts.pool_max_rounds.max(1),
                 seed: opts.seed,
             }),
+            BatchMode::None => Mode::Off,
             _ if opts.batch_size == 0 && interval.is_zero() => Mode::Off,
             _ => Mode::Threshold { size: opts.batch_size, interval },
         };
@@ -325,6 +326,28 @@ mod tests {
                 seen.push(waiting(&b));
             }
             assert_eq!(seen, [8, 4, 2, 1, 0]);
+        });
+    }
+
+    /// `batch_mode = "none"` holds nothing even with the size and interval that would make
+    /// `threshold` hold: each hold returns at once and nothing waits in the batcher.
+    #[test]
+    fn none_holds_nothing_whatever_size_and_interval_say() {
+        rt().block_on(async {
+            let opts = DeliveryOptions {
+                batch_mode: BatchMode::None,
+                batch_size: 4,
+                batch_interval: 30.0,
+                ..Default::default()
+            };
+            let b = Batcher::new(&opts);
+            for i in 0..3 {
+                // A held delivery would wait 30 s; one released at once finishes well within 5.
+                tokio::time::timeout(Duration::from_secs(5), b.hold("d", &format!("m{i}")))
+                    .await
+                    .expect("batch_mode none released the delivery at once");
+            }
+            assert!(b.held.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
         });
     }
 }

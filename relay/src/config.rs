@@ -265,6 +265,9 @@ pub enum BatchMode {
     /// The whole batch goes when `batch_size` deliveries wait or `batch_interval` has passed.
     #[default]
     Threshold,
+    /// Nothing is held, whatever `batch_size` and `batch_interval` say: a sweep's baseline
+    /// beside `pool` with the same interval.
+    None,
     /// A timed pool mix (Serjantov and Danezis's "timed dynamic pool"): see `pool_*`.
     Pool,
 }

@@ -210,3 +210,58 @@ fn attack_heatmap_cells_are_the_matrix_shares() {
     assert_eq!(map.matrices[2].values[1][1], Some(1.0), "0.75 deferred + 0.25 bounced");
     assert_eq!(map.matrices[3].values[1][1], Some(0.75));
 }
+
+/// A sweep point with the given means (one seed each), for the leak-versus-cost figure.
+fn cost_point(name: &str, values: &[(&str, f64)]) -> analysis::PointSummary {
+    analysis::PointSummary {
+        point: name.to_string(),
+        index: 0,
+        params: serde_json::Map::new(),
+        x: None,
+        seeds: vec![1],
+        metrics: values
+            .iter()
+            .map(|(m, v)| analysis::MetricStat { metric: m.to_string(), ci: analysis::MeanCi::of(&[Some(*v)]) })
+            .collect(),
+    }
+}
+
+#[test]
+fn frontier_marks_each_point_at_its_cost_and_joins_the_unbeaten_ones() {
+    // Three countermeasure settings, worked by hand: none (cheap, the count exact, linkage 90%
+    // right), padding (dearer in bytes, the count still exact, linkage 20%), cover + pool (dearest,
+    // the count 80% off, linkage 10%).
+    let row = |wire: f64, p99: f64, err: f64, precision: f64| {
+        [("wire_per_mail_byte", wire), ("delivery_latency_p99", p99), ("messages_est_abs_err", err), ("link_precision", precision)]
+    };
+    let mut sweep = analysis::SweepSummary {
+        name: "cm".into(),
+        keys: vec!["systems.0.delivery.padding".into()],
+        x_key: None,
+        points: vec![
+            cost_point("none", &row(1.1, 0.2, 0.0, 0.9)),
+            cost_point("padding", &row(1.4, 0.3, 0.0, 0.2)),
+            cost_point("all", &row(2.0, 2.5, 0.8, 0.1)),
+        ],
+        runs: Vec::new(),
+        run_dirs: Vec::new(),
+        tls_cost: Vec::new(),
+        missing: Vec::new(),
+    };
+    let chart = figures::frontier_chart(&sweep).expect("a countermeasures sweep has the figure");
+    for (panel, costs) in [(&chart.top, [1.1, 1.4, 2.0]), (&chart.bottom, [0.2, 0.3, 2.5])] {
+        let s = &panel.series;
+        assert_eq!(s.len(), 4, "markers and frontier for each of the two leak measures");
+        assert_eq!(s[0].points, vec![(costs[0], 0.0), (costs[1], 0.0), (costs[2], 0.8)]);
+        // Padding's exact count is no better than the cheaper baseline's: off the frontier.
+        assert_eq!(s[1].points, vec![(costs[0], 0.0), (costs[2], 0.8)]);
+        assert_eq!(s[2].points, vec![(costs[0], 0.9), (costs[1], 0.2), (costs[2], 0.1)]);
+        assert_eq!(s[3].points, s[2].points, "each dearer point leaks less: all on the frontier");
+        let (x_labels, y_labels) = panel.tick_labels();
+        assert_labels_distinct("frontier x", &x_labels);
+        assert_labels_distinct("frontier y", &y_labels);
+    }
+    // A sweep that varies no countermeasure has no such figure.
+    sweep.keys = vec!["population.starttls_share".into()];
+    assert!(figures::frontier_chart(&sweep).is_none());
+}

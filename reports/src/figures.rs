@@ -556,6 +556,107 @@ pub fn linkage_chart(sets: &[(String, u64)]) -> GroupedBarChart {
     }
 }
 
+/// Whether a sweep varies a countermeasure: a swept key under a system's `delivery` table
+/// (padding, batching, pool mix, cover traffic, connection reuse), the only knobs whose cost
+/// the leak-versus-cost figure is about.
+pub fn sweeps_countermeasures(sweep: &SweepSummary) -> bool {
+    sweep.keys.iter().any(|k| k.contains(".delivery."))
+}
+
+/// The points of `points` that no other point beats: cheaper or as cheap and leaking less
+/// (`better(a, b)`: leak `a` is better than leak `b`). Sorted by cost; a point is kept when it
+/// is strictly better than every cheaper point kept before it. Points are (cost, leak).
+pub fn pareto_front(points: &[(f64, f64)], better: fn(f64, f64) -> bool) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    // Equal costs: the better leak first, so the worse one at the same cost is dropped.
+    sorted.sort_by(|a, b| {
+        a.0.total_cmp(&b.0).then(if better(a.1, b.1) {
+            std::cmp::Ordering::Less
+        } else if better(b.1, a.1) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        })
+    });
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for p in sorted {
+        if front.last().is_none_or(|last| better(p.1, last.1)) {
+            front.push(p);
+        }
+    }
+    front
+}
+
+/// The leak-versus-cost figure of a countermeasures sweep: one marker per sweep point (means
+/// over seeds) for each leak measure, against the bytes on the wire per byte of mail (top) and
+/// the 99th-percentile delivery latency (bottom), with each measure's frontier (the points no
+/// cheaper point beats) dashed. Leak measures: the eavesdropper's message-count error
+/// (|relative error| of `messages_est`; higher hides more) and, when the runs tap access lines,
+/// the precision of its user→system guesses on STARTTLS hops (lower hides more). `None` for a
+/// sweep that varies no countermeasure.
+pub fn frontier_chart(sweep: &SweepSummary) -> Option<Stack<LineChart, LineChart>> {
+    if !sweeps_countermeasures(sweep) {
+        return None;
+    }
+    let mean = |p: &analysis::PointSummary, metric: &str| p.metric(metric).and_then(|c| c.mean);
+    let panel = |cost: &str, title: &str, x_desc: &str, x_text: fn(f64) -> String| {
+        let mut series = Vec::new();
+        let leaks: [(&str, &str, RGBColor, fn(f64, f64) -> bool); 2] = [
+            ("messages_est_abs_err", "message-count error (higher hides more)", SEEN_COLOR, |a, b| a > b),
+            ("link_precision", "user→system linkage precision (lower hides more)", TRUTH_COLOR, |a, b| a < b),
+        ];
+        for (metric, label, color, better) in leaks {
+            let points: Vec<(f64, f64)> =
+                sweep.points.iter().filter_map(|p| Some((mean(p, cost)?, mean(p, metric)?))).collect();
+            if points.is_empty() {
+                continue;
+            }
+            let front = pareto_front(&points, better);
+            series.push(Curve {
+                label: label.to_string(),
+                color,
+                stroke: Stroke::None,
+                markers: true,
+                points,
+                band: Vec::new(),
+            });
+            series.push(Curve {
+                label: "its frontier".to_string(),
+                color,
+                stroke: Stroke::Dashed,
+                markers: false,
+                points: front,
+                band: Vec::new(),
+            });
+        }
+        LineChart {
+            title: title.to_string(),
+            x_desc: x_desc.to_string(),
+            y_desc: "leak measure (mean over seeds)".to_string(),
+            series,
+            y_range: None,
+            y_text: share_text,
+            x_text,
+            empty: "No point of this sweep has both the cost and a leak measure.".to_string(),
+            band_label: None,
+        }
+    };
+    Some(Stack {
+        top: panel(
+            "wire_per_mail_byte",
+            "Leak against cost: bytes on the wire per byte of mail (one marker per sweep point)",
+            "bytes on the wire per byte of mail (cover and padding included)",
+            number_text,
+        ),
+        bottom: panel(
+            "delivery_latency_p99",
+            "Leak against cost: 99th-percentile delivery latency",
+            "delivery latency, 99th percentile, submission to mailbox",
+            seconds_text,
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,6 +687,20 @@ mod tests {
         assert_eq!(total(&fig.matrices[2]), truth as f64 * 10.0);
         assert_eq!(fig.matrices[0].values[0][1], Some(1000.0), "s00 -> s01 in its own cell");
         assert!(fig.title.contains("23 busiest"), "{}", fig.title);
+    }
+
+    #[test]
+    fn pareto_front_worked_by_hand() {
+        // (cost, leak) with higher leak better: (1, 0.1) kept; (2, 0.05) beaten by a cheaper
+        // point; (2, 0.3) kept (the better of the two at cost 2); (3, 0.3) no better; (4, 0.9)
+        // kept.
+        let pts = [(3.0, 0.3), (2.0, 0.05), (1.0, 0.1), (4.0, 0.9), (2.0, 0.3)];
+        assert_eq!(pareto_front(&pts, |a, b| a > b), vec![(1.0, 0.1), (2.0, 0.3), (4.0, 0.9)]);
+        // Lower leak better: (1, 0.1); (2, 0.05) leaks less (the worse (2, 0.3) is dropped);
+        // nothing dearer leaks less than 0.05.
+        assert_eq!(pareto_front(&pts, |a, b| a < b), vec![(1.0, 0.1), (2.0, 0.05)]);
+        let pts = [(1.0, 0.8), (2.0, 0.5), (3.0, 0.6), (5.0, 0.2), (f64::NAN, 0.0)];
+        assert_eq!(pareto_front(&pts, |a, b| a < b), vec![(1.0, 0.8), (2.0, 0.5), (5.0, 0.2)]);
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub const ATTACK_HEATMAP: &str = "Each row is the outbound TLS policy of the sen
     copies; a dash: no copy fell in it. Read together: a defense works where the first panel is pale; what it costs \
     shows in the third; whether the victim would notice, in the fourth.";
 
+/// The caption of the sweep's leak-versus-cost figure.
+pub const FRONTIER: &str = "Each marker is a sweep point (mean over its seeds): what the eavesdropper still \
+    gets wrong or right against what the countermeasures cost. The message-count error is the relative error of \
+    its count of messages from TLS record shapes (cover traffic inflates it: higher hides more); the linkage \
+    precision is the share of its user→system guesses that were right, on tapped access lines whose hops were all \
+    STARTTLS (lower hides more). Costs: bytes on the wire per byte of mail carried (top), and the 99th-percentile \
+    delay from submission to mailbox (bottom). The dashed line joins the points no cheaper point beats.";
+
 /// The caption of the sweep's effort curves.
 pub const EFFORT: &str = "The 1997 proposal bet that an active attacker cannot read mail \"on a grand scale\". Each \
     point is a sweep point: the share of the scenario's domains whose MX an attacker intercepts (its effort) against \
@@ -302,6 +310,12 @@ pub fn sweep_html(sweep: &SweepSummary, provenance: &Provenance, context: &Sweep
         page.h2("Active attackers: the grand-scale curve");
         page.figure(svg, EFFORT);
         page.raw(&tables::effort(&context.effort).html());
+    }
+
+    if let Some(svg) = figures.get("frontier") {
+        page.h2("Countermeasures: leak against cost");
+        page.figure(svg, FRONTIER);
+        page.raw(&tables::frontier(sweep).html());
     }
 
     page.h2("Runs");

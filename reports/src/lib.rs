@@ -90,6 +90,10 @@ pub fn render_sweep(sweep_dir: &Path, provenance: &Provenance) -> Result<PathBuf
         figs.push("effort", write_chart(&chart, &report_dir, "effort")?);
     }
 
+    if let Some(chart) = figures::frontier_chart(&sweep) {
+        figs.push("frontier", write_chart(&chart, &report_dir, "frontier")?);
+    }
+
     let mut context = SweepContext::load(sweep_dir, &sweep);
     context.effort = effort;
     let index = report_dir.join("index.html");

@@ -12,6 +12,8 @@ use crate::fonts::FAMILY;
 pub enum Stroke {
     Solid,
     Dashed,
+    /// Markers only: points with no order between them (a scatter).
+    None,
 }
 
 pub struct Curve {
@@ -93,7 +95,12 @@ impl Chart for LineChart {
             .iter()
             .map(|s| {
                 let c = s.color.to_rgba();
-                (s.label.clone(), if s.stroke == Stroke::Dashed { Swatch::Dashed(c) } else { Swatch::Line(c) })
+                let swatch = match s.stroke {
+                    Stroke::Solid => Swatch::Line(c),
+                    Stroke::Dashed => Swatch::Dashed(c),
+                    Stroke::None => Swatch::Box(c),
+                };
+                (s.label.clone(), swatch)
             })
             .collect();
         if let Some(label) = &self.band_label
@@ -154,6 +161,7 @@ impl Chart for LineChart {
                 Stroke::Dashed => {
                     chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 10, 6, style))?;
                 }
+                Stroke::None => {}
             }
             if s.markers {
                 chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 5, s.color.filled())))?;

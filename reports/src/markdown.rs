@@ -101,6 +101,12 @@ pub fn sweep_md(sweep: &SweepSummary, provenance: &Provenance, context: &SweepCo
         md.push_str(&format!("\n{EFFORT}\n\n"));
         md.push_str(&tables::effort(&context.effort).markdown());
     }
+    if figures.get("frontier").is_some() {
+        md.push_str("\n## Countermeasures: leak against cost\n");
+        figure(&mut md, figures, "frontier", "leak against cost per sweep point");
+        md.push_str(&format!("\n{}\n\n", crate::html::FRONTIER));
+        md.push_str(&tables::frontier(sweep).markdown());
+    }
     md.push_str("\n## Runs\n\n");
     md.push_str(&tables::runs(sweep, &context.captures, &context.reports).markdown());
     provenance_md(&mut md, &context.provenance_lines(sweep, provenance));
@@ -110,7 +116,8 @@ pub fn sweep_md(sweep: &SweepSummary, provenance: &Provenance, context: &SweepCo
 pub(crate) const LINKAGE: &str = "Some users' access lines were tapped as well as the lines between systems. For each \
 message seen on a tapped access line, the eavesdropper takes as candidates the sending system's outbound \
 observations consistent with it in time (after the submission, within 10 s) and size (the relay's Received \
-header added), and in plaintext with its MAIL FROM and Message-ID; it guesses the user wrote to every receiving \
+header added), and in plaintext with its MAIL FROM and Message-ID, keeping only the systems the To and Cc \
+headers name once a plaintext hop's Message-ID identifies the message; it guesses the user wrote to every receiving \
 system among them (ANALYSIS.md, \"Linkage across hops\").";
 
 pub(crate) const LINKAGE_FIGURE: &str = "Messages by anonymity set (the number of consistent outbound observations), \

@@ -281,6 +281,49 @@ pub fn effort(points: &[EffortPoint]) -> Table {
     )
 }
 
+/// The leak-versus-cost figure's numbers, one row per sweep point (means over seeds).
+pub fn frontier(sweep: &SweepSummary) -> Table {
+    let mean = |p: &analysis::PointSummary, m: &str| p.metric(m).and_then(|c| c.mean);
+    let num = |v: Option<f64>, digits: usize| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"));
+    let rows = sweep
+        .points
+        .iter()
+        .map(|p| {
+            vec![
+                p.params_text(),
+                p.seeds.len().to_string(),
+                num(mean(p, "wire_per_mail_byte"), 3),
+                format_share(mean(p, "cover_wire_share")),
+                num(mean(p, "delivery_latency_p50"), 2),
+                num(mean(p, "delivery_latency_p99"), 2),
+                format_rel_err(mean(p, "messages_est_rel_err")),
+                format_rel_err(mean(p, "bytes_est_rel_err")),
+                num(mean(p, "link_mean_entropy_bits"), 2),
+                format_share(mean(p, "link_precision")),
+                format_share(mean(p, "link_recall")),
+            ]
+        })
+        .collect();
+    Table::new(
+        &[
+            "Point",
+            "Seeds",
+            "Wire bytes per mail byte",
+            "Cover share of wire",
+            "Latency p50 (s)",
+            "Latency p99 (s)",
+            "Count error",
+            "Size error",
+            "Linkage entropy (bits)",
+            "Linkage precision",
+            "Linkage recall",
+        ],
+        &[false, true, true, true, true, true, true, true, true, true, true],
+        rows,
+        "No point of this sweep has been analysed.",
+    )
+}
+
 /// One row per run of a sweep; `captures[i]` is the sha256 of run i's capture, if known, and
 /// `reports[i]` the relative path of its own report, if it has one.
 pub fn runs(sweep: &SweepSummary, captures: &[Option<String>], reports: &[Option<String>]) -> Table {

@@ -68,9 +68,28 @@ pub fn csv_without(path: &Path, drop: &[&str]) -> Vec<Vec<String>> {
 const TIMING: &[(&str, &[&str])] = &[
     ("sessions", &["session_index", "started_at", "ended_at", "tap_ts", "duration"]),
     ("hops", &["hop_row", "session_index"]),
-    ("summary", &["delivery_latency_p50", "delivery_latency_p99", "delivery_latency_max"]),
+    // The linkage figures rest on when each session started (the matching window).
+    ("summary", &[
+        "delivery_latency_p50",
+        "delivery_latency_p99",
+        "delivery_latency_max",
+        "link_messages",
+        "link_median_anonymity_set",
+        "link_mean_entropy_bits",
+        "link_precision",
+        "link_recall",
+    ]),
     // A sweep's `runs` table is its runs' summaries, one row each.
-    ("runs", &["delivery_latency_p50", "delivery_latency_p99", "delivery_latency_max"]),
+    ("runs", &[
+        "delivery_latency_p50",
+        "delivery_latency_p99",
+        "delivery_latency_max",
+        "link_messages",
+        "link_median_anonymity_set",
+        "link_mean_entropy_bits",
+        "link_precision",
+        "link_recall",
+    ]),
     (
         "tls_cost",
         &[
@@ -84,8 +103,8 @@ const TIMING: &[(&str, &[&str])] = &[
 ];
 const TLS_SIZES: &[(&str, &[&str])] = &[
     ("pairs", &["bytes_seen"]),
-    ("summary", &["wire_bytes", "cover_wire_bytes", "cover_wire_share"]),
-    ("runs", &["wire_bytes", "cover_wire_bytes", "cover_wire_share"]),
+    ("summary", &["wire_bytes", "cover_wire_bytes", "cover_wire_share", "wire_per_mail_byte"]),
+    ("runs", &["wire_bytes", "cover_wire_bytes", "cover_wire_share", "wire_per_mail_byte"]),
     ("sessions", &["wire_bytes", "tls_app_bytes_resp"]),
     ("tls_cost", &["tls_wire_bytes_mean", "tls_overhead_bytes_mean", "tls_extra_bytes_mean", "wire_ratio"]),
 ];
@@ -107,8 +126,29 @@ pub fn seeded_part(path: &Path, table: &str) -> Vec<Vec<String>> {
             }
         }
     }
+    // A sweep's `points` has one row per metric: those of the columns above lose their values.
+    if table == "points"
+        && let Some(m) = rows[0].iter().position(|h| h == "metric")
+    {
+        let varying: Vec<&str> =
+            [of_table(TIMING, "summary"), of_table(TLS_SIZES, "summary")].concat();
+        let values: Vec<usize> = (0..rows[0].len())
+            .filter(|&i| ["n", "mean", "sd", "ci_low", "ci_high", "ci_half_width"].contains(&rows[0][i].as_str()))
+            .collect();
+        for row in rows.iter_mut().skip(1) {
+            if varying.contains(&row[m].as_str()) {
+                for &i in &values {
+                    row[i] = "(varies)".into();
+                }
+            }
+        }
+    }
     if ORDERED_BY_TIME.contains(&table) {
         rows[1..].sort();
     }
     rows
+}
+
+fn of_table(list: &[(&str, &'static [&'static str])], table: &str) -> &'static [&'static str] {
+    list.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[])
 }
