@@ -434,13 +434,13 @@ mod tests {
     async fn relay_resolver_finds_mx_and_a_and_nxdomain_is_empty() {
         let addr: SocketAddr = "127.0.64.53:15353".parse().expect("addr");
         let server = DnsServer::start(addr, &entries(), 60).await.expect("server");
-        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 17525).expect("resolver");
+        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 15357).expect("resolver");
         let beta = r.resolve("beta.example").await.expect("answer");
         assert_eq!(
             beta,
             vec![MxTarget {
                 host: "mx.beta.example".into(),
-                addr: "127.0.65.1:17525".parse().expect("a"),
+                addr: "127.0.65.1:15357".parse().expect("a"),
                 system: None
             }]
         );
