@@ -52,10 +52,13 @@ pub struct ReplyParser {
 }
 
 /// What the parser found in a line that is not a reply line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     /// The line does not start with three digits; it is returned as text.
+    #[error("not a reply line (no three-digit code): {0:?}")]
     Malformed(String),
+    /// The line is longer than the parser's limit: its length in bytes (so far).
+    #[error("reply line over the length limit ({0} bytes)")]
     TooLong(usize),
 }
 

@@ -6,7 +6,7 @@
 use relay::dane::Tlsa;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ScenarioError;
+use crate::error::{PkiError, ScenarioError};
 
 /// DNSSEC of one system's zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -102,13 +102,13 @@ pub fn tlsa_for(record: DaneRecord, chain_pem: &str) -> Result<Option<Tlsa>, Sce
         DaneRecord::EndEntity => (3, ders.first()),
         DaneRecord::TrustAnchor => (2, ders.last()),
     };
-    let der = der.ok_or_else(|| ScenarioError::Run("a DANE system has no certificate".into()))?;
-    Tlsa::spki_sha256(usage, der).map(Some).map_err(|e| ScenarioError::Run(format!("TLSA record: {e}")))
+    let der = der.ok_or(PkiError::NoCertificate)?;
+    Tlsa::spki_sha256(usage, der).map(Some).map_err(|e| PkiError::Tlsa(e).into())
 }
 
 fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, ScenarioError> {
     rustls_pemfile::certs(&mut pem.as_bytes())
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|e| ScenarioError::Run(format!("certificate PEM: {e}")))
+        .map_err(|e| PkiError::Pem(e).into())
 }

@@ -18,7 +18,9 @@ use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
 use hickory_server::proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_server::proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS};
-use hickory_server::proto::dnssec::{Algorithm, DigestType, DnssecSigner, PublicKeyBuf, SigningKey, TrustAnchors};
+use hickory_server::proto::dnssec::{
+    Algorithm, DigestType, DnsSecError, DnssecSigner, PublicKeyBuf, SigningKey, TrustAnchors,
+};
 use hickory_server::proto::op::Message;
 use hickory_server::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_server::proto::rr::rdata::{A, MX, NS, SOA, TLSA, TXT};
@@ -29,7 +31,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use relay::{DnsResolver, MxResolver, MxTarget, StaticResolver};
 
 use crate::dane::Dnssec;
-use crate::error::ScenarioError;
+use crate::error::{DnsError, ScenarioError};
 use crate::schema::Scenario;
 
 /// One mail domain as DNS publishes it.
@@ -168,8 +170,8 @@ impl DnsServer {
         let (catalog, anchor) = catalog(entries, extra, security, ttl)?;
         let anchor_record = anchor.as_ref().map(|(_, record)| record.clone());
         let anchor = anchor.map(|(anchors, _)| Arc::new(anchors));
-        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", &e))?;
-        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", &e))?;
+        let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|e| bind_error(addr, "UDP", e))?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| bind_error(addr, "TCP", e))?;
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 << 10);
@@ -183,8 +185,8 @@ impl DnsServer {
     }
 }
 
-fn bind_error(addr: SocketAddr, proto: &str, e: &std::io::Error) -> ScenarioError {
-    let fix = match e.kind() {
+fn bind_error(addr: SocketAddr, protocol: &'static str, source: std::io::Error) -> ScenarioError {
+    let fix = match source.kind() {
         std::io::ErrorKind::PermissionDenied => {
             "ports below 1024 need root or CAP_NET_BIND_SERVICE: set network.dns_port to 1024 or above \
              (e.g. 5353), or run as root"
@@ -197,7 +199,7 @@ fn bind_error(addr: SocketAddr, proto: &str, e: &std::io::Error) -> ScenarioErro
         }
         _ => "set network.dns_address and network.dns_port to a free address and port, or network.dns = \"in-process\"",
     };
-    ScenarioError::Run(format!("cannot start the scenario's DNS server on {addr} ({proto}): {e}; {fix}"))
+    DnsError::Bind { addr, protocol, source, fix }.into()
 }
 
 /// The zones, answering a DS query from the parent side of the zone cut (RFC 4035 §3.1.4.1):
@@ -231,7 +233,7 @@ fn catalog(
 ) -> Result<(Zones, Option<(TrustAnchors, String)>), ScenarioError> {
     let name = |text: &str| {
         let fq = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
-        Name::from_ascii(&fq).map_err(|e| ScenarioError::Run(format!("{text:?} is not a DNS name: {e}")))
+        Name::from_ascii(&fq).map_err(|source| ScenarioError::from(DnsError::Name { name: text.to_string(), source }))
     };
     let security_of = |domain: &str| security.iter().find(|z| z.domain.eq_ignore_ascii_case(domain));
     let signing = security.iter().any(|z| z.dnssec != Dnssec::Unsigned);
@@ -253,8 +255,8 @@ fn catalog(
                 origin.clone(),
                 SIGNATURE_LIFETIME,
             );
-            z.add_zone_signing_key_mut(signer).map_err(|e| dnssec_error(origin, &e))?;
-            z.secure_zone_mut().map_err(|e| dnssec_error(origin, &e))?;
+            z.add_zone_signing_key_mut(signer).map_err(|e| dnssec_error(origin, e))?;
+            z.secure_zone_mut().map_err(|e| dnssec_error(origin, e))?;
         }
         Ok::<_, ScenarioError>(z)
     };
@@ -296,7 +298,7 @@ fn catalog(
             if let Some(key) = &key {
                 // The parent vouches for this key; a bogus zone then signs with another one.
                 let ds =
-                    DS::from_key(&key.public()?, &domain, DigestType::SHA256).map_err(|e| dnssec_error(&domain, &e))?;
+                    DS::from_key(&key.public()?, &domain, DigestType::SHA256).map_err(|e| dnssec_error(&domain, e))?;
                 delegations.push(Record::from_rdata(domain.clone(), ttl, RData::DNSSEC(DNSSECRData::DS(ds))));
             }
         }
@@ -333,21 +335,20 @@ impl ZoneKey {
     fn new() -> Result<ZoneKey, ScenarioError> {
         EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256)
             .map(ZoneKey)
-            .map_err(|e| ScenarioError::Run(format!("DNSSEC key generation failed: {e}")))
+            .map_err(|e| DnsError::KeyGeneration(e).into())
     }
 
     fn signing(&self) -> Result<EcdsaSigningKey, ScenarioError> {
-        EcdsaSigningKey::from_pkcs8(&self.0, Algorithm::ECDSAP256SHA256)
-            .map_err(|e| ScenarioError::Run(format!("DNSSEC key: {e}")))
+        EcdsaSigningKey::from_pkcs8(&self.0, Algorithm::ECDSAP256SHA256).map_err(|e| DnsError::Key(e).into())
     }
 
     fn public(&self) -> Result<PublicKeyBuf, ScenarioError> {
-        self.signing()?.to_public_key().map_err(|e| ScenarioError::Run(format!("DNSSEC public key: {e}")))
+        self.signing()?.to_public_key().map_err(|e| DnsError::PublicKey(e).into())
     }
 }
 
-fn dnssec_error(zone: &Name, e: &dyn std::fmt::Display) -> ScenarioError {
-    ScenarioError::Run(format!("signing zone {zone}: {e}"))
+fn dnssec_error(zone: &Name, source: DnsSecError) -> ScenarioError {
+    DnsError::Signing { zone: zone.to_string(), source }.into()
 }
 
 /// One DNS message the tap saw on the DNS server's port (`tap/dns.jsonl`).
@@ -358,7 +359,7 @@ pub use records::DnsSighting;
 pub fn sightings(pcap: &Path, server: SocketAddr) -> Result<Vec<DnsSighting>, ScenarioError> {
     let file = std::fs::File::open(pcap).map_err(ScenarioError::io(pcap.display().to_string()))?;
     let mut reader = tap::pcapfile::Reader::new(std::io::BufReader::new(file))
-        .map_err(|e| ScenarioError::Run(format!("{}: {e:?}", pcap.display())))?;
+        .map_err(|source| ScenarioError::CaptureFile { path: pcap.to_path_buf(), source })?;
     let mut out = Vec::new();
     // A damaged tail ends the reading; what came before is kept (the SMTP dissection reports it).
     while let Ok(Some(p)) = reader.next_packet() {
@@ -372,7 +373,7 @@ pub fn sightings(pcap: &Path, server: SocketAddr) -> Result<Vec<DnsSighting>, Sc
 /// Writes `tap/dns.jsonl` from the capture and returns how many messages it holds.
 pub fn write_sightings(run_dir: &Path, server: SocketAddr) -> Result<usize, ScenarioError> {
     let seen = sightings(&run_dir.join("capture.pcap"), server)?;
-    records::write_jsonl(&run_dir.join("tap/dns.jsonl"), &seen).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("tap/dns.jsonl"), &seen)?;
     Ok(seen.len())
 }
 
@@ -433,13 +434,13 @@ mod tests {
     async fn relay_resolver_finds_mx_and_a_and_nxdomain_is_empty() {
         let addr: SocketAddr = "127.0.64.53:15353".parse().expect("addr");
         let server = DnsServer::start(addr, &entries(), 60).await.expect("server");
-        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 17525).expect("resolver");
+        let r = DnsResolver::new(addr, Some("127.0.64.1".parse().expect("ip")), 15357).expect("resolver");
         let beta = r.resolve("beta.example").await.expect("answer");
         assert_eq!(
             beta,
             vec![MxTarget {
                 host: "mx.beta.example".into(),
-                addr: "127.0.65.1:17525".parse().expect("a"),
+                addr: "127.0.65.1:15357".parse().expect("a"),
                 system: None
             }]
         );
@@ -507,7 +508,31 @@ mod tests {
     async fn bind_failure_names_address_and_fix() {
         let addr: SocketAddr = "127.0.64.54:15355".parse().expect("addr");
         let _taken = tokio::net::UdpSocket::bind(addr).await.expect("bind");
-        let e = DnsServer::start(addr, &entries(), 60).await.err().expect("address in use").to_string();
-        assert!(e.contains("127.0.64.54:15355") && e.contains("network.dns_port"), "{e}");
+        let e = DnsServer::start(addr, &entries(), 60).await.err().expect("address in use");
+        let text = e.to_string();
+        match e {
+            ScenarioError::Dns(DnsError::Bind { addr: at, protocol, source, .. }) => {
+                assert_eq!((at, protocol, source.kind()), (addr, "UDP", std::io::ErrorKind::AddrInUse));
+            }
+            e => panic!("expected a bind error, got {e}"),
+        }
+        assert!(text.contains("127.0.64.54:15355") && text.contains("network.dns_port"), "{text}");
+    }
+
+    /// A file that is not a capture is named, with the reader's own reason as the source.
+    #[test]
+    fn sightings_of_a_file_that_is_no_capture_name_it() {
+        let path = std::env::temp_dir().join(format!("smtplab-dns-not-pcap-{}.pcap", std::process::id()));
+        std::fs::write(&path, b"this is text, not a capture\n").expect("write");
+        let e = sightings(&path, "127.0.64.53:53".parse().expect("addr")).expect_err("not a capture");
+        let text = e.to_string();
+        let _ = std::fs::remove_file(&path);
+        match e {
+            ScenarioError::CaptureFile { path: named, source: tap::pcapfile::ReadError::NotCapture(_) } => {
+                assert_eq!(named, path);
+            }
+            e => panic!("expected CaptureFile, got {e}"),
+        }
+        assert!(text.starts_with(&path.display().to_string()) && text.contains("not a pcap or pcapng file"), "{text}");
     }
 }

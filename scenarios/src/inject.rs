@@ -11,7 +11,7 @@ use relay::transport::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::ScenarioError;
+use crate::error::{ScenarioError, SubmissionError};
 
 /// One message to submit.
 pub struct Submission<'a> {
@@ -75,8 +75,8 @@ impl Submitter {
         };
         let tcp = tokio::time::timeout(TIMEOUT, connect)
             .await
-            .map_err(|_| ScenarioError::Run(format!("submission to {server}: connect timed out")))?
-            .map_err(ScenarioError::io(format!("submission to {server}")))?;
+            .map_err(|_| SubmissionError::ConnectTimeout { server })?
+            .map_err(|source| SubmissionError::Io { server, source })?;
         let _ = tcp.set_nodelay(true);
         let mut s = Self { tcp: Transport::Plain(tcp), replies: ReplyParser::new(4096), server };
         s.expect(220, "greeting").await?;
@@ -85,15 +85,14 @@ impl Submitter {
             && Capabilities::from_reply(&caps).starttls()
         {
             s.command("STARTTLS", 220).await?;
-            let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone()).map_err(|e| {
-                ScenarioError::Run(format!("submission to {server}: bad name {}: {e}", tls.server_name))
-            })?;
-            let tcp = s.tcp.take_plain().ok_or_else(|| ScenarioError::Run("STARTTLS twice".into()))?;
+            let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+                .map_err(|source| SubmissionError::ServerName { server, name: tls.server_name.clone(), source })?;
+            let tcp = s.tcp.take_plain().ok_or(SubmissionError::AlreadyTls { server })?;
             let stream =
                 tokio::time::timeout(TIMEOUT, tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, tcp))
                     .await
-                    .map_err(|_| ScenarioError::Run(format!("submission to {server}: TLS handshake timed out")))?
-                    .map_err(ScenarioError::io(format!("submission to {server}: TLS handshake")))?;
+                    .map_err(|_| SubmissionError::HandshakeTimeout { server })?
+                    .map_err(|source| SubmissionError::Handshake { server, source })?;
             s.tcp = Transport::Tls(Box::new(stream));
             s.command(&format!("EHLO {helo}"), 250).await?;
         }
@@ -133,32 +132,99 @@ impl Submitter {
             self.tcp.flush().await
         })
         .await
-        .map_err(|_| ScenarioError::Run(format!("submission to {}: write timed out", self.server)))?
-        .map_err(ScenarioError::io(format!("submission to {}", self.server)))
+        .map_err(|_| SubmissionError::WriteTimeout { server: self.server })?
+        .map_err(|source| SubmissionError::Io { server: self.server, source }.into())
     }
 
     async fn expect(&mut self, want: u16, after: &str) -> Result<Reply, ScenarioError> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(r) = self.replies.next_reply() {
-                let r = r.map_err(|e| ScenarioError::Run(format!("submission to {}: bad reply {e:?}", self.server)))?;
+                let r = r.map_err(|source| SubmissionError::BadReply { server: self.server, source })?;
                 if r.code != want {
-                    return Err(ScenarioError::Run(format!(
-                        "submission to {}: {after:?} got {} (expected {want})",
-                        self.server,
-                        r.summary()
-                    )));
+                    return Err(SubmissionError::Refused {
+                        server: self.server,
+                        after: after.into(),
+                        reply: r,
+                        expected: want,
+                    }
+                    .into());
                 }
                 return Ok(r);
             }
             let n = tokio::time::timeout(TIMEOUT, self.tcp.read(&mut buf))
                 .await
-                .map_err(|_| ScenarioError::Run(format!("submission to {}: no reply to {after:?}", self.server)))?
-                .map_err(ScenarioError::io(format!("submission to {}", self.server)))?;
+                .map_err(|_| SubmissionError::NoReply { server: self.server, after: after.into() })?
+                .map_err(|source| SubmissionError::Io { server: self.server, source })?;
             if n == 0 {
-                return Err(ScenarioError::Run(format!("submission to {}: closed after {after:?}", self.server)));
+                return Err(SubmissionError::Closed { server: self.server, after: after.into() }.into());
             }
             self.replies.extend(&buf[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::reply::ReplyError;
+
+    /// A server on an ephemeral loopback port that writes `greeting` to its first client, then
+    /// holds the connection until the client goes (`hold`) or closes it at once.
+    async fn greeter(greeting: &'static [u8], hold: bool) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut tcp, _)) = listener.accept().await {
+                let _ = tcp.write_all(greeting).await;
+                let mut sink = [0u8; 512];
+                while hold && matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        });
+        addr
+    }
+
+    /// A caller can tell a server that speaks no SMTP from one that refuses, one that hangs up
+    /// and an address where nobody listens, by the variant, with the server's own words kept.
+    #[tokio::test]
+    async fn submission_failures_are_told_apart_by_variant() {
+        let server = greeter(b"hello there\r\n", true).await;
+        match Submitter::connect(server, "t").await.err().expect("not SMTP") {
+            ScenarioError::Submission(SubmissionError::BadReply { server: at, source }) => {
+                assert_eq!(at, server);
+                assert_eq!(source, ReplyError::Malformed("hello there".into()));
+            }
+            e => panic!("expected BadReply, got {e}"),
+        }
+
+        let server = greeter(b"554 5.3.2 not today\r\n", true).await;
+        let e = Submitter::connect(server, "t").await.err().expect("refused");
+        let text = e.to_string();
+        match e {
+            ScenarioError::Submission(SubmissionError::Refused { after, reply, expected, .. }) => {
+                assert_eq!((after.as_str(), reply.code, expected), ("greeting", 554, 220));
+                assert_eq!(reply.lines, vec!["5.3.2 not today".to_string()]);
+            }
+            e => panic!("expected Refused, got {e}"),
+        }
+        assert!(text.contains(&server.to_string()) && text.contains("554 5.3.2 not today"), "{text}");
+
+        let server = greeter(b"", false).await;
+        match Submitter::connect(server, "t").await.err().expect("hung up") {
+            ScenarioError::Submission(SubmissionError::Closed { server: at, after }) => {
+                assert_eq!((at, after.as_str()), (server, "greeting"));
+            }
+            e => panic!("expected Closed, got {e}"),
+        }
+
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let nobody = gone.local_addr().expect("addr");
+        drop(gone);
+        match Submitter::connect(nobody, "t").await.err().expect("nobody listens") {
+            ScenarioError::Submission(SubmissionError::Io { server: at, source }) => {
+                assert_eq!((at, source.kind()), (nobody, std::io::ErrorKind::ConnectionRefused));
+            }
+            e => panic!("expected Io, got {e}"),
         }
     }
 }

@@ -22,7 +22,7 @@ pub mod submission;
 pub mod sweep;
 pub mod traffic;
 
-pub use error::ScenarioError;
+pub use error::{DnsError, NetnsError, PkiError, ScenarioError, ShadowError, SubmissionError, TrafficError};
 pub use runner::{RunOptions, RunOutcome, run};
 pub use schema::Scenario;
 

@@ -277,7 +277,8 @@ impl PolicyServer {
         content_type: &str,
     ) -> Result<PolicyServer, ScenarioError> {
         let tls = relay::tls::server_config(identity, &Default::default(), None)?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| bind_error(addr, &e))?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| ScenarioError::PolicyServerBind { addr, source })?;
         let addr = listener.local_addr().map_err(ScenarioError::io("policy server address"))?;
         let (stop, stop_rx) = watch::channel(false);
         let page = Arc::new((Bytes::from(body), content_type.to_string()));
@@ -289,13 +290,6 @@ impl PolicyServer {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
-}
-
-fn bind_error(addr: SocketAddr, e: &std::io::Error) -> ScenarioError {
-    ScenarioError::Run(format!(
-        "cannot start the MTA-STS policy server on {addr}: {e}; set network.https_port to a free port (1024 or above \
-         without root)"
-    ))
 }
 
 async fn serve(

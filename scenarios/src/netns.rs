@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::ScenarioError;
+use crate::error::{NetnsError, ScenarioError};
 
 /// Addresses of the netns backend: system i is 10.233.(i/254).(i%254+1); the root namespace is
 /// 10.233.255.254 on the bridge.
@@ -44,17 +44,9 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), ScenarioError> {
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("qdisc kind is unknown") {
-        return Err(ScenarioError::Run(
-            "this kernel has no netem (sch_netem), so network.delay_ms and network.loss_percent cannot be \
-             applied here; set them to 0 or run on a kernel with netem"
-                .into(),
-        ));
+        return Err(NetnsError::NoNetem.into());
     }
-    Err(ScenarioError::Run(format!(
-        "`{cmd} {}` failed: {} (the netns backend needs root)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
+    Err(NetnsError::Command { command: format!("{cmd} {}", args.join(" ")), stderr: stderr.trim().to_string() }.into())
 }
 
 impl Network {
@@ -134,11 +126,14 @@ impl Network {
         // Probe a port the tap does not watch, so readiness checks leave no session in the capture.
         while std::net::TcpStream::connect_timeout(&ready, Duration::from_millis(200)).is_err() {
             if Instant::now() > deadline {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                return Err(ScenarioError::Run(format!(
-                    "relay in {} did not listen on {ready}: {text}",
-                    self.namespaces[index]
-                )));
+                let output = std::fs::read_to_string(log).unwrap_or_default();
+                return Err(NetnsError::RelayNotListening {
+                    namespace: self.namespaces[index].clone(),
+                    addr: ready,
+                    log: log.to_path_buf(),
+                    output,
+                }
+                .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

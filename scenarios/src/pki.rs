@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
-use crate::error::ScenarioError;
+use crate::error::{PkiError, ScenarioError};
 
 pub struct Pki {
     pub ca_pem: String,
@@ -14,7 +14,7 @@ pub struct Pki {
 }
 
 fn err(e: rcgen::Error) -> ScenarioError {
-    ScenarioError::Run(format!("certificate generation failed: {e}"))
+    PkiError::Generate(e).into()
 }
 
 impl Pki {

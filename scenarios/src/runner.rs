@@ -87,19 +87,19 @@ fn run_into(s: &Scenario, run_dir: &Path, opts: &RunOptions) -> Result<RunOutcom
         std::fs::create_dir_all(run_dir.join(d)).map_err(ScenarioError::io(run_dir.join(d).display().to_string()))?;
     }
     let started = now_rfc3339();
-    let scenario = serde_json::to_value(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?;
+    let scenario = serde_json::to_value(s).map_err(ScenarioError::serialize("the scenario for manifest.json"))?;
     write_manifest(
         &run_dir,
         &records::Manifest::running(scenario, &opts.source, s.scenario.seed, &opts.command_line, started),
     )?;
 
     if let Some(point) = &s.point {
-        let text = serde_json::to_string_pretty(point).map_err(|e| ScenarioError::Run(e.to_string()))?;
+        let text = serde_json::to_string_pretty(point).map_err(ScenarioError::serialize("point.json"))?;
         std::fs::write(run_dir.join("point.json"), text).map_err(ScenarioError::io("point.json"))?;
     }
     std::fs::write(
         run_dir.join("scenario.toml"),
-        toml::to_string_pretty(s).map_err(|e| ScenarioError::Run(format!("serialising the scenario: {e}")))?,
+        toml::to_string_pretty(s).map_err(ScenarioError::serialize("the scenario as scenario.toml"))?,
     )
     .map_err(ScenarioError::io("scenario.toml"))?;
 
@@ -254,8 +254,7 @@ fn run_live(
     // Namespaces go only after the capture on their bridge has stopped.
     drop(network);
     let (messages, submissions, stuck) = driven?;
-    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
-        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)?;
     Ok((messages, stuck, capture_stats))
 }
 
@@ -267,8 +266,8 @@ pub fn write_tap_records(
 ) -> Result<(), ScenarioError> {
     let s: Vec<TapRecord> = sessions.into_iter().map(TapRecord::Session).collect();
     let t: Vec<TapRecord> = transactions.into_iter().map(TapRecord::Transaction).collect();
-    records::write_jsonl(&run_dir.join("tap/sessions.jsonl"), &s).map_err(|e| ScenarioError::Run(e.to_string()))?;
-    records::write_jsonl(&run_dir.join("tap/transactions.jsonl"), &t).map_err(|e| ScenarioError::Run(e.to_string()))
+    records::write_jsonl(&run_dir.join("tap/sessions.jsonl"), &s)?;
+    Ok(records::write_jsonl(&run_dir.join("tap/transactions.jsonl"), &t)?)
 }
 
 async fn drive(
@@ -339,8 +338,7 @@ async fn drive(
         let ip = IpAddr::V4(s.address(i));
         let tls_identity = identities[i].clone();
         if let Some(net) = network.as_mut() {
-            let exe =
-                relay_exe.ok_or_else(|| ScenarioError::Run("the netns backend runs the smtplab binary".into()))?;
+            let exe = relay_exe.ok_or(ScenarioError::NoRelayExecutable { backend: "netns" })?;
             std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
             let mut args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
             if dns.anchor_record().is_some() {
@@ -626,8 +624,7 @@ pub fn mark_failed(run_dir: &Path, error: &str) {
 /// Reads, changes and rewrites `manifest.json`.
 pub fn update_manifest(run_dir: &Path, f: impl FnOnce(&mut records::Manifest)) -> Result<(), ScenarioError> {
     let path = run_dir.join("manifest.json");
-    let mut m: records::Manifest =
-        records::read_json_file(&path, "a run manifest").map_err(|e| ScenarioError::Run(e.to_string()))?;
+    let mut m: records::Manifest = records::read_json_file(&path, "a run manifest")?;
     f(&mut m);
     write_manifest(run_dir, &m)
 }
@@ -662,7 +659,7 @@ impl Relays {
                 destinations: destinations.collect(),
                 seed: system_seed(s.scenario.seed, i) ^ 0x0063_6f76_6572,
             };
-            h.start_cover(cfg).map_err(|e| ScenarioError::Run(format!("{}: cover traffic: {e}", s.systems[i].name)))?;
+            h.start_cover(cfg).map_err(|source| ScenarioError::Cover { system: s.systems[i].name.clone(), source })?;
         }
         Ok(())
     }
@@ -809,5 +806,29 @@ fn with_dns(s: &Scenario, filter: String) -> String {
     match s.dns_server() {
         Some(dns) => format!("({filter}) or (port {} and host {})", dns.port(), dns.ip()),
         None => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged manifest is named as such, with serde's reason, and is left as it was.
+    #[test]
+    fn a_damaged_manifest_is_named_and_kept() {
+        let dir = std::env::temp_dir().join(format!("smtplab-runner-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("manifest.json");
+        std::fs::write(&path, "{\"status\": \"running\",").expect("write");
+        let e = update_manifest(&dir, |m| m.status = records::RunStatus::Complete).expect_err("damaged");
+        let kept = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(kept, "{\"status\": \"running\",");
+        match e {
+            ScenarioError::RunFile(records::RunFileError::Json { path: named, what, .. }) => {
+                assert_eq!((named, what), (path.display().to_string(), "a run manifest"));
+            }
+            e => panic!("expected a RunFile error, got {e}"),
+        }
     }
 }

@@ -33,8 +33,10 @@ pub fn merge_sorted(
         let what = p.display().to_string();
         move |e: std::io::Error| ScenarioError::Io { what: what.clone(), source: e }
     };
-    let bad = |p: &Path, line: usize, e: serde_json::Error| {
-        ScenarioError::Run(format!("{}:{line}: a relay wrote an unreadable session record: {e}", p.display()))
+    let bad = |p: &Path, line: usize, source: serde_json::Error| ScenarioError::RelayRecord {
+        path: p.to_path_buf(),
+        line,
+        source,
     };
     let mut places = Vec::new();
     for (f, path) in files.iter().enumerate() {
@@ -63,12 +65,8 @@ pub fn merge_sorted(
         let path = &files[p.file as usize];
         buf.resize(p.len as usize, 0);
         handles[p.file as usize].read_exact_at(&mut buf, p.offset).map_err(io(path))?;
-        let mut record: SessionRecord = serde_json::from_slice(&buf).map_err(|e| {
-            ScenarioError::Run(format!(
-                "{}: the session record at byte {} changed while it was merged: {e}",
-                path.display(),
-                p.offset
-            ))
+        let mut record: SessionRecord = serde_json::from_slice(&buf).map_err(|source| {
+            ScenarioError::RelayRecordChanged { path: path.to_path_buf(), offset: p.offset, source }
         })?;
         fix(&mut record);
         serde_json::to_writer(&mut w, &record).map_err(|e| io(out)(e.into()))?;
@@ -111,5 +109,27 @@ mod tests {
         assert_eq!(order, want.map(|(s, t)| (s.to_string(), t)));
         assert!(merged.iter().all(|r| r.peer_system.as_deref() == Some(&format!("seen-{}", r.system))));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A line a relay left unparseable is named by file and line (counting blank lines, as an
+    /// editor does), with serde's reason as the source.
+    #[test]
+    fn an_unreadable_record_is_named_by_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("smtplab-merge-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = serde_json::to_string(&SessionRecord { started_at: 1.0, ..Default::default() }).expect("json");
+        let path = dir.join("sessions.jsonl");
+        std::fs::write(&path, format!("{good}\n\n{{\"started_at\": \n")).expect("write");
+        let e = merge_sorted(std::slice::from_ref(&path), &dir.join("out.jsonl"), |_| {}).expect_err("line 3");
+        let text = e.to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        match e {
+            ScenarioError::RelayRecord { path: named, line, source } => {
+                assert_eq!((named, line), (path.clone(), 3));
+                assert!(source.is_eof(), "{source}");
+            }
+            e => panic!("expected RelayRecord, got {e}"),
+        }
+        assert!(text.starts_with(&format!("{}:3: ", path.display())), "{text}");
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::error::ScenarioError;
+use crate::error::{ScenarioError, ShadowError};
 use crate::netns::ROOT_ADDR;
 use crate::pki::Pki;
 use crate::progress::say;
@@ -65,27 +65,14 @@ pub fn find_shadow() -> Result<PathBuf, ScenarioError> {
 fn locate_shadow(from_env: Option<std::ffi::OsString>) -> Result<PathBuf, ScenarioError> {
     if let Some(p) = from_env {
         let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(ScenarioError::Run(format!(
-                "{SHADOW_ENV}={} is not a file: build Shadow with scripts/install-shadow, or point {SHADOW_ENV} at its \
-                 `shadow` binary",
-                p.display()
-            )))
-        };
+        return if p.is_file() { Ok(p) } else { Err(ShadowError::NotAFile { variable: SHADOW_ENV, path: p }.into()) };
     }
     let on_path = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).map(|d| d.join("shadow")).find(|p| p.is_file()))
         .unwrap_or_default();
     let default = Path::new(DEFAULT_PREFIX).join("bin/shadow");
-    on_path.or_else(|| default.is_file().then_some(default)).ok_or_else(|| {
-        ScenarioError::Run(format!(
-            "network.backend = \"shadow\" needs the Shadow simulator, which is not installed (no `shadow` on the PATH, \
-             none in {DEFAULT_PREFIX}/bin): run scripts/install-shadow (builds it from source, pinned), or set \
-             {SHADOW_ENV} to its binary"
-        ))
-    })
+    let found = on_path.or_else(|| default.is_file().then_some(default));
+    Ok(found.ok_or(ShadowError::NotInstalled { variable: SHADOW_ENV, prefix: DEFAULT_PREFIX })?)
 }
 
 /// Runs the scenario under Shadow into `run_dir` (made and with its manifest written by the
@@ -93,7 +80,7 @@ fn locate_shadow(from_env: Option<std::ffi::OsString>) -> Result<PathBuf, Scenar
 /// capture and what stayed queued.
 pub fn run(s: &Scenario, run_dir: &Path, smtplab: Option<&Path>) -> Result<ShadowRun, ScenarioError> {
     let shadow = find_shadow()?;
-    let exe = smtplab.ok_or_else(|| ScenarioError::Run("the shadow backend runs the smtplab binary".into()))?;
+    let exe = smtplab.ok_or(ScenarioError::NoRelayExecutable { backend: "shadow" })?;
     let exe = std::fs::canonicalize(exe).map_err(ScenarioError::io(exe.display().to_string()))?;
     let run_dir = std::fs::canonicalize(run_dir).map_err(ScenarioError::io(run_dir.display().to_string()))?;
     let pki = Pki::new(&s.scenario.name)?;
@@ -115,7 +102,7 @@ pub fn run(s: &Scenario, run_dir: &Path, smtplab: Option<&Path>) -> Result<Shado
     let config = config(s, &exe, &run_dir, &relay_args);
     let config_path = sim_dir.join("shadow.yaml");
     // JSON is YAML 1.2, which Shadow reads: no YAML writer needed.
-    let text = serde_json::to_string_pretty(&config).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&config).map_err(ScenarioError::serialize("the Shadow configuration"))?;
     std::fs::write(&config_path, text).map_err(ScenarioError::io(config_path.display().to_string()))?;
 
     let stop = stop_secs(s);
@@ -128,9 +115,8 @@ pub fn run(s: &Scenario, run_dir: &Path, smtplab: Option<&Path>) -> Result<Shado
     simulate(&shadow, &config_path, &sim_dir, wall_limit(stop))?;
 
     let submissions_path = run_dir.join("truth/submissions.jsonl");
-    let messages = records::read_jsonl::<records::Submission>(&submissions_path)
-        .map_err(|e| ScenarioError::Run(format!("the injector's submissions: {e}")))?
-        .len();
+    let messages =
+        records::read_jsonl::<records::Submission>(&submissions_path).map_err(ShadowError::Submissions)?.len();
     let capture = if s.tap.capture == "live" {
         say("merging the hosts' pcaps into capture.pcap");
         Some(merge_pcaps(s, &sim_dir.join("shadow.data/hosts"), &run_dir.join("capture.pcap"))?)
@@ -179,8 +165,7 @@ pub fn inject(run_dir: &Path) -> Result<usize, ScenarioError> {
     let submissions: Vec<records::Submission> =
         submitted.times.iter().map(|(&seq, &submitted_at)| records::Submission { seq, submitted_at }).collect();
     // What was accepted is kept even when a later submission failed.
-    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)
-        .map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("truth/submissions.jsonl"), &submissions)?;
     match submitted.error {
         Some(e) => Err(e),
         None => Ok(submissions.len()),
@@ -336,12 +321,12 @@ fn simulate(shadow: &Path, config: &Path, dir: &Path, limit: Duration) -> Result
         if started.elapsed() > limit || crate::interrupt::interrupted() {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(ScenarioError::Run(format!(
-                "Shadow was stopped after {:.0} s of wall time ({}): its log is {}",
-                started.elapsed().as_secs_f64(),
-                if crate::interrupt::interrupted() { "interrupted" } else { "over its limit" },
-                log_path.display()
-            )));
+            return Err(ShadowError::Stopped {
+                secs: started.elapsed().as_secs_f64(),
+                interrupted: crate::interrupt::interrupted(),
+                log: log_path,
+            }
+            .into());
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -363,11 +348,7 @@ fn simulate(shadow: &Path, config: &Path, dir: &Path, limit: Duration) -> Result
             detail.push_str(&format!("\n{}: {last}", f.display()));
         }
     }
-    Err(ScenarioError::Run(format!(
-        "Shadow failed ({status}); its log is {} and each process's output is in {}/hosts/*/:\n{detail}",
-        log_path.display(),
-        dir.join("shadow.data").display()
-    )))
+    Err(ShadowError::Failed { status, log: log_path, data: dir.join("shadow.data"), detail }.into())
 }
 
 fn process_outputs(hosts: &Path, ext: &str) -> Vec<PathBuf> {
@@ -441,7 +422,7 @@ pub fn merge_pcaps(s: &Scenario, hosts_dir: &Path, out: &Path) -> Result<tap::ca
         // Plain buffered reads: `from_file` gives each file a read-ahead thread, too many for
         // a thousand hosts.
         let reader = tap::pcapfile::Reader::new(std::io::BufReader::new(file))
-            .map_err(|e| ScenarioError::Run(format!("Shadow's pcap {}: {e:?}", path.display())))?;
+            .map_err(|source| ShadowError::Pcap { path: path.clone(), source })?;
         readers.push(reader);
     }
     let next = |readers: &mut Vec<tap::pcapfile::Reader<std::io::BufReader<std::fs::File>>>,
@@ -450,14 +431,10 @@ pub fn merge_pcaps(s: &Scenario, hosts_dir: &Path, out: &Path) -> Result<tap::ca
         loop {
             let packet = readers[host]
                 .next_packet()
-                .map_err(|e| ScenarioError::Run(format!("Shadow's pcap {}: {e:?}", hosts[host].1.display())))?;
+                .map_err(|source| ShadowError::Pcap { path: hosts[host].1.clone(), source })?;
             let Some(p) = packet else { return Ok(None) };
             if p.linktype != tap::pcapwrite::LinkKind::RawIp.dlt() {
-                return Err(ScenarioError::Run(format!(
-                    "Shadow's pcap {}: link type {}, expected raw IP (101)",
-                    hosts[host].1.display(),
-                    p.linktype
-                )));
+                return Err(ShadowError::PcapLinkType { path: hosts[host].1.clone(), linktype: p.linktype }.into());
             }
             if keep(hosts[host].0, p.data) {
                 let ts = if p.ts < SIMULATION_EPOCH { p.ts + SIMULATION_EPOCH } else { p.ts };
@@ -549,7 +526,14 @@ mod tests {
 
     #[test]
     fn a_missing_shadow_binary_says_how_to_install_it() {
-        let e = locate_shadow(Some("/nonexistent/shadow".into())).unwrap_err().to_string();
-        assert!(e.contains("scripts/install-shadow"), "{e}");
+        let e = locate_shadow(Some("/nonexistent/shadow".into())).unwrap_err();
+        let text = e.to_string();
+        match e {
+            ScenarioError::Shadow(ShadowError::NotAFile { variable, path }) => {
+                assert_eq!((variable, path), ("SMTPLAB_SHADOW", PathBuf::from("/nonexistent/shadow")));
+            }
+            e => panic!("expected NotAFile, got {e}"),
+        }
+        assert!(text.contains("scripts/install-shadow") && text.contains("/nonexistent/shadow"), "{text}");
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use records::TruthMessage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::error::ScenarioError;
+use crate::error::{ScenarioError, SubmissionError};
 use crate::inject::{Submission, Submitter};
 use crate::progress::bar;
 use crate::schema::Scenario;
@@ -93,7 +93,7 @@ pub async fn submit_all_from(
         match joined {
             Ok(Ok(t)) => times.extend(t),
             Ok(Err(e)) => error = error.or(Some(e)),
-            Err(e) => error = error.or(Some(ScenarioError::Run(format!("submission task failed: {e}")))),
+            Err(e) => error = error.or(Some(SubmissionError::TaskFailed(e).into())),
         }
     }
     pb.finish_and_clear();
@@ -104,7 +104,7 @@ pub async fn submit_all_from(
             u64::MAX
         }
         Err(e) => {
-            error = error.or(Some(ScenarioError::Run(format!("traffic generator failed: {e}"))));
+            error = error.or(Some(SubmissionError::GeneratorFailed(e).into()));
             u64::MAX
         }
     };
@@ -216,10 +216,10 @@ async fn submit_system(
         // Poisson arrivals: each message waits for its scheduled time.
         // Validation bounds the rate, so arrival times are finite; a time no clock can hold is
         // an error, never a panic.
-        let due =
-            Duration::try_from_secs_f64(g.scheduled_at).ok().and_then(|d| start.checked_add(d)).ok_or_else(|| {
-                ScenarioError::Run(format!("message {}: arrival time {} s cannot be scheduled", g.seq, g.scheduled_at))
-            })?;
+        let due = Duration::try_from_secs_f64(g.scheduled_at)
+            .ok()
+            .and_then(|d| start.checked_add(d))
+            .ok_or(SubmissionError::Unschedulable { seq: g.seq, at: g.scheduled_at })?;
         if due.saturating_duration_since(tokio::time::Instant::now()) > idle
             && let Some(c) = client.take()
         {
@@ -282,8 +282,10 @@ fn keep_submitted(path: &Path, submitted: &BTreeMap<u64, f64>) -> Result<(), Sce
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
     for (i, line) in src.lines().enumerate() {
         let line = line.map_err(io(&path.to_path_buf()))?;
-        let t: TruthMessage = serde_json::from_str(&line).map_err(|e| {
-            ScenarioError::Run(format!("{}:{}: the truth this run wrote is unreadable: {e}", path.display(), i + 1))
+        let t: TruthMessage = serde_json::from_str(&line).map_err(|source| ScenarioError::TruthRecord {
+            path: path.to_path_buf(),
+            line: i + 1,
+            source,
         })?;
         if submitted.contains_key(&t.seq) {
             writeln!(out, "{line}").map_err(io(&tmp))?;

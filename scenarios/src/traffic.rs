@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, Exp, LogNormal, Zipf};
 
-use crate::error::ScenarioError;
+use crate::error::{ScenarioError, TrafficError};
 use crate::schema::Scenario;
 
 /// A user: `local@domain` of system `system` (an index into the scenario's systems).
@@ -141,19 +141,18 @@ impl<'a> Generator<'a> {
     pub fn new(s: &'a Scenario, users: &'a [User]) -> Result<Self, ScenarioError> {
         let t = &s.traffic;
         let mut rng = ChaCha20Rng::seed_from_u64(s.scenario.seed);
-        let bad = |what: &str, e: &dyn std::fmt::Display| ScenarioError::Run(format!("traffic {what}: {e}"));
-        let sizes = LogNormal::new(t.size_median.ln(), t.size_sigma).map_err(|e| bad("size distribution", &e))?;
-        let attachment_sizes = LogNormal::new(t.attachment_median.ln(), 1.0).map_err(|e| bad("attachment size", &e))?;
-        let arrivals = if t.rate > 0.0 { Some(Exp::new(t.rate).map_err(|e| bad("rate", &e))?) } else { None };
+        let sizes = LogNormal::new(t.size_median.ln(), t.size_sigma).map_err(TrafficError::Sizes)?;
+        let attachment_sizes = LogNormal::new(t.attachment_median.ln(), 1.0).map_err(TrafficError::AttachmentSizes)?;
+        let arrivals = if t.rate > 0.0 { Some(Exp::new(t.rate).map_err(TrafficError::Rate)?) } else { None };
         if users.is_empty() {
-            return Err(ScenarioError::Run("traffic: the scenario has no users".into()));
+            return Err(TrafficError::NoUsers.into());
         }
         // Popularity rank of every user: with Zipf, user k of a shuffled order is chosen with
         // probability proportional to 1/(k+1)^s.
         let mut popularity: Vec<usize> = (0..users.len()).collect();
         popularity.shuffle(&mut rng);
         let zipf = if t.correspondents == "zipf" {
-            Some(Zipf::new(users.len() as f64, t.zipf_exponent).map_err(|e| bad("zipf", &e))?)
+            Some(Zipf::new(users.len() as f64, t.zipf_exponent).map_err(TrafficError::Zipf)?)
         } else {
             None
         };
@@ -189,7 +188,6 @@ impl<'a> Generator<'a> {
     fn build(&mut self, seq: u64, scheduled_at: f64) -> Result<Generated, ScenarioError> {
         let (s, users, t) = (self.s, self.users, &self.s.traffic);
         let rng = &mut self.rng;
-        let bad = |what: &str, e: &dyn std::fmt::Display| ScenarioError::Run(format!("traffic {what}: {e}"));
         let sender = rng.random_range(0..users.len());
         let sender_sys = users[sender].system;
         let intra = rng.random_bool(t.intra_system_share);
@@ -253,7 +251,7 @@ impl<'a> Generator<'a> {
         if let Some((name, bytes)) = attachment {
             builder = builder.attachment("application/octet-stream", name, bytes);
         }
-        let bytes = builder.write_to_vec().map_err(|e| bad(&format!("building message {seq}"), &e))?;
+        let bytes = builder.write_to_vec().map_err(|source| TrafficError::Build { seq, source })?;
         let bytes = fix_boundaries(bytes, seq);
         let requiretls = self.requiretls[sender];
         Ok(Generated { seq, sender, recipients, message_id, subject, bytes, scheduled_at, requiretls })

@@ -122,9 +122,9 @@ fn postfix_dane_delivers_to_smtplab_and_refuses_the_fake_mx() {
     let dir = scratch.0.clone();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (dns_addr, unbound_addr): (SocketAddr, SocketAddr) =
-        ("127.0.78.54:5378".parse().expect("addr"), "127.0.78.53:53".parse().expect("addr"));
+        ("127.0.79.54:5378".parse().expect("addr"), "127.0.79.53:53".parse().expect("addr"));
     let (beta_addr, fake_addr): (SocketAddr, SocketAddr) =
-        ("127.0.78.2:25".parse().expect("addr"), "127.0.78.3:25".parse().expect("addr"));
+        ("127.0.79.2:25".parse().expect("addr"), "127.0.79.3:25".parse().expect("addr"));
     let (beta_id, beta_tlsa) = identity("mx.beta.example");
     // The real MX of fake.example would present this key; the one at its address presents another.
     let (_, real_fake_tlsa) = identity("mx.fake.example");
@@ -133,12 +133,12 @@ fn postfix_dane_delivers_to_smtplab_and_refuses_the_fake_mx() {
         MxEntry {
             domain: "beta.example".into(),
             mx_host: "mx.beta.example".into(),
-            addr: "127.0.78.2".parse().expect("ip"),
+            addr: "127.0.79.2".parse().expect("ip"),
         },
         MxEntry {
             domain: "fake.example".into(),
             mx_host: "mx.fake.example".into(),
-            addr: "127.0.78.3".parse().expect("ip"),
+            addr: "127.0.79.3".parse().expect("ip"),
         },
     ];
     let security = vec![
@@ -156,7 +156,7 @@ fn postfix_dane_delivers_to_smtplab_and_refuses_the_fake_mx() {
     let resolv = dir.join("resolv.conf");
     // trust-ad: glibc passes the AD bit on to Postfix only when told to trust the resolver.
     std::fs::write(&resolv, format!("nameserver {}\noptions edns0 trust-ad\n", unbound_addr.ip())).expect("resolv");
-    let postfix_listen: SocketAddr = "127.0.78.1:2625".parse().expect("addr");
+    let postfix_listen: SocketAddr = "127.0.79.1:2625".parse().expect("addr");
     let postfix = common::Postfix::start_with_resolver(
         &dir.join("postfix"),
         "mx.alpha.example",
@@ -166,7 +166,7 @@ fn postfix_dane_delivers_to_smtplab_and_refuses_the_fake_mx() {
             "smtp_dns_support_level = dnssec".into(),
             "smtp_host_lookup = dns".into(),
             "smtp_tls_security_level = dane".into(),
-            "smtp_bind_address = 127.0.78.1".into(),
+            "smtp_bind_address = 127.0.79.1".into(),
             "maximal_backoff_time = 10s".into(),
             "minimal_backoff_time = 5s".into(),
         ],
@@ -192,8 +192,8 @@ fn postfix_dane_delivers_to_smtplab_and_refuses_the_fake_mx() {
     let unbound_log = std::fs::read_to_string(dir.join("unbound.log")).unwrap_or_default();
     let context = format!("postfix log:\n{log}\nunbound log:\n{unbound_log}");
     // Postfix has no CA file here: "Verified" can only come from the TLSA record.
-    assert!(log.contains("Verified TLS connection established to mx.beta.example[127.0.78.2]:25"), "{context}");
-    assert!(log.contains("mx.fake.example[127.0.78.3]:25: num=65:no matching DANE TLSA records"), "{context}");
+    assert!(log.contains("Verified TLS connection established to mx.beta.example[127.0.79.2]:25"), "{context}");
+    assert!(log.contains("mx.fake.example[127.0.79.3]:25: num=65:no matching DANE TLSA records"), "{context}");
     let sent = log.lines().find(|l| l.contains("to=<alice@beta.example>") && l.contains("status=sent"));
     assert!(sent.is_some(), "{context}");
     let deferred = log.lines().find(|l| l.contains("to=<bob@fake.example>") && l.contains("status=deferred"));

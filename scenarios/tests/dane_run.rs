@@ -178,7 +178,8 @@ impl Ran {
 
 /// alpha (outbound `policy`, its zone signed) sends to beta (`beta` lines: its dnssec and dane),
 /// with `attack` (an `[[attacks]]` body, or empty) on beta's domain. Own ports and addresses per
-/// test, so they run in parallel.
+/// test, so they run in parallel: `port` to `port + 2` from this file's block 17811–17893
+/// (ARCHITECTURE.md, "Tests side by side").
 fn run(name: &str, port: u16, octet: u8, policy: &str, beta: &str, attack: &str) -> Ran {
     let attack = if attack.is_empty() {
         String::new()

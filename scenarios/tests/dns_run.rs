@@ -11,16 +11,17 @@ use std::sync::Arc;
 use records::{SessionRecord, TruthMessage, read_jsonl};
 use scenarios::dns::{DnsServer, DnsSighting, MxEntry};
 use scenarios::inject::{Submission, Submitter};
-use scenarios::{RunOptions, Scenario};
+use scenarios::{RunOptions, Scenario, ScenarioError, SubmissionError};
 
+/// Ports 26525 and 26587 (and 26625–26627 below) are this file's alone (ARCHITECTURE.md, "Tests side by side").
 const SCENARIO: &str = r#"
 [scenario]
 name = "e2e-dns"
 seed = 13
 
 [network]
-smtp_port = 17525
-submission_port = 17587
+smtp_port = 26525
+submission_port = 26587
 dns = "server"
 dns_ttl = 600
 
@@ -76,7 +77,7 @@ fn relays_find_mx_through_dns_and_the_tap_sees_the_queries() {
     for hop in &hops {
         assert_eq!(hop.outcome, "delivered", "{hop:?}");
         let peer = hop.peer_system.as_deref().expect("peer system named from the address DNS gave");
-        assert_eq!(hop.peer_addr, format!("{}:17525", address[peer]), "DNS answer → the peer's MX");
+        assert_eq!(hop.peer_addr, format!("{}:26525", address[peer]), "DNS answer → the peer's MX");
         assert_eq!(hop.peer_name.as_deref(), Some(format!("mx.{peer}.example").as_str()), "MX host from DNS");
         for m in &hop.messages {
             assert!(seen.insert((m.message_id.clone(), hop.system.clone(), peer.to_string())), "one hop each");
@@ -157,23 +158,28 @@ fn relay_refuses_nxdomain_and_defers_without_dns() {
                 delivery: Default::default(),
             }
         };
-        let via_dns = relay::DnsResolver::new(dns, Some("127.0.66.1".parse().expect("ip")), 17525).expect("resolver");
-        let r = relay::Relay::start(start("127.0.66.1:17527", Arc::new(via_dns))).await.expect("relay");
+        let via_dns = relay::DnsResolver::new(dns, Some("127.0.66.1".parse().expect("ip")), 26625).expect("resolver");
+        let r = relay::Relay::start(start("127.0.66.1:26627", Arc::new(via_dns))).await.expect("relay");
         let msg = b"Subject: x\r\n\r\nhello\r\n";
         let submit = |to: &'static str| async move {
-            let mut c = Submitter::connect("127.0.66.1:17527".parse().expect("addr"), "t").await.expect("connect");
+            let mut c = Submitter::connect("127.0.66.1:26627".parse().expect("addr"), "t").await.expect("connect");
             c.submit(&Submission { from: "a@alpha.example", to: vec![to], bytes: msg, requiretls: false }).await
         };
-        let e = submit("x@nobody.example").await.expect_err("NXDOMAIN").to_string();
-        assert!(e.contains("554"), "{e}");
+        // Refused at RCPT, not lost to a broken connection: the relay's own 554 reaches the caller.
+        match submit("x@nobody.example").await.expect_err("NXDOMAIN") {
+            ScenarioError::Submission(SubmissionError::Refused { after, reply, expected: 250, .. }) => {
+                assert_eq!((after.as_str(), reply.code), ("RCPT TO:<x@nobody.example>", 554), "{}", reply.summary());
+            }
+            e => panic!("expected a refusal, got {e}"),
+        }
         submit("b@beta.example").await.expect("beta has an MX");
         r.shutdown(std::time::Duration::from_secs(5)).await;
         server.stop().await;
 
         // Nobody answers on the server's address now: temporary.
-        let silent = relay::DnsResolver::new(dns, None, 17525).expect("resolver");
-        let r = relay::Relay::start(start("127.0.66.2:17527", Arc::new(silent))).await.expect("relay");
-        let mut c = Submitter::connect("127.0.66.2:17527".parse().expect("addr"), "t").await.expect("connect");
+        let silent = relay::DnsResolver::new(dns, None, 26625).expect("resolver");
+        let r = relay::Relay::start(start("127.0.66.2:26627", Arc::new(silent))).await.expect("relay");
+        let mut c = Submitter::connect("127.0.66.2:26627".parse().expect("addr"), "t").await.expect("connect");
         let e = c
             .submit(&Submission { from: "a@alpha.example", to: vec!["b@beta.example"], bytes: msg, requiretls: false })
             .await

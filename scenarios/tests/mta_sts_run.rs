@@ -159,7 +159,9 @@ impl Ran {
 
 /// alpha (`may`, honouring MTA-STS) and beta (publishing `policy`), with `attack` (a TOML
 /// fragment, may be empty) on beta's domain. Each test has its own ports and addresses:
-/// alpha at 127.0.`octet`.1, beta at 127.0.`octet + 1`.1.
+/// alpha at 127.0.`octet`.1, beta at 127.0.`octet + 1`.1; `port` to `port + 4`, from this
+/// file's block 18011–18075 (ARCHITECTURE.md, "Tests side by side": the attacker's address
+/// 127.254.1.1 is shared by every attack test, so its ports must not be).
 fn run(name: &str, port: u16, octet: u8, policy: &str, attack: &str) -> Ran {
     run_at(name, port, [format!("127.0.{octet}.1"), format!("127.0.{}.1", octet + 1)], policy, attack)
 }
@@ -238,7 +240,7 @@ mta_sts_policy = {policy}
 
 #[test]
 fn enforce_against_strip_is_deferred_unread_and_uses_the_cache() {
-    let ran = run("enforce-strip", 17811, 141, r#"{ mode = "enforce", id = "e1" }"#, r#"attack = "strip""#);
+    let ran = run("enforce-strip", 18011, 141, r#"{ mode = "enforce", id = "e1" }"#, r#"attack = "strip""#);
     ran.assert_deferred_unread("does not offer STARTTLS");
     ran.assert_hops(Some("enforce"), "starttls-not-supported");
     ran.assert_cached_after_first_fetch();
@@ -259,7 +261,7 @@ fn enforce_against_strip_is_deferred_unread_and_uses_the_cache() {
 
 #[test]
 fn testing_against_strip_is_delivered_read_and_the_failure_recorded() {
-    let ran = run("testing-strip", 17821, 143, r#"{ mode = "testing" }"#, r#"attack = "strip""#);
+    let ran = run("testing-strip", 18021, 143, r#"{ mode = "testing" }"#, r#"attack = "strip""#);
     ran.assert_read_and_delivered();
     ran.assert_hops(Some("testing"), "starttls-not-supported");
     for h in ran.hops() {
@@ -273,7 +275,7 @@ fn testing_against_strip_is_delivered_read_and_the_failure_recorded() {
 
 #[test]
 fn enforce_against_a_self_signed_fake_mx_is_deferred_and_unread() {
-    let ran = run("enforce-fake", 17831, 145, r#"{ mode = "enforce" }"#, r#"attack = "fake-mx""#);
+    let ran = run("enforce-fake", 18031, 145, r#"{ mode = "enforce" }"#, r#"attack = "fake-mx""#);
     ran.assert_deferred_unread("UnknownIssuer");
     ran.assert_hops(Some("enforce"), "certificate-not-trusted");
     let lines = policy_lines("enforce");
@@ -288,7 +290,7 @@ fn enforce_against_a_self_signed_fake_mx_is_deferred_and_unread() {
 fn testing_against_a_wrong_name_fake_mx_is_read_and_the_mismatch_recorded() {
     let ran = run(
         "testing-wrongname",
-        17841,
+        18041,
         147,
         r#"{ mode = "testing" }"#,
         "attack = \"fake-mx\"\ncertificate = \"wrong-name\"",
@@ -309,7 +311,7 @@ fn testing_against_a_wrong_name_fake_mx_is_read_and_the_mismatch_recorded() {
 #[test]
 fn an_attacker_from_first_contact_who_drops_the_fetch_reads_everything() {
     let ran =
-        run("fetch-dropped", 17851, 149, r#"{ mode = "enforce" }"#, "attack = \"strip\"\npolicy_fetch = \"drop\"");
+        run("fetch-dropped", 18051, 149, r#"{ mode = "enforce" }"#, "attack = \"strip\"\npolicy_fetch = \"drop\"");
     ran.assert_read_and_delivered();
     ran.assert_hops(None, "sts-policy-fetch-error");
     // No policy in force: the failed fetch is reported under no-policy-found, at the MX
@@ -335,7 +337,7 @@ fn an_attacker_from_first_contact_who_drops_the_fetch_reads_everything() {
 fn an_attacker_answering_the_fetch_with_its_own_certificate_reads_everything() {
     let ran = run(
         "fetch-self-signed",
-        17871,
+        18071,
         153,
         r#"{ mode = "enforce" }"#,
         "attack = \"strip\"\npolicy_fetch = \"self-signed\"",
@@ -353,7 +355,7 @@ fn an_attacker_answering_the_fetch_with_its_own_certificate_reads_everything() {
 fn a_malformed_policy_is_no_policy_and_is_recorded() {
     let ran = run(
         "malformed",
-        17861,
+        18061,
         151,
         r#"{ mode = "enforce", body = "version: STSv2\nmode: enforce\nmx: mx.beta.example\nmax_age: 600\n" }"#,
         "",

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use records::{SessionRecord, TruthMessage, read_jsonl};
 use scenarios::{RunOptions, Scenario};
 
+/// Ports 25525 and 25527 are this test's alone (ARCHITECTURE.md, "Tests side by side").
 const SCENARIO: &str = r#"
 [scenario]
 name = "e2e-mix"
@@ -16,8 +17,8 @@ drain_timeout = 4
 allow_undelivered = true
 
 [network]
-smtp_port = 17625
-submission_port = 17627
+smtp_port = 25525
+submission_port = 25527
 
 [tap]
 capture = "none"

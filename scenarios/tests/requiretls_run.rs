@@ -22,6 +22,8 @@ struct Ran {
     sessions: Vec<SessionRecord>,
 }
 
+/// alpha at 127.0.`octet`.1 and beta at 127.0.`octet + 1`.1, on `port` and `port + 1`: this
+/// file's block is 17931–17942 and 127.0.111–114 (ARCHITECTURE.md, "Tests side by side").
 fn run(name: &str, port: u16, octet: u8, attack: &str, capture: &str) -> Ran {
     let text = format!(
         r#"
@@ -109,7 +111,7 @@ impl Ran {
 
 #[test]
 fn requiretls_against_strip_bounces_and_is_never_in_the_clear() {
-    let ran = run("strip", 17811, 121, "\n[[attacks]]\nattack = \"strip\"\ndomains = [\"beta.example\"]\n", "live");
+    let ran = run("strip", 17931, 111, "\n[[attacks]]\nattack = \"strip\"\ndomains = [\"beta.example\"]\n", "live");
     let sent = ran.alpha_to_beta();
     assert!(!sent.is_empty(), "the traffic has messages from alpha to beta");
     assert!(ran.truth.iter().all(|m| m.requiretls), "every user sets REQUIRETLS at share 1");
@@ -155,13 +157,13 @@ fn requiretls_against_strip_bounces_and_is_never_in_the_clear() {
     let d = &p.failure_details[0];
     assert_eq!(d.result_type, ResultType::StarttlsNotSupported);
     assert_eq!(d.receiving_ip.as_deref(), Some("127.254.1.1"));
-    assert_eq!(d.sending_mta_ip.as_deref(), Some("127.0.121.1"));
+    assert_eq!(d.sending_mta_ip.as_deref(), Some("127.0.111.1"));
     ran.clean();
 }
 
 #[test]
 fn requiretls_on_an_honest_path_is_delivered_verified() {
-    let ran = run("honest", 17821, 123, "", "none");
+    let ran = run("honest", 17941, 113, "", "none");
     let sent = ran.alpha_to_beta();
     assert!(!sent.is_empty());
     assert!(sent.is_subset(&ran.local("beta", "delivered")));

@@ -14,14 +14,15 @@ fn reused_hop_sessions_are_counted_and_sized_by_the_tap() {
     let text = std::fs::read_to_string(path).expect("reuse-realistic.toml");
     let mut text = text
         .replace("messages = 600", "messages = 60")
-        .replace("smtp_port = 2525", "smtp_port = 13525")
-        .replace("submission_port = 2587", "submission_port = 13587")
+        // Ports and addresses of this test alone (ARCHITECTURE.md, "Tests side by side").
+        .replace("smtp_port = 2525", "smtp_port = 22525")
+        .replace("submission_port = 2587", "submission_port = 22587")
         .replace(
             "\nconnection_reuse = \"on-demand\"\n",
             "\nconnection_reuse = \"always\"\nconnection_cache_time_limit = 600\n",
         )
         .replace("\ndestination_concurrency_limit = 5\n", "\ndestination_concurrency_limit = 1\n");
-    for (name, net) in [("alpha", 51), ("beta", 52), ("gamma", 53)] {
+    for (name, net) in [("alpha", 54), ("beta", 55), ("gamma", 56)] {
         text =
             text.replace(&format!("name = \"{name}\"\n"), &format!("name = \"{name}\"\naddress = \"127.0.{net}.1\"\n"));
     }

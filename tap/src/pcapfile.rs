@@ -30,11 +30,13 @@ pub struct Packet<'a> {
 }
 
 /// Why the file could not be read further.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// Not a pcap or pcapng file at all (bad magic), or unreadable.
+    #[error("not a pcap or pcapng file ({0})")]
     NotCapture(String),
     /// The record or block starting at `offset` is malformed or cut short.
+    #[error("corrupt or truncated capture at byte offset {offset} ({detail})")]
     Corrupt { offset: u64, detail: String },
 }
 

@@ -197,11 +197,11 @@ pub fn merge_truth(s: &Scenario, run_dir: &Path) -> Result<usize, ScenarioError>
     for a in &s.attacks {
         let path: PathBuf = run_dir.join("attackers").join(&a.name).join("sessions.jsonl");
         if path.exists() {
-            all.extend(records::read_jsonl::<AttackerSession>(&path).map_err(|e| ScenarioError::Run(e.to_string()))?);
+            all.extend(records::read_jsonl::<AttackerSession>(&path)?);
         }
     }
     all.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
-    records::write_jsonl(&run_dir.join("truth/attacker.jsonl"), &all).map_err(|e| ScenarioError::Run(e.to_string()))?;
+    records::write_jsonl(&run_dir.join("truth/attacker.jsonl"), &all)?;
     Ok(all.len())
 }
 

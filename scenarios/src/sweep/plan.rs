@@ -67,7 +67,7 @@ pub fn write(text: &str, source: &str, out: &Path, workers: usize, command_line:
             ),
         })?;
         let toml = toml::to_string_pretty(&p.scenario)
-            .map_err(|e| ScenarioError::Run(format!("serialising a sweep point: {e}")))?;
+            .map_err(ScenarioError::serialize(format!("sweep point {}", p.dir_name)))?;
         let path = points_dir.join(format!("{}.toml", p.dir_name));
         std::fs::write(&path, toml).map_err(ScenarioError::io(format!("cannot write {}", path.display())))?;
         let run_dir = dir.join(&p.dir_name);

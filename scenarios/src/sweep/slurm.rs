@@ -352,7 +352,7 @@ fn write_script(path: &Path, text: &str) -> Result<(), ScenarioError> {
 fn append_submission(dir: &Path, record: &SubmissionRecord) -> Result<(), ScenarioError> {
     use std::io::Write;
     let path = dir.join(SUBMISSIONS);
-    let line = serde_json::to_string(record).map_err(|e| ScenarioError::Run(e.to_string()))? + "\n";
+    let line = serde_json::to_string(record).map_err(ScenarioError::serialize("a Slurm submission record"))? + "\n";
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -61,10 +61,7 @@ impl SweepStatus {
 pub fn read(dir: &Path) -> Result<SweepStatus, ScenarioError> {
     let path = dir.join("sweep.json");
     if !path.is_file() {
-        return Err(ScenarioError::Run(format!(
-            "{} does not exist: is this a sweep directory? (`smtplab sweep FILE --plan` writes it)",
-            path.display()
-        )));
+        return Err(ScenarioError::NotASweep { path });
     }
     let spec: records::SweepFile = records::read_json_file(&path, "a sweep description")
         .map_err(|e| ScenarioError::Parse { path: path.display().to_string(), message: e.to_string() })?;
@@ -190,5 +187,21 @@ mod tests {
         assert!(text.contains("changed-s1 (seed 1): complete, but its scenario changed"), "{text}");
         assert!(!text.contains("done-s1"), "complete points are not listed: {text}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A directory without `sweep.json` is told apart from a damaged one, and the message says
+    /// which command makes the file.
+    #[test]
+    fn a_directory_without_a_sweep_says_so() {
+        let dir = std::env::temp_dir().join(format!("smtplab-status-none-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let e = read(&dir).expect_err("no sweep.json");
+        let text = e.to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        match e {
+            ScenarioError::NotASweep { path } => assert_eq!(path, dir.join("sweep.json")),
+            e => panic!("expected NotASweep, got {e}"),
+        }
+        assert!(text.contains("--plan"), "{text}");
     }
 }
