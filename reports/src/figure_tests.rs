@@ -232,7 +232,12 @@ fn frontier_marks_each_point_at_its_cost_and_joins_the_unbeaten_ones() {
     // right), padding (dearer in bytes, the count still exact, linkage 20%), cover + pool (dearest,
     // the count 80% off, linkage 10%).
     let row = |wire: f64, p99: f64, err: f64, precision: f64| {
-        [("wire_per_mail_byte", wire), ("delivery_latency_p99", p99), ("messages_est_abs_err", err), ("link_precision", precision)]
+        [
+            ("wire_per_mail_byte", wire),
+            ("delivery_latency_p99", p99),
+            ("messages_est_abs_err", err),
+            ("link_precision", precision),
+        ]
     };
     let mut sweep = analysis::SweepSummary {
         name: "cm".into(),

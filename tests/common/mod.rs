@@ -69,27 +69,33 @@ const TIMING: &[(&str, &[&str])] = &[
     ("sessions", &["session_index", "started_at", "ended_at", "tap_ts", "duration"]),
     ("hops", &["hop_row", "session_index"]),
     // The linkage figures rest on when each session started (the matching window).
-    ("summary", &[
-        "delivery_latency_p50",
-        "delivery_latency_p99",
-        "delivery_latency_max",
-        "link_messages",
-        "link_median_anonymity_set",
-        "link_mean_entropy_bits",
-        "link_precision",
-        "link_recall",
-    ]),
+    (
+        "summary",
+        &[
+            "delivery_latency_p50",
+            "delivery_latency_p99",
+            "delivery_latency_max",
+            "link_messages",
+            "link_median_anonymity_set",
+            "link_mean_entropy_bits",
+            "link_precision",
+            "link_recall",
+        ],
+    ),
     // A sweep's `runs` table is its runs' summaries, one row each.
-    ("runs", &[
-        "delivery_latency_p50",
-        "delivery_latency_p99",
-        "delivery_latency_max",
-        "link_messages",
-        "link_median_anonymity_set",
-        "link_mean_entropy_bits",
-        "link_precision",
-        "link_recall",
-    ]),
+    (
+        "runs",
+        &[
+            "delivery_latency_p50",
+            "delivery_latency_p99",
+            "delivery_latency_max",
+            "link_messages",
+            "link_median_anonymity_set",
+            "link_mean_entropy_bits",
+            "link_precision",
+            "link_recall",
+        ],
+    ),
     (
         "tls_cost",
         &[
@@ -130,8 +136,7 @@ pub fn seeded_part(path: &Path, table: &str) -> Vec<Vec<String>> {
     if table == "points"
         && let Some(m) = rows[0].iter().position(|h| h == "metric")
     {
-        let varying: Vec<&str> =
-            [of_table(TIMING, "summary"), of_table(TLS_SIZES, "summary")].concat();
+        let varying: Vec<&str> = [of_table(TIMING, "summary"), of_table(TLS_SIZES, "summary")].concat();
         let values: Vec<usize> = (0..rows[0].len())
             .filter(|&i| ["n", "mean", "sd", "ci_low", "ci_high", "ci_half_width"].contains(&rows[0][i].as_str()))
             .collect();
