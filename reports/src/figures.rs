@@ -587,6 +587,10 @@ pub fn pareto_front(points: &[(f64, f64)], better: fn(f64, f64) -> bool) -> Vec<
     front
 }
 
+/// A leak measure of the frontier figure: its metric in `points`, its legend label, its colour,
+/// and when one value is better than another (leaks less).
+type LeakMeasure = (&'static str, &'static str, RGBColor, fn(f64, f64) -> bool);
+
 /// The leak-versus-cost figure of a countermeasures sweep: one marker per sweep point (means
 /// over seeds) for each leak measure, against the bytes on the wire per byte of mail (top) and
 /// the 99th-percentile delivery latency (bottom), with each measure's frontier (the points no
@@ -601,7 +605,7 @@ pub fn frontier_chart(sweep: &SweepSummary) -> Option<Stack<LineChart, LineChart
     let mean = |p: &analysis::PointSummary, metric: &str| p.metric(metric).and_then(|c| c.mean);
     let panel = |cost: &str, title: &str, x_desc: &str, x_text: fn(f64) -> String| {
         let mut series = Vec::new();
-        let leaks: [(&str, &str, RGBColor, fn(f64, f64) -> bool); 2] = [
+        let leaks: [LeakMeasure; 2] = [
             ("messages_est_abs_err", "message-count error (higher hides more)", SEEN_COLOR, |a, b| a > b),
             ("link_precision", "user→system linkage precision (lower hides more)", TRUTH_COLOR, |a, b| a < b),
         ];
