@@ -588,6 +588,34 @@ fn tap_placement_on_listed_pairs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `tap.access_lines` captures the users' submissions to their own systems (the injector's
+/// sessions to the submission port) beside the lines between systems: the tap writes one session
+/// record per submission session the relays recorded (their own `truth/sessions.jsonl`), with
+/// and without a placement of the tap on system pairs.
+#[test]
+fn access_lines_capture_the_submission_sessions() {
+    let dir = scratch("access-lines");
+    for (n, placement) in ["", "links = \"pairs\"\npairs = [[\"alpha\", \"gamma\"]]\n"].into_iter().enumerate() {
+        let scenario = small_on_port(&dir, 28525, &format!("\n[tap]\naccess_lines = true\n{placement}"));
+        let out = dir.join(format!("out{n}"));
+        let r = smtplab(&["run", &scenario.display().to_string(), "--out", &out.display().to_string()]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let run = only_child(&out);
+        let lines = |path: &str| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(run.join(path))
+                .expect(path)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON line"))
+                .collect()
+        };
+        let submitted = lines("truth/sessions.jsonl").iter().filter(|s| s["direction"] == "submission").count();
+        let seen = lines("tap/sessions.jsonl").iter().filter(|s| s["id.resp_p"] == 28526).count();
+        assert!(submitted > 0, "the relays recorded submission sessions");
+        assert_eq!(seen, submitted, "placement {placement:?}: every submission session captured");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A sweep runs every point × seed into its own directory, in parallel, and resumes.
 #[test]
 fn sweep_runs_points_and_resumes() {

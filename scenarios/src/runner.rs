@@ -218,6 +218,13 @@ fn run_live(
                 }
             }
         }
+        // `access_lines`: the injector's submissions are the users' lines; a placement keeps them.
+        if s.tap.access_lines
+            && let Some(set) = links.as_mut()
+        {
+            let injector = IpAddr::V4(injector_addr(s));
+            set.extend((0..s.systems.len()).map(|i| tap::capture::link(injector, IpAddr::V4(s.address(i)))));
+        }
         let promisc = network.is_some();
         let opts = tap::LiveOptions { device, filter, links, promisc, ..Default::default() };
         match tap::LiveCapture::start(&opts, &run_dir.join("capture.pcap")) {
@@ -792,6 +799,9 @@ fn capture_filter(s: &Scenario) -> String {
         .map(|i| s.address(i).to_string())
         .chain(s.interceptions().into_iter().map(|(_, _, a)| a.to_string()))
         .chain(s.access_taps().into_iter().filter(|t| t.1).map(|(a, _)| a.to_string()))
+        // `access_lines`: the injector submits every user's mail, so its address is the
+        // users' end of the access lines.
+        .chain(s.tap.access_lines.then(|| injector_addr(s).to_string()))
         .collect();
     if hosts.len() > 300 {
         return with_dns(s, ports);
@@ -799,6 +809,11 @@ fn capture_filter(s: &Scenario) -> String {
     let src = hosts.iter().map(|h| format!("src host {h}")).collect::<Vec<_>>().join(" or ");
     let dst = hosts.iter().map(|h| format!("dst host {h}")).collect::<Vec<_>>().join(" or ");
     with_dns(s, format!("{ports} and ({src}) and ({dst})"))
+}
+
+/// Where the injector submits from: loopback's 127.0.0.1, or the netns bridge's address.
+fn injector_addr(s: &Scenario) -> std::net::Ipv4Addr {
+    if s.network.backend == "netns" { crate::netns::ROOT_ADDR } else { std::net::Ipv4Addr::LOCALHOST }
 }
 
 /// The DNS server's traffic joins the capture: the MX queries an eavesdropper sees.
