@@ -31,8 +31,21 @@
 //! by the same steps under the same name: after a crash the file is the old or the new version,
 //! each whole; the old one only repeats deliveries already made (at least once).
 //!
-//! `remove` unlinks the file and fsyncs the directory. A crash before that fsync may bring the
-//! file back: the message is delivered again (at least once).
+//! `remove` renames the file to `<qid>.free` (or unlinks it) and fsyncs the directory. A crash
+//! before that fsync may bring the queue file back: the message is delivered again (at least
+//! once).
+//!
+//! # File reuse
+//!
+//! Creating a file is the spool's largest cost left after the fsyncs (ext4 without a journal
+//! scans past every inode freed in the last seconds to find one: BENCHMARKS.md). So a finished
+//! message's file is renamed to `<qid>.free` rather than unlinked (up to [`MAX_FREE`] of them),
+//! and `store` writes the next message over one of them instead of a new `.tmp`: from its start,
+//! cut to length, fsynced, and only then renamed to `<qid>.queued`. That is step (1)-(2) above
+//! under another name that is not a queue name either, so the argument is unchanged: a crash
+//! while a `.free` file is rewritten leaves it a `.free` file, which [`Spool::open`] takes back
+//! for reuse (or removes) and never lists, whatever it holds. A `.free` file keeps the finished
+//! message's bytes until it is written over (0600 in a 0700 directory, as the queue).
 //!
 //! # Group commit
 //!
@@ -95,12 +108,19 @@ const MAGIC: &str = "smtplab-queue 1";
 const MAX_HEADER: usize = 64;
 /// Largest envelope accepted when reading: far beyond any recipient limit, short of absurd.
 const MAX_ENVELOPE: u64 = 64 << 20;
+/// Extension of a finished message's file kept for reuse.
+const FREE: &str = "free";
+/// Files kept for reuse: about as many as messages in flight at once (the queue runner's 32
+/// workers, the sessions' stores); more are unlinked.
+const MAX_FREE: usize = 64;
 
 pub struct Spool {
     dir: PathBuf,
     counter: AtomicU64,
     /// Directory fsyncs, shared by the callers that need one at the same time.
     sync: DirSync,
+    /// Files of finished messages kept for reuse (`<qid>.free`), at most [`MAX_FREE`].
+    free: Mutex<Vec<PathBuf>>,
 }
 
 impl Spool {
@@ -109,7 +129,7 @@ impl Spool {
     pub fn open(root: &Path) -> Result<Self, RelayError> {
         let dir = root.join("queue");
         crate::files::create_private_dir_all(&dir).map_err(|source| RelayError::Spool { path: dir.clone(), source })?;
-        let spool = Self { sync: DirSync::new(&dir), dir, counter: AtomicU64::new(0) };
+        let spool = Self { sync: DirSync::new(&dir), dir, counter: AtomicU64::new(0), free: Mutex::new(Vec::new()) };
         spool.recover()?;
         Ok(spool)
     }
@@ -132,7 +152,18 @@ impl Spool {
     /// Stores a message durably. Returns only when it is safe to answer 250.
     pub fn store(&self, env: &Envelope, message: &[u8]) -> Result<(), RelayError> {
         let path = self.path(&env.qid);
-        crate::files::write_durably(&path, &encode(env, message)?).map_err(|e| self.err(e))?;
+        let bytes = encode(env, message)?;
+        let reused = self.take_free().is_some_and(|free| match overwrite_durably(&free, &bytes) {
+            // rename(2) replaces a link at `path` itself; it never writes through it.
+            Ok(()) => std::fs::rename(&free, &path).is_ok(),
+            Err(_) => {
+                let _ = std::fs::remove_file(&free);
+                false
+            }
+        });
+        if !reused {
+            crate::files::write_durably(&path, &bytes).map_err(|e| self.err(e))?;
+        }
         if let Err(e) = self.sync.commit() {
             // Not acknowledged: the client sends it again. Leaving the file would deliver it
             // twice if the name did reach the disk.
@@ -176,10 +207,25 @@ impl Spool {
         }
     }
 
-    /// Removes a finished message. Returns once the removal is on disk.
+    /// Removes a finished message. Returns once the removal is on disk. Its file is kept for
+    /// reuse under another name while fewer than [`MAX_FREE`] are (see "File reuse").
     pub fn remove(&self, qid: &str) -> Result<(), RelayError> {
-        std::fs::remove_file(self.path(qid)).map_err(|e| self.err(e))?;
+        let path = self.path(qid);
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < MAX_FREE {
+            let to = self.dir.join(format!("{qid}.{FREE}"));
+            std::fs::rename(&path, &to).map_err(|e| self.err(e))?;
+            free.push(to);
+        } else {
+            std::fs::remove_file(&path).map_err(|e| self.err(e))?;
+        }
+        drop(free);
         self.sync.commit().map_err(|e| self.err(e))
+    }
+
+    /// A kept file to write the next message into, if there is one.
+    fn take_free(&self) -> Option<PathBuf> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
     /// Every queued envelope, oldest first. Unreadable queue files are reported and skipped,
@@ -220,6 +266,18 @@ impl Spool {
             let _ = std::fs::remove_file(path);
             changed = true;
         }
+        // Kept files, whatever a crash left in them: reused up to the limit, the rest removed.
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        for path in names.iter().filter(|p| ext(p).as_deref() == Some(FREE)) {
+            let is_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+            if is_file && free.len() < MAX_FREE {
+                free.push(path.clone());
+            } else {
+                let _ = std::fs::remove_file(path);
+                changed = true;
+            }
+        }
+        drop(free);
         for env_path in names.iter().filter(|p| ext(p).as_deref() == Some("env")) {
             let queued = env_path.with_extension(QUEUED);
             if !queued.exists() {
@@ -338,6 +396,17 @@ impl DirSync {
             self.done.notify_all();
         }
     }
+}
+
+/// Writes `bytes` over the kept file `path` from its start, cuts it to their length and fsyncs
+/// it: the same durability as a new temporary file, without allocating an inode.
+fn overwrite_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    f.write_all(bytes)?;
+    f.set_len(bytes.len() as u64)?;
+    f.sync_all()
 }
 
 /// What is wrong with a queue file.
@@ -476,7 +545,9 @@ mod tests {
         spool.remove(&env.qid).expect("remove");
         assert!(spool.list().expect("list").is_empty());
         assert_eq!(spool.load(&env.qid).expect("gone"), None);
-        assert_eq!(std::fs::read_dir(root.join("queue")).expect("dir").count(), 0, "nothing left behind");
+        let left: Vec<_> =
+            std::fs::read_dir(root.join("queue")).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from(format!("{}.free", env.qid))], "only the file kept for reuse");
         let _ = std::fs::remove_dir_all(&root);
     }
 
@@ -556,6 +627,44 @@ mod tests {
         assert_eq!(spool.load("B").expect("load"), Some((b2, b"message B\r\n".to_vec())));
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&other);
+    }
+
+    /// A finished message's file is written over by the next message (same inode, cut to the
+    /// new length), and a `.free` file is never queued, whatever a crash left in it: here a
+    /// whole queue file, as a crash after its fsync and before its rename leaves it.
+    #[test]
+    fn finished_files_are_reused_and_never_listed() {
+        use std::os::unix::fs::MetadataExt;
+        let root = scratch("reuse");
+        let queue = root.join("queue");
+        let spool = Spool::open(&root).expect("open");
+        let long = envelope("LONG");
+        spool.store(&long, &[b'x'; 5000]).expect("store");
+        let inode = std::fs::metadata(queue.join("LONG.queued")).expect("meta").ino();
+        spool.remove("LONG").expect("remove");
+        assert!(queue.join("LONG.free").exists() && !queue.join("LONG.queued").exists());
+        let short = envelope("SHORT");
+        spool.store(&short, b"short\r\n").expect("store");
+        assert_eq!(std::fs::metadata(queue.join("SHORT.queued")).expect("meta").ino(), inode, "the same file");
+        assert!(!queue.join("LONG.free").exists());
+        assert_eq!(spool.load("SHORT").expect("load"), Some((short.clone(), b"short\r\n".to_vec())));
+
+        // Crash states of a reuse: a kept file written over in part, and one written whole
+        // (fsynced) but not yet renamed. Neither is queued after a restart; both are reused.
+        let whole = std::fs::read(queue.join("SHORT.queued")).expect("read");
+        std::fs::write(queue.join("P.free"), &whole[..whole.len() / 2]).expect("partial");
+        std::fs::write(queue.join("W.free"), &whole).expect("whole");
+        let spool = Spool::open(&root).expect("recover");
+        assert_eq!(spool.list().expect("list"), vec![short.clone()], "a kept file is never queued");
+        assert_eq!(count_queued(&root), 1);
+        spool.store(&envelope("N1"), b"n1\r\n").expect("store");
+        spool.store(&envelope("N2"), b"n2\r\n").expect("store");
+        assert!(!queue.join("P.free").exists() && !queue.join("W.free").exists(), "both reused");
+        for (qid, body) in [("N1", "n1"), ("N2", "n2")] {
+            let (env, message) = spool.load(qid).expect("load").expect("queued");
+            assert_eq!((env.qid.as_str(), message), (qid, format!("{body}\r\n").into_bytes()));
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     /// A queue file cut short or with a damaged header is reported and left in place, never
@@ -654,7 +763,7 @@ mod tests {
         assert!(err.to_string().contains("restarted"), "{err}");
         // A restart recovers what the disk holds.
         let spool = Spool::open(&root).expect("reopen");
-        assert!(spool.list().expect("list").is_empty(), "the unlink of BEFORE happened; AFTER was taken back");
+        assert!(spool.list().expect("list").is_empty(), "the removal of BEFORE happened; AFTER was taken back");
         spool.store(&envelope("NEW"), b"new\r\n").expect("a fresh spool commits again");
         let _ = std::fs::remove_dir_all(&root);
     }
