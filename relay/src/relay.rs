@@ -203,6 +203,9 @@ impl RelayHandle {
         self.tasks.abort_all();
         // Cached sessions say QUIT and their records are written; deliveries are over by now.
         let _ = tokio::time::timeout(grace, self.shared.connections.close_all()).await;
+        // No finished message's bytes stay behind in the spool's kept files.
+        let sh = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || sh.spool.discard_free()).await;
         if let Some(dir) = self.tls_report_dir() {
             let sh = self.shared.clone();
             let written = tokio::task::spawn_blocking(move || sh.tlsrpt.write(&dir).map_err(|e| (dir, e))).await;

@@ -45,7 +45,8 @@
 //! under another name that is not a queue name either, so the argument is unchanged: a crash
 //! while a `.free` file is rewritten leaves it a `.free` file, which [`Spool::open`] takes back
 //! for reuse (or removes) and never lists, whatever it holds. A `.free` file keeps the finished
-//! message's bytes until it is written over (0600 in a 0700 directory, as the queue).
+//! message's bytes until it is written over (0600 in a 0700 directory, as the queue) or the
+//! relay shuts down ([`Spool::discard_free`]).
 //!
 //! # Group commit
 //!
@@ -221,6 +222,15 @@ impl Spool {
         }
         drop(free);
         self.sync.commit().map_err(|e| self.err(e))
+    }
+
+    /// Unlinks the files kept for reuse, so a relay that stops leaves no finished message's
+    /// bytes in its spool (a restart begins with none kept; nothing needs them).
+    pub fn discard_free(&self) {
+        let kept = std::mem::take(&mut *self.free.lock().unwrap_or_else(|p| p.into_inner()));
+        for path in kept {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// A kept file to write the next message into, if there is one.
@@ -664,6 +674,16 @@ mod tests {
             let (env, message) = spool.load(qid).expect("load").expect("queued");
             assert_eq!((env.qid.as_str(), message), (qid, format!("{body}\r\n").into_bytes()));
         }
+        // A relay that stops drops what it kept; queued messages stay.
+        spool.remove("N1").expect("remove");
+        assert!(queue.join("N1.free").exists());
+        spool.discard_free();
+        let mut left: Vec<String> = std::fs::read_dir(&queue)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["N2.queued", "SHORT.queued"]);
         let _ = std::fs::remove_dir_all(&root);
     }
 
