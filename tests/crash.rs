@@ -96,9 +96,7 @@ fn delivered_ids(dir: &Path) -> BTreeMap<String, usize> {
 }
 
 fn queued(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("spool/queue"))
-        .map(|r| r.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "env")).count())
-        .unwrap_or(0)
+    relay::spool::count_queued(&dir.join("spool"))
 }
 
 #[test]

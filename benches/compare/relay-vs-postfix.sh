@@ -16,6 +16,8 @@
 #   smtplab-reuse    smtplab A with Postfix-like on-demand connection reuse
 #                    (REUSE_FLAGS, default "--connection-reuse on-demand --destination-concurrency 5";
 #                    these flags exist in relay_bench only: SMTPLAB=.../examples/relay_bench)
+#   smtplab-before   the smtplab row with another build, SMTPLAB_BEFORE (e.g. main's relay_bench),
+#                    A and its own B, for before/after rows in one run beside Postfix
 # PLAIN=1 adds a plaintext A -> B row per MTA. A Postfix B logs its TLS sessions
 # (smtpd_tls_loglevel = 1): the script prints how many each row made and how many were full
 # handshakes rather than resumptions.
@@ -49,6 +51,10 @@ ROWS=${ROWS:-postfix postfix-reuse smtplab}
 LIMIT=${LIMIT:-600} # seconds any one row may take, load and delivery together
 SMTPLAB=${SMTPLAB:-${CARGO_TARGET_DIR:-target}/release/smtplab}
 [ -x "$SMTPLAB" ] || { echo "build first: cargo build --release --bin smtplab ($SMTPLAB missing)" >&2; exit 1; }
+case " $ROWS " in *" smtplab-before "*)
+  [ -x "${SMTPLAB_BEFORE:-}" ] || { echo "row smtplab-before needs SMTPLAB_BEFORE, an executable" >&2; exit 1; } ;;
+esac
+RELAY_BIN=$SMTPLAB # the smtplab build the current row runs
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix" >&2; exit 1; }
 CGROOT=$(findmnt -n -t cgroup2 -o TARGET | head -1)
 [ -n "$CGROOT" ] && [ -w "$CGROOT" ] || { echo "needs a writable cgroup v2 mount (CPU accounting); none found" >&2; exit 1; }
@@ -145,7 +151,7 @@ smtplab_relay() { # name listen extra-args...
   shift 2
   local cg
   cg=$(cg_new "sl-$name")
-  (echo "$BASHPID" >"$cg/cgroup.procs" && exec "$SMTPLAB" relay --listen "$listen" --hostname "mx.$name.example" \
+  (echo "$BASHPID" >"$cg/cgroup.procs" && exec "$RELAY_BIN" relay --listen "$listen" --hostname "mx.$name.example" \
     --spool "$WORK/sl-$name/spool" --mailbox-dir "$WORK/sl-$name/mail" "$@" >"$WORK/sl-$name.log" 2>&1) &
   PIDS+=($!)
   wait_until 30 port_open "$listen"
@@ -205,7 +211,7 @@ run_row() { # label target-addr a-cgroup b-cgroup done-check...
 }
 
 echo "relay throughput: N=$N SIZE=$SIZE SESS=$SESS SINK=$SINK, $(nproc) cores, $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "smtplab: $SMTPLAB; $(postconf -d mail_version)"
+echo "smtplab: $SMTPLAB${SMTPLAB_BEFORE:+; smtplab-before: $SMTPLAB_BEFORE}; $(postconf -d mail_version)"
 
 if [ "$SINK" = discard ]; then
   postfix_sink sink 127.0.98.9:2525
@@ -271,6 +277,10 @@ row() { # label kind(postfix|smtplab) tls(yes|no) reuse(yes|no) a-listen b-liste
     fi
     [ -n "$BLOG" ] && echo "    TLS sessions A->B: $(tls_sessions)"
     kill -INT "${PIDS[-1]}" 2>/dev/null || true
+    # relay_bench (from h-spool on) says at exit how many directory fsyncs its spool ran for
+    # how many commits (store, update, remove).
+    wait "${PIDS[-1]}" 2>/dev/null || true
+    if grep -q 'relay_bench spool:' "$WORK/sl-$aname.log"; then echo "    A $(grep -o 'spool: .*' "$WORK/sl-$aname.log")"; fi
     if [ "$reuse" = yes ]; then
       # Cached sessions write their records when they close: at the latest when A stops.
       wait_until 30 grep -q . "$WORK/sl-$aname.sessions.jsonl" || true
@@ -295,7 +305,12 @@ for r in $ROWS; do
     postfix-reuse) row postfix-reuse postfix yes yes "$a" "$b" ;;
     smtplab) row smtplab smtplab yes no "$a" "$b" ;;
     smtplab-reuse) row smtplab-reuse smtplab yes yes "$a" "$b" ;;
-    *) echo "unknown row '$r' (postfix, postfix-reuse, smtplab, smtplab-reuse)" >&2; exit 1 ;;
+    smtplab-before)
+      RELAY_BIN=$SMTPLAB_BEFORE
+      row smtplab-before smtplab yes no "$a" "$b"
+      RELAY_BIN=$SMTPLAB
+      ;;
+    *) echo "unknown row '$r' (postfix, postfix-reuse, smtplab, smtplab-reuse, smtplab-before)" >&2; exit 1 ;;
   esac
 done
 if [ -n "${PLAIN:-}" ]; then
@@ -308,6 +323,8 @@ fi
 awk '
   { rate[$1] = $2 / $4 }
   END {
+    if (rate["postfix"] && rate["smtplab-before"]) printf "ratio smtplab-before/postfix (SMTPLAB_BEFORE, same conditions):           %.2fx\n", rate["smtplab-before"] / rate["postfix"]
+    if (rate["smtplab-before"] && rate["smtplab"]) printf "ratio smtplab/smtplab-before:                                           %.2fx\n", rate["smtplab"] / rate["smtplab-before"]
     if (rate["postfix"] && rate["smtplab"]) printf "ratio smtplab/postfix (STARTTLS required, new connection per message): %.2fx\n", rate["smtplab"] / rate["postfix"]
     if (rate["postfix-reuse"] && rate["smtplab-reuse"]) printf "ratio smtplab-reuse/postfix-reuse (connection reuse on both):          %.2fx\n", rate["smtplab-reuse"] / rate["postfix-reuse"]
     if (rate["postfix-reuse"] && rate["smtplab"]) printf "ratio smtplab/postfix-reuse (TLS connection reuse on Postfix only):    %.2fx\n", rate["smtplab"] / rate["postfix-reuse"]

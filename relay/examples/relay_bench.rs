@@ -86,6 +86,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let handle = relay::Relay::start(cfg).await?;
         eprintln!("relay_bench listening on {}", handle.listen);
         tokio::signal::ctrl_c().await?;
+        // Group commit at work: how many messages' commits each directory fsync covered.
+        let (syncs, commits) = handle.spool_sync_counts();
+        eprintln!("relay_bench spool: {syncs} directory fsyncs for {commits} commits (store, update, remove)");
         handle.shutdown(std::time::Duration::from_secs(10)).await;
         Ok(())
     })

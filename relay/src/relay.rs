@@ -182,6 +182,12 @@ impl RelayHandle {
         self.shared.duplicates.load(Ordering::SeqCst)
     }
 
+    /// Directory fsyncs the spool ran, and the commits (store, update, remove) they served,
+    /// since the relay started: with group commit, fewer fsyncs than commits.
+    pub fn spool_sync_counts(&self) -> (u64, u64) {
+        self.shared.spool.sync_counts()
+    }
+
     /// What is still queued, for a report of what is stuck.
     pub fn stuck(&self) -> Vec<Envelope> {
         self.shared.spool.list().unwrap_or_default()
@@ -197,6 +203,9 @@ impl RelayHandle {
         self.tasks.abort_all();
         // Cached sessions say QUIT and their records are written; deliveries are over by now.
         let _ = tokio::time::timeout(grace, self.shared.connections.close_all()).await;
+        // No finished message's bytes stay behind in the spool's kept files.
+        let sh = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || sh.spool.discard_free()).await;
         if let Some(dir) = self.tls_report_dir() {
             let sh = self.shared.clone();
             let written = tokio::task::spawn_blocking(move || sh.tlsrpt.write(&dir).map_err(|e| (dir, e))).await;
@@ -343,13 +352,9 @@ async fn queue_runner(
 /// fsyncs) runs on the blocking pool so it never stalls the sessions sharing the runtime.
 async fn attempt(shared: &Arc<Shared>, qid: &str) {
     let (sh, q) = (shared.clone(), qid.to_string());
-    let loaded = tokio::task::spawn_blocking(move || -> Result<Option<(Envelope, Vec<u8>)>, RelayError> {
-        let Some(env) = sh.spool.envelope(&q)? else { return Ok(None) };
-        let message = sh.spool.message(&q)?;
-        Ok(Some((env, message)))
-    })
-    .await
-    .unwrap_or_else(|e| Err(RelayError::Io(std::io::Error::other(e.to_string()))));
+    let loaded = tokio::task::spawn_blocking(move || sh.spool.load(&q))
+        .await
+        .unwrap_or_else(|e| Err(RelayError::Io(std::io::Error::other(e.to_string()))));
     let (mut env, message) = match loaded {
         Ok(Some(x)) => x,
         Ok(None) => return,

@@ -187,9 +187,7 @@ fn clean_stale() {
 
 /// The relay's spool queue length, read from its directory (the relays are other processes).
 pub fn queued(spool: &Path) -> usize {
-    std::fs::read_dir(spool.join("queue"))
-        .map(|r| r.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "env")).count())
-        .unwrap_or(0)
+    relay::spool::count_queued(spool)
 }
 
 pub fn spool_of(run_dir: &Path, system: &str) -> PathBuf {
