@@ -1,10 +1,12 @@
-//! The spool under real crashes: `kill -9` the relay process (the `relay_bench` example, the
-//! same library entry point as `smtplab relay`, without polars) at pseudo-random moments while a
+//! The spool under real crashes: `kill -9` the relay process (`smtplab relay`) at pseudo-random
+//! moments while a
 //! load generator submits mail, restart it, and check that every message that got a 250 is
 //! delivered, at least once and never written to a mailbox twice. The spool starts with messages
 //! in the old two-file layout (`.msg` + `.env`, as spools written before the one-file layout
 //! hold them), which the restarted relay must convert and deliver too, whatever the kills
-//! interrupt. tests/crash.rs (root package) is the same test through the `smtplab` binary.
+//! interrupt. tests/crash.rs is the same test without the old layout. (It lived in the relay
+//! crate, driving the `relay_bench` example, which `cargo test --all-targets` builds as a test
+//! harness rather than a program: the CI's command could not run it.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -19,21 +21,8 @@ const ADDR: &str = "127.0.91.7:2525";
 const CYCLES: u64 = 30;
 const OLD_MESSAGES: usize = 5;
 
-/// `cargo test` builds the package's examples beside its test binaries (`target/<profile>/`).
-fn relay_bench() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("examples/relay_bench");
-    assert!(
-        bin.exists(),
-        "{} missing: run through `cargo test -p smtplab-relay`, which builds examples",
-        bin.display()
-    );
-    bin
-}
-
 fn start_relay(dir: &Path) -> Child {
-    let child = Command::new(relay_bench())
+    let child = Command::new(env!("CARGO_BIN_EXE_smtplab"))
         .args(["relay", "--listen", ADDR, "--hostname", "relay.crash.example", "--local-domain", "dest.example"])
         .arg("--spool")
         .arg(dir.join("spool"))
@@ -44,7 +33,7 @@ fn start_relay(dir: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start relay_bench");
+        .expect("start smtplab relay");
     let addr: SocketAddr = ADDR.parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
