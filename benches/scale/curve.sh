@@ -83,8 +83,8 @@ for p in "$@"; do
     'NR == ml { print "messages = " m; next } NR == sl { print "systems = " s; next } { print }' "$base" > "$point/scale.toml"
 
   # The 1M run writes tens of GB: refuse to start without room (the 100,000-message run
-  # directory is about 3 GB; 48 KiB a message + 4 GiB is asked for).
-  need_kib=$((messages * 48 + 4 * 1024 * 1024))
+  # directory is about 3 GB; 36 KiB a message + 2 GiB is asked for).
+  need_kib=$((messages * 36 + 2 * 1024 * 1024))
   free_kib=$(df -Pk "$point" | awk 'NR == 2 { print $4 }')
   if [ "$free_kib" -lt "$need_kib" ]; then
     echo "error: point $p needs about $((need_kib / 1048576)) GiB free in $out, $((free_kib / 1048576)) GiB are; free space or pass -o elsewhere" >&2
