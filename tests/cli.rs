@@ -750,6 +750,9 @@ fn interrupt_keeps_what_was_captured() {
     let truth = std::fs::read_to_string(run.join("truth/messages.jsonl")).expect("truth");
     let n = truth.lines().count();
     assert!(n > 0 && n < 400, "only what was submitted is truth: {n}");
+    // The narration says the run was cut short, with the count the truth holds.
+    assert!(!stderr.contains("all messages submitted"), "{stderr}");
+    assert!(stderr.contains(&format!("interrupted after {n} messages submitted")), "{stderr}");
     assert!(std::fs::metadata(run.join("capture.pcap")).expect("capture kept").len() > 24);
     assert!(run.join("tap/sessions.jsonl").exists(), "the capture was dissected");
     let _ = std::fs::remove_dir_all(&dir);

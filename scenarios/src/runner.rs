@@ -447,7 +447,16 @@ async fn drive(
     let (submitted_at, first_error) = (submitted.times, submitted.error);
     let total = submitted_at.len();
 
-    say("all messages submitted; waiting for the queues to drain");
+    // An interrupt ends the submission early: say so rather than claim every message went in.
+    if crate::interrupt::interrupted() {
+        say(&format!("interrupted after {total} messages submitted; stopping the relays with what they hold"));
+    } else if first_error.is_some() {
+        say(&format!(
+            "submission stopped after {total} messages (an error, reported below); waiting for the queues to drain"
+        ));
+    } else {
+        say("all messages submitted; waiting for the queues to drain");
+    }
     let drain = bar(total as u64, "delivering");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(s.scenario.drain_timeout);
     loop {
@@ -459,7 +468,12 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drain.finish_and_clear();
-    say("queues drained; stopping relays");
+    let left = relays.queued();
+    say(&if left == 0 {
+        "queues drained; stopping relays".to_string()
+    } else {
+        format!("{left} messages still queued; stopping relays")
+    });
     if let Some(r) = recorder {
         let packets = r.stop();
         *recorded = Some(tap::capture::CaptureStats { packets_written: packets, ..Default::default() });
