@@ -127,8 +127,10 @@ for p in "$@"; do
   exit_status=$(field "Exit status")
   [ -n "$exit_status" ] || exit_status=$status
   up=$(phase_at "$t" "relays up")
-  submitted_at=$(phase_at "$t" "all messages submitted")
-  drained=$(phase_at "$t" "queues drained")
+  # "all messages submitted", or "interrupted after N messages submitted" for a cut-short run.
+  submitted_at=$(phase_at "$t" "messages submitted")
+  # "queues drained; stopping relays", or "N messages still queued; stopping relays".
+  drained=$(phase_at "$t" "stopping relays")
   dissecting=$(phase_at "$t" "dissecting the capture")
   analysing=$(phase_at "$t" "analysing")
   hashing=$(phase_at "$t" "hashing the run's files")
