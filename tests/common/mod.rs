@@ -68,34 +68,9 @@ pub fn csv_without(path: &Path, drop: &[&str]) -> Vec<Vec<String>> {
 const TIMING: &[(&str, &[&str])] = &[
     ("sessions", &["session_index", "started_at", "ended_at", "tap_ts", "duration"]),
     ("hops", &["hop_row", "session_index"]),
-    // The linkage figures rest on when each session started (the matching window).
-    (
-        "summary",
-        &[
-            "delivery_latency_p50",
-            "delivery_latency_p99",
-            "delivery_latency_max",
-            "link_messages",
-            "link_median_anonymity_set",
-            "link_mean_entropy_bits",
-            "link_precision",
-            "link_recall",
-        ],
-    ),
+    ("summary", SUMMARY_TIMING),
     // A sweep's `runs` table is its runs' summaries, one row each.
-    (
-        "runs",
-        &[
-            "delivery_latency_p50",
-            "delivery_latency_p99",
-            "delivery_latency_max",
-            "link_messages",
-            "link_median_anonymity_set",
-            "link_mean_entropy_bits",
-            "link_precision",
-            "link_recall",
-        ],
-    ),
+    ("runs", SUMMARY_TIMING),
     (
         "tls_cost",
         &[
@@ -107,10 +82,23 @@ const TIMING: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+/// The summary's columns that depend on when things happened: delivery delays, and the linkage
+/// figures, which rest on when each session started (the matching window).
+const SUMMARY_TIMING: &[&str] = &[
+    "delivery_latency_p50",
+    "delivery_latency_p99",
+    "delivery_latency_max",
+    "link_messages",
+    "link_median_anonymity_set",
+    "link_mean_entropy_bits",
+    "link_precision",
+    "link_recall",
+];
+const SUMMARY_TLS_SIZES: &[&str] = &["wire_bytes", "cover_wire_bytes", "cover_wire_share", "wire_per_mail_byte"];
 const TLS_SIZES: &[(&str, &[&str])] = &[
     ("pairs", &["bytes_seen"]),
-    ("summary", &["wire_bytes", "cover_wire_bytes", "cover_wire_share", "wire_per_mail_byte"]),
-    ("runs", &["wire_bytes", "cover_wire_bytes", "cover_wire_share", "wire_per_mail_byte"]),
+    ("summary", SUMMARY_TLS_SIZES),
+    ("runs", SUMMARY_TLS_SIZES),
     ("sessions", &["wire_bytes", "tls_app_bytes_resp"]),
     ("tls_cost", &["tls_wire_bytes_mean", "tls_overhead_bytes_mean", "tls_extra_bytes_mean", "wire_ratio"]),
 ];
@@ -136,7 +124,7 @@ pub fn seeded_part(path: &Path, table: &str) -> Vec<Vec<String>> {
     if table == "points"
         && let Some(m) = rows[0].iter().position(|h| h == "metric")
     {
-        let varying: Vec<&str> = [of_table(TIMING, "summary"), of_table(TLS_SIZES, "summary")].concat();
+        let varying: Vec<&str> = [SUMMARY_TIMING, SUMMARY_TLS_SIZES].concat();
         let values: Vec<usize> = (0..rows[0].len())
             .filter(|&i| ["n", "mean", "sd", "ci_low", "ci_high", "ci_half_width"].contains(&rows[0][i].as_str()))
             .collect();
@@ -152,8 +140,4 @@ pub fn seeded_part(path: &Path, table: &str) -> Vec<Vec<String>> {
         rows[1..].sort();
     }
     rows
-}
-
-fn of_table(list: &[(&str, &'static [&'static str])], table: &str) -> &'static [&'static str] {
-    list.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[])
 }
