@@ -1,5 +1,7 @@
-//! Sans-IO SMTP: the codec and the pieces of session logic that the relay (which speaks SMTP) and
-//! the tap (which overhears it) share.
+//! Sans-IO SMTP: the codec and the session logic that the relay (which speaks SMTP) and the tap
+//! (which overhears it) share: one set of line, reply, DATA and BDAT parsers, and the server's
+//! side of a session ([`server::ServerSession`]) that the relay drives over sockets and tests
+//! drive with byte vectors.
 //!
 //! Nothing here touches a socket, a clock or a random number generator: callers hand in bytes and
 //! get back parsed items. Checked parsing never panics, whatever the input: the tap feeds these
@@ -14,13 +16,16 @@ pub mod command;
 pub mod data;
 pub mod ehlo;
 pub mod line;
+pub mod line_endings;
 pub mod reply;
+pub mod server;
 
 pub use command::{Command, Path};
 pub use data::{DataReceiver, DataStatus, dot_stuff};
 pub use ehlo::Capabilities;
 pub use line::{Line, LineBuffer};
 pub use reply::{Reply, ReplyParser};
+pub use server::{ServerConfig, ServerSession};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF. Real clients
 /// exceed it (long EHLO names, many ESMTP parameters), so callers choose their own limit; this is

@@ -12,9 +12,15 @@ pub enum Line {
 }
 
 /// Accumulates bytes and hands out lines, holding at most `limit` bytes of an unfinished line.
+///
+/// Lines and content are taken from the front by moving a start offset, not by shifting the
+/// rest down: a flight of thousands of pipelined commands costs its length once, not once per
+/// command. The taken bytes are dropped when the next bytes come in.
 #[derive(Debug)]
 pub struct LineBuffer {
     buf: Vec<u8>,
+    /// Where the bytes not yet taken begin in `buf`.
+    start: usize,
     limit: usize,
     /// Bytes of an over-long line already thrown away while waiting for its end.
     discarding: Option<usize>,
@@ -22,31 +28,50 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     pub fn new(limit: usize) -> Self {
-        Self { buf: Vec::new(), limit, discarding: None }
+        Self { buf: Vec::new(), start: 0, limit, discarding: None }
     }
 
     /// Appends bytes read from the peer.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start.min(self.buf.len()));
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes held that do not yet form a line. After STARTTLS this must be zero, or the client
     /// pipelined plaintext past the upgrade (CVE-2011-0411 class).
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len().saturating_sub(self.start)
     }
 
     /// Takes everything buffered, line or not (used when switching to DATA or BDAT mode).
     pub fn take_rest(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
+        let rest = self.rest().to_vec();
+        self.buf.clear();
+        self.start = 0;
+        rest
+    }
+
+    /// Everything buffered, line or not, left in place (DATA or BDAT content, read where it
+    /// lies and then [`consume`](Self::consume)d).
+    pub fn rest(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    /// Drops the first `n` bytes buffered (all of them if fewer).
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.pending());
     }
 
     /// The next line, if a complete one (or an over-long one) is buffered.
     pub fn next_line(&mut self) -> Option<Line> {
-        match self.buf.iter().position(|&b| b == b'\n') {
+        let rest = self.rest();
+        match rest.iter().position(|&b| b == b'\n') {
             Some(end) => {
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                line.pop();
+                let mut line = rest.get(..end).unwrap_or_default().to_vec();
+                self.start += end + 1;
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
@@ -58,9 +83,10 @@ impl LineBuffer {
                 }
                 Some(Line::Complete(line))
             }
-            None if self.buf.len() > self.limit => {
-                let skipped = self.buf.len();
+            None if rest.len() > self.limit => {
+                let skipped = rest.len();
                 self.buf.clear();
+                self.start = 0;
                 *self.discarding.get_or_insert(0) += skipped;
                 None
             }

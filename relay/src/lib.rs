@@ -17,7 +17,6 @@ pub mod delivery;
 pub mod dns;
 pub mod error;
 pub mod files;
-pub mod line_endings;
 pub mod mta_sts;
 mod outbound_session;
 pub mod padding;

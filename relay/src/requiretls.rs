@@ -22,7 +22,7 @@
 use crate::config::OutboundTls;
 
 /// The EHLO keyword and the MAIL parameter (RFC 8689 §2).
-pub const KEYWORD: &str = "REQUIRETLS";
+pub const KEYWORD: &str = proto::server::REQUIRETLS;
 
 /// What a queued message asks of its onward hops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +73,6 @@ pub enum HopAuthentication {
 /// Whether a hop authenticated so (or not at all: `None`) may carry a REQUIRETLS message.
 pub fn satisfies_requiretls(auth: Option<HopAuthentication>) -> bool {
     matches!(auth, Some(HopAuthentication::WebPki | HopAuthentication::Dane))
-}
-
-/// Whether a MAIL command's parameters include REQUIRETLS (no value, any case).
-pub fn in_mail_params(params: &[String]) -> bool {
-    params.iter().any(|p| p.eq_ignore_ascii_case(KEYWORD))
 }
 
 /// Whether the message's header section has a `TLS-Required` field whose value is `No` (case
@@ -134,8 +129,8 @@ mod tests {
         assert_eq!(MessageTls::NotRequired.policy(Verify), May);
         assert_eq!(MessageTls::NotRequired.policy(Encrypt), May);
         assert_eq!(MessageTls::NotRequired.policy(None), None);
-        assert!(in_mail_params(&["SIZE=10".into(), "requiretls".into()]));
-        assert!(!in_mail_params(&["REQUIRETLS=YES".into()]));
+        assert!(proto::server::requiretls_param(&["SIZE=10".into(), "requiretls".into()]));
+        assert!(!proto::server::requiretls_param(&["REQUIRETLS=YES".into()]));
         assert!(satisfies_requiretls(Some(HopAuthentication::Dane)) && !satisfies_requiretls(Option::None));
     }
 }

@@ -1,10 +1,11 @@
-//! The inbound side: one task per SMTP session, driving `proto` over a socket.
+//! The inbound side: one task per SMTP session, driving `proto`'s server session over a socket.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Command, DataReceiver, DataStatus, Line, LineBuffer, Reply};
+use proto::Reply;
+use proto::server::{Close, Event, Message, ServerConfig, ServerSession, Wait};
 use records::SessionRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -12,7 +13,6 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{InboundTls, normalize_domain};
-use crate::line_endings::{self, Bare};
 use crate::relay::Shared;
 use crate::spool::Envelope;
 use crate::transport::Transport;
@@ -26,17 +26,10 @@ pub enum Listener {
     Submission,
 }
 
-/// The open mail transaction.
-struct Transaction {
-    from: String,
-    rcpts: Vec<String>,
-    /// `MAIL FROM:<...> REQUIRETLS` (RFC 8689), accepted only inside TLS.
-    requiretls: bool,
-}
-
 /// How a session ended, for the record.
 enum End {
-    Quit,
+    /// The protocol session closed it (QUIT, a refused bare line end, ...).
+    Closed(Close),
     PeerClosed,
     /// No command, or no DATA progress, within its time.
     Timeout,
@@ -44,8 +37,6 @@ enum End {
     SessionDeadline,
     /// A write of replies did not finish in time: the client stopped reading.
     WriteTimeout,
-    BareNewline(Bare),
-    PipelinedAfterStartTls,
     TlsFailed(String),
     Io(String),
 }
@@ -63,10 +54,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     // Postfix exempts them from its anvil limits; a long run reuses one submission session.
     let authorised = shared.cfg.is_relay_client(peer.ip());
     let deadline = (!authorised).then(|| Instant::now() + shared.cfg.timeouts.session);
+    let cfg = &shared.cfg;
+    let smtp = ServerSession::new(ServerConfig {
+        hostname: cfg.hostname.clone(),
+        max_line: cfg.limits.max_line,
+        max_message_bytes: cfg.limits.max_message_bytes,
+        max_recipients: cfg.limits.max_recipients,
+        starttls: shared.tls_server.is_some() && cfg.inbound_tls != InboundTls::None,
+        require_tls: listener == Listener::Mx && cfg.inbound_tls == InboundTls::Encrypt,
+    });
     let mut session = Session {
         shared: &shared,
         arc: shared.clone(),
         rec: &mut rec,
+        smtp,
         listener,
         peer,
         authorised,
@@ -77,13 +78,17 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     let unlogged = session.unlogged_replies;
     rec.ended_at = crate::now_secs();
     let (outcome, error) = match end {
-        End::Quit => ("closed", None),
+        End::Closed(Close::Quit) => ("closed", None),
+        End::Closed(Close::BareNewline(bare)) => ("rejected", Some(bare.describe().to_string())),
+        End::Closed(Close::PipelinedAfterStartTls) => {
+            ("rejected", Some("plaintext pipelined after STARTTLS".to_string()))
+        }
+        End::Closed(Close::BadBdatSize) => ("error", Some("unparsable BDAT chunk size".to_string())),
+        End::Closed(Close::Aborted) => ("error", Some("session aborted".to_string())),
         End::PeerClosed => ("peer-closed", None),
         End::Timeout => ("timeout", None),
         End::SessionDeadline => ("timeout", Some("session time limit exceeded".to_string())),
         End::WriteTimeout => ("timeout", Some("write timed out: the client stopped reading".to_string())),
-        End::BareNewline(bare) => ("rejected", Some(bare.describe().to_string())),
-        End::PipelinedAfterStartTls => ("rejected", Some("plaintext pipelined after STARTTLS".to_string())),
         End::TlsFailed(e) => ("error", Some(format!("TLS handshake: {e}"))),
         End::Io(e) => ("error", Some(e)),
     };
@@ -102,11 +107,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     shared.records.write(&rec);
 }
 
+/// The driver of one inbound session: `proto`'s [`ServerSession`] over a socket, with the
+/// session's clocks, its record, and the answers it needs from the relay (may this recipient be
+/// accepted, was the message queued).
 struct Session<'a> {
     shared: &'a Shared,
     /// The same, owned, for work handed to the blocking pool (fsyncs).
     arc: Arc<Shared>,
     rec: &'a mut SessionRecord,
+    smtp: ServerSession,
     listener: Listener,
     peer: SocketAddr,
     /// The client may relay to any domain (`relay_clients`).
@@ -122,278 +131,103 @@ impl Session<'_> {
     async fn run(&mut self, tcp: TcpStream) -> End {
         let cfg = &self.shared.cfg;
         let mut io: Transport<TlsStream<TcpStream>> = Transport::Plain(tcp);
-        let mut out = Vec::new();
-        self.reply(&mut out, Reply::new(220, format!("{} ESMTP smtplab", cfg.hostname)));
-        let mut lines = LineBuffer::new(cfg.limits.max_line);
-        let mut helo: Option<String> = None;
-        let mut tx: Option<Transaction> = None;
-        // Chunks of a BDAT transaction received so far (RFC 3030).
-        let mut bdat: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
+        // The DATA or BDAT transfer being timed, and its deadline.
+        let mut content: Option<(u64, DataDeadline)> = None;
         loop {
-            // Answer every complete command buffered; replies to a pipelined group go out in one
-            // write, before the next read (RFC 2920).
-            while let Some((line, used)) = next_line(&mut lines) {
-                if let Some(bare) = line_endings::check_command_line(&line, used) {
-                    return self.refuse_bare(&mut io, &mut out, bare).await;
+            match self.smtp.poll() {
+                Event::Read(wait) => {
+                    if let Err(end) = self.flush(&mut io).await {
+                        return end;
+                    }
+                    let until = match wait {
+                        Wait::Command => {
+                            content = None;
+                            Instant::now() + cfg.timeouts.server_idle
+                        }
+                        Wait::Content { transfer } => {
+                            // A new deadline for each transfer, as each DATA or BDAT starts one.
+                            if content.as_ref().is_none_or(|(t, _)| *t != transfer) {
+                                let progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
+                                content = Some((transfer, progress));
+                            }
+                            content.as_ref().map_or_else(Instant::now, |(_, p)| p.deadline)
+                        }
+                    };
+                    match self.read_by(&mut io, &mut buf, until).await {
+                        Ok(n) => {
+                            if let (Wait::Content { .. }, Some((_, progress))) = (wait, content.as_mut()) {
+                                progress.received(n);
+                            }
+                            self.smtp.feed(&buf[..n]);
+                        }
+                        Err(end) => return end,
+                    }
                 }
-                let line = match line {
-                    Line::Complete(l) => l,
-                    Line::TooLong { .. } => {
-                        self.reply(&mut out, Reply::new(500, "5.5.2 Error: line too long"));
-                        continue;
+                Event::Recipient(to) => {
+                    let verdict = self.accepts_recipient(&to).await;
+                    self.smtp.recipient(verdict);
+                }
+                Event::Message(message) => {
+                    let r = self.accept_message(message, &io).await;
+                    self.smtp.queued(r);
+                }
+                Event::StartTls => {
+                    if let Err(end) = self.flush(&mut io).await {
+                        return end;
                     }
-                };
-                match Command::parse(&line) {
-                    Command::Ehlo(name) | Command::Helo(name) if name.is_empty() => {
-                        self.reply(&mut out, Reply::new(501, "5.5.4 Syntax: EHLO hostname"));
-                    }
-                    Command::Ehlo(name) => {
-                        let caps = self.capabilities(io.is_tls());
-                        self.rec.starttls_offered |= caps.starttls();
-                        self.rec.ehlo_name = Some(name.clone());
-                        helo = Some(name);
-                        tx = None;
-                        self.reply(&mut out, caps.to_reply(&cfg.hostname));
-                    }
-                    Command::Helo(name) => {
-                        self.rec.ehlo_name = Some(name.clone());
-                        helo = Some(name);
-                        tx = None;
-                        self.reply(&mut out, Reply::new(250, cfg.hostname.clone()));
-                    }
-                    Command::Mail { from, params } => {
-                        let r = self.mail(&helo, &tx, io.is_tls(), &params);
-                        if r.code == 250 {
-                            let requiretls = crate::requiretls::in_mail_params(&params);
-                            tx = Some(Transaction { from, rcpts: Vec::new(), requiretls });
-                        }
-                        self.reply(&mut out, r);
-                    }
-                    Command::Rcpt { to, .. } => {
-                        let r = match &mut tx {
-                            None => Reply::new(503, "5.5.1 Error: need MAIL command"),
-                            Some(t) if t.rcpts.len() >= cfg.limits.max_recipients => {
-                                Reply::new(452, "4.5.3 Error: too many recipients")
-                            }
-                            Some(t) => match self.accepts_recipient(&to).await {
-                                Ok(()) => {
-                                    t.rcpts.push(to);
-                                    Reply::new(250, "2.1.5 Ok")
-                                }
-                                Err(r) => r,
-                            },
-                        };
-                        self.reply(&mut out, r);
-                    }
-                    Command::Data if !bdat.is_empty() => {
-                        bdat.clear();
-                        tx = None;
-                        self.reply(&mut out, Reply::new(503, "5.5.1 Error: DATA after BDAT in one transaction"));
-                    }
-                    Command::Data => {
-                        let Some(t) = tx.take_if(|t| !t.rcpts.is_empty()) else {
-                            let r = if tx.is_none() {
-                                Reply::new(503, "5.5.1 Error: need RCPT command")
-                            } else {
-                                Reply::new(554, "5.5.1 Error: no valid recipients")
-                            };
-                            self.reply(&mut out, r);
-                            continue;
-                        };
-                        self.reply(&mut out, Reply::new(354, "End data with <CR><LF>.<CR><LF>"));
-                        let mut data = DataReceiver::new(cfg.limits.max_message_bytes);
-                        let mut strict = line_endings::Scanner::default();
-                        // Set at the first bare LF or CR: from there the content is only
-                        // searched for `<CRLF>.<CRLF>`, then refused whole, as Postfix does.
-                        let mut refused: Option<(Bare, line_endings::EndOfData)> = None;
-                        let mut progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
-                        let mut input = lines.take_rest();
-                        loop {
-                            if refused.is_none() {
-                                // Only the well-formed bytes are fed: a terminator after a bare
-                                // LF or CR must never end the message (SMTP smuggling).
-                                let bare = strict.first_bare(&input);
-                                let good = bare.map_or(input.len(), |(i, _)| i);
-                                if let DataStatus::Done { consumed } = data.feed(&input[..good]) {
-                                    lines.extend(&input[consumed..]);
-                                    break;
-                                }
-                                // (The bytes before the bare one hold no end: the receiver saw them.)
-                                if let Some((_, bare)) = bare {
-                                    refused = Some((bare, line_endings::EndOfData::default()));
-                                }
-                            }
-                            if let Some((bare, search)) = &mut refused
-                                && search.found(&input)
-                            {
-                                return self.refuse_bare(&mut io, &mut out, *bare).await;
-                            }
-                            if let Err(end) = self.flush(&mut io, &mut out).await {
-                                return end;
-                            }
-                            match self.read_by(&mut io, &mut buf, progress.deadline).await {
-                                Ok(n) => {
-                                    progress.received(n);
-                                    input = buf[..n].to_vec();
-                                }
-                                Err(end) => return end,
-                            }
-                        }
-                        let r = if data.truncated() {
-                            Reply::new(552, "5.3.4 Error: message size exceeds fixed limit")
-                        } else {
-                            self.accept_message(t, helo.as_deref(), &io, data.message).await
-                        };
-                        self.reply(&mut out, r);
-                    }
-                    Command::Bdat { size, last } => {
-                        // RFC 3030: without a size the chunk boundary is lost; the session cannot
-                        // continue.
-                        let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
-                            self.reply(&mut out, Reply::new(501, "5.5.4 Syntax: BDAT chunk-size [LAST]"));
-                            let _ = self.flush(&mut io, &mut out).await;
-                            return End::Io("unparsable BDAT chunk size".into());
-                        };
-                        // The chunk follows whatever the verdict, and must be consumed.
-                        let mut input = lines.take_rest();
-                        let mut remaining = size;
-                        let mut kept_all = true;
-                        let mut progress = DataDeadline::new(cfg.timeouts.data_block, cfg.limits.min_data_rate);
-                        loop {
-                            let take = remaining.min(input.len());
-                            if bdat.len() + take <= cfg.limits.max_message_bytes {
-                                bdat.extend_from_slice(&input[..take]);
-                            } else {
-                                kept_all = false;
-                            }
-                            remaining -= take;
-                            if remaining == 0 {
-                                lines.extend(&input[take..]);
-                                break;
-                            }
-                            if let Err(end) = self.flush(&mut io, &mut out).await {
-                                return end;
-                            }
-                            match self.read_by(&mut io, &mut buf, progress.deadline).await {
-                                Ok(n) => {
-                                    progress.received(n);
-                                    input = buf[..n].to_vec();
-                                }
-                                Err(end) => return end,
-                            }
-                        }
-                        let r = match tx.as_ref() {
-                            None => Reply::new(503, "5.5.1 Error: need MAIL command"),
-                            Some(t) if t.rcpts.is_empty() => Reply::new(554, "5.5.1 Error: no valid recipients"),
-                            Some(_) if !kept_all => {
-                                tx = None;
-                                Reply::new(552, "5.3.4 Error: message size exceeds fixed limit")
-                            }
-                            Some(_) if !last => Reply::new(250, format!("2.0.0 {size} octets received")),
-                            Some(_) => match tx.take() {
-                                Some(t) => {
-                                    self.accept_message(t, helo.as_deref(), &io, std::mem::take(&mut bdat)).await
-                                }
-                                None => Reply::new(503, "5.5.1 Error: need MAIL command"),
-                            },
-                        };
-                        if r.code != 250 || last {
-                            bdat.clear();
-                        }
-                        self.reply(&mut out, r);
-                    }
-                    Command::Rset => {
-                        tx = None;
-                        bdat.clear();
-                        self.reply(&mut out, Reply::new(250, "2.0.0 Ok"));
-                    }
-                    Command::Noop => self.reply(&mut out, Reply::new(250, "2.0.0 Ok")),
-                    Command::Quit => {
-                        self.reply(&mut out, Reply::new(221, "2.0.0 Bye"));
-                        let _ = self.flush(&mut io, &mut out).await;
+                    let (Some(tcp), Some(tls)) = (io.take_plain(), self.shared.tls_server.as_ref()) else {
+                        return End::Io("STARTTLS while encrypted, or without a TLS configuration".into());
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    let stream = match tokio::time::timeout(cfg.timeouts.command, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return End::TlsFailed(e.to_string()),
+                        Err(_) => return End::TlsFailed("timed out".into()),
+                    };
+                    let conn = stream.get_ref().1;
+                    self.rec.starttls_used = true;
+                    self.rec.tls_version = conn.protocol_version().map(crate::tls::version_name);
+                    self.rec.tls_cipher = conn.negotiated_cipher_suite().map(crate::tls::cipher_name);
+                    io = Transport::Tls(Box::new(stream));
+                    self.smtp.tls_established();
+                }
+                Event::Close(why) => {
+                    let _ = self.flush(&mut io).await;
+                    // After QUIT and a refused bare line end the server closes first, as Postfix
+                    // does; a client that pipelined past STARTTLS is left to close.
+                    if matches!(why, Close::Quit | Close::BareNewline(_)) {
                         let _ = tokio::time::timeout(cfg.timeouts.write, io.shutdown()).await;
-                        return End::Quit;
                     }
-                    Command::StartTls => {
-                        let Some(tls) = self.shared.tls_server.as_ref().filter(|_| cfg.inbound_tls != InboundTls::None)
-                        else {
-                            self.reply(&mut out, Reply::new(502, "5.5.1 Error: command not implemented"));
-                            continue;
-                        };
-                        if io.is_tls() {
-                            self.reply(&mut out, Reply::new(503, "5.5.1 Error: TLS already active"));
-                            continue;
-                        }
-                        if lines.pending() > 0 || lines.next_line().is_some() {
-                            // CVE-2011-0411: bytes sent after STARTTLS in the same flight would be
-                            // read as if they had come through TLS. Refuse and close.
-                            self.reply(&mut out, Reply::new(554, "5.5.1 Error: command pipelined after STARTTLS"));
-                            let _ = self.flush(&mut io, &mut out).await;
-                            return End::PipelinedAfterStartTls;
-                        }
-                        self.reply(&mut out, Reply::new(220, "2.0.0 Ready to start TLS"));
-                        if let Err(end) = self.flush(&mut io, &mut out).await {
-                            return end;
-                        }
-                        let Some(tcp) = io.take_plain() else { return End::Io("STARTTLS while encrypted".into()) };
-                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                        let stream = match tokio::time::timeout(cfg.timeouts.command, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => return End::TlsFailed(e.to_string()),
-                            Err(_) => return End::TlsFailed("timed out".into()),
-                        };
-                        let conn = stream.get_ref().1;
-                        self.rec.starttls_used = true;
-                        self.rec.tls_version = conn.protocol_version().map(crate::tls::version_name);
-                        self.rec.tls_cipher = conn.negotiated_cipher_suite().map(crate::tls::cipher_name);
-                        io = Transport::Tls(Box::new(stream));
-                        // RFC 3207 §4.2: forget everything learnt before TLS.
-                        helo = None;
-                        tx = None;
-                        bdat.clear();
-                        lines = LineBuffer::new(cfg.limits.max_line);
-                    }
-                    Command::Vrfy(_) => self.reply(
-                        &mut out,
-                        Reply::new(252, "2.5.2 Cannot VRFY user, but will accept message and attempt delivery"),
-                    ),
-                    Command::Help => self.reply(&mut out, Reply::new(214, "2.0.0 See RFC 5321")),
-                    Command::Auth { .. } | Command::Expn(_) => {
-                        self.reply(&mut out, Reply::new(502, "5.5.1 Error: command not implemented"));
-                    }
-                    Command::Unknown { .. } => {
-                        self.reply(&mut out, Reply::new(500, "5.5.2 Error: command not recognized"));
-                    }
+                    return End::Closed(why);
                 }
-            }
-            if let Err(end) = self.flush(&mut io, &mut out).await {
-                return end;
-            }
-            match self.read_by(&mut io, &mut buf, Instant::now() + cfg.timeouts.server_idle).await {
-                Ok(n) => lines.extend(&buf[..n]),
-                Err(end) => return end,
+                Event::Waiting => return End::Io("internal error: the SMTP session waited for an answer".into()),
             }
         }
-    }
-
-    fn reply(&mut self, out: &mut Vec<u8>, r: Reply) {
-        self.log_reply(r.code);
-        out.extend_from_slice(&r.to_bytes());
     }
 
     /// Records a reply code, up to the limit; beyond it only counts.
-    fn log_reply(&mut self, code: u16) {
-        if self.rec.replies.len() < self.shared.cfg.limits.max_logged_replies {
-            self.rec.replies.push(code);
-        } else {
-            self.unlogged_replies += 1;
+    fn log_replies(&mut self) {
+        for code in self.smtp.take_reply_codes() {
+            if self.rec.replies.len() < self.shared.cfg.limits.max_logged_replies {
+                self.rec.replies.push(code);
+            } else {
+                self.unlogged_replies += 1;
+            }
         }
+        if let Some(name) = self.smtp.ehlo_name()
+            && self.rec.ehlo_name.as_deref() != Some(name)
+        {
+            self.rec.ehlo_name = Some(name.to_string());
+        }
+        self.rec.starttls_offered |= self.smtp.starttls_offered();
     }
 
     /// Sends the replies gathered so far. A write that cannot finish within `Timeouts::write`
     /// means the client is not reading: the session ends.
-    async fn flush(&mut self, io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>) -> Result<(), End> {
+    async fn flush(&mut self, io: &mut Transport<TlsStream<TcpStream>>) -> Result<(), End> {
+        self.log_replies();
+        let out = self.smtp.output();
         if out.is_empty() {
             return Ok(());
         }
@@ -403,21 +237,12 @@ impl Session<'_> {
             io.flush().await
         })
         .await;
-        out.clear();
+        self.smtp.output_sent();
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(End::Io(e.to_string())),
             Err(_) => Err(End::WriteTimeout),
         }
-    }
-
-    /// Sends the 521 for a bare LF or CR (at once in a command, at the end of DATA in a
-    /// message), after whatever replies came before it, and ends the session.
-    async fn refuse_bare(&mut self, io: &mut Transport<TlsStream<TcpStream>>, out: &mut Vec<u8>, bare: Bare) -> End {
-        self.reply(out, bare.reply(&self.shared.cfg.hostname));
-        let _ = self.flush(io, out).await;
-        let _ = tokio::time::timeout(self.shared.cfg.timeouts.write, io.shutdown()).await;
-        End::BareNewline(bare)
     }
 
     /// Reads what the client sent, waiting until `until` or the session deadline, whichever
@@ -445,57 +270,11 @@ impl Session<'_> {
                 } else {
                     ("4.4.2 Error: timeout exceeded", End::Timeout)
                 };
-                let mut out = Vec::new();
-                self.reply(&mut out, Reply::new(421, text));
-                let _ = self.flush(io, &mut out).await;
+                self.smtp.abort(Reply::new(421, text));
+                let _ = self.flush(io).await;
                 Err(end)
             }
         }
-    }
-
-    fn capabilities(&self, tls_active: bool) -> proto::Capabilities {
-        let cfg = &self.shared.cfg;
-        let mut keywords: Vec<(String, Vec<String>)> = vec![
-            ("PIPELINING".into(), vec![]),
-            ("SIZE".into(), vec![cfg.limits.max_message_bytes.to_string()]),
-            ("8BITMIME".into(), vec![]),
-            ("ENHANCEDSTATUSCODES".into(), vec![]),
-            ("CHUNKING".into(), vec![]),
-        ];
-        if !tls_active && self.shared.tls_server.is_some() && cfg.inbound_tls != InboundTls::None {
-            keywords.push(("STARTTLS".into(), vec![]));
-        }
-        // RFC 8689 §2: offered only inside TLS, where the client can trust the offer.
-        if tls_active {
-            keywords.push((crate::requiretls::KEYWORD.into(), vec![]));
-        }
-        proto::Capabilities { server_name: cfg.hostname.clone(), keywords }
-    }
-
-    fn mail(&self, helo: &Option<String>, tx: &Option<Transaction>, tls_active: bool, params: &[String]) -> Reply {
-        let cfg = &self.shared.cfg;
-        if helo.is_none() {
-            return Reply::new(503, "5.5.1 Error: send HELO/EHLO first");
-        }
-        if tx.is_some() {
-            return Reply::new(503, "5.5.1 Error: nested MAIL command");
-        }
-        if self.listener == Listener::Mx && cfg.inbound_tls == InboundTls::Encrypt && !tls_active {
-            return Reply::new(530, "5.7.0 Must issue a STARTTLS command first");
-        }
-        let size = params
-            .iter()
-            .find_map(|p| p.get(..5).filter(|k| k.eq_ignore_ascii_case("SIZE=")).map(|_| &p[5..]))
-            .and_then(|s| s.parse::<u64>().ok());
-        if size.is_some_and(|s| s > cfg.limits.max_message_bytes as u64) {
-            return Reply::new(552, "5.3.4 Error: message size exceeds fixed limit");
-        }
-        // Not offered in the clear (RFC 8689 §2), so there an unrecognised parameter (RFC 5321
-        // §4.1.1.11): the client must not send the message without TLS.
-        if crate::requiretls::in_mail_params(params) && !tls_active {
-            return Reply::new(555, "5.5.4 REQUIRETLS is offered only after STARTTLS");
-        }
-        Reply::new(250, "2.1.0 Ok")
     }
 
     /// Local domains are accepted from anyone; other domains only when they are relay domains
@@ -522,13 +301,8 @@ impl Session<'_> {
         }
     }
 
-    async fn accept_message(
-        &mut self,
-        t: Transaction,
-        helo: Option<&str>,
-        io: &Transport<TlsStream<TcpStream>>,
-        body: Vec<u8>,
-    ) -> Reply {
+    async fn accept_message(&mut self, t: Message, io: &Transport<TlsStream<TcpStream>>) -> Reply {
+        let body = t.content;
         // A message that has crossed this many MTAs is in a loop: refusing it makes the hop
         // before bounce it to its sender (Postfix's cleanup: hopcount_limit, "too many hops").
         if received_headers(&body) >= self.shared.cfg.limits.hop_limit {
@@ -545,7 +319,7 @@ impl Session<'_> {
             Transport::Plain(_) | Transport::Upgrading => None,
         };
         let received = received_header(
-            helo.unwrap_or("unknown"),
+            t.helo.as_deref().unwrap_or("unknown"),
             self.peer,
             &self.shared.cfg.hostname,
             &qid,
@@ -608,14 +382,6 @@ impl Session<'_> {
             }
         }
     }
-}
-
-/// The next buffered command line and how many buffered bytes it used (its terminator
-/// included), which tells a CRLF from a bare LF.
-fn next_line(lines: &mut LineBuffer) -> Option<(Line, usize)> {
-    let before = lines.pending();
-    let line = lines.next_line()?;
-    Some((line, before.saturating_sub(lines.pending())))
 }
 
 /// The DATA (or BDAT) deadline, as Postfix's `smtpd_min_data_rate`: it starts `cap` ahead; each

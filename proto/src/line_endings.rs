@@ -12,9 +12,10 @@
 //! delimits it, so nothing can be smuggled there.
 //!
 //! `proto`'s line buffer and DATA receiver stay lenient (the tap must read what broken clients
-//! send); the relay checks the same bytes with this before it acts on them.
+//! send); [`crate::server::ServerSession`] checks the same bytes with this before it acts on them.
 
-use proto::Line;
+use crate::Line;
+use crate::Reply;
 
 /// The offending character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +26,12 @@ pub enum Bare {
 
 impl Bare {
     /// The reply that ends the session, in Postfix's words.
-    pub fn reply(self, hostname: &str) -> proto::Reply {
+    pub fn reply(self, hostname: &str) -> Reply {
         let what = match self {
             Bare::Lf => "<LF>",
             Bare::Cr => "<CR>",
         };
-        proto::Reply::new(521, format!("5.5.2 {hostname} Error: bare {what} received"))
+        Reply::new(521, format!("5.5.2 {hostname} Error: bare {what} received"))
     }
 
     /// For the session record.
@@ -101,7 +102,7 @@ impl EndOfData {
     }
 }
 
-/// Checks one command line from [`proto::LineBuffer`], given how many buffered bytes it used
+/// Checks one command line from [`crate::LineBuffer`], given how many buffered bytes it used
 /// (the line buffer drops one CR before the LF, and accepts a bare LF as the end).
 pub fn check_command_line(line: &Line, bytes_used: usize) -> Option<Bare> {
     let Line::Complete(text) = line else { return None };
@@ -115,7 +116,7 @@ pub fn check_command_line(line: &Line, bytes_used: usize) -> Option<Bare> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::LineBuffer;
+    use crate::LineBuffer;
 
     fn lines(wire: &[u8]) -> Vec<Option<Bare>> {
         let mut b = LineBuffer::new(100);
