@@ -20,11 +20,8 @@ pub enum Command {
         params: Vec<String>,
     },
     Data,
-    /// RFC 3030 BDAT: `size` is `None` when the argument is not a number that fits in a u64.
-    Bdat {
-        size: Option<u64>,
-        last: bool,
-    },
+    /// RFC 3030 BDAT: the chunk, or why its argument is not `chunk-size [LAST]`.
+    Bdat(Result<BdatChunk, BdatError>),
     Rset,
     Noop,
     Quit,
@@ -43,6 +40,56 @@ pub enum Command {
         verb: String,
         line: String,
     },
+}
+
+/// A BDAT chunk's announced size, and whether it ends the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BdatChunk {
+    pub size: u64,
+    pub last: bool,
+}
+
+/// Why a BDAT argument is not `chunk-size [LAST]` (RFC 3030 §2), in Zeek's words (its
+/// `smtp_invalid_bdat_command` weird carries them). The relay refuses such a command and ends the
+/// session (the chunk's end is lost); the tap notes it and reads on as the server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BdatError {
+    #[error("BDAT argument bad length")]
+    BadLength,
+    #[error("BDAT not followed by a valid chunk-size")]
+    NoSize,
+    #[error("BDAT chunk-size not valid")]
+    SizeNotValid,
+    #[error("BDAT chunk-size too large")]
+    TooLarge,
+    #[error("BDAT chunk-size followed by junk")]
+    Junk,
+}
+
+/// Parses BDAT's argument (what follows the verb and its blanks, trailing blanks removed) as
+/// Zeek does: digits, then nothing or exactly ` LAST` (any case).
+pub fn parse_bdat_argument(arg: &[u8]) -> Result<BdatChunk, BdatError> {
+    // "18446744073709551615 LAST": the longest valid argument.
+    if arg.is_empty() || arg.len() > 25 {
+        return Err(BdatError::BadLength);
+    }
+    let digits = arg.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(BdatError::NoSize);
+    }
+    let (num, tail) = arg.split_at_checked(digits).ok_or(BdatError::NoSize)?;
+    if !matches!(tail.first(), None | Some(b' ')) {
+        return Err(BdatError::SizeNotValid);
+    }
+    let size = num
+        .iter()
+        .try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+        .ok_or(BdatError::TooLarge)?;
+    match tail {
+        [] => Ok(BdatChunk { size, last: false }),
+        t if t.eq_ignore_ascii_case(b" LAST") => Ok(BdatChunk { size, last: true }),
+        _ => Err(BdatError::Junk),
+    }
 }
 
 impl Command {
@@ -74,12 +121,7 @@ impl Command {
                 None => unknown(),
             },
             "DATA" => Command::Data,
-            "BDAT" => {
-                let mut words = rest.split_ascii_whitespace();
-                let size = words.next().and_then(|w| w.parse::<u64>().ok());
-                let last = words.next().is_some_and(|w| w.eq_ignore_ascii_case("LAST"));
-                Command::Bdat { size, last }
-            }
+            "BDAT" => Command::Bdat(parse_bdat_argument(rest.as_bytes())),
             "RSET" => Command::Rset,
             "NOOP" => Command::Noop,
             "QUIT" => Command::Quit,
@@ -109,7 +151,7 @@ impl Command {
             Command::Mail { .. } => "MAIL",
             Command::Rcpt { .. } => "RCPT",
             Command::Data => "DATA",
-            Command::Bdat { .. } => "BDAT",
+            Command::Bdat(_) => "BDAT",
             Command::Rset => "RSET",
             Command::Noop => "NOOP",
             Command::Quit => "QUIT",
@@ -151,6 +193,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bdat_arguments_as_zeek_reads_them() {
+        use BdatError::*;
+        let ok = |size, last| Ok(BdatChunk { size, last });
+        type Case<'a> = (&'a [u8], Result<BdatChunk, BdatError>);
+        let cases: &[Case] = &[
+            (b"86 LAST", ok(86, true)),
+            (b"86 last", ok(86, true)),
+            (b"86", ok(86, false)),
+            (b"0 LAST", ok(0, true)),
+            (b"18446744073709551615 LAST", ok(u64::MAX, true)),
+            (b"15555555557777777777", ok(15_555_555_557_777_777_777, false)),
+            (b"", Err(BadLength)),
+            (b"184467440737095516150 LAST", Err(BadLength)),
+            (b"184467440737095516150", Err(TooLarge)),
+            (b"SCRAMBLE", Err(NoSize)),
+            (b"-1 LAST", Err(NoSize)),
+            (b"86LAST", Err(SizeNotValid)),
+            (b"1234 SCRAMBLE", Err(Junk)),
+            (b"86 LASTX", Err(Junk)),
+            (b"86  LAST", Err(Junk)),
+        ];
+        for (arg, want) in cases {
+            assert_eq!(&parse_bdat_argument(arg), want, "{}", String::from_utf8_lossy(arg));
+        }
+        assert_eq!(Junk.to_string(), "BDAT chunk-size followed by junk");
+    }
+
+    #[test]
     fn table() {
         let cases: &[(&[u8], Command)] = &[
             (b"EHLO mx.example", Command::Ehlo("mx.example".into())),
@@ -162,9 +232,11 @@ mod tests {
             (b"mail from: <>", Command::Mail { from: "".into(), params: vec![] }),
             (b"MAIL FROM:sender@localhost", Command::Mail { from: "sender@localhost".into(), params: vec![] }),
             (b"RCPT TO:<x@y>", Command::Rcpt { to: "x@y".into(), params: vec![] }),
-            (b"BDAT 86 LAST", Command::Bdat { size: Some(86), last: true }),
-            (b"BDAT 99999999999999999999 LAST", Command::Bdat { size: None, last: true }),
-            (b"BDAT -1", Command::Bdat { size: None, last: false }),
+            (b"BDAT 86 LAST", Command::Bdat(Ok(BdatChunk { size: 86, last: true }))),
+            (b"bdat  86  ", Command::Bdat(Ok(BdatChunk { size: 86, last: false }))),
+            (b"BDAT 99999999999999999999 LAST", Command::Bdat(Err(BdatError::TooLarge))),
+            (b"BDAT -1", Command::Bdat(Err(BdatError::NoSize))),
+            (b"BDAT 10 junk", Command::Bdat(Err(BdatError::Junk))),
             (b"STARTTLS", Command::StartTls),
             (b"AUTH LOGIN", Command::Auth { mechanism: "LOGIN".into(), initial: None }),
             (b"MAIL TO:<x>", Command::Unknown { verb: "MAIL".into(), line: "MAIL TO:<x>".into() }),

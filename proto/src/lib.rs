@@ -20,7 +20,7 @@ pub mod line_endings;
 pub mod reply;
 pub mod server;
 
-pub use command::{Command, Path};
+pub use command::{BdatChunk, BdatError, Command, Path};
 pub use data::{DataReceiver, DataStatus, dot_stuff};
 pub use ehlo::Capabilities;
 pub use line::{Line, LineBuffer};

@@ -411,9 +411,9 @@ impl ServerSession {
                 None if self.tx.is_none() => self.reply(Reply::new(503, "5.5.1 Error: need RCPT command")),
                 None => self.reply(Reply::new(554, "5.5.1 Error: no valid recipients")),
             },
-            Command::Bdat { size, last } => {
+            Command::Bdat(chunk) => {
                 // RFC 3030: without a size the chunk's end is lost; the session cannot go on.
-                let Some(size) = size.and_then(|s| usize::try_from(s).ok()) else {
+                let Some((size, last)) = chunk.ok().and_then(|c| Some((usize::try_from(c.size).ok()?, c.last))) else {
                     self.reply(Reply::new(501, "5.5.4 Syntax: BDAT chunk-size [LAST]"));
                     return Next::Event(self.close(Close::BadBdatSize));
                 };

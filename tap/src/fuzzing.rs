@@ -78,7 +78,7 @@ pub fn fuzz_tls_walk(data: &[u8]) {
 
 /// Zeek-style BDAT argument parsing and the header reader, on arbitrary text.
 pub fn fuzz_message(data: &[u8]) {
-    let _ = crate::smtp::parse_bdat_arg(data);
+    let _ = proto::command::parse_bdat_argument(data);
     let mut tx = records::TapTransaction::default();
     crate::message::read_headers(data, &mut tx);
 }

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use proto::{Capabilities, Command, DataStatus, Reply};
+use proto::{BdatChunk, BdatError, Capabilities, Command, DataStatus, Reply};
 use records::{TapSession, TapTransaction};
 
 use crate::message::{read_headers, sha256_hex};
@@ -260,54 +260,6 @@ fn reply_code(line: &[u8]) -> Option<u16> {
     (100..600).contains(&code).then_some(code)
 }
 
-/// Why a BDAT argument is not a valid chunk size (RFC 3030 `BDAT chunk-size [LAST]`), with
-/// Zeek's wording, or the size and whether it is the last chunk.
-pub fn parse_bdat_arg(arg: &[u8]) -> Result<(u64, bool), &'static str> {
-    // "18446744073709551615 LAST": the longest valid argument.
-    if arg.is_empty() || arg.len() > 25 {
-        return Err("BDAT argument bad length");
-    }
-    let digits = arg.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return Err("BDAT not followed by a valid chunk-size");
-    }
-    let (num, tail) = arg.split_at(digits);
-    if !matches!(tail.first(), None | Some(b' ')) {
-        return Err("BDAT chunk-size not valid");
-    }
-    let size = num
-        .iter()
-        .try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-        .ok_or("BDAT chunk-size too large")?;
-    match tail {
-        [] => Ok((size, false)),
-        t if t.eq_ignore_ascii_case(b" LAST") => Ok((size, true)),
-        _ => Err("BDAT chunk-size followed by junk"),
-    }
-}
-
-/// The argument of a command line: what follows the verb and the blanks after it.
-fn argument(line: &[u8]) -> &[u8] {
-    let blank = |b: &u8| matches!(b, b' ' | b'\t');
-    let mut rest = line;
-    while let [b, after @ ..] = rest
-        && !blank(b)
-    {
-        rest = after;
-    }
-    while let [b, after @ ..] = rest
-        && blank(b)
-    {
-        rest = after;
-    }
-    while let [before @ .., b] = rest
-        && blank(b)
-    {
-        rest = before;
-    }
-    rest
-}
-
 /// Transaction being assembled.
 struct Open<'a> {
     tx: TapTransaction,
@@ -465,7 +417,7 @@ impl<'a> Dissector<'a> {
                         self.finish_tx();
                     }
                 }
-                Command::Bdat { .. } => self.bdat(line.bytes),
+                Command::Bdat(chunk) => self.bdat(chunk),
                 Command::Rset | Command::Quit => {
                     self.reply();
                     self.finish_tx();
@@ -694,9 +646,9 @@ impl<'a> Dissector<'a> {
         self.add_body_whole(Cow::Owned(message), cut, counted);
     }
 
-    fn bdat(&mut self, line: &[u8]) {
-        let (size, last) = match parse_bdat_arg(argument(line)) {
-            Ok(v) => v,
+    fn bdat(&mut self, chunk: Result<BdatChunk, BdatError>) {
+        let BdatChunk { size, last } = match chunk {
+            Ok(c) => c,
             Err(_) => {
                 // Not a chunk: the server answers it as a bad command and reads no data.
                 self.note("smtp_invalid_bdat_command");
@@ -817,32 +769,6 @@ impl<'a> Dissector<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bdat_arguments_as_zeek_reads_them() {
-        type Case<'a> = (&'a [u8], Result<(u64, bool), &'a str>);
-        let cases: &[Case] = &[
-            (b"86 LAST", Ok((86, true))),
-            (b"86 last", Ok((86, true))),
-            (b"86", Ok((86, false))),
-            (b"0 LAST", Ok((0, true))),
-            (b"18446744073709551615 LAST", Ok((u64::MAX, true))),
-            (b"15555555557777777777", Ok((15_555_555_557_777_777_777, false))),
-            (b"", Err("BDAT argument bad length")),
-            (b"184467440737095516150 LAST", Err("BDAT argument bad length")),
-            (b"184467440737095516150", Err("BDAT chunk-size too large")),
-            (b"SCRAMBLE", Err("BDAT not followed by a valid chunk-size")),
-            (b"-1 LAST", Err("BDAT not followed by a valid chunk-size")),
-            (b"86LAST", Err("BDAT chunk-size not valid")),
-            (b"1234 SCRAMBLE", Err("BDAT chunk-size followed by junk")),
-            (b"86 LASTX", Err("BDAT chunk-size followed by junk")),
-        ];
-        for (arg, want) in cases {
-            assert_eq!(&parse_bdat_arg(arg), want, "{}", String::from_utf8_lossy(arg));
-        }
-        assert_eq!(argument(b"BDAT  86 LAST \t"), b"86 LAST");
-        assert_eq!(argument(b"BDAT"), b"");
-    }
 
     #[test]
     fn reply_codes() {

@@ -204,7 +204,7 @@ impl<'p> Mitm<'p> {
                     });
                     self.send_victim(&end).await?;
                 }
-                Command::Bdat { .. } => {
+                Command::Bdat(_) => {
                     // CHUNKING is never offered to the victim.
                     self.send_victim(&Reply::new(502, "5.5.1 Error: command not implemented")).await?;
                 }
