@@ -1,5 +1,5 @@
 //! Sans-IO SMTP: the codec and the pieces of session logic that the relay (which speaks SMTP) and
-//! the tap (which overhears it) share.
+//! the tap (which overhears it) share, and the client's mail transaction (`client`).
 //!
 //! Nothing here touches a socket, a clock or a random number generator: callers hand in bytes and
 //! get back parsed items. Checked parsing never panics, whatever the input: the tap feeds these
@@ -10,12 +10,14 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod ehlo;
 pub mod line;
 pub mod reply;
 
+pub use client::{ClientTransaction, RcptOutcome};
 pub use command::{Command, Path};
 pub use data::{DataReceiver, DataStatus, dot_stuff};
 pub use ehlo::Capabilities;
