@@ -16,9 +16,11 @@
 //!   server offers it, RFC 8689 §4.2.1); one `RCPT TO:<rcpt>` a recipient; `DATA`.
 //! - With PIPELINING wanted and offered (RFC 2920), the whole group goes in one write and the
 //!   replies are read in order (§3.1: DATA is last in its group). A reused session's `RSET`
-//!   leads the group (RSET may appear anywhere in a group, §3.1), so it costs no round trip.
-//!   Without PIPELINING, one command at a time, and nothing after a MAIL refused with 4xx or 5xx
-//!   (the server would answer every RCPT with 503).
+//!   leads the group (RSET may appear anywhere in a group, §3.1), so it costs no round trip and
+//!   makes no burst of its own for an eavesdropper to tell apart. Without PIPELINING, one command
+//!   at a time: a reused session's `RSET` alone first, as Postfix sends it ("to verify that a
+//!   cached session is still usable", postconf(5) `smtp_rset_timeout`), and nothing after a MAIL
+//!   refused with 4xx or 5xx (the server would answer every RCPT with 503).
 //! - A leading `RSET` that is not answered `250` aborts the transaction: the session is unusable.
 //! - Each recipient: `250` or `251` delivered (RFC 5321 §4.2.2), `5yz` failed, anything else
 //!   deferred. A MAIL not answered `250` fails (5yz) or defers (otherwise) every recipient. A
