@@ -1,7 +1,8 @@
 //! Sans-IO SMTP: the codec and the session logic that the relay (which speaks SMTP) and the tap
-//! (which overhears it) share: one set of line, reply, DATA and BDAT parsers, and the server's
-//! side of a session ([`server::ServerSession`]) that the relay drives over sockets and tests
-//! drive with byte vectors.
+//! (which overhears it) share: one set of line, reply, DATA and BDAT parsers, the server's
+//! side of a session ([`server::ServerSession`]) and the client's mail transaction
+//! ([`client::ClientTransaction`]), which the relay drives over sockets and tests drive with byte
+//! vectors.
 //!
 //! Nothing here touches a socket, a clock or a random number generator: callers hand in bytes and
 //! get back parsed items. Checked parsing never panics, whatever the input: the tap feeds these
@@ -12,6 +13,7 @@
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod ehlo;
@@ -20,6 +22,7 @@ pub mod line_endings;
 pub mod reply;
 pub mod server;
 
+pub use client::{ClientTransaction, RcptOutcome};
 pub use command::{BdatChunk, BdatError, Command, Path};
 pub use data::{DataReceiver, DataStatus, dot_stuff};
 pub use ehlo::Capabilities;

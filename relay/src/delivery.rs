@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::client::{self, ClientTransaction, Step, Wait};
 use proto::{Capabilities, Reply, ReplyParser, dot_stuff};
 use records::SessionRecord;
 use rustls::pki_types::ServerName;
@@ -21,15 +22,8 @@ use crate::spool::Envelope;
 use crate::tlsrpt::{FailureDetails, ResultType};
 use crate::transport::Transport;
 
-/// What became of one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RcptOutcome {
-    Delivered,
-    /// Try again later (4xx, connection or policy failure).
-    Deferred(String),
-    /// Give up (5xx): the sender gets a bounce.
-    Failed(String),
-}
+/// What became of one recipient: `proto`'s, which the mail transaction decides.
+pub use proto::RcptOutcome;
 
 /// A failure of the whole session.
 #[derive(Debug)]
@@ -48,6 +42,13 @@ pub(crate) enum FailureKind {
     Tls(ResultType),
     /// TLS was fine, but the next hop does not offer REQUIRETLS for a message that needs it.
     NoRequireTls,
+}
+
+/// A greeting or EHLO refused: not about TLS.
+impl From<client::Refused> for Failure {
+    fn from(r: client::Refused) -> Self {
+        Self { permanent: r.permanent, why: r.why, kind: FailureKind::Other }
+    }
 }
 
 impl Failure {
@@ -443,14 +444,7 @@ impl Client {
     ) -> Result<Capabilities, Failure> {
         let cfg = &shared.cfg;
         let c = self;
-        let greeting = c.reply_within(cfg.timeouts.greeting).await?;
-        if greeting.code != 220 {
-            return Err(Failure {
-                permanent: greeting.code >= 500,
-                why: format!("greeting {}", greeting.summary()),
-                kind: FailureKind::Other,
-            });
-        }
+        client::greeting(&c.reply_within(cfg.timeouts.greeting).await?)?;
         let mut caps = c.ehlo(&cfg.hostname).await?;
         c.rec.starttls_offered = caps.starttls();
         // Under an MTA-STS policy (testing or enforce) a missing or refused STARTTLS is a
@@ -577,17 +571,11 @@ impl Client {
 
     async fn ehlo(&mut self, name: &str) -> Result<Capabilities, Failure> {
         let r = self.command(&format!("EHLO {name}")).await?;
-        if r.code != 250 {
-            return Err(Failure {
-                permanent: r.code >= 500,
-                why: format!("EHLO refused: {}", r.summary()),
-                kind: FailureKind::Other,
-            });
-        }
-        Ok(Capabilities::from_reply(&r))
+        Ok(client::ehlo(&r)?)
     }
 
-    /// One mail transaction, in the way `mode` says.
+    /// One mail transaction, in the way `mode` says: `proto::client` decides what is sent and
+    /// what the replies mean; this does the I/O, with its timeouts and the padding.
     pub(crate) async fn transaction(
         &mut self,
         mode: TransactionMode,
@@ -597,110 +585,45 @@ impl Client {
         message: &[u8],
         data_timeout: Duration,
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
-        let size = if caps.has("SIZE") { format!(" SIZE={}", message.len()) } else { String::new() };
-        // Passed on to the next hop, which then owes the message the same care (RFC 8689 §4.1).
-        let requiretls = if env.requiretls { " REQUIRETLS" } else { "" };
-        let mut commands = vec![format!("MAIL FROM:<{}>{size}{requiretls}", env.mail_from)];
-        commands.extend(rcpts.iter().map(|r| format!("RCPT TO:<{r}>")));
-        commands.push("DATA".into());
         let TransactionMode { pipelining, reset, padding, padding_bucket } = mode;
+        let envelope = client::Envelope {
+            from: env.mail_from.clone(),
+            rcpts: rcpts.to_vec(),
+            size: message.len() as u64,
+            // Passed on to the next hop, which then owes the message the same care (RFC 8689 §4.1).
+            requiretls: env.requiretls,
+        };
+        let mut t = ClientTransaction::new(envelope, caps, client::Mode { pipelining, reset });
         // The transaction's client bytes start here, for padding to a bucket.
         let start = self.rec.bytes_out;
-        let replies = if pipelining && caps.pipelining() {
-            // RFC 2920: the whole group in one write, replies read in order. RSET may lead a
-            // group (§3.1), so a reused session's RSET adds no round trip and no burst of its
-            // own for an eavesdropper to tell apart.
-            let mut batch = String::new();
-            if reset {
-                batch.push_str("RSET\r\n");
-            }
-            for c in &commands {
-                batch.push_str(c);
-                batch.push_str("\r\n");
-            }
-            self.send(batch.as_bytes()).await?;
-            if reset {
-                let r = self.reply_within(self.timeout).await?;
-                if r.code != 250 {
-                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
-                }
-            }
-            let mut replies = Vec::new();
-            for _ in &commands {
-                replies.push(self.reply_within(self.timeout).await?);
-            }
-            replies
-        } else {
-            // Postfix's lone RSET before reusing a cached session ("to verify that a cached
-            // session is still usable", postconf(5) smtp_rset_timeout).
-            if reset {
-                let r = self.command("RSET").await?;
-                if r.code != 250 {
-                    return Err(Failure::transient(format!("RSET refused: {}", r.summary())));
-                }
-            }
-            let mut replies = Vec::new();
-            for c in &commands {
-                let r = self.command(c).await?;
-                let stop = r.code >= 400;
-                replies.push(r);
-                if stop && replies.len() == 1 {
-                    break;
-                }
-            }
-            replies
-        };
-        let mail = &replies[0];
-        if mail.code != 250 {
-            let _ = self.command("RSET").await;
-            let why = format!("MAIL refused: {}", mail.summary());
-            let o = if mail.code >= 500 { RcptOutcome::Failed(why) } else { RcptOutcome::Deferred(why) };
-            return Ok(rcpts.iter().map(|r| (r.clone(), o.clone())).collect());
-        }
-        let mut outcomes: Vec<(String, RcptOutcome)> = rcpts
-            .iter()
-            .zip(&replies[1..])
-            .map(|(rcpt, r)| {
-                let o = match r.code {
-                    250 | 251 => RcptOutcome::Delivered,
-                    c if c >= 500 => RcptOutcome::Failed(r.summary()),
-                    _ => RcptOutcome::Deferred(r.summary()),
-                };
-                (rcpt.clone(), o)
-            })
-            .collect();
-        let data = replies.get(rcpts.len() + 1);
-        if data.map(|r| r.code) != Some(354) {
-            let why = data.map(|r| format!("DATA refused: {}", r.summary())).unwrap_or_else(|| "DATA not sent".into());
-            let _ = self.command("RSET").await;
-            for (_, o) in &mut outcomes {
-                if *o == RcptOutcome::Delivered {
-                    *o = RcptOutcome::Deferred(why.clone());
-                }
-            }
-            return Ok(outcomes);
-        }
-        let content = dot_stuff(message);
-        let noops = if self.io.is_tls() {
-            let used = self.rec.bytes_out - start + content.len() as u64;
-            crate::padding::noop_lines(crate::padding::target(padding, padding_bucket, used) - used)
-        } else {
-            Vec::new()
-        };
-        let end = self.send_content(content, noops, pipelining && caps.pipelining(), data_timeout).await?;
-        if end.code != 250 {
-            let why = format!("message refused: {}", end.summary());
-            for (_, o) in &mut outcomes {
-                if *o == RcptOutcome::Delivered {
-                    *o = if end.code >= 500 {
-                        RcptOutcome::Failed(why.clone())
-                    } else {
-                        RcptOutcome::Deferred(why.clone())
+        loop {
+            let io = match t.poll() {
+                Step::Send(bytes) => self.send(&bytes).await,
+                Step::Await(wait) => {
+                    let limit = match wait {
+                        Wait::Command => self.timeout,
+                        Wait::EndOfData => data_timeout,
                     };
+                    self.reply_within(limit).await.map(|r| t.on_reply(&r))
                 }
+                Step::SendContent => {
+                    let content = dot_stuff(message);
+                    let noops = if self.io.is_tls() {
+                        let used = self.rec.bytes_out - start + content.len() as u64;
+                        crate::padding::noop_lines(crate::padding::target(padding, padding_bucket, used) - used)
+                    } else {
+                        Vec::new()
+                    };
+                    self.send_content(content, noops, t.pipelined(), data_timeout).await.map(|end| t.on_reply(&end))
+                }
+                Step::Done(outcomes) => return Ok(outcomes),
+                Step::Abort(why) => return Err(Failure::transient(why)),
+            };
+            if let Err(f) = io {
+                // Outcomes already decided (only the RSET after a refusal was left) stand.
+                return t.connection_lost().ok_or(f);
             }
         }
-        Ok(outcomes)
     }
 
     /// Sends the message (dot-stuffed, with its end of data) and then the padding NOOPs, and
