@@ -118,7 +118,7 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>, por
     scenarios::progress::say("hashing the run's files");
     scenarios::runner::update_manifest(dir, |m| {
         m.status = if complete { records::RunStatus::Complete } else { records::RunStatus::Incomplete };
-        m.files = file_hashes(dir);
+        m.files = scenarios::provenance::file_hashes(dir);
         // What was run, as the file's bytes: a resumed sweep reruns a point whose file changed.
         m.scenario_sha256 = Some(relay::sha256_hex(text.as_bytes()));
     })
@@ -135,29 +135,6 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>, por
     }
     println!("report: {}", index.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// sha256 of every file of the run directory except the manifest, by relative path.
-fn file_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if !p.ends_with("spool") {
-                    stack.push(p);
-                }
-            } else if p.file_name().is_some_and(|n| n != "manifest.json")
-                && let Ok(hash) = sha256_file(&p)
-            {
-                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-                out.insert(rel, hash);
-            }
-        }
-    }
-    out
 }
 
 /// Analyses a run directory, or every run of a sweep directory and the sweep, and prints the
@@ -209,26 +186,9 @@ pub fn report(dir: &Path) -> Result<std::path::PathBuf> {
     let mut provenance = reports::Provenance::of_run(manifest.as_ref());
     // The manifest has the capture's hash when `run` made the directory; otherwise hash it here.
     if provenance.capture_sha256.is_none() {
-        provenance.capture_sha256 = sha256_file(&dir.join("capture.pcap")).ok();
+        provenance.capture_sha256 = scenarios::provenance::sha256_file(&dir.join("capture.pcap")).ok();
     }
     Ok(reports::render(dir, &provenance)?)
-}
-
-/// sha256 of a file, read in blocks (captures can be gigabytes).
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 fn tap(args: crate::tap_cmd::TapArgs) -> Result<ExitCode> {

@@ -12,6 +12,7 @@ pub mod mta_sts;
 pub mod netns;
 pub mod pki;
 pub mod progress;
+pub mod provenance;
 pub mod recorder;
 pub mod run_dir;
 pub mod runner;
