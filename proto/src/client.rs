@@ -19,8 +19,9 @@
 //!   leads the group (RSET may appear anywhere in a group, §3.1), so it costs no round trip and
 //!   makes no burst of its own for an eavesdropper to tell apart. Without PIPELINING, one command
 //!   at a time: a reused session's `RSET` alone first, as Postfix sends it ("to verify that a
-//!   cached session is still usable", postconf(5) `smtp_rset_timeout`), and nothing after a MAIL
-//!   refused with 4xx or 5xx (the server would answer every RCPT with 503).
+//!   cached session is still usable", postconf(5) `smtp_rset_timeout`), nothing after a MAIL
+//!   refused with 4xx or 5xx (the server would answer every RCPT with 503), and no DATA when
+//!   every RCPT was refused.
 //! - A leading `RSET` that is not answered `250` aborts the transaction: the session is unusable.
 //! - Each recipient: `250` or `251` delivered (RFC 5321 §4.2.2), `5yz` failed, anything else
 //!   deferred. A MAIL not answered `250` fails (5yz) or defers (otherwise) every recipient. A
@@ -235,11 +236,19 @@ impl ClientTransaction {
                 }
                 self.mail = Some(reply.clone());
             }
-            Sent::Rcpt => self.rcpt_outcomes.push(match reply.code {
-                250 | 251 => RcptOutcome::Delivered,
-                c if c >= 500 => RcptOutcome::Failed(reply.summary()),
-                _ => RcptOutcome::Deferred(reply.summary()),
-            }),
+            Sent::Rcpt => {
+                self.rcpt_outcomes.push(match reply.code {
+                    250 | 251 => RcptOutcome::Delivered,
+                    c if c >= 500 => RcptOutcome::Failed(reply.summary()),
+                    _ => RcptOutcome::Deferred(reply.summary()),
+                });
+                let answered_all = self.rcpt_outcomes.len() == self.rcpts.len();
+                if !self.pipelined && answered_all && !self.rcpt_outcomes.contains(&RcptOutcome::Delivered) {
+                    // No recipient to send the message to: no DATA (Postfix's client does not
+                    // ask either), only the RSET that clears the transaction.
+                    self.unsent.clear();
+                }
+            }
             Sent::Data => self.data = Some(reply.clone()),
             Sent::EndOfData => {
                 if reply.code != 250 {
@@ -293,8 +302,8 @@ impl ClientTransaction {
                 return;
             }
             Some(r) => format!("DATA refused: {}", r.summary()),
-            // Unreachable: DATA goes out whenever MAIL is accepted.
-            None => "DATA not sent".into(),
+            // Not pipelined and no recipient accepted (nothing to amend then).
+            None => "DATA not sent: no recipient accepted".into(),
         };
         self.amend_delivered(&RcptOutcome::Deferred(why));
         self.cleanup();
@@ -642,19 +651,18 @@ mod tests {
             },
             Case {
                 server: b"250 2.1.0 Ok\r\n554 5.7.1 <bob@b.example>: Relay access denied\r\n\
-554 5.7.1 <carol@b.example>: Relay access denied\r\n503 5.5.1 Error: need RCPT command\r\n250 2.0.0 Ok\r\n",
+554 5.7.1 <carol@b.example>: Relay access denied\r\n250 2.0.0 Ok\r\n",
                 writes: &[
                     "MAIL FROM:<alice@a.example> SIZE=1234\r\n",
                     "RCPT TO:<bob@b.example>\r\n",
                     "RCPT TO:<carol@b.example>\r\n",
-                    "DATA\r\n",
                     "RSET\r\n",
                 ],
                 end: End::Done(outcomes(&[
                     (BOB, failed("554 5.7.1 <bob@b.example>: Relay access denied")),
                     (CAROL, failed("554 5.7.1 <carol@b.example>: Relay access denied")),
                 ])),
-                ..case("not pipelined, every recipient refused: DATA still asked, then RSET", POSTFIX, LOCKSTEP)
+                ..case("not pipelined, every recipient refused: no DATA, RSET", POSTFIX, LOCKSTEP)
             },
             Case {
                 server: b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.7.1 <carol@b.example>: Relay access denied\r\n\

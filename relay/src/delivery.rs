@@ -358,6 +358,9 @@ pub(crate) struct Client {
     timeout: Duration,
     /// Bytes one reply may take, all its lines together (`Limits::max_reply_bytes`).
     max_reply_bytes: usize,
+    /// The code of the reply to the last transaction's end of data (the message's verdict, for
+    /// its record: with padding, NOOP replies come after it).
+    pub(crate) end_of_data: Option<u16>,
 }
 
 impl Client {
@@ -431,6 +434,7 @@ impl Client {
             rec: std::mem::take(rec),
             timeout: cfg.timeouts.command,
             max_reply_bytes: cfg.limits.max_reply_bytes,
+            end_of_data: None,
         })
     }
 
@@ -594,6 +598,7 @@ impl Client {
             requiretls: env.requiretls,
         };
         let mut t = ClientTransaction::new(envelope, caps, client::Mode { pipelining, reset });
+        self.end_of_data = None;
         // The transaction's client bytes start here, for padding to a bucket.
         let start = self.rec.bytes_out;
         loop {
@@ -614,7 +619,11 @@ impl Client {
                     } else {
                         Vec::new()
                     };
-                    self.send_content(content, noops, t.pipelined(), data_timeout).await.map(|end| t.on_reply(&end))
+                    let end = self.send_content(content, noops, t.pipelined(), data_timeout).await;
+                    end.map(|end| {
+                        self.end_of_data = Some(end.code);
+                        t.on_reply(&end)
+                    })
                 }
                 Step::Done(outcomes) => return Ok(outcomes),
                 Step::Abort(why) => return Err(Failure::transient(why)),

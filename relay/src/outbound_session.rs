@@ -67,7 +67,8 @@ impl Session {
             outcomes.iter().filter(|(_, o)| *o == RcptOutcome::Delivered).map(|(r, _)| r.clone()).collect();
         if !delivered.is_empty() {
             let rec = &mut self.client.rec;
-            let reply = rec.replies.last().copied().unwrap_or(0);
+            // The verdict on the message, not the reply to a padding NOOP after it.
+            let reply = self.client.end_of_data.unwrap_or(0);
             rec.messages.push(HopMessage {
                 message_id: env.message_id.clone(),
                 queue_id: env.qid.clone(),
