@@ -54,17 +54,19 @@ pub use records::CaptureStats;
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<CaptureStats, TapError>>,
+    /// The device captured on (for the error of a capture thread that panicked).
+    device: String,
     /// The pcap file written, if any.
     pub path: Option<PathBuf>,
 }
 
-fn open_error(device: &str, e: pcap::Error) -> TapError {
-    let detail = e.to_string();
+fn open_error(device: &str, source: pcap::Error) -> TapError {
+    let detail = source.to_string();
     let denied = detail.contains("ermission") || detail.contains("not permitted");
     if denied {
-        TapError::NoCapturePermission { device: device.into(), detail }
+        TapError::NoCapturePermission { device: device.into(), source }
     } else {
-        TapError::Capture { device: device.into(), detail }
+        TapError::Capture { device: device.into(), source }
     }
 }
 
@@ -97,13 +99,13 @@ impl LiveCapture {
             .open()
             .map_err(|e| open_error(dev, e))?;
         let mut cap = cap.setnonblock().map_err(|e| open_error(dev, e))?;
-        cap.filter(&opts.filter, true)
-            .map_err(|e| TapError::Filter { filter: opts.filter.clone(), detail: e.to_string() })?;
+        cap.filter(&opts.filter, true).map_err(|source| TapError::Filter { filter: opts.filter.clone(), source })?;
         let mut file = out
             .map(|out| {
-                cap.savefile(out).map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })
+                cap.savefile(out).map_err(|source| TapError::Savefile { path: out.display().to_string(), source })
             })
             .transpose()?;
+        let path = out.map(|p| p.display().to_string()).unwrap_or_default();
         let linktype_number = cap.get_datalink().0;
         let mut stream = stream.map(|tx| Streamer::new(tx, linktype_number, opts.snaplen));
         let stop = Arc::new(AtomicBool::new(false));
@@ -161,7 +163,7 @@ impl LiveCapture {
                             if let Some(s) = stream.as_mut() {
                                 s.flush();
                             }
-                            return Err(TapError::Capture { device, detail: e.to_string() });
+                            return Err(TapError::Capture { device, source: e });
                         }
                     }
                 }
@@ -173,21 +175,19 @@ impl LiveCapture {
                     s.flush();
                 }
                 if let Some(f) = file.as_mut() {
-                    f.flush()
-                        .map_err(|e| TapError::Capture { device, detail: format!("flushing the capture: {e}") })?;
+                    f.flush().map_err(|source| TapError::Flush { device, path, source })?;
                 }
                 Ok(stats)
             })
-            .map_err(|e| TapError::Capture { device: opts.device.clone(), detail: e.to_string() })?;
-        Ok(Self { stop, thread, path: out.map(Path::to_path_buf) })
+            .map_err(|source| TapError::Thread { device: opts.device.clone(), source })?;
+        Ok(Self { stop, thread, device: opts.device.clone(), path: out.map(Path::to_path_buf) })
     }
 
     /// Stops after draining what the kernel already holds, and flushes the file.
     pub fn stop(self) -> Result<CaptureStats, TapError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(TapError::Capture { device: "?".into(), detail: "capture thread panicked".into() }))
+        let device = self.device;
+        self.thread.join().unwrap_or_else(|_| Err(TapError::ThreadPanicked { device }))
     }
 }
 
