@@ -266,3 +266,47 @@ impl Read for PacketStream {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What libpcap refuses, with its reason as the source. Needs the right to capture on `lo`
+    /// (root or CAP_NET_RAW), as the relay's live-capture tests do; without it, only the
+    /// permission error is checked.
+    #[test]
+    fn refusals_keep_libpcap_s_reason() {
+        let bad_filter = LiveOptions { filter: "tcp and and".into(), ..Default::default() };
+        let out = std::env::temp_dir().join(format!("tap-capture-test-{}.pcap", std::process::id()));
+        match LiveCapture::start(&bad_filter, &out) {
+            Err(e @ TapError::NoCapturePermission { .. }) => {
+                assert!(e.to_string().contains("setcap cap_net_raw"), "{e}");
+                return;
+            }
+            Err(e @ TapError::Filter { .. }) => {
+                let text = e.to_string();
+                let TapError::Filter { filter, source } = e else { unreachable!() };
+                assert_eq!(filter, "tcp and and");
+                assert!(matches!(source, pcap::Error::PcapError(_)), "{source:?}");
+                assert!(text.starts_with("invalid capture filter \"tcp and and\": libpcap error: "), "{text}");
+                assert!(text.ends_with("(the syntax is tcpdump's: see pcap-filter(7))"), "{text}");
+            }
+            other => panic!("expected a filter error, got {:?}", other.map(|_| ())),
+        }
+        let nowhere = Path::new("/nonexistent-dir/capture.pcap");
+        match LiveCapture::start(&LiveOptions::default(), nowhere) {
+            Err(e @ TapError::Savefile { .. }) => {
+                assert!(e.to_string().starts_with("/nonexistent-dir/capture.pcap: cannot write the capture here: "));
+            }
+            other => panic!("expected a savefile error, got {:?}", other.map(|_| ())),
+        }
+        let no_device = LiveOptions { device: "smtplab-no-such-device0".into(), ..Default::default() };
+        match LiveCapture::start(&no_device, &out) {
+            Err(e @ TapError::Capture { .. }) => {
+                assert!(e.to_string().starts_with("cannot capture on smtplab-no-such-device0: "), "{e}");
+            }
+            other => panic!("expected a capture error, got {:?}", other.map(|_| ())),
+        }
+        assert!(!out.exists(), "nothing was written");
+    }
+}
