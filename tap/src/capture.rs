@@ -187,7 +187,7 @@ impl LiveCapture {
     pub fn stop(self) -> Result<CaptureStats, TapError> {
         self.stop.store(true, Ordering::Relaxed);
         let device = self.device;
-        self.thread.join().unwrap_or_else(|_| Err(TapError::ThreadPanicked { device }))
+        self.thread.join().unwrap_or(Err(TapError::ThreadPanicked { device }))
     }
 }
 
