@@ -71,10 +71,10 @@ fn run(file: Option<&Path>, out: &Path, run_dir: Option<std::path::PathBuf>, por
     };
     let outcome = match scenarios::run(&scenario, &opts) {
         Ok(o) => o,
-        Err(scenarios::ScenarioError::Capture(tap::TapError::NoCapturePermission { device, detail })) => {
+        Err(scenarios::ScenarioError::Capture(tap::TapError::NoCapturePermission { device, source })) => {
             let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "smtplab".into());
             eprintln!(
-                "error: no permission to capture on {device} ({detail}); nothing was run. Run as root, give \
+                "error: no permission to capture on {device} ({source}); nothing was run. Run as root, give \
                  this binary the capability (sudo setcap cap_net_raw,cap_net_admin=eip {exe}), or set \
                  capture = \"recorder\" under [tap] in the scenario to record the lines without privileges"
             );

@@ -344,58 +344,50 @@ impl Default for DeliveryOptions {
 }
 
 impl DeliveryOptions {
-    /// Checks values a scenario may get wrong; the error names the field.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let seconds = |name: &'static str, v: f64| {
-            if (0.0..=86_400.0).contains(&v) {
-                Ok(())
-            } else {
-                Err((name, format!("{v} is not a time in seconds from 0 to 86400")))
-            }
+    /// Checks values a scenario may get wrong; the error names the field
+    /// ([`DeliveryOptionError::field`]).
+    pub fn check(&self) -> Result<(), DeliveryOptionError> {
+        use DeliveryOptionError as E;
+        let seconds = |field: &'static str, value: f64| {
+            if (0.0..=86_400.0).contains(&value) { Ok(()) } else { Err(E::NotSeconds { field, value }) }
         };
         seconds("connection_cache_time_limit", self.connection_cache_time_limit)?;
         seconds("connection_reuse_time_limit", self.connection_reuse_time_limit)?;
         seconds("batch_interval", self.batch_interval)?;
         if self.padding == crate::padding::Padding::Fixed && self.padding_bucket < 512 {
-            return Err(("padding_bucket", format!("{} bytes: a bucket is at least 512 bytes", self.padding_bucket)));
+            return Err(E::PaddingBucket { bytes: self.padding_bucket });
         }
         // Held deliveries keep their delivery workers (32): a larger batch could never fill.
         if self.batch_size > 32 {
-            return Err(("batch_size", format!("{}: at most 32 (the relay's delivery workers)", self.batch_size)));
+            return Err(E::BatchSize { size: self.batch_size });
         }
         if self.batch_mode == BatchMode::Pool {
             if self.batch_interval <= 0.0 {
-                return Err(("batch_interval", "batch_mode = \"pool\" needs the time between rounds: above 0".into()));
+                return Err(E::PoolWithoutInterval);
             }
             if self.batch_size != 0 {
-                return Err(("batch_size", "a pool mix sends by rounds, not by size: leave batch_size at 0".into()));
+                return Err(E::PoolWithBatchSize);
             }
         }
         if !(0.0..=1.0).contains(&self.pool_fraction) {
-            return Err(("pool_fraction", format!("{} is not a share between 0 and 1", self.pool_fraction)));
+            return Err(E::PoolFraction { value: self.pool_fraction });
         }
         if self.pool_max_rounds == 0 {
-            return Err(("pool_max_rounds", "must be at least 1 (mail must leave the pool)".into()));
+            return Err(E::PoolMaxRounds);
         }
         if self.pool_min > 32 {
-            return Err(("pool_min", format!("{}: at most 32 (the relay's delivery workers)", self.pool_min)));
+            return Err(E::PoolMin { value: self.pool_min });
         }
         if !(0.0..=COVER_MAX_RATE).contains(&self.cover_rate) {
-            return Err((
-                "cover_rate",
-                format!("{} is not a rate in messages per second from 0 to {COVER_MAX_RATE}", self.cover_rate),
-            ));
+            return Err(E::CoverRate { value: self.cover_rate });
         }
-        if let CoverSize::Fixed(n) = self.cover_size
-            && !(COVER_MIN_BYTES..=COVER_MAX_BYTES).contains(&n)
+        if let CoverSize::Fixed(bytes) = self.cover_size
+            && !(COVER_MIN_BYTES..=COVER_MAX_BYTES).contains(&bytes)
         {
-            return Err((
-                "cover_size",
-                format!("{n} bytes: use \"traffic\" or a size from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes"),
-            ));
+            return Err(E::CoverSize { bytes });
         }
         if self.destination_concurrency_limit == 0 {
-            return Err(("destination_concurrency_limit", "must be at least 1".into()));
+            return Err(E::DestinationConcurrency);
         }
         Ok(())
     }
@@ -410,6 +402,52 @@ impl DeliveryOptions {
 
     pub fn reuse_time_limit(&self) -> Duration {
         Duration::from_secs_f64(self.connection_reuse_time_limit.clamp(0.0, 86_400.0))
+    }
+}
+
+/// A value of [`DeliveryOptions`] out of its range; [`DeliveryOptionError::field`] names it,
+/// and the message says what it may be.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryOptionError {
+    #[error("{value} is not a time in seconds from 0 to 86400")]
+    NotSeconds { field: &'static str, value: f64 },
+    #[error("{bytes} bytes: a bucket is at least 512 bytes")]
+    PaddingBucket { bytes: u64 },
+    #[error("{size}: at most 32 (the relay's delivery workers)")]
+    BatchSize { size: usize },
+    #[error("batch_mode = \"pool\" needs the time between rounds: above 0")]
+    PoolWithoutInterval,
+    #[error("a pool mix sends by rounds, not by size: leave batch_size at 0")]
+    PoolWithBatchSize,
+    #[error("{value} is not a share between 0 and 1")]
+    PoolFraction { value: f64 },
+    #[error("must be at least 1 (mail must leave the pool)")]
+    PoolMaxRounds,
+    #[error("{value}: at most 32 (the relay's delivery workers)")]
+    PoolMin { value: usize },
+    #[error("{value} is not a rate in messages per second from 0 to {COVER_MAX_RATE}")]
+    CoverRate { value: f64 },
+    #[error("{bytes} bytes: use \"traffic\" or a size from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes")]
+    CoverSize { bytes: u64 },
+    #[error("must be at least 1")]
+    DestinationConcurrency,
+}
+
+impl DeliveryOptionError {
+    /// The field of `[delivery]` at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            DeliveryOptionError::NotSeconds { field, .. } => field,
+            DeliveryOptionError::PaddingBucket { .. } => "padding_bucket",
+            DeliveryOptionError::BatchSize { .. } | DeliveryOptionError::PoolWithBatchSize => "batch_size",
+            DeliveryOptionError::PoolWithoutInterval => "batch_interval",
+            DeliveryOptionError::PoolFraction { .. } => "pool_fraction",
+            DeliveryOptionError::PoolMaxRounds => "pool_max_rounds",
+            DeliveryOptionError::PoolMin { .. } => "pool_min",
+            DeliveryOptionError::CoverRate { .. } => "cover_rate",
+            DeliveryOptionError::CoverSize { .. } => "cover_size",
+            DeliveryOptionError::DestinationConcurrency => "destination_concurrency_limit",
+        }
     }
 }
 
@@ -516,6 +554,38 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each value out of range names its field, and says what it may be.
+    #[test]
+    fn delivery_option_errors_name_the_field() {
+        let check = |change: fn(&mut DeliveryOptions)| {
+            let mut o = DeliveryOptions::default();
+            change(&mut o);
+            let e = o.check().expect_err("out of range");
+            (e.field(), e.to_string())
+        };
+        assert_eq!(
+            check(|o| o.connection_reuse_time_limit = -1.0),
+            ("connection_reuse_time_limit", "-1 is not a time in seconds from 0 to 86400".into())
+        );
+        assert_eq!(
+            check(|o| o.batch_size = 33),
+            ("batch_size", "33: at most 32 (the relay's delivery workers)".into())
+        );
+        assert_eq!(check(|o| o.batch_mode = BatchMode::Pool).0, "batch_interval");
+        assert_eq!(check(|o| o.pool_max_rounds = 0).0, "pool_max_rounds");
+        assert_eq!(
+            check(|o| o.destination_concurrency_limit = 0),
+            ("destination_concurrency_limit", "must be at least 1".into())
+        );
+        let (field, text) = check(|o| o.cover_size = CoverSize::Fixed(10));
+        assert_eq!(field, "cover_size");
+        assert!(text.starts_with("10 bytes: use \"traffic\" or a size from 300 to "), "{text}");
+        // The relay's error puts the field after `delivery.`.
+        let o = DeliveryOptions { pool_fraction: 2.0, ..Default::default() };
+        let e = crate::RelayError::from(o.check().expect_err("fraction"));
+        assert_eq!(e.to_string(), "configuration: delivery.pool_fraction: 2 is not a share between 0 and 1");
+    }
 
     #[test]
     fn domains_compare_without_case_or_root_dot() {

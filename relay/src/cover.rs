@@ -64,23 +64,36 @@ pub struct CoverConfig {
 
 impl CoverConfig {
     /// Checks what a caller may get wrong; the error says what.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), CoverError> {
         if !(self.rate > 0.0 && self.rate <= crate::config::COVER_MAX_RATE) {
-            return Err(format!("cover rate {}: above 0, at most {}", self.rate, crate::config::COVER_MAX_RATE));
+            return Err(CoverError::Rate { rate: self.rate });
         }
         if self.destinations.is_empty() {
-            return Err("cover traffic needs at least one destination domain".into());
+            return Err(CoverError::NoDestinations);
         }
         match self.sizes {
-            CoverSizes::Fixed(n) if !(COVER_MIN_BYTES..=COVER_MAX_BYTES).contains(&n) => {
-                Err(format!("cover size {n}: from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes"))
+            CoverSizes::Fixed(bytes) if !(COVER_MIN_BYTES..=COVER_MAX_BYTES).contains(&bytes) => {
+                Err(CoverError::Size { bytes })
             }
             CoverSizes::LogNormal { median, sigma } if !(median > 0.0 && median.is_finite() && sigma >= 0.0) => {
-                Err(format!("cover sizes: median {median} must be above 0 and sigma {sigma} not negative"))
+                Err(CoverError::LogNormal { median, sigma })
             }
             _ => Ok(()),
         }
     }
+}
+
+/// A [`CoverConfig`] the generator cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CoverError {
+    #[error("cover rate {rate}: above 0, at most {}", crate::config::COVER_MAX_RATE)]
+    Rate { rate: f64 },
+    #[error("cover traffic needs at least one destination domain")]
+    NoDestinations,
+    #[error("cover size {bytes}: from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes")]
+    Size { bytes: u64 },
+    #[error("cover sizes: median {median} must be above 0 and sigma {sigma} not negative")]
+    LogNormal { median: f64, sigma: f64 },
 }
 
 /// The generator: draws a gap, waits, queues one cover message, until `stop` says so (the run's
@@ -180,6 +193,27 @@ pub fn build(from_domain: &str, to_domain: &str, message_id: &str, size: u64, rn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configurations_the_generator_cannot_run_say_why() {
+        let good =
+            CoverConfig { rate: 1.0, sizes: CoverSizes::Fixed(1000), destinations: vec!["b.example".into()], seed: 1 };
+        good.check().expect("good");
+        let e = CoverConfig { rate: 0.0, ..good.clone() }.check().expect_err("rate");
+        assert_eq!(e, CoverError::Rate { rate: 0.0 });
+        assert_eq!(e.to_string(), "cover rate 0: above 0, at most 1000");
+        let e = CoverConfig { destinations: Vec::new(), ..good.clone() }.check().expect_err("nowhere");
+        assert_eq!(e, CoverError::NoDestinations);
+        let e = CoverConfig { sizes: CoverSizes::Fixed(10), ..good.clone() }.check().expect_err("size");
+        assert!(e.to_string().starts_with("cover size 10: from 300 to "), "{e}");
+        let e =
+            CoverConfig { sizes: CoverSizes::LogNormal { median: 0.0, sigma: 1.0 }, ..good }.check().expect_err("ln");
+        assert_eq!(e.to_string(), "cover sizes: median 0 must be above 0 and sigma 1 not negative");
+        assert_eq!(
+            crate::RelayError::from(e).to_string(),
+            "configuration: cover sizes: median 0 must be above 0 and sigma 1 not negative"
+        );
+    }
 
     #[test]
     fn cover_addresses() {

@@ -78,9 +78,10 @@ impl Tlsa {
 
     /// The record `usage 1 1` for a certificate: what a zone publishes for it (`3 1 1` for the
     /// server's own certificate, `2 1 1` for its issuer).
-    pub fn spki_sha256(usage: u8, der: &[u8]) -> Result<Tlsa, String> {
-        let spki = select(der, 1).ok_or("not an X.509 certificate")?;
-        Ok(Tlsa { usage, selector: 1, matching: 1, data: sha2::Sha256::digest(&spki).to_vec() })
+    pub fn spki_sha256(usage: u8, der: &[u8]) -> Result<Tlsa, NotACertificate> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| NotACertificate(e.into()))?;
+        let spki = cert.tbs_certificate.subject_pki.raw;
+        Ok(Tlsa { usage, selector: 1, matching: 1, data: sha2::Sha256::digest(spki).to_vec() })
     }
 
     /// Presentation format, `3 1 1 <hex>`.
@@ -88,6 +89,12 @@ impl Tlsa {
         format!("{} {} {} {}", self.usage, self.selector, self.matching, hex::encode(&self.data))
     }
 }
+
+/// The bytes a TLSA record was to be made from are not an X.509 certificate; the source is
+/// the parser's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("not an X.509 certificate: {0}")]
+pub struct NotACertificate(#[source] pub x509_parser::error::X509Error);
 
 /// What the validated TLSA lookup of one MX host found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,6 +460,9 @@ mod tests {
             assert!(t.usable() && t.matches(der));
         }
         assert!(!Tlsa::spki_sha256(3, &leaf).expect("leaf").matches(&ca));
+        let e = Tlsa::spki_sha256(3, b"not DER").expect_err("not a certificate");
+        assert!(e.to_string().starts_with("not an X.509 certificate: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "the parser's reason is the source");
     }
 
     /// DANE-EE ignores the name and the dates (RFC 7672 §3.1.1); DANE-TA checks both below the

@@ -52,7 +52,7 @@ impl DnsResolver {
     /// [`DnsResolver::with_trust_anchor`] from a file of DNSKEY records in presentation format.
     pub fn with_trust_anchor_file(self, path: &std::path::Path) -> Result<Self, RelayError> {
         let anchor = TrustAnchors::from_file(path)
-            .map_err(|e| RelayError::Dns(format!("trust anchor file {}: {e}", path.display())))?;
+            .map_err(|source| RelayError::TrustAnchorFile { path: path.to_path_buf(), source })?;
         self.with_trust_anchor(Arc::new(anchor))
     }
 
@@ -177,7 +177,7 @@ fn build(
     if let Some(anchor) = anchor {
         builder = builder.with_trust_anchor(anchor);
     }
-    builder.build().map_err(|e| RelayError::Dns(format!("resolver for {server}: {e}")))
+    builder.build().map_err(|source| RelayError::Resolver { server, source: Box::new(source) })
 }
 
 /// A DNSSEC validation failure (bogus), as opposed to no answer at all.
@@ -247,6 +247,21 @@ mod tests {
             _ => m.metadata.response_code = ResponseCode::NXDomain,
         }
         Some(m)
+    }
+
+    /// A trust anchor file that is not one is named, with hickory's reason as the source and
+    /// what to give instead.
+    #[tokio::test]
+    async fn a_bad_trust_anchor_file_is_named() {
+        let path = std::env::temp_dir().join(format!("relay-anchor-{}.key", std::process::id()));
+        std::fs::write(&path, "this is not a DNSKEY record\n").expect("write");
+        let r = DnsResolver::new("127.0.0.1:53".parse().expect("addr"), None, 25).expect("resolver");
+        let e = r.with_trust_anchor_file(&path).err().expect("not an anchor");
+        let _ = std::fs::remove_file(&path);
+        let text = e.to_string();
+        assert!(matches!(&e, RelayError::TrustAnchorFile { path: p, .. } if *p == path), "{e:?}");
+        assert!(text.starts_with(&format!("DNS: trust anchor file {}: ", path.display())), "{text}");
+        assert!(text.ends_with("give a file of DNSKEY records in presentation format (a run's pki/dnssec-root.key)"));
     }
 
     #[tokio::test]

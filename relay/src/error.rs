@@ -1,23 +1,77 @@
-//! Relay errors, by whose fault: the local machine, the peer, or a policy.
+//! Relay errors, by whose fault: the local machine (an address taken, the spool's files), the
+//! configuration (TLS settings, certificates and keys, delivery and cover options, the DNS
+//! resolver), or a queue file's own defect. Each keeps what caused it as its `source` (the I/O,
+//! rustls, PEM or hickory error) or, when the input itself is wrong, an enum of what was wrong
+//! ([`TlsSettingsError`], [`DeliveryOptionError`], [`CoverError`], [`QueueFileDefect`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::serialize::txt::ParseError;
+
+pub use crate::config::DeliveryOptionError;
+pub use crate::cover::CoverError;
+pub use crate::spool::QueueFileDefect;
+pub use crate::tls::{PemItem, TlsSettingsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    // The local machine.
     #[error(
         "cannot listen on {addr}: {source} (is another process using it? on loopback, any 127.x.y.z works without setup)"
     )]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("spool {path}: {source}")]
     Spool { path: PathBuf, source: std::io::Error },
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
-    #[error("{path}: {why}")]
-    BadFile { path: PathBuf, why: String },
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("DNS: {0}")]
-    Dns(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A spool task on the blocking pool panicked or was cancelled.
+    #[error("a relay task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+
+    // The TLS configuration.
+    /// A TLS version, cipher suite or key-exchange group the relay does not have.
+    #[error("TLS configuration: {0}")]
+    TlsSettings(#[from] TlsSettingsError),
+    /// A certificate chain or key whose PEM text cannot be read.
+    #[error("TLS configuration: bad {item} PEM: {source}")]
+    Pem { item: PemItem, source: std::io::Error },
+    /// A PEM text without the certificate or key it should hold.
+    #[error("TLS configuration: no {0} in PEM")]
+    NoPem(PemItem),
+    #[error("TLS configuration: bad CA certificate: {0}")]
+    CaCertificate(#[source] rustls::Error),
+    /// The versions allowed leave none of the cipher suites allowed.
+    #[error("TLS configuration: {0} (each TLS version allowed needs one of its cipher suites in tls.ciphers)")]
+    TlsVersions(#[source] rustls::Error),
+    /// The certificate chain and private key do not make a server identity (a key that is not
+    /// the certificate's, a key type the provider lacks).
+    #[error("TLS configuration: the certificate chain and key: {0}")]
+    TlsIdentity(#[source] rustls::Error),
+    /// The verifier of MTA-STS policy hosts and MX certificates (from the CA certificates).
+    #[error("TLS configuration: MTA-STS verifier: {0}")]
+    MtaStsVerifier(#[source] rustls::client::VerifierBuilderError),
+
+    // The delivery configuration.
+    #[error("configuration: delivery.{}: {}", .0.field(), .0)]
+    Delivery(#[from] DeliveryOptionError),
+    #[error("configuration: {0}")]
+    Cover(#[from] CoverError),
+
+    // DNS. (hickory's error is boxed: it is 88 bytes, and every `Result` of the relay and of the
+    // scenarios that hold a `RelayError` would carry them.)
+    #[error("DNS: resolver for {server}: {source}")]
+    Resolver { server: SocketAddr, source: Box<NetError> },
+    #[error("DNS: MTA-STS resolver for {server}: {source}")]
+    MtaStsResolver { server: SocketAddr, source: Box<NetError> },
+    #[error(
+        "DNS: trust anchor file {path}: {source}; give a file of DNSKEY records in presentation format \
+         (a run's pki/dnssec-root.key)"
+    )]
+    TrustAnchorFile { path: PathBuf, source: ParseError },
+
+    // A queue file's own defect.
+    #[error("{path}: unreadable queue file ({defect}); left in place for a person")]
+    BadQueueFile { path: PathBuf, defect: QueueFileDefect },
 }

@@ -395,15 +395,15 @@ impl MtaSts {
         )
         .with_options(opts)
         .build()
-        .map_err(|e| RelayError::Dns(format!("MTA-STS resolver for {}: {e}", cfg.dns)))?;
+        .map_err(|source| RelayError::MtaStsResolver { server: cfg.dns, source: Box::new(source) })?;
         let mut roots = RootCertStore::empty();
         for c in crate::tls::parse_certs(&cfg.ca_pem)? {
-            roots.add(c).map_err(|e| RelayError::TlsConfig(format!("bad CA certificate: {e}")))?;
+            roots.add(c).map_err(RelayError::CaCertificate)?;
         }
         let verifier =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::new(tls.provider.default_provider()))
                 .build()
-                .map_err(|e| RelayError::TlsConfig(format!("MTA-STS verifier: {e}")))?;
+                .map_err(RelayError::MtaStsVerifier)?;
         Ok(MtaSts {
             resolver,
             https_port: cfg.https_port,

@@ -74,7 +74,7 @@ pub struct RelayHandle {
 impl Relay {
     /// Binds the listeners, picks up whatever the spool holds, and starts serving.
     pub async fn start(cfg: RelayConfig) -> Result<RelayHandle, RelayError> {
-        cfg.delivery.check().map_err(|(field, why)| RelayError::Config(format!("delivery.{field}: {why}")))?;
+        cfg.delivery.check()?;
         let spool = Spool::open(&cfg.spool)?;
         crate::files::create_private_dir_all(&cfg.mailbox_dir)
             .map_err(|source| RelayError::Spool { path: cfg.mailbox_dir.clone(), source })?;
@@ -166,7 +166,7 @@ impl RelayHandle {
     /// second until [`RelayHandle::stop_cover`] or shutdown. A scenario starts it when its
     /// traffic starts and stops it when the traffic ends, so the drain is bounded.
     pub fn start_cover(&mut self, cfg: crate::cover::CoverConfig) -> Result<(), RelayError> {
-        cfg.check().map_err(RelayError::Config)?;
+        cfg.check()?;
         let _ = self.cover_stop.send(false);
         self.tasks.spawn(crate::cover::generate(self.shared.clone(), cfg, self.cover_stop.subscribe()));
         Ok(())
@@ -352,9 +352,8 @@ async fn queue_runner(
 /// fsyncs) runs on the blocking pool so it never stalls the sessions sharing the runtime.
 async fn attempt(shared: &Arc<Shared>, qid: &str) {
     let (sh, q) = (shared.clone(), qid.to_string());
-    let loaded = tokio::task::spawn_blocking(move || sh.spool.load(&q))
-        .await
-        .unwrap_or_else(|e| Err(RelayError::Io(std::io::Error::other(e.to_string()))));
+    let loaded =
+        tokio::task::spawn_blocking(move || sh.spool.load(&q)).await.unwrap_or_else(|e| Err(RelayError::Task(e)));
     let (mut env, message) = match loaded {
         Ok(Some(x)) => x,
         Ok(None) => return,

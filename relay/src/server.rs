@@ -361,7 +361,7 @@ impl Session<'_> {
         let (shared, env2) = (self.arc.clone(), env.clone());
         let stored = tokio::task::spawn_blocking(move || shared.enqueue(&env2, &message).map(|()| message))
             .await
-            .unwrap_or_else(|e| Err(crate::RelayError::Io(std::io::Error::other(e.to_string()))));
+            .unwrap_or_else(|e| Err(crate::RelayError::Task(e)));
         match stored {
             Ok(message) => {
                 self.rec.messages.push(records::HopMessage {

@@ -422,18 +422,36 @@ fn overwrite_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// What is wrong with a queue file.
 enum Bad {
     Io(std::io::Error),
-    Format(String),
+    Format(QueueFileDefect),
 }
 
 impl Bad {
     fn into_error(self, path: PathBuf) -> RelayError {
         match self {
             Bad::Io(source) => RelayError::Spool { path, source },
-            Bad::Format(why) => {
-                RelayError::BadFile { path, why: format!("unreadable queue file ({why}); left in place for a person") }
-            }
+            Bad::Format(defect) => RelayError::BadQueueFile { path, defect },
         }
     }
+}
+
+/// What is wrong with a queue file's own bytes (see "Format" above).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueFileDefect {
+    #[error("header is not text")]
+    HeaderNotText,
+    /// No line starting with the format's magic within the first bytes.
+    #[error("no `{MAGIC}` header line")]
+    NoHeader,
+    /// The header line does not hold two lengths (or the envelope's is over its limit).
+    #[error("bad header line {line:?}")]
+    BadHeader { line: String },
+    /// The file is longer or shorter than its header says: cut short, or written over.
+    #[error("{size} bytes where the header says {expected}")]
+    Length { size: u64, expected: u64 },
+    #[error("envelope: {0}")]
+    Envelope(#[source] serde_json::Error),
+    #[error("no line end after the envelope")]
+    NoEnvelopeEnd,
 }
 
 /// A queue file's bytes: header line, envelope, `\n`, message.
@@ -450,33 +468,33 @@ fn encode(env: &Envelope, message: &[u8]) -> Result<Vec<u8>, RelayError> {
 
 /// Reads a header line: the envelope's and the message's lengths, and the line's own length.
 fn parse_header(line: &[u8]) -> Result<(u64, u64, u64), Bad> {
-    let text = std::str::from_utf8(line).map_err(|_| Bad::Format("header is not text".into()))?;
+    let text = std::str::from_utf8(line).map_err(|_| Bad::Format(QueueFileDefect::HeaderNotText))?;
     let Some(rest) = text.strip_suffix('\n').and_then(|t| t.strip_prefix(MAGIC)).and_then(|t| t.strip_prefix(' '))
     else {
-        return Err(Bad::Format(format!("no `{MAGIC}` header line")));
+        return Err(Bad::Format(QueueFileDefect::NoHeader));
     };
     let mut words = rest.split(' ').map(|w| w.parse::<u64>());
     match (words.next(), words.next(), words.next()) {
         (Some(Ok(e)), Some(Ok(m)), None) if e <= MAX_ENVELOPE => Ok((e, m, line.len() as u64)),
-        _ => Err(Bad::Format(format!("bad header line {:?}", text.trim_end()))),
+        _ => Err(Bad::Format(QueueFileDefect::BadHeader { line: text.trim_end().to_string() })),
     }
 }
 
 /// Splits a whole queue file into its envelope and message, checking every length.
 fn decode(mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>), Bad> {
     let line_end = bytes.iter().take(MAX_HEADER).position(|&b| b == b'\n');
-    let Some(line_end) = line_end else { return Err(Bad::Format(format!("no `{MAGIC}` header line"))) };
+    let Some(line_end) = line_end else { return Err(Bad::Format(QueueFileDefect::NoHeader)) };
     let (env_len, msg_len, header_len) = parse_header(bytes.get(..=line_end).unwrap_or_default())?;
     let total = header_len + env_len + 1 + msg_len;
     if bytes.len() as u64 != total {
-        return Err(Bad::Format(format!("{} bytes where the header says {total}", bytes.len())));
+        return Err(Bad::Format(QueueFileDefect::Length { size: bytes.len() as u64, expected: total }));
     }
     // In range: `total` is the length, checked just above.
     let (h, e) = (header_len as usize, env_len as usize);
     let env: Envelope = serde_json::from_slice(bytes.get(h..h + e).unwrap_or_default())
-        .map_err(|err| Bad::Format(format!("envelope: {err}")))?;
+        .map_err(|err| Bad::Format(QueueFileDefect::Envelope(err)))?;
     if bytes.get(h + e) != Some(&b'\n') {
-        return Err(Bad::Format("no line end after the envelope".into()));
+        return Err(Bad::Format(QueueFileDefect::NoEnvelopeEnd));
     }
     bytes.drain(..h + e + 1);
     Ok((env, bytes))
@@ -493,11 +511,11 @@ fn read_envelope(path: &Path) -> Result<Envelope, Bad> {
     let (env_len, msg_len, header_len) = parse_header(&line)?;
     let total = header_len + env_len + 1 + msg_len;
     if size != total {
-        return Err(Bad::Format(format!("{size} bytes where the header says {total}")));
+        return Err(Bad::Format(QueueFileDefect::Length { size, expected: total }));
     }
     let mut json = Vec::new();
     reader.take(env_len).read_to_end(&mut json).map_err(Bad::Io)?;
-    serde_json::from_slice(&json).map_err(|e| Bad::Format(format!("envelope: {e}")))
+    serde_json::from_slice(&json).map_err(|e| Bad::Format(QueueFileDefect::Envelope(e)))
 }
 
 /// The queue file for an old-layout message (`<qid>.env` and its `<qid>.msg`).
@@ -703,9 +721,18 @@ mod tests {
         let spool = Spool::open(&root).expect("reopen");
         assert_eq!(spool.list().expect("list"), vec![good]);
         let err = spool.load("CUT").expect_err("a cut file is an error");
-        assert!(err.to_string().contains("header says"), "{err}");
+        let text = err.to_string();
+        match err {
+            RelayError::BadQueueFile { path, defect: QueueFileDefect::Length { size, expected } } => {
+                assert_eq!((path, size + 5), (cut.clone(), expected));
+            }
+            other => panic!("expected a cut queue file, got {other:?}"),
+        }
+        assert!(text.contains("header says") && text.contains("left in place for a person"), "{text}");
+        assert!(text.starts_with(&format!("{}: unreadable queue file (", cut.display())), "{text}");
         let err = spool.load("JUNK").expect_err("junk is an error");
         assert!(err.to_string().contains("header line"), "{err}");
+        assert!(matches!(err, RelayError::BadQueueFile { defect: QueueFileDefect::NoHeader, .. }), "{err:?}");
         assert!(cut.exists() && root.join("queue/JUNK.queued").exists(), "left in place");
         let _ = std::fs::remove_dir_all(&root);
     }

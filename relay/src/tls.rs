@@ -72,17 +72,13 @@ impl std::str::FromStr for CryptoBackend {
 
 impl TlsSettings {
     /// The crypto provider restricted to the configured suites and groups.
-    fn provider(&self) -> Result<Arc<CryptoProvider>, RelayError> {
+    fn provider(&self) -> Result<Arc<CryptoProvider>, TlsSettingsError> {
         let mut p = self.provider.default_provider();
         if !self.ciphers.is_empty() {
             let all: Vec<String> = p.cipher_suites.iter().map(|c| cipher_name(*c)).collect();
             p.cipher_suites.retain(|c| self.ciphers.iter().any(|n| n.eq_ignore_ascii_case(&cipher_name(*c))));
             if p.cipher_suites.len() != self.ciphers.len() {
-                return Err(RelayError::TlsConfig(format!(
-                    "unknown cipher suite in {:?}; available: {}",
-                    self.ciphers,
-                    all.join(", ")
-                )));
+                return Err(TlsSettingsError::UnknownCipher { given: self.ciphers.clone(), available: all });
             }
         }
         if !self.groups.is_empty() {
@@ -91,18 +87,11 @@ impl TlsSettings {
             if self.provider == CryptoBackend::Ring
                 && self.groups.iter().any(|n| n.eq_ignore_ascii_case("X25519MLKEM768"))
             {
-                return Err(RelayError::TlsConfig(format!(
-                    "X25519MLKEM768 needs the aws-lc-rs provider (ring has {}); drop provider = \"ring\"",
-                    all.join(", ")
-                )));
+                return Err(TlsSettingsError::HybridNeedsAwsLc { ring_has: all });
             }
             p.kx_groups.retain(|g| self.groups.iter().any(|n| n.eq_ignore_ascii_case(&format!("{:?}", g.name()))));
             if p.kx_groups.len() != self.groups.len() {
-                return Err(RelayError::TlsConfig(format!(
-                    "unknown key-exchange group in {:?}; available: {}",
-                    self.groups,
-                    all.join(", ")
-                )));
+                return Err(TlsSettingsError::UnknownGroup { given: self.groups.clone(), available: all });
             }
         }
         Ok(Arc::new(p))
@@ -110,20 +99,14 @@ impl TlsSettings {
 
     /// Checks the names with the same parsers the relay uses, without starting anything: a
     /// scenario is checked before its run begins. The error names the list at fault
-    /// ("versions", "ciphers" or "groups") and says what is available.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let message = |e: RelayError| match e {
-            RelayError::TlsConfig(m) => m,
-            other => other.to_string(),
-        };
-        self.versions().map_err(|e| ("versions", message(e)))?;
-        let ciphers_only = TlsSettings { ciphers: self.ciphers.clone(), ..Default::default() };
-        ciphers_only.provider().map_err(|e| ("ciphers", message(e)))?;
-        self.provider().map_err(|e| ("groups", message(e)))?;
+    /// ([`TlsSettingsError::list`]: "versions", "ciphers" or "groups") and says what is available.
+    pub fn check(&self) -> Result<(), TlsSettingsError> {
+        self.versions()?;
+        self.provider()?;
         Ok(())
     }
 
-    fn versions(&self) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, RelayError> {
+    fn versions(&self) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsSettingsError> {
         if self.versions.is_empty() {
             return Ok(rustls::DEFAULT_VERSIONS.to_vec());
         }
@@ -132,9 +115,52 @@ impl TlsSettings {
             .map(|v| match v.trim_start_matches("TLSv").trim_start_matches("tls") {
                 "1.2" => Ok(&rustls::version::TLS12),
                 "1.3" => Ok(&rustls::version::TLS13),
-                other => Err(RelayError::TlsConfig(format!("unknown TLS version {other:?}: use 1.2 or 1.3"))),
+                other => Err(TlsSettingsError::UnknownVersion { version: other.to_string() }),
             })
             .collect()
+    }
+}
+
+/// A name in [`TlsSettings`] the relay does not have; [`TlsSettingsError::list`] names the
+/// list it is in, the message what is available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsSettingsError {
+    #[error("unknown TLS version {version:?}: use 1.2 or 1.3")]
+    UnknownVersion { version: String },
+    /// `available`: every suite the provider has.
+    #[error("unknown cipher suite in {given:?}; available: {}", .available.join(", "))]
+    UnknownCipher { given: Vec<String>, available: Vec<String> },
+    /// The post-quantum hybrid asked of ring, which lacks it; `ring_has`: its groups.
+    #[error("X25519MLKEM768 needs the aws-lc-rs provider (ring has {}); drop provider = \"ring\"", .ring_has.join(", "))]
+    HybridNeedsAwsLc { ring_has: Vec<String> },
+    #[error("unknown key-exchange group in {given:?}; available: {}", .available.join(", "))]
+    UnknownGroup { given: Vec<String>, available: Vec<String> },
+}
+
+impl TlsSettingsError {
+    /// The list of [`TlsSettings`] at fault: "versions", "ciphers" or "groups".
+    pub fn list(&self) -> &'static str {
+        match self {
+            TlsSettingsError::UnknownVersion { .. } => "versions",
+            TlsSettingsError::UnknownCipher { .. } => "ciphers",
+            TlsSettingsError::HybridNeedsAwsLc { .. } | TlsSettingsError::UnknownGroup { .. } => "groups",
+        }
+    }
+}
+
+/// What a PEM text was to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemItem {
+    Certificate,
+    PrivateKey,
+}
+
+impl std::fmt::Display for PemItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PemItem::Certificate => "certificate",
+            PemItem::PrivateKey => "private key",
+        })
     }
 }
 
@@ -163,17 +189,17 @@ impl rustls::KeyLog for KeyLogFile {
 
 pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, RelayError> {
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_bytes()).collect();
-    let certs = certs.map_err(|e| RelayError::TlsConfig(format!("bad certificate PEM: {e}")))?;
+    let certs = certs.map_err(|source| RelayError::Pem { item: PemItem::Certificate, source })?;
     if certs.is_empty() {
-        return Err(RelayError::TlsConfig("no certificate in PEM".into()));
+        return Err(RelayError::NoPem(PemItem::Certificate));
     }
     Ok(certs)
 }
 
 fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, RelayError> {
     rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| RelayError::TlsConfig(format!("bad key PEM: {e}")))?
-        .ok_or_else(|| RelayError::TlsConfig("no private key in PEM".into()))
+        .map_err(|source| RelayError::Pem { item: PemItem::PrivateKey, source })?
+        .ok_or(RelayError::NoPem(PemItem::PrivateKey))
 }
 
 pub fn server_config(
@@ -183,10 +209,10 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, RelayError> {
     let mut cfg = ServerConfig::builder_with_provider(settings.provider()?)
         .with_protocol_versions(&settings.versions()?)
-        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .map_err(RelayError::TlsVersions)?
         .with_no_client_auth()
         .with_single_cert(parse_certs(&identity.cert_chain_pem)?, parse_key(&identity.key_pem)?)
-        .map_err(|e| RelayError::TlsConfig(e.to_string()))?;
+        .map_err(RelayError::TlsIdentity)?;
     if let Some(k) = keylog {
         cfg.key_log = k;
     }
@@ -202,7 +228,7 @@ pub fn client_config_any_cert(
     let provider = settings.provider()?;
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&settings.versions()?)
-        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .map_err(RelayError::TlsVersions)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         .with_no_client_auth();
@@ -220,11 +246,11 @@ pub fn client_config_verify(
 ) -> Result<Arc<ClientConfig>, RelayError> {
     let mut roots = RootCertStore::empty();
     for c in parse_certs(ca_pem)? {
-        roots.add(c).map_err(|e| RelayError::TlsConfig(format!("bad CA certificate: {e}")))?;
+        roots.add(c).map_err(RelayError::CaCertificate)?;
     }
     let mut cfg = ClientConfig::builder_with_provider(settings.provider()?)
         .with_protocol_versions(&settings.versions()?)
-        .map_err(|e| RelayError::TlsConfig(e.to_string()))?
+        .map_err(RelayError::TlsVersions)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     if let Some(k) = keylog {
@@ -285,5 +311,76 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(versions: &[&str], ciphers: &[&str], groups: &[&str], provider: CryptoBackend) -> TlsSettings {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        TlsSettings { versions: strings(versions), ciphers: strings(ciphers), groups: strings(groups), provider }
+    }
+
+    /// Each unknown name is its own error, naming its list and what is available.
+    #[test]
+    fn settings_errors_name_their_list_and_what_is_available() {
+        let aws = CryptoBackend::AwsLcRs;
+        let e = settings(&["1.4"], &[], &[], aws).check().expect_err("1.4");
+        assert_eq!(e, TlsSettingsError::UnknownVersion { version: "1.4".into() });
+        assert_eq!((e.list(), e.to_string().as_str()), ("versions", "unknown TLS version \"1.4\": use 1.2 or 1.3"));
+        let e = settings(&[], &["TLS_NOPE"], &[], aws).check().expect_err("cipher");
+        assert_eq!(e.list(), "ciphers");
+        let text = e.to_string();
+        assert!(text.starts_with("unknown cipher suite in [\"TLS_NOPE\"]; available: TLS_"), "{text}");
+        let e = settings(&[], &[], &["X448"], aws).check().expect_err("group");
+        assert_eq!(e.list(), "groups");
+        assert!(e.to_string().contains("available: X25519"), "{e}");
+        let e = settings(&[], &[], &["X25519MLKEM768"], CryptoBackend::Ring).check().expect_err("hybrid on ring");
+        assert!(matches!(e, TlsSettingsError::HybridNeedsAwsLc { .. }) && e.list() == "groups", "{e:?}");
+        assert!(e.to_string().contains("drop provider = \"ring\""), "{e}");
+        settings(&["1.2"], &[], &["x25519"], aws).check().expect("known names");
+        // The relay's own error says it is the TLS configuration.
+        let e = RelayError::from(TlsSettingsError::UnknownVersion { version: "1.4".into() });
+        assert_eq!(e.to_string(), "TLS configuration: unknown TLS version \"1.4\": use 1.2 or 1.3");
+    }
+
+    #[test]
+    fn pem_errors_say_which_item() {
+        match parse_certs("no PEM here") {
+            Err(e @ RelayError::NoPem(PemItem::Certificate)) => {
+                assert_eq!(e.to_string(), "TLS configuration: no certificate in PEM");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_key("") {
+            Err(e @ RelayError::NoPem(PemItem::PrivateKey)) => {
+                assert_eq!(e.to_string(), "TLS configuration: no private key in PEM");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A certificate block whose base64 is broken.
+        match parse_certs("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n") {
+            Err(e @ RelayError::Pem { item: PemItem::Certificate, .. }) => {
+                assert!(e.to_string().starts_with("TLS configuration: bad certificate PEM: "), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A key that is not the certificate's: rustls' reason, as the source.
+    #[test]
+    fn a_key_of_another_certificate_is_an_identity_error() {
+        let cert = rcgen::generate_simple_self_signed(vec!["mx.a.example".into()]).expect("cert");
+        let other = rcgen::KeyPair::generate().expect("key");
+        let identity = crate::TlsIdentity { cert_chain_pem: cert.cert.pem(), key_pem: other.serialize_pem() };
+        match server_config(&identity, &TlsSettings::default(), None) {
+            Err(e @ RelayError::TlsIdentity(_)) => {
+                assert!(e.to_string().starts_with("TLS configuration: the certificate chain and key: "), "{e}");
+                assert!(std::error::Error::source(&e).is_some());
+            }
+            other => panic!("expected an identity error, got {:?}", other.map(|_| ())),
+        }
     }
 }

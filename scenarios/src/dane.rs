@@ -112,3 +112,26 @@ fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, ScenarioError> {
         .collect::<Result<_, _>>()
         .map_err(|e| PkiError::Pem(e).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate block that holds no X.509 certificate: the TLSA error keeps the parser's
+    /// reason as its source.
+    #[test]
+    fn a_chain_without_x509_is_a_tlsa_error_with_its_reason() {
+        // base64 of "not a certificate".
+        let pem = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let e = tlsa_for(DaneRecord::EndEntity, pem).expect_err("not X.509");
+        let text = e.to_string();
+        match e {
+            ScenarioError::Pki(PkiError::Tlsa(source)) => {
+                assert!(std::error::Error::source(&source).is_some(), "the parser's reason");
+            }
+            other => panic!("expected a TLSA error, got {other}"),
+        }
+        assert!(text.starts_with("TLSA record: not an X.509 certificate: "), "{text}");
+        assert!(matches!(tlsa_for(DaneRecord::None, pem), Ok(None)));
+    }
+}

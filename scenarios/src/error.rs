@@ -175,9 +175,9 @@ pub enum PkiError {
     /// A DANE system's chain holds no certificate to make its TLSA record from.
     #[error("a DANE system has no certificate")]
     NoCertificate,
-    /// The certificate is not X.509 (relay's TLSA code says why, as text).
+    /// The certificate is not X.509 (the source is the parser's reason).
     #[error("TLSA record: {0}")]
-    Tlsa(String),
+    Tlsa(#[source] relay::dane::NotACertificate),
 }
 
 /// The seeded traffic (`traffic`): distributions the scenario's values do not make (validation

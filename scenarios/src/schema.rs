@@ -973,11 +973,11 @@ impl Scenario {
                     "a system without STARTTLS cannot have a TLS policy other than none; set starttls = true".into(),
                 ));
             }
-            if let Err((list, why)) = s.tls.check() {
-                return Err(bad(&format!("{key}.tls.{list}"), why));
+            if let Err(e) = s.tls.check() {
+                return Err(bad(&format!("{key}.tls.{}", e.list()), e.to_string()));
             }
-            if let Err((field, why)) = s.delivery.check() {
-                return Err(bad(&format!("{key}.delivery.{field}"), why));
+            if let Err(e) = s.delivery.check() {
+                return Err(bad(&format!("{key}.delivery.{}", e.field()), e.to_string()));
             }
             if s.delivery != relay::DeliveryOptions::default() && self.uses_netns_addresses() {
                 return Err(bad(

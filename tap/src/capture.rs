@@ -54,17 +54,19 @@ pub use records::CaptureStats;
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<CaptureStats, TapError>>,
+    /// The device captured on (for the error of a capture thread that panicked).
+    device: String,
     /// The pcap file written, if any.
     pub path: Option<PathBuf>,
 }
 
-fn open_error(device: &str, e: pcap::Error) -> TapError {
-    let detail = e.to_string();
+fn open_error(device: &str, source: pcap::Error) -> TapError {
+    let detail = source.to_string();
     let denied = detail.contains("ermission") || detail.contains("not permitted");
     if denied {
-        TapError::NoCapturePermission { device: device.into(), detail }
+        TapError::NoCapturePermission { device: device.into(), source }
     } else {
-        TapError::Capture { device: device.into(), detail }
+        TapError::Capture { device: device.into(), source }
     }
 }
 
@@ -97,13 +99,13 @@ impl LiveCapture {
             .open()
             .map_err(|e| open_error(dev, e))?;
         let mut cap = cap.setnonblock().map_err(|e| open_error(dev, e))?;
-        cap.filter(&opts.filter, true)
-            .map_err(|e| TapError::Filter { filter: opts.filter.clone(), detail: e.to_string() })?;
+        cap.filter(&opts.filter, true).map_err(|source| TapError::Filter { filter: opts.filter.clone(), source })?;
         let mut file = out
             .map(|out| {
-                cap.savefile(out).map_err(|e| TapError::Open { path: out.display().to_string(), detail: e.to_string() })
+                cap.savefile(out).map_err(|source| TapError::Savefile { path: out.display().to_string(), source })
             })
             .transpose()?;
+        let path = out.map(|p| p.display().to_string()).unwrap_or_default();
         let linktype_number = cap.get_datalink().0;
         let mut stream = stream.map(|tx| Streamer::new(tx, linktype_number, opts.snaplen));
         let stop = Arc::new(AtomicBool::new(false));
@@ -161,7 +163,7 @@ impl LiveCapture {
                             if let Some(s) = stream.as_mut() {
                                 s.flush();
                             }
-                            return Err(TapError::Capture { device, detail: e.to_string() });
+                            return Err(TapError::Capture { device, source: e });
                         }
                     }
                 }
@@ -173,21 +175,19 @@ impl LiveCapture {
                     s.flush();
                 }
                 if let Some(f) = file.as_mut() {
-                    f.flush()
-                        .map_err(|e| TapError::Capture { device, detail: format!("flushing the capture: {e}") })?;
+                    f.flush().map_err(|source| TapError::Flush { device, path, source })?;
                 }
                 Ok(stats)
             })
-            .map_err(|e| TapError::Capture { device: opts.device.clone(), detail: e.to_string() })?;
-        Ok(Self { stop, thread, path: out.map(Path::to_path_buf) })
+            .map_err(|source| TapError::Thread { device: opts.device.clone(), source })?;
+        Ok(Self { stop, thread, device: opts.device.clone(), path: out.map(Path::to_path_buf) })
     }
 
     /// Stops after draining what the kernel already holds, and flushes the file.
     pub fn stop(self) -> Result<CaptureStats, TapError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(TapError::Capture { device: "?".into(), detail: "capture thread panicked".into() }))
+        let device = self.device;
+        self.thread.join().unwrap_or(Err(TapError::ThreadPanicked { device }))
     }
 }
 
@@ -264,5 +264,49 @@ impl Read for PacketStream {
         let n = rest.read(buf)?;
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What libpcap refuses, with its reason as the source. Needs the right to capture on `lo`
+    /// (root or CAP_NET_RAW), as the relay's live-capture tests do; without it, only the
+    /// permission error is checked.
+    #[test]
+    fn refusals_keep_libpcap_s_reason() {
+        let bad_filter = LiveOptions { filter: "tcp and and".into(), ..Default::default() };
+        let out = std::env::temp_dir().join(format!("tap-capture-test-{}.pcap", std::process::id()));
+        match LiveCapture::start(&bad_filter, &out) {
+            Err(e @ TapError::NoCapturePermission { .. }) => {
+                assert!(e.to_string().contains("setcap cap_net_raw"), "{e}");
+                return;
+            }
+            Err(e @ TapError::Filter { .. }) => {
+                let text = e.to_string();
+                let TapError::Filter { filter, source } = e else { unreachable!() };
+                assert_eq!(filter, "tcp and and");
+                assert!(matches!(source, pcap::Error::PcapError(_)), "{source:?}");
+                assert!(text.starts_with("invalid capture filter \"tcp and and\": libpcap error: "), "{text}");
+                assert!(text.ends_with("(the syntax is tcpdump's: see pcap-filter(7))"), "{text}");
+            }
+            other => panic!("expected a filter error, got {:?}", other.map(|_| ())),
+        }
+        let nowhere = Path::new("/nonexistent-dir/capture.pcap");
+        match LiveCapture::start(&LiveOptions::default(), nowhere) {
+            Err(e @ TapError::Savefile { .. }) => {
+                assert!(e.to_string().starts_with("/nonexistent-dir/capture.pcap: cannot write the capture here: "));
+            }
+            other => panic!("expected a savefile error, got {:?}", other.map(|_| ())),
+        }
+        let no_device = LiveOptions { device: "smtplab-no-such-device0".into(), ..Default::default() };
+        match LiveCapture::start(&no_device, &out) {
+            Err(e @ TapError::Capture { .. }) => {
+                assert!(e.to_string().starts_with("cannot capture on smtplab-no-such-device0: "), "{e}");
+            }
+            other => panic!("expected a capture error, got {:?}", other.map(|_| ())),
+        }
+        assert!(!out.exists(), "nothing was written");
     }
 }

@@ -15,7 +15,7 @@ pub const CHUNK: usize = 512 << 10;
 const DEPTH: usize = 3;
 
 pub struct ReadAhead {
-    full: Receiver<Result<(Vec<u8>, usize), String>>,
+    full: Receiver<Result<(Vec<u8>, usize), std::io::Error>>,
     /// Chunks handed back to the reading thread for reuse.
     empty: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
@@ -26,15 +26,15 @@ pub struct ReadAhead {
     spill: Vec<u8>,
     done: bool,
     /// The read error that ended the input, if one did.
-    error: Option<String>,
+    error: Option<std::io::Error>,
 }
 
 impl ReadAhead {
     /// Starts reading `input` on a new thread, `chunk` bytes at a time. A read error ends the
-    /// input there and is kept ([`ReadAhead::error`]); dropping this value stops the thread at
+    /// input there and is kept ([`ReadAhead::take_error`]); dropping this value stops the thread at
     /// its next read (one blocked on an idle pipe ends when the writer writes or closes).
     pub fn start<R: Read + Send + 'static>(mut input: R, chunk: usize) -> std::io::Result<Self> {
-        let (full_tx, full) = sync_channel::<Result<(Vec<u8>, usize), String>>(DEPTH);
+        let (full_tx, full) = sync_channel::<Result<(Vec<u8>, usize), std::io::Error>>(DEPTH);
         let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH + 2);
         std::thread::Builder::new().name("tap-read-ahead".into()).spawn(move || {
             loop {
@@ -45,7 +45,7 @@ impl ReadAhead {
                     match input.read(&mut buf) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            let _ = full_tx.send(Err(e.to_string()));
+                            let _ = full_tx.send(Err(e));
                             return;
                         }
                         Ok(len) => break len,
@@ -84,9 +84,10 @@ impl ReadAhead {
         }
     }
 
-    /// The read error that ended the input, if one did (else it ended at the end of the file).
-    pub fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+    /// The read error that ended the input, if one did (else it ended at the end of the file);
+    /// taken, so the first caller gets it.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
     }
 
     /// The next `n` bytes, or how many were there before the end (all consumed then).

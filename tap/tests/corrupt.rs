@@ -1,7 +1,10 @@
 //! Corrupt and truncated captures: the read ends with `TapError::Corrupt` naming the byte offset
-//! of the bad record or block, and the records found before it are kept. Classic pcap and pcapng.
+//! of the bad record or block and what is wrong with it, and the records found before it are
+//! kept. Classic pcap and pcapng.
 
 use std::path::{Path, PathBuf};
+
+use tap::pcapfile::{CorruptKind, NotCapture};
 
 fn zeek(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/pcaps/zeek").join(name)
@@ -32,9 +35,10 @@ fn ng_blocks(b: &[u8]) -> Vec<(usize, u32)> {
     out
 }
 
-fn corrupt_at(d: &tap::Dissection) -> (u64, String) {
+/// The offset, the defect, and the whole message of the error that ended the read.
+fn corrupt_at(d: &tap::Dissection) -> (u64, CorruptKind, String) {
     match &d.error {
-        Some(tap::TapError::Corrupt { offset, detail, .. }) => (*offset, detail.clone()),
+        Some(e @ tap::TapError::Corrupt { offset, kind, .. }) => (*offset, kind.clone(), e.to_string()),
         other => panic!("expected a corrupt-capture error, got {other:?}"),
     }
 }
@@ -48,8 +52,10 @@ fn classic_record_with_a_bad_length_names_its_offset() {
     let at = records[100];
     b[at + 8..at + 12].copy_from_slice(&0x4000_0000u32.to_le_bytes());
     let d = tap::dissect_bytes("bad.pcap", &b).expect("still a capture");
-    let (offset, detail) = corrupt_at(&d);
+    let (offset, kind, detail) = corrupt_at(&d);
     assert_eq!(offset, at as u64);
+    // The trace's snapshot length, 262144, is the limit.
+    assert_eq!(kind, CorruptKind::RecordTooLong { caplen: 0x4000_0000, limit: 262_144, snaplen: 262_144 });
     assert!(detail.contains("1073741824"), "{detail}");
     assert_eq!(d.packets, 100, "every record before the bad one was read");
     assert!(d.transactions.iter().any(|t| t.helo.as_deref() == Some("GP")), "first session's transaction kept");
@@ -63,11 +69,20 @@ fn classic_truncated_inside_a_record_and_inside_a_header() {
     let records = classic_records(&b);
     let last = *records.last().expect("records");
     // Cut 5 bytes into the last record's data, then 5 bytes into its header.
-    for (cut, what) in [(last + 16 + 5, "record cut short"), (last + 5, "record header cut short")] {
+    let caplen = u32::from_le_bytes(b[last + 8..last + 12].try_into().expect("4 bytes"));
+    for (cut, what, want) in [
+        (last + 16 + 5, "record cut short (5 of", CorruptKind::RecordCut { got: 5, caplen }),
+        (last + 5, "record header cut short (5 of 16 bytes)", CorruptKind::RecordHeaderCut { got: 5 }),
+    ] {
         let d = tap::dissect_bytes("cut.pcap", &b[..cut]).expect("capture");
-        let (offset, detail) = corrupt_at(&d);
+        let (offset, kind, detail) = corrupt_at(&d);
         assert_eq!(offset, last as u64);
+        assert_eq!(kind, want);
         assert!(detail.contains(what), "{detail}");
+        assert!(
+            detail.starts_with(&format!("cut.pcap: corrupt or truncated capture at byte offset {last} (")),
+            "{detail}"
+        );
         assert_eq!(d.packets, records.len() as u64 - 1);
         // The trace's other TCP flows (HTTPS, XMPP, ...) have their bare records, noted.
         let smtp = d.sessions.iter().filter(|s| !s.notes.iter().any(|n| n == "not_smtp")).count();
@@ -95,7 +110,12 @@ fn pcapng_block_with_a_bad_length_names_its_offset() {
         let mut bad = b.clone();
         bad[at + 4..at + 8].copy_from_slice(&bad_len.to_le_bytes());
         let d = tap::dissect_bytes("bad.pcapng", &bad).expect("still a capture");
-        let (offset, detail) = corrupt_at(&d);
+        let (offset, kind, detail) = corrupt_at(&d);
+        match kind {
+            CorruptKind::BlockLength { total } => assert!(bad_len != 64 && total == bad_len, "{kind:?}"),
+            CorruptKind::BlockLengthsDiffer { start, .. } => assert!(bad_len == 64 && start == 64, "{kind:?}"),
+            other => panic!("length {bad_len}: {other:?}"),
+        }
         assert_eq!(offset, at as u64, "length {bad_len}");
         assert!(detail.contains(why), "{detail}");
         assert_eq!(d.packets, 39);
@@ -105,7 +125,9 @@ fn pcapng_block_with_a_bad_length_names_its_offset() {
     // Truncated in the middle of the last block.
     let (last, _) = *blocks.last().expect("blocks");
     let d = tap::dissect_bytes("cut.pcapng", &b[..last + 10]).expect("capture");
-    assert_eq!(corrupt_at(&d).0, last as u64);
+    let (offset, kind, _) = corrupt_at(&d);
+    assert_eq!(offset, last as u64);
+    assert!(matches!(kind, CorruptKind::BlockCut { got: 10, .. }), "{kind:?}");
     assert_eq!(d.sessions.len(), 3);
 }
 
@@ -115,19 +137,32 @@ fn pcapng_packet_naming_an_unknown_interface_is_corrupt() {
     let at = ng_blocks(&b).iter().find(|(_, t)| *t == 6).map(|(at, _)| *at).expect("a packet block");
     b[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes());
     let d = tap::dissect_bytes("bad.pcapng", &b).expect("capture");
-    let (offset, detail) = corrupt_at(&d);
+    let (offset, kind, detail) = corrupt_at(&d);
     assert_eq!(offset, at as u64);
+    assert_eq!(kind, CorruptKind::UnknownInterface { iface: 7 });
     assert!(detail.contains("interface 7"), "{detail}");
 }
 
 #[test]
-fn not_a_capture_is_an_open_error() {
+fn not_a_capture_is_an_error_before_any_record() {
     match tap::dissect_bytes("notes.txt", b"this is not a capture file at all") {
-        Err(tap::TapError::Open { detail, .. }) => assert!(detail.contains("not a pcap or pcapng"), "{detail}"),
+        Err(e @ tap::TapError::NotCapture { source: NotCapture::Magic { magic: [b't', b'h', b'i', b's'] }, .. }) => {
+            assert_eq!(e.to_string(), "notes.txt: not a pcap or pcapng file (unknown magic 74686973)");
+        }
         other => panic!("{other:?}"),
     }
     match tap::dissect_file(Path::new("/nonexistent/capture.pcap")) {
-        Err(tap::TapError::Open { path, .. }) => assert_eq!(path, "/nonexistent/capture.pcap"),
+        Err(tap::TapError::Open { path, source }) => {
+            assert_eq!(path, "/nonexistent/capture.pcap");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    let dir = std::env::temp_dir();
+    match tap::dissect_file(&dir) {
+        Err(e @ tap::TapError::Directory { .. }) => {
+            assert_eq!(e.to_string(), format!("{}: is a directory; give a pcap or pcapng file", dir.display()));
+        }
         other => panic!("{other:?}"),
     }
 }

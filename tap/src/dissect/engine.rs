@@ -194,15 +194,11 @@ pub(super) fn dissect_with_limits<R: Read>(
 ) -> Result<ReadSummary, TapError> {
     let mut reader = match reader {
         Ok(r) => r,
-        Err(ReadError::NotCapture(detail)) => {
-            return Err(TapError::Open { path: name.into(), detail: format!("not a pcap or pcapng file ({detail})") });
+        // A capture whose first record is bad is still a capture, with no records.
+        Err(e @ (ReadError::Corrupt { .. } | ReadError::Read { .. })) => {
+            return Ok(ReadSummary { error: Some(TapError::from_read(name, e)), ..Default::default() });
         }
-        Err(ReadError::Corrupt { offset, detail }) => {
-            return Ok(ReadSummary {
-                error: Some(TapError::Corrupt { path: name.into(), offset, detail }),
-                ..Default::default()
-            });
-        }
+        Err(e) => return Err(TapError::from_read(name, e)),
     };
     if let Some(lt) = reader.linktype()
         && Link::from_dlt(lt as i32).is_none()
@@ -291,12 +287,8 @@ fn read_all<R: Read, F: FnMut(TapRecord, Option<Vec<u8>>) -> ControlFlow<()>>(
         let packet = match reader.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
-            Err(ReadError::Corrupt { offset, detail }) => {
-                tap.summary.error = Some(TapError::Corrupt { path: name.into(), offset, detail });
-                break;
-            }
-            Err(ReadError::NotCapture(detail)) => {
-                tap.summary.error = Some(TapError::Corrupt { path: name.into(), offset: 0, detail });
+            Err(e) => {
+                tap.summary.error = Some(TapError::from_read(name, e));
                 break;
             }
         };

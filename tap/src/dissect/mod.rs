@@ -210,9 +210,9 @@ fn open_capture(path: &Path) -> Result<(String, std::fs::File), TapError> {
     let name = path.display().to_string();
     // Opening a directory succeeds on Unix and then reads as an empty file: say what it is.
     if path.is_dir() {
-        return Err(TapError::Open { path: name, detail: "is a directory; give a pcap or pcapng file".into() });
+        return Err(TapError::Directory { path: name });
     }
-    let file = std::fs::File::open(path).map_err(|e| TapError::Open { path: name.clone(), detail: e.to_string() })?;
+    let file = std::fs::File::open(path).map_err(|source| TapError::Open { path: name.clone(), source })?;
     Ok((name, file))
 }
 
@@ -248,9 +248,5 @@ impl Default for Limits {
 }
 
 fn unsupported(path: &str, linktype: u32) -> TapError {
-    TapError::LinkType {
-        path: path.into(),
-        linktype: linktype as i32,
-        name: pcap::Linktype(linktype as i32).get_name().unwrap_or_else(|_| "unknown".into()),
-    }
+    TapError::LinkType { path: path.into(), linktype: linktype as i32 }
 }
