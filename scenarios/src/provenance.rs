@@ -56,12 +56,12 @@ mod tests {
     fn hashes_every_file_but_the_manifest_and_spools() {
         let dir = std::env::temp_dir().join(format!("smtplab-provenance-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("truth")).unwrap();
-        std::fs::create_dir_all(dir.join("systems/a/spool")).unwrap();
-        std::fs::write(dir.join("truth/x.jsonl"), b"abc").unwrap();
-        std::fs::write(dir.join("empty"), b"").unwrap();
-        std::fs::write(dir.join("manifest.json"), b"{}").unwrap();
-        std::fs::write(dir.join("systems/a/spool/q.queued"), b"q").unwrap();
+        std::fs::create_dir_all(dir.join("truth")).expect("write the test directory");
+        std::fs::create_dir_all(dir.join("systems/a/spool")).expect("write the test directory");
+        std::fs::write(dir.join("truth/x.jsonl"), b"abc").expect("write the test directory");
+        std::fs::write(dir.join("empty"), b"").expect("write the test directory");
+        std::fs::write(dir.join("manifest.json"), b"{}").expect("write the test directory");
+        std::fs::write(dir.join("systems/a/spool/q.queued"), b"q").expect("write the test directory");
         let got = file_hashes(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         // FIPS 180-2's test vector for "abc", and the hash of the empty string.
