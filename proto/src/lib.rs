@@ -27,7 +27,7 @@ pub use command::{BdatChunk, BdatError, Command, Path};
 pub use data::{DataReceiver, DataStatus, dot_stuff};
 pub use ehlo::Capabilities;
 pub use line::{Line, LineBuffer};
-pub use reply::{Reply, ReplyParser};
+pub use reply::{Reply, ReplyLine, ReplyParser};
 pub use server::{ServerConfig, ServerSession};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF. Real clients

@@ -44,6 +44,33 @@ impl Reply {
     }
 }
 
+/// One line of a reply: `250-text` (more lines follow) or `250 text` (the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLine<'a> {
+    pub code: u16,
+    /// No `-` after the code: the reply's last line.
+    pub last: bool,
+    /// What follows the code and its separator.
+    pub text: &'a [u8],
+}
+
+impl<'a> ReplyLine<'a> {
+    /// Reads a line (without its terminator) as a reply line: three ASCII digits, 100 to 599
+    /// (as Zeek accepts them), then `-`, a space or anything (a bare `354` is a last line with
+    /// no text). The one reading of reply lines for the relay's client and the tap.
+    pub fn parse(line: &'a [u8]) -> Option<Self> {
+        let digits = line.get(..3)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let code = digits.iter().fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
+        if !(100..600).contains(&code) {
+            return None;
+        }
+        Some(Self { code, last: line.get(3) != Some(&b'-'), text: line.get(4..).unwrap_or_default() })
+    }
+}
+
 /// Turns a server's byte stream into replies, joining continuation lines.
 #[derive(Debug)]
 pub struct ReplyParser {
@@ -97,16 +124,12 @@ impl ReplyParser {
                 Line::Complete(l) => l,
                 Line::TooLong { len } => return Some(Err(ReplyError::TooLong(len))),
             };
-            let text = String::from_utf8_lossy(&line).into_owned();
-            let code = text.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (100..600).contains(c));
-            let Some(code) = code else {
-                return Some(Err(ReplyError::Malformed(text)));
+            let Some(r) = ReplyLine::parse(&line) else {
+                return Some(Err(ReplyError::Malformed(String::from_utf8_lossy(&line).into_owned())));
             };
-            let sep = text.as_bytes().get(3).copied();
-            let body = text.get(4..).unwrap_or("").to_string();
-            let reply = self.partial.get_or_insert_with(|| Reply { code, lines: Vec::new() });
-            reply.lines.push(body);
-            if sep != Some(b'-') {
+            let reply = self.partial.get_or_insert_with(|| Reply { code: r.code, lines: Vec::new() });
+            reply.lines.push(String::from_utf8_lossy(r.text).into_owned());
+            if r.last {
                 return self.partial.take().map(Ok);
             }
         }
@@ -140,6 +163,17 @@ mod tests {
         assert_eq!((p.pending(), p.next_reply()), (0, None));
         p.extend(b"\x16\x03\x01");
         assert_eq!(p.take_rest(), b"\x16\x03\x01");
+    }
+
+    #[test]
+    fn reply_lines() {
+        let line = |code, last, text: &'static [u8]| Some(ReplyLine { code, last, text });
+        assert_eq!(ReplyLine::parse(b"250 ok"), line(250, true, b"ok"));
+        assert_eq!(ReplyLine::parse(b"250-mx.example"), line(250, false, b"mx.example"));
+        assert_eq!(ReplyLine::parse(b"354"), line(354, true, b""));
+        for not in [&b"099 x"[..], b"600 x", b"+12 x", b" 25 x", b"25", b"2x0 x", b"\xff50 x"] {
+            assert_eq!(ReplyLine::parse(not), None, "{:?}", String::from_utf8_lossy(not));
+        }
     }
 
     #[test]

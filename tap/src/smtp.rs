@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use proto::{BdatChunk, BdatError, Capabilities, Command, DataStatus, Reply};
+use proto::{BdatChunk, BdatError, Capabilities, Command, DataStatus, Reply, ReplyLine};
 use records::{TapSession, TapTransaction};
 
 use crate::message::{read_headers, sha256_hex};
@@ -157,11 +157,12 @@ impl<'a> Cursor<'a> {
                 partial = None;
                 continue;
             }
-            let Some(code) = reply_code(line.bytes) else { continue };
-            let body = String::from_utf8_lossy(line.bytes.get(4..).unwrap_or(&[])).into_owned();
-            let (r, _) = partial.get_or_insert_with(|| (Reply { code, lines: Vec::new() }, self.time_at(line.start)));
+            let Some(rl) = ReplyLine::parse(line.bytes) else { continue };
+            let body = String::from_utf8_lossy(rl.text).into_owned();
+            let (r, _) =
+                partial.get_or_insert_with(|| (Reply { code: rl.code, lines: Vec::new() }, self.time_at(line.start)));
             r.lines.push(body);
-            if line.bytes.get(3) != Some(&b'-') {
+            if rl.last {
                 let (r, ts) = partial.take()?;
                 if resync && ts < cmd_ts {
                     continue;
@@ -233,10 +234,8 @@ impl Cursor<'_> {
         while let Some(l) = line.strip_suffix(b"\r") {
             line = l;
         }
-        (reply_code(line) == Some(220) && line.get(3) != Some(&b'-')).then(|| Reply {
-            code: 220,
-            lines: vec![String::from_utf8_lossy(line.get(4..).unwrap_or(&[])).into_owned()],
-        })
+        let r = ReplyLine::parse(line).filter(|r| r.code == 220 && r.last)?;
+        Some(Reply { code: 220, lines: vec![String::from_utf8_lossy(r.text).into_owned()] })
     }
 }
 
@@ -248,16 +247,6 @@ struct Line<'a> {
     broken: bool,
     /// A gap was passed over on the way to (or inside) it.
     after_gap: bool,
-}
-
-/// The code of a reply line: three digits, 100 to 599, as Zeek accepts them.
-fn reply_code(line: &[u8]) -> Option<u16> {
-    let d = line.get(..3)?;
-    if !d.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let code = d.iter().fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
-    (100..600).contains(&code).then_some(code)
 }
 
 /// Transaction being assembled.
@@ -353,7 +342,7 @@ impl<'a> Dissector<'a> {
             let rest = self.server.rest();
             let starts_with_reply = rest.first().is_some_and(u8::is_ascii_digit);
             let mid_stream = self.session.notes.iter().any(|n| n == "mid_stream_start");
-            let greeting = starts_with_reply && (!mid_stream || reply_code(rest) == Some(220));
+            let greeting = starts_with_reply && (!mid_stream || ReplyLine::parse(rest).is_some_and(|r| r.code == 220));
             if greeting && let Some(g) = self.reply() {
                 self.session.server_name =
                     g.lines.first().and_then(|l| l.split_whitespace().next()).map(str::to_string);
@@ -763,19 +752,6 @@ impl<'a> Dissector<'a> {
         if alerts > 0 {
             self.note("tls_alert");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_codes() {
-        assert_eq!(reply_code(b"250 ok"), Some(250));
-        assert_eq!(reply_code(b"099 x"), None);
-        assert_eq!(reply_code(b"+12 x"), None);
-        assert_eq!(reply_code(b"25"), None);
     }
 }
 
