@@ -56,6 +56,11 @@ case " $ROWS " in *" smtplab-before "*)
 esac
 RELAY_BIN=$SMTPLAB # the smtplab build the current row runs
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix" >&2; exit 1; }
+# Postfix logs through postlogd's datagram socket, whose queue is net.unix.max_dgram_qlen long:
+# 10 in a kernel at its default (no systemd here to make it 512). Every daemon then waits on its
+# log lines (about eight a message) and postlogd can deadlock on itself: raise it as systemd does.
+qlen=$(cat /proc/sys/net/unix/max_dgram_qlen)
+[ "$qlen" -ge 512 ] || { sysctl -qw net.unix.max_dgram_qlen=512; echo "net.unix.max_dgram_qlen: $qlen -> 512 (Postfix's log socket)"; }
 CGROOT=$(findmnt -n -t cgroup2 -o TARGET | head -1)
 [ -n "$CGROOT" ] && [ -w "$CGROOT" ] || { echo "needs a writable cgroup v2 mount (CPU accounting); none found" >&2; exit 1; }
 case $SINK in own | discard) ;; *) echo "SINK must be own or discard, not '$SINK'" >&2; exit 1 ;; esac

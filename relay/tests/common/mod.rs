@@ -60,6 +60,27 @@ pub struct Postfix {
     pub resolv_conf: Option<PathBuf>,
 }
 
+/// Lets Postfix's log daemon keep up. Its `postlog` socket is a Unix datagram socket whose queue
+/// holds `net.unix.max_dgram_qlen` messages: 10 in a kernel left at its default (no systemd to
+/// raise it to 512, as on this kind of machine). When Postfix's daemons log a burst at start-up,
+/// postlogd's own message to that socket finds the queue full, and it blocks sending to itself
+/// while nothing else reads it: every daemon then blocks on its next log line and the instance
+/// hangs (seen in CI: `postfix stop` waiting forever). Raised here, before each instance starts
+/// (its sockets take the limit when created); a test that cannot raise it fails and says why.
+pub fn let_postlog_keep_up() {
+    const KNOB: &str = "/proc/sys/net/unix/max_dgram_qlen";
+    const ENOUGH: u32 = 512;
+    let now: u32 = std::fs::read_to_string(KNOB).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    if now < ENOUGH {
+        std::fs::write(KNOB, ENOUGH.to_string()).unwrap_or_else(|e| {
+            panic!(
+                "{KNOB} is {now}: Postfix's postlogd can deadlock on a queue that short; raising it to \
+                 {ENOUGH} needs root ({e}): run `sysctl -w net.unix.max_dgram_qlen={ENOUGH}`"
+            )
+        });
+    }
+}
+
 impl Postfix {
     /// Starts Postfix listening on `listen`, with `main_cf` lines added to a minimal config that
     /// keeps every delivery on loopback. Mail for `virtual_domain` lands in `<dir>/mail/inbox/`.
@@ -166,6 +187,7 @@ impl Postfix {
         main.extend(main_cf.iter().cloned());
         std::fs::write(etc.join("main.cf"), main.join("\n") + "\n").expect("main.cf");
         let pf = Postfix { dir: dir.to_path_buf(), listen, resolv_conf: resolv_conf.map(Path::to_path_buf) };
+        let_postlog_keep_up();
         let out = pf.postfix("start");
         assert!(out.0, "postfix start failed: {}\n{}", out.1, pf.log());
         pf.wait_listening();
