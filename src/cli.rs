@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -90,16 +90,6 @@ pub enum Command {
     /// traffic of RUN_DIR/scenario.toml and writes its truth. Shadow starts it; not for people.
     #[command(hide = true)]
     Inject { run_dir: PathBuf },
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum TapFormat {
-    /// One JSON object per line, `record` = "session" or "transaction".
-    Jsonl,
-    /// A human summary: each session, then the system-to-system volume table.
-    Table,
-    /// sessions.parquet and transactions.parquet in --out (a run's tap/*.parquet schemas).
-    Parquet,
 }
 
 /// `smtplab relay` flags. Every flag can also come from `--config FILE` (TOML, same names with

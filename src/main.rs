@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod results;
 mod sweep;
 mod tap_cmd;
 

@@ -80,8 +80,8 @@ pub fn sweep(file: &Path, out: &Path, jobs: usize, plan: bool) -> Result<ExitCod
         }
         return Ok(ExitCode::FAILURE);
     }
-    crate::commands::analyze(dir)?;
-    let index = crate::commands::report(dir)?;
+    crate::results::analyze(dir)?;
+    let index = crate::results::report(dir)?;
     println!("sweep: {}\nreport: {}", dir.display(), index.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,6 @@ use anyhow::{Context, Result, bail};
 use records::{TapRecord, TapSession, TapTransaction};
 use tap::volume::{Volume, shown};
 
-use crate::cli::TapFormat;
-
 /// `smtplab tap` arguments.
 #[derive(clap::Args, Debug)]
 pub struct TapArgs {
@@ -58,6 +56,16 @@ pub struct TapArgs {
     /// Bytes kept of each packet in a live capture.
     #[arg(long, value_name = "BYTES", default_value_t = 262_144, requires = "live")]
     pub snaplen: i32,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TapFormat {
+    /// One JSON object per line, `record` = "session" or "transaction".
+    Jsonl,
+    /// A human summary: each session, then the system-to-system volume table.
+    Table,
+    /// sessions.parquet and transactions.parquet in --out (a run's tap/*.parquet schemas).
+    Parquet,
 }
 
 pub fn run(args: TapArgs) -> Result<ExitCode> {

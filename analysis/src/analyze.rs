@@ -24,7 +24,8 @@ use crate::matching::{self, RANK, address_key};
 use crate::metrics::{ExposureShares, RunMetrics};
 use crate::sessions;
 use crate::stats::{relative_error, share};
-use crate::summary::{Summary, TableRef};
+use crate::summary::Summary;
+use crate::table_io::TableRef;
 use crate::table_io::{read_parquet, scan_parquet, write_csv, write_parquet};
 use records::SystemInfo;
 

@@ -129,7 +129,7 @@ pub fn write_sweep_attack_matrix(dir: &Path) -> Result<bool, AnalysisError> {
     // (point, defense, attack) -> (copies, per share: one value per run)
     type Cell = (u64, Vec<Vec<Option<f64>>>);
     let mut cells: std::collections::BTreeMap<(String, String, String), Cell> = Default::default();
-    for run in crate::sweep::sweep_runs(dir)? {
+    for run in crate::sweep_dir::sweep_runs(dir)? {
         let layout = RunLayout::new(&run);
         let path = layout.table_parquet(TABLE_ATTACK_MATRIX);
         if !path.is_file() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{AnalysisError, HINT_INGEST};
 use crate::layout::RunLayout;
 use crate::record_frames::DELIVERED;
-use crate::summary::TableRef;
+use crate::table_io::TableRef;
 use crate::table_io::read_parquet;
 
 /// One run's countermeasure costs. Byte counts are TCP payload (both ways) as the tap saw them.

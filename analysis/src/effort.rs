@@ -107,7 +107,7 @@ pub fn write_sweep_attack_effort(dir: &Path) -> Result<bool, AnalysisError> {
     // (point, defense) -> (efforts, copies, per measure one share per run)
     type Curve = (Vec<f64>, u64, Vec<Vec<Option<f64>>>);
     let mut curves: BTreeMap<(String, String), Curve> = BTreeMap::new();
-    for run in crate::sweep::sweep_runs(dir)? {
+    for run in crate::sweep_dir::sweep_runs(dir)? {
         let Some(cells) = crate::attack::read_attack_matrix(&run)? else { continue };
         let Some(effort) = effort_of(&run)? else { continue };
         let layout = RunLayout::new(&run);

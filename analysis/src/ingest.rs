@@ -27,8 +27,8 @@ use records::SystemInfo;
 /// A run with a paired plaintext control (`control/`) has the control ingested too; a sweep
 /// directory (see [`crate::is_sweep`]) has every run of it ingested.
 pub fn ingest(dir: &Path) -> Result<(), AnalysisError> {
-    if crate::sweep::is_sweep(dir) {
-        for run in crate::sweep::sweep_runs(dir)? {
+    if crate::sweep_dir::is_sweep(dir) {
+        for run in crate::sweep_dir::sweep_runs(dir)? {
             ingest(&run)?;
         }
         return Ok(());

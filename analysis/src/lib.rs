@@ -32,6 +32,7 @@ mod sessions;
 mod stats;
 mod summary;
 mod sweep;
+mod sweep_dir;
 mod table_io;
 mod tap_tables;
 mod text_table;

@@ -20,7 +20,7 @@ use polars::prelude::*;
 
 use crate::error::{AnalysisError, HINT_INGEST};
 use crate::layout::RunLayout;
-use crate::summary::TableRef;
+use crate::table_io::TableRef;
 use crate::table_io::{read_parquet, write_csv, write_parquet};
 
 /// `analysis/linkage`: one row per message seen on a tapped access line.

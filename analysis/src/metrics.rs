@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytic::Analytic;
 use crate::error::AnalysisError;
 use crate::exposure::Exposure;
-use crate::summary::TableRef;
+use crate::table_io::TableRef;
 
 /// Shares (fractions, 0 to 1) of hop messages or messages per exposure class; `None` when
 /// there is nothing to divide by.

@@ -17,10 +17,8 @@ use crate::layout::{TABLE_POINTS, TABLE_RUNS, TABLE_SESSIONS, TABLE_SUMMARY, TAB
 use crate::metrics::RunMetrics;
 use crate::stats::MeanCi;
 use crate::summary::TlsCostRow;
+pub use crate::sweep_dir::{SWEEP_JSON, is_sweep, sweep_runs};
 use crate::table_io::{read_parquet, write_csv, write_parquet};
-
-/// File that marks a sweep directory.
-pub const SWEEP_JSON: &str = "sweep.json";
 
 /// `sweep.json` as the sweep planner writes it (`records::SweepFile`).
 pub use records::{SweepEntry, SweepFile};
@@ -114,19 +112,6 @@ pub struct SweepSummary {
     pub tls_cost: Vec<TlsCostRow>,
     /// `(point, seed)` pairs that `sweep.json` lists but no run directory has.
     pub missing: Vec<(String, u64)>,
-}
-
-/// Whether `dir` is a sweep directory (it holds `sweep.json`).
-pub fn is_sweep(dir: &Path) -> bool {
-    dir.join(SWEEP_JSON).is_file()
-}
-
-/// The run directories of a sweep: direct subdirectories with ground truth, by name.
-pub fn sweep_runs(dir: &Path) -> Result<Vec<PathBuf>, AnalysisError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| AnalysisError::io(dir, e))?;
-    let mut runs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("truth").is_dir()).collect();
-    runs.sort();
-    Ok(runs)
 }
 
 /// Reads `sweep.json`.
@@ -278,7 +263,7 @@ fn number(v: Option<&serde_json::Value>) -> Option<f64> {
 /// Per-point statistics from the runs table.
 fn summarize(dir: &Path, spec: &SweepFile, runs: &DataFrame, path: &Path) -> Result<SweepSummary, AnalysisError> {
     let rows = RunMetrics::from_frame(runs, path)?;
-    let run_dirs = crate::summary::TableRef { df: runs, path }.strings("run_dir")?;
+    let run_dirs = crate::table_io::TableRef { df: runs, path }.strings("run_dir")?;
     let run_dirs: Vec<String> = run_dirs.into_iter().map(Option::unwrap_or_default).collect();
 
     // Points: those of sweep.json in order (it lists each point once per seed), then any other

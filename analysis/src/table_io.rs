@@ -127,3 +127,72 @@ fn ensure_parent(path: &Path) -> Result<(), AnalysisError> {
         _ => Ok(()),
     }
 }
+
+/// A table read back from a file, with typed column access whose errors name the file.
+pub(crate) struct TableRef<'a> {
+    pub df: &'a DataFrame,
+    pub path: &'a Path,
+}
+
+impl TableRef<'_> {
+    fn column_error(&self, column: &str, expected: &'static str) -> AnalysisError {
+        AnalysisError::Column {
+            path: self.path.to_path_buf(),
+            column: column.to_string(),
+            expected,
+            hint: "re-run `smtplab analyze` on this directory to rewrite it",
+        }
+    }
+
+    pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>, AnalysisError> {
+        let err = || self.column_error(name, "text");
+        let ca = self.df.column(name).map_err(|_| err())?.str().map_err(|_| err())?;
+        Ok(ca.into_iter().map(|v| v.map(str::to_string)).collect())
+    }
+
+    /// Null counts read as 0: a count that was never filled in counted nothing.
+    pub fn counts(&self, name: &str) -> Result<Vec<u64>, AnalysisError> {
+        Ok(self.opt_counts(name)?.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    pub fn opt_counts(&self, name: &str) -> Result<Vec<Option<u64>>, AnalysisError> {
+        let err = || self.column_error(name, "an unsigned 64-bit count");
+        let column = self.df.column(name).map_err(|_| err())?;
+        // A column of nulls only (e.g. no control anywhere in a sweep) may come back untyped.
+        if column.dtype() == &DataType::Null {
+            return Ok(vec![None; column.len()]);
+        }
+        let ca = column.u64().map_err(|_| err())?;
+        Ok(ca.into_iter().collect())
+    }
+
+    pub fn u32s(&self, name: &str) -> Result<Vec<u32>, AnalysisError> {
+        let err = || self.column_error(name, "an unsigned 32-bit integer");
+        let ca = self.df.column(name).map_err(|_| err())?.u32().map_err(|_| err())?;
+        Ok(ca.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    pub fn floats(&self, name: &str) -> Result<Vec<Option<f64>>, AnalysisError> {
+        let err = || self.column_error(name, "a 64-bit float");
+        let column = self.df.column(name).map_err(|_| err())?;
+        if column.dtype() == &DataType::Null {
+            return Ok(vec![None; column.len()]);
+        }
+        let ca = column.f64().map_err(|_| err())?;
+        Ok(ca.into_iter().collect())
+    }
+
+    pub fn bools(&self, name: &str) -> Result<Vec<bool>, AnalysisError> {
+        let err = || self.column_error(name, "boolean");
+        let ca = self.df.column(name).map_err(|_| err())?.bool().map_err(|_| err())?;
+        Ok(ca.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    pub fn opt_strings(&self, name: &str) -> Result<Vec<Option<String>>, AnalysisError> {
+        let column = self.df.column(name).map_err(|_| self.column_error(name, "text"))?;
+        if column.dtype() == &DataType::Null {
+            return Ok(vec![None; column.len()]);
+        }
+        self.strings(name)
+    }
+}

@@ -19,6 +19,7 @@ mod lines;
 mod markdown;
 mod numbers;
 mod pair_table;
+mod prose;
 mod provenance;
 mod stacked;
 mod tables;

@@ -3,8 +3,11 @@
 use analysis::{Summary, SweepSummary, headline_lines};
 
 use crate::context::{Figures, RunContext, SweepContext};
-use crate::html::{ATTACK_HEATMAP, ATTACKERS, CLASSES, EFFORT, ESTIMATOR, THREAT_MODEL};
 use crate::pair_table;
+use crate::prose::{
+    ATTACK_HEATMAP, ATTACKERS, CLASSES, EFFORT, ESTIMATOR, FRONTIER, LINKAGE, LINKAGE_FIGURE, THREAT_MODEL,
+    linkage_lines,
+};
 use crate::provenance::Provenance;
 use crate::tables;
 
@@ -104,44 +107,11 @@ pub fn sweep_md(sweep: &SweepSummary, provenance: &Provenance, context: &SweepCo
     if figures.get("frontier").is_some() {
         md.push_str("\n## Countermeasures: leak against cost\n");
         figure(&mut md, figures, "frontier", "leak against cost per sweep point");
-        md.push_str(&format!("\n{}\n\n", crate::html::FRONTIER));
+        md.push_str(&format!("\n{}\n\n", FRONTIER));
         md.push_str(&tables::frontier(sweep).markdown());
     }
     md.push_str("\n## Runs\n\n");
     md.push_str(&tables::runs(sweep, &context.captures, &context.reports).markdown());
     provenance_md(&mut md, &context.provenance_lines(sweep, provenance));
     md
-}
-
-pub(crate) const LINKAGE: &str = "Some users' access lines were tapped as well as the lines between systems. For each \
-message seen on a tapped access line, the eavesdropper takes as candidates the sending system's outbound \
-observations consistent with it in time (after the submission, within 10 s) and size (the relay's Received \
-header added), and in plaintext with its MAIL FROM and Message-ID, keeping only the systems the To and Cc \
-headers name once a plaintext hop's Message-ID identifies the message; it guesses the user wrote to every receiving \
-system among them (ANALYSIS.md, \"Linkage across hops\").";
-
-pub(crate) const LINKAGE_FIGURE: &str = "Messages by anonymity set (the number of consistent outbound observations), \
-for messages whose hops were all plaintext and all STARTTLS.";
-
-/// One sentence per scope of `analysis/linkage_summary`.
-pub(crate) fn linkage_lines(rows: &[analysis::LinkageSummary]) -> Vec<String> {
-    let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}"));
-    rows.iter()
-        .map(|r| {
-            let scope = match r.scope.as_str() {
-                "tls" => "STARTTLS hops",
-                "plaintext" => "plaintext hops",
-                _ => "all messages",
-            };
-            format!(
-                "{scope}: {} messages, median anonymity set {}, mean entropy {} bits, user → recipient-system \
-                 precision {}, recall {}",
-                r.messages,
-                num(r.median_anonymity_set),
-                num(r.mean_entropy_bits),
-                num(r.precision),
-                num(r.recall)
-            )
-        })
-        .collect()
 }

@@ -6,7 +6,6 @@ use analysis::{
     format_share_ci, value_text,
 };
 
-use crate::html::escape;
 use crate::numbers::{group_digits, human_bytes};
 use crate::pair_table::{self, pair_arrow};
 
@@ -19,6 +18,22 @@ pub struct Table {
     pub links: Vec<Option<String>>,
     /// Shown as the only row when there are no rows.
     pub empty: String,
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// A Markdown table cell with the characters that would break the table escaped.
