@@ -7,6 +7,8 @@ use std::time::Duration;
 
 pub use ipnet::IpNet;
 
+pub use crate::domain::normalize_domain;
+
 use crate::resolver::MxResolver;
 
 /// Inbound STARTTLS policy, as Postfix's `smtpd_tls_security_level` names it.
@@ -526,14 +528,6 @@ impl RelayConfig {
     }
 }
 
-/// The one spelling of a domain used for every comparison, lookup and directory name: ASCII
-/// lower case, without surrounding spaces or a trailing root dot (`Dest.Example.` is
-/// `dest.example`), as DNS treats them as one name.
-pub fn normalize_domain(domain: &str) -> String {
-    let d = domain.trim();
-    d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase()
-}
-
 /// Parses a client network as Postfix's `mynetworks` writes them: `10.0.0.0/8`, `::1/128`, or a
 /// bare address (one host).
 pub fn parse_client_network(text: &str) -> Result<IpNet, String> {
@@ -585,14 +579,6 @@ mod tests {
         let o = DeliveryOptions { pool_fraction: 2.0, ..Default::default() };
         let e = crate::RelayError::from(o.check().expect_err("fraction"));
         assert_eq!(e.to_string(), "configuration: delivery.pool_fraction: 2 is not a share between 0 and 1");
-    }
-
-    #[test]
-    fn domains_compare_without_case_or_root_dot() {
-        assert_eq!(normalize_domain("Dest.Example."), "dest.example");
-        assert_eq!(normalize_domain(" dest.example "), "dest.example");
-        // Only one root dot is a spelling of the same name; two are not a domain at all.
-        assert_eq!(normalize_domain("dest.example.."), "dest.example.");
     }
 
     /// A per-domain `verify` holds for every spelling of the domain.

@@ -22,7 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, LogNormal};
 use tokio::sync::watch;
 
-use crate::config::{COVER_MAX_BYTES, COVER_MIN_BYTES, normalize_domain};
+use crate::config::{COVER_MAX_BYTES, COVER_MIN_BYTES};
+use crate::domain::normalize_domain;
 use crate::relay::Shared;
 use crate::spool::Envelope;
 

@@ -71,7 +71,7 @@ pub(crate) async fn deliver_remote(
     rcpts: &[String],
     message: &[u8],
 ) -> Vec<(String, RcptOutcome)> {
-    let dest = crate::config::normalize_domain(domain);
+    let dest = crate::domain::normalize_domain(domain);
     shared.batches.hold(&dest, &env.message_id).await;
     let (lease, cached) = shared.connections.checkout(&dest).await;
     // A REQUIRETLS message goes over a cached session only if that session could carry it.

@@ -15,6 +15,7 @@ pub mod cover;
 pub mod dane;
 pub mod delivery;
 pub mod dns;
+pub mod domain;
 pub mod error;
 pub mod files;
 pub mod mta_sts;

@@ -167,12 +167,12 @@ impl Policy {
     /// Whether `host` (an MX host name) matches a pattern (RFC 8461 §4.1): equal ignoring case
     /// and a root dot, or `*.suffix` with exactly one label before the suffix.
     pub fn matches_mx(&self, host: &str) -> bool {
-        let host = crate::config::normalize_domain(host);
+        let host = crate::domain::normalize_domain(host);
         self.mx.iter().any(|p| match p.strip_prefix("*.") {
             Some(suffix) => host
                 .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == crate::config::normalize_domain(suffix)),
-            None => host == crate::config::normalize_domain(p),
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == crate::domain::normalize_domain(suffix)),
+            None => host == crate::domain::normalize_domain(p),
         })
     }
 }
@@ -423,7 +423,7 @@ impl MtaSts {
     /// The policy for mail to `domain` at `now` (a parameter so expiry can be tested without
     /// waiting): RFC 8461 §3.3 and §5.1.
     pub async fn lookup_at(&self, domain: &str, now: Instant) -> Lookup {
-        let domain = crate::config::normalize_domain(domain);
+        let domain = crate::domain::normalize_domain(domain);
         let cached = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.retain(|_, c| c.expires > now);

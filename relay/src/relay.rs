@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{RelayConfig, normalize_domain};
+use crate::config::RelayConfig;
 use crate::connection_cache::ConnectionCache;
 use crate::delivery::{RcptOutcome, deliver_remote};
+use crate::domain::normalize_domain;
 use crate::error::RelayError;
 use crate::outbound_session::Session;
 use crate::records::RecordSink;

@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::{InboundTls, normalize_domain};
+use crate::config::InboundTls;
+use crate::domain::normalize_domain;
 use crate::relay::Shared;
 use crate::spool::Envelope;
 use crate::transport::Transport;
