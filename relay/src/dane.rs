@@ -24,6 +24,9 @@
 
 use std::sync::{Arc, Mutex};
 
+// RFC 8460's result type, from the records it is written into (not from `crate::tlsrpt`,
+// which re-exports it and files sessions under this module's policies).
+use records::tlsrpt::ResultType;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -32,7 +35,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use sha2::Digest;
 
 use crate::config::OutboundTls;
-use crate::tlsrpt::ResultType;
 
 /// The port in the TLSA owner name: SMTP between MXs is port 25 (RFC 7672 §2.2.3), whatever
 /// port a lab runs its relays on.

@@ -25,13 +25,15 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts,
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData};
 use http_body_util::{BodyExt, Empty, Limited};
+// RFC 8460's result type, from the records it is written into (not from `crate::tlsrpt`,
+// which re-exports it and files sessions under this module's policies).
+use records::tlsrpt::ResultType;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 
 use crate::error::RelayError;
-use crate::tlsrpt::ResultType;
 
 /// Bytes a policy body may have. The RFC leaves the limit to the sender; 64 KiB is
 /// postfix-mta-sts-resolver's, and a real policy is a few hundred bytes.
