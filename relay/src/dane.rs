@@ -146,33 +146,6 @@ pub(crate) struct Planned {
     pub rrset: Option<Vec<Tlsa>>,
 }
 
-/// The policy a session to `target` runs under and its DANE plan: `dane` and `dane-only` look up
-/// the host's TLSA records and become `may` (no DANE), `encrypt` (secure but unusable records)
-/// or stay as they are with records to authenticate; other policies pass through untouched.
-pub(crate) async fn plan_for(
-    shared: &crate::relay::Shared,
-    target: &crate::resolver::MxTarget,
-    policy: OutboundTls,
-) -> Result<Planned, DaneFailure> {
-    let only = match policy {
-        OutboundTls::Dane => false,
-        OutboundTls::DaneOnly => true,
-        other => return Ok(Planned { policy: other, plan: DanePlan::Opportunistic, rrset: None }),
-    };
-    let answer = shared.cfg.resolver.tlsa(&target.host).await?;
-    let rrset = match &answer {
-        TlsaAnswer::Secure(records) => Some(records.clone()),
-        TlsaAnswer::NotSecure => None,
-    };
-    let plan = DanePlan::decide(&target.host, answer, only)?;
-    let effective = match &plan {
-        DanePlan::Opportunistic => OutboundTls::May,
-        DanePlan::EncryptOnly => OutboundTls::Encrypt,
-        DanePlan::Authenticate(_) => policy,
-    };
-    Ok(Planned { policy: effective, plan, rrset })
-}
-
 /// A client config for one DANE session: the relay's own (versions, suites, key log) with the
 /// certificate checked against `records`, and where the verifier leaves a refusal's reason.
 pub fn client_config(

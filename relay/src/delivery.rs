@@ -13,6 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use crate::config::OutboundTls;
+use crate::dane::{DaneFailure, DanePlan, Planned, TlsaAnswer};
 use crate::mta_sts::{self, Mode, StsFailure};
 use crate::outbound_session::Session;
 use crate::relay::Shared;
@@ -177,7 +178,7 @@ async fn deliver_new(
             }
         }
         // DANE decides before connecting (RFC 7672 §2.2): a bogus TLSA answer skips this host.
-        let mut planned = crate::dane::plan_for(shared, target, policy).await;
+        let mut planned = plan_for(shared, target, policy).await;
         if let Ok(p) = &mut planned
             && sts_enforces
             && p.rrset.is_none()
@@ -186,7 +187,7 @@ async fn deliver_new(
             p.policy = OutboundTls::Verify;
         }
         let reported = match &planned {
-            Ok(crate::dane::Planned { rrset: Some(rrset), .. }) => crate::tlsrpt::tlsa(domain, &target.host, rrset),
+            Ok(Planned { rrset: Some(rrset), .. }) => crate::tlsrpt::tlsa(domain, &target.host, rrset),
             Err(_) => crate::tlsrpt::tlsa(domain, &target.host, &[]),
             Ok(_) => match sts_in_force {
                 Some(a) => crate::tlsrpt::sts(domain, &a.policy),
@@ -320,6 +321,29 @@ fn report_tls(
     }
 }
 
+/// The policy a session to `target` runs under and its DANE plan: `dane` and `dane-only` look up
+/// the host's TLSA records and become `may` (no DANE), `encrypt` (secure but unusable records)
+/// or stay as they are with records to authenticate; other policies pass through untouched.
+async fn plan_for(shared: &Shared, target: &MxTarget, policy: OutboundTls) -> Result<Planned, DaneFailure> {
+    let only = match policy {
+        OutboundTls::Dane => false,
+        OutboundTls::DaneOnly => true,
+        other => return Ok(Planned { policy: other, plan: DanePlan::Opportunistic, rrset: None }),
+    };
+    let answer = shared.cfg.resolver.tlsa(&target.host).await?;
+    let rrset = match &answer {
+        TlsaAnswer::Secure(records) => Some(records.clone()),
+        TlsaAnswer::NotSecure => None,
+    };
+    let plan = DanePlan::decide(&target.host, answer, only)?;
+    let effective = match &plan {
+        DanePlan::Opportunistic => OutboundTls::May,
+        DanePlan::EncryptOnly => OutboundTls::Encrypt,
+        DanePlan::Authenticate(_) => policy,
+    };
+    Ok(Planned { policy: effective, plan, rrset })
+}
+
 /// Records a DANE failure's RFC 8460 result type in the session and defers.
 fn dane_failure(rec: &mut SessionRecord, f: crate::dane::DaneFailure) -> Failure {
     rec.dane_failure = Some(f.result_type().to_string());
@@ -365,7 +389,7 @@ pub(crate) struct Client {
 
 impl Client {
     /// Connects, reads the greeting, says EHLO and does STARTTLS per `policy` and its DANE plan
-    /// (`dane::plan_for`, made by the caller before connecting): a session ready for its first
+    /// (`plan_for`, made by the caller before connecting): a session ready for its first
     /// transaction, with the server's capabilities. On failure the record comes back so that
     /// the caller writes it.
     async fn session(
