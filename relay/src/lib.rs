@@ -21,6 +21,7 @@ pub mod files;
 pub mod mta_sts;
 mod outbound_session;
 pub mod padding;
+mod queue_file;
 pub mod records;
 pub mod requiretls;
 pub mod resolver;
