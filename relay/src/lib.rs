@@ -9,6 +9,7 @@
 
 mod batching;
 pub mod bounce;
+mod client;
 pub mod config;
 mod connection_cache;
 pub mod cover;

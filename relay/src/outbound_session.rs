@@ -8,11 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::Capabilities;
+use proto::{Capabilities, RcptOutcome};
 use records::HopMessage;
 
+use crate::client::{Client, Failure, TransactionMode, summarize};
 use crate::connection_cache::CachedSession;
-use crate::delivery::{Client, Failure, RcptOutcome, TransactionMode, summarize};
 use crate::relay::Shared;
 use crate::spool::Envelope;
 
