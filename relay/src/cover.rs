@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::config::{COVER_MAX_BYTES, COVER_MIN_BYTES};
 use crate::domain::normalize_domain;
-use crate::relay::Shared;
+use crate::shared::Shared;
 use crate::spool::Envelope;
 
 /// The local part of a cover message's sender and recipient.

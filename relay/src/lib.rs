@@ -27,6 +27,7 @@ pub mod records;
 pub mod requiretls;
 pub mod resolver;
 pub mod server;
+mod shared;
 pub mod spool;
 pub mod tls;
 pub mod tlsrpt;

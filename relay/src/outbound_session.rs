@@ -13,7 +13,7 @@ use records::HopMessage;
 
 use crate::client::{Client, Failure, TransactionMode, summarize};
 use crate::connection_cache::CachedSession;
-use crate::relay::Shared;
+use crate::shared::Shared;
 use crate::spool::Envelope;
 
 pub(crate) struct Session {

@@ -14,7 +14,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::InboundTls;
 use crate::domain::normalize_domain;
-use crate::relay::Shared;
+use crate::shared::Shared;
 use crate::spool::Envelope;
 use crate::transport::Transport;
 
