@@ -41,9 +41,9 @@ pub(crate) async fn deliver_remote(
     // A REQUIRETLS message goes over a cached session only if that session could carry it.
     let cached = cached.filter(|s| !env.requiretls || s.carries_requiretls());
     if let Some(mut session) = cached {
-        match session.deliver(env, rcpts, message, true).await {
+        match session.deliver(&shared.cfg, env, rcpts, message, true).await {
             Ok(outcomes) => {
-                session.keep_or_close(&dest).await;
+                session.keep_or_close(&shared.connections, &dest).await;
                 drop(lease);
                 return outcomes;
             }
@@ -168,10 +168,10 @@ async fn deliver_new(
         let result = match session {
             Ok((client, caps)) => {
                 report_tls(shared, &reported, target, policy, &client.rec, None);
-                let mut session = Session::new(shared, client, caps, opened);
-                match session.deliver(env, rcpts, message, false).await {
+                let mut session = Session::new(&shared.records, client, caps, opened);
+                match session.deliver(&shared.cfg, env, rcpts, message, false).await {
                     Ok(outcomes) => {
-                        session.keep_or_close(dest).await;
+                        session.keep_or_close(&shared.connections, dest).await;
                         Ok(outcomes)
                     }
                     Err(f) => {

@@ -77,7 +77,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             cfg,
             spool,
-            records,
+            records: Arc::new(records),
             tls_server,
             tls_client_any,
             tls_client_verify,

@@ -22,7 +22,8 @@ use crate::tlsrpt::TlsReporter;
 pub(crate) struct Shared {
     pub cfg: RelayConfig,
     pub spool: Spool,
-    pub records: RecordSink,
+    /// Shared with the outbound sessions, which write their records when they end.
+    pub records: Arc<RecordSink>,
     pub tls_server: Option<Arc<ServerConfig>>,
     pub tls_client_any: Arc<ClientConfig>,
     pub tls_client_verify: Option<Arc<ClientConfig>>,
