@@ -7,7 +7,10 @@ use std::time::Duration;
 
 pub use ipnet::IpNet;
 
+pub use crate::cover_limits::{COVER_MAX_BYTES, COVER_MAX_RATE, COVER_MIN_BYTES};
 pub use crate::domain::normalize_domain;
+/// A value of [`DeliveryOptions`] out of its range; the relay's error carries it.
+pub use crate::error::DeliveryOptionError;
 
 use crate::resolver::MxResolver;
 
@@ -315,12 +318,6 @@ impl From<CoverSize> for CoverSizeRepr {
     }
 }
 
-/// Cover messages are at least this big (a header section) and at most the relay's message limit.
-pub const COVER_MIN_BYTES: u64 = 300;
-pub const COVER_MAX_BYTES: u64 = 50 << 20;
-/// The most cover messages per second a system may be asked for.
-pub const COVER_MAX_RATE: f64 = 1000.0;
-
 impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
@@ -404,52 +401,6 @@ impl DeliveryOptions {
 
     pub fn reuse_time_limit(&self) -> Duration {
         Duration::from_secs_f64(self.connection_reuse_time_limit.clamp(0.0, 86_400.0))
-    }
-}
-
-/// A value of [`DeliveryOptions`] out of its range; [`DeliveryOptionError::field`] names it,
-/// and the message says what it may be.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeliveryOptionError {
-    #[error("{value} is not a time in seconds from 0 to 86400")]
-    NotSeconds { field: &'static str, value: f64 },
-    #[error("{bytes} bytes: a bucket is at least 512 bytes")]
-    PaddingBucket { bytes: u64 },
-    #[error("{size}: at most 32 (the relay's delivery workers)")]
-    BatchSize { size: usize },
-    #[error("batch_mode = \"pool\" needs the time between rounds: above 0")]
-    PoolWithoutInterval,
-    #[error("a pool mix sends by rounds, not by size: leave batch_size at 0")]
-    PoolWithBatchSize,
-    #[error("{value} is not a share between 0 and 1")]
-    PoolFraction { value: f64 },
-    #[error("must be at least 1 (mail must leave the pool)")]
-    PoolMaxRounds,
-    #[error("{value}: at most 32 (the relay's delivery workers)")]
-    PoolMin { value: usize },
-    #[error("{value} is not a rate in messages per second from 0 to {COVER_MAX_RATE}")]
-    CoverRate { value: f64 },
-    #[error("{bytes} bytes: use \"traffic\" or a size from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes")]
-    CoverSize { bytes: u64 },
-    #[error("must be at least 1")]
-    DestinationConcurrency,
-}
-
-impl DeliveryOptionError {
-    /// The field of `[delivery]` at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            DeliveryOptionError::NotSeconds { field, .. } => field,
-            DeliveryOptionError::PaddingBucket { .. } => "padding_bucket",
-            DeliveryOptionError::BatchSize { .. } | DeliveryOptionError::PoolWithBatchSize => "batch_size",
-            DeliveryOptionError::PoolWithoutInterval => "batch_interval",
-            DeliveryOptionError::PoolFraction { .. } => "pool_fraction",
-            DeliveryOptionError::PoolMaxRounds => "pool_max_rounds",
-            DeliveryOptionError::PoolMin { .. } => "pool_min",
-            DeliveryOptionError::CoverRate { .. } => "cover_rate",
-            DeliveryOptionError::CoverSize { .. } => "cover_size",
-            DeliveryOptionError::DestinationConcurrency => "destination_concurrency_limit",
-        }
     }
 }
 

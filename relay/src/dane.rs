@@ -34,8 +34,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::Digest;
 
-use crate::config::OutboundTls;
-
 /// The port in the TLSA owner name: SMTP between MXs is port 25 (RFC 7672 §2.2.3), whatever
 /// port a lab runs its relays on.
 pub const TLSA_PORT: u16 = 25;
@@ -132,18 +130,6 @@ impl DanePlan {
             }
         }
     }
-}
-
-/// What the TLSA lookup decided for one session to one MX host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Planned {
-    /// The policy the session runs under.
-    pub policy: OutboundTls,
-    pub plan: DanePlan,
-    /// The DNSSEC-secure TLSA RRset the plan rests on, every record of it, usable or not: the
-    /// DANE policy in force, which TLS-RPT reports as `tlsa` (RFC 8460 §4.4). `None` when no
-    /// secure RRset was used (the policy is not DANE, or the answer was insecure).
-    pub rrset: Option<Vec<Tlsa>>,
 }
 
 /// A client config for one DANE session: the relay's own (versions, suites, key log) with the

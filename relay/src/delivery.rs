@@ -12,7 +12,7 @@ use tokio::net::TcpSocket;
 
 use crate::client::{Client, Failure, FailureKind};
 use crate::config::OutboundTls;
-use crate::dane::{DaneFailure, DanePlan, Planned, TlsaAnswer};
+use crate::dane::{DaneFailure, DanePlan, Tlsa, TlsaAnswer};
 use crate::mta_sts::{self, Mode, StsFailure};
 use crate::outbound_session::Session;
 use crate::requiretls::MessageTls;
@@ -282,6 +282,18 @@ fn report_tls(
             }
         }
     }
+}
+
+/// What the TLSA lookup decided for one session to one MX host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Planned {
+    /// The policy the session runs under.
+    pub policy: OutboundTls,
+    pub plan: DanePlan,
+    /// The DNSSEC-secure TLSA RRset the plan rests on, every record of it, usable or not: the
+    /// DANE policy in force, which TLS-RPT reports as `tlsa` (RFC 8460 §4.4). `None` when no
+    /// secure RRset was used (the policy is not DANE, or the answer was insecure).
+    pub rrset: Option<Vec<Tlsa>>,
 }
 
 /// The policy a session to `target` runs under and its DANE plan: `dane` and `dane-only` look up

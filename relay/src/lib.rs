@@ -13,6 +13,8 @@ mod client;
 pub mod config;
 mod connection_cache;
 pub mod cover;
+mod cover_limits;
+mod cover_marker;
 pub mod dane;
 pub mod delivery;
 pub mod dns;

@@ -79,7 +79,7 @@ impl Session {
                 bytes: message.len() as u64,
                 sha256: crate::sha256_hex(message),
                 reply,
-                cover: crate::cover::is_cover(rcpts),
+                cover: crate::cover_marker::is_cover(rcpts),
             });
         }
         self.outcomes.push(summarize(&outcomes));

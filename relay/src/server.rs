@@ -332,7 +332,7 @@ impl Session<'_> {
         // Cover traffic (`crate::cover`) for this system: answered as mail is, then dropped,
         // never spooled, so never in a mailbox. Its record says so.
         if self.listener == Listener::Mx
-            && crate::cover::is_cover(&t.rcpts)
+            && crate::cover_marker::is_cover(&t.rcpts)
             && t.rcpts.iter().all(|r| r.rsplit_once('@').is_some_and(|(_, d)| self.shared.cfg.is_local(d)))
         {
             self.rec.messages.push(records::HopMessage {
