@@ -7,6 +7,11 @@ use std::time::Duration;
 
 pub use ipnet::IpNet;
 
+pub use crate::cover_limits::{COVER_MAX_BYTES, COVER_MAX_RATE, COVER_MIN_BYTES};
+pub use crate::domain::normalize_domain;
+/// A value of [`DeliveryOptions`] out of its range; the relay's error carries it.
+pub use crate::error::DeliveryOptionError;
+
 use crate::resolver::MxResolver;
 
 /// Inbound STARTTLS policy, as Postfix's `smtpd_tls_security_level` names it.
@@ -313,12 +318,6 @@ impl From<CoverSize> for CoverSizeRepr {
     }
 }
 
-/// Cover messages are at least this big (a header section) and at most the relay's message limit.
-pub const COVER_MIN_BYTES: u64 = 300;
-pub const COVER_MAX_BYTES: u64 = 50 << 20;
-/// The most cover messages per second a system may be asked for.
-pub const COVER_MAX_RATE: f64 = 1000.0;
-
 impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
@@ -405,52 +404,6 @@ impl DeliveryOptions {
     }
 }
 
-/// A value of [`DeliveryOptions`] out of its range; [`DeliveryOptionError::field`] names it,
-/// and the message says what it may be.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeliveryOptionError {
-    #[error("{value} is not a time in seconds from 0 to 86400")]
-    NotSeconds { field: &'static str, value: f64 },
-    #[error("{bytes} bytes: a bucket is at least 512 bytes")]
-    PaddingBucket { bytes: u64 },
-    #[error("{size}: at most 32 (the relay's delivery workers)")]
-    BatchSize { size: usize },
-    #[error("batch_mode = \"pool\" needs the time between rounds: above 0")]
-    PoolWithoutInterval,
-    #[error("a pool mix sends by rounds, not by size: leave batch_size at 0")]
-    PoolWithBatchSize,
-    #[error("{value} is not a share between 0 and 1")]
-    PoolFraction { value: f64 },
-    #[error("must be at least 1 (mail must leave the pool)")]
-    PoolMaxRounds,
-    #[error("{value}: at most 32 (the relay's delivery workers)")]
-    PoolMin { value: usize },
-    #[error("{value} is not a rate in messages per second from 0 to {COVER_MAX_RATE}")]
-    CoverRate { value: f64 },
-    #[error("{bytes} bytes: use \"traffic\" or a size from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes")]
-    CoverSize { bytes: u64 },
-    #[error("must be at least 1")]
-    DestinationConcurrency,
-}
-
-impl DeliveryOptionError {
-    /// The field of `[delivery]` at fault.
-    pub fn field(&self) -> &'static str {
-        match self {
-            DeliveryOptionError::NotSeconds { field, .. } => field,
-            DeliveryOptionError::PaddingBucket { .. } => "padding_bucket",
-            DeliveryOptionError::BatchSize { .. } | DeliveryOptionError::PoolWithBatchSize => "batch_size",
-            DeliveryOptionError::PoolWithoutInterval => "batch_interval",
-            DeliveryOptionError::PoolFraction { .. } => "pool_fraction",
-            DeliveryOptionError::PoolMaxRounds => "pool_max_rounds",
-            DeliveryOptionError::PoolMin { .. } => "pool_min",
-            DeliveryOptionError::CoverRate { .. } => "cover_rate",
-            DeliveryOptionError::CoverSize { .. } => "cover_size",
-            DeliveryOptionError::DestinationConcurrency => "destination_concurrency_limit",
-        }
-    }
-}
-
 /// RFC 5321 §4.5.3.2 timeouts, and the deadlines no single read or write can stretch.
 /// Scenarios shorten them; the defaults are the RFC's and Postfix's.
 #[derive(Debug, Clone)]
@@ -526,14 +479,6 @@ impl RelayConfig {
     }
 }
 
-/// The one spelling of a domain used for every comparison, lookup and directory name: ASCII
-/// lower case, without surrounding spaces or a trailing root dot (`Dest.Example.` is
-/// `dest.example`), as DNS treats them as one name.
-pub fn normalize_domain(domain: &str) -> String {
-    let d = domain.trim();
-    d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase()
-}
-
 /// Parses a client network as Postfix's `mynetworks` writes them: `10.0.0.0/8`, `::1/128`, or a
 /// bare address (one host).
 pub fn parse_client_network(text: &str) -> Result<IpNet, String> {
@@ -585,14 +530,6 @@ mod tests {
         let o = DeliveryOptions { pool_fraction: 2.0, ..Default::default() };
         let e = crate::RelayError::from(o.check().expect_err("fraction"));
         assert_eq!(e.to_string(), "configuration: delivery.pool_fraction: 2 is not a share between 0 and 1");
-    }
-
-    #[test]
-    fn domains_compare_without_case_or_root_dot() {
-        assert_eq!(normalize_domain("Dest.Example."), "dest.example");
-        assert_eq!(normalize_domain(" dest.example "), "dest.example");
-        // Only one root dot is a spelling of the same name; two are not a domain at all.
-        assert_eq!(normalize_domain("dest.example.."), "dest.example.");
     }
 
     /// A per-domain `verify` holds for every spelling of the domain.

@@ -14,6 +14,10 @@
 //!
 //! Both relays' session records list the message with `cover = true` (records::HopMessage), so
 //! the ground truth counts cover apart from mail.
+//!
+//! The marker ([`crate::cover_marker`]) and the sizes and rate allowed ([`crate::cover_limits`])
+//! are modules of their own: the receiving session, the outbound session and the configuration
+//! read them without the generator, which needs the relay's shared state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,22 +26,13 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, LogNormal};
 use tokio::sync::watch;
 
-use crate::config::{COVER_MAX_BYTES, COVER_MIN_BYTES, normalize_domain};
-use crate::relay::Shared;
+use crate::cover_limits::{COVER_MAX_BYTES, COVER_MAX_RATE, COVER_MIN_BYTES};
+pub use crate::cover_marker::{LOCAL_PART, is_cover, is_cover_address};
+use crate::domain::normalize_domain;
+/// What [`CoverConfig::check`] finds wrong; [`crate::error::RelayError::Cover`] carries it.
+pub use crate::error::CoverError;
+use crate::shared::Shared;
 use crate::spool::Envelope;
-
-/// The local part of a cover message's sender and recipient.
-pub const LOCAL_PART: &str = "smtplab-cover";
-
-/// Whether `addr` is a cover address (`smtplab-cover@...`, any case).
-pub fn is_cover_address(addr: &str) -> bool {
-    addr.rsplit_once('@').is_some_and(|(local, _)| local.eq_ignore_ascii_case(LOCAL_PART))
-}
-
-/// Whether a transaction to `rcpts` is a cover message: every recipient is a cover address.
-pub fn is_cover(rcpts: &[String]) -> bool {
-    !rcpts.is_empty() && rcpts.iter().all(|r| is_cover_address(r))
-}
 
 /// The sizes cover messages are drawn with.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +60,7 @@ pub struct CoverConfig {
 impl CoverConfig {
     /// Checks what a caller may get wrong; the error says what.
     pub fn check(&self) -> Result<(), CoverError> {
-        if !(self.rate > 0.0 && self.rate <= crate::config::COVER_MAX_RATE) {
+        if !(self.rate > 0.0 && self.rate <= COVER_MAX_RATE) {
             return Err(CoverError::Rate { rate: self.rate });
         }
         if self.destinations.is_empty() {
@@ -81,19 +76,6 @@ impl CoverConfig {
             _ => Ok(()),
         }
     }
-}
-
-/// A [`CoverConfig`] the generator cannot run.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CoverError {
-    #[error("cover rate {rate}: above 0, at most {}", crate::config::COVER_MAX_RATE)]
-    Rate { rate: f64 },
-    #[error("cover traffic needs at least one destination domain")]
-    NoDestinations,
-    #[error("cover size {bytes}: from {COVER_MIN_BYTES} to {COVER_MAX_BYTES} bytes")]
-    Size { bytes: u64 },
-    #[error("cover sizes: median {median} must be above 0 and sigma {sigma} not negative")]
-    LogNormal { median: f64, sigma: f64 },
 }
 
 /// The generator: draws a gap, waits, queues one cover message, until `stop` says so (the run's

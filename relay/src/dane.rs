@@ -24,15 +24,15 @@
 
 use std::sync::{Arc, Mutex};
 
+// RFC 8460's result type, from the records it is written into (not from `crate::tlsrpt`,
+// which re-exports it and files sessions under this module's policies).
+use records::tlsrpt::ResultType;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::Digest;
-
-use crate::config::OutboundTls;
-use crate::tlsrpt::ResultType;
 
 /// The port in the TLSA owner name: SMTP between MXs is port 25 (RFC 7672 §2.2.3), whatever
 /// port a lab runs its relays on.
@@ -130,45 +130,6 @@ impl DanePlan {
             }
         }
     }
-}
-
-/// What the TLSA lookup decided for one session to one MX host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Planned {
-    /// The policy the session runs under.
-    pub policy: OutboundTls,
-    pub plan: DanePlan,
-    /// The DNSSEC-secure TLSA RRset the plan rests on, every record of it, usable or not: the
-    /// DANE policy in force, which TLS-RPT reports as `tlsa` (RFC 8460 §4.4). `None` when no
-    /// secure RRset was used (the policy is not DANE, or the answer was insecure).
-    pub rrset: Option<Vec<Tlsa>>,
-}
-
-/// The policy a session to `target` runs under and its DANE plan: `dane` and `dane-only` look up
-/// the host's TLSA records and become `may` (no DANE), `encrypt` (secure but unusable records)
-/// or stay as they are with records to authenticate; other policies pass through untouched.
-pub(crate) async fn plan_for(
-    shared: &crate::relay::Shared,
-    target: &crate::resolver::MxTarget,
-    policy: OutboundTls,
-) -> Result<Planned, DaneFailure> {
-    let only = match policy {
-        OutboundTls::Dane => false,
-        OutboundTls::DaneOnly => true,
-        other => return Ok(Planned { policy: other, plan: DanePlan::Opportunistic, rrset: None }),
-    };
-    let answer = shared.cfg.resolver.tlsa(&target.host).await?;
-    let rrset = match &answer {
-        TlsaAnswer::Secure(records) => Some(records.clone()),
-        TlsaAnswer::NotSecure => None,
-    };
-    let plan = DanePlan::decide(&target.host, answer, only)?;
-    let effective = match &plan {
-        DanePlan::Opportunistic => OutboundTls::May,
-        DanePlan::EncryptOnly => OutboundTls::Encrypt,
-        DanePlan::Authenticate(_) => policy,
-    };
-    Ok(Planned { policy: effective, plan, rrset })
 }
 
 /// A client config for one DANE session: the relay's own (versions, suites, key log) with the

@@ -9,21 +9,27 @@
 
 mod batching;
 pub mod bounce;
+mod client;
 pub mod config;
 mod connection_cache;
 pub mod cover;
+mod cover_limits;
+mod cover_marker;
 pub mod dane;
 pub mod delivery;
 pub mod dns;
+pub mod domain;
 pub mod error;
 pub mod files;
 pub mod mta_sts;
 mod outbound_session;
 pub mod padding;
+mod queue_file;
 pub mod records;
 pub mod requiretls;
 pub mod resolver;
 pub mod server;
+mod shared;
 pub mod spool;
 pub mod tls;
 pub mod tlsrpt;

@@ -25,13 +25,15 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts,
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData};
 use http_body_util::{BodyExt, Empty, Limited};
+// RFC 8460's result type, from the records it is written into (not from `crate::tlsrpt`,
+// which re-exports it and files sessions under this module's policies).
+use records::tlsrpt::ResultType;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 
 use crate::error::RelayError;
-use crate::tlsrpt::ResultType;
 
 /// Bytes a policy body may have. The RFC leaves the limit to the sender; 64 KiB is
 /// postfix-mta-sts-resolver's, and a real policy is a few hundred bytes.
@@ -167,12 +169,12 @@ impl Policy {
     /// Whether `host` (an MX host name) matches a pattern (RFC 8461 §4.1): equal ignoring case
     /// and a root dot, or `*.suffix` with exactly one label before the suffix.
     pub fn matches_mx(&self, host: &str) -> bool {
-        let host = crate::config::normalize_domain(host);
+        let host = crate::domain::normalize_domain(host);
         self.mx.iter().any(|p| match p.strip_prefix("*.") {
             Some(suffix) => host
                 .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == crate::config::normalize_domain(suffix)),
-            None => host == crate::config::normalize_domain(p),
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == crate::domain::normalize_domain(suffix)),
+            None => host == crate::domain::normalize_domain(p),
         })
     }
 }
@@ -423,7 +425,7 @@ impl MtaSts {
     /// The policy for mail to `domain` at `now` (a parameter so expiry can be tested without
     /// waiting): RFC 8461 §3.3 and §5.1.
     pub async fn lookup_at(&self, domain: &str, now: Instant) -> Lookup {
-        let domain = crate::config::normalize_domain(domain);
+        let domain = crate::domain::normalize_domain(domain);
         let cached = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.retain(|_, c| c.expires > now);

@@ -8,12 +8,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::Capabilities;
+use proto::{Capabilities, RcptOutcome};
 use records::HopMessage;
 
-use crate::connection_cache::CachedSession;
-use crate::delivery::{Client, Failure, RcptOutcome, TransactionMode, summarize};
-use crate::relay::Shared;
+use crate::client::{Client, Failure, TransactionMode, summarize};
+use crate::config::RelayConfig;
+use crate::connection_cache::{CachedSession, ConnectionCache};
+use crate::records::RecordSink;
 use crate::spool::Envelope;
 
 pub(crate) struct Session {
@@ -22,7 +23,8 @@ pub(crate) struct Session {
     opened: Instant,
     /// Transactions attempted over this session.
     uses: u32,
-    shared: Arc<Shared>,
+    /// The relay's session records, where this session's is written when it ends.
+    records: Arc<RecordSink>,
     /// Each transaction's outcome ("delivered", "partial", ...), for the session's.
     outcomes: Vec<&'static str>,
     /// Replies recorded before the current transaction: none since means the server never
@@ -31,14 +33,15 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(shared: &Arc<Shared>, client: Client, caps: Capabilities, opened: Instant) -> Self {
-        Self { client, caps, opened, uses: 0, shared: shared.clone(), outcomes: Vec::new(), replies_before: 0 }
+    pub fn new(records: &Arc<RecordSink>, client: Client, caps: Capabilities, opened: Instant) -> Self {
+        Self { client, caps, opened, uses: 0, records: records.clone(), outcomes: Vec::new(), replies_before: 0 }
     }
 
-    /// One transaction for `message`. `reused`: the session comes from the cache, and RSET
-    /// goes first, as Postfix sends it.
+    /// One transaction for `message`, as the relay's `cfg` says. `reused`: the session comes
+    /// from the cache, and RSET goes first, as Postfix sends it.
     pub async fn deliver(
         &mut self,
+        cfg: &RelayConfig,
         env: &Envelope,
         rcpts: &[String],
         message: &[u8],
@@ -46,7 +49,6 @@ impl Session {
     ) -> Result<Vec<(String, RcptOutcome)>, Failure> {
         self.uses += 1;
         self.replies_before = self.client.rec.replies.len();
-        let cfg = &self.shared.cfg;
         let outcomes = self
             .client
             .transaction(
@@ -77,7 +79,7 @@ impl Session {
                 bytes: message.len() as u64,
                 sha256: crate::sha256_hex(message),
                 reply,
-                cover: crate::cover::is_cover(rcpts),
+                cover: crate::cover_marker::is_cover(rcpts),
             });
         }
         self.outcomes.push(summarize(&outcomes));
@@ -96,10 +98,9 @@ impl Session {
         self.client.rec.replies.len() == self.replies_before
     }
 
-    /// Offers the session to the cache; closes it when the cache does not keep it.
-    pub async fn keep_or_close(self, dest: &str) {
-        let shared = self.shared.clone();
-        if let Some(s) = shared.connections.checkin(dest, self) {
+    /// Offers the session to the relay's cache; closes it when the cache does not keep it.
+    pub async fn keep_or_close(self, connections: &ConnectionCache<Session>, dest: &str) {
+        if let Some(s) = connections.checkin(dest, self) {
             s.close_now().await;
         }
     }
@@ -120,7 +121,7 @@ impl Session {
         rec.ended_at = crate::now_secs();
         rec.outcome = session_outcome(&self.outcomes).into();
         rec.error = error;
-        self.shared.records.write(rec);
+        self.records.write(rec);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Starting a relay: listeners, the queue runner, and the handle a caller keeps to wait for the
-//! queue to drain and to shut the relay down without losing mail.
+//! queue to drain and to shut the relay down without losing mail. The state they share is
+//! [`crate::shared::Shared`], built here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -7,56 +8,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{RelayConfig, normalize_domain};
+use crate::config::RelayConfig;
 use crate::connection_cache::ConnectionCache;
 use crate::delivery::{RcptOutcome, deliver_remote};
+use crate::domain::normalize_domain;
 use crate::error::RelayError;
-use crate::outbound_session::Session;
 use crate::records::RecordSink;
 use crate::server::{Listener, serve};
+use crate::shared::Shared;
 use crate::spool::{Envelope, Spool};
 use crate::tls::{self, KeyLogFile};
 use crate::tlsrpt::TlsReporter;
-
-/// State shared by every session and delivery task of one relay.
-pub(crate) struct Shared {
-    pub cfg: RelayConfig,
-    pub spool: Spool,
-    pub records: RecordSink,
-    pub tls_server: Option<Arc<ServerConfig>>,
-    pub tls_client_any: Arc<ClientConfig>,
-    pub tls_client_verify: Option<Arc<ClientConfig>>,
-    /// MTA-STS lookups and the policy cache, when the relay honours MTA-STS.
-    pub mta_sts: Option<crate::mta_sts::MtaSts>,
-    /// Outbound sessions kept for reuse, and the per-destination concurrency while reuse is on.
-    pub connections: ConnectionCache<Session>,
-    /// Outbound mail held per destination until its batch goes (off by default).
-    pub batches: crate::batching::Batcher,
-    /// Queue ids ready for a delivery attempt.
-    ready: mpsc::UnboundedSender<String>,
-    /// Messages in the spool (accepted, not yet finished).
-    queued: AtomicUsize,
-    queue_changed: Notify,
-    /// Local deliveries found already done after a restart (at-least-once made visible).
-    pub duplicates: AtomicUsize,
-    /// Outbound TLS results for the TLS-RPT reports written at shutdown.
-    pub tlsrpt: TlsReporter,
-}
-
-impl Shared {
-    /// Stores a message durably and schedules its delivery. Returns once it is safe to say 250.
-    pub fn enqueue(&self, env: &Envelope, message: &[u8]) -> Result<(), RelayError> {
-        self.spool.store(env, message)?;
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let _ = self.ready.send(env.qid.clone());
-        Ok(())
-    }
-}
 
 pub struct Relay;
 
@@ -111,7 +77,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             cfg,
             spool,
-            records,
+            records: Arc::new(records),
             tls_server,
             tls_client_any,
             tls_client_verify,

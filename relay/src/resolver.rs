@@ -58,12 +58,12 @@ impl StaticResolver {
     }
 
     pub fn add(&mut self, domain: &str, target: MxTarget) {
-        self.routes.entry(crate::config::normalize_domain(domain)).or_default().push(target);
+        self.routes.entry(crate::domain::normalize_domain(domain)).or_default().push(target);
     }
 
     /// The targets of `domain`, without the future around them.
     pub fn get(&self, domain: &str) -> Vec<MxTarget> {
-        self.routes.get(&crate::config::normalize_domain(domain)).cloned().unwrap_or_default()
+        self.routes.get(&crate::domain::normalize_domain(domain)).cloned().unwrap_or_default()
     }
 }
 

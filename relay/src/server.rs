@@ -12,8 +12,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::{InboundTls, normalize_domain};
-use crate::relay::Shared;
+use crate::config::InboundTls;
+use crate::domain::normalize_domain;
+use crate::shared::Shared;
 use crate::spool::Envelope;
 use crate::transport::Transport;
 
@@ -331,7 +332,7 @@ impl Session<'_> {
         // Cover traffic (`crate::cover`) for this system: answered as mail is, then dropped,
         // never spooled, so never in a mailbox. Its record says so.
         if self.listener == Listener::Mx
-            && crate::cover::is_cover(&t.rcpts)
+            && crate::cover_marker::is_cover(&t.rcpts)
             && t.rcpts.iter().all(|r| r.rsplit_once('@').is_some_and(|(_, d)| self.shared.cfg.is_local(d)))
         {
             self.rec.messages.push(records::HopMessage {

@@ -80,6 +80,9 @@ use std::sync::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RelayError;
+use crate::queue_file::MAGIC;
+/// What can be wrong with a queue file's bytes; [`RelayError::BadQueueFile`] carries it.
+pub use crate::queue_file::QueueFileDefect;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -103,8 +106,6 @@ pub struct Envelope {
 
 /// Extension of a queue file (the current layout).
 const QUEUED: &str = "queued";
-/// The first word of a queue file's header line, and the layout's version after it.
-const MAGIC: &str = "smtplab-queue 1";
 /// Longest header line accepted: the magic and two lengths.
 const MAX_HEADER: usize = 64;
 /// Largest envelope accepted when reading: far beyond any recipient limit, short of absurd.
@@ -432,26 +433,6 @@ impl Bad {
             Bad::Format(defect) => RelayError::BadQueueFile { path, defect },
         }
     }
-}
-
-/// What is wrong with a queue file's own bytes (see "Format" above).
-#[derive(Debug, thiserror::Error)]
-pub enum QueueFileDefect {
-    #[error("header is not text")]
-    HeaderNotText,
-    /// No line starting with the format's magic within the first bytes.
-    #[error("no `{MAGIC}` header line")]
-    NoHeader,
-    /// The header line does not hold two lengths (or the envelope's is over its limit).
-    #[error("bad header line {line:?}")]
-    BadHeader { line: String },
-    /// The file is longer or shorter than its header says: cut short, or written over.
-    #[error("{size} bytes where the header says {expected}")]
-    Length { size: u64, expected: u64 },
-    #[error("envelope: {0}")]
-    Envelope(#[source] serde_json::Error),
-    #[error("no line end after the envelope")]
-    NoEnvelopeEnd,
 }
 
 /// A queue file's bytes: header line, envelope, `\n`, message.

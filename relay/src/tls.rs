@@ -13,6 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::error::RelayError;
+/// The TLS settings' and PEM texts' defects, which the relay's error carries.
+pub use crate::error::{PemItem, TlsSettingsError};
 
 /// What a relay allows in TLS, so each can be measured: empty lists mean rustls' defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -118,49 +120,6 @@ impl TlsSettings {
                 other => Err(TlsSettingsError::UnknownVersion { version: other.to_string() }),
             })
             .collect()
-    }
-}
-
-/// A name in [`TlsSettings`] the relay does not have; [`TlsSettingsError::list`] names the
-/// list it is in, the message what is available.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TlsSettingsError {
-    #[error("unknown TLS version {version:?}: use 1.2 or 1.3")]
-    UnknownVersion { version: String },
-    /// `available`: every suite the provider has.
-    #[error("unknown cipher suite in {given:?}; available: {}", .available.join(", "))]
-    UnknownCipher { given: Vec<String>, available: Vec<String> },
-    /// The post-quantum hybrid asked of ring, which lacks it; `ring_has`: its groups.
-    #[error("X25519MLKEM768 needs the aws-lc-rs provider (ring has {}); drop provider = \"ring\"", .ring_has.join(", "))]
-    HybridNeedsAwsLc { ring_has: Vec<String> },
-    #[error("unknown key-exchange group in {given:?}; available: {}", .available.join(", "))]
-    UnknownGroup { given: Vec<String>, available: Vec<String> },
-}
-
-impl TlsSettingsError {
-    /// The list of [`TlsSettings`] at fault: "versions", "ciphers" or "groups".
-    pub fn list(&self) -> &'static str {
-        match self {
-            TlsSettingsError::UnknownVersion { .. } => "versions",
-            TlsSettingsError::UnknownCipher { .. } => "ciphers",
-            TlsSettingsError::HybridNeedsAwsLc { .. } | TlsSettingsError::UnknownGroup { .. } => "groups",
-        }
-    }
-}
-
-/// What a PEM text was to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PemItem {
-    Certificate,
-    PrivateKey,
-}
-
-impl std::fmt::Display for PemItem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PemItem::Certificate => "certificate",
-            PemItem::PrivateKey => "private key",
-        })
     }
 }
 

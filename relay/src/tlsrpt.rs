@@ -69,7 +69,7 @@ pub fn no_policy_found(domain: &str, mx_host: &str) -> Policy {
     Policy {
         policy_type: PolicyType::NoPolicyFound,
         policy_string: Vec::new(),
-        policy_domain: crate::config::normalize_domain(domain),
+        policy_domain: crate::domain::normalize_domain(domain),
         mx_host: vec![mx_host.to_string()],
     }
 }
@@ -80,7 +80,7 @@ pub fn tlsa(domain: &str, mx_host: &str, rrset: &[crate::dane::Tlsa]) -> Policy 
     Policy {
         policy_type: PolicyType::Tlsa,
         policy_string: rrset.iter().map(crate::dane::Tlsa::to_text).collect(),
-        policy_domain: crate::config::normalize_domain(domain),
+        policy_domain: crate::domain::normalize_domain(domain),
         mx_host: vec![mx_host.to_string()],
     }
 }
@@ -91,7 +91,7 @@ pub fn sts(domain: &str, policy: &crate::mta_sts::Policy) -> Policy {
     Policy {
         policy_type: PolicyType::Sts,
         policy_string: policy.lines(),
-        policy_domain: crate::config::normalize_domain(domain),
+        policy_domain: crate::domain::normalize_domain(domain),
         mx_host: policy.mx.clone(),
     }
 }

@@ -14,6 +14,7 @@ pub mod pki;
 pub mod progress;
 pub mod provenance;
 pub mod recorder;
+mod relay_args;
 pub mod run_dir;
 pub mod runner;
 pub mod schema;

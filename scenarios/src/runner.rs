@@ -347,7 +347,8 @@ async fn drive(
         if let Some(net) = network.as_mut() {
             let exe = relay_exe.ok_or(ScenarioError::NoRelayExecutable { backend: "netns" })?;
             std::fs::create_dir_all(&dir).map_err(ScenarioError::io(dir.display().to_string()))?;
-            let mut args = process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
+            let mut args =
+                crate::relay_args::process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), tls_identity.as_ref())?;
             if dns.anchor_record().is_some() {
                 args.extend(["--trust-anchor".into(), run_dir.join("pki/dnssec-root.key").display().to_string()]);
             }
@@ -729,69 +730,6 @@ impl Relays {
 /// seed and the system's place, so systems draw apart and the same scenario draws the same.
 fn system_seed(seed: u64, i: usize) -> u64 {
     seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// Command-line arguments of `smtplab relay` for system `i` of a netns or Shadow run.
-pub(crate) fn process_args(
-    s: &Scenario,
-    i: usize,
-    dir: &Path,
-    ca: &Path,
-    identity: Option<&TlsIdentity>,
-) -> Result<Vec<String>, ScenarioError> {
-    let sys = &s.systems[i];
-    let ip = s.address(i);
-    let p = |x: &Path| x.display().to_string();
-    let mut a: Vec<String> = vec![
-        "--listen".into(),
-        format!("{ip}:{}", s.network.smtp_port),
-        "--submission".into(),
-        format!("{ip}:{}", s.network.submission_port),
-        "--bind".into(),
-        ip.to_string(),
-        "--hostname".into(),
-        sys.mx_host(),
-        "--system".into(),
-        sys.name.clone(),
-        "--spool".into(),
-        p(&dir.join("spool")),
-        "--mailbox-dir".into(),
-        p(&dir.join("mailboxes")),
-        "--local-domain".into(),
-        sys.domain.clone(),
-        // The injector submits from the root namespace's address on the bridge.
-        "--relay-client".into(),
-        crate::netns::ROOT_ADDR.to_string(),
-        "--records".into(),
-        p(&dir.join("sessions.jsonl")),
-        "--keylog".into(),
-        p(&dir.join("keys.log")),
-        "--inbound-tls".into(),
-        serde_json::to_value(sys.inbound()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-        "--outbound-tls".into(),
-        serde_json::to_value(sys.outbound()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-        "--ca".into(),
-        p(ca),
-        "--retry-first".into(),
-        "1".into(),
-        "--retry-max".into(),
-        "10".into(),
-    ];
-    if let Some(id) = identity {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert, &id.cert_chain_pem).map_err(ScenarioError::io(p(&cert)))?;
-        std::fs::write(&key, &id.key_pem).map_err(ScenarioError::io(p(&key)))?;
-        a.extend(["--tls-cert".into(), p(&cert), "--tls-key".into(), p(&key)]);
-    }
-    for (flag, list) in
-        [("--tls-versions", &sys.tls.versions), ("--tls-ciphers", &sys.tls.ciphers), ("--tls-groups", &sys.tls.groups)]
-    {
-        if !list.is_empty() {
-            a.extend([flag.to_string(), list.join(",")]);
-        }
-    }
-    a.extend(crate::dns::relay_process_args(s));
-    Ok(a)
 }
 
 /// The BPF filter of the live tap: the scenario's SMTP port (and the submission port for access

@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use relay::mta_sts::{Mode, Policy};
 use relay::{InboundTls, OutboundTls};
 use serde::{Deserialize, Serialize};
 
@@ -181,9 +182,9 @@ pub struct AttackSpec {
     #[serde(default = "one")]
     pub share: f64,
     /// Also block the MTA-STS policy fetch of the intercepted domains (`"drop"` or
-    /// `"self-signed"`): see [`crate::mta_sts::FetchBlock`].
+    /// `"self-signed"`): see [`FetchBlock`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_fetch: Option<crate::mta_sts::FetchBlock>,
+    pub policy_fetch: Option<FetchBlock>,
 }
 
 fn one() -> f64 {
@@ -467,9 +468,9 @@ pub struct SystemSpec {
     /// Honour MTA-STS (RFC 8461) when sending, on top of `outbound_tls`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mta_sts: bool,
-    /// Publish an MTA-STS policy for this system's domain: see [`crate::mta_sts::PolicySpec`].
+    /// Publish an MTA-STS policy for this system's domain: see [`PolicySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mta_sts_policy: Option<crate::mta_sts::PolicySpec>,
+    pub mta_sts_policy: Option<PolicySpec>,
     /// Whether the scenario's DNS server signs this system's zone: `false` (default), `true`, or
     /// `"bogus"` (signed with a key its parent does not vouch for). Needs `network.dns = "server"`.
     #[serde(default)]
@@ -612,7 +613,7 @@ impl Scenario {
         s.draw_attacked_domains(path)?;
         s.validate(path)?;
         s.validate_attacks(path)?;
-        crate::mta_sts::validate(&s, path)?;
+        validate_mta_sts(&s, path)?;
         // The resolved scenario (written to every run directory) says how much traffic it had.
         if s.traffic.duration.is_none() {
             s.traffic.messages = Some(s.traffic.message_count());
@@ -1205,6 +1206,158 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// The policy a system publishes. Only `mode` is required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// `enforce`, `testing` or `none`.
+    pub mode: Mode,
+    /// Seconds a sender may cache the policy (at most 31557600); default one day.
+    #[serde(default = "default_max_age")]
+    pub max_age: u64,
+    /// MX patterns (`mx.d.example`, `*.d.example`); default the system's own MX host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mx: Vec<String>,
+    /// The policy id in the TXT record: 1 to 32 letters and digits; default `1`.
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Serve this text instead of the policy the keys above make (to measure what senders do
+    /// with a malformed policy); not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The response's Content-Type; default `text/plain` (anything else is no policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+fn default_max_age() -> u64 {
+    86_400
+}
+
+fn default_id() -> String {
+    "1".into()
+}
+
+impl PolicySpec {
+    /// The policy file served for a system whose MX host is `mx_host`.
+    pub fn text(&self, mx_host: &str) -> String {
+        if let Some(body) = &self.body {
+            return body.clone();
+        }
+        let mut t = format!("version: STSv1\r\nmode: {}\r\n", self.mode.name());
+        if self.mx.is_empty() {
+            t.push_str(&format!("mx: {mx_host}\r\n"));
+        }
+        for m in &self.mx {
+            t.push_str(&format!("mx: {m}\r\n"));
+        }
+        t.push_str(&format!("max_age: {}\r\n", self.max_age));
+        t
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.content_type.as_deref().unwrap_or("text/plain")
+    }
+}
+
+/// What an attacker does to a policy fetch it intercepts after its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FetchBlock {
+    /// Accepts the connection and closes it at once (`sts-policy-fetch-error`).
+    Drop,
+    /// Answers the TLS handshake with a self-signed certificate for `mta-sts.<domain>`
+    /// (`sts-webpki-invalid`).
+    SelfSigned,
+}
+
+impl FetchBlock {
+    pub fn name(self) -> &'static str {
+        match self {
+            FetchBlock::Drop => "drop",
+            FetchBlock::SelfSigned => "self-signed",
+        }
+    }
+}
+
+/// Checks the MTA-STS keys of a parsed scenario; errors name the key (its line is added by
+/// [`Scenario::parse`]).
+fn validate_mta_sts(s: &Scenario, path: &str) -> Result<(), ScenarioError> {
+    let bad = |key: String, message: String| ScenarioError::Invalid { path: path.to_string(), key, message };
+    let uses = s.systems.iter().any(|sys| sys.mta_sts || sys.mta_sts_policy.is_some())
+        || s.attacks.iter().any(|a| a.policy_fetch.is_some());
+    if !uses {
+        return Ok(());
+    }
+    let first = s
+        .systems
+        .iter()
+        .position(|sys| sys.mta_sts || sys.mta_sts_policy.is_some())
+        .map(|i| format!("systems[{i}].{}", if s.systems[i].mta_sts { "mta_sts" } else { "mta_sts_policy" }))
+        .unwrap_or_else(|| "attacks".into());
+    if s.dns_server().is_none() {
+        return Err(bad(
+            first,
+            "MTA-STS is found through DNS (TXT and A records): set network.dns = \"server\"".into(),
+        ));
+    }
+    if s.network.backend != "loopback" {
+        return Err(bad(first, "MTA-STS runs on the loopback backend only; set network.backend = \"loopback\"".into()));
+    }
+    let n = &s.network;
+    let taken = [n.smtp_port, n.submission_port, n.smtp_port.saturating_add(2)];
+    if n.https_port == 0 || taken.contains(&n.https_port) {
+        return Err(bad(
+            "network.https_port".into(),
+            format!(
+                "{}: the policy servers need a port of their own (not SMTP's, submission's or the recorder's)",
+                n.https_port
+            ),
+        ));
+    }
+    for (i, sys) in s.systems.iter().enumerate() {
+        if sys.mta_sts && !sys.starttls {
+            return Err(bad(
+                format!("systems[{i}].mta_sts"),
+                "MTA-STS requires TLS, and this system has no STARTTLS: set starttls = true".into(),
+            ));
+        }
+        let Some(p) = &sys.mta_sts_policy else { continue };
+        let key = |k: &str| format!("systems[{i}].mta_sts_policy.{k}");
+        if p.id.is_empty() || p.id.len() > 32 || !p.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad(key("id"), format!("{:?}: 1 to 32 letters and digits (RFC 8461 §3.1)", p.id)));
+        }
+        if p.body.is_some() {
+            continue;
+        }
+        if p.max_age > relay::mta_sts::MAX_AGE_LIMIT {
+            return Err(bad(
+                key("max_age"),
+                format!("{}: seconds, at most {} (RFC 8461 §3.2)", p.max_age, relay::mta_sts::MAX_AGE_LIMIT),
+            ));
+        }
+        if let Err(e) = Policy::parse(p.text(&sys.mx_host()).as_bytes()) {
+            return Err(bad(key("mx"), format!("the policy would be invalid: {}", e.message)));
+        }
+    }
+    for (k, a) in s.attacks.iter().enumerate() {
+        if a.policy_fetch.is_none() {
+            continue;
+        }
+        let publishes = s
+            .intercepted_domains(k)
+            .iter()
+            .any(|d| s.systems.iter().any(|sys| sys.domain.eq_ignore_ascii_case(d) && sys.mta_sts_policy.is_some()));
+        if !publishes {
+            return Err(bad(
+                format!("attacks[{k}].policy_fetch"),
+                "none of the attacker's domains publishes an MTA-STS policy (systems[i].mta_sts_policy)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

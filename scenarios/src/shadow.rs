@@ -95,7 +95,7 @@ pub fn run(s: &Scenario, run_dir: &Path, smtplab: Option<&Path>) -> Result<Shado
         } else {
             None
         };
-        relay_args.push(crate::runner::process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), identity.as_ref())?);
+        relay_args.push(crate::relay_args::process_args(s, i, &dir, &run_dir.join("pki/ca.pem"), identity.as_ref())?);
     }
     let sim_dir = run_dir.join("shadow");
     std::fs::create_dir_all(&sim_dir).map_err(ScenarioError::io(sim_dir.display().to_string()))?;

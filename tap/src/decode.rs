@@ -1,8 +1,11 @@
-//! From a captured frame to a TCP segment: link layers, IPv4/IPv6, TCP. Uses etherparse.
+//! From a captured frame to a TCP segment: link layers, IPv4/IPv6, TCP. Plain Ethernet/IPv4/TCP
+//! frames are read in place ([`fast`]); everything else goes through etherparse.
 
 use std::net::IpAddr;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice, VlanSlice};
+
+mod fast;
 
 /// Link types this decoder reads (libpcap's DLT numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +66,8 @@ pub enum Skip {
 pub fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     // Most frames are plain Ethernet/IPv4/TCP: read in place, without etherparse.
     let fast = match link {
-        Link::Ethernet => crate::decode_fast::ethernet_ipv4_tcp(frame),
-        Link::RawIp => crate::decode_fast::ipv4_tcp(frame),
+        Link::Ethernet => fast::ethernet_ipv4_tcp(frame),
+        Link::RawIp => fast::ipv4_tcp(frame),
         _ => None,
     };
     match fast {

@@ -10,7 +10,6 @@
 
 pub mod capture;
 pub mod decode;
-mod decode_fast;
 pub mod defrag;
 pub mod dissect;
 pub mod error;

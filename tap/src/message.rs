@@ -5,9 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mail_parser::{ContentType, MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders};
 use records::{Attachment, TapTransaction};
 use sha2::{Digest, Sha256};
+
+use crate::mime_parts::type_name;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -151,14 +153,6 @@ fn full_parse(bytes: &[u8], tx: &mut TapTransaction) {
             sha256: sha256_hex(p.contents()),
         })
         .collect();
-}
-
-/// A content type as the tap records it: `type/subtype`, or the type alone.
-pub(crate) fn type_name(c: &ContentType<'_>) -> String {
-    match c.subtype() {
-        Some(sub) => format!("{}/{}", c.ctype(), sub),
-        None => c.ctype().to_string(),
-    }
 }
 
 /// The first IPv4 or IPv6 address in a header value (`X-Originating-IP: [1.2.3.4]`).

@@ -389,7 +389,7 @@ impl PartSink {
                 .and_then(|d| d.attribute("filename"))
                 .or_else(|| content_type.and_then(|c| c.attribute("name")))
                 .map(str::to_string),
-            content_type: content_type.map_or_else(|| "application/octet-stream".into(), crate::message::type_name),
+            content_type: content_type.map_or_else(|| "application/octet-stream".into(), type_name),
             size,
             sha256: hex::encode(digest),
         })
@@ -417,6 +417,14 @@ impl Sink for PartSink {
             }
             PartSink::Text(v) => v.clear(),
         }
+    }
+}
+
+/// A content type as the tap records it: `type/subtype`, or the type alone.
+pub(crate) fn type_name(c: &ContentType<'_>) -> String {
+    match c.subtype() {
+        Some(sub) => format!("{}/{}", c.ctype(), sub),
+        None => c.ctype().to_string(),
     }
 }
 
