@@ -40,6 +40,9 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 smtplab="${SMTPLAB:-$target/release/smtplab}"
 mkdir -p "$work"
 
+# shellcheck source=../../scripts/lib.sh
+. "$root/scripts/lib.sh"
+ensure_packages gcc libpcap-dev tshark tcpdump time
 for tool in gcc tshark tcpdump /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
