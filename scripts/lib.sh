@@ -20,6 +20,6 @@ ensure_packages() {
 # What building and running smtplab needs.
 RUNTIME_PACKAGES=(libpcap-dev pkg-config iproute2)
 # What the test suite needs besides: real peers and tools it checks against.
-TEST_PACKAGES=(tshark postfix postfix-mta-sts-resolver swaks libnet-ssleay-perl libio-socket-ssl-perl openssl chromium util-linux slurm-wlm munge unbound)
+TEST_PACKAGES=(python3 tshark postfix postfix-mta-sts-resolver swaks libnet-ssleay-perl libio-socket-ssl-perl openssl chromium util-linux slurm-wlm munge unbound)
 # What building the Shadow simulator needs (scripts/install-shadow; network.backend = "shadow").
 SHADOW_PACKAGES=(cmake make gcc g++ libclang-dev libglib2.0-dev python3 python3-networkx xz-utils util-linux findutils netbase libc6-dbg git)
