@@ -9,7 +9,7 @@ a file is read up to its first `#[cfg(test)]`, lines that start with `//` are dr
 `crate::NAME` left is an import of module NAME. Prints `CRATE N [pairs]` per directory (pairs of
 modules that import each other), then, if there are any, the cycles through more modules (each
 strongly connected group of three or more modules that no pair explains, as a sorted list), and
-exits 1 if any directory has either. The tests `module_graph` of relay, tap and scenarios run it.
+exits 1 if any directory has either. The root package's test `module_graph` runs it on every crate.
 """
 import glob
 import os
