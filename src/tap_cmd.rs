@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use records::{TapRecord, TapSession, TapTransaction};
-use tap::volume::{Volume, shown};
+use records::{TapRecord, TapTransaction};
+use tap::volume::Volume;
 
 /// `smtplab tap` arguments.
 #[derive(clap::Args, Debug)]
@@ -228,9 +228,9 @@ fn table(source: Source) -> Result<tap::ReadSummary> {
         let written = match &r {
             TapRecord::Session(s) => {
                 volume.add(s);
-                writeln!(out, "{}", session_line(s))
+                writeln!(out, "{}", tap::table_lines::session(s))
             }
-            TapRecord::Transaction(t) => writeln!(out, "{}", transaction_line(t)),
+            TapRecord::Transaction(t) => writeln!(out, "{}", tap::table_lines::transaction(t)),
         }
         .and_then(|()| flush_if(live, &mut out));
         match written {
@@ -268,45 +268,6 @@ fn table(source: Source) -> Result<tap::ReadSummary> {
         other => other.context("writing to standard output")?,
     }
     Ok(summary)
-}
-
-fn session_line(s: &TapSession) -> String {
-    let tls = if s.starttls_used {
-        format!("STARTTLS {} {}", s.tls_version.as_deref().unwrap_or("?"), s.tls_cipher.as_deref().unwrap_or(""))
-    } else if s.starttls_offered {
-        "offered, not used".into()
-    } else {
-        "plaintext".into()
-    };
-    format!(
-        "{} {}:{} -> {}:{} helo={} {} bytes {}/{} tx={}{}",
-        s.uid,
-        s.orig_h,
-        s.orig_p,
-        s.resp_h,
-        s.resp_p,
-        s.helo.as_deref().map_or("-".into(), shown),
-        tls.trim_end(),
-        s.orig_bytes,
-        s.resp_bytes,
-        s.transactions,
-        if s.notes.is_empty() { String::new() } else { format!(" [{}]", s.notes.join(",")) }
-    )
-}
-
-fn transaction_line(t: &TapTransaction) -> String {
-    if t.tls {
-        return format!("    #{} (in TLS: envelope and content not visible)", t.trans_depth);
-    }
-    format!(
-        "    #{} {} -> {} subject={:?} bytes={} sha256={}",
-        t.trans_depth,
-        t.mailfrom.as_deref().map_or("-".into(), shown),
-        t.rcptto.iter().map(|r| shown(r)).collect::<Vec<_>>().join(","),
-        t.subject.as_deref().unwrap_or(""),
-        t.message_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
-        t.sha256.as_deref().and_then(|h| h.get(..12)).unwrap_or("-"),
-    )
 }
 
 /// `1 packet`, `2 packets`.

@@ -20,6 +20,7 @@ pub mod pcapwrite;
 mod read_ahead;
 pub mod reassembly;
 pub mod smtp;
+pub mod table_lines;
 pub mod tls;
 mod tls_stream;
 pub mod unstuff;
