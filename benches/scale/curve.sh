@@ -1,7 +1,7 @@
 #!/bin/bash
 # The scaling curve of one machine (BENCHMARKS.md, "Scaling curve"; issue 15): runs
-# benches/scale/scale.toml at other sizes, one point after another, each with the sampling of
-# run-scale.sh (/usr/bin/time -v; the process's VmRSS and the load average once a second), and
+# benches/scale/scale.toml at other sizes, one point after another, each through run-scale.sh
+# (/usr/bin/time -v; the process's VmRSS and the load average once a second), and
 # appends one CSV row per point. Each point's scenario is scale.toml with only
 # `[traffic] messages` and `[population] systems` changed; SYSTEMS counts all systems as
 # BENCHMARKS.md does (scale.toml's 10 providers + its small systems = 200), so SYSTEMS = 50 sets
@@ -94,26 +94,10 @@ for p in "$@"; do
   started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   load_before=$(cut -d' ' -f1 /proc/loadavg)
   echo "$started point $p (population.systems = $small): running" >&2
-  /usr/bin/time -v "$bin" run "$point/scale.toml" --out "$point/runs" > "$point/scale.log" 2> "$point/scale.time" &
-  timer=$!
-  pid=
-  for _ in $(seq 50); do
-    pid=$(pgrep -P "$timer" || true)
-    [ -n "$pid" ] && break
-    sleep 0.1
-  done
-  echo "$pid" > "$point/smtplab.pid"
-  # Ctrl-C goes to smtplab (it stops, keeps its files and exits 130); this script goes on.
-  trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null || true' INT
-  start=$(date +%s.%N)
-  : > "$point/scale.rss"
-  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
-    rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
-    echo "$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.1f", a - b }') ${rss:-0} $(cut -d' ' -f1 /proc/loadavg)" >> "$point/scale.rss"
-    sleep 1
-  done
+  # A handler, not an ignore: an ignored SIGINT would be inherited by smtplab, which must get it.
+  trap ':' INT
   status=0
-  wait "$timer" || status=$?
+  "$here/run-scale.sh" "$bin" "$point" "$point/scale.toml" >&2 || status=$?
   trap - INT
   load_after=$(cut -d' ' -f1 /proc/loadavg)
 
