@@ -228,8 +228,8 @@ impl ServerSession {
     }
 
     /// The codes of the replies put in the output since the last call, in order.
-    pub fn take_reply_codes(&mut self) -> Vec<u16> {
-        mem::take(&mut self.codes)
+    pub fn take_reply_codes(&mut self) -> std::vec::Drain<'_, u16> {
+        self.codes.drain(..)
     }
 
     /// The last EHLO or HELO name the client gave.

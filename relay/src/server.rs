@@ -77,6 +77,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     let end = session.run(tcp).await;
     let unlogged = session.unlogged_replies;
+    // What the client said of itself and what it was offered, read once from the protocol state.
+    let (ehlo_name, starttls_offered) = (session.smtp.ehlo_name().map(str::to_string), session.smtp.starttls_offered());
+    rec.ehlo_name = ehlo_name;
+    rec.starttls_offered = starttls_offered;
     rec.ended_at = crate::now_secs();
     let (outcome, error) = match end {
         End::Closed(Close::Quit) => ("closed", None),
@@ -216,12 +220,6 @@ impl Session<'_> {
                 self.unlogged_replies += 1;
             }
         }
-        if let Some(name) = self.smtp.ehlo_name()
-            && self.rec.ehlo_name.as_deref() != Some(name)
-        {
-            self.rec.ehlo_name = Some(name.to_string());
-        }
-        self.rec.starttls_offered |= self.smtp.starttls_offered();
     }
 
     /// Sends the replies gathered so far. A write that cannot finish within `Timeouts::write`

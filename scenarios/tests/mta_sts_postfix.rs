@@ -11,6 +11,9 @@
 //! attacker in front of beta's MX, Postfix defers ("TLS is required") and the attacker reads
 //! nothing. Needs root (ports 53 and 443, mount namespaces), as CI has.
 
+#[path = "../../relay/tests/common/mod.rs"]
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -78,14 +81,7 @@ impl Peers {
         let peers = Peers { dir: dir.to_path_buf(), daemon };
         peers.wait_listening(SocketAddr::from((Ipv4Addr::LOCALHOST, socketmap)), "mta-sts-daemon");
         peers.write_postfix_config(listen, socketmap, smtp_port);
-        // Postfix's log daemon deadlocks on the kernel's default datagram queue of 10 (see
-        // relay/tests/common's `let_postlog_keep_up`, which this test does not share).
-        let qlen =
-            std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen").ok().and_then(|v| v.trim().parse().ok());
-        if qlen.is_none_or(|q: u32| q < 512) {
-            std::fs::write("/proc/sys/net/unix/max_dgram_qlen", "512")
-                .expect("raise net.unix.max_dgram_qlen to 512 (root needed): Postfix's postlogd can deadlock below it");
-        }
+        common::let_postlog_keep_up();
         let cmd = in_namespace(&resolv, &format!("postfix -c {} start", dir.join("etc").display()));
         // Postfix exits 1 silently when stderr is not a terminal: run it under script(1). Its
         // master daemon stays in the namespace, and so do the smtp processes it starts.

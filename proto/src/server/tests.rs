@@ -280,7 +280,7 @@ fn the_driver_ends_a_session_with_its_reply() {
     assert_eq!(s.poll(), Event::Read(Wait::Content { transfer: 1 }));
     s.abort(Reply::new(421, "4.4.2 Error: timeout exceeded"));
     assert_eq!(s.poll(), Event::Close(Close::Aborted));
-    assert_eq!(s.take_reply_codes(), vec![220, 250, 250, 250, 354, 421]);
+    assert_eq!(s.take_reply_codes().collect::<Vec<_>>(), vec![220, 250, 250, 250, 354, 421]);
     assert!(
         String::from_utf8_lossy(s.output())
             .ends_with("354 End data with <CR><LF>.<CR><LF>\r\n421 4.4.2 Error: timeout exceeded\r\n")
